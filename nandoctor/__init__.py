@@ -1,0 +1,3 @@
+"""nandoctor: a NaN doctor for NumPy neural-network training."""
+
+__version__ = "0.1.0"
