@@ -1,0 +1,161 @@
+"""Renderers for ``nandoctor check`` results: text, json, junit, github, sarif.
+
+Each takes the list of :class:`~nandoctor.check.SpecResult` and returns a string (text returns a
+rich renderable). None of them decides anything.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from nandoctor import __version__
+from nandoctor.check import CAUSE_IDS, WARNING_IDS, SpecResult
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+
+def summary(results: list[SpecResult]) -> str:
+    failed = sum(not r.passed for r in results)
+    invalid = sum(r.status == "invalid" for r in results)
+    tail = f" ({invalid} invalid)" if invalid else ""
+    return f"{len(results) - failed} passed, {failed} failed{tail}"
+
+
+def text(results: list[SpecResult]):
+    t = Table(box=box.SIMPLE)
+    for col in ("spec", "result", "status", "verdict"):
+        t.add_column(col, overflow="fold")
+    for r in results:
+        t.add_row(
+            f"{r.path}:{r.line}",
+            Text("pass", style="green") if r.passed else Text("FAIL", style="bold red"),
+            r.status,
+            r.verdict + (f"  [fails: {', '.join(r.reasons)}]" if r.reasons else ""),
+        )
+    return Group(t, Text(summary(results), style="bold"))
+
+
+def to_json(results: list[SpecResult]) -> str:
+    return json.dumps(
+        {
+            "passed": all(r.passed for r in results),
+            "summary": summary(results),
+            "results": [r.to_json() for r in results],
+        },
+        indent=2,
+    )
+
+
+def junit(results: list[SpecResult]) -> str:
+    suite = ET.Element(
+        "testsuite",
+        name="nandoctor check",
+        tests=str(len(results)),
+        failures=str(sum(not r.passed and r.status != "invalid" for r in results)),
+        errors=str(sum(r.status == "invalid" for r in results)),
+        time=f"{sum(r.seconds for r in results):.3f}",
+    )
+    for r in results:
+        case = ET.SubElement(
+            suite, "testcase", classname="nandoctor", name=r.path, time=f"{r.seconds:.3f}"
+        )
+        if r.passed:
+            continue
+        tag = "error" if r.status == "invalid" else "failure"
+        el = ET.SubElement(case, tag, message=r.verdict, type=",".join(r.reasons))
+        el.text = "\n".join(
+            [f"{r.path}:{r.line}: {r.verdict}"]
+            + [f"{r.path}:{p['line']}:{p['col']}: {p['message']}" for p in r.problems]
+        )
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def _escape_data(s: str) -> str:
+    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_prop(s: str) -> str:
+    return _escape_data(s).replace(":", "%3A").replace(",", "%2C")
+
+
+def github(results: list[SpecResult]) -> str:
+    """GitHub Actions workflow commands: one ``::error`` per failing spec (``::notice`` per pass)."""
+    lines = []
+    for r in results:
+        level = "notice" if r.passed else "error"
+        title = "nandoctor: " + ("passed" if r.passed else ", ".join(r.reasons))
+        lines.append(
+            f"::{level} file={_escape_prop(r.path)},line={r.line},col={r.col},"
+            f"title={_escape_prop(title)}::{_escape_data(r.verdict)}"
+        )
+    return "\n".join(lines)
+
+
+def sarif(results: list[SpecResult]) -> str:
+    rules = [
+        {"id": "nonfinite", "shortDescription": {"text": "a NaN or Inf appeared during training"}},
+        {"id": "invalid", "shortDescription": {"text": "the spec is invalid"}},
+        {
+            "id": "max_final_loss",
+            "shortDescription": {"text": "final loss above check.max_final_loss"},
+        },
+    ] + [{"id": k, "shortDescription": {"text": v}} for k, v in WARNING_IDS.items()]
+    ids = [rule["id"] for rule in rules]
+    out = []
+    for r in results:
+        for reason in r.reasons:
+            out.append(
+                {
+                    "ruleId": reason,
+                    "ruleIndex": ids.index(reason),
+                    "level": "error",
+                    "message": {"text": r.verdict},
+                    "locations": [
+                        {
+                            "physicalLocation": {
+                                "artifactLocation": {"uri": r.path},
+                                "region": {"startLine": r.line, "startColumn": r.col},
+                            }
+                        }
+                    ],
+                }
+            )
+    doc = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "nandoctor",
+                        "version": __version__,
+                        "informationUri": "https://pypi.org/project/nandoctor/",
+                        "rules": rules,
+                    }
+                },
+                "results": out,
+            }
+        ],
+    }
+    return json.dumps(doc, indent=2)
+
+
+def list_causes() -> str:
+    lines = ["causes (cause.id):"]
+    lines += [f"  {k:20} {v}" for k, v in CAUSE_IDS.items()]
+    lines += ["warnings (warnings[].id; usable in check.fail_on):"]
+    lines += [f"  {k:20} {v}" for k, v in WARNING_IDS.items()]
+    lines += ["  nonfinite            (policy id) fail when any NaN or Inf appears (the default)"]
+    return "\n".join(lines)
+
+
+RENDERERS = {"json": to_json, "junit": junit, "github": github, "sarif": sarif}

@@ -1,0 +1,335 @@
+"""The data: synthetic tasks, CSV and NPZ loaders, fault injection and preprocessing.
+
+Shapes: ``x`` is ``(n, features)`` float64. ``y`` is ``(n, outputs)`` float64 for regression and
+binary targets, ``(n,)`` int64 class indices for classification, and ``None`` for ``task: random``.
+
+Every function returns new arrays and never mutates its inputs. Everything is float64 here; the
+trainer casts to the run's dtype afterwards. Nothing here touches NumPy's floating-point error
+state: the caller installs its own ``np.errstate`` to catch the first NaN (CONTRACT section 1,
+``numerics.mode``), so a naive standardize of a zero-variance column divides 0 by 0 in the open.
+
+This module takes plain arguments and does not import the spec module.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+TASKS = ("regression", "classification", "binary", "random")
+PREPROCESS = ("none", "standardize", "minmax")
+MODES = ("naive", "stable")
+
+
+class DataError(Exception):
+    """A data problem the user must fix.
+
+    ``.key`` is the dotted spec key it concerns (e.g. ``'data.path'``), used to cite a line.
+    """
+
+    def __init__(self, message: str, key: str = "data"):
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass
+class Dataset:
+    """Inputs and targets as loaded (before dtype cast and preprocessing).
+
+    ``x: (n, features)`` float64; ``y: (n, outputs)`` float64, ``(n,)`` int64 class indices
+    (classification, with ``n_classes``), or ``None`` (task random).
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None
+    n_classes: int | None = None
+    feature_names: tuple[str, ...] | None = None  # CSV column names of x, when known
+
+
+# ---------------------------------------------------------------- synthetic
+def synthetic(
+    task: str, samples: int, features: int, outputs: int, noise: float, rng: np.random.Generator
+) -> Dataset:
+    """A seeded synthetic task from a random linear teacher; same ``rng`` state, same arrays.
+
+    The recipe, in draw order:
+
+    1. ``x = rng.standard_normal((samples, features))``; for ``random`` stop here (``y = None``).
+    2. ``W_true = rng.standard_normal((features, outputs)) / sqrt(features)``  (N(0, 1/features)).
+    3. ``z = x @ W_true + noise * rng.standard_normal((samples, outputs))``.
+    4. ``regression``: ``y = z``, ``(samples, outputs)`` float64.
+       ``classification``: ``y = argmax(z, axis=1)`` as int64 ``(samples,)``,
+       ``n_classes = outputs``.
+       ``binary``: ``y = (z > 0)`` as float64 ``(samples, outputs)`` of 0.0 / 1.0.
+    """
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; use one of {', '.join(TASKS)}", "data.task")
+    for key, value in (("samples", samples), ("features", features), ("outputs", outputs)):
+        if value < 1:
+            raise DataError(f"{key} must be at least 1, got {value}", f"data.{key}")
+    x = rng.standard_normal((samples, features))
+    if task == "random":
+        return Dataset(x, None)
+    w_true = rng.standard_normal((features, outputs)) / math.sqrt(features)
+    z = x @ w_true + noise * rng.standard_normal((samples, outputs))
+    if task == "classification":
+        return Dataset(x, np.argmax(z, axis=1).astype(np.int64), n_classes=outputs)
+    if task == "binary":
+        return Dataset(x, (z > 0).astype(np.float64))
+    return Dataset(x, z)
+
+
+# ---------------------------------------------------------------- loading helpers
+def _check_file(path: Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(
+            f"data file {str(path)!r} does not exist; check data.path (it is relative to the "
+            "spec file)",
+            "data.path",
+        )
+    if not path.is_file():
+        raise DataError(f"{str(path)!r} is not a file; point data.path at a file", "data.path")
+    return path
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _targets(y: np.ndarray, task: str | None, where: str) -> tuple[np.ndarray | None, int | None]:
+    """Shape targets for ``task``: ``y: (n,) | (n, k)`` -> ``(y, n_classes)``.
+
+    classification: ``(n,)`` int64 class indices (whole numbers >= 0), ``n_classes = max + 1``.
+    random: ``None``. Anything else: float64 ``(n, outputs)`` (a 1-D ``y`` becomes ``(n, 1)``).
+    """
+    if task == "random":
+        return None, None
+    y = np.array(y, dtype=np.float64)
+    if task != "classification":
+        return (y.reshape(-1, 1) if y.ndim == 1 else y), None
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(
+            f"{where}: classification needs one target of class indices (0, 1, 2, ...), "
+            f"got {y.shape[1]} target columns; give a single column of integer labels",
+            "data.target",
+        )
+    bad = ~(np.isfinite(y) & (y >= 0) & (y == np.round(y)))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(
+            f"{where}: classification labels must be whole numbers >= 0 (class indices), but "
+            f"sample {i + 1} has {y[i]!r}; encode the classes as 0, 1, 2, ...",
+            "data.target",
+        )
+    labels = y.astype(np.int64)
+    return labels, int(labels.max()) + 1
+
+
+def _parse(cell: str) -> float:
+    """One CSV cell as a float; an empty cell is NaN (missing data, not an error)."""
+    cell = cell.strip()
+    return math.nan if cell == "" else float(cell)
+
+
+def _looks_numeric(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- csv
+def load_csv(path: Path, target: str | list[str], task: str | None = None) -> Dataset:
+    """Load a CSV with a header row: ``target`` column(s) -> ``y``, the other columns -> ``x``.
+
+    ``x: (n, features)`` float64; ``y`` as in :func:`_targets`. Empty cells and ``nan`` read as
+    NaN (that is data, not an error). Line numbers in errors are the file's (header = line 1).
+    """
+    path = _check_file(path)
+    where = repr(str(path))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            rows = [
+                (reader.line_num, row) for row in reader if len(row) > 1 or "".join(row).strip()
+            ]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(
+            f"cannot read {where} as CSV ({e}); save it as UTF-8 comma-separated text",
+            "data.path",
+        ) from e
+    if not rows:
+        raise DataError(
+            f"{where} is empty; it needs a header row and at least one data row", "data.path"
+        )
+    header = [c.strip() for c in rows[0][1]]
+    if all(_looks_numeric(c) for c in header):
+        raise DataError(
+            f"{where} has no header row (line 1 is numbers: {','.join(header[:5])}); "
+            "add a first line naming the columns",
+            "data.path",
+        )
+    targets = [target] if isinstance(target, str) else list(target)
+    for name in targets:
+        if name not in header:
+            raise DataError(
+                f"target column {name!r} not found in {where}; available columns: "
+                f"{', '.join(header)}{_suggest(name, header)}",
+                "data.target",
+            )
+    if len(set(targets)) == len(header):
+        raise DataError(
+            f"every column of {where} is a target; leave at least one input column",
+            "data.target",
+        )
+    if len(rows) == 1:
+        raise DataError(f"{where} has a header but zero data rows; add data", "data.path")
+    values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
+    for i, (line, row) in enumerate(rows[1:]):
+        if len(row) != len(header):
+            raise DataError(
+                f"{where} line {line} has {len(row)} fields but the header has "
+                f"{len(header)}; every row needs one value per column",
+                "data.path",
+            )
+        for j, cell in enumerate(row):
+            try:
+                values[i, j] = _parse(cell)
+            except ValueError:
+                raise DataError(
+                    f"{where} line {line}, column {header[j]!r}: cannot read {cell!r} as a "
+                    "number; fix the cell (leave it empty for a missing value)",
+                    "data.path",
+                ) from None
+    t_idx = [header.index(name) for name in targets]
+    x_idx = [j for j in range(len(header)) if j not in t_idx]
+    y, n_classes = _targets(values[:, t_idx], task, where)
+    names = tuple(header[j] for j in x_idx)
+    return Dataset(values[:, x_idx], y, n_classes, names)
+
+
+# ---------------------------------------------------------------- npz
+def load_npz(path: Path, task: str | None = None) -> Dataset:
+    """Load an ``.npz`` with arrays ``x: (n, features)`` and ``y: (n,) | (n, outputs)``.
+
+    ``y`` may be absent for ``task='random'`` (it is ignored there).
+    """
+    path = _check_file(path)
+    where = repr(str(path))
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(
+            f"cannot read {where} as .npz ({e}); save it with np.savez(path, x=x, y=y)",
+            "data.path",
+        ) from e
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(
+            f"{where} is a single .npy array, not an .npz archive; save it with "
+            "np.savez(path, x=x, y=y)",
+            "data.path",
+        )
+    with archive:
+        names = list(archive.files)
+        needed = ["x"] if task == "random" else ["x", "y"]
+        missing = [k for k in needed if k not in names]
+        if missing:
+            raise DataError(
+                f"{where} has no array {' or '.join(map(repr, missing))}; it has "
+                f"[{', '.join(names) or 'no arrays'}]; save it with np.savez(path, x=x, y=y)",
+                "data.path",
+            )
+        try:
+            x = archive["x"]
+            y = archive["y"] if "y" in names else None
+        except ValueError as e:  # object arrays need pickle, which we never allow
+            raise DataError(f"cannot read {where}: {e}", "data.path") from e
+    for name, arr in (("x", x), ("y", y)):
+        if arr is not None and arr.dtype.kind not in "biuf":
+            raise DataError(
+                f"{where}: array {name} has dtype {arr.dtype}; it must be numeric",
+                "data.path",
+            )
+    if x.ndim != 2:
+        raise DataError(
+            f"{where}: x must be 2-D (n, features), got shape {x.shape}; use x.reshape(len(x), -1)",
+            "data.path",
+        )
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataError(f"{where}: x has shape {x.shape}, which holds no data", "data.path")
+    if task == "random":
+        return Dataset(x.astype(np.float64), None)
+    if y.ndim not in (1, 2):
+        raise DataError(
+            f"{where}: y must be (n,) or (n, outputs), got shape {y.shape}", "data.path"
+        )
+    if y.shape[0] != x.shape[0]:
+        raise DataError(
+            f"{where}: x has {x.shape[0]} rows but y has {y.shape[0]}; "
+            "they need one target per sample",
+            "data.path",
+        )
+    y, n_classes = _targets(y, task, where)
+    return Dataset(x.astype(np.float64), y, n_classes)
+
+
+# ---------------------------------------------------------------- fault injection
+def scale_and_corrupt(
+    x: np.ndarray, scale: float, nan_fraction: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``x * scale`` with exactly ``round(nan_fraction * x.size)`` entries set to NaN.
+
+    ``x: (n, features)`` -> new float64 array, same shape. The NaN positions are drawn by
+    ``rng.choice(x.size, k, replace=False)``; ``rng`` is not touched when ``k == 0``.
+    """
+    if not 0.0 <= nan_fraction <= 1.0:
+        raise DataError(
+            f"nan_fraction must be between 0 and 1, got {nan_fraction}", "data.nan_fraction"
+        )
+    out = np.array(x, dtype=np.float64) * scale
+    k = round(nan_fraction * out.size)
+    if k:
+        out.flat[rng.choice(out.size, size=k, replace=False)] = np.nan
+    return out
+
+
+# ---------------------------------------------------------------- preprocessing
+def preprocess(x: np.ndarray, method: str, mode: str) -> np.ndarray:
+    """Standardize or min-max scale each column: ``x: (n, features)`` -> new float64 array.
+
+    ``naive`` is the textbook code: ``(x - mean) / std`` and ``(x - min) / (max - min)`` with no
+    guard, so a constant column divides 0 by 0 and yields NaN (the caller's ``np.errstate``
+    decides whether that warns, raises or is recorded). ``stable`` maps constant columns to 0.
+    In both modes column stats use the plain (not nan-aware) functions, so a NaN in the input
+    stays NaN in its column: bad input must stay visible.
+    """
+    if method not in PREPROCESS:
+        raise DataError(
+            f"unknown preprocess {method!r}; use one of {', '.join(PREPROCESS)}", "data.preprocess"
+        )
+    if mode not in MODES:
+        raise DataError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}", "numerics.mode")
+    x = np.array(x, dtype=np.float64)
+    if method == "none":
+        return x
+    if method == "standardize":
+        shift, spread = x.mean(axis=0), x.std(axis=0)
+    else:
+        shift, spread = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
+    if mode == "naive":
+        return (x - shift) / spread
+    constant = (spread == 0) | (x.max(axis=0) == x.min(axis=0))
+    out = (x - shift) / np.where(constant, 1.0, spread)
+    out[:, constant] = 0.0
+    return out
