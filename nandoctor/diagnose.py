@@ -118,8 +118,10 @@ def diagnose(outcome) -> Diagnosis:
         cause = root_cause(outcome)
         contributing = contributing_factors(outcome, cause)
     warnings = find_warnings(outcome) if hist else []
-    if first is not None:
-        warnings = [w for w in warnings if w.id != "loss_not_decreasing"]
+    if first is not None:  # growth and a flat loss are part of the failure's story, not warnings
+        warnings = [
+            w for w in warnings if w.id not in ("loss_not_decreasing", "exploding_gradient")
+        ]
     status = "nonfinite" if first else ("warning" if warnings else "healthy")
     return Diagnosis(
         spec=str(spec.path) if spec.path else "<spec>",

@@ -41,15 +41,11 @@ def norm(a: np.ndarray) -> np.ndarray:
     values are (CONTRACT §5), so an overflowing sum is recomputed scaled by the largest magnitude.
     Call it with floating-point events ignored or muted: its own overflow is bookkeeping.
     """
-    # In a's own dtype (fast; a float32/16 overflow falls through to the scaled path below).
-    if a.shape[0] == 1:  # a single run: one BLAS dot, no temporaries
-        s = float(np.vdot(a, a))
-        if math.isfinite(s):
-            return np.array([math.sqrt(s)])
-    else:
-        s = np.einsum("ij,ij->i", a.reshape(a.shape[0], -1), a.reshape(a.shape[0], -1))
-        if np.isfinite(s).all():
-            return np.sqrt(s, dtype=np.float64)
+    # One BLAS dot per replica in a's own dtype: fast, and the same arithmetic whether a replica
+    # trains alone or beside others. A float32/16 overflow falls through to the scaled path.
+    s = [float(np.vdot(r, r)) for r in a]
+    if all(math.isfinite(v) for v in s):
+        return np.sqrt(s)
     a = a.reshape(a.shape[0], -1).astype(np.float64)
     m = np.abs(a).max(axis=1)
     m[~np.isfinite(m) | (m == 0)] = 1.0
