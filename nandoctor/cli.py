@@ -118,7 +118,9 @@ def main() -> None:
 @click.option(
     "--trace", type=click.Path(dir_okay=False), help="Write the per-step history (.npz or .csv)."
 )
-def run(spec_path, steps, overrides, fmt, trace):
+@click.option("--no-verify", is_flag=True, help="Do not re-run the recommendations to verify them.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes for the re-runs.")
+def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
     """Train SPEC with every step instrumented and print the diagnosis.
 
     Exit 0 when every value stayed finite, 1 when a NaN or Inf appeared, 2 for a bad spec.
@@ -142,6 +144,8 @@ def run(spec_path, steps, overrides, fmt, trace):
     except DataError as e:
         fail_usage(data_error_message(spec, e))
     diagnosis = diagnose(outcome)
+    if diagnosis.status == "nonfinite" and not no_verify:
+        diagnosis.recommendations = verify_with_progress(diagnosis, outcome, jobs, fmt == "text")
     diagnosis.seconds = time.perf_counter() - started
     if trace:
         _write_trace(outcome, trace)
@@ -150,6 +154,21 @@ def run(spec_path, steps, overrides, fmt, trace):
     else:
         print_report(diagnosis, stdout_console())
     sys.exit(1 if diagnosis.status == "nonfinite" else 0)
+
+
+def verify_with_progress(diagnosis, outcome, jobs, show: bool):
+    """Re-run each recommendation (nandoctor.verify) behind a progress bar."""
+    from nandoctor.verify import verify
+
+    with step_progress(len(diagnosis.recommendations), "verifying fixes", show) as advance:
+        count = [0]
+
+        def done(_rid):
+            count[0] += 1
+            if advance:
+                advance(count[0])
+
+        return verify(diagnosis, outcome, jobs=jobs, on_done=done)
 
 
 def _write_trace(outcome, path: str) -> None:
@@ -369,7 +388,6 @@ def fix(spec_path, output, dry_run, overrides, jobs):
     from nandoctor.data import DataError
     from nandoctor.diagnose import diagnose
     from nandoctor.run import train
-    from nandoctor.verify import verify
 
     if not output and not dry_run:
         fail_usage("fix needs -o OUT (where to write the fixed spec) or --dry-run")
@@ -386,15 +404,7 @@ def fix(spec_path, output, dry_run, overrides, jobs):
             f"{spec_path}: nothing to fix: every value stayed finite over {d.steps_run} steps"
         )
         sys.exit(0)
-    with step_progress(len(d.recommendations), "verifying fixes", True) as advance:
-        count = [0]
-
-        def done(_rid):
-            count[0] += 1
-            if advance:
-                advance(count[0])
-
-        recs = verify(d, outcome, jobs=jobs, on_done=done)
+    recs = verify_with_progress(d, outcome, jobs, True)
     seconds = time.perf_counter() - started
     best = next((r for r in recs if r.verified), None)
     if best is None:

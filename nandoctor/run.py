@@ -59,7 +59,7 @@ def train(
     if steps is not None and steps < spec.train.steps:
         spec = spec.with_changes({"train.steps": steps})
     problem = problem or prepare(spec)
-    trainer = Trainer(problem, lrs, instrument=instrument)
+    trainer = Trainer(problem, lrs, instrument=instrument, spec=spec)
     if start is not None:
         trainer.state = start.copy()
     budget = spec.train.steps
@@ -75,13 +75,13 @@ def train(
                 trainer.step()
                 if on_step:
                     on_step(trainer.state.step)
-    outcomes = [_outcome(trainer, problem, r, budget) for r in range(len(trainer.lrs))]
+    outcomes = [_outcome(trainer, spec, problem, r, budget) for r in range(len(trainer.lrs))]
     for o in outcomes:
         o.snapshots = snapshots
     return outcomes
 
 
-def _outcome(trainer: Trainer, problem: Problem, r: int, budget: int) -> Outcome:
+def _outcome(trainer: Trainer, spec, problem: Problem, r: int, budget: int) -> Outcome:
     first = problem.first or trainer.first_nonfinite.get(r)
     steps_run = 0 if problem.first else (first.step if first else trainer.state.step)
     hist = trainer.history.replica(r) if trainer.history is not None else None
@@ -89,7 +89,7 @@ def _outcome(trainer: Trainer, problem: Problem, r: int, budget: int) -> Outcome
         hist = {k: v[:steps_run] for k, v in hist.items()}
     events = list(problem.events.values()) + list(getattr(trainer.watch, "events", {}).values())
     return Outcome(
-        spec=problem.spec,
+        spec=spec,
         learning_rate=float(trainer.lrs[r]),
         steps_budget=budget,
         steps_run=steps_run,

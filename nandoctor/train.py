@@ -46,11 +46,16 @@ class StepResult:
 
 
 class Trainer:
-    """Trains ``problem`` with learning rates ``lrs`` (one replica each)."""
+    """Trains ``problem`` with learning rates ``lrs`` (one replica each).
 
-    def __init__(self, problem: Problem, lrs=None, instrument: bool = True):
-        spec = problem.spec
+    ``spec`` may differ from ``problem.spec`` in its training keys (a replay with another learning
+    rate or clipping); data, init and numerics always come from ``problem``.
+    """
+
+    def __init__(self, problem: Problem, lrs=None, instrument: bool = True, spec=None):
+        spec = spec or problem.spec
         self.p = problem
+        self.spec = spec
         self.t = spec.train
         self.acts = [layer.activation for layer in spec.model.layers]
         self.naive = spec.numerics.mode == "naive"
@@ -97,7 +102,7 @@ class Trainer:
         x = self.p.x[idx]
         y = None if self.p.y is None else self.p.y[idx]
         noise = None
-        if self.p.spec.loss == "random_gradient":
+        if self.spec.loss == "random_gradient":
             noise = s.noise_rng.standard_normal((len(x), self.p.init_params[-1].shape[-1]))
         loss, grads, zs, acts = self.forward_backward(s.params, x, y, noise)
         new, deltas = self.update(grads, step)
@@ -144,7 +149,7 @@ class Trainer:
 
         w.at("loss", None, ("loss", "loss_gradient"), (("z", zs[-1]), ("output", as_[-1])))
         loss, gz = nn.loss_and_grad(
-            self.p.spec.loss, self.acts[-1], zs[-1], as_[-1], y, self.naive, noise
+            self.spec.loss, self.acts[-1], zs[-1], as_[-1], y, self.naive, noise
         )
         w.check(loss, gz)
 
