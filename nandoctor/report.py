@@ -163,7 +163,9 @@ def render(d: Diagnosis):
                 + (f"  ({change})" if change else "")
                 + (f" - {r.evidence}" if r.evidence else "")
             )
-        parts.append(bullets("Recommendations", lines))
+        tried = any(r.verified is not None for r in d.recommendations)
+        title = f"Recommendations (each re-run to verify; {d.seconds:.1f}s in all)" if tried else "Recommendations"
+        parts.append(bullets(title, lines))
     return Group(*parts)
 
 
