@@ -117,7 +117,9 @@ def loss_and_grad(
         # The loss whose gradient with respect to the output is exactly the noise: sum(g * a).
         op("multiply")
         value = (noise * a).sum(axis=(-2, -1))
-        return value, activation_grad(activation, z, a, noise.astype(a.dtype))
+        grad_a = np.empty_like(a)
+        grad_a[...] = noise  # the same noise for every replica: (batch, out) -> (*R, batch, out)
+        return value, activation_grad(activation, z, a, grad_a)
     if loss == "cross_entropy":
         return _cross_entropy(activation, z, a, y, naive)
     if loss == "bce":

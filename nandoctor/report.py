@@ -164,7 +164,11 @@ def render(d: Diagnosis):
                 + (f" - {r.evidence}" if r.evidence else "")
             )
         tried = any(r.verified is not None for r in d.recommendations)
-        title = f"Recommendations (each re-run to verify; {d.seconds:.1f}s in all)" if tried else "Recommendations"
+        title = (
+            f"Recommendations (each re-run to verify; {d.seconds:.1f}s in all)"
+            if tried
+            else "Recommendations"
+        )
         parts.append(bullets(title, lines))
     return Group(*parts)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ from pydantic import (
 
 Activation = Literal["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"]
 Init = Literal["normal", "xavier", "xavier_uniform", "he", "he_uniform", "uniform", "zeros"]
+Source = Literal["synthetic", "csv", "npz"]
+Task = Literal["regression", "classification", "binary", "random"]
+Preprocess = Literal["none", "standardize", "minmax"]
+Loss = Literal["mse", "cross_entropy", "bce", "random_gradient"]
+Dtype = Literal["float64", "float32", "float16"]
+Optimizer = Literal["sgd", "momentum", "rmsprop", "adam"]
+Schedule = Literal["constant", "step", "exponential", "cosine", "warmup"]
 CheckId = Literal[
     "nonfinite",
     "saturation",
@@ -39,30 +47,41 @@ CheckId = Literal[
 RELU_FAMILY = ("relu", "leaky_relu", "elu")
 
 
+def _f(default: Any, doc: str, **constraints: Any) -> Any:
+    """A field with its default, its one-line description and its range (ge, gt, le, lt)."""
+    return Field(default, description=doc, **constraints)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        """YAML 1.1 reads ``1e3`` as a string: an int field takes it when it is a whole number.
+        And ``yes``/``on`` as true: a number field refuses booleans instead of reading 1."""
+        if isinstance(data, dict):
+            for name, info in cls.model_fields.items():
+                v, tp = data.get(name), _unwrap(info.annotation)
+                if tp in (int, float) and isinstance(v, bool):
+                    data = {**data, name: str(v).lower()}
+                elif tp is int and _whole(v) is not None:
+                    data = {**data, name: _whole(v)}
+        return data
+
 
 class DataSpec(_Section):
-    source: Literal["synthetic", "csv", "npz"] = Field(
-        "synthetic", description="Where the data come from."
-    )
-    task: Literal["regression", "classification", "binary", "random"] = Field(
-        "regression", description="Synthetic task; random = N(0,1) inputs and no targets."
-    )
-    samples: int = Field(256, ge=1, description="Synthetic only: number of samples.")
-    features: int = Field(10, ge=1, description="Synthetic only: input features per sample.")
-    outputs: int = Field(5, ge=1, description="Synthetic only: targets (regression) or classes.")
-    noise: float = Field(
-        0.1, ge=0, description="Synthetic only: std of the noise added to targets."
-    )
-    scale: float = Field(1.0, description="Every input feature is multiplied by this (finite).")
-    path: str | None = Field(None, description="csv | npz: the data file, relative to the spec.")
-    target: str | list[str] | None = Field(None, description="csv only: the target column(s).")
-    nan_fraction: float = Field(0.0, ge=0, le=1, description="Fraction of inputs set to NaN.")
-    preprocess: Literal["none", "standardize", "minmax"] = Field(
-        "none", description="Input scaling."
-    )
+    source: Source = _f("synthetic", "Where the data come from.")
+    task: Task = _f("regression", "Synthetic only; random = N(0,1) inputs and no targets.")
+    samples: int = _f(256, "Synthetic only: number of samples.", ge=1)
+    features: int = _f(10, "Synthetic only: input features per sample.", ge=1)
+    outputs: int = _f(5, "Synthetic only: targets (regression) or classes.", ge=1)
+    noise: float = _f(0.1, "Synthetic only: std of the noise added to targets.", ge=0)
+    scale: float = _f(1.0, "Every input feature is multiplied by this (1000 = unscaled data).")
+    path: str | None = _f(None, "csv | npz: the data file, relative to the spec.")
+    target: str | list[str] | None = _f(None, "csv only: the target column, or a list of them.")
+    nan_fraction: float = _f(0.0, "Fault injection: this share of inputs becomes NaN.", ge=0, le=1)
+    preprocess: Preprocess = _f("none", "Input preprocessing.")
 
     @field_validator("target", mode="before")
     @classmethod
@@ -70,19 +89,15 @@ class DataSpec(_Section):
         names = v if isinstance(v, list) else [v]
         if v is None or (names and all(isinstance(n, str | int | float) for n in names)):
             return v if v is None or isinstance(v, str) else [str(n) for n in names]
-        raise ValueError(f"{_show(v)} is not a column name or a non-empty list of column names")
+        raise ValueError(f"expected a column name or a non-empty list of them, got {_show(v)}")
 
 
 class LayerSpec(_Section):
     units: int = Field(ge=1, description="Number of neurons in this layer.")
-    activation: Activation = Field(
-        "linear", description="Activation; softmax on the last layer only."
-    )
-    init: Init | None = Field(
-        None, description="Weight init; default he for relu/leaky_relu/elu, else xavier."
-    )
-    init_scale: float = Field(1.0, gt=0, description="Multiplier applied to the initial weights.")
-    bias: float = Field(0.0, description="Initial value of every bias.")
+    activation: Activation = _f("linear", "Activation; softmax on the last layer only.")
+    init: Init | None = _f(None, "Weight init; default he for relu/leaky_relu/elu, else xavier.")
+    init_scale: float = _f(1.0, "Multiplies the initial weights.", gt=0)
+    bias: float = _f(0.0, "Initial value of every bias.")
 
     @model_validator(mode="after")
     def _default_init(self) -> LayerSpec:
@@ -92,86 +107,62 @@ class LayerSpec(_Section):
 
 
 class ModelSpec(_Section):
-    layers: list[LayerSpec] = Field(
-        min_length=1, description="One entry per weight layer, in order."
-    )
-    weights: str | None = Field(
-        None, description="Optional .npz with W1, b1, W2, b2, ... to start from."
-    )
+    layers: list[LayerSpec] = Field(min_length=1, description="One entry per weight layer.")
+    weights: str | None = _f(None, "Optional .npz with W1, b1, W2, b2, ... to start from.")
 
 
 class NumericsSpec(_Section):
-    dtype: Literal["float64", "float32", "float16"] = Field(
-        "float64", description="Floating-point type."
-    )
-    mode: Literal["stable", "naive"] = Field(
-        "stable", description="naive = textbook formulas, unguarded."
-    )
+    dtype: Dtype = _f("float64", "Floating-point type of every array.")
+    mode: Literal["stable", "naive"] = _f("stable", "naive = textbook formulas, unguarded.")
 
 
 class TrainSpec(_Section):
-    steps: int = Field(500, ge=1, description="Number of optimizer steps.")
-    batch_size: int | Literal["full"] = Field(32, description="Samples per step, or 'full'.")
-    shuffle: bool = Field(True, description="Reshuffle the samples every epoch.")
-    learning_rate: float = Field(0.01, ge=0, description="Base learning rate.")
-    optimizer: Literal["sgd", "momentum", "rmsprop", "adam"] = Field(
-        "sgd", description="Update rule."
-    )
-    momentum: float = Field(0.9, ge=0, description="momentum: the velocity's decay.")
-    beta1: float = Field(0.9, ge=0, lt=1, description="adam: decay of the first moment.")
-    beta2: float = Field(
-        0.999, ge=0, lt=1, description="adam, rmsprop: decay of the second moment."
-    )
-    eps: float = Field(
-        1e-8, ge=0, description="adam, rmsprop: added to the denominator; 0 allowed."
-    )
-    weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradient.")
-    clip_grad_norm: float | None = Field(
-        None, gt=0, description="Bound on the global gradient L2 norm."
-    )
-    clip_grad_value: float | None = Field(None, gt=0, description="Element-wise gradient bound.")
-    schedule: Literal["constant", "step", "exponential", "cosine", "warmup"] = Field(
-        "constant", description="Learning-rate schedule (cosine anneals to 0 over train.steps)."
-    )
-    lr_step_size: int = Field(100, ge=1, description="step/exponential: steps per decay period.")
-    lr_gamma: float = Field(0.1, gt=0, description="step/exponential: decay factor per period.")
-    warmup_steps: int = Field(100, ge=1, description="warmup: steps of linear ramp up to the rate.")
+    """The training loop. The learning rate at step t (from 1) by ``schedule``: constant: lr;
+    step: lr * lr_gamma ** floor((t - 1) / lr_step_size); exponential: lr * lr_gamma ** ((t - 1) /
+    lr_step_size); cosine: anneals lr to 0 over train.steps; warmup: a linear ramp up to lr over
+    warmup_steps, then constant."""
+
+    steps: int = _f(500, "Number of optimizer steps.", ge=1)
+    batch_size: int | Literal["full"] = _f(32, "Samples per step (at least 1), or 'full'.")
+    shuffle: bool = _f(True, "Reshuffle the samples every epoch.")
+    learning_rate: float = _f(0.01, "Base learning rate.", ge=0)
+    optimizer: Optimizer = _f("sgd", "Update rule (as torch.optim).")
+    momentum: float = _f(0.9, "momentum: the velocity's decay.", ge=0)
+    beta1: float = _f(0.9, "adam: decay of the first moment.", ge=0, lt=1)
+    beta2: float = _f(0.999, "adam, rmsprop: decay of the second moment.", ge=0, lt=1)
+    eps: float = _f(1e-8, "adam, rmsprop: added to the denominator; 0 allowed.", ge=0)
+    weight_decay: float = _f(0.0, "L2 penalty added to the gradient.", ge=0)
+    clip_grad_norm: float | None = _f(None, "Bound on the global gradient L2 norm.", gt=0)
+    clip_grad_value: float | None = _f(None, "Element-wise gradient bound.", gt=0)
+    schedule: Schedule = _f("constant", "Learning-rate schedule; cosine anneals to 0 by the end.")
+    lr_step_size: int = _f(100, "step/exponential: steps per factor of lr_gamma.", ge=1)
+    lr_gamma: float = _f(0.1, "step/exponential: the decay factor per lr_step_size steps.", gt=0)
+    warmup_steps: int = _f(100, "warmup: steps of the linear ramp up to the rate.", ge=1)
 
     @field_validator("batch_size", mode="before")
     @classmethod
     def _batch_size(cls, v: Any) -> Any:
         if isinstance(v, str) and v.strip().lower() == "full":
             return "full"
-        try:
-            n = int(v) if not isinstance(v, bool) and float(v) == int(float(v)) else None
-        except (TypeError, ValueError, OverflowError):
-            n = None
+        n = v if isinstance(v, int) and not isinstance(v, bool) else _whole(v)
         if n is None or n < 1:
-            raise ValueError(
-                f"{_show(v)} is not valid (allowed: a whole number at least 1, or 'full')"
-            )
+            raise ValueError(f"expected a whole number at least 1 or 'full', got {_show(v)}")
         return n
 
 
 class CheckSpec(_Section):
-    fail_on: list[CheckId] = Field(["nonfinite"], description="What `nandoctor check` fails on.")
-    max_final_loss: float | None = Field(
-        None, description="Fail when the final loss is above this."
-    )
+    fail_on: list[CheckId] = _f(["nonfinite"], "What `nandoctor check` fails on.")
+    max_final_loss: float | None = _f(None, "Fail when the final loss is above this.")
 
 
 class Spec(_Section):
     """One training run. Load with :func:`load_spec`; the path attributes come from the file."""
 
-    name: str | None = Field(None, description="Name of the run; defaults to the file's stem.")
-    seed: int = Field(
-        0, ge=0, description="One seed for every random choice (init, data, batches)."
-    )
+    name: str | None = _f(None, "Name of the run; defaults to the file's stem.")
+    seed: int = _f(0, "One seed for every random choice (init, data, batches).", ge=0)
     data: DataSpec = Field(default_factory=DataSpec, description="The training data.")
     model: ModelSpec = Field(description="The dense feed-forward network.")
-    loss: Literal["mse", "cross_entropy", "bce", "random_gradient"] = Field(
-        "mse", description="Loss."
-    )
+    loss: Loss = _f("mse", "The loss; random_gradient = N(0,1) noise as the output gradient.")
     numerics: NumericsSpec = Field(default_factory=NumericsSpec, description="dtype and formulas.")
     train: TrainSpec = Field(default_factory=TrainSpec, description="The training loop.")
     check: CheckSpec = Field(default_factory=CheckSpec, description="Policy for `nandoctor check`.")
@@ -224,11 +215,8 @@ class Problem:
     def __str__(self) -> str:
         if self.override:
             return f"--set {self.override}: {self.message.removeprefix(self.key + ': ')}"
-        return (
-            f"{self.file}:{self.line}:{self.col}: {self.message}"
-            if self.line
-            else f"{self.file}: {self.message}"
-        )
+        where = f"{self.file}:{self.line}:{self.col}" if self.line else self.file
+        return f"{where}: {self.message}"
 
 
 class SpecError(Exception):
@@ -317,7 +305,7 @@ def _read_yaml(path: Path, origin: _Origin) -> tuple[dict, list[Problem]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise fail("file not found") from None
+        raise fail("no such file") from None
     except UnicodeDecodeError:
         raise fail("not a UTF-8 text file") from None
     except OSError as e:
@@ -326,25 +314,23 @@ def _read_yaml(path: Path, origin: _Origin) -> tuple[dict, list[Problem]]:
     try:
         node = loader.get_single_node()
         if node is None:
-            raise fail("the file is empty; a spec needs at least model.layers", 1, 1)
+            raise fail("the file is empty; a spec needs at least model.layers")
+        origin.positions[""] = (1, 1, 1, 1)
         dups = _walk(node, "", origin.positions, set())
         raw = loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = "YAML" if isinstance(e, yaml.constructor.ConstructorError) else "YAML syntax"
         context = f" ({e.context})" if e.context else ""
-        raise fail(f"YAML syntax error: {e.problem}{context}", *where) from None
+        raise fail(f"{what} error: {e.problem}{context}", *where) from None
     except (yaml.YAMLError, RecursionError) as e:
-        raise fail(f"cannot read the YAML: {e}", 1, 1) from None
+        raise fail(f"cannot read the YAML: {e}") from None
     finally:
         loader.dispose()
     if not isinstance(raw, dict):
-        raise fail(
-            f"the top level must be a mapping of keys (data, model, ...), not {_show(raw)}", 1, 1
-        )
-    return raw, [
-        origin.problem(k, "duplicate key; only one value may be given", True) for k in dups
-    ]
+        raise fail(f"the top level must be a mapping (data:, model:, ...), not {_show(raw)}")
+    return raw, [origin.problem(k, "duplicate key; give each key once", True) for k in dups]
 
 
 def _walk(node: yaml.Node, path: str, pos: dict, seen: set) -> list[str]:
@@ -362,12 +348,8 @@ def _walk(node: yaml.Node, path: str, pos: dict, seen: set) -> list[str]:
             if sub in keys:
                 dups.append(sub)
             keys.add(sub)
-            pos[sub] = (
-                k.start_mark.line + 1,
-                k.start_mark.column + 1,
-                v.start_mark.line + 1,
-                v.start_mark.column + 1,
-            )
+            km, vm = k.start_mark, v.start_mark
+            pos[sub] = (km.line + 1, km.column + 1, vm.line + 1, vm.column + 1)
             dups += _walk(v, sub, pos, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
@@ -381,28 +363,16 @@ def _apply(raw: dict, key: str, value: Any, item: str, origin: _Origin) -> Probl
     """Set dotted ``key`` in ``raw``; a Problem when the key is not in the schema or cannot be set."""
     origin.overrides[key] = item
     parts = key.split(".")
-    tp: Any = Spec
-    for i, part in enumerate(parts):
-        here = ".".join(parts[:i])
-        if get_origin(tp) is list:
-            if not part.isdigit():
-                return origin.problem(key, f"{here} is a list; address an entry as {here}.0")
-            tp = _unwrap(get_args(tp)[0])
-        elif isinstance(tp, type) and issubclass(tp, BaseModel):
-            if part not in tp.model_fields:
-                what = "unknown key" if i == len(parts) - 1 else f"unknown key {part!r}"
-                return origin.problem(key, what + _suggest(part, list(tp.model_fields), "keys"))
-            tp = _unwrap(tp.model_fields[part].annotation)
-        else:
-            return origin.problem(key, f"{here} is a value, not a mapping")
+    try:
+        _schema_at(parts)
+    except ValueError as e:
+        return origin.problem(key, str(e))
     cur: Any = raw
     for i, part in enumerate(parts):
         here = ".".join(parts[:i]) or "the spec"
         if isinstance(cur, list):
             if int(part) >= len(cur):
-                return origin.problem(
-                    key, f"{here} has {len(cur)} entries; there is no entry {part}"
-                )
+                return origin.problem(key, f"{here} has {len(cur)} entries, no entry {part}")
             part = int(part)
         elif not isinstance(cur, dict):
             return origin.problem(key, f"{here} is not a mapping in the spec")
@@ -435,73 +405,45 @@ def _build(raw: dict, origin: _Origin, problems: list[Problem]) -> Spec:
 
 def _cross_checks(s: Spec) -> list[tuple[str, str]]:
     """Rules between keys, as (dotted key at fault, message)."""
-    out = []
-    layers, d = s.model.layers, s.data
-    last = f"model.layers.{len(layers) - 1}"
+    out: list[tuple[str, str]] = []
+    layers, d, loss = s.model.layers, s.data, s.loss
+    n, last, act = len(layers), f"model.layers.{len(layers) - 1}", layers[-1].activation
     for i, layer in enumerate(layers[:-1]):
         if layer.activation == "softmax":
-            out.append(
-                (
-                    f"model.layers.{i}.activation",
-                    f"softmax is allowed on the last layer only (this is layer {i + 1} of {len(layers)})",
-                )
-            )
-    act = layers[-1].activation
-    need = {"cross_entropy": "softmax", "bce": "sigmoid"}.get(s.loss)
+            msg = f"softmax is allowed on the last layer only (this is layer {i + 1} of {n})"
+            out.append((f"model.layers.{i}.activation", msg))
+    need = {"cross_entropy": "softmax", "bce": "sigmoid"}.get(loss)
     if need and act not in (need, "linear"):
-        out.append(
-            (
-                f"{last}.activation",
-                f"loss {s.loss} needs the last layer's activation to be {need} or linear (logits), not {act}",
-            )
-        )
-    if d.task == "random" and s.loss != "random_gradient":
-        out.append(
-            (
-                "loss",
-                f"data.task random has no targets, so the loss must be random_gradient, not {s.loss}",
-            )
-        )
+        msg = f"loss {loss} needs the last layer's activation {need} or linear (logits), not {act}"
+        out.append((f"{last}.activation", msg))
+    if d.task == "random" and loss != "random_gradient":
+        msg = f"data.task random has no targets: the loss must be random_gradient, not {loss}"
+        out.append(("loss", msg))
     if d.source == "synthetic":
-        want = {"cross_entropy": "classification", "bce": "binary"}.get(s.loss)
+        want = {"cross_entropy": "classification", "bce": "binary"}.get(loss)
         if want and d.task != want:
-            out.append(("data.task", f"loss {s.loss} needs task {want}, not {d.task}"))
-        if s.loss != "random_gradient" and layers[-1].units != d.outputs:
-            out.append(
-                (
-                    f"{last}.units",
-                    f"the last layer has {layers[-1].units} units but data.outputs is {d.outputs}; they must be equal",
-                )
-            )
+            out.append(("data.task", f"loss {loss} needs task {want}, not {d.task}"))
+        if loss != "random_gradient" and layers[-1].units != d.outputs:
+            msg = f"the last layer has {layers[-1].units} units but data.outputs is {d.outputs}"
+            out.append((f"{last}.units", msg + "; they must be equal"))
     else:
         if not d.path:
-            out.append(("data.path", f"source {d.source} needs a path to the data file"))
+            out.append(("data.path", f"source {d.source} needs the path of the data file"))
         if d.source == "csv" and not d.target:
-            out.append(
-                (
-                    "data.target",
-                    "source csv needs the name of the target column (or a list of names)",
-                )
-            )
+            out.append(("data.target", "source csv needs the target column's name (or a list)"))
     return out
 
 
-_NOUNS = {
-    "int": "a whole number",
-    "float": "a number",
-    "bool": "true or false",
-    "string": "a string",
-}
-_NOUNS |= {"list": "a list", "model": "a mapping of keys", "model_attributes": "a mapping of keys"}
-_NOUNS |= {"dict": "a mapping of keys"}
+_NOUNS = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+_NOUNS |= {"string": "a string", "list": "a list", "model": "a mapping", "dict": "a mapping"}
 _RANGE = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 
 
 def _explain(err: dict) -> tuple[str, str, bool]:
     """A pydantic error as (dotted key, plain message, located at the key rather than the value)."""
     loc = [str(p) for p in err["loc"]]
-    key, kind, value = ".".join(loc), err["type"], err.get("input")
-    if kind == "extra_forbidden":
+    key, kind, got = ".".join(loc), err["type"], _show(err.get("input"))
+    if kind in ("extra_forbidden", "invalid_key"):
         fields = list(getattr(_type_at(loc[:-1]), "model_fields", {}))
         return key, "unknown key" + _suggest(loc[-1], fields, "keys"), True
     if kind == "missing":
@@ -509,57 +451,63 @@ def _explain(err: dict) -> tuple[str, str, bool]:
         return key, "required key missing" + (f" ({info.description})" if info else ""), False
     if kind == "literal_error":
         choices = [str(c) for c in get_args(_type_at(loc))]
-        return (
-            key,
-            f"{_show(value)} is not one of {', '.join(choices)}" + _suggest(str(value), choices),
-            False,
-        )
+        word = str(err.get("input"))
+        return key, f"{got} is not one of {', '.join(choices)}{_suggest(word, choices)}", False
     if kind == "finite_number":
-        return key, f"{_show(value)} is not a finite number", False
+        return key, f"{got} is not a finite number", False
     if kind in _RANGE:
-        return key, f"{_show(value)} is out of range{_allowed(loc)}", False
+        return key, f"{got} is out of range; expected {_expected(loc)}", False
     if kind == "too_short":
         return key, f"needs at least {err['ctx']['min_length']} entry", False
     noun = next((n for prefix, n in _NOUNS.items() if kind.startswith(prefix + "_")), None)
     if noun:
-        return key, f"{_show(value)} is not {noun}{_allowed(loc)}", False
+        return key, f"expected {_expected(loc) or noun}, got {got}", False
     return key, err["msg"].removeprefix("Value error, "), False
 
 
-def _allowed(loc: list[str]) -> str:
-    """The allowed values of the field at ``loc`` in words: ' (allowed: a number at least 0)'."""
+def _expected(loc: list[str]) -> str:
+    """The allowed values of the field at ``loc`` in words: 'a number at least 0, or null'."""
     info = _field_at(loc)
-    if info is None:
+    tp = _unwrap(info.annotation) if info else None
+    noun = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+    if tp not in noun:
         return ""
-    tp = _unwrap(info.annotation)
-    noun = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}.get(
-        tp
-    )
-    if noun is None:
-        return ""
-    bounds = {
-        a: getattr(m, a) for m in info.metadata for a in ("ge", "gt", "le", "lt") if hasattr(m, a)
-    }
     words = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "less than"}
-    if "ge" in bounds and "le" in bounds:
-        noun += f" from {bounds['ge']} to {bounds['le']}"
-    elif bounds:
-        noun += " " + " and ".join(f"{words[a]} {b}" for a, b in bounds.items())
-    nullable = _unwrap(info.annotation) is not info.annotation
-    return f" (allowed: {noun}{', or null' if nullable else ''})"
+    limits = {a: getattr(m, a) for m in info.metadata for a in words if hasattr(m, a)}
+    if "ge" in limits and "le" in limits:
+        text = f"{noun[tp]} from {limits['ge']} to {limits['le']}"
+    else:
+        text = " and ".join([noun[tp]] + [f"{words[a]} {b}" for a, b in limits.items()])
+        text = text.replace(" and ", " ", 1)
+    return text + (" (or null)" if tp is not info.annotation else "")
+
+
+def _schema_at(parts: list[str]) -> Any:
+    """The schema type at a dotted path (an index steps into a list's item type); ValueError
+    naming the first part that is not in the schema."""
+    tp: Any = Spec
+    for i, part in enumerate(parts):
+        here = ".".join(parts[:i])
+        if get_origin(tp) is list:
+            if not part.isdigit():
+                raise ValueError(f"{here} is a list; address an entry as {here}.0")
+            tp = get_args(tp)[0]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel):
+            if part not in tp.model_fields:
+                what = "unknown key" if i == len(parts) - 1 else f"unknown key {part!r}"
+                raise ValueError(what + _suggest(part, list(tp.model_fields), "keys"))
+            tp = tp.model_fields[part].annotation
+        else:
+            raise ValueError(f"{here} is a single value, it has no keys")
+        tp = _unwrap(tp)
+    return tp
 
 
 def _type_at(loc: list[str]) -> Any:
-    """The schema type at a pydantic location (list indices step into the item type)."""
-    tp: Any = Spec
-    for part in loc:
-        if get_origin(tp) is list:
-            tp = _unwrap(get_args(tp)[0])
-        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
-            tp = _unwrap(tp.model_fields[part].annotation)
-        else:
-            return None
-    return tp
+    try:
+        return _schema_at(loc)
+    except ValueError:
+        return None
 
 
 def _field_at(loc: list[str]) -> Any:
@@ -577,10 +525,27 @@ def _unwrap(tp: Any) -> Any:
 
 
 def _suggest(word: str, choices: list[str], what: str = "") -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
+    """'; did you mean X?' for the closest choice (ties go to the nearest number: float8 ->
+    float16), else the valid choices when ``what`` names them."""
+
+    def score(c: str) -> tuple[float, int]:
+        a, b = re.sub(r"\D", "", word), re.sub(r"\D", "", c)
+        distance = abs(int(a) - int(b)) if a and b else 0
+        return difflib.SequenceMatcher(None, word, c).ratio(), -distance
+
+    best = max(choices, key=score, default=None)
+    if best is not None and score(best)[0] >= 0.7:
+        return f"; did you mean {best!r}?"
     return f"; valid {what}: {', '.join(choices)}" if what else ""
+
+
+def _whole(value: Any) -> int | None:
+    """``"1e3"`` -> 1000; None for anything that is not a string holding a whole number."""
+    try:
+        number = float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return int(number) if number is not None and number.is_integer() else None
 
 
 def _show(value: Any) -> str:
