@@ -8,9 +8,14 @@ Specs run in worker processes; results come back in input order, identical to a 
 from __future__ import annotations
 
 import glob
+import multiprocessing
 import os
+import re
+import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +57,8 @@ CONTRIBUTOR_BLAME = {
     "naive_division": "numerics.mode",
     "zero_eps": "train.eps",
 }
+# Findings about one layer point at that layer's entry in model.layers.
+LAYER_BLAME = {"saturation", "vanishing_gradient"}
 
 
 @dataclass
@@ -59,8 +66,8 @@ class SpecResult:
     path: str
     passed: bool
     verdict: str  # one line: what happened
-    status: str  # nonfinite | warning | healthy | invalid
-    reasons: list[str] = field(default_factory=list)  # policy ids that failed
+    status: str  # nonfinite | warning | healthy | invalid | error (a crash of nandoctor's own)
+    reasons: list[str] = field(default_factory=list)  # policy ids that failed (or invalid, error)
     cause: str | None = None
     first_nonfinite: dict | None = None
     line: int = 1  # the spec line most responsible
@@ -74,42 +81,69 @@ class SpecResult:
         return dict(self.__dict__)
 
 
-def collect(paths: tuple[str, ...]) -> list[str]:
-    """Files as given; folders -> every *.yaml/*.yml below, sorted; globs expanded. No repeats."""
-    out: list[str] = []
+def collect(paths: tuple[str, ...] | list[str]) -> list[str]:
+    """Files as given; folders -> every *.yaml/*.yml below, sorted; globs expanded. No repeats.
+
+    A glob's matches are taken like the paths themselves (a matched folder is searched). Paths are
+    normalised (``./a//b.yaml`` -> ``a/b.yaml``) so the same file named twice is checked once.
+    """
+    out: dict[str, None] = {}
     for p in paths:
-        if any(ch in p for ch in "*?["):
-            found = sorted(glob.glob(p, recursive=True))
-        elif Path(p).is_dir():
-            found = sorted(
-                str(f) for f in Path(p).rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()
-            )
+        if not Path(p).exists() and any(ch in p for ch in "*?["):
+            found = [f for g in sorted(glob.glob(p, recursive=True)) for f in _expand(g)]
         else:
-            found = [p]
-        out += [f for f in found if f not in out]
-    return out
+            found = _expand(p)
+        out.update(dict.fromkeys(os.path.normpath(f) for f in found))
+    return list(out)
 
 
-def check_one(args) -> SpecResult:
+def _expand(p: str) -> list[str]:
+    if not Path(p).is_dir():
+        return [p]
+    return sorted(
+        str(f) for f in Path(p).rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()
+    )
+
+
+def check_one(args: tuple[str, int | None, list[str] | None]) -> SpecResult:
+    """Load, run and judge one spec; never raises (an invalid spec or a crash is a result)."""
+    import nandoctor.run  # noqa: F401  (imported before the clock starts)
+
     path, steps, fail_on = args
-    import time
+    started = time.perf_counter()
+    try:
+        return _check(path, steps, fail_on, started)
+    except Exception as e:  # a bug of ours must not stop the other specs
+        return SpecResult(
+            path=path,
+            passed=False,
+            verdict=f"internal error: {type(e).__name__}: {e}",
+            status="error",
+            reasons=["error"],
+            seconds=round(time.perf_counter() - started, 3),
+        )
 
+
+def _check(path: str, steps: int | None, fail_on: list[str] | None, started: float) -> SpecResult:
     from nandoctor.data import DataError
     from nandoctor.diagnose import diagnose
     from nandoctor.run import train
     from nandoctor.spec import SpecError, load_spec
 
-    started = time.perf_counter()
+    def seconds() -> float:
+        return round(time.perf_counter() - started, 3)
+
     try:
         spec = load_spec(path)
         if steps is not None and steps < spec.train.steps:
             spec = spec.with_changes({"train.steps": steps})
     except SpecError as e:
         first = e.problems[0] if e.problems else None
+        more = f" (and {len(e.problems) - 1} more)" if len(e.problems) > 1 else ""
         return SpecResult(
             path=path,
             passed=False,
-            verdict=f"invalid spec: {first.message if first else e}",
+            verdict=f"invalid spec: {first.message if first else e}{more}",
             status="invalid",
             reasons=["invalid"],
             line=max(first.line, 1) if first else 1,
@@ -118,11 +152,12 @@ def check_one(args) -> SpecResult:
                 {"line": p.line, "col": p.col, "message": p.message, "key": p.key}
                 for p in e.problems
             ],
+            seconds=seconds(),
         )
     try:
         outcome = train(spec)[0]
     except DataError as e:
-        line = spec.line_of(e.key) or 1
+        line, col = _position(spec, e.key)
         return SpecResult(
             path=path,
             passed=False,
@@ -130,7 +165,9 @@ def check_one(args) -> SpecResult:
             status="invalid",
             reasons=["invalid"],
             line=line,
-            problems=[{"line": line, "col": 1, "message": str(e), "key": e.key}],
+            col=col,
+            problems=[{"line": line, "col": col, "message": f"{e.key}: {e}", "key": e.key}],
+            seconds=seconds(),
         )
     d = diagnose(outcome)
     policy = set(fail_on) if fail_on is not None else set(spec.check.fail_on)
@@ -145,29 +182,33 @@ def check_one(args) -> SpecResult:
         and (d.loss_final is None or d.loss_final > limit)
     ):
         reasons.append("max_final_loss")
-    verdict = _verdict(d, limit)
-    blame = _blame_key(d, reasons)
+    blame = _blame_key(spec, d, reasons)
+    line, col = _position(spec, blame) if blame else (1, 1)
     return SpecResult(
         path=path,
         passed=not reasons,
-        verdict=verdict,
+        verdict=_verdict(d, limit),
         status=d.status,
         reasons=reasons,
         cause=d.cause.id if d.cause else None,
         first_nonfinite=d.first.to_json() if d.first else None,
-        line=spec.line_of(blame) or 1 if blame else 1,
+        line=line,
+        col=col,
         final_loss=d.loss_final,
         steps_run=d.steps_run,
-        seconds=round(time.perf_counter() - started, 3),
+        seconds=seconds(),
     )
 
 
 def _verdict(d, limit) -> str:
     if d.status == "nonfinite":
         f = d.first
-        where = f"step {f.step}, " if f.step else ""
-        layer = f" layer {f.layer}" if f.layer else ""
-        return f"{f.value} at {where}{f.phase}{layer} {f.tensor} (op {f.op}); cause {d.cause.id}"
+        where = [f"at step {f.step} in" if f.step else "in", f.phase]
+        if f.layer:
+            where.append(f"layer {f.layer}")
+        if f.tensor != f.phase:
+            where.append(f.tensor)
+        return f"{f.value} {' '.join(where)} (op {f.op}); cause {d.cause.id}"
     text = f"finite over {d.steps_run} steps, final loss {fmt(d.loss_final)}"
     if d.warnings:
         text += f"; warnings: {', '.join(dict.fromkeys(w.id for w in d.warnings))}"
@@ -176,17 +217,49 @@ def _verdict(d, limit) -> str:
     return text
 
 
-def _blame_key(d, reasons: list[str]) -> str | None:
+def _blame_key(spec, d, reasons: list[str]) -> str | None:
     """The spec key an annotation should point at: a contributing setting, else the cause's key."""
     if "nonfinite" in reasons and d.cause:
         for c in d.contributing:
             if c.id in CONTRIBUTOR_BLAME:
                 return CONTRIBUTOR_BLAME[c.id]
-        return BLAME.get(d.cause.id)
+        if d.cause.id == "bad_input":
+            if d.first.phase == "preprocess":
+                return "data.preprocess"
+            if spec.data.nan_fraction > 0:
+                return "data.nan_fraction"
+            return "data" if spec.data.source == "synthetic" else "data.path"
+        return _layer_key(d.cause) or BLAME.get(d.cause.id)
     for r in reasons:
+        warning = next((w for w in d.warnings if w.id == r), None)
+        if r in LAYER_BLAME and warning is not None and _layer_key(warning):
+            return _layer_key(warning)
         if r in BLAME:
             return BLAME[r]
     return None
+
+
+def _layer_key(finding) -> str | None:
+    """``model.layers.<i>`` for a saturation or vanishing-gradient finding about layer i+1."""
+    if finding.id in LAYER_BLAME and finding.layer:
+        return f"model.layers.{finding.layer - 1}"
+    return None
+
+
+def _position(spec, key: str) -> tuple[int, int]:
+    """(line, col) of ``key`` (or its nearest parent) in the spec's file; (1, 1) if unknown."""
+    line = spec.line_of(key)
+    if not line:
+        return 1, 1
+    try:
+        text = Path(spec.path).read_text(encoding="utf-8").splitlines()[line - 1]
+    except (OSError, IndexError, TypeError, UnicodeDecodeError):
+        return line, 1
+    for part in reversed(key.split(".")):
+        m = re.search(rf"(?<![\w-]){re.escape(part)}\s*:", text)
+        if m:
+            return line, m.start() + 1
+    return line, len(text) - len(text.lstrip(" -")) + 1
 
 
 def run_checks(
@@ -196,22 +269,98 @@ def run_checks(
     jobs: int | None = None,
     on_done: Callable[[SpecResult], None] | None = None,
 ) -> list[SpecResult]:
-    """Check every spec in ``paths``, in parallel when ``jobs`` > 1; results in input order."""
-    items = [(p, steps, fail_on) for p in paths]
-    jobs = jobs or os.cpu_count() or 1
-    results: list[SpecResult] = []
-    if jobs <= 1 or len(items) <= 1:
-        for item in items:
-            results.append(check_one(item))
-            if on_done:
-                on_done(results[-1])
-        return results
-    import multiprocessing
+    """Check every spec in ``paths``, in parallel when ``jobs`` > 1; results in input order.
 
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(items)), mp_context=ctx) as pool:
-        for r in pool.map(check_one, items):
-            results.append(r)
-            if on_done:
-                on_done(r)
+    ``jobs`` defaults to the cores this process may use. BLAS runs single-threaded meanwhile, in
+    the workers and in a serial run alike: the specs are the parallelism (a BLAS thread pool on
+    these small matrices is slower than one thread, and several pools oversubscribe the cores),
+    and every spec then computes exactly the same numbers whatever ``jobs`` is.
+    """
+    items = [(p, steps, fail_on) for p in paths]
+    jobs = min(jobs or available_cores(), len(items))
+    results: list[SpecResult] = []
+    with single_threaded_blas():
+        if jobs <= 1:
+            for item in items:
+                results.append(check_one(item))
+                if on_done:
+                    on_done(results[-1])
+            return results
+        # fork (Linux): workers start at once with everything imported; elsewhere fork is
+        # unsafe (macOS) or missing (Windows), and spawned workers import afresh.
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=ctx, initializer=_limit_blas_threads
+        ) as pool:
+            for r in pool.map(check_one, items):
+                results.append(r)
+                if on_done:
+                    on_done(r)
     return results
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+# BLAS thread control without a dependency: the environment for processes that load BLAS later
+# (spawned workers), and OpenBLAS's own setter for the copy this process has loaded already.
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_OPENBLAS_SETTERS = (
+    "scipy_openblas_set_num_threads64_",
+    "scipy_openblas_set_num_threads",
+    "openblas_set_num_threads64_",
+    "openblas_set_num_threads",
+)
+_OPENBLAS_GETTERS = tuple(s.replace("set_", "get_") for s in _OPENBLAS_SETTERS)
+
+
+def _openblas() -> tuple[Callable[[int], None], Callable[[], int]] | None:
+    """(set, get) of the number of OpenBLAS threads of this process, or None if not found."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:  # Linux: the shared libraries loaded
+            libs = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    except OSError:
+        return None
+    for lib in sorted(libs):
+        try:
+            handle = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for setter, getter in zip(_OPENBLAS_SETTERS, _OPENBLAS_GETTERS, strict=True):
+            if hasattr(handle, setter) and hasattr(handle, getter):
+                return getattr(handle, setter), getattr(handle, getter)
+    return None
+
+
+def _limit_blas_threads() -> None:
+    for var in _BLAS_ENV:
+        os.environ[var] = "1"
+    found = _openblas()
+    if found:
+        found[0](1)
+
+
+@contextmanager
+def single_threaded_blas():
+    """Run the body with one BLAS thread (OpenBLAS, and the env for new processes); restore."""
+    saved_env = {var: os.environ.get(var) for var in _BLAS_ENV}
+    found = _openblas()
+    saved_threads = found[1]() if found else None
+    try:
+        _limit_blas_threads()
+        yield
+    finally:
+        for var, value in saved_env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        if found and saved_threads:
+            found[0](saved_threads)

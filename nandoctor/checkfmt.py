@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
+from urllib.parse import quote
 
 from rich import box
 from rich.console import Group
@@ -20,11 +22,19 @@ from nandoctor.check import CAUSE_IDS, WARNING_IDS, SpecResult
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
+ERRORS = ("invalid", "error")  # statuses that are JUnit errors rather than failures
+
+
 def summary(results: list[SpecResult]) -> str:
     failed = sum(not r.passed for r in results)
-    invalid = sum(r.status == "invalid" for r in results)
-    tail = f" ({invalid} invalid)" if invalid else ""
+    counts = [f"{n} {s}" for s in ERRORS if (n := sum(r.status == s for r in results))]
+    tail = f" ({', '.join(counts)})" if counts else ""
     return f"{len(results) - failed} passed, {failed} failed{tail}"
+
+
+def location(r: SpecResult) -> str:
+    """``path:line:col`` of the spec line most responsible (yamllint's parsable format)."""
+    return f"{r.path}:{r.line}:{r.col}"
 
 
 def text(results: list[SpecResult]):
@@ -33,7 +43,7 @@ def text(results: list[SpecResult]):
         t.add_column(col, overflow="fold")
     for r in results:
         t.add_row(
-            f"{r.path}:{r.line}",
+            r.path if r.passed else f"{r.path}:{r.line}",
             Text("pass", style="green") if r.passed else Text("FAIL", style="bold red"),
             r.status,
             r.verdict + (f"  [fails: {', '.join(r.reasons)}]" if r.reasons else ""),
@@ -57,8 +67,8 @@ def junit(results: list[SpecResult]) -> str:
         "testsuite",
         name="nandoctor check",
         tests=str(len(results)),
-        failures=str(sum(not r.passed and r.status != "invalid" for r in results)),
-        errors=str(sum(r.status == "invalid" for r in results)),
+        failures=str(sum(not r.passed and r.status not in ERRORS for r in results)),
+        errors=str(sum(r.status in ERRORS for r in results)),
         time=f"{sum(r.seconds for r in results):.3f}",
     )
     for r in results:
@@ -67,12 +77,11 @@ def junit(results: list[SpecResult]) -> str:
         )
         if r.passed:
             continue
-        tag = "error" if r.status == "invalid" else "failure"
-        el = ET.SubElement(case, tag, message=r.verdict, type=",".join(r.reasons))
-        el.text = "\n".join(
-            [f"{r.path}:{r.line}: {r.verdict}"]
-            + [f"{r.path}:{p['line']}:{p['col']}: {p['message']}" for p in r.problems]
-        )
+        tag = "error" if r.status in ERRORS else "failure"
+        message = f"{location(r)}: {r.verdict}"
+        el = ET.SubElement(case, tag, message=message, type=",".join(r.reasons))
+        problems = [f"{r.path}:{p['line']}:{p['col']}: {p['message']}" for p in r.problems]
+        el.text = "\n".join(problems or [message])
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
@@ -100,10 +109,17 @@ def github(results: list[SpecResult]) -> str:
     return "\n".join(lines)
 
 
+def _uri(path: str) -> str:
+    """A SARIF artifact URI: relative paths stay relative (to the working folder), '/'-separated."""
+    p = Path(path)
+    return p.resolve().as_uri() if p.is_absolute() else quote(p.as_posix())
+
+
 def sarif(results: list[SpecResult]) -> str:
     rules = [
         {"id": "nonfinite", "shortDescription": {"text": "a NaN or Inf appeared during training"}},
-        {"id": "invalid", "shortDescription": {"text": "the spec is invalid"}},
+        {"id": "invalid", "shortDescription": {"text": "the spec or its data is invalid"}},
+        {"id": "error", "shortDescription": {"text": "nandoctor itself failed on the spec"}},
         {
             "id": "max_final_loss",
             "shortDescription": {"text": "final loss above check.max_final_loss"},
@@ -122,7 +138,7 @@ def sarif(results: list[SpecResult]) -> str:
                     "locations": [
                         {
                             "physicalLocation": {
-                                "artifactLocation": {"uri": r.path},
+                                "artifactLocation": {"uri": _uri(r.path)},
                                 "region": {"startLine": r.line, "startColumn": r.col},
                             }
                         }
