@@ -563,6 +563,20 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
         if not any(r.id == rid for r in recs):
             recs.append(Recommendation(rid, summary, changes))
 
+    def add_xavier():
+        """Xavier init for every sigmoid/tanh/softmax layer drawn from N(0, 1)."""
+        changes = {
+            f"model.layers.{i}.init": "xavier"
+            for i, layer in enumerate(spec.model.layers)
+            if layer.init == "normal" and layer.activation in ("sigmoid", "tanh", "softmax")
+        }
+        if changes:
+            add(
+                "use_xavier_init",
+                "initialise the N(0, 1) squashing layers with Xavier scaling",
+                changes,
+            )
+
     if cause is not None:
         c = cause.id
         if c in ("exploding_gradient", "overflow", "saturation") or "high_learning_rate" in ids:
@@ -593,13 +607,7 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
         if c == "division_by_zero":
             add("add_eps", "use eps = 1e-8 in the optimizer's denominator", {"train.eps": 1e-8})
         if c == "saturation" or "poor_init" in ids:
-            for i, layer in enumerate(spec.model.layers):
-                if layer.init == "normal":
-                    add(
-                        "use_xavier_init",
-                        "initialise with Xavier scaling",
-                        {f"model.layers.{i}.init": "xavier"},
-                    )
+            add_xavier()
         if c == "bad_input" and outcome.first.phase == "data" and spec.data.nan_fraction:
             add(
                 "remove_nan_inputs",
@@ -608,13 +616,7 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             )
     for w in warnings:
         if w.id == "saturation":
-            i = w.layer - 1
-            if spec.model.layers[i].init == "normal":
-                add(
-                    "use_xavier_init",
-                    "initialise with Xavier scaling",
-                    {f"model.layers.{i}.init": "xavier"},
-                )
+            add_xavier()
         if w.id == "exploding_gradient":
             add(
                 "lower_learning_rate",

@@ -20,7 +20,7 @@ STYLE = {"nonfinite": "bold red", "warning": "bold yellow", "healthy": "bold gre
 MARK = {"nonfinite": "✗", "warning": "!", "healthy": "✓"}
 
 
-def sparkline(values: np.ndarray, width: int = 16, log: bool = False) -> str:
+def sparkline(values: np.ndarray, width: int = 12, log: bool = False) -> str:
     """A run of block characters for ``values`` (NaN drawn as a space), resampled to ``width``."""
     v = np.asarray(values, dtype=float)
     if v.size == 0:
@@ -94,8 +94,8 @@ def layer_table(d: Diagnosis) -> Table | None:
     t = Table(box=box.SIMPLE, title=title, title_justify="left")
     for col in ("layer", "act", "max|z|", "saturated", "dead", "grad norm", "weight norm", "upd/w"):
         t.add_column(col, justify="right" if col not in ("act",) else "left")
-    t.add_column("grad norm ▁▅█")
-    t.add_column("saturated ▁▅█")
+    t.add_column("grad norm ▁▅█", no_wrap=True, min_width=12)
+    t.add_column("saturated ▁▅█", no_wrap=True, min_width=12)
     for i, act in enumerate(d.layers):
         t.add_row(
             str(i + 1),
