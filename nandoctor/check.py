@@ -8,18 +8,15 @@ Specs run in worker processes; results come back in input order, identical to a 
 from __future__ import annotations
 
 import glob
-import multiprocessing
 import os
 import re
-import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nandoctor.diagnose import fmt
+from nandoctor.parallel import pmap
 
 WARNING_IDS = {
     "saturation": "sigmoid/tanh/softmax outputs within 1e-3 of their limits for a large share of units",
@@ -187,7 +184,7 @@ def _check(path: str, steps: int | None, fail_on: list[str] | None, started: flo
     return SpecResult(
         path=path,
         passed=not reasons,
-        verdict=_verdict(d, limit),
+        verdict=_verdict(d, limit, reasons),
         status=d.status,
         reasons=reasons,
         cause=d.cause.id if d.cause else None,
@@ -200,7 +197,8 @@ def _check(path: str, steps: int | None, fail_on: list[str] | None, started: flo
     )
 
 
-def _verdict(d, limit) -> str:
+def _verdict(d, limit: float | None, reasons: list[str]) -> str:
+    """One line: where the first non-finite value appeared and why, or how the run ended."""
     if d.status == "nonfinite":
         f = d.first
         where = [f"at step {f.step} in" if f.step else "in", f.phase]
@@ -209,12 +207,18 @@ def _verdict(d, limit) -> str:
         if f.tensor != f.phase:
             where.append(f.tensor)
         return f"{f.value} {' '.join(where)} (op {f.op}); cause {d.cause.id}"
-    text = f"finite over {d.steps_run} steps, final loss {fmt(d.loss_final)}"
-    if d.warnings:
-        text += f"; warnings: {', '.join(dict.fromkeys(w.id for w in d.warnings))}"
-    if limit is not None:
-        text += f" (max_final_loss {fmt(limit)})"
-    return text
+    parts = [f"finite over {d.steps_run} steps, final loss {fmt(d.loss_final)}"]
+    if "max_final_loss" in reasons:
+        parts[0] += f" > max_final_loss {fmt(limit)}"
+    elif limit is not None:
+        parts[0] += f" (max_final_loss {fmt(limit)})"
+    ids = list(dict.fromkeys(w.id for w in d.warnings))
+    for wid in ids:  # a warning the policy fails on: say what was seen
+        if wid in reasons:
+            parts.append(f"{wid}: {next(w.summary for w in d.warnings if w.id == wid)}")
+    if others := [wid for wid in ids if wid not in reasons]:
+        parts.append(f"warnings: {', '.join(others)}")
+    return "; ".join(parts)
 
 
 def _blame_key(spec, d, reasons: list[str]) -> str | None:
@@ -269,98 +273,6 @@ def run_checks(
     jobs: int | None = None,
     on_done: Callable[[SpecResult], None] | None = None,
 ) -> list[SpecResult]:
-    """Check every spec in ``paths``, in parallel when ``jobs`` > 1; results in input order.
-
-    ``jobs`` defaults to the cores this process may use. BLAS runs single-threaded meanwhile, in
-    the workers and in a serial run alike: the specs are the parallelism (a BLAS thread pool on
-    these small matrices is slower than one thread, and several pools oversubscribe the cores),
-    and every spec then computes exactly the same numbers whatever ``jobs`` is.
-    """
-    items = [(p, steps, fail_on) for p in paths]
-    jobs = min(jobs or available_cores(), len(items))
-    results: list[SpecResult] = []
-    with single_threaded_blas():
-        if jobs <= 1:
-            for item in items:
-                results.append(check_one(item))
-                if on_done:
-                    on_done(results[-1])
-            return results
-        # fork (Linux): workers start at once with everything imported; elsewhere fork is
-        # unsafe (macOS) or missing (Windows), and spawned workers import afresh.
-        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=ctx, initializer=_limit_blas_threads
-        ) as pool:
-            for r in pool.map(check_one, items):
-                results.append(r)
-                if on_done:
-                    on_done(r)
-    return results
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS tells it)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-# BLAS thread control without a dependency: the environment for processes that load BLAS later
-# (spawned workers), and OpenBLAS's own setter for the copy this process has loaded already.
-_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-_OPENBLAS_SETTERS = (
-    "scipy_openblas_set_num_threads64_",
-    "scipy_openblas_set_num_threads",
-    "openblas_set_num_threads64_",
-    "openblas_set_num_threads",
-)
-_OPENBLAS_GETTERS = tuple(s.replace("set_", "get_") for s in _OPENBLAS_SETTERS)
-
-
-def _openblas() -> tuple[Callable[[int], None], Callable[[], int]] | None:
-    """(set, get) of the number of OpenBLAS threads of this process, or None if not found."""
-    import ctypes
-
-    try:
-        with open("/proc/self/maps") as f:  # Linux: the shared libraries loaded
-            libs = {line.split()[-1] for line in f if "openblas" in line.lower()}
-    except OSError:
-        return None
-    for lib in sorted(libs):
-        try:
-            handle = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        for setter, getter in zip(_OPENBLAS_SETTERS, _OPENBLAS_GETTERS, strict=True):
-            if hasattr(handle, setter) and hasattr(handle, getter):
-                return getattr(handle, setter), getattr(handle, getter)
-    return None
-
-
-def _limit_blas_threads() -> None:
-    for var in _BLAS_ENV:
-        os.environ[var] = "1"
-    found = _openblas()
-    if found:
-        found[0](1)
-
-
-@contextmanager
-def single_threaded_blas():
-    """Run the body with one BLAS thread (OpenBLAS, and the env for new processes); restore."""
-    saved_env = {var: os.environ.get(var) for var in _BLAS_ENV}
-    found = _openblas()
-    saved_threads = found[1]() if found else None
-    try:
-        _limit_blas_threads()
-        yield
-    finally:
-        for var, value in saved_env.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
-        if found and saved_threads:
-            found[0](saved_threads)
+    """Check every spec in ``paths``, in worker processes when ``jobs`` > 1 (default: the cores);
+    results in input order, identical to a serial run (see ``nandoctor.parallel``)."""
+    return pmap(check_one, [(p, steps, fail_on) for p in paths], jobs, on_done)

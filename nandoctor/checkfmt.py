@@ -41,12 +41,15 @@ def text(results: list[SpecResult]):
     t = Table(box=box.SIMPLE)
     for col in ("spec", "result", "status", "verdict"):
         t.add_column(col, overflow="fold")
-    for r in results:
+    for r in results:  # Text, not str: a verdict or path holding "[...]" is not rich markup
+        verdict = Text(r.verdict)
+        if r.reasons:
+            verdict.append(f"  [fails: {', '.join(r.reasons)}]", style="bold")
         t.add_row(
-            r.path if r.passed else f"{r.path}:{r.line}",
+            Text(r.path if r.passed else f"{r.path}:{r.line}"),
             Text("pass", style="green") if r.passed else Text("FAIL", style="bold red"),
-            r.status,
-            r.verdict + (f"  [fails: {', '.join(r.reasons)}]" if r.reasons else ""),
+            Text(r.status),
+            verdict,
         )
     return Group(t, Text(summary(results), style="bold"))
 

@@ -106,6 +106,10 @@ def main() -> None:
       nandoctor run spec.yaml --set train.learning_rate=0.01 --format json
       nandoctor schema > spec.schema.json
     """
+    from nandoctor.parallel import single_threaded_blas
+
+    # One BLAS thread everywhere, so run, sweep, check and fix compute the same bits.
+    click.get_current_context().with_resource(single_threaded_blas())
 
 
 @main.command(context_settings=CONTEXT)

@@ -8,6 +8,7 @@ disturbing the others. Each rate is diagnosed exactly as ``nandoctor run`` would
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from nandoctor.train import Trainer
 
 EDGE_RTOL = 0.05  # --edge stops when the finite and non-finite rates are this close (relative)
 EDGE_MAX_ROUNDS = 12
+SHARPNESS_BASIS_BYTES = 64 * 2**20  # memory for lambda_max's Krylov basis (float64 vectors)
 
 
 class SweepError(ValueError):
@@ -29,38 +31,74 @@ class SweepError(ValueError):
 def parse_rates(text: str) -> list[float]:
     """``0.001,0.01,0.1`` or ``START:STOP:NUM`` (NUM rates, log-spaced, both ends included)."""
     text = text.strip()
+    usage = f"--lr {text!r}: expected a list like 0.001,0.01,0.1 or START:STOP:NUM like 1e-4:1:16"
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise SweepError(usage)
+        try:
+            start, stop, n = float(parts[0]), float(parts[1]), int(parts[2])
+        except ValueError:
+            raise SweepError(usage) from None
+        if not (0 < start < math.inf and 0 < stop < math.inf) or n < 1:
+            raise SweepError(
+                f"--lr {text!r}: START and STOP must be finite numbers > 0 and NUM an integer >= 1"
+            )
+        return [float(r) for r in np.geomspace(start, stop, n)]  # the ends exactly as written
     try:
-        if ":" in text:
-            start, stop, num = text.split(":")
-            start, stop, n = float(start), float(stop), int(num)
-            if start <= 0 or stop <= 0 or n < 1:
-                raise SweepError("START and STOP must be > 0 and NUM >= 1")
-            return [float(r) for r in np.geomspace(start, stop, n)]
         rates = [float(v) for v in text.split(",") if v.strip()]
-    except SweepError:
-        raise
     except ValueError:
-        raise SweepError(
-            f"--lr {text!r}: expected a list like 0.001,0.01,0.1 or START:STOP:NUM like 1e-4:1:16"
-        ) from None
+        raise SweepError(usage) from None
     if not rates or any(not (r > 0 and math.isfinite(r)) for r in rates):
         raise SweepError(f"--lr {text!r}: every rate must be a finite number > 0")
     return rates
 
 
 def parse_grid(items: tuple[str, ...]) -> list[dict]:
-    """``("model.layers.0.init=xavier,he", "train.clip_grad_norm=null,1")`` -> every combination."""
+    """``("model.layers.0.init=xavier,he", "train.clip_grad_norm=null,1")`` -> every combination,
+    in order (the first key varies slowest). Values are read as YAML here and typed by the schema
+    when the spec is built (:func:`sweep`)."""
     import yaml
 
-    axes = []
+    axes, seen = [], set()
     for item in items:
         key, sep, values = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise SweepError(
                 f"--set {item!r}: expected KEY=V1,V2,... like train.optimizer=sgd,adam"
             )
-        axes.append([(key.strip(), yaml.safe_load(v)) for v in values.split(",")])
+        if key == "train.learning_rate":
+            raise SweepError(f"--set {item!r}: give the learning rates with --lr")
+        if key in seen:
+            raise SweepError(f"--set {item!r}: {key} is set twice; list all its values once")
+        seen.add(key)
+        texts = [v.strip() for v in values.split(",")]
+        if any(not t for t in texts):
+            raise SweepError(f"--set {item!r}: an empty value; write null for none")
+        try:
+            axes.append([(key, yaml.safe_load(t)) for t in texts])
+        except yaml.YAMLError as e:
+            raise SweepError(
+                f"--set {item!r}: cannot read a value as YAML ({getattr(e, 'problem', e)})"
+            ) from None
     return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+
+
+def typed_settings(spec, settings: dict) -> dict:
+    """``settings`` with each value as the built ``spec`` holds it (typed by the schema, so
+    ``train.eps=1e-8`` is the float 1e-08, not YAML 1.1's string)."""
+    resolved = spec.resolved()
+    out = {}
+    for key, value in settings.items():
+        cur = resolved
+        try:
+            for part in key.split("."):
+                cur = cur[int(part)] if isinstance(cur, list) else cur[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            cur = value
+        out[key] = cur
+    return out
 
 
 @dataclass
@@ -72,6 +110,7 @@ class RateRun:
     cause: str | None
     final_loss: float | None
     settings: dict = field(default_factory=dict)
+    probe: bool = False  # tried by the --edge bisection, not in the --lr list
 
     def to_json(self) -> dict:
         return {
@@ -93,6 +132,8 @@ class GridPoint:
     edge: tuple[float, float] | None = None  # (last finite, first non-finite) after --edge
     sharpness: float | None = None  # lambda_max of the loss Hessian at initialisation
     sharpness_note: str = ""
+    has_loss: bool = True  # False for random_gradient: its "loss" is not one to plot
+    samples: int = 0  # rows in the training data
 
 
 def run_rates(
@@ -144,6 +185,7 @@ def refine_edge(spec, runs: list[RateRun], settings: dict, problem) -> tuple[flo
             break
         mid = math.sqrt(lo * hi)
         r = run_rates(spec, [mid], settings, problem)[0]
+        r.probe = True
         runs.append(r)
         if r.status == "nonfinite":
             hi = mid
@@ -152,61 +194,102 @@ def refine_edge(spec, runs: list[RateRun], settings: dict, problem) -> tuple[flo
     return lo, hi
 
 
-def sharpness(spec, problem, iters: int = 20, eps: float = 1e-4) -> tuple[float | None, str]:
-    """Largest eigenvalue of the full-batch loss Hessian at initialisation, by power iteration on
-    Hessian-vector products from central differences of gradients. Returns (value, note)."""
+def sharpness(
+    spec, problem, max_iter: int = 40, rtol: float = 1e-5, eps: float = 1e-4
+) -> tuple[float | None, str]:
+    """lambda_max, the largest eigenvalue of the full-batch loss Hessian at initialisation.
+
+    Hessian-vector products are central differences of gradients, ``Hv = (g(w + eps v) -
+    g(w - eps v)) / (2 eps)`` in float64. The eigenvalue comes from power iteration accelerated by
+    Lanczos: the largest Ritz value of the Krylov space the power iterates span (fully
+    reorthogonalised), stopped when its residual is below ``rtol`` of it. Plain power iteration
+    keeps only the last iterate and stalls when the top two eigenvalues are close (percent errors
+    after 20 products on a linear regression); this reaches ``rtol`` in tens. Returns
+    ``(value, note)``; value is None, with the reason in note, when there is no loss surface or a
+    product was not finite.
+    """
     if spec.loss == "random_gradient":
         return None, "random_gradient has no loss surface, so no Hessian"
     trainer = Trainer(problem, [spec.train.learning_rate], instrument=False)
     params = [p.astype(np.float64) for p in trainer.state.params]
+    shapes = [p.shape for p in params]
+    cuts = np.cumsum([p.size for p in params])[:-1]
+    w0 = np.concatenate([p.ravel() for p in params])
     x = problem.x.astype(np.float64)
-    y = (
-        problem.y.astype(np.float64)
-        if problem.y is not None and problem.y.dtype.kind == "f"
-        else problem.y
-    )
+    y = problem.y
+    if y is not None and y.dtype.kind == "f":
+        y = y.astype(np.float64)
 
-    def grad(ps):
+    def grad(w: np.ndarray) -> np.ndarray:
+        ps = [a.reshape(s) for a, s in zip(np.split(w, cuts), shapes, strict=True)]
         with np.errstate(all="ignore"):
-            return trainer.forward_backward(ps, x, y)[1]
+            gs = trainer.forward_backward(ps, x, y)[1]
+        return np.concatenate([g.ravel() for g in gs])
 
-    rng = np.random.default_rng(0)
-    v = [rng.standard_normal(p.shape) for p in params]
+    n = w0.size
+    steps = min(max_iter, n, max(10, SHARPNESS_BASIS_BYTES // (8 * n)))  # the basis is kept
+    basis = np.zeros((steps, n))
+    q = np.random.default_rng(0).standard_normal(n)
+    basis[0] = q / np.linalg.norm(q)
+    alphas: list[float] = []
+    betas: list[float] = []
     lam = None
-    for _ in range(iters):
-        nv = math.sqrt(sum(float(np.vdot(a, a)) for a in v))
-        if not nv or not math.isfinite(nv):
+    for k in range(steps):
+        hv = (grad(w0 + eps * basis[k]) - grad(w0 - eps * basis[k])) / (2 * eps)
+        if not np.isfinite(hv).all():
             return None, "the Hessian-vector product was not finite"
-        v = [a / nv for a in v]
-        gp = grad([p + eps * a for p, a in zip(params, v, strict=True)])
-        gm = grad([p - eps * a for p, a in zip(params, v, strict=True)])
-        hv = [(a - b) / (2 * eps) for a, b in zip(gp, gm, strict=True)]
-        new = sum(float(np.vdot(a, b)) for a, b in zip(v, hv, strict=True))
-        if not math.isfinite(new):
-            return None, "the Hessian-vector product was not finite"
-        if lam is not None and abs(new - lam) <= 1e-3 * abs(new):
-            lam = new
+        alphas.append(float(basis[k] @ hv))
+        for _ in range(2):  # full reorthogonalisation (twice is enough)
+            hv -= basis[: k + 1].T @ (basis[: k + 1] @ hv)
+        beta = float(np.linalg.norm(hv))
+        tri = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+        vals, vecs = np.linalg.eigh(tri)
+        lam = float(vals[-1])
+        residual = beta * abs(vecs[-1, -1])  # ||H u - lam u|| for the Ritz vector u
+        if residual <= rtol * max(abs(vals).max(), 1e-300) or k + 1 == steps:
             break
-        lam, v = new, hv
+        betas.append(beta)
+        basis[k + 1] = hv / beta
     return lam, ""
 
 
 def compare_note(point: GridPoint, spec) -> str:
-    """One sentence comparing the measured edge with the classic bound 2 / lambda_max."""
+    """One sentence comparing the measured edge with the classic bound 2 / lambda_max.
+
+    Gradient descent on a quadratic with curvature lambda diverges above lr = 2 / lambda; with
+    heavy-ball momentum m (torch's SGD momentum) above 2 (1 + m) / lambda. Adam and RMSprop divide
+    each step by a running gradient scale, so no such bound holds for their learning rate.
+    """
     if point.sharpness is None or point.sharpness <= 0:
         return (
             point.sharpness_note or "no positive curvature at initialisation: no 2/lambda_max bound"
         )
+    t = spec.train
     bound = 2 / point.sharpness
+    if t.optimizer in ("adam", "rmsprop"):
+        return (
+            f"2/lambda_max = {fmt(bound)} bounds plain gradient descent; {t.optimizer} divides"
+            " each step by a running gradient scale, so the bound does not apply to its rate"
+        )
     edge = point.edge[0] if point.edge else point.max_stable_lr
     if edge is None:
         return f"2/lambda_max = {fmt(bound)}; no rate stayed finite"
-    ratio = edge / bound
-    full = spec.train.batch_size == "full" and spec.train.optimizer == "sgd"
+    name, ref = "2/lambda_max", bound
+    if t.optimizer == "momentum":
+        name, ref = f"2(1+{fmt(t.momentum)})/lambda_max", bound * (1 + t.momentum)
+    what = "measured edge" if point.edge else "max stable lr"
+    ratio = edge / ref
+    open_ended = not any(r.status == "nonfinite" for r in point.runs)
+    if open_ended:
+        return (
+            f"every rate tried stayed finite: the edge is above {fmt(edge)}, which is"
+            f" {fmt(ratio)}x the bound {name} = {fmt(ref)}"
+        )
+    full = t.batch_size == "full" or t.batch_size >= (point.samples or spec.data.samples)
     kind = (
-        "full-batch SGD, where the bound should hold at the start"
+        "full-batch training, where the bound should hold at the start"
         if full
-        else ("mini-batch or adaptive training, where the bound is only a guide")
+        else "mini-batch training, where the bound is only a guide"
     )
     trend = (
         "close to the bound"
@@ -215,35 +298,53 @@ def compare_note(point: GridPoint, spec) -> str:
     )
     tail = ""
     if ratio < 0.5:
-        tail = "; training sharpens the loss (edge of stability), so the edge can sit below 2/lambda_max"
+        tail = (
+            "; the loss sharpens as training goes on (progressive sharpening), so the edge can"
+            " sit below the bound at initialisation"
+        )
     elif ratio > 2:
         tail = (
-            "; between 2/lambda_max and the edge the loss first spikes and the sharpness falls until"
+            "; between the bound and the edge the loss first spikes and the sharpness falls until"
             " training settles (the catapult phase): unstable at the start is not yet overflow"
         )
     return (
-        f"measured edge {fmt(edge)} is {fmt(ratio)}x the bound 2/lambda_max = {fmt(bound)} "
-        f"({trend}; {kind}){tail}"
+        f"{what} {fmt(edge)} is {fmt(ratio)}x the bound {name} = {fmt(ref)} ({trend}; {kind}){tail}"
     )
 
 
 def sweep(
     spec, rates: list[float], grid: list[dict], edge: bool = False, on_step=None
 ) -> list[GridPoint]:
+    """Every grid point (``spec`` with one combination of ``grid`` applied) at every rate: one
+    batched run per point, the edge refined with ``edge``, and lambda_max at initialisation.
+    ``on_step(step)`` is called after each step of each point's batched run."""
     points = []
+    hessians: dict[str, tuple[float | None, str]] = {}
     for settings in grid:
         variant = spec.with_changes(settings) if settings else spec
+        settings = typed_settings(variant, settings)
         problem = prepare(variant)
         runs = run_rates(variant, rates, settings, problem, on_step)
-        point = GridPoint(settings=settings, runs=runs, max_stable_lr=None)
+        point = GridPoint(
+            settings=settings,
+            runs=runs,
+            max_stable_lr=None,
+            has_loss=variant.loss != "random_gradient",
+            samples=len(problem.x),
+        )
         if edge:
             point.edge = refine_edge(variant, runs, settings, problem)
         point.runs.sort(key=lambda r: r.learning_rate)
         point.max_stable_lr = max_stable(point.runs)
         if problem.first is None:
-            point.sharpness, point.sharpness_note = sharpness(variant, problem)
+            # the Hessian at initialisation does not depend on the train keys: one per model
+            resolved = variant.resolved()
+            key = json.dumps({k: v for k, v in resolved.items() if k not in ("train", "check")})
+            if key not in hessians:
+                hessians[key] = sharpness(variant, problem)
+            point.sharpness, point.sharpness_note = hessians[key]
         else:
-            point.sharpness_note = "the data are not finite"
+            point.sharpness_note = "no lambda_max: the data are not finite"
         point.sharpness_note = compare_note(point, variant)
         points.append(point)
     return points

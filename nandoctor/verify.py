@@ -10,14 +10,13 @@ halving, all halvings trained at once as replicas of one batched run.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from nandoctor.diagnose import Diagnosis, Recommendation, fmt
+from nandoctor.parallel import pmap
 from nandoctor.run import Outcome, train
 
 HALVINGS = 16  # lower learning rates tried: lr/2 ... lr/2**16
@@ -126,8 +125,10 @@ def verify(
             _done(on_done, rec)
             continue
         todo.append(rec)
-    trials = _map(
-        _confirm, [(spec, r.changes) for r in todo], jobs, lambda i: _done(on_done, todo[i])
+    # pmap reports results in input order, so the n-th report is todo[n]
+    order = iter(todo)
+    trials = pmap(
+        _confirm, [(spec, r.changes) for r in todo], jobs, lambda _t: _done(on_done, next(order))
     )
     for rec, trial in zip(todo, trials, strict=True):
         rec.verified = trial.finite
@@ -165,24 +166,3 @@ def rank(recs: list[Recommendation]) -> list[Recommendation]:
 def _done(cb, rec) -> None:
     if cb:
         cb(rec.id)
-
-
-def _map(fn, items: list, jobs: int | None, on_item) -> list:
-    """``fn`` over ``items`` in worker processes when there are several cores and items."""
-    jobs = jobs or os.cpu_count() or 1
-    if jobs <= 1 or len(items) <= 1:
-        out = []
-        for i, item in enumerate(items):
-            out.append(fn(item))
-            on_item(i)
-        return out
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(items)), mp_context=ctx) as pool:
-        futures = [pool.submit(fn, item) for item in items]
-        out = []
-        for i, f in enumerate(futures):
-            out.append(f.result())
-            on_item(i)
-        return out
