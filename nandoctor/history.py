@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nandoctor.optim import norm
+from nandoctor.optim import norms
 
 SATURATION_TOL = 1e-3  # sigmoid/tanh outputs this close to their limits are saturated
 SOFTMAX_PINNED = 1 - 1e-6  # a softmax row whose largest probability exceeds this is saturated
@@ -56,32 +56,35 @@ class History:
         self.loss = np.full((steps, n), np.nan)
         for name in STATS:
             setattr(self, name, np.full((steps, n, layers), np.nan))
-        self.saturated[:] = self.weak[:] = 0.0  # filled in for squashing layers only
+        # filled in only where they can be non-zero (squashing layers; ReLU layers)
+        self.saturated[:] = self.weak[:] = self.dead[:] = 0.0
 
     def record(self, step, alive, zs, activations, acts, grads, params, deltas, loss) -> None:
         """Take the statistics of ``step`` (1-based) for the live replicas ``alive``.
 
         ``zs``, ``activations``: per layer ``(n, batch, units)``; ``grads``, ``params``,
-        ``deltas``: ``[W1, b1, W2, b2, ...]`` with a leading replica axis.
+        ``deltas``: ``[W1, b1, W2, b2, ...]`` with a leading replica axis. Called with
+        floating-point events muted: this arithmetic is bookkeeping, not the network's.
         """
         k = step - 1
         self.steps_run = step
-        self.loss[k, alive] = loss
+        rows = slice(None) if len(alive) == self.loss.shape[1] else alive
+        self.loss[k, rows] = loss
+        L = len(zs)
+        n = norms(grads[0::2] + grads[1::2] + params[0::2] + deltas[0::2])  # (4L, n_alive)
+        w = n[2 * L : 3 * L]
+        self.grad_norm[k, rows] = np.hypot(n[:L], n[L : 2 * L]).T
+        self.weight_norm[k, rows] = w.T
+        self.update_ratio[k, rows] = (n[3 * L :] / np.where(w > 0, w, np.nan)).T
         for i, (z, a, act) in enumerate(zip(zs, activations, acts, strict=True)):
-            self.max_abs_z[k, alive, i] = np.maximum(z.max(axis=(1, 2)), -z.min(axis=(1, 2)))
+            self.max_abs_z[k, rows, i] = np.maximum(z.max(axis=(1, 2)), -z.min(axis=(1, 2)))
             if act == "relu":
                 # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient exactly 0.
                 gb = grads[2 * i + 1]
-                self.dead[k, alive, i] = np.count_nonzero(gb == 0, axis=1) / gb.shape[1]
-            else:
-                self.dead[k, alive, i] = 0.0
-                self.saturated[k, alive, i] = saturation(act, a)
-                self.weak[k, alive, i] = weak(act, a)
-            gw, gb = norm(grads[2 * i]), norm(grads[2 * i + 1])
-            self.grad_norm[k, alive, i] = np.hypot(gw, gb)
-            w = norm(params[2 * i])
-            self.weight_norm[k, alive, i] = w
-            self.update_ratio[k, alive, i] = norm(deltas[2 * i]) / np.where(w > 0, w, np.nan)
+                self.dead[k, rows, i] = np.count_nonzero(gb == 0, axis=1) / gb.shape[1]
+            elif act in ("sigmoid", "tanh", "softmax"):
+                self.saturated[k, rows, i] = saturation(act, a)
+                self.weak[k, rows, i] = weak(act, a)
 
     def replica(self, r: int) -> dict[str, np.ndarray]:
         """The history of replica ``r`` over the steps run: name -> ``(steps_run, layers)``."""

@@ -53,6 +53,15 @@ def norm(a: np.ndarray) -> np.ndarray:
     return m * np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
 
 
+def norms(arrays: list[np.ndarray]) -> np.ndarray:
+    """Per-replica L2 norms of several arrays at once, ``(len(arrays), n)``: the same numbers as
+    :func:`norm` of each, in one pass of dots (the per-step history's fast path)."""
+    s = np.array([[float(np.vdot(r, r)) for r in a] for a in arrays])
+    if np.isfinite(s).all():
+        return np.sqrt(s)
+    return np.array([norm(a) for a in arrays])
+
+
 def combine(norms: list[np.ndarray]) -> np.ndarray:
     """The norm of several arrays together from their norms, ``(n,)``, without overflow."""
     stacked = np.stack(norms)
