@@ -249,7 +249,7 @@ def sweep(spec_path, lr_text, edge, grid, steps, fmt):
             spec.with_changes(combo)
     except (SweepError, SpecError) as e:
         fail_usage(str(e))
-    total = spec.train.steps * len(combos)
+    total = sum(spec.with_changes(c).train.steps if c else spec.train.steps for c in combos)
     try:
         with step_progress(total, f"sweeping {len(rates)} rates", fmt == "text") as advance:
             done = [0]
@@ -269,7 +269,7 @@ def sweep(spec_path, lr_text, edge, grid, steps, fmt):
         click.echo(sweepfmt.to_csv(points), nl=False)
     else:
         stdout_console().print(sweepfmt.render(spec, points))
-    sys.exit(0 if any(p.max_stable_lr is not None for p in points) else 1)
+    sys.exit(0 if any(r.status != "nonfinite" for p in points for r in p.runs) else 1)
 
 
 @main.command(context_settings=CONTEXT)

@@ -456,7 +456,7 @@ def find_warnings(outcome) -> list[Finding]:
             )
     g = h["grad_norm"][:n]
     if len(acts) >= 2:
-        med = np.nanmedian(g, axis=0)
+        med = _median(g)
         if med[-1] > 0 and med[0] < VANISH_RATIO * med[-1]:
             out.append(
                 Finding(
@@ -483,16 +483,27 @@ def find_warnings(outcome) -> list[Finding]:
     return out
 
 
+def _median(g: np.ndarray) -> np.ndarray:
+    """Column medians of ``g: (steps, layers)`` ignoring NaN (np.nanmedian is slow on small data)."""
+    if not np.isfinite(g).all():
+        return np.nanmedian(g, axis=0)
+    s = np.sort(g, axis=0)
+    n = len(s)
+    return (s[(n - 1) // 2] + s[n // 2]) / 2
+
+
 def _explosion_projection(outcome, g: np.ndarray) -> Finding | None:
     total = total_norm(g)
     n = len(total)
     if n < 5 or not np.isfinite(total).all() or total[0] <= 0:
         return None
+    rise = total[-1] / total[0]
+    if rise < GROWTH_FACTOR:
+        return None
     w = max(3, n // 5)
     tail = np.log(total[-w:])
     slope = np.polyfit(np.arange(w), tail, 1)[0]  # log growth per step
-    rise = total[-1] / total[0]
-    if rise < GROWTH_FACTOR or slope <= 0.01:
+    if slope <= 0.01:
         return None
     layer = int(np.argmax(g[-1])) + 1
     dmax = DTYPE_MAX[outcome.spec.numerics.dtype]

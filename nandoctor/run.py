@@ -49,12 +49,14 @@ def train(
     problem: Problem | None = None,
     start: State | None = None,
     until: int | None = None,
+    snapshots: bool = True,
 ) -> list[Outcome]:
     """Train ``spec`` once per learning rate in ``lrs`` (default: the spec's), instrumented.
 
     ``steps`` caps the spec's step budget. ``start`` resumes from a snapshot (a replay) and
     ``until`` stops after that step. Returns one :class:`Outcome` per rate, in order; each keeps
-    the last few snapshots, the latest taken shortly before a failure.
+    the last few snapshots, the latest taken shortly before a failure (unless ``snapshots`` is
+    False: a sweep never replays).
     """
     if steps is not None and steps < spec.train.steps:
         spec = spec.with_changes({"train.steps": steps})
@@ -65,19 +67,19 @@ def train(
     budget = spec.train.steps
     last = min(budget, until or budget)
     every = snapshot_interval(budget)
-    snapshots: list[State] = []
+    kept: list[State] = []
     if problem.first is None:
         with trainer.watch.install():
             while trainer.state.step < last and len(trainer.state.alive):
-                if trainer.state.step % every == 0:
-                    snapshots = [*snapshots[-SNAPSHOTS_KEPT + 1 :], trainer.state.copy()]
+                if snapshots and trainer.state.step % every == 0:
+                    kept = [*kept[-SNAPSHOTS_KEPT + 1 :], trainer.state.copy()]
                 trainer.watch.alive = trainer.state.alive
                 trainer.step()
                 if on_step:
                     on_step(trainer.state.step)
     outcomes = [_outcome(trainer, spec, problem, r, budget) for r in range(len(trainer.lrs))]
     for o in outcomes:
-        o.snapshots = snapshots
+        o.snapshots = kept
     return outcomes
 
 

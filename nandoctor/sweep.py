@@ -1,8 +1,9 @@
 """The stability map of a spec: the same run at many learning rates (and grids of other keys).
 
-All rates of one grid point train together as replicas of one batched run -- the weights stacked
-along a leading axis, one matmul for all rates -- and a rate that goes non-finite drops out without
-disturbing the others. Each rate is diagnosed exactly as ``nandoctor run`` would.
+The rates of one grid point train together as replicas of a batched run -- the weights stacked
+along a leading axis, one matmul call for all rates -- and a rate that goes non-finite drops out
+without disturbing the others. Each rate is diagnosed exactly as ``nandoctor run`` would. Large
+layers are trained a few rates at a time, so that the element-wise work stays in cache.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nandoctor.diagnose import diagnose, fmt
+from nandoctor.parallel import available_cores, pmap
 from nandoctor.problem import prepare
 from nandoctor.run import train
 from nandoctor.train import Trainer
 
 EDGE_RTOL = 0.05  # --edge stops when the finite and non-finite rates are this close (relative)
 EDGE_MAX_ROUNDS = 12
+CHUNK_BYTES = 2**20  # replicas per batched run: one layer's activations for all fit in this
 SHARPNESS_BASIS_BYTES = 64 * 2**20  # memory for lambda_max's Krylov basis (float64 vectors)
 
 
@@ -136,13 +139,63 @@ class GridPoint:
     samples: int = 0  # rows in the training data
 
 
+def chunk_size(spec, problem, n: int) -> int:
+    """How many replicas train together: as many as keep one layer's activations for all of them
+    within ``CHUNK_BYTES``, so the element-wise work stays in cache. Small specs batch every
+    rate; the mid-size one (batch 256, 256 units, float32) trains 4 at a time, which measured
+    about 1.2x faster than 16 at once (and 1.6x faster than one at a time)."""
+    rows = len(problem.x)
+    batch = rows if spec.train.batch_size == "full" else min(spec.train.batch_size, rows)
+    widest = max(layer.units for layer in spec.model.layers)
+    per_replica = batch * widest * np.dtype(problem.dtype).itemsize
+    return max(1, min(n, CHUNK_BYTES // max(per_replica, 1)))
+
+
 def run_rates(
     spec, rates: list[float], settings: dict, problem=None, on_step=None
 ) -> list[RateRun]:
-    """Every rate of ``rates`` as one batched run; one diagnosis per rate."""
-    outcomes = train(spec, lrs=rates, problem=problem, on_step=on_step)
+    """Every rate of ``rates`` trained as replicas of batched runs (see :func:`chunk_size`); one
+    diagnosis per rate. ``on_step(k)`` reports progress as steps 1..budget over all the chunks."""
+    problem = problem or prepare(spec)
+    size = chunk_size(spec, problem, len(rates))
+    chunks = math.ceil(len(rates) / size)
+    budget = spec.train.steps
+    shown = [0]
+
+    def progress(c: int):
+        def tick(step: int) -> None:
+            k = max(1, (c * budget + step) // chunks)
+            if on_step and k > shown[0]:
+                shown[0] = k
+                on_step(k)
+
+        return tick
+
+    parts = [rates[c * size : (c + 1) * size] for c in range(chunks)]
+    if chunks > 1 and available_cores() > 1:
+        # Several batched chunks: spread them over worker processes as well.
+        done = iter(range(1, chunks + 1))
+        if on_step:
+            on_step(1)  # started (the CLI counts a grid point at its step 1)
+        runs = pmap(
+            _chunk,
+            [(spec, part, settings, problem) for part in parts],
+            on_done=lambda _r: (
+                on_step and on_step(min(budget, max(2, next(done) * budget // chunks)))
+            ),
+        )
+        return [r for chunk in runs for r in chunk]
     out = []
-    for o in outcomes:
+    for c, part in enumerate(parts):
+        out += _chunk((spec, part, settings, problem), progress(c))
+    return out
+
+
+def _chunk(args, on_step=None) -> list[RateRun]:
+    """One batched run of some rates, each diagnosed (runs in a worker process too)."""
+    spec, rates, settings, problem = args
+    out = []
+    for o in train(spec, lrs=rates, problem=problem, on_step=on_step, snapshots=False):
         d = diagnose(o)
         out.append(
             RateRun(

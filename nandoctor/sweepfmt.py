@@ -112,7 +112,11 @@ def chart(point: GridPoint, width: int = 60, height: int = 8) -> Text:
     pad = max(len(v) for v in labels.values())
     edge_col = col(edge) if edge else None
     bound_col = col(bound) if bound else None
-    lines = ["final loss against learning rate (both log scale)"]
+    lines = [
+        "final loss against learning rate (both log scale)"
+        if losses
+        else "finite or not, against learning rate (log scale)"
+    ]
     for y in range(rows):
         chars = []
         for c in range(width):

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
+from nandoctor import sweep as sweepmod
 from nandoctor import sweepfmt
 from nandoctor.cli import main
 from nandoctor.diagnose import diagnose
@@ -20,10 +21,12 @@ from nandoctor.problem import prepare
 from nandoctor.run import train
 from nandoctor.spec import load_spec, spec_from_dict
 from nandoctor.sweep import (
+    CHUNK_BYTES,
     EDGE_RTOL,
     GridPoint,
     RateRun,
     SweepError,
+    chunk_size,
     max_stable,
     parse_grid,
     parse_rates,
@@ -223,6 +226,33 @@ def test_a_failing_rate_does_not_disturb_the_others():
     with_failures = run_rates(spec, [1000.0, 0.1, 50.0], {})
     assert with_failures[0].status == with_failures[2].status == "nonfinite"
     assert as_tuple(with_failures[1]) == as_tuple(alone)
+
+
+def test_chunk_size_keeps_the_batch_in_cache():
+    blog = load_spec(CONFIGS / "blog_randn_sigmoid.yaml")
+    assert chunk_size(blog, prepare(blog), 16) == 16  # tiny layers: every rate at once
+    mid = spec_from_dict(
+        {
+            "data": {"source": "synthetic", "samples": 512, "features": 8, "outputs": 2},
+            "model": {"layers": [{"units": 256, "activation": "relu"}, {"units": 2}]},
+            "numerics": {"dtype": "float32"},
+            "train": {"batch_size": 256},
+        }
+    )
+    assert chunk_size(mid, prepare(mid), 16) == CHUNK_BYTES // (256 * 256 * 4)
+    assert chunk_size(mid, prepare(mid), 2) == 2
+
+
+def test_chunked_runs_equal_one_batch_and_progress_counts_once(monkeypatch):
+    spec = small(steps=30)
+    rates = [0.01, 0.3, 1.0, 2.0, 8.0]
+    whole = [as_tuple(r) for r in run_rates(spec, rates, {})]
+    monkeypatch.setattr(sweepmod, "CHUNK_BYTES", 1)  # one rate per batched run
+    seen = []
+    chunked = run_rates(spec, rates, {}, on_step=seen.append)
+    assert [as_tuple(r) for r in chunked] == whole
+    assert seen[0] == 1 and seen.count(1) == 1  # the CLI counts a grid point at step 1
+    assert seen == sorted(set(seen)) and seen[-1] <= spec.train.steps
 
 
 def test_sweep_matches_run_through_the_cli():
