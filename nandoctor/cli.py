@@ -6,6 +6,7 @@ appeared (check: a spec failed), 2 usage error or invalid spec, with a message a
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -342,20 +343,22 @@ def check(paths, fmt, output, steps, fail_on, jobs):
                 advance(count[0])
 
         results = run_checks(files, steps=steps, fail_on=policy, jobs=jobs, on_done=done)
-    if fmt == "text":
+    # The table always goes to the terminal unless another format was asked for on stdout.
+    if fmt == "text" or output:
         stdout_console().print(checkfmt.text(results))
-    else:
-        report = checkfmt.RENDERERS[fmt](results)
-        if output:
-            stdout_console().print(checkfmt.text(results))
-        else:
-            click.echo(report)
+    if fmt != "text" and not output:
+        click.echo(checkfmt.RENDERERS[fmt](results))
     if output:
         from nandoctor.fixer import write
 
-        report = checkfmt.RENDERERS.get(fmt, lambda r: checkfmt.to_json(r))(results)
+        if fmt == "text":  # the same table, plain, for a file
+            buf = Console(file=io.StringIO(), width=120, no_color=True, highlight=False)
+            buf.print(checkfmt.text(results))
+            report = buf.file.getvalue()
+        else:
+            report = checkfmt.RENDERERS[fmt](results) + "\n"
         try:
-            write(Path(output), report + "\n")
+            write(Path(output), report)
         except OSError as e:
             fail_usage(f"--output {output}: {e.strerror}")
     sys.exit(0 if all(r.passed for r in results) else 1)
