@@ -619,6 +619,14 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             add("add_eps", "use eps = 1e-8 in the optimizer's denominator", {"train.eps": 1e-8})
         if c == "saturation" or "poor_init" in ids:
             add_xavier()
+        if c == "saturation":
+            hidden = {
+                f"model.layers.{i}.activation": "relu"
+                for i, layer in enumerate(spec.model.layers[:-1])
+                if layer.activation in ("sigmoid", "tanh")
+            }
+            hidden |= {k.replace("activation", "init"): "he" for k in hidden}
+            add("use_relu", "use relu in the saturating hidden layers (He init)", hidden)
         if c == "bad_input" and outcome.first.phase == "data" and spec.data.nan_fraction:
             add(
                 "remove_nan_inputs",

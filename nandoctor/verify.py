@@ -1,10 +1,10 @@
 """Prove a diagnosis by experiment: re-run the spec with one change at a time.
 
-Candidates come from the diagnosis (its recommendations), never a blind list. A candidate that
-only changes the training hyper-parameters is first *screened*: replayed from the snapshot taken
-shortly before the failure, past the failing step; if it still fails there it is disproved without
-a full run. Every surviving candidate is then *confirmed* by a run from step 1 over the spec's whole
-budget, which stops as soon as a value goes non-finite. The lower learning rate is found by
+Candidates come from the diagnosis (its recommendations), never a blind list. Every candidate is
+*confirmed* by a run from step 1 over the spec's whole budget, which stops as soon as a value goes
+non-finite (disproved early). A candidate that only changes training hyper-parameters is also
+replayed from the snapshot taken shortly before the failure, which says whether the change would
+have rescued the run there (evidence about the mechanism, reported beside the verdict). The lower learning rate is found by
 halving, all halvings trained at once as replicas of one batched run.
 """
 
@@ -52,29 +52,39 @@ def _confirm(args) -> Trial:
     return _run(spec, changes)
 
 
-def screen(outcome: Outcome, changes: dict) -> bool | None:
-    """Replay from the last snapshot with ``changes``: False if it still fails, None if unknown."""
+def screen(outcome: Outcome, changes: dict) -> str | None:
+    """Replay from the last snapshot before the failure with ``changes``: a sentence saying
+    whether the failure comes back, or None when the change cannot be replayed.
+
+    This is evidence about the mechanism near the failure, not the verdict: a state already
+    pushed towards overflow can fail under a change that keeps a run from step 1 finite, so only
+    the run from step 1 decides ``verified``.
+    """
     if not outcome.snapshots or not set(changes) <= set(REPLAYABLE) or outcome.first is None:
         return None
     snap = outcome.snapshots[-1]
     fail = outcome.first.step or 1
     until = min(outcome.steps_budget, snap.step + SCREEN_MARGIN * max(fail - snap.step, 1))
     variant = outcome.spec.with_changes(changes)
-    o = train(variant, problem=outcome.problem, start=snap, until=until)[0]
-    return False if not o.finite else None
+    o = train(variant, problem=outcome.problem, start=snap, until=until, snapshots=False)[0]
+    where = f"replayed from the step {snap.step} snapshot"
+    if o.finite:
+        return f"{where}: finite through step {until} (the original failed at step {fail})"
+    return f"{where}: non-finite again at step {o.first.step}"
 
 
-def largest_finite_lr(outcome: Outcome) -> tuple[float | None, int]:
-    """Halve the learning rate until a run stays finite, all halvings in one batched run.
+def largest_finite_lr(outcome: Outcome) -> tuple[float | None, Outcome | None, int]:
+    """Halve the learning rate until a run stays finite over the whole budget, all halvings
+    trained from step 1 at once as replicas of one batched run.
 
-    Returns the largest finite rate (or None) and the number of rates tried."""
+    Returns the largest finite rate and its run (or None, None) and the number of rates tried."""
     lr = outcome.learning_rate
     rates = lr / 2.0 ** np.arange(1, HALVINGS + 1)
-    runs = train(outcome.spec, lrs=rates, problem=outcome.problem)
+    runs = train(outcome.spec, lrs=rates, problem=outcome.problem, snapshots=False)
     for rate, o in zip(rates, runs, strict=True):
         if o.finite:
-            return float(rate), len(rates)
-    return None, len(rates)
+            return float(rate), o, len(rates)
+    return None, None, len(rates)
 
 
 CONFIRMS = {
@@ -88,7 +98,7 @@ CONFIRMS = {
     "use_xavier_init": "Xavier init alone removes it: the initial weight scale is the mechanism",
     "use_he_init": "He init alone removes it: the initial weight scale is the mechanism",
     "remove_nan_inputs": "removing the NaN inputs removes it: the data are the cause",
-    "use_tanh": "tanh instead of sigmoid removes it: the saturating output is the mechanism",
+    "use_relu": "relu hidden layers alone remove it: the saturating activations are the mechanism",
 }
 
 
@@ -108,20 +118,19 @@ def verify(
     todo: list[Recommendation] = []
     for rec in recs:
         if rec.id == "lower_learning_rate":
-            rate, tried = largest_finite_lr(outcome)
+            rate, run, tried = largest_finite_lr(outcome)
             if rate is None:
                 rec.verified = False
                 rec.evidence = f"still non-finite at lr {fmt(outcome.learning_rate / 2**tried)} ({tried} halvings)"
-                _done(on_done, rec)
-                continue
-            rec.changes = {"train.learning_rate": rate}
-            rec.summary = (
-                f"lower the learning rate to {fmt(rate)} (the largest finite rate found by halving)"
-            )
-        verdict = screen(outcome, rec.changes)
-        if verdict is False:
-            rec.verified = False
-            rec.evidence = "still non-finite when replayed from the snapshot before the failure"
+            else:  # the halving run was a full run from step 1: it is the confirmation
+                rec.changes = {"train.learning_rate": rate}
+                rec.summary = f"lower the learning rate to {fmt(rate)} (the largest finite rate found by halving)"
+                last = float(run.loss[-1])
+                rec.final_loss = last if np.isfinite(last) else None
+                rec.verified = True
+                rec.evidence = (
+                    f"{run.steps_run} steps from step 1, all finite, final loss {fmt(last)}"
+                )
             _done(on_done, rec)
             continue
         todo.append(rec)
@@ -137,6 +146,9 @@ def verify(
             rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}"
         else:
             rec.evidence = f"still non-finite, at step {trial.failed_step}"
+        near = screen(outcome, rec.changes)
+        if near:
+            rec.evidence += f"; {near}"
         rec.final_loss = trial.final_loss
     if diagnosis.cause is not None:
         for rec in recs:
