@@ -8,12 +8,13 @@ it. Nothing here looks at which spec was loaded beyond the settings the numbers 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from nandoctor.findings import Diagnosis, Finding, Recommendation, fmt  # noqa: F401 (re-exported)
 from nandoctor.history import SATURATION_TOL
 from nandoctor.optim import combine
+from nandoctor.recommend import recommend
 
 # Thresholds, each a statement about numbers rather than about a spec.
 GROWTH_MIN_STEPS = 3  # steps of history an explosion needs before the failure
@@ -27,79 +28,6 @@ HIGH_UPDATE_RATIO = 0.1  # updates above 10% of the weights' norm per step are t
 # z beyond which 1 / (1 + exp(-z)) rounds to exactly 1 (measured per dtype).
 SIGMOID_EXACT_ONE = {"float64": 36.74, "float32": 16.64, "float16": 7.63}
 DTYPE_MAX = {"float64": np.finfo(np.float64).max, "float32": 3.4e38, "float16": 65504.0}
-
-
-@dataclass
-class Finding:
-    id: str
-    summary: str
-    evidence: list[str] = field(default_factory=list)
-    layer: int | None = None
-    step: int | None = None
-
-
-@dataclass
-class Recommendation:
-    id: str
-    summary: str
-    changes: dict
-    verified: bool | None = None
-    evidence: str = ""
-    final_loss: float | None = None  # of the confirming run, when it stayed finite
-
-
-@dataclass
-class Diagnosis:
-    spec: str
-    name: str
-    status: str  # nonfinite | warning | healthy
-    steps_run: int
-    steps_budget: int
-    learning_rate: float
-    first: object  # NonFinite | None
-    cause: Finding | None
-    contributing: list[Finding]
-    warnings: list[Finding]
-    recommendations: list[Recommendation]
-    loss_initial: float | None
-    loss_final: float | None
-    notes: list[str] = field(default_factory=list)  # what the run saw, in plain words
-    history: dict | None = None  # per-step arrays, for the report (not serialised)
-    layers: list[str] = field(default_factory=list)  # activation per layer
-    seconds: float = 0.0
-
-    def to_json(self) -> dict:
-        def finding(f: Finding, keys=("id", "summary", "evidence")) -> dict:
-            d = asdict(f)
-            return {k: d[k] for k in (*keys, "layer", "step") if k in keys or d[k] is not None}
-
-        return {
-            "spec": self.spec,
-            "name": self.name,
-            "status": self.status,
-            "steps_run": self.steps_run,
-            "steps_budget": self.steps_budget,
-            "learning_rate": self.learning_rate,
-            "first_nonfinite": self.first.to_json() if self.first else None,
-            "cause": finding(self.cause) if self.cause else None,
-            "contributing": [finding(f) for f in self.contributing],
-            "warnings": [finding(f, ("id", "summary")) for f in self.warnings],
-            "recommendations": [asdict(r) for r in self.recommendations],
-            "loss": {"initial": self.loss_initial, "final": self.loss_final},
-            "notes": self.notes,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def fmt(x: float) -> str:
-    """A number for a sentence: 3 significant digits, exponent when large or small."""
-    if x is None or not math.isfinite(x):
-        return str(x)
-    if x == 0:
-        return "0"
-    if 1e-3 <= abs(x) < 1e4:
-        return f"{x:.3g}"
-    return f"{x:.2e}"
 
 
 def _finite_or_none(v) -> float | None:
@@ -561,101 +489,3 @@ def notes(outcome, warnings: list[Finding]) -> list[str]:
             "does not make NaN"
         )
     return out
-
-
-# ------------------------------------------------------------------ recommendations
-def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
-    spec = outcome.spec
-    ids = {f.id for f in contributing}
-    lr = outcome.learning_rate
-    recs: list[Recommendation] = []
-
-    def add(rid, summary, changes):
-        if not any(r.id == rid for r in recs):
-            recs.append(Recommendation(rid, summary, changes))
-
-    def add_xavier():
-        """Xavier init for every sigmoid/tanh/softmax layer drawn from N(0, 1)."""
-        changes = {
-            f"model.layers.{i}.init": "xavier"
-            for i, layer in enumerate(spec.model.layers)
-            if layer.init == "normal" and layer.activation in ("sigmoid", "tanh", "softmax")
-        }
-        if changes:
-            add(
-                "use_xavier_init",
-                "initialise the N(0, 1) squashing layers with Xavier scaling",
-                changes,
-            )
-
-    if cause is not None:
-        c = cause.id
-        if c in ("exploding_gradient", "overflow", "saturation") or "high_learning_rate" in ids:
-            add(
-                "lower_learning_rate",
-                f"lower the learning rate below {fmt(lr)}",
-                {"train.learning_rate": lr / 10},
-            )
-        if c == "exploding_gradient":
-            add(
-                "clip_gradients",
-                "clip the global gradient norm at 1.0",
-                {"train.clip_grad_norm": 1.0},
-            )
-        if spec.numerics.mode == "naive" and (
-            c in ("overflow", "saturation", "bad_input")
-            or ids & {"naive_softmax", "naive_log", "naive_sigmoid", "naive_division"}
-        ):
-            add(
-                "stable_numerics",
-                "compute softmax/BCE/CE from logits and guard divisions",
-                {"numerics.mode": "stable"},
-            )
-        if "unscaled_inputs" in ids:
-            add("standardize_inputs", "standardize the inputs", {"data.preprocess": "standardize"})
-        if spec.numerics.dtype == "float16":
-            add("use_float32", "train in float32", {"numerics.dtype": "float32"})
-        if c == "division_by_zero":
-            add("add_eps", "use eps = 1e-8 in the optimizer's denominator", {"train.eps": 1e-8})
-        if c == "saturation" or "poor_init" in ids:
-            add_xavier()
-        if c == "saturation":
-            hidden = {
-                f"model.layers.{i}.activation": "relu"
-                for i, layer in enumerate(spec.model.layers[:-1])
-                if layer.activation in ("sigmoid", "tanh")
-            }
-            hidden |= {k.replace("activation", "init"): "he" for k in hidden}
-            add("use_relu", "use relu in the saturating hidden layers (He init)", hidden)
-        if c == "bad_input" and outcome.first.phase == "data" and spec.data.nan_fraction:
-            add(
-                "remove_nan_inputs",
-                "stop injecting NaN into the inputs",
-                {"data.nan_fraction": 0.0},
-            )
-    for w in warnings:
-        if w.id == "saturation":
-            add_xavier()
-        if w.id == "exploding_gradient":
-            add(
-                "lower_learning_rate",
-                f"lower the learning rate below {fmt(lr)}",
-                {"train.learning_rate": lr / 10},
-            )
-            add(
-                "clip_gradients",
-                "clip the global gradient norm at 1.0",
-                {"train.clip_grad_norm": 1.0},
-            )
-        if w.id == "dead_relu":
-            add(
-                "use_leaky_relu",
-                "use leaky_relu so units cannot die",
-                {f"model.layers.{w.layer - 1}.activation": "leaky_relu"},
-            )
-            add(
-                "lower_learning_rate",
-                f"lower the learning rate below {fmt(lr)}",
-                {"train.learning_rate": lr / 10},
-            )
-    return recs

@@ -1,0 +1,79 @@
+"""Findings are data: what a diagnosis found, as plain dataclasses every reporter reads."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Finding:
+    id: str
+    summary: str
+    evidence: list[str] = field(default_factory=list)
+    layer: int | None = None
+    step: int | None = None
+
+
+@dataclass
+class Recommendation:
+    id: str
+    summary: str
+    changes: dict
+    verified: bool | None = None
+    evidence: str = ""
+    final_loss: float | None = None  # of the confirming run, when it stayed finite
+
+
+@dataclass
+class Diagnosis:
+    spec: str
+    name: str
+    status: str  # nonfinite | warning | healthy
+    steps_run: int
+    steps_budget: int
+    learning_rate: float
+    first: object  # NonFinite | None
+    cause: Finding | None
+    contributing: list[Finding]
+    warnings: list[Finding]
+    recommendations: list[Recommendation]
+    loss_initial: float | None
+    loss_final: float | None
+    notes: list[str] = field(default_factory=list)  # what the run saw, in plain words
+    history: dict | None = None  # per-step arrays, for the report (not serialised)
+    layers: list[str] = field(default_factory=list)  # activation per layer
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        def finding(f: Finding, keys=("id", "summary", "evidence")) -> dict:
+            d = asdict(f)
+            return {k: d[k] for k in (*keys, "layer", "step") if k in keys or d[k] is not None}
+
+        return {
+            "spec": self.spec,
+            "name": self.name,
+            "status": self.status,
+            "steps_run": self.steps_run,
+            "steps_budget": self.steps_budget,
+            "learning_rate": self.learning_rate,
+            "first_nonfinite": self.first.to_json() if self.first else None,
+            "cause": finding(self.cause) if self.cause else None,
+            "contributing": [finding(f) for f in self.contributing],
+            "warnings": [finding(f, ("id", "summary")) for f in self.warnings],
+            "recommendations": [asdict(r) for r in self.recommendations],
+            "loss": {"initial": self.loss_initial, "final": self.loss_final},
+            "notes": self.notes,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def fmt(x: float) -> str:
+    """A number for a sentence: 3 significant digits, exponent when large or small."""
+    if x is None or not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    if 1e-3 <= abs(x) < 1e4:
+        return f"{x:.3g}"
+    return f"{x:.2e}"
