@@ -64,10 +64,14 @@ def data_error_message(spec, err) -> str:
     return f"{where}{err.key}: {err}"
 
 
+def _interactive() -> bool:
+    return sys.stderr.isatty()
+
+
 @contextmanager
 def step_progress(total: int, label: str, enabled: bool):
     """A transient progress bar on stderr (a TTY only); yields an ``advance(step)`` callback."""
-    if not enabled or not sys.stderr.isatty():
+    if not enabled or not _interactive():
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn

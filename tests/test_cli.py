@@ -166,3 +166,31 @@ def test_readme_names_every_command():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for cmd in main.commands:
         assert f"nandoctor {cmd}" in readme, cmd
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", CONFIGS / "relu_high_lr.yaml"],
+        ["fix", CONFIGS / "relu_high_lr.yaml", "--dry-run"],
+        [
+            "sweep",
+            CONFIGS / "relu_high_lr.yaml",
+            "--lr",
+            "0.1,1,3",
+            "--set",
+            "train.optimizer=sgd,momentum",
+        ],
+        ["check", CONFIGS / "healthy.yaml", CONFIGS / "loss_flat.yaml", "--steps", "20"],
+    ],
+)
+def test_progress_bars_on_a_terminal(monkeypatch, args):
+    """The progress bars only draw on a TTY; make stderr one and run each command through them."""
+    import nandoctor.cli as cli
+
+    drawn = []
+    monkeypatch.setattr(cli, "_interactive", lambda: drawn.append(1) or True)
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert drawn  # a progress bar was set up
+    assert r.exit_code in (0, 1), r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
