@@ -145,12 +145,19 @@ def root_cause(outcome):
     # A division by an exact zero in the optimiser (eps 0, or eps lost to float16).
     if first.phase == "update" and first.op == "divide" and kinds & {"divide", "invalid"}:
         eps = spec.train.eps
-        v = first.inputs.get("v", {})
+        g = first.inputs.get("gradient", {})
+        v = first.inputs.get("v_prev", {})
         lines = [head, f"events in that op: {ops}"]
-        if v:
+        if g.get("exact_zeros"):
             lines.append(
-                f"{spec.train.optimizer}'s second moment v had {v['exact_zeros']} of {v['size']} "
-                "entries exactly 0 (their gradients were exactly 0)"
+                f"the gradient of layer {first.layer}'s {first.tensor} had {g['exact_zeros']} of "
+                f"{g['size']} entries exactly 0, so {spec.train.optimizer}'s running averages were "
+                "exactly 0 there"
+                + (
+                    f" (v was all zero before the step-{first.step} update)"
+                    if v.get("exact_zeros") == v.get("size")
+                    else ""
+                )
             )
         eff = float(np.asarray(eps, dtype=outcome.problem.dtype))
         lines.append(
@@ -319,7 +326,7 @@ def contributing_factors(outcome, cause: Finding) -> list[Finding]:
             )
         )
     if spec.numerics.dtype == "float16" and first.phase != "data":
-        mags = [st["max_abs"] for st in first.inputs.values() if math.isfinite(st["max_abs"])]
+        mags = [st["max_abs"] for st in first.inputs.values() if st["max_abs"] is not None]
         out.append(
             Finding(
                 "low_precision",

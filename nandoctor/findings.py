@@ -70,7 +70,9 @@ class Diagnosis:
 
 def fmt(x: float) -> str:
     """A number for a sentence: 3 significant digits, exponent when large or small."""
-    if x is None or not math.isfinite(x):
+    if x is None:
+        return "n/a"
+    if not math.isfinite(x):
         return str(x)
     if x == 0:
         return "0"

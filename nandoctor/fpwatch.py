@@ -62,6 +62,9 @@ class NonFinite:
             "tensor": self.tensor,
             "op": self.op,
             "value": self.value,
+            "fraction": self.fraction,
+            "events": [{"op": o, "kind": k} for o, k in self.events],
+            "inputs": self.inputs,  # the finite values that went into the failing op
         }
 
 
@@ -78,8 +81,8 @@ def describe(a: np.ndarray) -> dict[str, float]:
     finite = np.isfinite(a)
     mag = np.abs(a[finite])
     return {
-        "max_abs": float(mag.max()) if mag.size else float("nan"),
-        "min_abs": float(mag.min()) if mag.size else float("nan"),
+        "max_abs": float(mag.max()) if mag.size else None,
+        "min_abs": float(mag.min()) if mag.size else None,
         "exact_zeros": int(np.count_nonzero(a == 0)),
         "nonfinite": int(a.size - np.count_nonzero(finite)),
         "size": int(a.size),

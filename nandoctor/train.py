@@ -198,7 +198,7 @@ class Trainer:
                 "update",
                 j // 2 + 1,
                 names,
-                (("gradient", g), ("param", p), *((k, v[j]) for k, v in s.opt.items())),
+                (("gradient", g), ("param", p), *((f"{k}_prev", v[j]) for k, v in s.opt.items())),
             )
             d = optim.delta(t.optimizer, j, p, g, s.opt, step, optim.per_replica(lr, p), t)
             op("subtract")

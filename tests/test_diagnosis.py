@@ -124,7 +124,7 @@ def test_contributing_factors_are_evidenced():
 def test_division_by_zero_evidence_counts_zeros():
     d = run_config("adam_eps_zero")
     assert any("exactly 0" in e for e in d.cause.evidence)
-    assert d.first.inputs["v"]["exact_zeros"] > 0
+    assert d.first.inputs["gradient"]["exact_zeros"] > 0
 
 
 def test_eps_removes_division_by_zero():
