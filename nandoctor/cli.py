@@ -51,7 +51,7 @@ def load(path: str, overrides=(), steps: int | None = None):
 
     try:
         spec = load_spec(path, overrides)
-        if steps is not None:
+        if steps is not None and steps < spec.train.steps:
             spec = spec.with_changes({"train.steps": steps})
     except SpecError as e:
         fail_usage(str(e))

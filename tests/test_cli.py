@@ -194,3 +194,10 @@ def test_progress_bars_on_a_terminal(monkeypatch, args):
     assert drawn  # a progress bar was set up
     assert r.exit_code in (0, 1), r.output
     assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_steps_caps_but_never_extends_the_budget():
+    r = invoke("run", CONFIGS / "loss_flat.yaml", "--steps", "50", "--format", "json")
+    assert json.loads(r.stdout)["steps_run"] == 50
+    r = invoke("run", CONFIGS / "loss_flat.yaml", "--steps", "5000", "--format", "json")
+    assert json.loads(r.stdout)["steps_run"] == 200
