@@ -131,9 +131,7 @@ def _check(path: str, steps: int | None, fail_on: list[str] | None, started: flo
         return round(time.perf_counter() - started, 3)
 
     try:
-        spec = load_spec(path)
-        if steps is not None and steps < spec.train.steps:
-            spec = spec.with_changes({"train.steps": steps})
+        spec = load_spec(path).capped(steps)
     except SpecError as e:
         first = e.problems[0] if e.problems else None
         more = f" (and {len(e.problems) - 1} more)" if len(e.problems) > 1 else ""

@@ -50,9 +50,7 @@ def load(path: str, overrides=(), steps: int | None = None):
     from nandoctor.spec import SpecError, load_spec
 
     try:
-        spec = load_spec(path, overrides)
-        if steps is not None and steps < spec.train.steps:
-            spec = spec.with_changes({"train.steps": steps})
+        spec = load_spec(path, overrides).capped(steps)
     except SpecError as e:
         fail_usage(str(e))
     return spec

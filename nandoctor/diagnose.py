@@ -257,14 +257,12 @@ def _bad_input(outcome, head: str) -> Finding:
     spec = outcome.spec
     lines = [head]
     if first.phase == "data":
-        n_bad = round(first.fraction * first.inputs.get("x", {}).get("size", 0))
         lines.append(
             f"{fmt(100 * first.fraction)}% of {first.tensor} entries are non-finite as loaded"
         )
         if spec.data.nan_fraction:
             lines.append(f"data.nan_fraction = {spec.data.nan_fraction} injects them on purpose")
         summary = f"the data held {first.value} before any step ran"
-        del n_bad
     else:
         stds = outcome.problem.col_std
         zero = np.flatnonzero(stds == 0)

@@ -43,7 +43,6 @@ def snapshot_interval(budget: int) -> int:
 def train(
     spec,
     lrs=None,
-    steps: int | None = None,
     instrument: bool = True,
     on_step: Callable[[int], None] | None = None,
     problem: Problem | None = None,
@@ -53,13 +52,11 @@ def train(
 ) -> list[Outcome]:
     """Train ``spec`` once per learning rate in ``lrs`` (default: the spec's), instrumented.
 
-    ``steps`` caps the spec's step budget. ``start`` resumes from a snapshot (a replay) and
+    ``start`` resumes from a snapshot (a replay) and
     ``until`` stops after that step. Returns one :class:`Outcome` per rate, in order; each keeps
     the last few snapshots, the latest taken shortly before a failure (unless ``snapshots`` is
     False: a sweep never replays).
     """
-    if steps is not None and steps < spec.train.steps:
-        spec = spec.with_changes({"train.steps": steps})
     problem = problem or prepare(spec)
     trainer = Trainer(problem, lrs, instrument=instrument, spec=spec)
     if start is not None:
@@ -73,7 +70,6 @@ def train(
             while trainer.state.step < last and len(trainer.state.alive):
                 if snapshots and trainer.state.step % every == 0:
                     kept = [*kept[-SNAPSHOTS_KEPT + 1 :], trainer.state.copy()]
-                trainer.watch.alive = trainer.state.alive
                 trainer.step()
                 if on_step:
                     on_step(trainer.state.step)
@@ -84,7 +80,7 @@ def train(
 
 
 def _outcome(trainer: Trainer, spec, problem: Problem, r: int, budget: int) -> Outcome:
-    first = problem.first or trainer.first_nonfinite.get(r)
+    first = problem.first or trainer.watch.first.get(r)
     steps_run = 0 if problem.first else (first.step if first else trainer.state.step)
     hist = trainer.history.replica(r) if trainer.history is not None else None
     if hist is not None:

@@ -190,6 +190,12 @@ class Spec(_Section):
         key = self._origin.present(dotted_key)
         return self._origin.positions[key][0] if key else None
 
+    def capped(self, steps: int | None) -> Spec:
+        """This spec with at most ``steps`` training steps (a cap never extends the budget)."""
+        if steps is None or steps >= self.train.steps:
+            return self
+        return self.with_changes({"train.steps": steps})
+
     def with_changes(self, changes: Mapping[str, Any]) -> Spec:
         """A new validated spec with dotted-key ``changes`` applied (raises SpecError)."""
         raw = copy.deepcopy(self._raw if self._raw is not None else self.model_dump())

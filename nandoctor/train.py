@@ -12,12 +12,12 @@ compares against.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from nandoctor import nn, optim
-from nandoctor.fpwatch import FPWatch, NonFinite, NullWatch, op
+from nandoctor.fpwatch import FPWatch, NullWatch, op
 from nandoctor.history import History
 from nandoctor.problem import Problem
 
@@ -37,12 +37,6 @@ class State:
 
     def copy(self) -> State:
         return copy.deepcopy(self)
-
-
-@dataclass
-class StepResult:
-    loss: np.ndarray  # (n_alive,) the loss of this step's forward pass
-    failed: list[int] = field(default_factory=list)  # original replica indices failed now
 
 
 class Trainer:
@@ -92,11 +86,12 @@ class Trainer:
         return idx
 
     # ------------------------------------------------------------ one step
-    def step(self) -> StepResult:
+    def step(self) -> None:
         """Run one training step (forward, loss, backward, update) on every live replica."""
         s, w = self.state, self.watch
         step = s.step + 1
         w.step = step
+        w.alive = s.alive  # the watch maps batch rows to replicas through this
         w.failed_now = []
         idx = self._batch()
         x = self.p.x[idx]
@@ -118,7 +113,6 @@ class Trainer:
             failed = [int(s.alive[r]) for r in np.flatnonzero(~np.isfinite(loss))]
         if failed:
             self._drop([r for r, orig in enumerate(s.alive) if int(orig) in failed])
-        return StepResult(loss=loss, failed=failed)
 
     def forward_backward(self, params, x, y, noise=None):
         """Loss and gradients of ``params`` on one batch.
@@ -214,7 +208,3 @@ class Trainer:
         s.params = [p[keep] for p in s.params]
         s.opt = {k: [v[keep] for v in vs] for k, vs in s.opt.items()}
         s.alive = s.alive[keep]
-
-    @property
-    def first_nonfinite(self) -> dict[int, NonFinite]:
-        return getattr(self.watch, "first", {})

@@ -35,9 +35,7 @@ class Trial:
     failed_step: int | None
 
 
-def _run(spec, changes: dict, until: int | None = None, problem=None, start=None) -> Trial:
-    variant = spec.with_changes(changes) if changes else spec
-    o = train(variant, problem=problem, start=start, until=until)[0]
+def _trial(o: Outcome) -> Trial:
     last = o.loss[-1] if len(o.loss) else np.nan
     return Trial(
         finite=o.finite,
@@ -47,9 +45,21 @@ def _run(spec, changes: dict, until: int | None = None, problem=None, start=None
     )
 
 
+def _record(rec: Recommendation, trial: Trial) -> None:
+    """Fill in ``rec``'s verdict from a run of it from step 1."""
+    rec.verified = trial.finite
+    rec.final_loss = trial.final_loss
+    if trial.finite:
+        loss = f", final loss {fmt(trial.final_loss)}" if trial.final_loss is not None else ""
+        rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}"
+    else:
+        rec.evidence = f"still non-finite, at step {trial.failed_step}"
+
+
 def _confirm(args) -> Trial:
+    """A run of ``spec`` with ``changes`` from step 1 (in a worker process)."""
     spec, changes = args
-    return _run(spec, changes)
+    return _trial(train(spec.with_changes(changes), snapshots=False)[0])
 
 
 def screen(outcome: Outcome, changes: dict) -> str | None:
@@ -125,12 +135,7 @@ def verify(
             else:  # the halving run was a full run from step 1: it is the confirmation
                 rec.changes = {"train.learning_rate": rate}
                 rec.summary = f"lower the learning rate to {fmt(rate)} (the largest finite rate found by halving)"
-                last = float(run.loss[-1])
-                rec.final_loss = last if np.isfinite(last) else None
-                rec.verified = True
-                rec.evidence = (
-                    f"{run.steps_run} steps from step 1, all finite, final loss {fmt(last)}"
-                )
+                _record(rec, _trial(run))
             _done(on_done, rec)
             continue
         todo.append(rec)
@@ -140,16 +145,10 @@ def verify(
         _confirm, [(spec, r.changes) for r in todo], jobs, lambda _t: _done(on_done, next(order))
     )
     for rec, trial in zip(todo, trials, strict=True):
-        rec.verified = trial.finite
-        if trial.finite:
-            loss = f", final loss {fmt(trial.final_loss)}" if trial.final_loss is not None else ""
-            rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}"
-        else:
-            rec.evidence = f"still non-finite, at step {trial.failed_step}"
+        _record(rec, trial)
         near = screen(outcome, rec.changes)
         if near:
             rec.evidence += f"; {near}"
-        rec.final_loss = trial.final_loss
     if diagnosis.cause is not None:
         for rec in recs:
             if rec.verified and rec.id in CONFIRMS:

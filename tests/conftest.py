@@ -1,11 +1,6 @@
-"""Shared test set-up: deterministic rendering, and paths to the example specs."""
-
-from pathlib import Path
+"""Shared test set-up: deterministic rendering."""
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "configs"
 
 
 @pytest.fixture(autouse=True)

@@ -42,7 +42,6 @@ def test_every_array_in_the_run_dtype(dtype):
     assert problem.x.dtype == want and problem.y.dtype == want
     t = Trainer(problem)
     with t.watch.install():
-        t.watch.alive = t.state.alive
         for _ in range(3):
             t.step()
     assert all(p.dtype == want for p in t.state.params)
