@@ -135,35 +135,19 @@ def _check(path: str, steps: int | None, fail_on: list[str] | None, started: flo
     except SpecError as e:
         first = e.problems[0] if e.problems else None
         more = f" (and {len(e.problems) - 1} more)" if len(e.problems) > 1 else ""
-        return SpecResult(
-            path=path,
-            passed=False,
-            verdict=f"invalid spec: {first.message if first else e}{more}",
-            status="invalid",
-            reasons=["invalid"],
-            line=max(first.line, 1) if first else 1,
-            col=max(first.col, 1) if first else 1,
-            problems=[
-                {"line": p.line, "col": p.col, "message": p.message, "key": p.key}
-                for p in e.problems
-            ],
-            seconds=seconds(),
+        problems = [
+            {"line": max(p.line, 1), "col": max(p.col, 1), "message": p.message, "key": p.key}
+            for p in e.problems
+        ] or [{"line": 1, "col": 1, "message": str(e), "key": ""}]
+        return _invalid(
+            path, f"invalid spec: {first.message if first else e}{more}", problems, seconds()
         )
     try:
         outcome = train(spec)[0]
     except DataError as e:
         line, col = _position(spec, e.key)
-        return SpecResult(
-            path=path,
-            passed=False,
-            verdict=f"invalid data: {e.key}: {e}",
-            status="invalid",
-            reasons=["invalid"],
-            line=line,
-            col=col,
-            problems=[{"line": line, "col": col, "message": f"{e.key}: {e}", "key": e.key}],
-            seconds=seconds(),
-        )
+        problem = {"line": line, "col": col, "message": f"{e.key}: {e}", "key": e.key}
+        return _invalid(path, f"invalid data: {e.key}: {e}", [problem], seconds())
     d = diagnose(outcome)
     policy = set(fail_on) if fail_on is not None else set(spec.check.fail_on)
     reasons = []
@@ -192,6 +176,21 @@ def _check(path: str, steps: int | None, fail_on: list[str] | None, started: flo
         final_loss=d.loss_final,
         steps_run=d.steps_run,
         seconds=seconds(),
+    )
+
+
+def _invalid(path: str, verdict: str, problems: list[dict], seconds: float) -> SpecResult:
+    """The result for a spec that could not run; it points at its first problem."""
+    return SpecResult(
+        path=path,
+        passed=False,
+        verdict=verdict,
+        status="invalid",
+        reasons=["invalid"],
+        line=problems[0]["line"],
+        col=problems[0]["col"],
+        problems=problems,
+        seconds=seconds,
     )
 
 
