@@ -28,9 +28,7 @@ def test_same_seed_bit_identical_losses():
     a = train(make())[0].loss
     b = train(make())[0].loss
     assert np.array_equal(a, b)
-    c = train(
-        make(**{"seed": None}) if False else spec_from_dict({**make().resolved(), "seed": 1})
-    )[0]
+    c = train(make().with_changes({"seed": 1}))[0]
     assert not np.array_equal(a, c.loss)
 
 
