@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nandoctor.spec import spec_from_dict  # noqa: E402
+from nandoctor.spec.models import spec_from_dict  # noqa: E402
 
 SMALL = {
     "data": {

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from _common import MID, SMALL, best_of, spec
 
-from nandoctor.problem import prepare
-from nandoctor.run import train
+from nandoctor.engine.runs import train
+from nandoctor.engine.setup import prepare
 
 
 def main() -> None:

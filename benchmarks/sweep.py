@@ -24,10 +24,10 @@ import time
 import numpy as np
 from _common import BLOG, MID, spec
 
-from nandoctor.diagnose import diagnose
+from nandoctor.diagnosis.diagnose import diagnose
+from nandoctor.engine.runs import train
+from nandoctor.engine.setup import prepare
 from nandoctor.parallel import single_threaded_blas
-from nandoctor.problem import prepare
-from nandoctor.run import train
 from nandoctor.sweep import chunk_size, run_rates
 
 RATES = 16

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nandoctor.diagnose import fmt
+from nandoctor.diagnosis.diagnose import fmt
+from nandoctor.errors import UsageProblem
 from nandoctor.parallel import pmap
 
 WARNING_IDS = {
@@ -104,7 +105,7 @@ def _expand(p: str) -> list[str]:
 
 def check_one(args: tuple[str, int | None, list[str] | None]) -> SpecResult:
     """Load, run and judge one spec; never raises (an invalid spec or a crash is a result)."""
-    import nandoctor.run  # noqa: F401  (imported before the clock starts)
+    import nandoctor.engine.runs  # noqa: F401  (imported before the clock starts)
 
     path, steps, fail_on = args
     started = time.perf_counter()
@@ -122,10 +123,10 @@ def check_one(args: tuple[str, int | None, list[str] | None]) -> SpecResult:
 
 
 def _check(path: str, steps: int | None, fail_on: list[str] | None, started: float) -> SpecResult:
-    from nandoctor.data import DataError
-    from nandoctor.diagnose import diagnose
-    from nandoctor.run import train
-    from nandoctor.spec import SpecError, load_spec
+    from nandoctor.diagnosis.diagnose import diagnose
+    from nandoctor.engine.data import DataError
+    from nandoctor.engine.runs import train
+    from nandoctor.spec.models import SpecError, load_spec
 
     def seconds() -> float:
         return round(time.perf_counter() - started, 3)
@@ -261,6 +262,28 @@ def _position(spec, key: str) -> tuple[int, int]:
         if m:
             return line, m.start() + 1
     return line, len(text) - len(text.lstrip(" -")) + 1
+
+
+def collect_specs(paths: tuple[str, ...] | list[str]) -> list[str]:
+    """:func:`collect`, refusing an empty result (a usage problem)."""
+    files = collect(paths)
+    if not files:
+        raise UsageProblem(
+            f"no specs found in {' '.join(paths)} (folders are searched for *.yaml / *.yml)"
+        )
+    return files
+
+
+def parse_fail_on(text: str | None) -> list[str] | None:
+    """``--fail-on nonfinite,dead_relu`` as a policy list (None: each spec's own policy)."""
+    if text is None:
+        return None
+    policy = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in policy if p != "nonfinite" and p not in WARNING_IDS]
+    if unknown:
+        valid = ", ".join(["nonfinite", *WARNING_IDS])
+        raise UsageProblem(f"--fail-on: unknown id(s) {', '.join(unknown)}; valid: {valid}")
+    return policy
 
 
 def run_checks(

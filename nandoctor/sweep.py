@@ -11,15 +11,17 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from nandoctor.diagnose import diagnose, fmt
+from nandoctor.diagnosis.diagnose import diagnose, fmt
+from nandoctor.engine.runs import train
+from nandoctor.engine.setup import prepare
+from nandoctor.engine.trainer import Trainer
+from nandoctor.errors import UsageProblem
 from nandoctor.parallel import available_cores, pmap
-from nandoctor.problem import prepare
-from nandoctor.run import train
-from nandoctor.train import Trainer
 
 EDGE_RTOL = 0.05  # --edge stops when the finite and non-finite rates are this close (relative)
 EDGE_MAX_ROUNDS = 12
@@ -27,7 +29,7 @@ CHUNK_BYTES = 2**20  # replicas per batched run: one layer's activations for all
 SHARPNESS_BASIS_BYTES = 64 * 2**20  # memory for lambda_max's Krylov basis (float64 vectors)
 
 
-class SweepError(ValueError):
+class SweepError(UsageProblem):
     """A bad --lr or --set list; the message says what to write instead."""
 
 
@@ -401,3 +403,41 @@ def sweep(
         point.sharpness_note = compare_note(point, variant)
         points.append(point)
     return points
+
+
+def plan(spec, lr_text: str, grid_items: tuple[str, ...]) -> tuple[list[float], list[dict], int]:
+    """Parse and validate ``--lr`` and ``--set`` for ``spec`` before any work: the rates, the grid
+    combinations and the total number of batched steps (for a progress bar)."""
+    rates = parse_rates(lr_text)
+    combos = parse_grid(grid_items)
+    variants = [spec.with_changes(c) if c else spec for c in combos]  # raises SpecError early
+    return rates, combos, sum(v.train.steps for v in variants)
+
+
+def sweep_points(
+    spec,
+    rates: list[float],
+    grid: list[dict],
+    edge: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[GridPoint]:
+    """:func:`sweep`, with data problems as usage problems and progress counted in steps over
+    every grid point's batched run (``on_progress(done)``)."""
+    from nandoctor.engine.data import DataError
+    from nandoctor.examine import data_problem
+
+    finished = 0  # steps of the grid points already done
+    last = 0
+
+    def tick(step: int) -> None:
+        nonlocal finished, last
+        if step < last:  # a new grid point's run began
+            finished += last
+        last = step
+        if on_progress:
+            on_progress(finished + step)
+
+    try:
+        return sweep(spec, rates, grid, edge=edge, on_step=tick)
+    except DataError as e:
+        raise data_problem(spec, e) from None

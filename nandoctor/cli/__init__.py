@@ -1,0 +1,50 @@
+"""The command line: one small module per command, wired here into one ``click`` group.
+
+Exit codes: 0 every value finite (check: every spec passed), 1 a non-finite value appeared
+(check: a spec failed), 2 usage error or invalid spec, with a message and no traceback.
+"""
+
+from __future__ import annotations
+
+import click
+
+from nandoctor import __version__
+from nandoctor.cli.check import check
+from nandoctor.cli.common import CONTEXT
+from nandoctor.cli.fix import fix
+from nandoctor.cli.run import run
+from nandoctor.cli.schema import schema
+from nandoctor.cli.sweep import sweep
+from nandoctor.errors import UsageProblem
+
+
+class Commands(click.Group):
+    """The group that turns a :class:`UsageProblem` raised anywhere into its message and exit 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UsageProblem as problem:
+            click.echo(problem.message, err=True)
+            ctx.exit(problem.exit_code)
+
+
+@click.group(cls=Commands, context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="nandoctor")
+def main() -> None:
+    """nandoctor: find where, when and why a NumPy network's training went NaN.
+
+    \b
+    Examples:
+      nandoctor run configs/relu_high_lr.yaml
+      nandoctor run spec.yaml --set train.learning_rate=0.01 --format json
+      nandoctor schema > spec.schema.json
+    """
+    from nandoctor.parallel import single_threaded_blas
+
+    # One BLAS thread everywhere, so run, sweep, check and fix compute the same bits.
+    click.get_current_context().with_resource(single_threaded_blas())
+
+
+for command in (run, sweep, check, fix, schema):
+    main.add_command(command)

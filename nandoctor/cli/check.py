@@ -1,0 +1,79 @@
+"""``nandoctor check``: a CI gate that runs many specs and judges each by its policy."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from nandoctor.cli.common import (
+    CONTEXT,
+    count_progress,
+    emit,
+    format_option,
+    jobs_option,
+    steps_option,
+)
+from nandoctor.report.check import RENDERERS
+
+
+def _list_causes(ctx: click.Context, _param, value: bool) -> None:
+    if value:
+        from nandoctor.report.check import list_causes
+
+        click.echo(list_causes())
+        ctx.exit(0)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True)
+@format_option(RENDERERS)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="Write the report to FILE; the text table still goes to the terminal.",
+)
+@steps_option
+@click.option(
+    "--fail-on",
+    "fail_on",
+    metavar="IDS",
+    help="Override every spec's check.fail_on, e.g. nonfinite,dead_relu.",
+)
+@jobs_option("Worker processes (default: all cores).")
+@click.option(
+    "--list-causes",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_list_causes,
+    help="Print the cause and warning ids with their meanings, and exit.",
+)
+def check(paths, fmt, output, steps, fail_on, jobs):
+    """Run every spec in PATHS and judge it by its check: policy (a CI gate).
+
+    PATHS are spec files, folders (every *.yaml / *.yml below) or globs. A spec fails when a NaN
+    or Inf appears, when a warning listed in check.fail_on fires, when its final loss exceeds
+    check.max_final_loss, or when it is invalid (which does not stop the others).
+
+    Exit codes: 0 every spec passed; 1 any spec failed (an invalid one included); 2 usage error.
+
+    \b
+    Examples:
+      nandoctor check configs/
+      nandoctor check configs/ --steps 50 --format junit -o report.xml
+      nandoctor check 'specs/**/*.yaml' --format github --fail-on nonfinite,dead_relu
+    """
+    from nandoctor.check import collect_specs, parse_fail_on, run_checks
+
+    files = collect_specs(paths)
+    policy = parse_fail_on(fail_on)
+    with count_progress(len(files), "checking specs", True) as done:
+        results = run_checks(files, steps=steps, fail_on=policy, jobs=jobs, on_done=done)
+    # The table always goes to the terminal unless another format was asked for on stdout.
+    if fmt == "text" or output:
+        emit(RENDERERS["text"](results))
+    if fmt != "text" or output:
+        emit(RENDERERS[fmt](results), output)
+    sys.exit(0 if all(r.passed for r in results) else 1)

@@ -1,0 +1,144 @@
+"""What every command shares: consoles, the spec loader, option decorators, progress, output."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+from rich.console import Console
+
+from nandoctor.errors import UsageProblem
+
+if TYPE_CHECKING:
+    from nandoctor.engine.data import DataError
+    from nandoctor.spec.models import Spec
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _width() -> int | None:
+    """Rich's own width on a terminal; elsewhere $COLUMNS or 120 (not the 80 of a dumb pipe)."""
+    if sys.stdout.isatty():
+        return None
+    try:
+        return max(int(os.environ.get("COLUMNS", 120)), 60)
+    except ValueError:
+        return 120
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, width=_width(), no_color="NO_COLOR" in os.environ or None)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, no_color="NO_COLOR" in os.environ or None)
+
+
+def fail_usage(message: str) -> NoReturn:
+    """End the command with ``message`` on stderr and exit 2 (invalid spec or data, bad usage)."""
+    raise UsageProblem(message)
+
+
+def load(path: str, overrides=(), steps: int | None = None) -> Spec:
+    """Load a spec for a command; every spec problem becomes exit 2."""
+    from nandoctor.spec.models import SpecError, load_spec
+
+    try:
+        return load_spec(path, overrides).capped(steps)
+    except SpecError as e:
+        fail_usage(str(e))
+
+
+def data_error_message(spec: Spec, err: DataError) -> str:
+    line = spec.line_of(err.key) if spec.path else None
+    where = f"{spec.path}:{line}:1: " if line else (f"{spec.path}: " if spec.path else "")
+    return f"{where}{err.key}: {err}"
+
+
+def interactive() -> bool:
+    """Progress bars draw only when stderr is a terminal."""
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def step_progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A transient progress bar on stderr (a TTY only); yields an ``advance(done)`` callback."""
+    if not enabled or not interactive():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr_console(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+@contextmanager
+def count_progress(total: int, label: str, enabled: bool) -> Iterator[Callable[..., None]]:
+    """Like :func:`step_progress`, for work counted in finished items: yields ``done(*_)``."""
+    with step_progress(total, label, enabled) as advance:
+        finished = 0
+
+        def done(*_ignored) -> None:
+            nonlocal finished
+            finished += 1
+            if advance:
+                advance(finished)
+
+        yield done
+
+
+def emit(rendering, output: str | None = None, *, option: str = "-o") -> None:
+    """Show one rendering (a string or a rich renderable) on stdout, or write it to ``output``."""
+    from nandoctor.report.output import as_text, write_text
+
+    if output is None:
+        if isinstance(rendering, str):
+            click.echo(rendering, nl=not rendering.endswith("\n"))
+        else:
+            stdout_console().print(rendering)
+        return
+    text = as_text(rendering)
+    try:
+        write_text(output, text if text.endswith("\n") else text + "\n")
+    except OSError as e:
+        fail_usage(f"{option} {output}: {e.strerror}")
+
+
+steps_option = click.option(
+    "--steps", type=click.IntRange(min=1), help="Cap the spec's step budget."
+)
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a spec key (dotted, typed by the schema), e.g. train.learning_rate=0.05.",
+)
+
+
+def jobs_option(help: str = "Worker processes for the re-runs.") -> Callable:
+    return click.option("--jobs", "-j", type=click.IntRange(min=1), help=help)
+
+
+def format_option(registry: dict, default: str = "text") -> Callable:
+    """``--format`` offering exactly the keys of a renderer registry."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(list(registry)),
+        default=default,
+        show_default=True,
+        help="Output format.",
+    )

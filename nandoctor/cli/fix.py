@@ -1,0 +1,75 @@
+"""``nandoctor fix``: write a corrected spec whose change was verified by re-running."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from nandoctor.cli.common import (
+    CONTEXT,
+    count_progress,
+    emit,
+    fail_usage,
+    jobs_option,
+    load,
+    set_option,
+    stderr_console,
+)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Where to write the fixed spec."
+)
+@click.option("--dry-run", is_flag=True, help="Print a diff of the fix instead of writing it.")
+@set_option
+@jobs_option()
+def fix(spec_path, output, dry_run, overrides, jobs):
+    """Diagnose SPEC, verify candidate fixes by re-running, and write the best one to OUT.
+
+    The written spec keeps your comments, key order and formatting; each changed line gets a
+    comment saying why. Exit 0 when a verified fix was written (or there is nothing to fix),
+    1 when no candidate kept every value finite (nothing is written), 2 for a bad spec.
+
+    \b
+    Examples:
+      nandoctor fix configs/relu_high_lr.yaml -o fixed.yaml
+      nandoctor fix configs/adam_eps_zero.yaml --dry-run
+    """
+    from contextlib import ExitStack
+
+    from nandoctor.fix import diff, fix_spec
+
+    if not output and not dry_run:
+        fail_usage("fix needs -o OUT (where to write the fixed spec) or --dry-run")
+    spec = load(spec_path, overrides)
+    with ExitStack() as stack:
+        result = fix_spec(
+            spec,
+            jobs,
+            lambda n: stack.enter_context(count_progress(n, "verifying fixes", True)),
+        )
+    d = result.diagnosis
+    if d.status != "nonfinite":
+        click.echo(
+            f"{spec_path}: nothing to fix: every value stayed finite over {d.steps_run} steps"
+        )
+        sys.exit(0)
+    if result.best is None:
+        stderr_console().print(
+            f"{spec_path}: no verified fix for {d.cause.id} after {result.seconds:.1f}s."
+            f" Tried: {result.tried()}"
+        )
+        sys.exit(1)
+    if dry_run:
+        click.echo(diff(result.old_text, result.new_text, spec_path), nl=False)
+    else:
+        emit(result.new_text, output)
+    dest = "(dry run)" if dry_run else f"-> {output}"
+    click.echo(
+        f"{spec_path}: {d.cause.id} fixed by {result.change} {dest};"
+        f" {result.best.evidence} [{result.seconds:.1f}s]"
+    )
+    sys.exit(0)

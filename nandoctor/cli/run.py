@@ -1,0 +1,69 @@
+"""``nandoctor run``: train one spec with every step watched, and print the diagnosis."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from nandoctor.cli.common import (
+    CONTEXT,
+    count_progress,
+    emit,
+    fail_usage,
+    format_option,
+    jobs_option,
+    load,
+    set_option,
+    step_progress,
+    steps_option,
+)
+from nandoctor.report.diagnosis import RENDERERS
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@steps_option
+@set_option
+@format_option(RENDERERS)
+@click.option(
+    "--trace", type=click.Path(dir_okay=False), help="Write the per-step history (.npz or .csv)."
+)
+@click.option("--no-verify", is_flag=True, help="Do not re-run the recommendations to verify them.")
+@jobs_option()
+def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
+    """Train SPEC with every step instrumented and print the diagnosis.
+
+    Exit 0 when every value stayed finite, 1 when a NaN or Inf appeared, 2 for a bad spec.
+
+    \b
+    Examples:
+      nandoctor run configs/healthy.yaml
+      nandoctor run configs/relu_high_lr.yaml --format json
+      nandoctor run spec.yaml --steps 100 --set numerics.dtype=float32 --trace run.npz
+    """
+    from nandoctor.examine import examine, verify_fixes
+
+    spec = load(spec_path, overrides, steps)
+    show = fmt == "text"
+    with step_progress(spec.train.steps, f"training {spec.name}", show) as on_step:
+        diagnosis, outcome = examine(spec, on_step)
+    if not no_verify:
+        with count_progress(len(diagnosis.recommendations), "verifying fixes", show) as done:
+            verify_fixes(diagnosis, outcome, jobs, done)
+    if trace:
+        write_trace(outcome, trace)
+    emit(RENDERERS[fmt](diagnosis))
+    sys.exit(1 if diagnosis.status == "nonfinite" else 0)
+
+
+def write_trace(outcome, path: str) -> None:
+    import yaml
+
+    from nandoctor.watch.history import save
+
+    resolved = yaml.safe_dump(outcome.spec.resolved(), sort_keys=False)
+    try:
+        save(outcome.history, path, resolved)
+    except OSError as e:
+        fail_usage(f"--trace {path}: {e.strerror}")

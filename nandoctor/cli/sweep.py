@@ -1,0 +1,51 @@
+"""``nandoctor sweep``: one spec at many learning rates (and grids of other keys)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from nandoctor.cli.common import CONTEXT, emit, format_option, load, step_progress, steps_option
+from nandoctor.report.sweep import RENDERERS
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option(
+    "--lr",
+    "lr_text",
+    required=True,
+    metavar="LIST|START:STOP:NUM",
+    help="Rates: 0.001,0.01,0.1 or START:STOP:NUM (log-spaced).",
+)
+@click.option("--edge", is_flag=True, help="Refine the stability edge by bisection (to 5%).")
+@click.option(
+    "--set",
+    "grid",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Also sweep a key (repeatable: makes a grid), e.g. train.optimizer=sgd,adam.",
+)
+@steps_option
+@format_option(RENDERERS)
+def sweep(spec_path, lr_text, edge, grid, steps, fmt):
+    """Run SPEC at many learning rates; show where training stays finite.
+
+    All rates of a grid point train together as one batched computation. The largest stable
+    rate is the largest one tried that stayed finite with no failing rate below it. Exit 0 when
+    some rate stayed finite, 1 when none did, 2 for a bad spec or option.
+
+    \b
+    Examples:
+      nandoctor sweep configs/relu_high_lr.yaml --lr 1e-3:3:16 --edge
+      nandoctor sweep spec.yaml --lr 0.01,0.1,1 --set train.optimizer=sgd,adam --format json
+    """
+    from nandoctor.sweep import plan, sweep_points
+
+    spec = load(spec_path, (), steps)
+    rates, combos, total_steps = plan(spec, lr_text, grid)
+    with step_progress(total_steps, f"sweeping {len(rates)} rates", fmt == "text") as advance:
+        points = sweep_points(spec, rates, combos, edge=edge, on_progress=advance)
+    emit(RENDERERS[fmt](spec, points))
+    sys.exit(0 if any(r.status != "nonfinite" for p in points for r in p.runs) else 1)

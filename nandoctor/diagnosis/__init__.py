@@ -1,0 +1,1 @@
+"""From a run's own numbers to a diagnosis: findings, causes, recommendations, verification."""

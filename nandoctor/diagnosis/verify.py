@@ -1,0 +1,179 @@
+"""Prove a diagnosis by experiment: re-run the spec with one change at a time.
+
+Candidates come from the diagnosis (its recommendations), never a blind list. Every candidate is
+*confirmed* by a run from step 1 over the spec's whole budget, which stops as soon as a value goes
+non-finite (disproved early). A candidate that only changes training hyper-parameters is also
+replayed from the snapshot taken shortly before the failure, which says whether the change would
+have rescued the run there (evidence about the mechanism, reported beside the verdict). The lower learning rate is found by
+halving, all halvings trained at once as replicas of one batched run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nandoctor.diagnosis.diagnose import Diagnosis, Recommendation, fmt
+from nandoctor.engine.runs import Outcome, train
+from nandoctor.parallel import pmap
+
+HALVINGS = 16  # lower learning rates tried: lr/2 ... lr/2**16
+SCREEN_MARGIN = 2  # a screen runs this many times as far past the snapshot as the failure was
+# Changes a snapshot can be replayed with: same parameters, same optimiser state layout.
+REPLAYABLE = ("train.learning_rate", "train.clip_grad_norm", "train.clip_grad_value", "train.eps")
+
+
+@dataclass
+class Trial:
+    """The result of one confirmed candidate."""
+
+    finite: bool
+    steps_run: int
+    final_loss: float | None
+    failed_step: int | None
+
+
+def _trial(o: Outcome) -> Trial:
+    last = o.loss[-1] if len(o.loss) else np.nan
+    return Trial(
+        finite=o.finite,
+        steps_run=o.steps_run,
+        final_loss=float(last) if np.isfinite(last) else None,
+        failed_step=o.first.step if o.first else None,
+    )
+
+
+def _record(rec: Recommendation, trial: Trial) -> None:
+    """Fill in ``rec``'s verdict from a run of it from step 1."""
+    rec.verified = trial.finite
+    rec.final_loss = trial.final_loss
+    if trial.finite:
+        loss = f", final loss {fmt(trial.final_loss)}" if trial.final_loss is not None else ""
+        rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}"
+    else:
+        rec.evidence = f"still non-finite, at step {trial.failed_step}"
+
+
+def _confirm(args) -> Trial:
+    """A run of ``spec`` with ``changes`` from step 1 (in a worker process)."""
+    spec, changes = args
+    return _trial(train(spec.with_changes(changes), snapshots=False)[0])
+
+
+def screen(outcome: Outcome, changes: dict) -> str | None:
+    """Replay from the last snapshot before the failure with ``changes``: a sentence saying
+    whether the failure comes back, or None when the change cannot be replayed.
+
+    This is evidence about the mechanism near the failure, not the verdict: a state already
+    pushed towards overflow can fail under a change that keeps a run from step 1 finite, so only
+    the run from step 1 decides ``verified``.
+    """
+    if not outcome.snapshots or not set(changes) <= set(REPLAYABLE) or outcome.first is None:
+        return None
+    snap = outcome.snapshots[-1]
+    fail = outcome.first.step or 1
+    until = min(outcome.steps_budget, snap.step + SCREEN_MARGIN * max(fail - snap.step, 1))
+    variant = outcome.spec.with_changes(changes)
+    o = train(variant, problem=outcome.problem, start=snap, until=until, snapshots=False)[0]
+    where = f"replayed from the step {snap.step} snapshot"
+    if o.finite:
+        return f"{where}: finite through step {until} (the original failed at step {fail})"
+    return f"{where}: non-finite again at step {o.first.step}"
+
+
+def largest_finite_lr(outcome: Outcome) -> tuple[float | None, Outcome | None, int]:
+    """Halve the learning rate until a run stays finite over the whole budget, all halvings
+    trained from step 1 at once as replicas of one batched run.
+
+    Returns the largest finite rate and its run (or None, None) and the number of rates tried."""
+    lr = outcome.learning_rate
+    rates = lr / 2.0 ** np.arange(1, HALVINGS + 1)
+    runs = train(outcome.spec, lrs=rates, problem=outcome.problem, snapshots=False)
+    for rate, o in zip(rates, runs, strict=True):
+        if o.finite:
+            return float(rate), o, len(rates)
+    return None, None, len(rates)
+
+
+CONFIRMS = {
+    "lower_learning_rate": "a lower learning rate alone removes it: the step size drives the failure",
+    "clip_gradients": "clipping the gradient norm alone removes it: the gradient explosion is the mechanism",
+    "use_float32": "float32 alone removes it: a float16 range problem",
+    "use_float64": "float64 alone removes it: a precision range problem",
+    "stable_numerics": "stable numerics alone remove it: the naive formula is the mechanism",
+    "add_eps": "a non-zero eps alone removes it: the unguarded division is the mechanism",
+    "standardize_inputs": "standardized inputs alone remove it: the input scale is the mechanism",
+    "use_xavier_init": "Xavier init alone removes it: the initial weight scale is the mechanism",
+    "use_he_init": "He init alone removes it: the initial weight scale is the mechanism",
+    "remove_nan_inputs": "removing the NaN inputs removes it: the data are the cause",
+    "use_relu": "relu hidden layers alone remove it: the saturating activations are the mechanism",
+}
+
+
+def verify(
+    diagnosis: Diagnosis,
+    outcome: Outcome,
+    jobs: int | None = None,
+    on_done: Callable[[str], None] | None = None,
+) -> list[Recommendation]:
+    """Try each recommendation; fill in ``verified`` and ``evidence``; return them ranked.
+
+    Also appends the experiments' verdicts to the cause's evidence."""
+    recs = list(diagnosis.recommendations)
+    if outcome.first is None or not recs:
+        return recs
+    spec = outcome.spec
+    todo: list[Recommendation] = []
+    for rec in recs:
+        if rec.id == "lower_learning_rate":
+            rate, run, tried = largest_finite_lr(outcome)
+            if rate is None:
+                rec.verified = False
+                rec.evidence = f"still non-finite at lr {fmt(outcome.learning_rate / 2**tried)} ({tried} halvings)"
+            else:  # the halving run was a full run from step 1: it is the confirmation
+                rec.changes = {"train.learning_rate": rate}
+                rec.summary = f"lower the learning rate to {fmt(rate)} (the largest finite rate found by halving)"
+                _record(rec, _trial(run))
+            _done(on_done, rec)
+            continue
+        todo.append(rec)
+    # pmap reports results in input order, so the n-th report is todo[n]
+    order = iter(todo)
+    trials = pmap(
+        _confirm, [(spec, r.changes) for r in todo], jobs, lambda _t: _done(on_done, next(order))
+    )
+    for rec, trial in zip(todo, trials, strict=True):
+        _record(rec, trial)
+        near = screen(outcome, rec.changes)
+        if near:
+            rec.evidence += f"; {near}"
+    if diagnosis.cause is not None:
+        for rec in recs:
+            if rec.verified and rec.id in CONFIRMS:
+                diagnosis.cause.evidence.append(f"experiment: {CONFIRMS[rec.id]} ({rec.evidence})")
+            elif rec.verified is False:
+                diagnosis.cause.evidence.append(
+                    f"experiment: {rec.id} does not remove it ({rec.evidence})"
+                )
+    return rank(recs)
+
+
+def rank(recs: list[Recommendation]) -> list[Recommendation]:
+    """Verified first, then the smallest change, then the lowest final loss."""
+
+    def key(r: Recommendation):
+        loss = r.final_loss
+        return (
+            {True: 0, None: 1, False: 2}[r.verified],
+            len(r.changes),
+            loss if loss is not None else float("inf"),
+        )
+
+    return sorted(recs, key=key)
+
+
+def _done(cb, rec) -> None:
+    if cb:
+        cb(rec.id)

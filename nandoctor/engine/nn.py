@@ -1,0 +1,199 @@
+"""The network math: activations, losses and initialisers as small functions over arrays.
+
+Shapes: ``x`` is ``(batch, n_in)``; a layer's weights ``W`` are ``(*R, n_in, n_out)`` and biases
+``b`` are ``(*R, n_out)``, where the optional leading axes ``R`` stack independent replicas of
+the network (a learning-rate sweep trains them in one matmul). A single run has ``R == ()``.
+
+Two numerics modes (CONTRACT §1): ``naive`` is the textbook code people write by hand -- softmax
+without subtracting the max, ``1 / (1 + exp(-z))``, ``log(p)`` with no clipping -- and fails
+exactly where that code fails; ``stable`` is log-sum-exp and losses from logits.
+
+Each function names the primitive op it is about to run with :func:`op`, so the floating-point
+watch (``nandoctor.watch.events``) can say *which* op overflowed or produced a NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nandoctor.watch.events import op
+
+LEAKY_SLOPE = 0.01
+
+
+# ---------------------------------------------------------------- activations
+def activate(name: str, z: np.ndarray, naive: bool) -> np.ndarray:
+    """Activation ``a = f(z)``; ``z: (*R, batch, units)`` -> same shape."""
+    if name == "linear":
+        return z
+    if name == "relu":
+        op("maximum")
+        return np.maximum(z, 0)
+    if name == "leaky_relu":
+        op("multiply")
+        return np.where(z > 0, z, LEAKY_SLOPE * z)
+    if name == "elu":
+        op("expm1")
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
+    if name == "tanh":
+        op("tanh")
+        return np.tanh(z)
+    if name == "sigmoid":
+        return _sigmoid(z, naive)
+    if name == "softmax":
+        return _softmax(z, naive)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def _sigmoid(z: np.ndarray, naive: bool) -> np.ndarray:
+    if naive:
+        op("exp")
+        e = np.exp(-z)
+        op("divide")
+        return 1 / (1 + e)
+    op("exp")
+    e = np.exp(-np.abs(z))  # in (0, 1]: cannot overflow
+    op("divide")
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softmax(z: np.ndarray, naive: bool) -> np.ndarray:
+    if not naive:
+        op("subtract")
+        z = z - z.max(axis=-1, keepdims=True)
+    op("exp")
+    e = np.exp(z)
+    op("sum")
+    s = e.sum(axis=-1, keepdims=True)
+    op("divide")
+    return e / s
+
+
+def activation_grad(name: str, z: np.ndarray, a: np.ndarray, grad_a: np.ndarray) -> np.ndarray:
+    """Back through the activation: ``dL/dz`` from ``dL/da``; all ``(*R, batch, units)``."""
+    op("multiply")
+    if name == "linear":
+        return grad_a
+    if name == "relu":
+        return grad_a * (z > 0)
+    if name == "leaky_relu":
+        return grad_a * np.where(z > 0, 1.0, LEAKY_SLOPE).astype(z.dtype)
+    if name == "elu":
+        return grad_a * np.where(z > 0, 1, a + 1)
+    if name == "tanh":
+        return grad_a * (1 - a * a)
+    if name == "sigmoid":
+        return grad_a * (a * (1 - a))
+    if name == "softmax":
+        return a * (grad_a - (grad_a * a).sum(axis=-1, keepdims=True))
+    raise ValueError(f"unknown activation {name!r}")
+
+
+# ---------------------------------------------------------------- losses
+def loss_and_grad(
+    loss: str,
+    activation: str,
+    z: np.ndarray,
+    a: np.ndarray,
+    y: np.ndarray | None,
+    naive: bool,
+    noise: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The loss of the last layer and its gradient with respect to that layer's ``z``.
+
+    ``z, a: (*R, batch, out)``; ``y: (batch, out)`` (mse, bce) or ``(batch,)`` int class indices
+    (cross_entropy); ``noise: (batch, out)`` for ``random_gradient``. Returns
+    ``(loss: (*R,), grad_z: (*R, batch, out))``.
+    """
+    if loss == "mse":
+        op("subtract")
+        diff = a - y
+        op("square")
+        value = (diff * diff).mean(axis=(-2, -1))
+        op("multiply")
+        grad_a = diff * (2 / (z.shape[-1] * z.shape[-2]))
+        return value, activation_grad(activation, z, a, grad_a)
+    if loss == "random_gradient":
+        # The loss whose gradient with respect to the output is exactly the noise: sum(g * a).
+        op("multiply")
+        value = (noise * a).sum(axis=(-2, -1))
+        grad_a = np.empty_like(a)
+        grad_a[...] = noise  # the same noise for every replica: (batch, out) -> (*R, batch, out)
+        return value, activation_grad(activation, z, a, grad_a)
+    if loss == "cross_entropy":
+        return _cross_entropy(activation, z, a, y, naive)
+    if loss == "bce":
+        return _bce(activation, z, a, y, naive)
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def _cross_entropy(activation, z, a, y, naive):
+    n = z.shape[-2]
+    onehot = np.zeros(z.shape[-2:], dtype=z.dtype)
+    onehot[np.arange(n), y] = 1
+    if naive:
+        # Textbook: p = softmax(z) (exp without the max), loss = -mean(log p[target]).
+        p = a if activation == "softmax" else _softmax(z, naive=True)
+        op("log")
+        logp = np.log(p[..., np.arange(n), y])
+        value = -logp.mean(axis=-1)
+        op("subtract")
+        return value, (p - onehot) / n
+    op("logsumexp")
+    m = z.max(axis=-1, keepdims=True)
+    shifted = z - m
+    lse = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    logp = shifted - lse
+    value = -logp[..., np.arange(n), y].mean(axis=-1)
+    op("exp")
+    return value, (np.exp(logp) - onehot) / n
+
+
+def _bce(activation, z, a, y, naive):
+    size = z.shape[-1] * z.shape[-2]
+    if naive:
+        # Textbook: p = sigmoid(z); loss = -mean(y log p + (1-y) log(1-p));
+        # dL/dp = -(y/p - (1-y)/(1-p)) / size, then back through the sigmoid.
+        p = a if activation == "sigmoid" else _sigmoid(z, naive=True)
+        op("log")
+        value = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=(-2, -1))
+        op("divide")
+        grad_p = -(y / p - (1 - y) / (1 - p)) / size
+        op("multiply")
+        return value, grad_p * (p * (1 - p))
+    # Stable: BCE with logits, max(z, 0) - z*y + log1p(exp(-|z|)).
+    op("log1p")
+    value = (np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))).mean(axis=(-2, -1))
+    op("subtract")
+    return value, (_sigmoid(z, naive=False) - y) / size
+
+
+# ---------------------------------------------------------------- initialisation
+HE_FAMILY = ("relu", "leaky_relu", "elu")
+
+
+def init_weights(
+    init: str, n_in: int, n_out: int, scale: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Initial ``W: (n_in, n_out)`` in float64 (CONTRACT §1: xavier = N(0, 2/(in+out)), he = N(0,
+    2/in), normal = N(0, 1); the uniform variants have the same variance; all times ``scale``)."""
+    shape = (n_in, n_out)
+    if init == "normal":
+        w = rng.standard_normal(shape)
+    elif init == "xavier":
+        w = rng.normal(0.0, np.sqrt(2.0 / (n_in + n_out)), shape)
+    elif init == "he":
+        w = rng.normal(0.0, np.sqrt(2.0 / n_in), shape)
+    elif init == "xavier_uniform":
+        limit = np.sqrt(6.0 / (n_in + n_out))
+        w = rng.uniform(-limit, limit, shape)
+    elif init == "he_uniform":
+        limit = np.sqrt(6.0 / n_in)
+        w = rng.uniform(-limit, limit, shape)
+    elif init == "uniform":
+        w = rng.uniform(-1.0, 1.0, shape)
+    elif init == "zeros":
+        w = np.zeros(shape)
+    else:
+        raise ValueError(f"unknown init {init!r}")
+    return w * scale

@@ -1,0 +1,144 @@
+"""Optimisers, gradient clipping and learning-rate schedules, following ``torch.optim``.
+
+Every parameter carries a leading replica axis ``(n, ...)``; the learning rate is one value per
+replica, ``lr: (n,)``. Updates are returned as new arrays (``p_new = p - delta``) so the caller can
+measure the update-to-weight ratio and keep snapshots without copies.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nandoctor.watch.events import op
+
+
+def schedule_factor(kind: str, t: int, steps: int, step_size: int, gamma: float, warmup: int):
+    """Multiplier of the base learning rate at step ``t`` (1-based)."""
+    if kind == "constant":
+        return 1.0
+    if kind == "step":
+        return gamma ** ((t - 1) // step_size)
+    if kind == "exponential":
+        return gamma ** ((t - 1) / step_size)
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (t - 1) / max(steps, 1)))
+    if kind == "warmup":
+        return min(1.0, t / warmup)
+    raise ValueError(f"unknown schedule {kind!r}")
+
+
+def per_replica(v: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Reshape ``v: (n,)`` to broadcast against ``like: (n, ...)``."""
+    return v.reshape(v.shape + (1,) * (like.ndim - 1))
+
+
+def norm(a: np.ndarray) -> np.ndarray:
+    """Per-replica L2 norm of ``a: (n, ...)`` -> ``(n,)`` float64, safe from overflow.
+
+    The plain sum of squares of values near 1e160 is inf in float64 a step before the network's own
+    values are (CONTRACT §5), so an overflowing sum is recomputed scaled by the largest magnitude.
+    Call it with floating-point events ignored or muted: its own overflow is bookkeeping.
+    """
+    # One BLAS dot per replica in a's own dtype: fast, and the same arithmetic whether a replica
+    # trains alone or beside others. A float32/16 overflow falls through to the scaled path.
+    s = [float(np.vdot(r, r)) for r in a]
+    if all(math.isfinite(v) for v in s):
+        return np.sqrt(s)
+    a = a.reshape(a.shape[0], -1).astype(np.float64)
+    m = np.abs(a).max(axis=1)
+    m[~np.isfinite(m) | (m == 0)] = 1.0
+    scaled = a / m[:, None]
+    return m * np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
+
+
+def norms(arrays: list[np.ndarray]) -> np.ndarray:
+    """Per-replica L2 norms of several arrays at once, ``(len(arrays), n)``: the same numbers as
+    :func:`norm` of each, in one pass of dots (the per-step history's fast path)."""
+    s = np.array([[float(np.vdot(r, r)) for r in a] for a in arrays])
+    if np.isfinite(s).all():
+        return np.sqrt(s)
+    return np.array([norm(a) for a in arrays])
+
+
+def combine(norms: list[np.ndarray]) -> np.ndarray:
+    """The norm of several arrays together from their norms, ``(n,)``, without overflow."""
+    stacked = np.stack(norms)
+    m = stacked.max(axis=0)
+    safe = np.where(np.isfinite(m) & (m > 0), m, 1.0)
+    return np.where(np.isfinite(m), safe * np.sqrt(((stacked / safe) ** 2).sum(axis=0)), m)
+
+
+def global_norm(arrays: list[np.ndarray]) -> np.ndarray:
+    """Per-replica L2 norm over every array together, ``(n,)`` (inf only if truly so)."""
+    with np.errstate(all="ignore"):
+        return combine([norm(a) for a in arrays])
+
+
+def clip_by_norm(grads: list[np.ndarray], bound: float) -> list[np.ndarray]:
+    """``torch.nn.utils.clip_grad_norm_``: scale all by ``bound / (norm + 1e-6)`` when over."""
+    norm = global_norm(grads)
+    coef = np.minimum(bound / (norm + 1e-6), 1.0)
+    op("multiply")
+    return [g * per_replica(coef, g).astype(g.dtype) for g in grads]
+
+
+def clip_by_value(grads: list[np.ndarray], bound: float) -> list[np.ndarray]:
+    op("clip")
+    return [np.clip(g, -bound, bound) for g in grads]
+
+
+def init_state(kind: str, params: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Zeroed optimiser state for ``params``."""
+    names = {"sgd": (), "momentum": ("buf",), "rmsprop": ("v",), "adam": ("m", "v")}[kind]
+    return {name: [np.zeros_like(p) for p in params] for name in names}
+
+
+def delta(
+    kind: str,
+    i: int,
+    p: np.ndarray,
+    g: np.ndarray,
+    state: dict[str, list[np.ndarray]],
+    t: int,
+    lr: np.ndarray,
+    hp,
+) -> np.ndarray:
+    """The update of parameter ``i`` at step ``t`` (1-based): ``p_new = p - delta``.
+
+    Updates ``state`` in place. ``lr`` is already broadcast to ``p``'s shape; ``hp`` has the
+    spec's ``momentum, beta1, beta2, eps, weight_decay``.
+    """
+    if hp.weight_decay:
+        op("add")
+        g = g + hp.weight_decay * p
+    if kind == "sgd":
+        op("multiply")
+        return lr * g
+    if kind == "momentum":
+        op("multiply")
+        buf = g.copy() if t == 1 else hp.momentum * state["buf"][i] + g
+        state["buf"][i] = buf
+        return lr * buf
+    if kind == "rmsprop":
+        op("square")
+        v = hp.beta2 * state["v"][i] + (1 - hp.beta2) * (g * g)
+        state["v"][i] = v
+        op("sqrt")
+        denom = np.sqrt(v) + hp.eps
+        op("divide")
+        return lr * g / denom
+    if kind == "adam":
+        op("multiply")
+        m = hp.beta1 * state["m"][i] + (1 - hp.beta1) * g
+        op("square")
+        v = hp.beta2 * state["v"][i] + (1 - hp.beta2) * (g * g)
+        state["m"][i], state["v"][i] = m, v
+        bc1 = 1 - hp.beta1**t
+        bc2 = 1 - hp.beta2**t
+        op("sqrt")
+        denom = np.sqrt(v) / math.sqrt(bc2) + hp.eps
+        op("divide")
+        return (lr / bc1) * m / denom
+    raise ValueError(f"unknown optimizer {kind!r}")

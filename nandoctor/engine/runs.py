@@ -1,0 +1,101 @@
+"""Run a spec: prepare it, train every replica until its budget ends or it goes non-finite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nandoctor.engine.setup import Problem, prepare
+from nandoctor.engine.trainer import State, Trainer
+from nandoctor.watch.events import FPEvent, NonFinite
+
+
+@dataclass
+class Outcome:
+    """What one replica's run produced: the numbers every diagnosis is made from."""
+
+    spec: object
+    learning_rate: float
+    steps_budget: int
+    steps_run: int
+    loss: np.ndarray  # (steps_run,)
+    history: (
+        dict[str, np.ndarray] | None
+    )  # name -> (steps_run, layers), see nandoctor.watch.history
+    first: NonFinite | None
+    events: list[FPEvent]
+    problem: Problem
+    snapshots: list[State] = field(default_factory=list)
+
+    @property
+    def finite(self) -> bool:
+        return self.first is None
+
+
+SNAPSHOTS_KEPT = 3
+
+
+def snapshot_interval(budget: int) -> int:
+    """Steps between snapshots: about 20 per run, at most 25 steps apart."""
+    return max(1, min(25, budget // 20))
+
+
+def train(
+    spec,
+    lrs=None,
+    instrument: bool = True,
+    on_step: Callable[[int], None] | None = None,
+    problem: Problem | None = None,
+    start: State | None = None,
+    until: int | None = None,
+    snapshots: bool = True,
+) -> list[Outcome]:
+    """Train ``spec`` once per learning rate in ``lrs`` (default: the spec's), instrumented.
+
+    ``start`` resumes from a snapshot (a replay) and
+    ``until`` stops after that step. Returns one :class:`Outcome` per rate, in order; each keeps
+    the last few snapshots, the latest taken shortly before a failure (unless ``snapshots`` is
+    False: a sweep never replays).
+    """
+    problem = problem or prepare(spec)
+    trainer = Trainer(problem, lrs, instrument=instrument, spec=spec)
+    if start is not None:
+        trainer.state = start.copy()
+    budget = spec.train.steps
+    last = min(budget, until or budget)
+    every = snapshot_interval(budget)
+    kept: list[State] = []
+    if problem.first is None:
+        with trainer.watch.install():
+            while trainer.state.step < last and len(trainer.state.alive):
+                if snapshots and trainer.state.step % every == 0:
+                    kept = [*kept[-SNAPSHOTS_KEPT + 1 :], trainer.state.copy()]
+                trainer.step()
+                if on_step:
+                    on_step(trainer.state.step)
+    outcomes = [_outcome(trainer, spec, problem, r, budget) for r in range(len(trainer.lrs))]
+    for o in outcomes:
+        o.snapshots = kept
+    return outcomes
+
+
+def _outcome(trainer: Trainer, spec, problem: Problem, r: int, budget: int) -> Outcome:
+    first = problem.first or trainer.watch.first.get(r)
+    steps_run = 0 if problem.first else (first.step if first else trainer.state.step)
+    hist = trainer.history.replica(r) if trainer.history is not None else None
+    if hist is not None:
+        hist = {k: v[:steps_run] for k, v in hist.items()}
+    events = list(problem.events.values()) + list(getattr(trainer.watch, "events", {}).values())
+    return Outcome(
+        spec=spec,
+        learning_rate=float(trainer.lrs[r]),
+        steps_budget=budget,
+        steps_run=steps_run,
+        loss=trainer.losses[:steps_run, r],
+        history=hist,
+        first=first,
+        events=events,
+        problem=problem,
+    )

@@ -1,0 +1,157 @@
+"""From a spec to what training needs: data in the run's dtype, initial weights, seeds.
+
+The data and preprocess phases are watched like the training steps: a NaN in the data as loaded,
+or one made by preprocessing (a zero-variance feature standardized naively), is the run's first
+non-finite value, found here before any step runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nandoctor.engine import data as datamod
+from nandoctor.engine import nn
+from nandoctor.engine.data import DataError
+from nandoctor.watch.events import FPEvent, FPWatch, NonFinite, op
+
+DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
+
+
+@dataclass
+class Problem:
+    spec: object  # nandoctor.spec.models.Spec
+    x: np.ndarray  # (samples, features), run dtype, preprocessed
+    y: np.ndarray | None  # (samples, outputs) run dtype, or (samples,) int class indices
+    dtype: type
+    init_params: list[np.ndarray]  # W1 (in, out), b1 (out,), W2, b2, ... in the run's dtype
+    seeds: tuple  # SeedSequences for batches and random-gradient noise
+    raw_max_abs: float  # largest |input| before preprocessing, after scale
+    col_std: np.ndarray  # (features,) std of each input column before preprocessing
+    first: NonFinite | None = None  # a non-finite value in data or preprocessing
+    events: dict[tuple, FPEvent] = field(default_factory=dict)
+
+
+def load_dataset(spec, rng: np.random.Generator) -> datamod.Dataset:
+    d = spec.data
+    if d.source == "synthetic":
+        return datamod.synthetic(d.task, d.samples, d.features, d.outputs, d.noise, rng)
+    path = spec.resolve_path(d.path)
+    task = "classification" if spec.loss == "cross_entropy" else d.task
+    if d.source == "csv":
+        return datamod.load_csv(path, d.target, task=task)
+    return datamod.load_npz(path, task=task)
+
+
+def prepare(spec) -> Problem:
+    """Load and prepare everything a run of ``spec`` needs. Raises DataError on bad data."""
+    dtype = DTYPES[spec.numerics.dtype]
+    data_ss, init_ss, batch_ss, noise_ss = np.random.SeedSequence(spec.seed).spawn(4)
+    data_rng = np.random.default_rng(data_ss)
+    ds = load_dataset(spec, data_rng)
+    _check_targets(spec, ds)
+
+    watch = FPWatch(1)
+    with watch.install():
+        watch.at("data", None, ("x",))
+        op("load")
+        x = datamod.scale_and_corrupt(ds.x, spec.data.scale, spec.data.nan_fraction, data_rng)
+        x = x.astype(dtype)
+        watch.scan(x)
+        y = ds.y
+        if y is not None and y.dtype.kind == "f":
+            watch.at("data", None, ("y",))
+            y = y.astype(dtype)
+            watch.scan(y)
+        with np.errstate(all="ignore"):
+            raw_max = float(np.nanmax(np.abs(x))) if np.isfinite(x).any() else float("nan")
+            col_std = x.astype(np.float64).std(axis=0)
+        if not watch.first:
+            watch.at("preprocess", None, ("x",))
+            op(spec.data.preprocess)
+            x = datamod.preprocess(x, spec.data.preprocess, spec.numerics.mode).astype(dtype)
+            watch.scan(x)
+        params = initial_params(spec, x.shape[1], np.random.default_rng(init_ss))
+        if not watch.first:
+            for i, p in enumerate(params):
+                watch.at("data", None, (f"{'Wb'[i % 2]}{i // 2 + 1}",))
+                op("cast")
+                params[i] = p.astype(dtype)
+                watch.scan(params[i])
+    return Problem(
+        spec=spec,
+        x=x,
+        y=y,
+        dtype=dtype,
+        init_params=params,
+        seeds=(batch_ss, noise_ss),
+        raw_max_abs=raw_max,
+        col_std=col_std,
+        first=watch.first.get(0),
+        events=watch.events,
+    )
+
+
+def initial_params(spec, n_in: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``[W1, b1, W2, b2, ...]`` in float64, from the spec's inits or its weights file."""
+    layers = spec.model.layers
+    if spec.model.weights:
+        return _load_weights(spec, n_in)
+    params, fan_in = [], n_in
+    for layer in layers:
+        params.append(nn.init_weights(layer.init, fan_in, layer.units, layer.init_scale, rng))
+        params.append(np.full(layer.units, float(layer.bias)))
+        fan_in = layer.units
+    return params
+
+
+def _load_weights(spec, n_in: int) -> list[np.ndarray]:
+    path = spec.resolve_path(spec.model.weights)
+    if not path.is_file():
+        raise DataError(f"weights file {path} not found", key="model.weights")
+    try:
+        with np.load(path) as f:
+            arrays = dict(f)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise DataError(f"cannot read weights file {path}: {e}", key="model.weights") from e
+    params, fan_in = [], n_in
+    for i, layer in enumerate(spec.model.layers, start=1):
+        for name, shape in ((f"W{i}", (fan_in, layer.units)), (f"b{i}", (layer.units,))):
+            if name not in arrays:
+                have = ", ".join(sorted(arrays)) or "nothing"
+                raise DataError(f"{path} has no array {name} (it has {have})", key="model.weights")
+            a = np.asarray(arrays[name], dtype=np.float64)
+            if a.shape != shape:
+                raise DataError(
+                    f"{path}: {name} has shape {a.shape}, the spec needs {shape} "
+                    f"(W shaped (inputs, units); x @ W + b)",
+                    key="model.weights",
+                )
+            params.append(a)
+        fan_in = layer.units
+    return params
+
+
+def _check_targets(spec, ds) -> None:
+    units = spec.model.layers[-1].units
+    loss = spec.loss
+    if loss == "random_gradient":
+        return
+    if ds.y is None:
+        raise DataError(f"loss {loss} needs targets, and the data have none", key="loss")
+    if loss == "cross_entropy":
+        if ds.y.ndim != 1 or ds.y.dtype.kind not in "iu":
+            raise DataError("cross_entropy needs integer class indices as targets", key="loss")
+        if ds.n_classes is not None and ds.n_classes > units:
+            raise DataError(
+                f"the data have {ds.n_classes} classes but the last layer has {units} units",
+                key="model.layers",
+            )
+        return
+    width = ds.y.shape[1] if ds.y.ndim == 2 else 1
+    if width != units:
+        raise DataError(
+            f"the data have {width} target column(s) but the last layer has {units} units",
+            key="model.layers",
+        )

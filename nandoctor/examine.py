@@ -1,0 +1,60 @@
+"""``run``'s workflow: train a spec with every step watched, diagnose it, verify the fixes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from nandoctor.errors import UsageProblem
+
+if TYPE_CHECKING:
+    from nandoctor.diagnosis.findings import Diagnosis
+    from nandoctor.engine.data import DataError
+    from nandoctor.engine.runs import Outcome
+    from nandoctor.spec.models import Spec
+
+
+def data_problem(spec: Spec, err: DataError) -> UsageProblem:
+    """A data file or value the run cannot use, located at the spec key that names it."""
+    line = spec.line_of(err.key) if spec.path else None
+    where = f"{spec.path}:{line}:1: " if line else (f"{spec.path}: " if spec.path else "")
+    return UsageProblem(f"{where}{err.key}: {err}")
+
+
+def train_one(spec: Spec, on_step: Callable[[int], None] | None = None) -> Outcome:
+    """Train ``spec`` once; a data problem becomes a :class:`UsageProblem`."""
+    from nandoctor.engine.data import DataError
+    from nandoctor.engine.runs import train
+
+    try:
+        return train(spec, on_step=on_step)[0]
+    except DataError as e:
+        raise data_problem(spec, e) from None
+
+
+def examine(spec: Spec, on_step: Callable[[int], None] | None = None) -> tuple[Diagnosis, Outcome]:
+    """Train ``spec`` and diagnose the run from its own numbers (recommendations not yet tried)."""
+    from nandoctor.diagnosis.diagnose import diagnose
+
+    started = time.perf_counter()
+    outcome = train_one(spec, on_step)
+    diagnosis = diagnose(outcome)
+    diagnosis.seconds = time.perf_counter() - started
+    return diagnosis, outcome
+
+
+def verify_fixes(
+    diagnosis: Diagnosis,
+    outcome: Outcome,
+    jobs: int | None = None,
+    on_done: Callable[[str], None] | None = None,
+) -> None:
+    """Re-run each recommendation of a non-finite run to verify it (in place; adds the time)."""
+    from nandoctor.diagnosis.verify import verify
+
+    if diagnosis.status != "nonfinite":
+        return
+    started = time.perf_counter()
+    diagnosis.recommendations = verify(diagnosis, outcome, jobs=jobs, on_done=on_done)
+    diagnosis.seconds += time.perf_counter() - started

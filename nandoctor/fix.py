@@ -1,0 +1,112 @@
+"""Write a corrected spec: the user's file with one verified change, everything else kept.
+
+ruamel.yaml's round-trip mode keeps comments, key order and formatting; each changed line gets an
+end-of-line comment saying why.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.util import load_yaml_guess_indent
+
+if TYPE_CHECKING:
+    from nandoctor.diagnosis.findings import Diagnosis, Recommendation
+    from nandoctor.spec.models import Spec
+
+
+def _yaml(text: str) -> YAML:
+    """A round-trip loader whose indentation matches ``text``'s."""
+    _, indent, offset = load_yaml_guess_indent(text)
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.width = 4096
+    y.indent(mapping=2, sequence=indent or 2, offset=offset or 0)
+    return y
+
+
+def apply_changes(text: str, changes: dict, why: str) -> str:
+    """``text`` (a YAML spec) with dotted-key ``changes`` applied and commented."""
+    y = _yaml(text)
+    doc = y.load(text)
+    comment = f"nandoctor fix: {why}"
+    for dotted, value in changes.items():
+        parts = dotted.split(".")
+        node, parent, key = doc, None, None
+        for part in parts[:-1]:
+            parent, key = node, (int(part) if isinstance(node, CommentedSeq) else part)
+            if isinstance(node, CommentedMap) and (part not in node or node[part] is None):
+                node[part] = CommentedMap()
+            node = node[key]
+        last = int(parts[-1]) if isinstance(node, CommentedSeq) else parts[-1]
+        node[last] = value
+        if isinstance(node, CommentedMap) and node.fa.flow_style():
+            # A flow mapping ({units: 20, ...}) holds no comments: put it on the line it sits on.
+            if parent is not None:
+                parent.yaml_add_eol_comment(comment, key)
+        else:
+            node.yaml_add_eol_comment(comment, last)
+    out = io.StringIO()
+    y.dump(doc, out)
+    return out.getvalue()
+
+
+def diff(old: str, new: str, path: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), path, f"{path} (fixed)"
+        )
+    )
+
+
+@dataclass
+class FixResult:
+    """What ``fix`` found: the diagnosis, the best verified change (if any) and the fixed text."""
+
+    diagnosis: Diagnosis
+    best: Recommendation | None
+    old_text: str
+    new_text: str | None
+    seconds: float
+
+    @property
+    def change(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.best.changes.items()) if self.best else ""
+
+    def tried(self) -> str:
+        recs = self.diagnosis.recommendations
+        return (
+            "; ".join(f"{r.id} ({r.evidence or 'not tried'})" for r in recs) or "nothing applicable"
+        )
+
+
+def fix_spec(
+    spec: Spec,
+    jobs: int | None = None,
+    before_verify: Callable[[int], Callable[..., None] | None] | None = None,
+) -> FixResult:
+    """Diagnose ``spec``; when it went non-finite, verify the recommendations by re-running and
+    apply the best verified one to the spec's own text. ``before_verify(n)`` may return a
+    per-recommendation ``on_done`` callback (a progress bar)."""
+    from nandoctor.examine import examine, verify_fixes
+
+    started = time.perf_counter()
+    diagnosis, outcome = examine(spec)
+    text = Path(spec.path).read_text() if spec.path else ""
+    if diagnosis.status != "nonfinite":
+        return FixResult(diagnosis, None, text, None, time.perf_counter() - started)
+    on_done = before_verify(len(diagnosis.recommendations)) if before_verify else None
+    verify_fixes(diagnosis, outcome, jobs, on_done)
+    best = next((r for r in diagnosis.recommendations if r.verified), None)
+    new = (
+        apply_changes(text, best.changes, f"{best.id}, verified: {best.evidence}") if best else None
+    )
+    return FixResult(diagnosis, best, text, new, time.perf_counter() - started)

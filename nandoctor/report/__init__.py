@@ -1,0 +1,1 @@
+"""Reporters: one module per result type, each a registry of format name -> renderer."""

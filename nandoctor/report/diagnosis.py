@@ -1,0 +1,181 @@
+"""Rendering a :class:`~nandoctor.diagnosis.diagnose.Diagnosis`: a one-screen rich report, or JSON.
+
+Findings are data (``nandoctor.diagnosis.diagnose``); this module only draws them. Pass a ``Console`` in.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from nandoctor.diagnosis.diagnose import Diagnosis, fmt
+
+BARS = "▁▂▃▄▅▆▇█"
+STYLE = {"nonfinite": "bold red", "warning": "bold yellow", "healthy": "bold green"}
+MARK = {"nonfinite": "✗", "warning": "!", "healthy": "✓"}
+
+
+def sparkline(values: np.ndarray, width: int = 12, log: bool = False) -> str:
+    """A run of block characters for ``values`` (NaN drawn as a space), resampled to ``width``."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return ""
+    if v.size > width:
+        v = np.array(
+            [np.nanmax(c) if np.isfinite(c).any() else np.nan for c in np.array_split(v, width)]
+        )
+    with np.errstate(all="ignore"):
+        if log:
+            v = np.log10(np.where(v > 0, v, np.nan))
+        ok = np.isfinite(v)
+        if not ok.any():
+            return " " * len(v)
+        lo, hi = np.nanmin(v[ok]), np.nanmax(v[ok])
+        span = hi - lo if hi > lo else 1.0
+        idx = np.clip(((v - lo) / span * (len(BARS) - 1)).round(), 0, len(BARS) - 1)
+    return "".join(BARS[int(i)] if f else " " for i, f in zip(idx, ok, strict=True))
+
+
+def verdict(d: Diagnosis) -> Text:
+    mark = MARK[d.status]
+    if d.status == "nonfinite":
+        f = d.first
+        where = f"step {f.step}" if f.step else f"the {f.phase} phase"
+        msg = f"{mark} {f.value.upper()} at {where}"
+        if d.cause:
+            msg += f": {d.cause.id.replace('_', ' ')}"
+    elif d.status == "warning":
+        msg = f"{mark} finite, with warnings: {', '.join(dict.fromkeys(w.id for w in d.warnings))}"
+    else:
+        msg = f"{mark} healthy: every value finite"
+    loss = ""
+    if d.loss_initial is not None:
+        loss = f"  loss {fmt(d.loss_initial)} → {fmt(d.loss_final) if d.loss_final is not None else 'non-finite'}"
+    return Text.assemble(
+        (msg, STYLE[d.status]),
+        f"   {d.name}: {d.steps_run}/{d.steps_budget} steps, lr {fmt(d.learning_rate)}{loss}",
+    )
+
+
+def first_table(d: Diagnosis) -> Table:
+    f = d.first
+    t = Table(
+        box=box.SIMPLE, show_header=True, title="First non-finite value", title_justify="left"
+    )
+    for col in ("step", "phase", "layer", "tensor", "op", "value"):
+        t.add_column(col)
+    t.add_row(
+        *(
+            str(v) if v is not None else "-"
+            for v in (f.step, f.phase, f.layer, f.tensor, f.op, f.value)
+        )
+    )
+    return t
+
+
+def layer_table(d: Diagnosis) -> Table | None:
+    h = d.history
+    if not h or not len(h.get("loss", [])):
+        return None
+    k = len(h["loss"]) - 1
+    # The failing step's stats are partial; show the last complete step.
+    if d.status == "nonfinite" and k > 0:
+        k -= 1
+    title = f"Layers at step {k + 1}"
+    if d.status == "nonfinite":
+        title += (
+            " (the last step before the failure)" if k + 1 < d.steps_run else " (the failing step)"
+        )
+    t = Table(box=box.SIMPLE, title=title, title_justify="left")
+    for col in ("layer", "act", "max|z|", "saturated", "dead", "grad norm", "weight norm", "upd/w"):
+        t.add_column(col, justify="right" if col not in ("act",) else "left")
+    t.add_column("grad norm ▁▅█", no_wrap=True, min_width=12)
+    t.add_column("saturated ▁▅█", no_wrap=True, min_width=12)
+    for i, act in enumerate(d.layers):
+        t.add_row(
+            str(i + 1),
+            act,
+            fmt(h["max_abs_z"][k, i]),
+            f"{fmt(100 * h['saturated'][k, i])}%",
+            f"{fmt(100 * h['dead'][k, i])}%",
+            fmt(h["grad_norm"][k, i]),
+            fmt(h["weight_norm"][k, i]),
+            fmt(h["update_ratio"][k, i]),
+            sparkline(h["grad_norm"][:, i], log=True),
+            sparkline(h["saturated"][:, i]),
+        )
+    return t
+
+
+def bullets(title: str, lines: list[str], style: str = "") -> Group:
+    items = [Text(title, style="bold")]
+    items += [Text(f"  • {line}", style=style) for line in lines]
+    return Group(*items)
+
+
+def render(d: Diagnosis):
+    """The report as one rich renderable."""
+    parts = [verdict(d)]
+    if d.first is not None:
+        parts.append(first_table(d))
+        if d.first.inputs:
+            ins = ", ".join(
+                f"{k}: max|·| {fmt(v['max_abs'])}"
+                + (f", {v['exact_zeros']} zeros" if v["exact_zeros"] else "")
+                for k, v in d.first.inputs.items()
+            )
+            parts.append(Text(f"  inputs to the failing op: {ins}"))
+    if d.cause:
+        parts.append(
+            bullets(
+                f"Cause: {d.cause.id} - {d.cause.summary}", d.cause.evidence[1:] or d.cause.evidence
+            )
+        )
+    if d.contributing:
+        parts.append(
+            bullets(
+                "Contributing",
+                [
+                    f"{c.id}: {c.summary}" + (f" ({'; '.join(c.evidence)})" if c.evidence else "")
+                    for c in d.contributing
+                ],
+            )
+        )
+    table = layer_table(d)
+    if table is not None:
+        parts.append(table)
+    if d.warnings:
+        parts.append(bullets("Warnings", [f"{w.id}: {w.summary}" for w in d.warnings], "yellow"))
+    if d.notes:
+        parts.append(bullets("What the run saw", d.notes))
+    if d.recommendations:
+        lines = []
+        for r in d.recommendations:
+            tag = {True: "✓ verified", False: "✗ still fails", None: "untried"}[r.verified]
+            change = ", ".join(f"{k}={v}" for k, v in r.changes.items())
+            lines.append(
+                f"[{tag}] {r.id}: {r.summary}"
+                + (f"  ({change})" if change else "")
+                + (f" - {r.evidence}" if r.evidence else "")
+            )
+        tried = any(r.verified is not None for r in d.recommendations)
+        title = (
+            f"Recommendations (each re-run to verify; {d.seconds:.1f}s in all)"
+            if tried
+            else "Recommendations"
+        )
+        parts.append(bullets(title, lines))
+    return Group(*parts)
+
+
+def to_json(d: Diagnosis) -> str:
+    return json.dumps(d.to_json(), indent=2, allow_nan=False)
+
+
+# format name -> renderer(diagnosis): a string, or a rich renderable for the terminal.
+RENDERERS = {"text": render, "json": to_json}

@@ -1,0 +1,1 @@
+"""The spec language: typed models of a network spec, YAML loading with positions, messages."""

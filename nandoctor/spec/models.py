@@ -1,0 +1,561 @@
+"""The network spec: typed, documented configuration loaded from YAML (CONTRACT section 1).
+
+Every key has a type, a default, a range and a description. Loading keeps the YAML node positions,
+so every problem - an unknown key, a value of the wrong type or out of range, a rule between keys -
+is reported as ``file:line:col: key: message`` (yamllint's parsable format), all of them at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from nandoctor.errors import UsageProblem
+
+Activation = Literal["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"]
+Init = Literal["normal", "xavier", "xavier_uniform", "he", "he_uniform", "uniform", "zeros"]
+Source = Literal["synthetic", "csv", "npz"]
+Task = Literal["regression", "classification", "binary", "random"]
+Preprocess = Literal["none", "standardize", "minmax"]
+Loss = Literal["mse", "cross_entropy", "bce", "random_gradient"]
+Dtype = Literal["float64", "float32", "float16"]
+Optimizer = Literal["sgd", "momentum", "rmsprop", "adam"]
+Schedule = Literal["constant", "step", "exponential", "cosine", "warmup"]
+CheckId = Literal[
+    "nonfinite",
+    "saturation",
+    "vanishing_gradient",
+    "dead_relu",
+    "exploding_gradient",
+    "loss_not_decreasing",
+]
+RELU_FAMILY = ("relu", "leaky_relu", "elu")
+
+
+def _f(default: Any, doc: str, **constraints: Any) -> Any:
+    """A field with its default, its one-line description and its range (ge, gt, le, lt)."""
+    return Field(default, description=doc, **constraints)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        """YAML 1.1 reads ``1e3`` as a string: an int field takes it when it is a whole number.
+        And ``yes``/``on`` as true: a number field refuses booleans instead of reading 1."""
+        if isinstance(data, dict):
+            for name, info in cls.model_fields.items():
+                v, tp = data.get(name), _unwrap(info.annotation)
+                if tp in (int, float) and isinstance(v, bool):
+                    data = {**data, name: str(v).lower()}
+                elif tp is int and _whole(v) is not None:
+                    data = {**data, name: _whole(v)}
+        return data
+
+
+class DataSpec(_Section):
+    source: Source = _f("synthetic", "Where the data come from.")
+    task: Task = _f("regression", "Synthetic only; random = N(0,1) inputs and no targets.")
+    samples: int = _f(256, "Synthetic only: number of samples.", ge=1)
+    features: int = _f(10, "Synthetic only: input features per sample.", ge=1)
+    outputs: int = _f(5, "Synthetic only: targets (regression) or classes.", ge=1)
+    noise: float = _f(0.1, "Synthetic only: std of the noise added to targets.", ge=0)
+    scale: float = _f(1.0, "Every input feature is multiplied by this (1000 = unscaled data).")
+    path: str | None = _f(None, "csv | npz: the data file, relative to the spec.")
+    target: str | list[str] | None = _f(None, "csv only: the target column, or a list of them.")
+    nan_fraction: float = _f(0.0, "Fault injection: this share of inputs becomes NaN.", ge=0, le=1)
+    preprocess: Preprocess = _f("none", "Input preprocessing.")
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target(cls, v: Any) -> Any:
+        names = v if isinstance(v, list) else [v]
+        if v is None or (names and all(isinstance(n, str | int | float) for n in names)):
+            return v if v is None or isinstance(v, str) else [str(n) for n in names]
+        raise ValueError(f"expected a column name or a non-empty list of them, got {_show(v)}")
+
+
+class LayerSpec(_Section):
+    units: int = Field(ge=1, description="Number of neurons in this layer.")
+    activation: Activation = _f("linear", "Activation; softmax on the last layer only.")
+    init: Init | None = _f(None, "Weight init; default he for relu/leaky_relu/elu, else xavier.")
+    init_scale: float = _f(1.0, "Multiplies the initial weights.", gt=0)
+    bias: float = _f(0.0, "Initial value of every bias.")
+
+    @model_validator(mode="after")
+    def _default_init(self) -> LayerSpec:
+        if self.init is None:
+            self.init = "he" if self.activation in RELU_FAMILY else "xavier"
+        return self
+
+
+class ModelSpec(_Section):
+    layers: list[LayerSpec] = Field(min_length=1, description="One entry per weight layer.")
+    weights: str | None = _f(None, "Optional .npz with W1, b1, W2, b2, ... to start from.")
+
+
+class NumericsSpec(_Section):
+    dtype: Dtype = _f("float64", "Floating-point type of every array.")
+    mode: Literal["stable", "naive"] = _f("stable", "naive = textbook formulas, unguarded.")
+
+
+class TrainSpec(_Section):
+    """The training loop. The learning rate at step t (from 1) by ``schedule``: constant: lr;
+    step: lr * lr_gamma ** floor((t - 1) / lr_step_size); exponential: lr * lr_gamma ** ((t - 1) /
+    lr_step_size); cosine: anneals lr to 0 over train.steps; warmup: a linear ramp up to lr over
+    warmup_steps, then constant."""
+
+    steps: int = _f(500, "Number of optimizer steps.", ge=1)
+    batch_size: int | Literal["full"] = _f(32, "Samples per step (at least 1), or 'full'.")
+    shuffle: bool = _f(True, "Reshuffle the samples every epoch.")
+    learning_rate: float = _f(0.01, "Base learning rate.", ge=0)
+    optimizer: Optimizer = _f("sgd", "Update rule (as torch.optim).")
+    momentum: float = _f(0.9, "momentum: the velocity's decay.", ge=0)
+    beta1: float = _f(0.9, "adam: decay of the first moment.", ge=0, lt=1)
+    beta2: float = _f(0.999, "adam, rmsprop: decay of the second moment.", ge=0, lt=1)
+    eps: float = _f(1e-8, "adam, rmsprop: added to the denominator; 0 allowed.", ge=0)
+    weight_decay: float = _f(0.0, "L2 penalty added to the gradient.", ge=0)
+    clip_grad_norm: float | None = _f(None, "Bound on the global gradient L2 norm.", gt=0)
+    clip_grad_value: float | None = _f(None, "Element-wise gradient bound.", gt=0)
+    schedule: Schedule = _f("constant", "Learning-rate schedule; cosine anneals to 0 by the end.")
+    lr_step_size: int = _f(100, "step/exponential: steps per factor of lr_gamma.", ge=1)
+    lr_gamma: float = _f(0.1, "step/exponential: the decay factor per lr_step_size steps.", gt=0)
+    warmup_steps: int = _f(100, "warmup: steps of the linear ramp up to the rate.", ge=1)
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().lower() == "full":
+            return "full"
+        n = v if isinstance(v, int) and not isinstance(v, bool) else _whole(v)
+        if n is None or n < 1:
+            raise ValueError(f"expected a whole number at least 1 or 'full', got {_show(v)}")
+        return n
+
+
+class CheckSpec(_Section):
+    fail_on: list[CheckId] = _f(["nonfinite"], "What `nandoctor check` fails on.")
+    max_final_loss: float | None = _f(None, "Fail when the final loss is above this.")
+
+
+class Spec(_Section):
+    """One training run. Load with :func:`load_spec`; the path attributes come from the file."""
+
+    name: str | None = _f(None, "Name of the run; defaults to the file's stem.")
+    seed: int = _f(0, "One seed for every random choice (init, data, batches).", ge=0)
+    data: DataSpec = Field(default_factory=DataSpec, description="The training data.")
+    model: ModelSpec = Field(description="The dense feed-forward network.")
+    loss: Loss = _f("mse", "The loss; random_gradient = N(0,1) noise as the output gradient.")
+    numerics: NumericsSpec = Field(default_factory=NumericsSpec, description="dtype and formulas.")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="The training loop.")
+    check: CheckSpec = Field(default_factory=CheckSpec, description="Policy for `nandoctor check`.")
+
+    _origin: _Origin = PrivateAttr(default_factory=lambda: _Origin())
+    _raw: dict | None = PrivateAttr(None)
+
+    @property
+    def path(self) -> Path | None:
+        return self._origin.path
+
+    @property
+    def base_dir(self) -> Path:
+        return self._origin.base_dir
+
+    def resolve_path(self, p: str) -> Path:
+        """A path from the spec, relative to the spec's folder unless absolute."""
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else self.base_dir / q
+
+    def line_of(self, dotted_key: str) -> int | None:
+        """1-based line of ``dotted_key`` in the file, or of its nearest parent present there."""
+        if self.path is None:
+            return None
+        key = self._origin.present(dotted_key)
+        return self._origin.positions[key][0] if key else None
+
+    def capped(self, steps: int | None) -> Spec:
+        """This spec with at most ``steps`` training steps (a cap never extends the budget)."""
+        if steps is None or steps >= self.train.steps:
+            return self
+        return self.with_changes({"train.steps": steps})
+
+    def with_changes(self, changes: Mapping[str, Any]) -> Spec:
+        """A new validated spec with dotted-key ``changes`` applied (raises SpecError)."""
+        raw = copy.deepcopy(self._raw if self._raw is not None else self.model_dump())
+        origin = copy.copy(self._origin)
+        origin.overrides = dict(origin.overrides)
+        problems = [_apply(raw, k, v, f"{k}={v}", origin) for k, v in changes.items()]
+        return _build(raw, origin, [p for p in problems if p])
+
+    def resolved(self) -> dict:
+        """Every key with defaults filled in, as JSON-safe data."""
+        return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int  # 1-based; 0 when there is no position (overrides, a missing file)
+    col: int
+    key: str  # dotted, "" for the whole file
+    message: str  # starts with the key: "train.steps: 0 is out of range ..."
+    override: str = ""  # the KEY=VALUE item of --set (or with_changes) this problem is about
+
+    def __str__(self) -> str:
+        if self.override:
+            return f"--set {self.override}: {self.message.removeprefix(self.key + ': ')}"
+        where = f"{self.file}:{self.line}:{self.col}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+
+class SpecError(UsageProblem):
+    """An invalid spec; ``problems`` lists everything found, ``str()`` one line per problem."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(map(str, self.problems)))
+
+
+@dataclass
+class _Origin:
+    """Where a spec came from: file, folder, YAML positions and the overrides applied."""
+
+    file: str = "<dict>"
+    path: Path | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+    positions: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)  # key, value
+    overrides: dict[str, str] = field(default_factory=dict)  # dotted key -> "key=value"
+
+    def present(self, key: str) -> str:
+        while key and key not in self.positions:
+            key = key.rpartition(".")[0]
+        return key
+
+    def problem(self, key: str, detail: str, at_key: bool = False) -> Problem:
+        message = f"{key}: {detail}" if key else detail
+        for k, item in self.overrides.items():
+            if key == k or key.startswith(k + "."):
+                return Problem("--set", 0, 0, key, message, item)
+        found = self.present(key)
+        kl, kc, vl, vc = self.positions.get(found, (0, 0, 0, 0))
+        exact = found == key and not at_key
+        return Problem(self.file, vl if exact else kl, vc if exact else kc, key, message)
+
+
+def json_schema() -> dict:
+    """The JSON Schema of a spec, with a description for every key."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Spec.model_json_schema()}
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"train.eps=1e-8"`` -> ``("train.eps", "1e-8")``: the value as YAML, typed later by the schema."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise SpecError([Problem("--set", 0, 0, "", f"expected KEY=VALUE, got {item!r}", item)])
+    try:
+        return key.strip(), yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        msg = f"{key.strip()}: cannot read the value {text!r} as YAML ({getattr(e, 'problem', e)})"
+        raise SpecError([Problem("--set", 0, 0, key.strip(), msg, item)]) from None
+
+
+def spec_from_dict(data: dict, source: str = "<dict>", base_dir: Path | None = None) -> Spec:
+    """Validate plain data as a spec (no file positions); raises SpecError."""
+    origin = _Origin(file=source, base_dir=base_dir or Path.cwd())
+    if not isinstance(data, dict):
+        raise SpecError([Problem(source, 0, 0, "", "the spec must be a mapping of keys")])
+    return _build(copy.deepcopy(data), origin, [])
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
+    """Load, override (``"dotted.key=value"``) and validate a spec file; raises SpecError."""
+    path = Path(path)
+    origin = _Origin(file=str(path), path=path, base_dir=path.parent)
+    raw, problems = _read_yaml(path, origin)
+    for item in overrides:
+        try:
+            key, value = parse_override(item)
+        except SpecError as e:
+            problems += e.problems
+            continue
+        problems.append(_apply(raw, key, value, item.strip(), origin))
+    spec = _build(raw, origin, [p for p in problems if p])
+    if spec.name is None:
+        spec.name = path.stem
+    return spec
+
+
+def _read_yaml(path: Path, origin: _Origin) -> tuple[dict, list[Problem]]:
+    def fail(message: str, line: int = 1, col: int = 1) -> SpecError:
+        return SpecError([Problem(origin.file, line, col, "", message)])
+
+    if path.is_dir():
+        raise fail("is a directory, not a spec file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise fail("no such file") from None
+    except UnicodeDecodeError:
+        raise fail("not a UTF-8 text file") from None
+    except OSError as e:
+        raise fail(f"cannot read the file ({e.strerror})") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise fail("the file is empty; a spec needs at least model.layers")
+        origin.positions[""] = (1, 1, 1, 1)
+        dups = _walk(node, "", origin.positions, set())
+        raw = loader.construct_document(node)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = "YAML" if isinstance(e, yaml.constructor.ConstructorError) else "YAML syntax"
+        context = f" ({e.context})" if e.context else ""
+        raise fail(f"{what} error: {e.problem}{context}", *where) from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise fail(f"cannot read the YAML: {e}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(raw, dict):
+        raise fail(f"the top level must be a mapping (data:, model:, ...), not {_show(raw)}")
+    return raw, [origin.problem(k, "duplicate key; give each key once", True) for k in dups]
+
+
+def _walk(node: yaml.Node, path: str, pos: dict, seen: set) -> list[str]:
+    """Record (key line, key col, value line, value col) of every key and list item under ``node``."""
+    dups: list[str] = []
+    if id(node) in seen:  # an alias: its positions are those of its anchor
+        return dups
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys = set()
+        for k, v in node.value:
+            if k.tag == "tag:yaml.org,2002:merge":
+                continue
+            sub = f"{path}.{k.value}" if path else str(k.value)
+            if sub in keys:
+                dups.append(sub)
+            keys.add(sub)
+            km, vm = k.start_mark, v.start_mark
+            pos[sub] = (km.line + 1, km.column + 1, vm.line + 1, vm.column + 1)
+            dups += _walk(v, sub, pos, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            sub = f"{path}.{i}"
+            pos[sub] = (v.start_mark.line + 1, v.start_mark.column + 1) * 2
+            dups += _walk(v, sub, pos, seen)
+    return dups
+
+
+def _apply(raw: dict, key: str, value: Any, item: str, origin: _Origin) -> Problem | None:
+    """Set dotted ``key`` in ``raw``; a Problem when the key is not in the schema or cannot be set."""
+    origin.overrides[key] = item
+    parts = key.split(".")
+    try:
+        _schema_at(parts)
+    except ValueError as e:
+        return origin.problem(key, str(e))
+    cur: Any = raw
+    for i, part in enumerate(parts):
+        here = ".".join(parts[:i]) or "the spec"
+        if isinstance(cur, list):
+            if int(part) >= len(cur):
+                return origin.problem(key, f"{here} has {len(cur)} entries, no entry {part}")
+            part = int(part)
+        elif not isinstance(cur, dict):
+            return origin.problem(key, f"{here} is not a mapping in the spec")
+        if i == len(parts) - 1:
+            cur[part] = value
+        elif isinstance(cur, dict) and part not in cur:
+            cur[part] = [] if parts[i + 1].isdigit() else {}
+        cur = cur[part]
+    return None
+
+
+def _build(raw: dict, origin: _Origin, problems: list[Problem]) -> Spec:
+    spec = None
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as e:
+        problems += [origin.problem(*_explain(err)) for err in e.errors()]
+    except RecursionError:
+        problems.append(origin.problem("", "the spec refers to itself (recursive YAML aliases)"))
+    if spec is not None:
+        problems += [origin.problem(k, m) for k, m in _cross_checks(spec)]
+    if problems:
+        unique = dict.fromkeys(problems)
+        raise SpecError(sorted(unique, key=lambda p: (bool(p.override), p.line, p.col)))
+    spec._origin, spec._raw = origin, raw
+    if spec.name is None and origin.path is not None:
+        spec.name = origin.path.stem
+    return spec
+
+
+def _cross_checks(s: Spec) -> list[tuple[str, str]]:
+    """Rules between keys, as (dotted key at fault, message)."""
+    out: list[tuple[str, str]] = []
+    layers, d, loss = s.model.layers, s.data, s.loss
+    n, last, act = len(layers), f"model.layers.{len(layers) - 1}", layers[-1].activation
+    for i, layer in enumerate(layers[:-1]):
+        if layer.activation == "softmax":
+            msg = f"softmax is allowed on the last layer only (this is layer {i + 1} of {n})"
+            out.append((f"model.layers.{i}.activation", msg))
+    need = {"cross_entropy": "softmax", "bce": "sigmoid"}.get(loss)
+    if need and act not in (need, "linear"):
+        msg = f"loss {loss} needs the last layer's activation {need} or linear (logits), not {act}"
+        out.append((f"{last}.activation", msg))
+    if d.task == "random" and loss != "random_gradient":
+        msg = f"data.task random has no targets: the loss must be random_gradient, not {loss}"
+        out.append(("loss", msg))
+    if d.source == "synthetic":
+        want = {"cross_entropy": "classification", "bce": "binary"}.get(loss)
+        if want and d.task != want:
+            out.append(("data.task", f"loss {loss} needs task {want}, not {d.task}"))
+        if loss != "random_gradient" and layers[-1].units != d.outputs:
+            msg = f"the last layer has {layers[-1].units} units but data.outputs is {d.outputs}"
+            out.append((f"{last}.units", msg + "; they must be equal"))
+    else:
+        if not d.path:
+            out.append(("data.path", f"source {d.source} needs the path of the data file"))
+        if d.source == "csv" and not d.target:
+            out.append(("data.target", "source csv needs the target column's name (or a list)"))
+    return out
+
+
+_NOUNS = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+_NOUNS |= {"string": "a string", "list": "a list", "model": "a mapping", "dict": "a mapping"}
+_RANGE = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def _explain(err: dict) -> tuple[str, str, bool]:
+    """A pydantic error as (dotted key, plain message, located at the key rather than the value)."""
+    loc = [str(p) for p in err["loc"]]
+    key, kind, got = ".".join(loc), err["type"], _show(err.get("input"))
+    if kind in ("extra_forbidden", "invalid_key"):
+        fields = list(getattr(_type_at(loc[:-1]), "model_fields", {}))
+        return key, "unknown key" + _suggest(loc[-1], fields, "keys"), True
+    if kind == "missing":
+        info = _field_at(loc)
+        return key, "required key missing" + (f" ({info.description})" if info else ""), False
+    if kind == "literal_error":
+        choices = [str(c) for c in get_args(_type_at(loc))]
+        word = str(err.get("input"))
+        return key, f"{got} is not one of {', '.join(choices)}{_suggest(word, choices)}", False
+    if kind == "finite_number":
+        return key, f"{got} is not a finite number", False
+    if kind in _RANGE:
+        return key, f"{got} is out of range; expected {_expected(loc)}", False
+    if kind == "too_short":
+        return key, f"needs at least {err['ctx']['min_length']} entry", False
+    noun = next((n for prefix, n in _NOUNS.items() if kind.startswith(prefix + "_")), None)
+    if noun:
+        return key, f"expected {_expected(loc) or noun}, got {got}", False
+    return key, err["msg"].removeprefix("Value error, "), False
+
+
+def _expected(loc: list[str]) -> str:
+    """The allowed values of the field at ``loc`` in words: 'a number at least 0, or null'."""
+    info = _field_at(loc)
+    tp = _unwrap(info.annotation) if info else None
+    noun = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+    if tp not in noun:
+        return ""
+    words = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "less than"}
+    limits = {a: getattr(m, a) for m in info.metadata for a in words if hasattr(m, a)}
+    if "ge" in limits and "le" in limits:
+        text = f"{noun[tp]} from {limits['ge']} to {limits['le']}"
+    else:
+        text = " and ".join([noun[tp]] + [f"{words[a]} {b}" for a, b in limits.items()])
+        text = text.replace(" and ", " ", 1)
+    return text + (" (or null)" if tp is not info.annotation else "")
+
+
+def _schema_at(parts: list[str]) -> Any:
+    """The schema type at a dotted path (an index steps into a list's item type); ValueError
+    naming the first part that is not in the schema."""
+    tp: Any = Spec
+    for i, part in enumerate(parts):
+        here = ".".join(parts[:i])
+        if get_origin(tp) is list:
+            if not part.isdigit():
+                raise ValueError(f"{here} is a list; address an entry as {here}.0")
+            tp = get_args(tp)[0]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel):
+            if part not in tp.model_fields:
+                what = "unknown key" if i == len(parts) - 1 else f"unknown key {part!r}"
+                raise ValueError(what + _suggest(part, list(tp.model_fields), "keys"))
+            tp = tp.model_fields[part].annotation
+        else:
+            raise ValueError(f"{here} is a single value, it has no keys")
+        tp = _unwrap(tp)
+    return tp
+
+
+def _type_at(loc: list[str]) -> Any:
+    try:
+        return _schema_at(loc)
+    except ValueError:
+        return None
+
+
+def _field_at(loc: list[str]) -> Any:
+    parent = _type_at(loc[:-1])
+    return getattr(parent, "model_fields", {}).get(loc[-1]) if loc else None
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` -> ``X``; anything else unchanged."""
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _suggest(word: str, choices: list[str], what: str = "") -> str:
+    """'; did you mean X?' for the closest choice (ties go to the nearest number: float8 ->
+    float16), else the valid choices when ``what`` names them."""
+
+    def score(c: str) -> tuple[float, int]:
+        a, b = re.sub(r"\D", "", word), re.sub(r"\D", "", c)
+        distance = abs(int(a) - int(b)) if a and b else 0
+        return difflib.SequenceMatcher(None, word, c).ratio(), -distance
+
+    best = max(choices, key=score, default=None)
+    if best is not None and score(best)[0] >= 0.7:
+        return f"; did you mean {best!r}?"
+    return f"; valid {what}: {', '.join(choices)}" if what else ""
+
+
+def _whole(value: Any) -> int | None:
+    """``"1e3"`` -> 1000; None for anything that is not a string holding a whole number."""
+    try:
+        number = float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,1 @@
+"""Instrumentation: floating-point events caught as they happen, and the per-step history."""

@@ -1,0 +1,108 @@
+"""Per-step, per-layer history of a run, kept in preallocated arrays.
+
+Every array is ``(steps, n_replicas, n_layers)`` (``loss`` is ``(steps, n_replicas)``), float64,
+NaN where a step was not run. Layer ``i`` of the arrays is layer ``i + 1`` of the spec.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nandoctor.engine.optim import norms
+
+SATURATION_TOL = 1e-3  # sigmoid/tanh outputs this close to their limits are saturated
+SOFTMAX_PINNED = 1 - 1e-6  # a softmax row whose largest probability exceeds this is saturated
+
+STATS = (
+    "max_abs_z",  # largest |pre-activation|
+    "saturated",  # share of saturated units (sigmoid, tanh, softmax rows)
+    "weak",  # share of sigmoid/tanh units whose derivative is under a tenth of its peak
+    "dead",  # share of ReLU units with z <= 0 for every sample of the batch (no gradient at all)
+    "grad_norm",  # L2 norm of the layer's weight and bias gradients
+    "weight_norm",  # L2 norm of the layer's weights after the update
+    "update_ratio",  # |delta W| / |W| of the update
+)
+
+
+def saturation(act: str, a: np.ndarray) -> np.ndarray:
+    """Share of saturated outputs per replica; ``a: (n, batch, units)`` -> ``(n,)``."""
+    if act == "sigmoid":
+        return ((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)).mean(axis=(1, 2))
+    if act == "tanh":
+        return (np.abs(a) > 1 - SATURATION_TOL).mean(axis=(1, 2))
+    if act == "softmax":
+        return (a.max(axis=2) > SOFTMAX_PINNED).mean(axis=1)
+    return np.zeros(a.shape[0])
+
+
+WEAK_SIGMOID = 0.0257  # sigmoid'(z) = a(1 - a) < 0.025 (a tenth of 0.25) outside [0.0257, 0.9743]
+WEAK_TANH = 0.9487  # tanh'(z) = 1 - a^2 < 0.1 beyond |a| = 0.9487
+
+
+def weak(act: str, a: np.ndarray) -> np.ndarray:
+    """Share of units whose derivative is below a tenth of its peak; ``(n, batch, units)`` -> ``(n,)``."""
+    if act == "sigmoid":
+        return ((a < WEAK_SIGMOID) | (a > 1 - WEAK_SIGMOID)).mean(axis=(1, 2))
+    if act == "tanh":
+        return (np.abs(a) > WEAK_TANH).mean(axis=(1, 2))
+    return np.zeros(a.shape[0])
+
+
+class History:
+    def __init__(self, n: int, layers: int, steps: int):
+        self.steps_run = 0
+        self.loss = np.full((steps, n), np.nan)
+        for name in STATS:
+            setattr(self, name, np.full((steps, n, layers), np.nan))
+        # filled in only where they can be non-zero (squashing layers; ReLU layers)
+        self.saturated[:] = self.weak[:] = self.dead[:] = 0.0
+
+    def record(self, step, alive, zs, activations, acts, grads, params, deltas, loss) -> None:
+        """Take the statistics of ``step`` (1-based) for the live replicas ``alive``.
+
+        ``zs``, ``activations``: per layer ``(n, batch, units)``; ``grads``, ``params``,
+        ``deltas``: ``[W1, b1, W2, b2, ...]`` with a leading replica axis. Called with
+        floating-point events muted: this arithmetic is bookkeeping, not the network's.
+        """
+        k = step - 1
+        self.steps_run = step
+        rows = slice(None) if len(alive) == self.loss.shape[1] else alive
+        self.loss[k, rows] = loss
+        L = len(zs)
+        n = norms(grads[0::2] + grads[1::2] + params[0::2] + deltas[0::2])  # (4L, n_alive)
+        w = n[2 * L : 3 * L]
+        self.grad_norm[k, rows] = np.hypot(n[:L], n[L : 2 * L]).T
+        self.weight_norm[k, rows] = w.T
+        self.update_ratio[k, rows] = (n[3 * L :] / np.where(w > 0, w, np.nan)).T
+        for i, (z, a, act) in enumerate(zip(zs, activations, acts, strict=True)):
+            self.max_abs_z[k, rows, i] = np.maximum(z.max(axis=(1, 2)), -z.min(axis=(1, 2)))
+            if act == "relu":
+                # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient exactly 0.
+                gb = grads[2 * i + 1]
+                self.dead[k, rows, i] = np.count_nonzero(gb == 0, axis=1) / gb.shape[1]
+            elif act in ("sigmoid", "tanh", "softmax"):
+                self.saturated[k, rows, i] = saturation(act, a)
+                self.weak[k, rows, i] = weak(act, a)
+
+    def replica(self, r: int) -> dict[str, np.ndarray]:
+        """The history of replica ``r`` over the steps run: name -> ``(steps_run, layers)``."""
+        out = {name: getattr(self, name)[: self.steps_run, r] for name in STATS}
+        out["loss"] = self.loss[: self.steps_run, r]
+        return out
+
+
+def save(data: dict[str, np.ndarray], path: Path, resolved_spec: str) -> None:
+    """Write one replica's history (see :meth:`History.replica`) as ``.npz`` or ``.csv``, and the
+    resolved spec beside it as ``<stem>.spec.yaml`` so the run can be reproduced."""
+    path = Path(path)
+    steps, layers = data["max_abs_z"].shape
+    if path.suffix == ".csv":
+        header = ["step", "loss"] + [f"{s}_{i + 1}" for s in STATS for i in range(layers)]
+        cols = [np.arange(1, steps + 1), data["loss"]]
+        cols += [data[s][:, i] for s in STATS for i in range(layers)]
+        np.savetxt(path, np.column_stack(cols), delimiter=",", header=",".join(header), comments="")
+    else:
+        np.savez(path, **data, spec=np.array(resolved_spec))
+    path.with_name(path.stem + ".spec.yaml").write_text(resolved_spec)

@@ -1,0 +1,203 @@
+"""The CLI through click's CliRunner: exit codes, one JSON document, errors without tracebacks."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nandoctor import __version__
+from nandoctor.cli import main
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_version_and_help():
+    r = invoke("--version")
+    assert r.exit_code == 0 and __version__ in r.output
+    for args in (
+        ["-h"],
+        ["run", "--help"],
+        ["sweep", "-h"],
+        ["check", "-h"],
+        ["fix", "-h"],
+        ["schema", "-h"],
+    ):
+        r = invoke(*args)
+        assert r.exit_code == 0, args
+        assert "Example" in r.output, args  # every command's help ends with examples
+
+
+def test_python_dash_m():
+    r = subprocess.run(
+        [sys.executable, "-m", "nandoctor", "--version"], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and __version__ in r.stdout
+
+
+def test_run_healthy_exits_0_with_summary():
+    r = invoke("run", CONFIGS / "healthy.yaml")
+    assert r.exit_code == 0, r.output
+    assert "healthy" in r.output and "300/300 steps" in r.output
+
+
+def test_run_nonfinite_exits_1_and_names_the_place():
+    r = invoke("run", CONFIGS / "relu_high_lr.yaml")
+    assert r.exit_code == 1
+    assert "INF at step 9" in r.output
+    assert "exploding_gradient" in r.output
+
+
+@pytest.mark.parametrize("name,code", [("healthy", 0), ("nan_in_data", 1), ("dead_relu", 0)])
+def test_run_json_is_one_document(name, code):
+    r = CliRunner().invoke(main, ["run", str(CONFIGS / f"{name}.yaml"), "--format", "json"])
+    assert r.exit_code == code
+    doc = json.loads(r.stdout)  # the whole of stdout parses: nothing else was printed there
+    assert doc["name"] == name
+    assert doc["status"] in ("healthy", "warning", "nonfinite")
+
+
+def test_set_is_typed_by_the_schema():
+    r = invoke(
+        "run",
+        CONFIGS / "adam_eps_zero.yaml",
+        "--set",
+        "train.eps=1e-8",
+        "--steps",
+        "20",
+        "--format",
+        "json",
+    )
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0, r.output
+    assert doc["steps_run"] == 20 and doc["status"] != "nonfinite"
+
+
+def test_bad_set_key_exits_2_with_suggestion():
+    r = invoke("run", CONFIGS / "healthy.yaml", "--set", "train.learnig_rate=0.1")
+    assert r.exit_code == 2
+    assert "learning_rate" in r.output and "Traceback" not in r.output
+
+
+def test_invalid_spec_lists_every_problem_with_lines(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "data: {task: regresion}\n"
+        "model:\n"
+        "  layers:\n"
+        "    - {units: 4, activation: relu}\n"
+        "    - {units: 5, activation: linear}\n"
+        "train:\n"
+        "  steps: 0\n"
+        "  optimiser: adam\n"
+    )
+    r = invoke("run", bad)
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert any(f"{bad}:1:" in x and "regression" in x for x in lines)
+    assert any(f"{bad}:7:" in x and "train.steps" in x for x in lines)
+    assert any(f"{bad}:8:" in x and "optimizer" in x for x in lines)
+    assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(
+    "text,line,needle",
+    [
+        ("model: {layers: [{units: 5}]\n", 2, "YAML syntax error"),
+        ("- a\n- b\n", 1, "mapping"),
+        ("", 1, "empty"),
+    ],
+)
+def test_broken_yaml_exits_2(tmp_path, text, line, needle):
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    r = invoke("run", f)
+    assert r.exit_code == 2
+    assert f"{f}:{line}:" in r.output and needle in r.output
+
+
+def test_missing_spec_file_exits_2(tmp_path):
+    r = invoke("run", tmp_path / "nope.yaml")
+    assert r.exit_code == 2 and "no such file" in r.output
+
+
+def test_missing_data_file_names_the_key_line(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "data:\n  source: csv\n  path: missing.csv\n  target: y\n"
+        "model:\n  layers:\n    - {units: 1}\n"
+    )
+    r = invoke("run", f)
+    assert r.exit_code == 2
+    assert f"{f}:3:" in r.output and "missing.csv" in r.output
+    assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".csv"])
+def test_trace_writes_history_and_resolved_spec(tmp_path, suffix):
+    out = tmp_path / f"trace{suffix}"
+    r = invoke("run", CONFIGS / "relu_high_lr.yaml", "--trace", out)
+    assert r.exit_code == 1
+    assert out.exists() and (tmp_path / "trace.spec.yaml").exists()
+    if suffix == ".npz":
+        with np.load(out) as t:
+            assert t["grad_norm"].shape == (9, 2)
+            assert t["loss"].shape == (9,)
+    else:
+        header = out.read_text().splitlines()[0]
+        assert header.startswith("step,loss,max_abs_z_1")
+    assert "learning_rate: 1.5" in (tmp_path / "trace.spec.yaml").read_text()
+
+
+def test_schema_is_json_schema():
+    r = invoke("schema")
+    schema = json.loads(r.stdout)
+    assert "properties" in schema and "train" in schema["properties"]
+
+
+def test_readme_names_every_command():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for cmd in main.commands:
+        assert f"nandoctor {cmd}" in readme, cmd
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", CONFIGS / "relu_high_lr.yaml"],
+        ["fix", CONFIGS / "relu_high_lr.yaml", "--dry-run"],
+        [
+            "sweep",
+            CONFIGS / "relu_high_lr.yaml",
+            "--lr",
+            "0.1,1,3",
+            "--set",
+            "train.optimizer=sgd,momentum",
+        ],
+        ["check", CONFIGS / "healthy.yaml", CONFIGS / "loss_flat.yaml", "--steps", "20"],
+    ],
+)
+def test_progress_bars_on_a_terminal(monkeypatch, args):
+    """The progress bars only draw on a TTY; make stderr one and run each command through them."""
+    import nandoctor.cli.common as common
+
+    drawn = []
+    monkeypatch.setattr(common, "interactive", lambda: drawn.append(1) or True)
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert drawn  # a progress bar was set up
+    assert r.exit_code in (0, 1), r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_steps_caps_but_never_extends_the_budget():
+    r = invoke("run", CONFIGS / "loss_flat.yaml", "--steps", "50", "--format", "json")
+    assert json.loads(r.stdout)["steps_run"] == 50
+    r = invoke("run", CONFIGS / "loss_flat.yaml", "--steps", "5000", "--format", "json")
+    assert json.loads(r.stdout)["steps_run"] == 200

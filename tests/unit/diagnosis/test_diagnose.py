@@ -1,0 +1,156 @@
+"""Acceptance: each example spec is diagnosed from its run's numbers (hand-checked expectations),
+and unit checks that the diagnosis moves with the numbers, not with the file."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nandoctor.diagnosis.diagnose import diagnose
+from nandoctor.engine.runs import train
+from nandoctor.spec.models import load_spec, spec_from_dict
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+# spec: (status, cause, (step, phase, layer, tensor, op, value)) -- each checked by hand against
+# the run's numbers before being written down (see each spec's header comment).
+NONFINITE = {
+    "relu_high_lr": ("exploding_gradient", (9, "forward", 2, "pre_activation", "matmul", "inf")),
+    "softmax_overflow_naive": ("overflow", (1, "forward", 2, "activation", "exp", "nan")),
+    "bce_saturated_naive": ("saturation", (136, "loss", None, "loss", "log", "nan")),
+    "nan_in_data": ("bad_input", (None, "data", None, "x", "load", "nan")),
+    "zero_variance_standardize": (
+        "bad_input",
+        (None, "preprocess", None, "x", "standardize", "nan"),
+    ),
+    "adam_eps_zero": ("division_by_zero", (1, "update", 1, "weight", "divide", "nan")),
+    "float16_overflow": ("overflow", (1, "loss", None, "loss", "square", "inf")),
+}
+WARNINGS = {
+    "dead_relu": {"dead_relu"},
+    "deep_sigmoid_saturated": {"saturation"},
+    "deep_sigmoid_vanishing": {"vanishing_gradient"},
+    "exploding_warning": {"exploding_gradient"},
+    "loss_flat": {"loss_not_decreasing"},
+}
+HEALTHY = ["healthy", "blog_randn_sigmoid", "blog_xavier_sigmoid", "blog_xavier_lr1"]
+
+
+def run_config(name, **changes):
+    spec = load_spec(CONFIGS / f"{name}.yaml")
+    if changes:
+        spec = spec.with_changes(changes)
+    return diagnose(train(spec)[0])
+
+
+@pytest.mark.parametrize("name", sorted(NONFINITE))
+def test_nonfinite_specs(name):
+    cause, where = NONFINITE[name]
+    d = run_config(name)
+    assert d.status == "nonfinite"
+    assert d.cause.id == cause
+    f = d.first
+    assert (f.step, f.phase, f.layer, f.tensor, f.op, f.value) == where
+    assert len(d.cause.evidence) >= 2  # the location line and at least one number behind the cause
+    assert d.recommendations
+
+
+@pytest.mark.parametrize("name", sorted(WARNINGS))
+def test_warning_specs(name):
+    d = run_config(name)
+    assert d.status == "warning"
+    assert d.first is None and d.cause is None
+    assert WARNINGS[name] <= {w.id for w in d.warnings}
+
+
+@pytest.mark.parametrize("name", HEALTHY)
+def test_healthy_specs(name):
+    d = run_config(name)
+    assert d.status == "healthy", [w.summary for w in d.warnings]
+    assert d.first is None
+    assert d.notes[0].startswith("every value stayed finite")
+
+
+def test_blog_programs_never_nan_and_say_how_far_from_it():
+    """The post says these output NaN; over its 10 steps they do not, and the report says how far
+    the sigmoid was from returning an exact 0 or 1 (which a naive log would turn into -inf)."""
+    for name in ("blog_randn_sigmoid", "blog_xavier_sigmoid", "blog_xavier_lr1"):
+        d = run_config(name)
+        assert d.steps_run == d.steps_budget == 10
+        assert np.isfinite(d.history["loss"]).all()
+        text = " ".join(d.notes)
+        assert "36.74" in text and "short of it" in text
+        assert "partly saturated" in text
+
+
+def test_blog_program_does_go_nan_when_pushed_into_log_of_exact_one():
+    """What would turn it into NaN: outputs pinned at exactly 1 meeting a naive log (BCE)."""
+    d = run_config("bce_saturated_naive")
+    assert d.cause.id == "saturation"
+    assert any("exactly" in line for line in d.cause.evidence)
+
+
+def test_same_network_is_healthy_with_scaled_inputs():
+    """The cause comes from the numbers: the softmax spec with scale 1 never overflows."""
+    d = run_config("softmax_overflow_naive", **{"data.scale": 1.0})
+    assert d.status != "nonfinite"
+
+
+def test_stable_numerics_remove_the_softmax_overflow():
+    d = run_config("softmax_overflow_naive", **{"numerics.mode": "stable"})
+    assert d.status != "nonfinite" and d.first is None
+
+
+def test_exploding_cause_needs_growth_history():
+    """Overflow at step 1 (no history) is `overflow`; the same network failing after steps of
+    growth is `exploding_gradient`."""
+    late = run_config("relu_high_lr")
+    assert late.cause.id == "exploding_gradient"
+    assert any("rose from" in e for e in late.cause.evidence)
+    early = run_config("relu_high_lr", **{"data.scale": 3000.0, "numerics.dtype": "float16"})
+    assert early.first.step == 1
+    assert early.cause.id == "overflow"
+
+
+def test_contributing_factors_are_evidenced():
+    d = run_config("float16_overflow")
+    ids = {c.id for c in d.contributing}
+    assert {"unscaled_inputs", "low_precision"} <= ids
+    unscaled = next(c for c in d.contributing if c.id == "unscaled_inputs")
+    assert "300" in unscaled.evidence[0]  # data.scale is cited
+
+
+def test_division_by_zero_evidence_counts_zeros():
+    d = run_config("adam_eps_zero")
+    assert any("exactly 0" in e for e in d.cause.evidence)
+    assert d.first.inputs["gradient"]["exact_zeros"] > 0
+
+
+def test_eps_removes_division_by_zero():
+    d = run_config("adam_eps_zero", **{"train.eps": 1e-8})
+    assert d.status != "nonfinite"
+
+
+def test_json_matches_contract_shape():
+    d = run_config("relu_high_lr")
+    doc = json.loads(json.dumps(d.to_json()))
+    assert doc["status"] == "nonfinite"
+    assert doc["first_nonfinite"]["step"] == 9
+    assert doc["cause"]["id"] == "exploding_gradient"
+    assert doc["loss"]["final"] is None and doc["loss"]["initial"] > 0
+    for r in doc["recommendations"]:
+        assert isinstance(r["changes"], dict) and r["verified"] in (True, False, None)
+
+
+def test_loss_not_decreasing_is_not_a_warning_for_random_gradient():
+    spec = spec_from_dict(
+        {
+            "data": {"task": "random", "samples": 8},
+            "model": {"layers": [{"units": 3, "activation": "tanh"}]},
+            "loss": "random_gradient",
+            "train": {"steps": 40, "learning_rate": 1e-6},
+        }
+    )
+    d = diagnose(train(spec)[0])
+    assert "loss_not_decreasing" not in {w.id for w in d.warnings}

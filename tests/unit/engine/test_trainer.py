@@ -1,0 +1,160 @@
+"""The training engine: determinism, dtypes end to end, replicas, snapshots, the FP watch."""
+
+import numpy as np
+import pytest
+
+from nandoctor.engine.runs import train
+from nandoctor.engine.setup import prepare
+from nandoctor.engine.trainer import Trainer
+from nandoctor.spec.models import spec_from_dict
+from nandoctor.watch.events import FPWatch, op
+
+
+def make(**over):
+    d = {
+        "data": {"samples": 64, "features": 6, "outputs": 3},
+        "model": {
+            "layers": [{"units": 8, "activation": "relu"}, {"units": 3, "activation": "linear"}]
+        },
+        "train": {"steps": 30, "batch_size": 16, "learning_rate": 0.05},
+    }
+    for key, value in over.items():
+        section, _, name = key.partition("__")
+        d.setdefault(section, {})[name] = value
+    return spec_from_dict(d)
+
+
+def test_same_seed_bit_identical_losses():
+    a = train(make())[0].loss
+    b = train(make())[0].loss
+    assert np.array_equal(a, b)
+    c = train(make().with_changes({"seed": 1}))[0]
+    assert not np.array_equal(a, c.loss)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_every_array_in_the_run_dtype(dtype):
+    spec = make(numerics__dtype=dtype, train__optimizer="adam")
+    problem = prepare(spec)
+    want = np.dtype(dtype)
+    assert problem.x.dtype == want and problem.y.dtype == want
+    t = Trainer(problem)
+    with t.watch.install():
+        for _ in range(3):
+            t.step()
+    assert all(p.dtype == want for p in t.state.params)
+    assert all(v.dtype == want for vs in t.state.opt.values() for v in vs)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "rmsprop"])
+def test_replicas_equal_single_runs(optimizer):
+    rates = [0.01, 0.3, 3.0]
+    spec = make(train__optimizer=optimizer, train__clip_grad_norm=5.0)
+    batched = train(spec, lrs=rates)
+    for rate, b in zip(rates, batched, strict=True):
+        single = train(spec.with_changes({"train.learning_rate": rate}))[0]
+        assert single.steps_run == b.steps_run
+        assert np.array_equal(single.loss, b.loss, equal_nan=True)
+        assert (single.first is None) == (b.first is None)
+        if single.first:
+            assert single.first.to_json() == b.first.to_json()
+
+
+def test_snapshot_replay_reproduces_failure_bit_for_bit():
+    spec = make(train__learning_rate=3.0, train__steps=200)
+    o = train(spec)[0]
+    assert o.first is not None and o.snapshots
+    snap = o.snapshots[-1]
+    r = train(spec, problem=o.problem, start=snap)[0]
+    assert r.first.to_json() == o.first.to_json()
+    assert np.array_equal(r.loss[snap.step :], o.loss[snap.step :], equal_nan=True)
+
+
+def test_watch_names_the_op_and_ignores_finite_results():
+    w = FPWatch(1)
+    with w.install():
+        w.at("forward", 2, ("activation",), (("z", np.array([[[800.0]]])),))
+        op("exp")
+        e = np.exp(np.array([[[800.0]]]))
+        op("divide")
+        a = e / e
+        w.check(a)
+    nf = w.first[0]
+    assert (nf.phase, nf.layer, nf.tensor, nf.op, nf.value) == (
+        "forward",
+        2,
+        "activation",
+        "exp",
+        "nan",
+    )
+    assert nf.events == [("exp", "overflow"), ("divide", "invalid")]
+    assert nf.inputs["z"]["max_abs"] == 800.0
+    w2 = FPWatch(1)
+    with w2.install():
+        w2.at("forward", 1, ("activation",))
+        op("exp")
+        out = 1 / (1 + np.exp(np.array([[[800.0]]])))  # overflow, but the result is a finite 0
+        w2.check(out)
+    assert not w2.first and w2.events  # an event, not a non-finite value
+
+
+def test_bookkeeping_overflow_is_not_the_networks():
+    """Gradients near 1e160 overflow a plain sum of squares; the history's norm does not, and
+    the run is not reported non-finite for it."""
+    from nandoctor.engine.optim import norm
+
+    g = np.full((1, 10, 10), 1e160)
+    with np.errstate(over="ignore"):
+        assert np.isinf((g * g).sum())
+    with np.errstate(all="ignore"):
+        n = norm(g)
+    assert np.isclose(n[0], 1e161)
+
+
+def test_full_batch_and_schedules_change_the_run():
+    base = train(make())[0].loss
+    full = train(make(train__batch_size="full"))[0].loss
+    sched = train(make(train__schedule="step", train__lr_step_size=5, train__lr_gamma=0.1))[0].loss
+    assert not np.array_equal(base, full) and not np.array_equal(base, sched)
+    assert base[0] == sched[0]  # the schedule starts at the base rate
+
+
+def test_csv_and_npz_data_through_the_spec(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 3))
+    y = (x @ np.array([1.0, -2.0, 0.5]))[:, None]
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    with open(tmp_path / "d.csv", "w") as f:
+        f.write(
+            "a,b,c,t\n"
+            + "".join(f"{r[0]},{r[1]},{r[2]},{t[0]}\n" for r, t in zip(x, y, strict=True))
+        )
+    layers = {"layers": [{"units": 4, "activation": "tanh"}, {"units": 1}]}
+    for data in (
+        {"source": "npz", "path": str(tmp_path / "d.npz")},
+        {"source": "csv", "path": str(tmp_path / "d.csv"), "target": "t"},
+    ):
+        spec = spec_from_dict(
+            {"data": data, "model": layers, "train": {"steps": 50, "learning_rate": 0.05}}
+        )
+        o = train(spec)[0]
+        assert o.finite and o.loss[-1] < o.loss[0]
+
+
+def test_initial_weights_from_npz(tmp_path):
+    rng = np.random.default_rng(1)
+    w = {
+        "W1": rng.standard_normal((6, 8)),
+        "b1": np.zeros(8),
+        "W2": rng.standard_normal((8, 3)),
+        "b2": np.ones(3),
+    }
+    np.savez(tmp_path / "w.npz", **w)
+    spec = spec_from_dict(
+        {
+            **make().resolved(),
+            "model": {**make().resolved()["model"], "weights": str(tmp_path / "w.npz")},
+        }
+    )
+    p = prepare(spec)
+    assert np.array_equal(p.init_params[0], w["W1"]) and np.array_equal(p.init_params[3], w["b2"])

@@ -1,0 +1,157 @@
+"""Verified recommendations and `nandoctor fix` (issue 4)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nandoctor.cli import main
+from nandoctor.diagnosis.diagnose import diagnose
+from nandoctor.diagnosis.verify import rank, verify
+from nandoctor.engine.runs import train
+from nandoctor.spec.models import load_spec
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+NONFINITE = [
+    "relu_high_lr",
+    "softmax_overflow_naive",
+    "bce_saturated_naive",
+    "nan_in_data",
+    "zero_variance_standardize",
+    "adam_eps_zero",
+    "float16_overflow",
+]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def copy_config(tmp_path, name):
+    """A copy of an example spec (and its data folder) that tests may rewrite."""
+    dst = tmp_path / f"{name}.yaml"
+    dst.write_text((CONFIGS / f"{name}.yaml").read_text())
+    (tmp_path / "data").mkdir(exist_ok=True)
+    for f in (CONFIGS / "data").iterdir():
+        (tmp_path / "data" / f.name).write_text(f.read_text())
+    return dst
+
+
+@pytest.mark.parametrize("name", NONFINITE)
+def test_fix_gives_a_spec_that_runs_finite(tmp_path, name):
+    src = copy_config(tmp_path, name)
+    out = tmp_path / "fixed.yaml"
+    r = invoke("fix", src, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "fixed by" in r.output
+    run = invoke("run", out, "--format", "json", "--no-verify")
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["status"] != "nonfinite"
+
+
+def test_fix_keeps_comments_and_marks_the_change(tmp_path):
+    src = copy_config(tmp_path, "relu_high_lr")
+    out = tmp_path / "fixed.yaml"
+    assert invoke("fix", src, "-o", out).exit_code == 0
+    old, new = src.read_text(), out.read_text()
+    # every comment line of the original survives, in order
+    old_comments = [line for line in old.splitlines() if line.lstrip().startswith("#")]
+    assert [line for line in new.splitlines() if line.lstrip().startswith("#")] == old_comments
+    changed = [line for line in new.splitlines() if "nandoctor fix:" in line]
+    assert len(changed) == 1 and changed[0].lstrip().startswith("learning_rate:")
+    assert "verified" in changed[0]
+    # nothing else changed
+    assert len(new.splitlines()) == len(old.splitlines())
+    diffs = [a for a, b in zip(old.splitlines(), new.splitlines(), strict=True) if a != b]
+    assert len(diffs) == 1
+
+
+def test_healthy_spec_is_left_untouched(tmp_path):
+    src = copy_config(tmp_path, "healthy")
+    out = tmp_path / "fixed.yaml"
+    r = invoke("fix", src, "-o", out)
+    assert r.exit_code == 0 and "nothing to fix" in r.output
+    assert not out.exists()
+
+
+def test_dry_run_prints_a_diff_and_writes_nothing(tmp_path):
+    src = copy_config(tmp_path, "adam_eps_zero")
+    before = src.read_text()
+    r = invoke("fix", src, "--dry-run")
+    assert r.exit_code == 0
+    assert (
+        r.output.startswith("---") and "+  eps: 1.0e-08" in r.output or "+  eps: 1e-08" in r.output
+    )
+    assert src.read_text() == before
+
+
+def test_no_verified_fix_writes_nothing_and_exits_1(tmp_path):
+    # NaN data with nan_fraction pinned by --set cannot be fixed by any candidate that keeps it.
+    src = tmp_path / "csvnan.yaml"
+    (tmp_path / "d.csv").write_text("a,b,y\n1,2,3\n,1,2\n3,4,5\n")
+    src.write_text(
+        "data: {source: csv, path: d.csv, target: y}\n"
+        "model:\n  layers:\n    - {units: 1}\n"
+        "train: {steps: 5}\n"
+    )
+    out = tmp_path / "fixed.yaml"
+    r = invoke("fix", src, "-o", out)
+    assert r.exit_code == 1
+    assert "no verified fix" in r.output and "bad_input" in r.output
+    assert not out.exists()
+
+
+def test_fix_needs_output_or_dry_run():
+    r = invoke("fix", CONFIGS / "relu_high_lr.yaml")
+    assert r.exit_code == 2 and "-o" in r.output
+
+
+def test_verified_recommendations_are_ranked_and_cite_experiments():
+    spec = load_spec(CONFIGS / "relu_high_lr.yaml")
+    outcome = train(spec)[0]
+    d = diagnose(outcome)
+    recs = verify(d, outcome, jobs=1)
+    assert [r.verified for r in recs] == sorted(
+        (r.verified for r in recs), key=lambda v: {True: 0, None: 1, False: 2}[v]
+    )
+    lower = next(r for r in recs if r.id == "lower_learning_rate")
+    assert lower.verified is True
+    rate = lower.changes["train.learning_rate"]
+    assert rate < spec.train.learning_rate
+    assert f"{spec.train.steps} steps from step 1, all finite" in lower.evidence
+    # the rate really is the largest finite one among the halvings: twice it fails
+    assert not train(spec.with_changes({"train.learning_rate": rate * 2}))[0].finite
+    assert train(spec.with_changes({"train.learning_rate": rate}))[0].finite
+    assert any(e.startswith("experiment:") for e in d.cause.evidence)
+
+
+def test_a_disproved_candidate_is_reported_false():
+    spec = load_spec(CONFIGS / "float16_overflow.yaml")
+    outcome = train(spec)[0]
+    d = diagnose(outcome)
+    recs = verify(d, outcome, jobs=1)
+    by_id = {r.id: r for r in recs}
+    assert by_id["standardize_inputs"].verified is True
+    assert by_id["use_float32"].verified is False  # float32 alone still explodes, later
+    assert "still non-finite" in by_id["use_float32"].evidence
+    assert any("does not remove it" in e for e in d.cause.evidence)
+
+
+def test_rank_orders_by_verified_then_size_then_loss():
+    from nandoctor.diagnosis.diagnose import Recommendation
+
+    a = Recommendation("a", "", {"x": 1, "y": 2}, True, final_loss=0.1)
+    b = Recommendation("b", "", {"x": 1}, True, final_loss=0.5)
+    c = Recommendation("c", "", {"x": 1}, True, final_loss=0.2)
+    d = Recommendation("d", "", {"x": 1}, False)
+    e = Recommendation("e", "", {"x": 1}, None)
+    assert [r.id for r in rank([d, e, a, b, c])] == ["c", "b", "a", "e", "d"]
+
+
+def test_run_json_reports_verification_and_no_verify_skips_it():
+    r = invoke("run", CONFIGS / "adam_eps_zero.yaml", "--format", "json")
+    doc = json.loads(r.stdout)
+    assert doc["recommendations"][0]["verified"] is True
+    r = invoke("run", CONFIGS / "adam_eps_zero.yaml", "--format", "json", "--no-verify")
+    assert all(rec["verified"] is None for rec in json.loads(r.stdout)["recommendations"])
