@@ -60,7 +60,7 @@ def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
 def write_trace(outcome, path: str) -> None:
     import yaml
 
-    from nandoctor.watch.history import save
+    from nandoctor.instrument.history import save
 
     resolved = yaml.safe_dump(outcome.spec.resolved(), sort_keys=False)
     try:

@@ -14,7 +14,7 @@ import numpy as np
 from nandoctor.diagnosis.findings import Diagnosis, Finding, Recommendation, fmt  # noqa: F401 (re-exported)
 from nandoctor.diagnosis.recommend import recommend
 from nandoctor.engine.optim import combine
-from nandoctor.watch.history import SATURATION_TOL
+from nandoctor.instrument.history import SATURATION_TOL
 
 # Thresholds, each a statement about numbers rather than about a spec.
 GROWTH_MIN_STEPS = 3  # steps of history an explosion needs before the failure

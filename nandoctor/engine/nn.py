@@ -9,14 +9,14 @@ without subtracting the max, ``1 / (1 + exp(-z))``, ``log(p)`` with no clipping 
 exactly where that code fails; ``stable`` is log-sum-exp and losses from logits.
 
 Each function names the primitive op it is about to run with :func:`op`, so the floating-point
-watch (``nandoctor.watch.events``) can say *which* op overflowed or produced a NaN.
+watch (``nandoctor.instrument.events``) can say *which* op overflowed or produced a NaN.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from nandoctor.watch.events import op
+from nandoctor.instrument.events import op
 
 LEAKY_SLOPE = 0.01
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from nandoctor.watch.events import op
+from nandoctor.instrument.events import op
 
 
 def schedule_factor(kind: str, t: int, steps: int, step_size: int, gamma: float, warmup: int):

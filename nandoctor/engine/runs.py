@@ -9,7 +9,7 @@ import numpy as np
 
 from nandoctor.engine.setup import Problem, prepare
 from nandoctor.engine.trainer import State, Trainer
-from nandoctor.watch.events import FPEvent, NonFinite
+from nandoctor.instrument.events import FPEvent, NonFinite
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Outcome:
     loss: np.ndarray  # (steps_run,)
     history: (
         dict[str, np.ndarray] | None
-    )  # name -> (steps_run, layers), see nandoctor.watch.history
+    )  # name -> (steps_run, layers), see nandoctor.instrument.history
     first: NonFinite | None
     events: list[FPEvent]
     problem: Problem

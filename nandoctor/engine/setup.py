@@ -14,7 +14,7 @@ import numpy as np
 from nandoctor.engine import data as datamod
 from nandoctor.engine import nn
 from nandoctor.engine.data import DataError
-from nandoctor.watch.events import FPEvent, FPWatch, NonFinite, op
+from nandoctor.instrument.events import FPEvent, FPWatch, NonFinite, op
 
 DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 

@@ -4,8 +4,8 @@ observed.
 A :class:`Trainer` owns the state of a run (weights, optimiser state, RNG state, step) and steps
 it. Each phase names where it is to the watch (``watch.at``) and hands it the tensors it produced
 (``watch.check``); the per-step history is taken once at the end of a step by
-:class:`~nandoctor.watch.history.History`. With ``instrument=False`` the same loop runs with a
-:class:`~nandoctor.watch.events.NullWatch` and no history, which is what the overhead benchmark
+:class:`~nandoctor.instrument.history.History`. With ``instrument=False`` the same loop runs with a
+:class:`~nandoctor.instrument.events.NullWatch` and no history, which is what the overhead benchmark
 compares against.
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 
 from nandoctor.engine import nn, optim
 from nandoctor.engine.setup import Problem
-from nandoctor.watch.events import FPWatch, NullWatch, op
-from nandoctor.watch.history import History
+from nandoctor.instrument.events import FPWatch, NullWatch, op
+from nandoctor.instrument.history import History
 
 
 @dataclass

@@ -6,8 +6,8 @@ import pytest
 from nandoctor.engine.runs import train
 from nandoctor.engine.setup import prepare
 from nandoctor.engine.trainer import Trainer
+from nandoctor.instrument.events import FPWatch, op
 from nandoctor.spec.models import spec_from_dict
-from nandoctor.watch.events import FPWatch, op
 
 
 def make(**over):
