@@ -64,6 +64,6 @@ def write_trace(outcome, path: str) -> None:
 
     resolved = yaml.safe_dump(outcome.spec.resolved(), sort_keys=False)
     try:
-        save(outcome.history, path, resolved)
+        save(outcome.history, path, resolved, outcome.summary, outcome.history_start)
     except OSError as e:
         fail_usage(f"--trace {path}: {e.strerror}")
