@@ -14,10 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from nandoctor.diagnosis.diagnose import fmt
+from nandoctor.diagnosis.findings import Status
 from nandoctor.errors import UsageProblem
 from nandoctor.parallel import pmap
+
+# a run's status, or: the spec is invalid, or nandoctor itself crashed on it
+CheckStatus = Status | Literal["invalid", "error"]
 
 WARNING_IDS = {
     "saturation": "sigmoid/tanh/softmax outputs within 1e-3 of their limits for a large share of units",
@@ -64,7 +69,7 @@ class SpecResult:
     path: str
     passed: bool
     verdict: str  # one line: what happened
-    status: str  # nonfinite | warning | healthy | invalid | error (a crash of nandoctor's own)
+    status: CheckStatus
     reasons: list[str] = field(default_factory=list)  # policy ids that failed (or invalid, error)
     cause: str | None = None
     first_nonfinite: dict | None = None
@@ -171,7 +176,7 @@ def _check(path: str, steps: int | None, fail_on: list[str] | None, started: flo
         status=d.status,
         reasons=reasons,
         cause=d.cause.id if d.cause else None,
-        first_nonfinite=d.first.to_json() if d.first else None,
+        first_nonfinite=d.first_nonfinite.to_json() if d.first_nonfinite else None,
         line=line,
         col=col,
         final_loss=d.loss_final,
@@ -198,7 +203,7 @@ def _invalid(path: str, verdict: str, problems: list[dict], seconds: float) -> S
 def _verdict(d, limit: float | None, reasons: list[str]) -> str:
     """One line: where the first non-finite value appeared and why, or how the run ended."""
     if d.status == "nonfinite":
-        f = d.first
+        f = d.first_nonfinite
         where = [f"at step {f.step} in" if f.step else "in", f.phase]
         if f.layer:
             where.append(f"layer {f.layer}")
@@ -226,7 +231,7 @@ def _blame_key(spec, d, reasons: list[str]) -> str | None:
             if c.id in CONTRIBUTOR_BLAME:
                 return CONTRIBUTOR_BLAME[c.id]
         if d.cause.id == "bad_input":
-            if d.first.phase == "preprocess":
+            if d.first_nonfinite.phase == "preprocess":
                 return "data.preprocess"
             if spec.data.nan_fraction > 0:
                 return "data.nan_fraction"

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from nandoctor.engine.nn import ACTIVATIONS
 from nandoctor.errors import UsageProblem
 
 Activation = Literal["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"]
@@ -46,7 +47,6 @@ CheckId = Literal[
     "exploding_gradient",
     "loss_not_decreasing",
 ]
-RELU_FAMILY = ("relu", "leaky_relu", "elu")
 
 
 def _f(default: Any, doc: str, **constraints: Any) -> Any:
@@ -104,7 +104,7 @@ class LayerSpec(_Section):
     @model_validator(mode="after")
     def _default_init(self) -> LayerSpec:
         if self.init is None:
-            self.init = "he" if self.activation in RELU_FAMILY else "xavier"
+            self.init = ACTIVATIONS[self.activation].default_init
         return self
 
 
