@@ -68,6 +68,10 @@ def check(paths, fmt, output, steps, fail_on, jobs):
     from nandoctor.check import collect_specs, parse_fail_on, run_checks
 
     files = collect_specs(paths)
+    if output:
+        from nandoctor.report.output import check_outputs
+
+        check_outputs({"-o": output}, files)
     policy = parse_fail_on(fail_on)
     with count_progress(len(files), "checking specs", True) as done:
         results = run_checks(files, steps=steps, fail_on=policy, jobs=jobs, on_done=done)

@@ -185,6 +185,11 @@ class Spec(_Section):
         q = Path(p).expanduser()
         return q if q.is_absolute() else self.base_dir / q
 
+    def input_files(self) -> list[Path]:
+        """The files a run of this spec reads: the spec itself, its data and its weights."""
+        named = [self.data.path if self.data.source != "synthetic" else None, self.model.weights]
+        return ([self.path] if self.path else []) + [self.resolve_path(p) for p in named if p]
+
     def line_of(self, dotted_key: str) -> int | None:
         """1-based line of ``dotted_key`` in the file, or of its nearest parent present there."""
         if self.path is None:
