@@ -155,6 +155,9 @@ class TrainSpec(_Section):
 class CheckSpec(_Section):
     fail_on: list[CheckId] = _f(["nonfinite"], "What `nandoctor check` fails on.")
     max_final_loss: float | None = _f(None, "Fail when the final loss is above this.")
+    allow_nonfinite: bool = _f(
+        False, "Pass a run that goes NaN/Inf (nonfinite is in every policy unless this is true)."
+    )
 
 
 class Spec(_Section):
