@@ -160,6 +160,9 @@ class TrainSpec(_Section):
 class CheckSpec(_Section):
     fail_on: list[CheckId] = _f(["nonfinite"], "What `nandoctor check` fails on.")
     max_final_loss: float | None = _f(None, "Fail when the final loss is above this.")
+    allow_nonfinite: bool = _f(
+        False, "Pass a run that goes NaN/Inf (nonfinite is in every policy unless this is true)."
+    )
 
 
 class Spec(_Section):
@@ -196,6 +199,11 @@ class Spec(_Section):
         """A path from the spec, relative to the spec's folder unless absolute."""
         q = Path(p).expanduser()
         return q if q.is_absolute() else self.base_dir / q
+
+    def input_files(self) -> list[Path]:
+        """The files a run of this spec reads: the spec itself, its data and its weights."""
+        named = [self.data.path if self.data.source != "synthetic" else None, self.model.weights]
+        return ([self.path] if self.path else []) + [self.resolve_path(p) for p in named if p]
 
     def line_of(self, dotted_key: str) -> int | None:
         """1-based line of ``dotted_key`` in the file, or of its nearest parent present there."""
