@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nandoctor.engine.nn import activation
 from nandoctor.engine.optim import norms
-
-SATURATION_TOL = 1e-3  # sigmoid/tanh outputs this close to their limits are saturated
-SOFTMAX_PINNED = 1 - 1e-6  # a softmax row whose largest probability exceeds this is saturated
+from nandoctor.report.output import open_output, write_text
 
 STATS = (
     "max_abs_z",  # largest |pre-activation|
@@ -37,30 +36,6 @@ STATS = (
     "weight_norm",  # L2 norm of the layer's weights after the update
     "update_ratio",  # |delta W| / |W| of the update
 )
-
-
-def saturation(act: str, a: np.ndarray) -> np.ndarray:
-    """Share of saturated outputs per replica; ``a: (n, batch, units)`` -> ``(n,)``."""
-    if act == "sigmoid":
-        return ((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)).mean(axis=(1, 2))
-    if act == "tanh":
-        return (np.abs(a) > 1 - SATURATION_TOL).mean(axis=(1, 2))
-    if act == "softmax":
-        return (a.max(axis=2) > SOFTMAX_PINNED).mean(axis=1)
-    return np.zeros(a.shape[0])
-
-
-WEAK_SIGMOID = 0.0257  # sigmoid'(z) = a(1 - a) < 0.025 (a tenth of 0.25) outside [0.0257, 0.9743]
-WEAK_TANH = 0.9487  # tanh'(z) = 1 - a^2 < 0.1 beyond |a| = 0.9487
-
-
-def weak(act: str, a: np.ndarray) -> np.ndarray:
-    """Share of units whose derivative is below a tenth of its peak; ``(n, batch, units)`` -> ``(n,)``."""
-    if act == "sigmoid":
-        return ((a < WEAK_SIGMOID) | (a > 1 - WEAK_SIGMOID)).mean(axis=(1, 2))
-    if act == "tanh":
-        return (np.abs(a) > WEAK_TANH).mean(axis=(1, 2))
-    return np.zeros(a.shape[0])
 
 
 WINDOW = 4096  # steps kept at full resolution (the diagnosis reads these)
@@ -219,13 +194,15 @@ class History:
         for i, (z, a, act) in enumerate(zip(zs, activations, acts, strict=True)):
             # max(max z, -min z) is max |z| exactly, NaN included
             row[:, at["max_abs_z"] + i] = np.abs(z).max(axis=(-2, -1))
-            if act == "relu":
+            fn = activation(act)
+            if fn.can_die:
                 # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient exactly 0.
                 gb = grads[2 * i + 1]
                 row[:, at["dead"] + i] = (gb == 0).sum(axis=1) / gb.shape[1]
-            elif act in ("sigmoid", "tanh", "softmax"):
-                row[:, at["saturated"] + i] = saturation(act, a)
-                row[:, at["weak"] + i] = weak(act, a)
+            if fn.saturated is not None:
+                row[:, at["saturated"] + i] = fn.saturated(a)
+            if fn.weak is not None:
+                row[:, at["weak"] + i] = fn.weak(a)
         if row is not full:
             full[alive] = row
 
@@ -307,7 +284,10 @@ def save(
         header = ["step", "loss"] + [f"{s}_{i + 1}" for s in STATS for i in range(layers)]
         cols = [step, data["loss"]]
         cols += [data[s][:, i] for s in STATS for i in range(layers)]
-        np.savetxt(path, np.column_stack(cols), delimiter=",", header=",".join(header), comments="")
+        with open_output(path, binary=True) as f:
+            np.savetxt(
+                f, np.column_stack(cols), delimiter=",", header=",".join(header), comments=""
+            )
         if summary:
             names = [k for k in summary if k != "step"]
             head, cols = ["step"], [summary["step"]]
@@ -315,14 +295,24 @@ def save(
                 v = summary[k]
                 cols += [v] if v.ndim == 1 else list(v.T)
                 head += [k] if v.ndim == 1 else [f"{k}_{i + 1}" for i in range(v.shape[1])]
-            np.savetxt(
-                path.with_name(path.stem + ".summary.csv"),
-                np.column_stack(cols),
-                delimiter=",",
-                header=",".join(head),
-                comments="",
-            )
+            with open_output(summary_beside(path), binary=True) as f:
+                np.savetxt(
+                    f, np.column_stack(cols), delimiter=",", header=",".join(head), comments=""
+                )
     else:
         extra = {f"summary_{k}": v for k, v in summary.items()}
-        np.savez(path, **data, step=step, **extra, spec=np.array(resolved_spec))
-    path.with_name(path.stem + ".spec.yaml").write_text(resolved_spec)
+        with open_output(path, binary=True) as f:
+            np.savez(f, **data, step=step, **extra, spec=np.array(resolved_spec))
+    write_text(spec_beside(path), resolved_spec)
+
+
+def spec_beside(path: str | Path) -> Path:
+    """Where :func:`save` puts the resolved spec of a history written to ``path``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".spec.yaml")
+
+
+def summary_beside(path: str | Path) -> Path:
+    """Where :func:`save` puts the downsampled whole run when writing ``.csv`` to ``path``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".summary.csv")

@@ -78,8 +78,8 @@ def test_a_late_failure_is_diagnosed_from_the_window(monkeypatch):
     monkeypatch.setattr(history, "WINDOW", 32)
     monkeypatch.setattr(history, "CHUNK", 8)
     windowed = train(exploding(400))[0]
-    assert windowed.first.step == full.first.step > 100
-    assert windowed.history_start == full.first.step - 31
+    assert windowed.first_nonfinite.step == full.first_nonfinite.step > 100
+    assert windowed.history_start == full.first_nonfinite.step - 31
     assert len(windowed.loss) == 32 and windowed.loss_initial == full.loss[0]
     a, b = diagnose(full), diagnose(windowed)
     assert a.cause.id == b.cause.id == "exploding_gradient"
