@@ -79,6 +79,7 @@ class SpecResult:
     final_loss: float | None = None
     steps_run: int = 0
     seconds: float = 0.0
+    threads: int = 1  # BLAS threads the spec trained with (nandoctor.parallel.threads_for)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -244,6 +245,7 @@ def _check(path: str, steps: int | None, policy_of: Policy, started: float) -> S
         final_loss=d.loss_final,
         steps_run=d.steps_run,
         seconds=seconds(),
+        threads=d.threads,
     )
 
 

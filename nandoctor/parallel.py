@@ -1,11 +1,15 @@
-"""Worker processes for independent runs (check's specs, fix's candidates), BLAS kept to one
-thread.
+"""BLAS threads as part of a run's identity, and worker processes for independent runs.
 
-The runs are the parallelism: OpenBLAS's default of a thread per core gains little on these small
-matrices, oversubscribes the cores once there are several workers (2 workers on 2 cores ran slower
-than 1), and rounds differently from a single thread. So every run, serial or in a worker, uses
-one BLAS thread and computes the same numbers whatever ``jobs`` is (threadpoolctl does the
-limiting).
+OpenBLAS may round a matmul differently with another thread count, so a verdict only repeats bit
+for bit under the same count. Yet one thread for every run would make a large spec run many
+times slower than the user's own loop on a many-core machine. So each spec gets its count once,
+from its shapes and the cores (:func:`threads_for`: the cores when its largest matmul has at
+least ``THREADED_MACS`` multiply-adds, else one), or from ``--threads N``
+(:func:`set_threads`); :func:`~nandoctor.engine.runs.train` trains under it, so every re-run of
+that spec -- ``run``, its verification, ``sweep``, ``check``, ``fix`` -- uses the same count, and
+worker pools size themselves as ``cores // threads``. The count is recorded in the JSON
+(``threads``) and the trace. Outside training, BLAS keeps one thread (threadpoolctl does the
+limiting, here and in the workers).
 """
 
 from __future__ import annotations
@@ -20,6 +24,30 @@ from contextlib import contextmanager
 from threadpoolctl import threadpool_limits
 
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+THREADED_MACS = 1 << 20  # a matmul of at least this many multiply-adds gains from more threads
+_threads: int | None = None  # --threads N, for this process and the workers it starts
+
+
+def set_threads(n: int | None) -> None:
+    """Use ``n`` BLAS threads for every run (``None``: choose per spec)."""
+    global _threads
+    _threads = n
+
+
+def threads_for(spec, data_shape: tuple[int, int], cores: int | None = None) -> int:
+    """The BLAS threads a run of ``spec`` uses: ``--threads`` if given, else the cores when its
+    largest matmul (batch x fan-in x units, one replica) reaches ``THREADED_MACS``, else 1.
+    ``data_shape``: ``(rows, features)`` of the prepared inputs."""
+    if _threads:
+        return _threads
+    rows, fan_in = data_shape
+    size = spec.train.batch_size
+    batch = rows if size == "full" else min(size, rows)
+    biggest = 0
+    for layer in spec.model.layers:
+        biggest = max(biggest, batch * fan_in * layer.units)
+        fan_in = layer.units
+    return (cores or available_cores()) if biggest >= THREADED_MACS else 1
 
 
 def available_cores() -> int:
@@ -31,12 +59,12 @@ def available_cores() -> int:
 
 
 @contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """One BLAS thread for the body, here and in processes started meanwhile; then restore."""
+def blas_threads(n: int) -> Iterator[None]:
+    """``n`` BLAS threads for the body, here and in processes started meanwhile; then restore."""
     saved = {var: os.environ.get(var) for var in _BLAS_ENV}
-    os.environ.update({var: "1" for var in _BLAS_ENV})
+    os.environ.update({var: str(n) for var in _BLAS_ENV})
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=n, user_api="blas"):
             yield
     finally:
         for var, value in saved.items():
@@ -46,17 +74,27 @@ def single_threaded_blas() -> Iterator[None]:
                 os.environ[var] = value
 
 
-def _init_worker() -> None:
+def single_threaded_blas():
+    """One BLAS thread for the body (the default outside training)."""
+    return blas_threads(1)
+
+
+def _init_worker(threads: int | None) -> None:
     threadpool_limits(limits=1, user_api="blas")
+    set_threads(threads)
 
 
 def pmap(
-    fn: Callable, items: list, jobs: int | None = None, on_done: Callable | None = None
+    fn: Callable,
+    items: list,
+    jobs: int | None = None,
+    on_done: Callable | None = None,
+    threads: int = 1,
 ) -> list:
-    """``[fn(item) for item in items]``, in worker processes when ``jobs`` (default: the cores)
-    and ``items`` are both more than one; results in input order; ``on_done(result)`` as each
-    arrives."""
-    jobs = min(jobs or available_cores(), len(items))
+    """``[fn(item) for item in items]``, in worker processes when ``jobs`` (default: the cores
+    divided by the ``threads`` each run uses) and ``items`` are both more than one; results in
+    input order; ``on_done(result)`` as each arrives."""
+    jobs = min(jobs or max(1, available_cores() // max(threads, 1)), len(items))
     results: list = []
     with single_threaded_blas():
         if jobs <= 1:
@@ -69,7 +107,7 @@ def pmap(
         # unsafe (macOS) or missing (Windows), and spawned workers import afresh.
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=ctx, initializer=_init_worker
+            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(_threads,)
         ) as pool:
             for r in pool.map(fn, items):
                 results.append(r)

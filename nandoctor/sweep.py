@@ -22,7 +22,7 @@ from nandoctor.engine.runs import train
 from nandoctor.engine.setup import prepare
 from nandoctor.engine.trainer import Trainer
 from nandoctor.errors import UsageProblem
-from nandoctor.parallel import available_cores, pmap
+from nandoctor.parallel import available_cores, pmap, threads_for
 
 EDGE_RTOL = 0.05  # --edge stops when the finite and non-finite rates are this close (relative)
 EDGE_MAX_ROUNDS = 12
@@ -117,6 +117,7 @@ class RateRun:
     final_loss: float | None
     settings: dict = field(default_factory=dict)
     probe: bool = False  # tried by the --edge bisection, not in the --lr list
+    threads: int = 1  # BLAS threads it trained with (nandoctor.parallel.threads_for)
 
     def to_json(self) -> dict:
         return {
@@ -175,7 +176,8 @@ def run_rates(
         return tick
 
     parts = [rates[c * size : (c + 1) * size] for c in range(chunks)]
-    if chunks > 1 and available_cores() > 1:
+    threads = threads_for(spec, prepared.x.shape)
+    if chunks > 1 and available_cores() // threads > 1:
         # Several batched chunks: spread them over worker processes as well.
         done = iter(range(1, chunks + 1))
         if on_step:
@@ -183,6 +185,7 @@ def run_rates(
         runs = pmap(
             _chunk,
             [(spec, part, settings, prepared) for part in parts],
+            threads=threads,
             on_done=lambda _r: (
                 on_step and on_step(min(budget, max(2, next(done) * budget // chunks)))
             ),
@@ -209,6 +212,7 @@ def _chunk(args, on_step=None) -> list[RateRun]:
                 cause=d.cause.id if d.cause else None,
                 final_loss=d.loss_final,
                 settings=settings,
+                threads=o.threads,
             )
         )
     return out

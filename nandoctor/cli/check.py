@@ -13,6 +13,7 @@ from nandoctor.cli.common import (
     format_option,
     jobs_option,
     steps_option,
+    threads_option,
 )
 from nandoctor.report.check import RENDERERS
 
@@ -56,6 +57,7 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     callback=_list_causes,
     help="Print the cause and warning ids with their meanings, and exit.",
 )
+@threads_option
 def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs):
     """Run every spec in PATHS and judge it by its check: policy (a CI gate).
 

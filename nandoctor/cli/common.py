@@ -132,6 +132,23 @@ def jobs_option(help: str = "Worker processes for the re-runs.") -> Callable:
     return click.option("--jobs", "-j", type=click.IntRange(min=1), help=help)
 
 
+def _set_threads(ctx, param, value):
+    from nandoctor.parallel import set_threads
+
+    set_threads(value)
+    return value
+
+
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    expose_value=False,
+    callback=_set_threads,
+    help="BLAS threads per run (default: chosen per spec from its shapes and the cores; "
+    "recorded in the JSON, used by every re-run).",
+)
+
+
 def format_option(registry: dict, default: str = "text") -> Callable:
     """``--format`` offering exactly the keys of a renderer registry."""
     return click.option(

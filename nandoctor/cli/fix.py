@@ -15,6 +15,7 @@ from nandoctor.cli.common import (
     load,
     set_option,
     stderr_console,
+    threads_option,
 )
 
 
@@ -26,6 +27,7 @@ from nandoctor.cli.common import (
 @click.option("--dry-run", is_flag=True, help="Print a diff of the fix instead of writing it.")
 @set_option
 @jobs_option()
+@threads_option
 def fix(spec_path, output, dry_run, overrides, jobs):
     """Diagnose SPEC, verify candidate fixes by re-running, and write the best one to OUT.
 

@@ -17,6 +17,7 @@ from nandoctor.cli.common import (
     set_option,
     step_progress,
     steps_option,
+    threads_option,
 )
 from nandoctor.report.diagnosis import RENDERERS
 
@@ -31,6 +32,7 @@ from nandoctor.report.diagnosis import RENDERERS
 )
 @click.option("--no-verify", is_flag=True, help="Do not re-run the recommendations to verify them.")
 @jobs_option()
+@threads_option
 def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
     """Train SPEC with every step instrumented and print the diagnosis.
 
@@ -70,8 +72,18 @@ def write_trace(outcome, path: str) -> None:
 
     from nandoctor.instrument.history import save
 
-    resolved = yaml.safe_dump(outcome.spec.resolved(), sort_keys=False)
+    resolved = (
+        f"# trained with {outcome.threads} BLAS thread(s): --threads {outcome.threads} reproduces"
+        " it bit for bit\n" + yaml.safe_dump(outcome.spec.resolved(), sort_keys=False)
+    )
     try:
-        save(outcome.history, path, resolved, outcome.summary, outcome.history_start)
+        save(
+            outcome.history,
+            path,
+            resolved,
+            outcome.summary,
+            outcome.history_start,
+            threads=outcome.threads,
+        )
     except OSError as e:
         fail_usage(f"--trace {path}: {e.strerror}")

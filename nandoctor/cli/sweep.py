@@ -6,7 +6,15 @@ import sys
 
 import click
 
-from nandoctor.cli.common import CONTEXT, emit, format_option, load, step_progress, steps_option
+from nandoctor.cli.common import (
+    CONTEXT,
+    emit,
+    format_option,
+    load,
+    step_progress,
+    steps_option,
+    threads_option,
+)
 from nandoctor.report.sweep import RENDERERS
 
 
@@ -29,6 +37,7 @@ from nandoctor.report.sweep import RENDERERS
 )
 @steps_option
 @format_option(RENDERERS)
+@threads_option
 def sweep(spec_path, lr_text, edge, grid, steps, fmt):
     """Run SPEC at many learning rates; show where training stays finite.
 

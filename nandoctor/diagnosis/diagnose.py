@@ -74,6 +74,7 @@ def diagnose(outcome) -> Diagnosis:
         notes=notes(outcome, warnings),
         history=hist,
         layers=acts,
+        threads=getattr(outcome, "threads", 1),
     )
 
 

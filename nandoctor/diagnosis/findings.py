@@ -50,6 +50,7 @@ class Diagnosis:
     history: dict | None = None  # per-step arrays, for the report (not serialised)
     layers: list[str] = field(default_factory=list)  # activation per layer
     seconds: float = 0.0
+    threads: int = 1  # BLAS threads the run trained with (part of its identity)
 
     def to_json(self) -> dict:
         def finding(f: Finding, keys=("id", "summary", "evidence")) -> dict:
@@ -71,6 +72,7 @@ class Diagnosis:
             "loss": {"initial": self.loss_initial, "final": self.loss_final},
             "notes": self.notes,
             "seconds": round(self.seconds, 3),
+            "threads": self.threads,
         }
 
 

@@ -146,7 +146,11 @@ def verify(
     # pmap reports results in input order, so the n-th report is todo[n]
     order = iter(todo)
     trials = pmap(
-        _confirm, [(spec, r.changes) for r in todo], jobs, lambda _t: _done(on_done, next(order))
+        _confirm,
+        [(spec, r.changes) for r in todo],
+        jobs,
+        lambda _t: _done(on_done, next(order)),
+        threads=outcome.threads,
     )
     for rec, trial in zip(todo, trials, strict=True):
         _record(rec, trial)

@@ -33,6 +33,7 @@ class Outcome:
     history_start: int = 1  # the step of the first row of ``history`` and ``loss``
     loss_initial: float = float("nan")  # step 1's loss, whatever the window holds
     summary: dict[str, np.ndarray] | None = None  # the whole run downsampled (History.summary)
+    threads: int = 1  # BLAS threads it trained with (nandoctor.parallel.threads_for)
 
     @property
     def finite(self) -> bool:
@@ -64,7 +65,18 @@ def train(
     the last few snapshots, the latest taken shortly before a failure (unless ``snapshots`` is
     False: a sweep never replays).
     """
+    from nandoctor.parallel import blas_threads, threads_for
+
     prepared = prepared or prepare(spec)
+    threads = threads_for(spec, prepared.x.shape)
+    with blas_threads(threads):
+        outcomes = _train(spec, lrs, instrument, on_step, prepared, start, until, snapshots)
+    for o in outcomes:
+        o.threads = threads
+    return outcomes
+
+
+def _train(spec, lrs, instrument, on_step, prepared, start, until, snapshots) -> list[Outcome]:
     trainer = Trainer(prepared, lrs, instrument=instrument, spec=spec)
     if start is not None:
         trainer.state = start.copy()

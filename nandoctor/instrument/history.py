@@ -269,13 +269,15 @@ def save(
     resolved_spec: str,
     summary: dict[str, np.ndarray] | None = None,
     first_step: int = 1,
+    threads: int = 1,
 ) -> None:
     """Write one replica's window (see :meth:`History.replica`) as ``.npz`` or ``.csv``, its
     downsampled whole run (:meth:`History.summary`) with it, and the resolved spec beside it as
     ``<stem>.spec.yaml`` so the run can be reproduced.
 
-    ``.npz``: the window's arrays, ``step``, and ``summary_<name>`` for the summary. ``.csv``: the
-    window, one row per step; the summary goes to ``<stem>.summary.csv``."""
+    ``.npz``: the window's arrays, ``step``, ``threads`` (the BLAS threads of the run) and
+    ``summary_<name>`` for the summary. ``.csv``: the window, one row per step; the summary goes to
+    ``<stem>.summary.csv``. The resolved spec names the threads too."""
     path = Path(path)
     steps, layers = data["max_abs_z"].shape
     step = np.arange(first_step, first_step + steps)
@@ -302,7 +304,7 @@ def save(
     else:
         extra = {f"summary_{k}": v for k, v in summary.items()}
         with open_output(path, binary=True) as f:
-            np.savez(f, **data, step=step, **extra, spec=np.array(resolved_spec))
+            np.savez(f, **data, step=step, **extra, threads=threads, spec=np.array(resolved_spec))
     write_text(spec_beside(path), resolved_spec)
 
 

@@ -184,6 +184,7 @@ def to_json(spec, points: list[GridPoint]) -> str:
         "spec": str(spec.path) if spec.path else None,
         "runs": [r.to_json() for p in points for r in p.runs],
         "max_stable_lr": max(stable) if stable else None,
+        "threads": _same([r.threads for p in points for r in p.runs]),  # BLAS threads per run
         "lambda_max": _same([p.sharpness for p in points]),
         "lr_bound": _same([_bound(p) for p in points]),
         "edge": list(points[0].edge) if single and points[0].edge else None,
