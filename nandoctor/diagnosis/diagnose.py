@@ -12,7 +12,13 @@ import math
 import numpy as np
 
 from nandoctor.diagnosis.catalogue import NAIVE_FACTOR_OF_OP, PART_OF_A_FAILURE
-from nandoctor.diagnosis.findings import Diagnosis, Finding, Recommendation, fmt  # noqa: F401 (re-exported)
+from nandoctor.diagnosis.findings import (  # noqa: F401 (re-exported)
+    Diagnosis,
+    Finding,
+    Recommendation,
+    fmt,
+    fmt_projected_steps,
+)
 from nandoctor.diagnosis.recommend import recommend
 from nandoctor.engine.nn import SATURATION_TOL, activation
 from nandoctor.engine.optim import combine
@@ -441,8 +447,8 @@ def _explosion_projection(outcome, g: np.ndarray) -> Finding | None:
     return Finding(
         "exploding_gradient",
         f"gradient norm grew x{fmt(rise)} over {n} steps (x{fmt(math.exp(slope))} per step lately); "
-        f"at this rate layer {layer} overflows {outcome.spec.numerics.dtype} in about "
-        f"{fmt(steps_left)} more steps",
+        f"at this rate layer {layer} overflows {outcome.spec.numerics.dtype} in "
+        f"{fmt_projected_steps(steps_left)}",
         layer=layer,
     )
 

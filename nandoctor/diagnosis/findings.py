@@ -85,3 +85,16 @@ def fmt(x: float) -> str:
     if 1e-3 <= abs(x) < 1e4:
         return f"{x:.3g}"
     return f"{x:.2e}"
+
+
+def fmt_projected_steps(x: float) -> str:
+    """A projected number of steps as a reader counts them: 'about 4 more steps' (not 3.84).
+
+    At least 1 (a projection is never "0 more steps"); two significant figures from 100 on, since
+    an extrapolation is no more precise than that (1234.5 -> 'about 1,200 more steps')."""
+    if not math.isfinite(x):
+        return "an unknown number of steps"
+    n = max(1, round(x))
+    if n >= 100:
+        n = round(n, 2 - len(str(n)))
+    return f"about {n:,} more step{'s' if n != 1 else ''}"

@@ -12,6 +12,7 @@ import numpy as np
 
 from nandoctor.engine.nn import activation
 from nandoctor.engine.optim import norms
+from nandoctor.report.output import open_output, write_text
 
 STATS = (
     "max_abs_z",  # largest |pre-activation|
@@ -78,7 +79,17 @@ def save(data: dict[str, np.ndarray], path: Path, resolved_spec: str) -> None:
         header = ["step", "loss"] + [f"{s}_{i + 1}" for s in STATS for i in range(layers)]
         cols = [np.arange(1, steps + 1), data["loss"]]
         cols += [data[s][:, i] for s in STATS for i in range(layers)]
-        np.savetxt(path, np.column_stack(cols), delimiter=",", header=",".join(header), comments="")
+        with open_output(path, binary=True) as f:
+            np.savetxt(
+                f, np.column_stack(cols), delimiter=",", header=",".join(header), comments=""
+            )
     else:
-        np.savez(path, **data, spec=np.array(resolved_spec))
-    path.with_name(path.stem + ".spec.yaml").write_text(resolved_spec)
+        with open_output(path, binary=True) as f:
+            np.savez(f, **data, spec=np.array(resolved_spec))
+    write_text(spec_beside(path), resolved_spec)
+
+
+def spec_beside(path: str | Path) -> Path:
+    """Where :func:`save` puts the resolved spec of a history written to ``path``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".spec.yaml")

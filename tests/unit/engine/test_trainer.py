@@ -32,6 +32,30 @@ def test_same_seed_bit_identical_losses():
     assert not np.array_equal(a, c.loss)
 
 
+@pytest.mark.parametrize(
+    ("task", "loss", "last"),
+    [
+        ("binary", "bce", {"units": 1, "activation": "sigmoid"}),
+        ("classification", "cross_entropy", {"units": 4, "activation": "softmax"}),
+    ],
+)
+def test_synthetic_targets_take_the_last_layers_width_when_outputs_is_omitted(task, loss, last):
+    spec = spec_from_dict(
+        {
+            "data": {"task": task, "samples": 200, "features": 6},
+            "model": {"layers": [{"units": 8, "activation": "relu"}, last]},
+            "loss": loss,
+            "train": {"steps": 5},
+        }
+    )
+    y = prepare(spec).y
+    if task == "binary":
+        assert y.shape == (200, 1) and set(np.unique(y)) == {0.0, 1.0}
+    else:
+        assert y.shape == (200,) and set(np.unique(y)) == {0, 1, 2, 3}
+    assert train(spec)[0].finite
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
 def test_every_array_in_the_run_dtype(dtype):
     spec = make(numerics__dtype=dtype, train__optimizer="adam")
