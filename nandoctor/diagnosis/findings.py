@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from nandoctor.instrument.events import NonFinite
+
+Status = Literal["nonfinite", "warning", "healthy"]  # of a run: what its diagnosis says
 
 
 @dataclass
@@ -29,11 +35,11 @@ class Recommendation:
 class Diagnosis:
     spec: str
     name: str
-    status: str  # nonfinite | warning | healthy
+    status: Status
     steps_run: int
     steps_budget: int
     learning_rate: float
-    first: object  # NonFinite | None
+    first_nonfinite: NonFinite | None
     cause: Finding | None
     contributing: list[Finding]
     warnings: list[Finding]
@@ -57,7 +63,7 @@ class Diagnosis:
             "steps_run": self.steps_run,
             "steps_budget": self.steps_budget,
             "learning_rate": self.learning_rate,
-            "first_nonfinite": self.first.to_json() if self.first else None,
+            "first_nonfinite": self.first_nonfinite.to_json() if self.first_nonfinite else None,
             "cause": finding(self.cause) if self.cause else None,
             "contributing": [finding(f) for f in self.contributing],
             "warnings": [finding(f, ("id", "summary")) for f in self.warnings],

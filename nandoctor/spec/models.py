@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from nandoctor.engine.nn import ACTIVATIONS
 from nandoctor.errors import UsageProblem
 
 Activation = Literal["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"]
@@ -46,7 +47,6 @@ CheckId = Literal[
     "exploding_gradient",
     "loss_not_decreasing",
 ]
-RELU_FAMILY = ("relu", "leaky_relu", "elu")
 
 
 def _f(default: Any, doc: str, **constraints: Any) -> Any:
@@ -109,7 +109,7 @@ class LayerSpec(_Section):
     @model_validator(mode="after")
     def _default_init(self) -> LayerSpec:
         if self.init is None:
-            self.init = "he" if self.activation in RELU_FAMILY else "xavier"
+            self.init = ACTIVATIONS[self.activation].default_init
         return self
 
 
@@ -160,6 +160,9 @@ class TrainSpec(_Section):
 class CheckSpec(_Section):
     fail_on: list[CheckId] = _f(["nonfinite"], "What `nandoctor check` fails on.")
     max_final_loss: float | None = _f(None, "Fail when the final loss is above this.")
+    allow_nonfinite: bool = _f(
+        False, "Pass a run that goes NaN/Inf (nonfinite is in every policy unless this is true)."
+    )
 
 
 class Spec(_Section):
@@ -196,6 +199,11 @@ class Spec(_Section):
         """A path from the spec, relative to the spec's folder unless absolute."""
         q = Path(p).expanduser()
         return q if q.is_absolute() else self.base_dir / q
+
+    def input_files(self) -> list[Path]:
+        """The files a run of this spec reads: the spec itself, its data and its weights."""
+        named = [self.data.path if self.data.source != "synthetic" else None, self.model.weights]
+        return ([self.path] if self.path else []) + [self.resolve_path(p) for p in named if p]
 
     def line_of(self, dotted_key: str) -> int | None:
         """1-based line of ``dotted_key`` in the file, or of its nearest parent present there."""
