@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from nandoctor.errors import UsageProblem
+from nandoctor.spec.limits import size_problems
 from nandoctor.spec.loading import YamlProblem, escape_controls, parse, read_text
 
 Activation = Literal["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"]
@@ -411,7 +412,7 @@ def _cross_checks(s: Spec) -> list[tuple[str, str]]:
             out.append(("data.path", f"source {d.source} needs the path of the data file"))
         if d.source == "csv" and not d.target:
             out.append(("data.target", "source csv needs the target column's name (or a list)"))
-    return out
+    return out + size_problems(s)
 
 
 _NOUNS = {"int": "a whole number", "float": "a number", "bool": "true or false"}
