@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from nandoctor.diagnosis.catalogue import FAIL_ON_IDS
+from nandoctor.engine.nn import ACTIVATIONS
 from nandoctor.errors import UsageProblem
 from nandoctor.spec.limits import size_problems
 from nandoctor.spec.loading import YamlProblem, escape_controls, parse, read_text
@@ -40,15 +42,7 @@ Loss = Literal["mse", "cross_entropy", "bce", "random_gradient"]
 Dtype = Literal["float64", "float32", "float16"]
 Optimizer = Literal["sgd", "momentum", "rmsprop", "adam"]
 Schedule = Literal["constant", "step", "exponential", "cosine", "warmup"]
-CheckId = Literal[
-    "nonfinite",
-    "saturation",
-    "vanishing_gradient",
-    "dead_relu",
-    "exploding_gradient",
-    "loss_not_decreasing",
-]
-RELU_FAMILY = ("relu", "leaky_relu", "elu")
+CheckId = Literal[FAIL_ON_IDS]  # nonfinite, or any warning id of the catalogue
 
 
 def _f(default: Any, doc: str, **constraints: Any) -> Any:
@@ -79,7 +73,12 @@ class DataSpec(_Section):
     task: Task = _f("regression", "Synthetic only; random = N(0,1) inputs and no targets.")
     samples: int = _f(256, "Synthetic only: number of samples.", ge=1)
     features: int = _f(10, "Synthetic only: input features per sample.", ge=1)
-    outputs: int = _f(5, "Synthetic only: targets (regression) or classes.", ge=1)
+    outputs: int | None = _f(
+        None,
+        "Synthetic only: targets (regression, binary) or classes (classification); "
+        "when omitted, the last layer's units.",
+        ge=1,
+    )
     noise: float = _f(0.1, "Synthetic only: std of the noise added to targets.", ge=0)
     scale: float = _f(1.0, "Every input feature is multiplied by this (1000 = unscaled data).")
     path: str | None = _f(None, "csv | npz: the data file, relative to the spec.")
@@ -106,7 +105,7 @@ class LayerSpec(_Section):
     @model_validator(mode="after")
     def _default_init(self) -> LayerSpec:
         if self.init is None:
-            self.init = "he" if self.activation in RELU_FAMILY else "xavier"
+            self.init = ACTIVATIONS[self.activation].default_init
         return self
 
 
@@ -176,6 +175,13 @@ class Spec(_Section):
 
     _origin: _Origin = PrivateAttr(default_factory=lambda: _Origin())
     _raw: dict | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _outputs_follow_the_model(self) -> Spec:
+        """An omitted ``data.outputs`` is the last layer's width (an explicit one is checked)."""
+        if self.data.outputs is None:
+            self.data.outputs = self.model.layers[-1].units
+        return self
 
     @property
     def path(self) -> Path | None:
@@ -405,8 +411,11 @@ def _cross_checks(s: Spec) -> list[tuple[str, str]]:
         if want and d.task != want:
             out.append(("data.task", f"loss {loss} needs task {want}, not {d.task}"))
         if loss != "random_gradient" and layers[-1].units != d.outputs:
-            msg = f"the last layer has {layers[-1].units} units but data.outputs is {d.outputs}"
-            out.append((f"{last}.units", msg + "; they must be equal"))
+            msg = (
+                f"{d.outputs} disagrees with the last layer's {layers[-1].units} units "
+                f"({last}.units); make them equal, or leave data.outputs out to follow the model"
+            )
+            out.append(("data.outputs", msg))
     else:
         if not d.path:
             out.append(("data.path", f"source {d.source} needs the path of the data file"))
