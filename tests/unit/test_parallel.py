@@ -1,74 +1,40 @@
-"""BLAS threads as part of a run's identity: chosen per spec, overridable, recorded, reused."""
+"""pmap: results in input order; a dying worker loses its own item; errors propagate."""
 
-import json
+import os
+import signal
+import sys
 
-import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from nandoctor import parallel
-from nandoctor.cli import main
-from nandoctor.engine.runs import train
-from nandoctor.spec.models import spec_from_dict
+from nandoctor.parallel import WorkerLost, pmap
+
+fork_only = pytest.mark.skipif(sys.platform != "linux", reason="the test's functions need fork")
 
 
-def spec(features: int, units: int, batch: int, steps: int = 3):
-    return spec_from_dict(
-        {
-            "data": {"samples": 512, "features": features, "outputs": 2},
-            "model": {
-                "layers": [
-                    {"units": units, "activation": "relu"},
-                    {"units": 2, "activation": "linear"},
-                ]
-            },
-            "train": {"steps": steps, "batch_size": batch},
-        }
-    )
+def square_or_die(x):
+    if x == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if x == 5:
+        raise ValueError("five")
+    return x * x
 
 
-@pytest.fixture(autouse=True)
-def no_override():
-    parallel.set_threads(None)
-    yield
-    parallel.set_threads(None)
-
-
-def test_small_matmuls_get_one_thread_large_ones_the_cores():
-    assert parallel.threads_for(spec(10, 20, 32), (512, 10), cores=8) == 1
-    # 256 x 64 x 256 multiply-adds in the first layer: past THREADED_MACS
-    assert parallel.threads_for(spec(64, 256, 256), (512, 64), cores=8) == 8
-    # a full batch counts all the rows
-    big_batch = spec(64, 256, 32).with_changes({"train.batch_size": "full"})
-    assert parallel.threads_for(big_batch, (512, 64), cores=4) == 4
-
-
-def test_the_override_wins_and_every_run_records_its_threads():
-    parallel.set_threads(3)
-    assert parallel.threads_for(spec(10, 20, 32), (512, 10)) == 3
-    assert train(spec(10, 20, 32))[0].threads == 3
-
-
-def test_workers_share_the_cores_by_threads(monkeypatch):
-    monkeypatch.setattr(parallel, "available_cores", lambda: 8)
+@fork_only
+def test_a_killed_worker_loses_its_item_only_and_reports_keep_input_order():
     seen = []
-    monkeypatch.setattr(parallel, "ProcessPoolExecutor", None)  # one worker: no pool at all
-    parallel.pmap(seen.append, [1, 2], threads=8)
-    assert seen == [1, 2]
+    got = pmap(square_or_die, [1, 2, 3, 4], 2, seen.append, lost=lambda x, why: (x, why))
+    assert got[:2] == [1, 4] and got[3] == 16
+    assert got[2][0] == 3 and "killed by SIGKILL" in got[2][1]
+    assert seen == got
 
 
-def test_threads_option_is_recorded_in_the_json_and_the_result_is_unchanged(tmp_path):
-    path = tmp_path / "s.yaml"
-    path.write_text(
-        "data: {samples: 64, features: 4, outputs: 2}\n"
-        "model: {layers: [{units: 8, activation: relu}, {units: 2, activation: linear}]}\n"
-        "train: {steps: 20, batch_size: 16}\n"
-    )
-    runs = {}
-    for threads in ("1", "2"):
-        r = CliRunner().invoke(main, ["run", str(path), "--format", "json", "--threads", threads])
-        assert r.exit_code == 0, r.output
-        runs[threads] = json.loads(r.stdout)
-        assert runs[threads]["threads"] == int(threads)
-    one, two = runs["1"], runs["2"]
-    assert np.isclose(one["loss"]["final"], two["loss"]["final"], rtol=1e-12)
+@fork_only
+def test_without_a_lost_handler_the_others_finish_then_it_raises():
+    with pytest.raises(WorkerLost, match="SIGKILL"):
+        pmap(square_or_die, [3, 4], 2)
+
+
+@fork_only
+def test_an_exception_in_a_worker_propagates():
+    with pytest.raises(ValueError, match="five"):
+        pmap(square_or_die, [1, 5, 2], 2)
