@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nandoctor.engine import nn, optim
+from nandoctor.engine.flat import FlatLayout
 from nandoctor.engine.setup import PreparedRun
 from nandoctor.instrument.events import FPWatch, NullWatch, op
 from nandoctor.instrument.history import History
@@ -80,6 +81,10 @@ class Trainer:
             order=np.arange(0),
             pos=0,
             alive=np.arange(n),
+        )
+        self.layout = FlatLayout(params)
+        self._flat: tuple | None = (
+            None  # (param views, param buffer, state buffers) of the last update
         )
         self.watch = FPWatch(n) if instrument else NullWatch()
         self.history = History(n, len(self.acts), self.train_spec.steps) if instrument else None
@@ -212,6 +217,9 @@ class Trainer:
             train.warmup_steps,
         )
         lr = (self.lrs[s.alive] * factor).astype(self.dtype)
+        fast = self._flat_update(grads, step, lr)
+        if fast is not None:
+            return fast
         new, deltas = [], []
         for j, (p, g) in enumerate(zip(s.params, grads, strict=True)):
             names = ("weight",) if j % 2 == 0 else ("bias",)
@@ -228,6 +236,30 @@ class Trainer:
             new.append(p_new)
             deltas.append(d)
         return new, deltas
+
+    def _flat_update(self, grads: list[np.ndarray], step: int, lr: np.ndarray):
+        """The optimiser over every parameter at once, on flat buffers (``engine.flat``): the
+        same element-wise arithmetic as the per-parameter update, in a few calls. Returns ``(new
+        params, deltas)`` as views, or None when a floating-point flag was raised: then the
+        caller redoes the step parameter by parameter, labelled, from the untouched state."""
+        s, w, layout = self.state, self.watch, self.layout
+        if self._flat is None or s.params is not self._flat[0]:  # first step, drop or replay
+            state = {k: layout.gather(v) for k, v in s.opt.items()}
+            self._flat = (s.params, layout.gather(s.params), state)
+        _, p, state = self._flat
+        opt = {k: [v] for k, v in state.items()}  # delta() replaces opt[k][0] with the new state
+        w.probe()
+        g = layout.gather(grads)
+        d = optim.delta(
+            self.train_spec.optimizer, 0, p, g, opt, step, optim.per_replica(lr, g), self.train_spec
+        )
+        p_new = p - d
+        if w.end_probe():
+            return None
+        new = layout.views(p_new)
+        self._flat = (new, p_new, {k: v[0] for k, v in opt.items()})
+        s.opt = {k: layout.views(v[0]) for k, v in opt.items()}
+        return new, layout.views(d)
 
     def _drop(self, rows: list[int]) -> None:
         s = self.state

@@ -111,10 +111,15 @@ class FPWatch:
         self._where: tuple = ("setup", None, ("?",), ())
         self._group: list[tuple[str, str]] = []
         self.muted = False
+        self._probing = False  # a fast path runs: only note that something was raised
+        self._probed = False
 
     # -- callbacks from numpy and from the loop
     def __call__(self, kind: str, flag: int) -> None:
         if self.muted:
+            return
+        if self._probing:
+            self._probed = True
             return
         kind = KINDS.get(kind, kind)
         self._group.append((_op, kind))
@@ -125,6 +130,15 @@ class FPWatch:
             self.events[key] = FPEvent(phase, layer, tensors[0], _op, kind, self.step or 0)
         else:
             ev.count += 1
+
+    def probe(self) -> None:
+        """A fast, unlabelled path begins: record nothing, only whether any flag was raised."""
+        self._probing, self._probed = True, False
+
+    def end_probe(self) -> bool:
+        """End the probe; True if a flag was raised (then redo the work labelled)."""
+        self._probing = False
+        return self._probed
 
     def at(self, phase: str, layer: int | None, tensors: tuple[str, ...], inputs=()) -> None:
         """The loop is about to compute ``tensors`` of ``phase``/``layer`` from ``inputs``."""
@@ -185,6 +199,12 @@ class NullWatch:
         pass
 
     scan = check
+
+    def probe(self) -> None:
+        pass
+
+    def end_probe(self) -> bool:
+        return False
 
     def install(self) -> np.errstate:
         return np.errstate(all="ignore")
