@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,7 +42,26 @@ class State:
     alive: np.ndarray  # (n,) original replica index of each row of the params
 
     def copy(self) -> State:
-        return copy.deepcopy(self)
+        """An independent copy, made field by field: arrays copied, generators cloned from their
+        state (``deepcopy`` pickles each generator, ~10x slower per snapshot)."""
+        out = copy.copy(self)
+        for f in fields(self):
+            setattr(out, f.name, _copied(getattr(self, f.name)))
+        return out
+
+
+def _copied(v):
+    if isinstance(v, np.ndarray):
+        return v.copy()
+    if isinstance(v, np.random.Generator):
+        bits = type(v.bit_generator)()
+        bits.state = v.bit_generator.state
+        return np.random.Generator(bits)
+    if isinstance(v, list):
+        return [_copied(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _copied(x) for k, x in v.items()}
+    return copy.deepcopy(v)
 
 
 class Trainer:
