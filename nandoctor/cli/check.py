@@ -11,6 +11,7 @@ from nandoctor.cli.common import (
     count_progress,
     emit,
     format_option,
+    html_option,
     jobs_option,
     steps_option,
 )
@@ -50,7 +51,8 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     callback=_list_causes,
     help="Print the cause and warning ids with their meanings, and exit.",
 )
-def check(paths, fmt, output, steps, fail_on, jobs):
+@html_option
+def check(paths, fmt, output, steps, fail_on, jobs, html):
     """Run every spec in PATHS and judge it by its check: policy (a CI gate).
 
     PATHS are spec files, folders (every *.yaml / *.yml below) or globs. A spec fails when a NaN
@@ -64,6 +66,7 @@ def check(paths, fmt, output, steps, fail_on, jobs):
       nandoctor check configs/
       nandoctor check configs/ --steps 50 --format junit -o report.xml
       nandoctor check 'specs/**/*.yaml' --format github --fail-on nonfinite,dead_relu
+      nandoctor check configs/ --html check.html
     """
     from nandoctor.check import collect_specs, parse_fail_on, run_checks
 
@@ -76,4 +79,8 @@ def check(paths, fmt, output, steps, fail_on, jobs):
         emit(RENDERERS["text"](results))
     if fmt != "text" or output:
         emit(RENDERERS[fmt](results), output)
+    if html:
+        from nandoctor.report.html import check_page
+
+        emit(check_page(results), html, option="--html")
     sys.exit(0 if all(r.passed for r in results) else 1)

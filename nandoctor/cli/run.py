@@ -12,11 +12,14 @@ from nandoctor.cli.common import (
     emit,
     fail_usage,
     format_option,
+    html_option,
     jobs_option,
     load,
+    plot_option,
     set_option,
     step_progress,
     steps_option,
+    tensorboard_option,
 )
 from nandoctor.report.diagnosis import RENDERERS
 
@@ -31,7 +34,10 @@ from nandoctor.report.diagnosis import RENDERERS
 )
 @click.option("--no-verify", is_flag=True, help="Do not re-run the recommendations to verify them.")
 @jobs_option()
-def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
+@html_option
+@plot_option
+@tensorboard_option
+def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs, html, plot, tensorboard):
     """Train SPEC with every step instrumented and print the diagnosis.
 
     Exit 0 when every value stayed finite, 1 when a NaN or Inf appeared, 2 for a bad spec.
@@ -41,6 +47,7 @@ def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
       nandoctor run configs/healthy.yaml
       nandoctor run configs/relu_high_lr.yaml --format json
       nandoctor run spec.yaml --steps 100 --set numerics.dtype=float32 --trace run.npz
+      nandoctor run configs/relu_high_lr.yaml --html report.html --plot run.png
     """
     from nandoctor.examine import examine, verify_fixes
 
@@ -53,6 +60,7 @@ def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
             verify_fixes(diagnosis, outcome, jobs, done)
     if trace:
         write_trace(outcome, trace)
+    write_pictures(diagnosis, spec.numerics.dtype, html, plot, tensorboard)
     emit(RENDERERS[fmt](diagnosis))
     sys.exit(1 if diagnosis.status == "nonfinite" else 0)
 
@@ -67,3 +75,21 @@ def write_trace(outcome, path: str) -> None:
         save(outcome.history, path, resolved)
     except OSError as e:
         fail_usage(f"--trace {path}: {e.strerror}")
+
+
+def write_pictures(diagnosis, dtype: str, html, plot, tensorboard) -> None:
+    """The report as an HTML page, an image and TensorBoard events, as asked."""
+    if html:
+        from nandoctor.report.html import run_page
+
+        emit(run_page(diagnosis, dtype), html, option="--html")
+    if plot:
+        from nandoctor.report.charts.run import run_charts
+        from nandoctor.report.html.run import headline
+        from nandoctor.report.plot import save_plot
+
+        save_plot(run_charts(diagnosis, dtype), plot, f"{diagnosis.name}: {headline(diagnosis)}")
+    if tensorboard:
+        from nandoctor.report.tensorboard import write_run
+
+        write_run(diagnosis, tensorboard)
