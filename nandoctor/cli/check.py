@@ -40,7 +40,13 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     "--fail-on",
     "fail_on",
     metavar="IDS",
-    help="Override every spec's check.fail_on, e.g. nonfinite,dead_relu.",
+    help="Warning ids to fail on, added to every spec's check.fail_on (nonfinite always"
+    " counts), e.g. dead_relu,saturation.",
+)
+@click.option(
+    "--allow-nonfinite",
+    is_flag=True,
+    help="Let a run that goes NaN/Inf pass (nonfinite is otherwise always a failure).",
 )
 @jobs_option("Worker processes (default: all cores).")
 @click.option(
@@ -52,7 +58,7 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     help="Print the cause and warning ids with their meanings, and exit.",
 )
 @html_option
-def check(paths, fmt, output, steps, fail_on, jobs, html):
+def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs, html):
     """Run every spec in PATHS and judge it by its check: policy (a CI gate).
 
     PATHS are spec files, folders (every *.yaml / *.yml below) or globs. A spec fails when a NaN
@@ -65,13 +71,17 @@ def check(paths, fmt, output, steps, fail_on, jobs, html):
     Examples:
       nandoctor check configs/
       nandoctor check configs/ --steps 50 --format junit -o report.xml
-      nandoctor check 'specs/**/*.yaml' --format github --fail-on nonfinite,dead_relu
+      nandoctor check 'specs/**/*.yaml' --format github --fail-on dead_relu
       nandoctor check configs/ --html check.html
     """
     from nandoctor.check import collect_specs, parse_fail_on, run_checks
 
     files = collect_specs(paths)
-    policy = parse_fail_on(fail_on)
+    if output or html:
+        from nandoctor.report.output import check_outputs
+
+        check_outputs({"-o": output, "--html": html}, files)
+    policy = parse_fail_on(fail_on, allow_nonfinite)
     with count_progress(len(files), "checking specs", True) as done:
         results = run_checks(files, steps=steps, fail_on=policy, jobs=jobs, on_done=done)
     # The table always goes to the terminal unless another format was asked for on stdout.

@@ -145,24 +145,10 @@ def format_option(registry: dict, default: str = "text") -> Callable:
 
 
 # ---------------------------------------------------------------- pictures (--html, --plot, ...)
-def _existing_folder(option: str, path: str | None) -> None:
-    """Refuse, before any work, a file whose folder does not exist."""
-    from pathlib import Path
-
-    if path is not None and not Path(path).resolve().parent.is_dir():
-        fail_usage(f"{option} {path}: no folder {Path(path).parent}")
-
-
-def _html_target(_ctx, _param, value):
-    _existing_folder("--html", value)
-    return value
-
-
 def _plot_target(_ctx, _param, value):
     if value is not None:
         from nandoctor.report.plot import check_target
 
-        _existing_folder("--plot", value)
         check_target(value)
     return value
 
@@ -178,7 +164,6 @@ def _tensorboard_target(_ctx, _param, value):
 html_option = click.option(
     "--html",
     type=click.Path(dir_okay=False),
-    callback=_html_target,
     help="Also write a self-contained HTML report with charts (no network needed to view it).",
 )
 plot_option = click.option(

@@ -56,6 +56,10 @@ def sweep(spec_path, lr_text, edge, grid, steps, fmt, html, plot):
     from nandoctor.sweep import plan, sweep_points
 
     spec = load(spec_path, (), steps)
+    if html or plot:
+        from nandoctor.report.output import check_outputs
+
+        check_outputs({"--html": html, "--plot": plot}, spec.input_files())
     rates, combos, total_steps = plan(spec, lr_text, grid)
     with step_progress(total_steps, f"sweeping {len(rates)} rates", fmt == "text") as advance:
         points = sweep_points(spec, rates, combos, edge=edge, on_progress=advance)

@@ -70,14 +70,19 @@ def _line(ax, c: LineChart) -> None:
                 fontsize=8,
                 ha="right",
             )
-    if c.x_log:
+    # a log axis needs a positive value to show (a run that failed at step 1 may have none)
+    if c.x_log and _any_positive([s.x for s in c.series]):
         ax.set_xscale("log")
-    if c.y_log:
+    if c.y_log and _any_positive([s.y for s in c.series]):
         ax.set_yscale("log")
     ax.set_xlabel(c.x_label)
     ax.set_ylabel(c.y_label)
     if len(c.series) > 1:
         ax.legend(fontsize=7, loc="best")
+
+
+def _any_positive(arrays) -> bool:
+    return any(bool(np.any(np.isfinite(a) & (a > 0))) for a in arrays if len(a))
 
 
 def _heat(ax, c: HeatMap) -> None:
@@ -138,11 +143,10 @@ def save_plot(charts: list[Chart], path: str, title: str) -> None:
         ax.set_title(chart.title, fontsize=10)
     for ax in axes[len(charts) :]:
         ax.set_visible(False)
-    target = Path(path)
-    tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
+    from nandoctor.report.output import open_output
+
     try:
-        fig.savefig(tmp, dpi=100)
-        tmp.replace(target)
+        with open_output(path, binary=True) as f:
+            fig.savefig(f, format=Path(path).suffix.lower().lstrip("."), dpi=100)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise UsageProblem(f"--plot {path}: {e.strerror}") from None

@@ -31,8 +31,8 @@ def require_tensorboard(option: str = "--tensorboard") -> None:
 def diagnosis_text(d: Diagnosis) -> str:
     """The verdict, the first non-finite value and the cause, as TensorBoard markdown."""
     lines = [f"**{headline(d)}**", ""]
-    if d.first is not None:
-        f = d.first
+    if d.first_nonfinite is not None:
+        f = d.first_nonfinite
         lines.append(
             f"first non-finite: step {f.step}, phase {f.phase}, layer {f.layer}, "
             f"tensor {f.tensor}, op {f.op}, value {f.value}"

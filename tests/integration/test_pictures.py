@@ -104,16 +104,21 @@ def test_check_writes_html(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--html", "{tmp}/missing/r.html"], "--html {tmp}/missing/r.html: no folder"),
+        (["--html", "{tmp}/missing/r.html"], "--html {tmp}/missing/r.html: cannot write there"),
+        (["--html", "{spec}"], "--html {spec}: that is the input"),
         (["--plot", "{tmp}/r.gif"], "--plot {tmp}/r.gif: the file must end in .png or .svg"),
     ],
 )
 def test_bad_picture_targets_are_refused_before_training(tmp_path, args, message):
-    args = [a.format(tmp=tmp_path) for a in args]
-    r = invoke("run", CONFIGS / "healthy.yaml", *args)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((CONFIGS / "healthy.yaml").read_text())
+    before = spec.read_text()
+    args = [a.format(tmp=tmp_path, spec=spec) for a in args]
+    r = invoke("run", spec, *args)
     assert r.exit_code == 2
-    assert r.output.strip().startswith(message.format(tmp=tmp_path))
-    assert "Traceback" not in r.output and list(tmp_path.iterdir()) == []
+    assert r.output.strip().startswith(message.format(tmp=tmp_path, spec=spec))
+    assert "Traceback" not in r.output and list(tmp_path.iterdir()) == [spec]
+    assert spec.read_text() == before
 
 
 @pytest.mark.parametrize(

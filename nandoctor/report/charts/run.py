@@ -19,7 +19,7 @@ SQUASHING = ("sigmoid", "tanh", "softmax")
 
 def failure_marker(d: Diagnosis) -> Marker | None:
     """The step of the first non-finite value, labelled with the value and the cause."""
-    f = d.first
+    f = d.first_nonfinite
     if f is None or not f.step:
         return None
     why = f": {d.cause.id.replace('_', ' ')}" if d.cause else ""

@@ -129,11 +129,19 @@ def _legend(series: list[Series], y: float) -> list[str]:
 
 
 def _tick_label(v: float) -> str:
-    return f"1e{round(math.log10(v))}" if v > 0 and abs(math.log10(v)) >= 4 else fmt(v)
+    """A short axis label: 0.05, 250, 1e-7, 2.5e6."""
+    if v == 0 or not math.isfinite(v):
+        return fmt(v)
+    e = math.floor(math.log10(abs(v)) + 1e-9)
+    if abs(e) < 4:
+        return f"{v:.3g}"
+    m = v / 10**e
+    return f"1e{e}" if abs(m - 1) < 1e-6 else f"{m:.2g}e{e}"
 
 
 def line_chart(c: LineChart) -> str:
-    top = TITLE_H + (LEGEND_H if len(c.series) > 1 else 0) + 8
+    labels = max(len(c.series) > 1, sum(m.axis == "x" for m in c.markers) - 1)
+    top = TITLE_H + LEGEND_H * labels + 8
     bottom = HEIGHT - BOTTOM
     xs = [s.x for s in c.series] + [np.array([m.at for m in c.markers if m.axis == "x"])]
     ys = [v for s in c.series for v in (s.y, s.lo, s.hi)]
@@ -147,8 +155,9 @@ def line_chart(c: LineChart) -> str:
     for s in c.series:
         body += _series(s, sx, sy)
         drawn += int(np.isfinite(s.y).sum())
-    for k, m in enumerate(c.markers):
-        body += _marker(m, sx, sy, top, bottom, 13 * k)
+    vertical = [m for m in c.markers if m.axis == "x"]
+    for m in c.markers:
+        body += _marker(m, sx, sy, top, bottom, vertical.index(m) if m in vertical else 0)
     return _frame(
         "line", drawn, HEIGHT, body, c.title, f"{c.title}: {c.y_label} against {c.x_label}"
     )
@@ -202,7 +211,7 @@ def _series(s: Series, sx: Scale, sy: Scale) -> list[str]:
     if s.kind == "line":
         for run in _coords(px, py):
             if len(run) == 1:
-                out.append(f"<circle cx='{run[0][0]}' cy='{run[0][1]}' r='2' fill='{col}'/>")
+                out.append(f"<circle cx='{run[0][0]}' cy='{run[0][1]}' r='3' fill='{col}'/>")
             else:
                 out.append(
                     f"<path d='{_path(run)}' fill='none' stroke='{col}' stroke-width='1.6'/>"
@@ -221,20 +230,22 @@ def _series(s: Series, sx: Scale, sy: Scale) -> list[str]:
     return out
 
 
-def _marker(m, sx: Scale, sy: Scale, top: float, bottom: float, offset: float = 0) -> list[str]:
+def _marker(m, sx: Scale, sy: Scale, top: float, bottom: float, row: int = 0) -> list[str]:
+    """A dashed reference line. A vertical one is labelled at the top right, above the plot
+    (``row``: its line there), so labels never cover the data or each other."""
     col = TONE[m.tone]
     if m.axis == "x":
         x = float(sx(m.at))
-        anchor = "end" if x > (LEFT + WIDTH) / 2 else "start"
-        dx = -4 if anchor == "end" else 4
+        ly = 14 + 13 * row
         return [
             f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top}' y2='{bottom}' stroke='{col}' stroke-width='1.5' stroke-dasharray='5 3'/>",
-            _text(x + dx, top + 12 + offset, m.label, anchor, col, "font-weight='600'"),
+            f"<line x1='{WIDTH - RIGHT - 20}' x2='{WIDTH - RIGHT}' y1='{ly - 4}' y2='{ly - 4}' stroke='{col}' stroke-width='1.5' stroke-dasharray='5 3'/>",
+            _text(WIDTH - RIGHT - 24, ly, m.label, "end", col, "font-weight='600'"),
         ]
     y = float(sy(m.at))
     return [
         f"<line x1='{LEFT}' x2='{WIDTH - RIGHT}' y1='{y:.1f}' y2='{y:.1f}' stroke='{col}' stroke-width='1.2' stroke-dasharray='4 3'/>",
-        _text(WIDTH - RIGHT - 4, y - 4, m.label, "end", col),
+        _text(LEFT + 4, y - 4, m.label, "start", col),
     ]
 
 

@@ -112,7 +112,7 @@ def failure_chart(points: list[GridPoint]) -> LineChart:
         series=series,
         markers=edge_markers(points[0]) if len(points) == 1 else [],
         x_log=True,
-        y_log=bool(steps) and max(steps) / min(steps) > 100,
+        y_log=bool(steps) and max(steps) / min(steps) > 20,
     )
 
 

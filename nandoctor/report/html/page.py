@@ -25,7 +25,7 @@ table{border-collapse:collapse;background:white;margin:6px 0 10px}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f0f1f3;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-.charts{display:flex;flex-wrap:wrap;gap:12px}
+.charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 .chart-box{background:white;border:1px solid #ddd;border-radius:6px;padding:6px}
 .chart-box p{margin:2px 6px 4px;color:#555;font-size:12px;max-width:610px}
 .chart-box svg{max-width:100%;height:auto;display:block}

@@ -4,13 +4,14 @@ recommendations with their verified marks, and the run's charts."""
 from __future__ import annotations
 
 from nandoctor.diagnosis.findings import Diagnosis, fmt
+from nandoctor.report.charts.downsample import MAX_POINTS
 from nandoctor.report.charts.run import run_charts
 from nandoctor.report.html.page import bullets, charts, document, e, table, verified_tag
 
 
 def headline(d: Diagnosis) -> str:
     if d.status == "nonfinite":
-        f = d.first
+        f = d.first_nonfinite
         where = f"step {f.step}" if f.step else f"the {f.phase} phase"
         why = f": {d.cause.id.replace('_', ' ')}" if d.cause else ""
         return f"✗ {f.value.upper()} at {where}{why}"
@@ -29,7 +30,7 @@ def facts(d: Diagnosis) -> str:
 
 
 def first_section(d: Diagnosis) -> list[str]:
-    f = d.first
+    f = d.first_nonfinite
     if f is None:
         return []
     cells = [e(v) for v in (f.step, f.phase, f.layer, f.tensor, f.op, f.value)]
@@ -86,8 +87,9 @@ def recommendations_section(d: Diagnosis) -> list[str]:
     ]
 
 
-def run_page(d: Diagnosis, dtype: str = "float64") -> str:
-    """The whole page as one HTML string (``dtype``: the spec's, for the overflow limit)."""
+def run_page(d: Diagnosis, dtype: str = "float64", max_points: int = MAX_POINTS) -> str:
+    """The whole page as one HTML string (``dtype``: the spec's, for the overflow limit; each
+    line downsampled to ``max_points``)."""
     body = [
         f"<h1>nandoctor run: {e(d.name)}</h1>",
         facts(d),
@@ -96,7 +98,7 @@ def run_page(d: Diagnosis, dtype: str = "float64") -> str:
         *cause_section(d),
         *recommendations_section(d),
     ]
-    pictures = run_charts(d, dtype)
+    pictures = run_charts(d, dtype, max_points)
     if pictures:
         body += ["<h2>The run, step by step</h2>", charts(pictures)]
     return document(f"nandoctor: {d.name}", body)

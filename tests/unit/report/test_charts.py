@@ -62,7 +62,7 @@ def test_run_charts_mark_the_failure_where_the_run_failed():
     assert titles[:4] == ["Loss", "Gradient norm", "Weight norm", "max |pre-activation|"]
     loss = charts[0]
     (fail,) = [m for m in loss.markers if m.axis == "x"]
-    assert fail.at == d.first.step and d.cause.id.replace("_", " ") in fail.label
+    assert fail.at == d.first_nonfinite.step and d.cause.id.replace("_", " ") in fail.label
     grad = charts[1]
     assert grad.y_log and len(grad.series) == len(spec.model.layers)
     # the gradient norms drawn are the run's own
@@ -122,3 +122,19 @@ def test_svg_escapes_labels():
     chart = LineChart("<b>", "x", "y", [Series("<script>", np.arange(3.0), np.ones(3))])
     out = svg.render(chart)
     assert "<script>" not in out and "&lt;b&gt;" in out
+
+
+@pytest.mark.parametrize(
+    "value, label",
+    [
+        (1e-7, "1e-7"),
+        (2.5e6, "2.5e6"),
+        (20000.0, "2e4"),
+        (0.05, "0.05"),
+        (250.0, "250"),
+        (0.00096, "9.6e-4"),
+        (0.0, "0"),
+    ],
+)
+def test_tick_labels_are_short_and_true(value, label):
+    assert svg._tick_label(value) == label

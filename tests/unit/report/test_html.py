@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nandoctor.check import check_one
@@ -61,7 +62,7 @@ def test_run_page_holds_the_diagnosis_and_the_charts():
     d = diagnose(train(spec)[0])
     page = run_page(d, spec.numerics.dtype)
     assert_self_contained(page)
-    assert f"INF at step {d.first.step}" in page
+    assert f"INF at step {d.first_nonfinite.step}" in page
     assert d.cause.id in page and d.cause.evidence[1][:30] in page.replace("&#x27;", "'")
     for r in d.recommendations:
         assert r.id in page
@@ -127,3 +128,15 @@ def test_trace_page_for_a_finite_program(status):
     )
     assert_self_contained(page)
     assert f"verdict {status}" in page
+
+
+def test_a_million_step_run_makes_a_small_page_that_keeps_its_spike():
+    from nandoctor.report.charts.run import run_charts
+    from nandoctor.report.charts.synthetic import long_run
+
+    d = long_run(1_000_000)
+    page = run_page(d)
+    assert_self_contained(page)
+    assert len(page.encode()) < 1_000_000  # the full-resolution SVG would be ~100x larger
+    grad = next(c for c in run_charts(d) if c.title == "Gradient norm")
+    assert np.nanmax(grad.series[0].hi) == 1e6 and len(grad.series[0].x) == 400
