@@ -54,9 +54,11 @@ def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs, html, plot, te
     spec = load(spec_path, overrides, steps)
     outputs = {"--html": html, "--plot": plot}
     if trace:
-        from nandoctor.instrument.history import spec_beside
+        from nandoctor.instrument.history import spec_beside, summary_beside
 
         outputs |= {"--trace": trace, "--trace (its resolved spec)": spec_beside(trace)}
+        if str(trace).endswith(".csv"):
+            outputs["--trace (its summary)"] = summary_beside(trace)
     if any(outputs.values()):
         from nandoctor.report.output import check_outputs
 
@@ -81,7 +83,7 @@ def write_trace(outcome, path: str) -> None:
 
     resolved = yaml.safe_dump(outcome.spec.resolved(), sort_keys=False)
     try:
-        save(outcome.history, path, resolved)
+        save(outcome.history, path, resolved, outcome.summary, outcome.history_start)
     except OSError as e:
         fail_usage(f"--trace {path}: {e.strerror}")
 
