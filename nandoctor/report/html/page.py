@@ -34,7 +34,7 @@ ul{margin:4px 0 10px;padding-left:22px}
 .yes{background:#e5f6e5;color:#1d6b1d} .no{background:#fde8e8;color:#a31515} .untried{background:#eee;color:#555}
 pre{background:white;border:1px solid #ddd;padding:8px 0;overflow-x:auto;font-size:13px}
 pre .line{display:block;padding:0 10px} pre .hit{background:#fde8e8;font-weight:600}
-pre .no{color:#999;display:inline-block;width:4em;user-select:none}
+pre .ln{color:#999;display:inline-block;width:4em;user-select:none}
 code{font-size:13px}
 footer{color:#888;font-size:12px;margin-top:30px}
 """
