@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from nandoctor.diagnosis.catalogue import NAIVE_FACTOR_OF_OP, PART_OF_A_FAILURE
 from nandoctor.diagnosis.findings import (  # noqa: F401 (re-exported)
     Diagnosis,
     Finding,
@@ -19,7 +20,7 @@ from nandoctor.diagnosis.findings import (  # noqa: F401 (re-exported)
     fmt_projected_steps,
 )
 from nandoctor.diagnosis.recommend import recommend
-from nandoctor.engine.nn import SATURATION_TOL
+from nandoctor.engine.nn import SATURATION_TOL, activation
 from nandoctor.engine.optim import combine
 
 # Thresholds, each a statement about numbers rather than about a spec.
@@ -53,9 +54,7 @@ def diagnose(outcome) -> Diagnosis:
         contributing = contributing_factors(outcome, cause)
     warnings = find_warnings(outcome) if hist else []
     if first is not None:  # growth and a flat loss are part of the failure's story, not warnings
-        warnings = [
-            w for w in warnings if w.id not in ("loss_not_decreasing", "exploding_gradient")
-        ]
+        warnings = [w for w in warnings if w.id not in PART_OF_A_FAILURE]
     status = "nonfinite" if first else ("warning" if warnings else "healthy")
     return Diagnosis(
         spec=str(spec.path) if spec.path else "<spec>",
@@ -311,10 +310,8 @@ def contributing_factors(outcome, cause: Finding) -> list[Finding]:
                 ],
             )
         )
-    if spec.numerics.mode == "naive" and first.op in ("exp", "log", "divide"):
-        naive_id = {"exp": "naive_softmax", "log": "naive_log", "divide": "naive_division"}[
-            first.op
-        ]
+    if spec.numerics.mode == "naive" and first.op in NAIVE_FACTOR_OF_OP:
+        naive_id = NAIVE_FACTOR_OF_OP[first.op]
         if (
             first.phase == "forward"
             and spec.model.layers[(first.layer or 1) - 1].activation == "sigmoid"
@@ -365,7 +362,7 @@ def find_warnings(outcome) -> list[Finding]:
     out: list[Finding] = []
     sat = h["saturated"][:n]
     for i, act in enumerate(acts):
-        if act not in ("sigmoid", "tanh", "softmax"):
+        if not activation(act).saturates:
             continue
         col = sat[:, i]
         if np.nanmax(col) >= SATURATED_WARN:
@@ -382,7 +379,7 @@ def find_warnings(outcome) -> list[Finding]:
             )
     dead = h["dead"][:n]
     for i, act in enumerate(acts):
-        if act == "relu" and dead[-1, i] >= DEAD_WARN:
+        if activation(act).can_die and dead[-1, i] >= DEAD_WARN:
             first_dead = int(np.argmax(dead[:, i] >= DEAD_WARN)) + 1
             out.append(
                 Finding(
@@ -466,7 +463,7 @@ def notes(outcome, warnings: list[Finding]) -> list[str]:
     n = outcome.steps_run
     out.append(f"every value stayed finite over {n} steps: no NaN, no Inf")
     acts = [layer.activation for layer in spec.model.layers]
-    squashing = [i for i, a in enumerate(acts) if a in ("sigmoid", "tanh")]
+    squashing = [i for i, a in enumerate(acts) if activation(a).squashing]
     if squashing:
 
         def shares(k):

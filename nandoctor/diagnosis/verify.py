@@ -4,8 +4,8 @@ Candidates come from the diagnosis (its recommendations), never a blind list. Ev
 *confirmed* by a run from step 1 over the spec's whole budget, which stops as soon as a value goes
 non-finite (disproved early). A candidate that only changes training hyper-parameters is also
 replayed from the snapshot taken shortly before the failure, which says whether the change would
-have rescued the run there (evidence about the mechanism, reported beside the verdict). The lower learning rate is found by
-halving, all halvings trained at once as replicas of one batched run.
+have rescued the run there (evidence about the mechanism, reported beside the verdict). The lower
+learning rate is found by halving, all halvings trained at once as replicas of one batched run.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nandoctor.diagnosis.catalogue import RECOMMENDATIONS
 from nandoctor.diagnosis.diagnose import Diagnosis, Recommendation, fmt
 from nandoctor.engine.runs import Outcome, train
 from nandoctor.parallel import pmap
@@ -107,21 +108,6 @@ def largest_finite_lr(outcome: Outcome) -> tuple[float | None, Outcome | None, i
     return None, None, len(rates)
 
 
-CONFIRMS = {
-    "lower_learning_rate": "a lower learning rate alone removes it: the step size drives the failure",
-    "clip_gradients": "clipping the gradient norm alone removes it: the gradient explosion is the mechanism",
-    "use_float32": "float32 alone removes it: a float16 range problem",
-    "use_float64": "float64 alone removes it: a precision range problem",
-    "stable_numerics": "stable numerics alone remove it: the naive formula is the mechanism",
-    "add_eps": "a non-zero eps alone removes it: the unguarded division is the mechanism",
-    "standardize_inputs": "standardized inputs alone remove it: the input scale is the mechanism",
-    "use_xavier_init": "Xavier init alone removes it: the initial weight scale is the mechanism",
-    "use_he_init": "He init alone removes it: the initial weight scale is the mechanism",
-    "remove_nan_inputs": "removing the NaN inputs removes it: the data are the cause",
-    "use_relu": "relu hidden layers alone remove it: the saturating activations are the mechanism",
-}
-
-
 def verify(
     diagnosis: Diagnosis,
     outcome: Outcome,
@@ -164,8 +150,9 @@ def verify(
             rec.evidence += f"; {near}"
     if diagnosis.cause is not None:
         for rec in recs:
-            if rec.verified and rec.id in CONFIRMS:
-                diagnosis.cause.evidence.append(f"experiment: {CONFIRMS[rec.id]} ({rec.evidence})")
+            if rec.verified:
+                confirms = RECOMMENDATIONS[rec.id].confirms
+                diagnosis.cause.evidence.append(f"experiment: {confirms} ({rec.evidence})")
             elif rec.verified is False:
                 diagnosis.cause.evidence.append(
                     f"experiment: {rec.id} does not remove it ({rec.evidence})"

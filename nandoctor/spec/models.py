@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from nandoctor.diagnosis.catalogue import FAIL_ON_IDS
 from nandoctor.engine.nn import ACTIVATIONS
 from nandoctor.errors import UsageProblem
 
@@ -40,14 +41,7 @@ Loss = Literal["mse", "cross_entropy", "bce", "random_gradient"]
 Dtype = Literal["float64", "float32", "float16"]
 Optimizer = Literal["sgd", "momentum", "rmsprop", "adam"]
 Schedule = Literal["constant", "step", "exponential", "cosine", "warmup"]
-CheckId = Literal[
-    "nonfinite",
-    "saturation",
-    "vanishing_gradient",
-    "dead_relu",
-    "exploding_gradient",
-    "loss_not_decreasing",
-]
+CheckId = Literal[FAIL_ON_IDS]  # nonfinite, or any warning id of the catalogue
 
 
 def _f(default: Any, doc: str, **constraints: Any) -> Any:
