@@ -34,6 +34,7 @@ class Trial:
     steps_run: int
     final_loss: float | None
     failed_step: int | None
+    lost: str | None = None  # why there is no result (its worker process died)
 
 
 def _trial(o: Outcome) -> Trial:
@@ -48,6 +49,9 @@ def _trial(o: Outcome) -> Trial:
 
 def _record(rec: Recommendation, trial: Trial) -> None:
     """Fill in ``rec``'s verdict from a run of it from step 1."""
+    if trial.lost:
+        rec.verified, rec.evidence = None, f"not verified: {trial.lost}"
+        return
     rec.verified = trial.finite
     rec.final_loss = trial.final_loss
     if trial.finite:
@@ -141,7 +145,11 @@ def verify(
     # pmap reports results in input order, so the n-th report is todo[n]
     order = iter(todo)
     trials = pmap(
-        _confirm, [(spec, r.changes) for r in todo], jobs, lambda _t: _done(on_done, next(order))
+        _confirm,
+        [(spec, r.changes) for r in todo],
+        jobs,
+        lambda _t: _done(on_done, next(order)),
+        lost=lambda _item, reason: Trial(False, 0, None, None, lost=reason),
     )
     for rec, trial in zip(todo, trials, strict=True):
         _record(rec, trial)
