@@ -413,7 +413,7 @@ def _cross_checks(s: Spec) -> list[tuple[str, str]]:
             out.append(("data.task", f"loss {loss} needs task {want}, not {d.task}"))
         if loss != "random_gradient" and layers[-1].units != d.outputs:
             msg = (
-                f"{d.outputs} disagrees with the last layer's {layers[-1].units} units "
+                f"{d.outputs} disagrees with the last layer's {_count(layers[-1].units, 'unit')} "
                 f"({last}.units); make them equal, or leave data.outputs out to follow the model"
             )
             out.append(("data.outputs", msg))
@@ -539,6 +539,10 @@ def _whole(value: Any) -> int | None:
     except ValueError:
         return None
     return int(number) if number is not None and number.is_integer() else None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 _SHORT = reprlib.Repr()
