@@ -109,7 +109,7 @@ def pages(tmp_path_factory):
     assert subprocess.run(cmd, capture_output=True).returncode == 1
     script = out / "fit.py"
     script.write_text("import numpy as np\n" * 20)
-    made["trace-json"] = out / "trace-json.html"  # a page drawn from a §6 document alone
+    made["trace-json"] = out / "trace-json.html"  # drawn from a trace JSON document alone
     made["trace-json"].write_text(trace_page(trace_doc(script)))
     return made
 
