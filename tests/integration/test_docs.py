@@ -104,5 +104,7 @@ def test_every_declared_extra_is_imported_somewhere():
             continue
         for requirement in requirements:
             module = re.match(r"[A-Za-z0-9_.-]+", requirement).group().lower().replace("-", "_")
-            used = re.search(rf"^\s*(import|from) {re.escape(module)}\b", source, re.MULTILINE)
+            used = re.search(
+                rf"^\s*(import|from) {re.escape(module)}\b", source, re.MULTILINE | re.IGNORECASE
+            )
             assert used, f"extra {extra!r} declares {requirement} but nandoctor never imports it"
