@@ -27,7 +27,7 @@ def assert_self_contained(page: str) -> None:
 
 
 def trace_doc(script: Path) -> dict:
-    """A trace result as CONTRACT §6 describes it."""
+    """A trace result as docs/output.md describes it."""
     return {
         "script": str(script),
         "status": "nonfinite",
