@@ -1,4 +1,4 @@
-"""The page of a ``trace`` (docs/output.md): the failing source line in its context, the user's
+"""The page of a ``trace`` (its JSON is in docs/output.md): the failing source line in its context, the user's
 stack, and the floating-point events counted per line. Drawn from the trace result's JSON dict
 only, so any producer of that document gets the page."""
 

@@ -27,7 +27,7 @@ def assert_self_contained(page: str) -> None:
 
 
 def trace_doc(script: Path) -> dict:
-    """A trace result as docs/output.md describes it."""
+    """A trace result as `trace --format json` prints it (docs/output.md)."""
     return {
         "script": str(script),
         "status": "nonfinite",
