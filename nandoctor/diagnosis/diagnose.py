@@ -185,7 +185,7 @@ def root_cause(outcome):
             lines.append(
                 f"max |z| of the last layer = {fmt(z['max_abs'])}; beyond |z| = {lim} a "
                 f"{spec.numerics.dtype} sigmoid rounds to exactly 1"
-                if spec.model.layers[-1].activation == "sigmoid" or spec.loss == "bce"
+                if spec.model.layers[-1].activation == "sigmoid" or spec.loss.name == "bce"
                 else f"max |z| of the last layer = {fmt(z['max_abs'])}"
             )
         if exploded:
@@ -231,7 +231,7 @@ def root_cause(outcome):
 def _last_act(spec) -> str:
     act = spec.model.layers[-1].activation
     if act == "linear":
-        return {"bce": "sigmoid", "cross_entropy": "softmax"}.get(spec.loss, act)
+        return {"bce": "sigmoid", "cross_entropy": "softmax"}.get(spec.loss.name, act)
     return act
 
 
@@ -402,7 +402,7 @@ def find_warnings(outcome) -> list[Finding]:
     ex = _explosion_projection(outcome, g)
     if ex:
         out.append(ex)
-    if spec.loss != "random_gradient" and n >= 20:
+    if spec.loss.name != "random_gradient" and n >= 20:
         loss = outcome.loss[:n]
         k = max(1, n // 10)
         start, end = float(np.mean(loss[:k])), float(np.mean(loss[-k:]))

@@ -105,6 +105,9 @@ class FPWatch:
         self._where: tuple = ("setup", None, ("?",), ())
         self._group: list[tuple[str, str]] = []
         self.muted = False
+        # Loss scaling: non-finite gradients skip the step instead of failing the run, so the
+        # backward pass is scanned by the trainer (per replica), not recorded as a first value.
+        self.provisional = False
 
     # -- callbacks from numpy and from the loop
     def __call__(self, kind: str, flag: int) -> None:
@@ -132,6 +135,8 @@ class FPWatch:
 
     def scan(self, *arrays: np.ndarray) -> None:
         """Scan ``arrays`` (named by the last :meth:`at`) and record replicas that went non-finite."""
+        if self.provisional:
+            return
         phase, layer, tensors, inputs = self._where
         n = len(self.alive)
         for name, a in zip(tensors, arrays, strict=True):
@@ -168,6 +173,7 @@ class NullWatch:
 
     step = None
     muted = False
+    provisional = False
     alive = None
     failed_now: list[int] = []
     first: dict[int, NonFinite] = {}

@@ -51,37 +51,62 @@ def weak(act: str, a: np.ndarray) -> np.ndarray:
 
 
 class History:
-    def __init__(self, n: int, layers: int, steps: int):
+    def __init__(self, n: int, layers: int, steps: int, slots=None, layer_specs=None):
         self.steps_run = 0
         self.loss = np.full((steps, n), np.nan)
         for name in STATS:
             setattr(self, name, np.full((steps, n, layers), np.nan))
         # filled in only where they can be non-zero (squashing layers; ReLU layers)
         self.saturated[:] = self.weak[:] = self.dead[:] = 0.0
+        self.slots = slots
+        self.layer_specs = layer_specs
+        if slots is not None:
+            self._weights = [j for j, s in enumerate(slots) if s.name == "W"]
+            self._members = [
+                [j for j, s in enumerate(slots) if s.layer == i] for i in range(layers)
+            ]
+            # A plain layer's bias gradient is exactly 0 where a ReLU unit is dead for the batch.
+            self._bias = {
+                s.layer: j
+                for j, s in enumerate(slots)
+                if s.name == "b"
+                and layer_specs[s.layer].norm == "none"
+                and not layer_specs[s.layer].dropout
+            }
 
     def record(self, step, alive, zs, activations, acts, grads, params, deltas, loss) -> None:
         """Take the statistics of ``step`` (1-based) for the live replicas ``alive``.
 
         ``zs``, ``activations``: per layer ``(n, batch, units)``; ``grads``, ``params``,
-        ``deltas``: ``[W1, b1, W2, b2, ...]`` with a leading replica axis. Called with
-        floating-point events muted: this arithmetic is bookkeeping, not the network's.
+        ``deltas``: the parameter arrays (in the trainer's slot order; without slots ``[W1, b1,
+        W2, b2, ...]``) with a leading replica axis. Called with floating-point events muted:
+        this arithmetic is bookkeeping, not the network's.
         """
         k = step - 1
         self.steps_run = step
         rows = slice(None) if len(alive) == self.loss.shape[1] else alive
         self.loss[k, rows] = loss
         L = len(zs)
-        n = norms(grads[0::2] + grads[1::2] + params[0::2] + deltas[0::2])  # (4L, n_alive)
-        w = n[2 * L : 3 * L]
-        self.grad_norm[k, rows] = np.hypot(n[:L], n[L : 2 * L]).T
+        if self.slots is None:  # the classic layout: W and b for every layer
+            weights, members = list(range(0, 2 * L, 2)), [[2 * i, 2 * i + 1] for i in range(L)]
+            bias = {i: 2 * i + 1 for i in range(L)}
+        else:
+            weights, members, bias = self._weights, self._members, self._bias
+        n = norms(list(grads) + [params[j] for j in weights] + [deltas[j] for j in weights])
+        g, w, dw = n[: len(grads)], n[len(grads) : len(grads) + L], n[len(grads) + L :]
+        self.grad_norm[k, rows] = np.stack([np.hypot.reduce(g[m], axis=0) for m in members], 1)
         self.weight_norm[k, rows] = w.T
-        self.update_ratio[k, rows] = (n[3 * L :] / np.where(w > 0, w, np.nan)).T
+        self.update_ratio[k, rows] = (dw / np.where(w > 0, w, np.nan)).T
         for i, (z, a, act) in enumerate(zip(zs, activations, acts, strict=True)):
             self.max_abs_z[k, rows, i] = np.maximum(z.max(axis=(1, 2)), -z.min(axis=(1, 2)))
             if act == "relu":
-                # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient exactly 0.
-                gb = grads[2 * i + 1]
-                self.dead[k, rows, i] = np.count_nonzero(gb == 0, axis=1) / gb.shape[1]
+                if i in bias:
+                    # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient 0.
+                    gb = grads[bias[i]]
+                    self.dead[k, rows, i] = np.count_nonzero(gb == 0, axis=1) / gb.shape[1]
+                else:
+                    off = ~(z > 0).any(axis=1)  # (n, units): off for every sample
+                    self.dead[k, rows, i] = off.mean(axis=1)
             elif act in ("sigmoid", "tanh", "softmax"):
                 self.saturated[k, rows, i] = saturation(act, a)
                 self.weak[k, rows, i] = weak(act, a)
