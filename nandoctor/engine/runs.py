@@ -28,6 +28,8 @@ class Outcome:
     events: list[FPEvent]
     problem: Problem
     snapshots: list[State] = field(default_factory=list)
+    loss_scale: np.ndarray | None = None  # (steps_run,) the loss scale of each step (loss scaling)
+    skipped: np.ndarray | None = None  # (steps_run,) steps skipped for inf/NaN gradients
 
     @property
     def finite(self) -> bool:
@@ -88,7 +90,10 @@ def _outcome(trainer: Trainer, spec, problem: Problem, r: int, budget: int) -> O
     if hist is not None:
         hist = {k: v[:steps_run] for k, v in hist.items()}
     events = list(problem.events.values()) + list(getattr(trainer.watch, "events", {}).values())
+    scaled = trainer.state.scaler is not None
     return Outcome(
+        loss_scale=trainer.scales[:steps_run, r] if scaled else None,
+        skipped=trainer.skipped[:steps_run, r] if scaled else None,
         spec=spec,
         learning_rate=float(trainer.lrs[r]),
         steps_budget=budget,

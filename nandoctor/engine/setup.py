@@ -43,7 +43,7 @@ def load_dataset(spec, rng: np.random.Generator) -> datamod.Dataset:
     path = spec.resolve_path(d.path)
     task = "classification" if spec.loss.name == "cross_entropy" else d.task
     if d.source == "csv":
-        return datamod.load_csv(path, d.target, task=task)
+        return datamod.load_csv(path, d.target, task=task, categorical=d.categorical)
     return datamod.load_npz(path, task=task)
 
 
@@ -61,9 +61,11 @@ def prepare(spec) -> Problem:
         watch.at("data", None, ("x",))
         op("load")
         x = datamod.scale_and_corrupt(ds.x, spec.data.scale, spec.data.nan_fraction, data_rng)
+        y, dropped = ds.y, 0
+        if spec.data.missing == "drop_rows":
+            x, y, dropped = datamod.drop_nonfinite_rows(x, y)
         x = x.astype(dtype)
         watch.scan(x)
-        y = ds.y
         loss_dtype = DTYPES[spec.numerics.master_dtype or spec.numerics.dtype]
         if y is not None and y.dtype.kind == "f":
             watch.at("data", None, ("y",))
@@ -77,6 +79,12 @@ def prepare(spec) -> Problem:
             op(spec.data.preprocess)
             x = datamod.preprocess(x, spec.data.preprocess, spec.numerics.mode).astype(dtype)
             watch.scan(x)
+        if not watch.first and spec.data.target_preprocess != "none" and y is not None:
+            watch.at("preprocess", None, ("y",))
+            op(spec.data.target_preprocess)
+            method, mode = spec.data.target_preprocess, spec.numerics.mode
+            y = datamod.preprocess(y, method, mode).astype(loss_dtype)
+            watch.scan(y)
         slots = layout(spec.model.layers)
         params = initial_params(spec, x.shape[1], np.random.default_rng(init_ss))
         if not watch.first:
@@ -97,6 +105,7 @@ def prepare(spec) -> Problem:
         first=watch.first.get(0),
         events=watch.events,
         slots=slots,
+        dropped_rows=dropped,
     )
 
 
