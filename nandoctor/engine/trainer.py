@@ -12,15 +12,20 @@ compares against.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nandoctor.engine import nn, optim
 from nandoctor.engine.layout import TENSOR, flat, per_layer
-from nandoctor.engine.setup import DTYPES, Problem
+from nandoctor.engine.setup import DTYPES, PreparedRun
 from nandoctor.instrument.events import FPWatch, NullWatch, op
 from nandoctor.instrument.history import History
+
+if TYPE_CHECKING:
+    from nandoctor.spec.models import Spec
 
 
 @dataclass
@@ -86,61 +91,77 @@ class LossScaler:
 
 
 class Trainer:
-    """Trains ``problem`` with learning rates ``lrs`` (one replica each).
+    """Trains ``prepared`` with learning rates ``lrs`` (one replica each).
 
-    ``spec`` may differ from ``problem.spec`` in its training keys (a replay with another learning
-    rate or clipping); data, init, layers and numerics always come from ``problem``.
+    ``spec`` may differ from ``prepared.spec`` in its training keys (a replay with another learning
+    rate or clipping); data, init, layers and numerics always come from ``prepared``.
     """
 
-    def __init__(self, problem: Problem, lrs=None, instrument: bool = True, spec=None):
-        spec = spec or problem.spec
-        self.p = problem
+    def __init__(
+        self,
+        prepared: PreparedRun,
+        lrs: Sequence[float] | np.ndarray | None = None,
+        instrument: bool = True,
+        spec: Spec | None = None,
+    ):
+        spec = spec or prepared.spec
+        self.prepared = prepared
         self.spec = spec
-        self.t = spec.train
-        self.layers = problem.spec.model.layers
+        self.train_spec = spec.train
+        self.layers = prepared.spec.model.layers
         self.acts = [layer.activation for layer in self.layers]
-        self.slots = problem.slots
-        num = problem.spec.numerics
+        self.slots = prepared.slots
+        num = prepared.spec.numerics
         self.naive = num.mode == "naive"
-        self.dtype = problem.dtype  # forward and backward
+        self.dtype = prepared.dtype  # forward and backward
         self.master = DTYPES[num.master_dtype] if num.master_dtype else None
         self.loss_dtype = self.master or self.dtype  # losses run in float32 under autocast
-        lrs = np.atleast_1d(np.asarray(lrs if lrs is not None else self.t.learning_rate, float))
+        lrs = np.atleast_1d(
+            np.asarray(lrs if lrs is not None else self.train_spec.learning_rate, float)
+        )
         self.lrs = lrs
         n = len(lrs)
-        params = [np.repeat(a[None], n, axis=0) for a in problem.init_params]
+        params = [np.repeat(a[None], n, axis=0) for a in prepared.init_params]
         if self.master:
             params = [p.astype(self.master) for p in params]
         self.state = State(
             params=params,
-            opt=optim.init_state(self.t.optimizer, params, self.t.amsgrad),
+            opt=optim.init_state(self.train_spec.optimizer, params, self.train_spec.amsgrad),
             step=0,
-            batch_rng=np.random.default_rng(problem.seeds[0]),
-            noise_rng=np.random.default_rng(problem.seeds[1]),
+            batch_rng=np.random.default_rng(prepared.seeds[0]),
+            noise_rng=np.random.default_rng(prepared.seeds[1]),
             order=np.arange(0),
             pos=0,
             alive=np.arange(n),
-            dropout_rng=np.random.default_rng(problem.seeds[2]),
+            dropout_rng=np.random.default_rng(prepared.seeds[2]),
             scaler=LossScaler.create(num.loss_scale, n) if num.loss_scale is not None else None,
         )
         self.watch = FPWatch(n) if instrument else NullWatch()
         self.history = (
-            History(n, len(self.acts), self.t.steps, self.slots, self.layers)
+            History(n, len(self.acts), self.train_spec.steps, self.slots, self.layers)
             if instrument
             else None
         )
-        self.losses = np.full((self.t.steps, n), np.nan)
-        self.scales = np.full((self.t.steps, n), np.nan)  # loss scale used at each step
-        self.skipped = np.zeros((self.t.steps, n), bool)  # steps skipped for non-finite gradients
+        self.losses = np.full((self.train_spec.steps, n), np.nan)
+        self.scales = np.full((self.train_spec.steps, n), np.nan)  # loss scale used at each step
+        self.skipped = np.zeros(
+            (self.train_spec.steps, n), bool
+        )  # steps skipped for non-finite gradients
 
     # ------------------------------------------------------------ batches
     def _batch(self) -> np.ndarray:
-        s, n_rows = self.state, len(self.p.x)
-        size = n_rows if self.t.batch_size == "full" else min(self.t.batch_size, n_rows)
+        s, n_rows = self.state, len(self.prepared.x)
+        size = (
+            n_rows
+            if self.train_spec.batch_size == "full"
+            else min(self.train_spec.batch_size, n_rows)
+        )
         if size == n_rows:
             return slice(None)
         if s.pos >= len(s.order):
-            s.order = s.batch_rng.permutation(n_rows) if self.t.shuffle else np.arange(n_rows)
+            s.order = (
+                s.batch_rng.permutation(n_rows) if self.train_spec.shuffle else np.arange(n_rows)
+            )
             s.pos = 0
         idx = s.order[s.pos : s.pos + size]
         s.pos += size
@@ -165,11 +186,11 @@ class Trainer:
         w.alive = s.alive  # the watch maps batch rows to replicas through this
         w.failed_now = []
         idx = self._batch()
-        x = self.p.x[idx]
-        y = None if self.p.y is None else self.p.y[idx]
+        x = self.prepared.x[idx]
+        y = None if self.prepared.y is None else self.prepared.y[idx]
         noise = None
         if self.spec.loss.name == "random_gradient":
-            noise = s.noise_rng.standard_normal((len(x), self.p.init_params[-1].shape[-1]))
+            noise = s.noise_rng.standard_normal((len(x), self.prepared.init_params[-1].shape[-1]))
         masks = self._dropout_masks(len(x))
         scale = s.scaler.scale if s.scaler is not None else None
         loss, grads, zs, acts = self.forward_backward(
@@ -379,18 +400,23 @@ class Trainer:
     def update(self, grads: list[np.ndarray], step: int, finite=None) -> tuple[list, list]:
         """Clip ``grads`` and apply the optimiser; returns the new params and the deltas.
         ``finite: (n,)`` (loss scaling): replicas whose gradients were not finite skip the update."""
-        s, w, t = self.state, self.watch, self.t
+        s, w, train = self.state, self.watch, self.train_spec
         skip = None if finite is None or finite.all() else ~finite
         if skip is not None:  # a skipped replica's gradients must not reach clipping or state
             grads = [np.where(optim.per_replica(skip, g), 0, g) for g in grads]
-        if t.clip_grad_norm is not None:
+        if train.clip_grad_norm is not None:
             w.at("update", 1, ("gradient",))
-            grads = optim.clip_by_norm(grads, t.clip_grad_norm)
-        if t.clip_grad_value is not None:
+            grads = optim.clip_by_norm(grads, train.clip_grad_norm)
+        if train.clip_grad_value is not None:
             w.at("update", 1, ("gradient",))
-            grads = optim.clip_by_value(grads, t.clip_grad_value)
+            grads = optim.clip_by_value(grads, train.clip_grad_value)
         factor = optim.schedule_factor(
-            t.schedule, step, t.steps, t.lr_step_size, t.lr_gamma, t.warmup_steps
+            train.schedule,
+            step,
+            train.steps,
+            train.lr_step_size,
+            train.lr_gamma,
+            train.warmup_steps,
         )
         dtype = s.params[0].dtype
         lr = (self.lrs[s.alive] * factor).astype(dtype)
@@ -407,7 +433,7 @@ class Trainer:
                 (("gradient", g), ("param", p), *((f"{k}_prev", v[j]) for k, v in s.opt.items())),
             )
             tj = opt_t if np.isscalar(opt_t) else optim.per_replica(opt_t, p)
-            d = optim.delta(t.optimizer, j, p, g, s.opt, tj, optim.per_replica(lr, p), t)
+            d = optim.delta(train.optimizer, j, p, g, s.opt, tj, optim.per_replica(lr, p), train)
             if skip is not None:
                 d = np.where(optim.per_replica(skip, d), 0, d)
             op("subtract")

@@ -74,9 +74,9 @@ def spec(**data):
 
 def test_missing_keep_is_bad_input_and_drop_rows_trains_on_the_rest():
     kept = prepare(spec(nan_fraction=0.02))
-    assert kept.first is not None and kept.first.phase == "data"
+    assert kept.first_nonfinite is not None and kept.first_nonfinite.phase == "data"
     dropped = prepare(spec(nan_fraction=0.02, missing="drop_rows"))
-    assert dropped.first is None
+    assert dropped.first_nonfinite is None
     rows_with_nan = 200 - len(dropped.x)
     assert dropped.dropped_rows == rows_with_nan and 0 < rows_with_nan <= 20  # 20 NaN entries
 
