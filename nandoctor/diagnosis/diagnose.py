@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from nandoctor.diagnosis import networks
 from nandoctor.diagnosis.catalogue import NAIVE_FACTOR_OF_OP, PART_OF_A_FAILURE
 from nandoctor.diagnosis.findings import (  # noqa: F401 (re-exported)
     Diagnosis,
@@ -141,6 +142,9 @@ def root_cause(outcome):
 
     if first.phase in ("data", "preprocess"):
         return _bad_input(outcome, head)
+    norm = networks.norm_division(outcome, head)
+    if norm is not None:
+        return norm
 
     exploded, grow_lines = growth(outcome)
     kinds = {k for _, k in first.events}
@@ -405,6 +409,8 @@ def find_warnings(outcome) -> list[Finding]:
     ex = _explosion_projection(outcome, g)
     if ex:
         out.append(ex)
+    found = [networks.oscillating_loss(outcome.loss[:n]), networks.skipped_steps(outcome, n)]
+    out += [f for f in found if f is not None]
     if spec.loss.name != "random_gradient" and n >= 20:
         loss = outcome.loss[:n]
         k = max(1, n // 10)
@@ -457,7 +463,7 @@ def _explosion_projection(outcome, g: np.ndarray) -> Finding | None:
 def notes(outcome, warnings: list[Finding]) -> list[str]:
     """Plain sentences on what the run saw and, when it stayed finite, how far it was from NaN."""
     spec, h = outcome.spec, outcome.history
-    out: list[str] = []
+    out: list[str] = networks.data_notes(outcome)
     if outcome.first_nonfinite is not None or not h:
         return out
     n = outcome.steps_run

@@ -310,6 +310,7 @@ class Trainer:
         if layer.norm != "none":
             w.at("forward", i + 1, ("normalized",), (("pre_activation", z),))
             z_hat, inv_std = nn.normalize(layer.norm, z, layer.norm_eps)
+            w.also("inv_std", inv_std)  # inf where the variance (plus norm_eps) was exactly 0
             w.check(z_hat)
             w.at("forward", i + 1, ("norm_output",), (("normalized", z_hat), ("gamma", P["gamma"])))
             z = nn.affine(z_hat, P["gamma"], P["beta"])

@@ -134,6 +134,12 @@ class FPWatch:
         self._where = (phase, layer, tensors, inputs)
         self._group = []
 
+    def also(self, name: str, array: np.ndarray) -> None:
+        """Add an input computed inside the group (a norm's ``inv_std``) to what a failure of
+        this group reports, without starting a new group."""
+        phase, layer, tensors, inputs = self._where
+        self._where = (phase, layer, tensors, (*inputs, (name, array)))
+
     def check(self, *arrays: np.ndarray) -> None:
         """Called with the group's outputs; scans them only if an event was raised."""
         if self._group:
@@ -188,6 +194,9 @@ class NullWatch:
         pass
 
     def check(self, *arrays) -> None:
+        pass
+
+    def also(self, *args) -> None:
         pass
 
     scan = check
