@@ -15,6 +15,7 @@ from nandoctor.cli.fix import fix
 from nandoctor.cli.run import run
 from nandoctor.cli.schema import schema
 from nandoctor.cli.sweep import sweep
+from nandoctor.cli.trace import trace
 from nandoctor.errors import UsageProblem
 
 
@@ -50,11 +51,17 @@ def main() -> None:
       nandoctor run spec.yaml --set train.learning_rate=0.01 --format json
       nandoctor schema > spec.schema.json
     """
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand == "trace":
+        from nandoctor.interrupt import python_defaults
+
+        python_defaults()
+        return  # the user's own program runs as python would, with its own BLAS threads
     from nandoctor.parallel import single_threaded_blas
 
     # One BLAS thread everywhere, so run, sweep, check and fix compute the same bits.
-    click.get_current_context().with_resource(single_threaded_blas())
+    ctx.with_resource(single_threaded_blas())
 
 
-for command in (run, sweep, check, fix, schema):
+for command in (run, sweep, check, fix, schema, trace):
     main.add_command(command)

@@ -12,6 +12,7 @@ import numpy as np
 from nandoctor.diagnosis.findings import Finding, fmt
 
 NORM_OPS = ("batch_norm", "layer_norm")
+DTYPE_MAX = {"float16": 65504.0, "float32": float(np.finfo(np.float32).max)}
 
 OSCILLATION_WINDOW = 40  # last steps examined for an oscillating loss
 OSCILLATION_MIN_STEPS = 12  # fewer steps than this say nothing about a trend of swings
@@ -86,30 +87,31 @@ def oscillating_loss(loss: np.ndarray) -> Finding | None:
 
 def skipped_steps(outcome, n: int) -> Finding | None:
     """Loss scaling skipped many steps once its scale had settled, skipped every step, or its
-    scale collapsed below 1."""
-    if outcome.skipped is None or n < 1:
+    scale collapsed below 1. The skips before the first applied update are the scaler finding
+    its scale (torch's GradScaler does the same) and do not count against the run."""
+    log = outcome.scaling
+    if not log or not log["skipped"] or n < 1:
         return None
-    skipped, scale = outcome.skipped[:n], outcome.loss_scale[:n]
-    count = int(skipped.sum())
-    low = float(np.min(scale))
-    # the skips before the first applied step are the scaler finding its scale (torch does too)
-    settled = int(np.argmin(skipped)) if not skipped.all() else n
-    later = int(skipped[settled:].sum())
-    if count == 0 or (settled < n and later <= SKIPPED_WARN * n and low >= SCALE_COLLAPSED):
+    collapsed = log["scale_min"] < SCALE_COLLAPSED
+    if log["first_applied"] and log["later"] <= SKIPPED_WARN * n and not collapsed:
         return None
-    where = np.flatnonzero(skipped) + 1
+    settled = (
+        f"{log['later']} after the first applied update at step {log['first_applied']}"
+        if log["first_applied"]
+        else "no update was ever applied"
+    )
     return Finding(
         "skipped_steps",
-        f"loss scaling skipped {count} of {n} steps (inf/NaN gradients); the scale went from "
-        f"{fmt(float(scale[0]))} to {fmt(float(scale[-1]))}"
-        + (" - it collapsed: gradients overflow even unscaled" if low < SCALE_COLLAPSED else ""),
+        f"loss scaling skipped {log['skipped']} of {n} steps for inf/NaN gradients ({settled}); "
+        f"the scale went from {fmt(log['scale_first'])} to {fmt(log['scale_last'])}"
+        + (" - it collapsed: gradients overflow even unscaled" if collapsed else ""),
         [
-            f"skipped steps: first {where[0]}, last {where[-1]}",
-            f"{outcome.spec.numerics.dtype} gradients overflow at 65504 once multiplied by the scale"
-            if outcome.spec.numerics.dtype == "float16"
-            else "the scaled gradients overflowed the compute dtype",
+            f"skipped steps: first {log['first_skip']}, last {log['last_skip']}",
+            f"the smallest scale was {fmt(log['scale_min'])}; {outcome.spec.numerics.dtype} "
+            f"gradients overflow at {fmt(DTYPE_MAX.get(outcome.spec.numerics.dtype, np.inf))} "
+            "once multiplied by it",
         ],
-        step=int(where[0]),
+        step=log["first_skip"],
     )
 
 

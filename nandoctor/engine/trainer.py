@@ -90,6 +90,50 @@ class LossScaler:
         )
 
 
+@dataclass
+class SkipLog:
+    """What loss scaling did to each replica (original index), in a few numbers per replica
+    whatever the run's length: steps skipped, the first step whose update was applied (0: none
+    yet), skips after it, the first and last skipped step, and the scale's first, last and
+    smallest value."""
+
+    skipped: np.ndarray
+    first_applied: np.ndarray
+    later: np.ndarray
+    first_skip: np.ndarray
+    last_skip: np.ndarray
+    scale_first: np.ndarray
+    scale_last: np.ndarray
+    scale_min: np.ndarray
+
+    @classmethod
+    def create(cls, n: int) -> SkipLog:
+        ints = [np.zeros(n, int) for _ in range(5)]
+        return cls(*ints, np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.inf))
+
+    def record(self, step: int, alive: np.ndarray, scale: np.ndarray, finite: np.ndarray):
+        """Step ``step`` used ``scale`` for the live replicas ``alive``; ``finite`` says which
+        applied their update (the others skipped it)."""
+        skip = ~finite
+        if step == 1:
+            self.scale_first[alive] = scale
+        self.scale_last[alive] = scale
+        self.scale_min[alive] = np.minimum(self.scale_min[alive], scale)
+        self.skipped[alive] += skip
+        self.later[alive] += skip & (self.first_applied[alive] > 0)
+        self.first_skip[alive] = np.where(
+            skip & (self.first_skip[alive] == 0), step, self.first_skip[alive]
+        )
+        self.last_skip[alive] = np.where(skip, step, self.last_skip[alive])
+        self.first_applied[alive] = np.where(
+            finite & (self.first_applied[alive] == 0), step, self.first_applied[alive]
+        )
+
+    def of(self, r: int) -> dict:
+        """Replica ``r``'s numbers, as plain Python values."""
+        return {k: v[r].item() for k, v in self.__dict__.items()}
+
+
 class Trainer:
     """Trains ``prepared`` with learning rates ``lrs`` (one replica each).
 
@@ -138,15 +182,19 @@ class Trainer:
         )
         self.watch = FPWatch(n) if instrument else NullWatch()
         self.history = (
-            History(n, len(self.acts), self.train_spec.steps, self.slots, self.layers)
+            History(
+                n,
+                len(self.acts),
+                self.train_spec.steps,
+                slots=self.slots,
+                layer_specs=self.layers,
+            )
             if instrument
             else None
         )
-        self.losses = np.full((self.train_spec.steps, n), np.nan)
-        self.scales = np.full((self.train_spec.steps, n), np.nan)  # loss scale used at each step
-        self.skipped = np.zeros(
-            (self.train_spec.steps, n), bool
-        )  # steps skipped for non-finite gradients
+        # without a history (instrumentation off) the losses are kept here, one (n,) per step
+        self.losses: list[np.ndarray] = []
+        self.skips = SkipLog.create(n) if self.state.scaler is not None else None
 
     # ------------------------------------------------------------ batches
     def _batch(self) -> np.ndarray:
@@ -201,18 +249,19 @@ class Trainer:
             grads, finite = self._master_grads(grads, scale)
         new, deltas = self.update(grads, step, finite)
         if s.scaler is not None:
-            self.scales[step - 1, s.alive] = s.scaler.scale
-            self.skipped[step - 1, s.alive] = ~finite
+            self.skips.record(step, s.alive, s.scaler.scale, finite)
             s.scaler.after(finite)
         s.params = new
         s.step = step
-        self.losses[step - 1, s.alive] = loss
         if self.history is not None:
             w.muted = True  # the statistics' own arithmetic is bookkeeping, not the network's
             self.history.record(step, s.alive, zs, acts, self.acts, grads, new, deltas, loss)
             w.muted = False
             failed = [int(s.alive[r]) for r in w.failed_now]
         else:
+            row = np.full(len(self.lrs), np.nan)
+            row[s.alive] = loss
+            self.losses.append(row)
             failed = [int(s.alive[r]) for r in np.flatnonzero(~np.isfinite(loss))]
         if failed:
             self._drop([r for r, orig in enumerate(s.alive) if int(orig) in failed])
@@ -450,6 +499,9 @@ class Trainer:
 
     def _drop(self, rows: list[int]) -> None:
         s = self.state
+        if self.history is not None:
+            for r in rows:
+                self.history.retire(int(s.alive[r]))
         keep = np.setdiff1d(np.arange(len(s.alive)), rows)
         s.params = [p[keep] for p in s.params]
         s.opt = {k: [v[keep] for v in vs] for k, vs in s.opt.items()}

@@ -1,4 +1,4 @@
-"""Real tables (CONTRACT §1 Additions): categorical CSV columns, missing values dropped by row,
+"""Real tables (docs/spec.md): categorical CSV columns, missing values dropped by row,
 regression targets preprocessed."""
 
 from __future__ import annotations

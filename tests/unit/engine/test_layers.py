@@ -1,4 +1,4 @@
-"""The parts of real networks (CONTRACT §1 Additions) against central finite differences.
+"""The parts of real networks (docs/spec.md) against central finite differences.
 
 Every case is a real spec run through the trainer's own forward and backward pass
 (:meth:`Trainer.forward_backward`): batch and layer norm with their learned scale and shift,

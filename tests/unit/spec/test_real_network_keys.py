@@ -1,4 +1,4 @@
-"""The spec keys of real networks (CONTRACT §1 Additions): the loss as a name or a mapping, --set
+"""The spec keys of real networks (docs/spec.md): the loss as a name or a mapping, --set
 into either form, and the rules between the new keys, each a located message."""
 
 from __future__ import annotations
