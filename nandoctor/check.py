@@ -215,7 +215,7 @@ def _check(path: str, steps: int | None, policy_of: Policy, started: float) -> S
         final_loss=d.loss_final,
         steps_run=d.steps_run,
         seconds=seconds(),
-        loss_curve=loss_curve(outcome.loss),
+        loss_curve=loss_curve(outcome),
     )
 
 
