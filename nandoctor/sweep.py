@@ -287,7 +287,7 @@ def sharpness(
     ``(value, note)``; value is None, with the reason in note, when there is no loss surface or a
     product was not finite.
     """
-    if spec.loss == "random_gradient":
+    if spec.loss.name == "random_gradient":
         return None, "random_gradient has no loss surface, so no Hessian"
     trainer = Trainer(prepared, [spec.train.learning_rate], instrument=False)
     params = [p.astype(np.float64) for p in trainer.state.params]
@@ -408,7 +408,7 @@ def sweep(
             settings=settings,
             runs=runs,
             max_stable_lr=None,
-            has_loss=variant.loss != "random_gradient",
+            has_loss=variant.loss.name != "random_gradient",
             samples=len(prepared.x),
         )
         if edge:

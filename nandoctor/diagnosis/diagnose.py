@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from nandoctor.diagnosis import networks
 from nandoctor.diagnosis.catalogue import NAIVE_FACTOR_OF_OP, PART_OF_A_FAILURE
 from nandoctor.diagnosis.findings import (  # noqa: F401 (re-exported)
     Diagnosis,
@@ -149,6 +150,9 @@ def root_cause(outcome):
 
     if first.phase in ("data", "preprocess"):
         return _bad_input(outcome, head)
+    norm = networks.norm_division(outcome, head)
+    if norm is not None:
+        return norm
 
     exploded, grow_lines = growth(outcome)
     kinds = {k for _, k in first.events}
@@ -198,7 +202,7 @@ def root_cause(outcome):
             lines.append(
                 f"max |z| of the last layer = {fmt(z['max_abs'])}; beyond |z| = {lim} a "
                 f"{spec.numerics.dtype} sigmoid rounds to exactly 1"
-                if spec.model.layers[-1].activation == "sigmoid" or spec.loss == "bce"
+                if spec.model.layers[-1].activation == "sigmoid" or spec.loss.name == "bce"
                 else f"max |z| of the last layer = {fmt(z['max_abs'])}"
             )
         if exploded:
@@ -244,7 +248,7 @@ def root_cause(outcome):
 def _last_act(spec) -> str:
     act = spec.model.layers[-1].activation
     if act == "linear":
-        return {"bce": "sigmoid", "cross_entropy": "softmax"}.get(spec.loss, act)
+        return {"bce": "sigmoid", "cross_entropy": "softmax"}.get(spec.loss.name, act)
     return act
 
 
@@ -416,7 +420,9 @@ def find_warnings(outcome) -> list[Finding]:
     ex = _explosion_projection(outcome, g)
     if ex:
         out.append(ex)
-    if spec.loss != "random_gradient" and n >= 20:
+    found = [networks.oscillating_loss(outcome.loss[:n]), networks.skipped_steps(outcome, n)]
+    out += [f for f in found if f is not None]
+    if spec.loss.name != "random_gradient" and n >= 20:
         loss = outcome.loss[:n]
         k = max(1, n // 10)
         start, end = float(np.mean(loss[:k])), float(np.mean(loss[-k:]))
@@ -468,7 +474,7 @@ def _explosion_projection(outcome, g: np.ndarray) -> Finding | None:
 def notes(outcome, warnings: list[Finding]) -> list[str]:
     """Plain sentences on what the run saw and, when it stayed finite, how far it was from NaN."""
     spec, h = outcome.spec, outcome.history
-    out: list[str] = []
+    out: list[str] = networks.data_notes(outcome)
     if outcome.first_nonfinite is not None or not h:
         return out
     n, off = outcome.steps_run, _off(outcome)
