@@ -55,7 +55,11 @@ def pmap(
 ) -> list:
     """``[fn(item) for item in items]``, in worker processes when ``jobs`` (default: the cores)
     and ``items`` are both more than one; results in input order; ``on_done(result)`` as each
-    arrives."""
+    arrives. Under ``--cluster`` the items go to that backend instead (``nandoctor.cluster``)."""
+    from nandoctor.cluster import active_backend
+
+    if (backend := active_backend()) is not None:
+        return backend.map(fn, items, on_done)
     jobs = min(jobs or available_cores(), len(items))
     results: list = []
     with single_threaded_blas():

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nandoctor.cluster import active_backend
 from nandoctor.diagnosis.diagnose import diagnose, fmt
 from nandoctor.engine.runs import train
 from nandoctor.engine.setup import prepare
@@ -153,14 +154,21 @@ def chunk_size(spec, problem, n: int) -> int:
     return max(1, min(n, CHUNK_BYTES // max(per_replica, 1)))
 
 
+def replica_groups(spec, problem, rates: list[float]) -> list[list[float]]:
+    """``rates`` cut into the groups that train together (:func:`chunk_size`), in order: the
+    work units of a sweep, wherever they run."""
+    size = chunk_size(spec, problem, len(rates))
+    return [rates[i : i + size] for i in range(0, len(rates), size)]
+
+
 def run_rates(
     spec, rates: list[float], settings: dict, problem=None, on_step=None
 ) -> list[RateRun]:
     """Every rate of ``rates`` trained as replicas of batched runs (see :func:`chunk_size`); one
     diagnosis per rate. ``on_step(k)`` reports progress as steps 1..budget over all the chunks."""
     problem = problem or prepare(spec)
-    size = chunk_size(spec, problem, len(rates))
-    chunks = math.ceil(len(rates) / size)
+    parts = replica_groups(spec, problem, rates)
+    chunks = len(parts)
     budget = spec.train.steps
     shown = [0]
 
@@ -173,7 +181,6 @@ def run_rates(
 
         return tick
 
-    parts = [rates[c * size : (c + 1) * size] for c in range(chunks)]
     if chunks > 1 and available_cores() > 1:
         # Several batched chunks: spread them over worker processes as well.
         done = iter(range(1, chunks + 1))
@@ -368,41 +375,83 @@ def compare_note(point: GridPoint, spec) -> str:
 
 
 def sweep(
-    spec, rates: list[float], grid: list[dict], edge: bool = False, on_step=None
+    spec, rates: list[float], grid: list[dict], edge: bool = False, on_step=None, on_units=None
 ) -> list[GridPoint]:
     """Every grid point (``spec`` with one combination of ``grid`` applied) at every rate: one
     batched run per point, the edge refined with ``edge``, and lambda_max at initialisation.
-    ``on_step(step)`` is called after each step of each point's batched run."""
+    ``on_step(step)`` is called after each step of each point's batched run; on a cluster,
+    ``on_units(done, total)`` as each replica group finishes instead."""
+    if active_backend() is not None:
+        return _sweep_on_cluster(spec, rates, grid, edge, on_units)
     points = []
     hessians: dict[str, tuple[float | None, str]] = {}
     for settings in grid:
-        variant = spec.with_changes(settings) if settings else spec
-        settings = typed_settings(variant, settings)
-        problem = prepare(variant)
+        variant, settings, problem = _grid_point(spec, settings)
         runs = run_rates(variant, rates, settings, problem, on_step)
-        point = GridPoint(
-            settings=settings,
-            runs=runs,
-            max_stable_lr=None,
-            has_loss=variant.loss != "random_gradient",
-            samples=len(problem.x),
-        )
-        if edge:
-            point.edge = refine_edge(variant, runs, settings, problem)
-        point.runs.sort(key=lambda r: r.learning_rate)
-        point.max_stable_lr = max_stable(point.runs)
-        if problem.first is None:
-            # the Hessian at initialisation does not depend on the train keys: one per model
-            resolved = variant.resolved()
-            key = json.dumps({k: v for k, v in resolved.items() if k not in ("train", "check")})
-            if key not in hessians:
-                hessians[key] = sharpness(variant, problem)
-            point.sharpness, point.sharpness_note = hessians[key]
-        else:
-            point.sharpness_note = "no lambda_max: the data are not finite"
-        point.sharpness_note = compare_note(point, variant)
-        points.append(point)
+        points.append(_finish_point(variant, settings, problem, runs, edge, hessians))
     return points
+
+
+def _grid_point(spec, settings: dict) -> tuple:
+    """``(variant, typed settings, prepared problem)`` of one grid point."""
+    variant = spec.with_changes(settings) if settings else spec
+    return variant, typed_settings(variant, settings), prepare(variant)
+
+
+def _sweep_on_cluster(spec, rates, grid, edge, on_units) -> list[GridPoint]:
+    """:func:`sweep` with every replica group of every grid point sent at once to the active
+    cluster (``nandoctor.cluster``), each unit carrying its spec and prepared arrays (the data
+    are read here, once per grid point); ``on_units(done, total)`` counts finished units. The
+    groups are those of :func:`run_rates`, so the results are the same bits."""
+    prepared = [_grid_point(spec, settings) for settings in grid]
+    units, owner = [], []
+    for p, (variant, settings, problem) in enumerate(prepared):
+        for group in replica_groups(variant, problem, rates):
+            units.append((variant, group, settings, problem))
+            owner.append(p)
+    done = 0
+
+    def unit_done(_result) -> None:
+        nonlocal done
+        done += 1
+        if on_units:
+            on_units(done, len(units))
+
+    runs: list[list[RateRun]] = [[] for _ in prepared]
+    for p, group_runs in zip(owner, pmap(_chunk, units, on_done=unit_done), strict=True):
+        runs[p] += group_runs
+    hessians: dict[str, tuple[float | None, str]] = {}
+    return [
+        _finish_point(variant, settings, problem, point_runs, edge, hessians)
+        for (variant, settings, problem), point_runs in zip(prepared, runs, strict=True)
+    ]
+
+
+def _finish_point(variant, settings, problem, runs, edge: bool, hessians: dict) -> GridPoint:
+    """One grid point from its runs: the edge refined with ``edge``, the largest stable rate,
+    and lambda_max at initialisation (computed once per model, cached in ``hessians``)."""
+    point = GridPoint(
+        settings=settings,
+        runs=runs,
+        max_stable_lr=None,
+        has_loss=variant.loss != "random_gradient",
+        samples=len(problem.x),
+    )
+    if edge:
+        point.edge = refine_edge(variant, runs, settings, problem)
+    point.runs.sort(key=lambda r: r.learning_rate)
+    point.max_stable_lr = max_stable(point.runs)
+    if problem.first is None:
+        # the Hessian at initialisation does not depend on the train keys: one per model
+        resolved = variant.resolved()
+        key = json.dumps({k: v for k, v in resolved.items() if k not in ("train", "check")})
+        if key not in hessians:
+            hessians[key] = sharpness(variant, problem)
+        point.sharpness, point.sharpness_note = hessians[key]
+    else:
+        point.sharpness_note = "no lambda_max: the data are not finite"
+    point.sharpness_note = compare_note(point, variant)
+    return point
 
 
 def plan(spec, lr_text: str, grid_items: tuple[str, ...]) -> tuple[list[float], list[dict], int]:
@@ -422,7 +471,8 @@ def sweep_points(
     on_progress: Callable[[int], None] | None = None,
 ) -> list[GridPoint]:
     """:func:`sweep`, with data problems as usage problems and progress counted in steps over
-    every grid point's batched run (``on_progress(done)``)."""
+    every grid point's batched run (``on_progress(done)``), or on a cluster in replica groups
+    (``on_progress(done, total)``)."""
     from nandoctor.engine.data import DataError
     from nandoctor.examine import data_problem
 
@@ -438,6 +488,6 @@ def sweep_points(
             on_progress(finished + step)
 
     try:
-        return sweep(spec, rates, grid, edge=edge, on_step=tick)
+        return sweep(spec, rates, grid, edge=edge, on_step=tick, on_units=on_progress)
     except DataError as e:
         raise data_problem(spec, e) from None

@@ -8,6 +8,7 @@ import click
 
 from nandoctor.cli.common import (
     CONTEXT,
+    cluster_option,
     count_progress,
     emit,
     format_option,
@@ -42,6 +43,7 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     help="Override every spec's check.fail_on, e.g. nonfinite,dead_relu.",
 )
 @jobs_option("Worker processes (default: all cores).")
+@cluster_option
 @click.option(
     "--list-causes",
     is_flag=True,
@@ -50,7 +52,7 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     callback=_list_causes,
     help="Print the cause and warning ids with their meanings, and exit.",
 )
-def check(paths, fmt, output, steps, fail_on, jobs):
+def check(paths, fmt, output, steps, fail_on, jobs, cluster):
     """Run every spec in PATHS and judge it by its check: policy (a CI gate).
 
     PATHS are spec files, folders (every *.yaml / *.yml below) or globs. A spec fails when a NaN
@@ -64,12 +66,17 @@ def check(paths, fmt, output, steps, fail_on, jobs):
       nandoctor check configs/
       nandoctor check configs/ --steps 50 --format junit -o report.xml
       nandoctor check 'specs/**/*.yaml' --format github --fail-on nonfinite,dead_relu
+      nandoctor check specs/ --cluster tcp://scheduler:8786
     """
     from nandoctor.check import collect_specs, parse_fail_on, run_checks
+    from nandoctor.cluster import cluster_backend
 
     files = collect_specs(paths)
     policy = parse_fail_on(fail_on)
-    with count_progress(len(files), "checking specs", True) as done:
+    with (
+        cluster_backend(cluster, jobs),
+        count_progress(len(files), "checking specs", True) as done,
+    ):
         results = run_checks(files, steps=steps, fail_on=policy, jobs=jobs, on_done=done)
     # The table always goes to the terminal unless another format was asked for on stdout.
     if fmt == "text" or output:

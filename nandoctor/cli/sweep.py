@@ -6,7 +6,15 @@ import sys
 
 import click
 
-from nandoctor.cli.common import CONTEXT, emit, format_option, load, step_progress, steps_option
+from nandoctor.cli.common import (
+    CONTEXT,
+    cluster_option,
+    emit,
+    format_option,
+    load,
+    step_progress,
+    steps_option,
+)
 from nandoctor.report.sweep import RENDERERS
 
 
@@ -29,7 +37,8 @@ from nandoctor.report.sweep import RENDERERS
 )
 @steps_option
 @format_option(RENDERERS)
-def sweep(spec_path, lr_text, edge, grid, steps, fmt):
+@cluster_option
+def sweep(spec_path, lr_text, edge, grid, steps, fmt, cluster):
     """Run SPEC at many learning rates; show where training stays finite.
 
     All rates of a grid point train together as one batched computation. The largest stable
@@ -40,12 +49,17 @@ def sweep(spec_path, lr_text, edge, grid, steps, fmt):
     Examples:
       nandoctor sweep configs/relu_high_lr.yaml --lr 1e-3:3:16 --edge
       nandoctor sweep spec.yaml --lr 0.01,0.1,1 --set train.optimizer=sgd,adam --format json
+      nandoctor sweep spec.yaml --lr 1e-4:1:64 --set train.optimizer=sgd,adam --cluster local
     """
+    from nandoctor.cluster import cluster_backend
     from nandoctor.sweep import plan, sweep_points
 
     spec = load(spec_path, (), steps)
     rates, combos, total_steps = plan(spec, lr_text, grid)
-    with step_progress(total_steps, f"sweeping {len(rates)} rates", fmt == "text") as advance:
+    with (
+        cluster_backend(cluster),
+        step_progress(total_steps, f"sweeping {len(rates)} rates", fmt == "text") as advance,
+    ):
         points = sweep_points(spec, rates, combos, edge=edge, on_progress=advance)
     emit(RENDERERS[fmt](spec, points))
     sys.exit(0 if any(r.status != "nonfinite" for p in points for r in p.runs) else 1)
