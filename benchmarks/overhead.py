@@ -26,12 +26,14 @@ def main() -> None:
 def _measure() -> None:
     for name, d, target in (("small 10-20-5", SMALL, 2.0), ("mid 64-256-10 f32", MID, 1.3)):
         s = spec(d)
-        problem = prepare(s)
-        train(s, problem=problem)  # warm-up
+        prepared = prepare(s)
+        train(s, prepared=prepared)  # warm-up
         off = on = float("inf")
         for _ in range(5):  # alternate, so drifting load from elsewhere hits both alike
-            off = min(off, best_of(lambda s=s, p=problem: train(s, problem=p, instrument=False), 1))
-            on = min(on, best_of(lambda s=s, p=problem: train(s, problem=p, instrument=True), 1))
+            off = min(
+                off, best_of(lambda s=s, p=prepared: train(s, prepared=p, instrument=False), 1)
+            )
+            on = min(on, best_of(lambda s=s, p=prepared: train(s, prepared=p, instrument=True), 1))
         steps = s.train.steps
         ratio = on / off
         verdict = "ok" if ratio <= target else "OVER TARGET"

@@ -7,18 +7,27 @@ Specs run in worker processes; results come back in input order, identical to a 
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from nandoctor.cluster import active_backend, when_lost
 from nandoctor.diagnosis.diagnose import fmt
+from nandoctor.diagnosis.findings import Status
 from nandoctor.errors import UsageProblem
 from nandoctor.parallel import pmap
+
+if TYPE_CHECKING:
+    from nandoctor.engine.setup import PreparedRun
+    from nandoctor.spec.models import Spec
+
+# a run's status, or: the spec is invalid, or nandoctor itself crashed on it
+CheckStatus = Status | Literal["invalid", "error"]
 
 WARNING_IDS = {
     "saturation": "sigmoid/tanh/softmax outputs within 1e-3 of their limits for a large share of units",
@@ -65,7 +74,7 @@ class SpecResult:
     path: str
     passed: bool
     verdict: str  # one line: what happened
-    status: str  # nonfinite | warning | healthy | invalid | error (a crash of nandoctor's own)
+    status: CheckStatus
     reasons: list[str] = field(default_factory=list)  # policy ids that failed (or invalid, error)
     cause: str | None = None
     first_nonfinite: dict | None = None
@@ -80,20 +89,42 @@ class SpecResult:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class Policy:
+    """What the command line does to every spec's ``check.fail_on``: ``add`` ids to it (never
+    replace it), and drop ``nonfinite`` only when ``allow_nonfinite`` says so in as many words.
+
+    ``nonfinite`` is always part of a policy unless allowed explicitly (``--allow-nonfinite`` or
+    the spec's ``check.allow_nonfinite: true``): an empty ``--fail-on ''`` from an unset CI
+    variable, or a spec listing only warnings, must not turn a NaN run green.
+    """
+
+    add: tuple[str, ...] = ()
+    allow_nonfinite: bool = False
+
+    def ids(self, spec) -> set[str]:
+        ids = {*spec.check.fail_on, *self.add, "nonfinite"}
+        if self.allow_nonfinite or spec.check.allow_nonfinite:
+            ids.discard("nonfinite")
+        return ids
+
+
 def collect(paths: tuple[str, ...] | list[str]) -> list[str]:
     """Files as given; folders -> every *.yaml/*.yml below, sorted; globs expanded. No repeats.
 
-    A glob's matches are taken like the paths themselves (a matched folder is searched). Paths are
-    normalised (``./a//b.yaml`` -> ``a/b.yaml``) so the same file named twice is checked once.
+    A glob's matches are taken like the paths themselves (a matched folder is searched). One file
+    reached by several paths (``./a//b.yaml``, a symlink, a folder and a glob) is checked once,
+    under the first name it was reached by.
     """
-    out: dict[str, None] = {}
+    out: dict[str, str] = {}  # the file itself (real path) -> the name it is reported under
     for p in paths:
         if not Path(p).exists() and any(ch in p for ch in "*?["):
-            found = [f for g in sorted(glob.glob(p, recursive=True)) for f in _expand(g)]
+            found = [f for g in glob_walk(p) for f in _expand(g)]
         else:
             found = _expand(p)
-        out.update(dict.fromkeys(os.path.normpath(f) for f in found))
-    return list(out)
+        for f in found:
+            out.setdefault(os.path.realpath(f), os.path.normpath(f))
+    return list(out.values())
 
 
 def _expand(p: str) -> list[str]:
@@ -104,20 +135,60 @@ def _expand(p: str) -> list[str]:
     )
 
 
+def glob_walk(pattern: str) -> list[str]:
+    """The paths matching ``pattern`` (``*``, ``?``, ``[...]``, ``**`` for any folders), sorted.
+
+    Unlike ``glob.glob(recursive=True)``, a symlink to a folder is followed once: a link back to
+    an ancestor (a loop) does not make the walk go round forever.
+    """
+    parts = pattern.split("/")
+    fixed = next(i for i, part in enumerate(parts + ["*"]) if any(ch in part for ch in "*?["))
+    base = "/".join(parts[:fixed]) or ("/" if pattern.startswith("/") else "")
+    wanted = parts[fixed:]
+    seen: set[str] = set()
+    found = []
+    for folder, dirs, files in os.walk(base or ".", followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        rel = os.path.relpath(folder, base or ".")
+        prefix = [] if rel == "." else rel.split(os.sep)
+        for name in dirs + files:
+            if _match([*prefix, name], wanted):
+                found.append(os.path.join(base, *prefix, name))
+    return sorted(found)
+
+
+def _match(parts: list[str], pattern: list[str]) -> bool:
+    """Whether path ``parts`` match glob ``pattern`` parts (``**``: zero or more folders; names
+    starting with a dot only by a pattern that does)."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return _match(parts, pattern[1:]) or (
+            bool(parts) and not parts[0].startswith(".") and _match(parts[1:], pattern)
+        )
+    if not parts or (parts[0].startswith(".") and not pattern[0].startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], pattern[0]) and _match(parts[1:], pattern[1:])
+
+
 def check_one(args: tuple) -> SpecResult:
     """Load, run and judge one spec; never raises (an invalid spec or a crash is a result).
 
-    ``args`` is ``(path, steps, fail_on)``, or with a fourth item, what :func:`ship` read from
+    ``args`` is ``(path, steps, policy)``, or with a fourth item, what :func:`ship` read from
     the files on the client (a cluster's workers need not see them)."""
     import nandoctor.engine.runs  # noqa: F401  (imported before the clock starts)
 
-    path, steps, fail_on, *shipped = args
+    path, steps, policy, *shipped = args
     started = time.perf_counter()
     try:
         loaded = shipped[0] if shipped else _load(path, steps, started)
         if isinstance(loaded, SpecResult):
             return loaded
-        return _check(path, fail_on, loaded, started)
+        return _check(path, policy or Policy(), loaded, started)
     except Exception as e:  # a bug of ours must not stop the other specs
         return _error(path, f"internal error: {type(e).__name__}: {e}", started)
 
@@ -135,7 +206,7 @@ def _error(path: str, verdict: str, started: float) -> SpecResult:
         verdict=verdict,
         status="error",
         reasons=["error"],
-        seconds=round(time.perf_counter() - started, 3),
+        seconds=_since(started),
     )
 
 
@@ -144,16 +215,16 @@ class Loaded:
     """A spec as read from its files: the spec, its text (for positions) and, when read on a
     cluster's client, its file data prepared (synthetic data is made where the spec runs)."""
 
-    spec: object  # nandoctor.spec.models.Spec
+    spec: Spec
     lines: list[str]
-    problem: object | None = None  # nandoctor.engine.setup.Problem
+    prepared: PreparedRun | None = None
     seconds: float = 0.0  # spent reading, before the unit was sent
 
 
 def ship(args: tuple) -> tuple:
-    """``(path, steps, fail_on)`` with everything read from the client's files added: the spec
+    """``(path, steps, policy)`` with everything read from the client's files added: the spec
     and the arrays of its data file (or the spec's invalid result), so workers open no file."""
-    path, steps, _fail_on = args
+    path, steps, _policy = args
     started = time.perf_counter()
     try:
         loaded = _load(path, steps, started, prepare_files=True)
@@ -188,7 +259,7 @@ def _load(
     loaded = Loaded(spec, _read_lines(spec))
     if prepare_files and spec.data.source != "synthetic":
         try:
-            loaded.problem = prepare(spec)
+            loaded.prepared = prepare(spec)
         except DataError as e:
             return _data_invalid(path, loaded, e, started)
     return loaded
@@ -204,7 +275,7 @@ def _data_invalid(path: str, loaded: Loaded, e, started: float) -> SpecResult:
     return _invalid(path, f"invalid data: {e.key}: {e}", [problem], _since(started))
 
 
-def _check(path: str, fail_on: list[str] | None, loaded: Loaded, started: float) -> SpecResult:
+def _check(path: str, policy_of: Policy, loaded: Loaded, started: float) -> SpecResult:
     from nandoctor.diagnosis.diagnose import diagnose
     from nandoctor.engine.data import DataError
     from nandoctor.engine.runs import train
@@ -214,11 +285,11 @@ def _check(path: str, fail_on: list[str] | None, loaded: Loaded, started: float)
 
     spec = loaded.spec
     try:
-        outcome = train(spec, problem=loaded.problem)[0]
+        outcome = train(spec, prepared=loaded.prepared)[0]
     except DataError as e:
         return _data_invalid(path, loaded, e, started)
     d = diagnose(outcome)
-    policy = set(fail_on) if fail_on is not None else set(spec.check.fail_on)
+    policy = policy_of.ids(spec)
     reasons = []
     if d.status == "nonfinite" and "nonfinite" in policy:
         reasons.append("nonfinite")
@@ -239,7 +310,7 @@ def _check(path: str, fail_on: list[str] | None, loaded: Loaded, started: float)
         status=d.status,
         reasons=reasons,
         cause=d.cause.id if d.cause else None,
-        first_nonfinite=d.first.to_json() if d.first else None,
+        first_nonfinite=d.first_nonfinite.to_json() if d.first_nonfinite else None,
         line=line,
         col=col,
         final_loss=d.loss_final,
@@ -266,7 +337,7 @@ def _invalid(path: str, verdict: str, problems: list[dict], seconds: float) -> S
 def _verdict(d, limit: float | None, reasons: list[str]) -> str:
     """One line: where the first non-finite value appeared and why, or how the run ended."""
     if d.status == "nonfinite":
-        f = d.first
+        f = d.first_nonfinite
         where = [f"at step {f.step} in" if f.step else "in", f.phase]
         if f.layer:
             where.append(f"layer {f.layer}")
@@ -294,7 +365,7 @@ def _blame_key(spec, d, reasons: list[str]) -> str | None:
             if c.id in CONTRIBUTOR_BLAME:
                 return CONTRIBUTOR_BLAME[c.id]
         if d.cause.id == "bad_input":
-            if d.first.phase == "preprocess":
+            if d.first_nonfinite.phase == "preprocess":
                 return "data.preprocess"
             if spec.data.nan_fraction > 0:
                 return "data.nan_fraction"
@@ -349,22 +420,21 @@ def collect_specs(paths: tuple[str, ...] | list[str]) -> list[str]:
     return files
 
 
-def parse_fail_on(text: str | None) -> list[str] | None:
-    """``--fail-on nonfinite,dead_relu`` as a policy list (None: each spec's own policy)."""
-    if text is None:
-        return None
-    policy = [p.strip() for p in text.split(",") if p.strip()]
+def parse_fail_on(text: str | None, allow_nonfinite: bool = False) -> Policy:
+    """``--fail-on dead_relu,saturation`` (ids added to every spec's policy) as a :class:`Policy`;
+    an empty or missing list adds nothing."""
+    policy = [p.strip() for p in (text or "").split(",") if p.strip()]
     unknown = [p for p in policy if p != "nonfinite" and p not in WARNING_IDS]
     if unknown:
         valid = ", ".join(["nonfinite", *WARNING_IDS])
         raise UsageProblem(f"--fail-on: unknown id(s) {', '.join(unknown)}; valid: {valid}")
-    return policy
+    return Policy(tuple(policy), allow_nonfinite)
 
 
 def run_checks(
     paths: list[str],
     steps: int | None = None,
-    fail_on: list[str] | None = None,
+    fail_on: Policy | None = None,
     jobs: int | None = None,
     on_done: Callable[[SpecResult], None] | None = None,
 ) -> list[SpecResult]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from nandoctor.cluster import active_backend
 from nandoctor.diagnosis.diagnose import diagnose, fmt
+from nandoctor.diagnosis.findings import Status
 from nandoctor.engine.runs import train
 from nandoctor.engine.setup import prepare
 from nandoctor.engine.trainer import Trainer
@@ -110,7 +111,7 @@ def typed_settings(spec, settings: dict) -> dict:
 @dataclass
 class RateRun:
     learning_rate: float
-    status: str
+    status: Status
     steps_run: int
     first_nonfinite: dict | None
     cause: str | None
@@ -142,32 +143,32 @@ class GridPoint:
     samples: int = 0  # rows in the training data
 
 
-def chunk_size(spec, problem, n: int) -> int:
+def chunk_size(spec, prepared, n: int) -> int:
     """How many replicas train together: as many as keep one layer's activations for all of them
     within ``CHUNK_BYTES``, so the element-wise work stays in cache. Small specs batch every
     rate; the mid-size one (batch 256, 256 units, float32) trains 4 at a time, which measured
     about 1.2x faster than 16 at once (and 1.6x faster than one at a time)."""
-    rows = len(problem.x)
+    rows = len(prepared.x)
     batch = rows if spec.train.batch_size == "full" else min(spec.train.batch_size, rows)
     widest = max(layer.units for layer in spec.model.layers)
-    per_replica = batch * widest * np.dtype(problem.dtype).itemsize
+    per_replica = batch * widest * np.dtype(prepared.dtype).itemsize
     return max(1, min(n, CHUNK_BYTES // max(per_replica, 1)))
 
 
-def replica_groups(spec, problem, rates: list[float]) -> list[list[float]]:
+def replica_groups(spec, prepared, rates: list[float]) -> list[list[float]]:
     """``rates`` cut into the groups that train together (:func:`chunk_size`), in order: the
     work units of a sweep, wherever they run."""
-    size = chunk_size(spec, problem, len(rates))
+    size = chunk_size(spec, prepared, len(rates))
     return [rates[i : i + size] for i in range(0, len(rates), size)]
 
 
 def run_rates(
-    spec, rates: list[float], settings: dict, problem=None, on_step=None
+    spec, rates: list[float], settings: dict, prepared=None, on_step=None
 ) -> list[RateRun]:
     """Every rate of ``rates`` trained as replicas of batched runs (see :func:`chunk_size`); one
     diagnosis per rate. ``on_step(k)`` reports progress as steps 1..budget over all the chunks."""
-    problem = problem or prepare(spec)
-    parts = replica_groups(spec, problem, rates)
+    prepared = prepared or prepare(spec)
+    parts = replica_groups(spec, prepared, rates)
     chunks = len(parts)
     budget = spec.train.steps
     shown = [0]
@@ -188,7 +189,7 @@ def run_rates(
             on_step(1)  # started (the CLI counts a grid point at its step 1)
         runs = pmap(
             _chunk,
-            [(spec, part, settings, problem) for part in parts],
+            [(spec, part, settings, prepared) for part in parts],
             on_done=lambda _r: (
                 on_step and on_step(min(budget, max(2, next(done) * budget // chunks)))
             ),
@@ -196,22 +197,22 @@ def run_rates(
         return [r for chunk in runs for r in chunk]
     out = []
     for c, part in enumerate(parts):
-        out += _chunk((spec, part, settings, problem), progress(c))
+        out += _chunk((spec, part, settings, prepared), progress(c))
     return out
 
 
 def _chunk(args, on_step=None) -> list[RateRun]:
     """One batched run of some rates, each diagnosed (runs in a worker process too)."""
-    spec, rates, settings, problem = args
+    spec, rates, settings, prepared = args
     out = []
-    for o in train(spec, lrs=rates, problem=problem, on_step=on_step, snapshots=False):
+    for o in train(spec, lrs=rates, prepared=prepared, on_step=on_step, snapshots=False):
         d = diagnose(o)
         out.append(
             RateRun(
                 learning_rate=o.learning_rate,
                 status=d.status,
                 steps_run=d.steps_run,
-                first_nonfinite=d.first.to_json() if d.first else None,
+                first_nonfinite=d.first_nonfinite.to_json() if d.first_nonfinite else None,
                 cause=d.cause.id if d.cause else None,
                 final_loss=d.loss_final,
                 settings=settings,
@@ -230,7 +231,7 @@ def max_stable(runs: list[RateRun]) -> float | None:
     return best
 
 
-def refine_edge(spec, runs: list[RateRun], settings: dict, problem) -> tuple[float, float] | None:
+def refine_edge(spec, runs: list[RateRun], settings: dict, prepared) -> tuple[float, float] | None:
     """Bisect (geometrically) between the last finite and the first non-finite rate."""
     ordered = sorted(runs, key=lambda r: r.learning_rate)
     lo = max_stable(ordered)
@@ -246,7 +247,7 @@ def refine_edge(spec, runs: list[RateRun], settings: dict, problem) -> tuple[flo
         if hi / lo - 1 <= EDGE_RTOL:
             break
         mid = math.sqrt(lo * hi)
-        r = run_rates(spec, [mid], settings, problem)[0]
+        r = run_rates(spec, [mid], settings, prepared)[0]
         r.probe = True
         runs.append(r)
         if r.status == "nonfinite":
@@ -257,7 +258,7 @@ def refine_edge(spec, runs: list[RateRun], settings: dict, problem) -> tuple[flo
 
 
 def sharpness(
-    spec, problem, max_iter: int = 40, rtol: float = 1e-5, eps: float = 1e-4
+    spec, prepared, max_iter: int = 40, rtol: float = 1e-5, eps: float = 1e-4
 ) -> tuple[float | None, str]:
     """lambda_max, the largest eigenvalue of the full-batch loss Hessian at initialisation.
 
@@ -272,13 +273,13 @@ def sharpness(
     """
     if spec.loss == "random_gradient":
         return None, "random_gradient has no loss surface, so no Hessian"
-    trainer = Trainer(problem, [spec.train.learning_rate], instrument=False)
+    trainer = Trainer(prepared, [spec.train.learning_rate], instrument=False)
     params = [p.astype(np.float64) for p in trainer.state.params]
     shapes = [p.shape for p in params]
     cuts = np.cumsum([p.size for p in params])[:-1]
     w0 = np.concatenate([p.ravel() for p in params])
-    x = problem.x.astype(np.float64)
-    y = problem.y
+    x = prepared.x.astype(np.float64)
+    y = prepared.y
     if y is not None and y.dtype.kind == "f":
         y = y.astype(np.float64)
 
@@ -386,14 +387,14 @@ def sweep(
     points = []
     hessians: dict[str, tuple[float | None, str]] = {}
     for settings in grid:
-        variant, settings, problem = _grid_point(spec, settings)
-        runs = run_rates(variant, rates, settings, problem, on_step)
-        points.append(_finish_point(variant, settings, problem, runs, edge, hessians))
+        variant, settings, prepared = _grid_point(spec, settings)
+        runs = run_rates(variant, rates, settings, prepared, on_step)
+        points.append(_finish_point(variant, settings, prepared, runs, edge, hessians))
     return points
 
 
 def _grid_point(spec, settings: dict) -> tuple:
-    """``(variant, typed settings, prepared problem)`` of one grid point."""
+    """``(variant, typed settings, prepared run)`` of one grid point."""
     variant = spec.with_changes(settings) if settings else spec
     return variant, typed_settings(variant, settings), prepare(variant)
 
@@ -403,11 +404,11 @@ def _sweep_on_cluster(spec, rates, grid, edge, on_units) -> list[GridPoint]:
     cluster (``nandoctor.cluster``), each unit carrying its spec and prepared arrays (the data
     are read here, once per grid point); ``on_units(done, total)`` counts finished units. The
     groups are those of :func:`run_rates`, so the results are the same bits."""
-    prepared = [_grid_point(spec, settings) for settings in grid]
+    points = [_grid_point(spec, settings) for settings in grid]
     units, owner = [], []
-    for p, (variant, settings, problem) in enumerate(prepared):
-        for group in replica_groups(variant, problem, rates):
-            units.append((variant, group, settings, problem))
+    for p, (variant, settings, prepared) in enumerate(points):
+        for group in replica_groups(variant, prepared, rates):
+            units.append((variant, group, settings, prepared))
             owner.append(p)
     done = 0
 
@@ -417,17 +418,17 @@ def _sweep_on_cluster(spec, rates, grid, edge, on_units) -> list[GridPoint]:
         if on_units:
             on_units(done, len(units))
 
-    runs: list[list[RateRun]] = [[] for _ in prepared]
+    runs: list[list[RateRun]] = [[] for _ in points]
     for p, group_runs in zip(owner, pmap(_chunk, units, on_done=unit_done), strict=True):
         runs[p] += group_runs
     hessians: dict[str, tuple[float | None, str]] = {}
     return [
-        _finish_point(variant, settings, problem, point_runs, edge, hessians)
-        for (variant, settings, problem), point_runs in zip(prepared, runs, strict=True)
+        _finish_point(variant, settings, prepared, point_runs, edge, hessians)
+        for (variant, settings, prepared), point_runs in zip(points, runs, strict=True)
     ]
 
 
-def _finish_point(variant, settings, problem, runs, edge: bool, hessians: dict) -> GridPoint:
+def _finish_point(variant, settings, prepared, runs, edge: bool, hessians: dict) -> GridPoint:
     """One grid point from its runs: the edge refined with ``edge``, the largest stable rate,
     and lambda_max at initialisation (computed once per model, cached in ``hessians``)."""
     point = GridPoint(
@@ -435,18 +436,18 @@ def _finish_point(variant, settings, problem, runs, edge: bool, hessians: dict) 
         runs=runs,
         max_stable_lr=None,
         has_loss=variant.loss != "random_gradient",
-        samples=len(problem.x),
+        samples=len(prepared.x),
     )
     if edge:
-        point.edge = refine_edge(variant, runs, settings, problem)
+        point.edge = refine_edge(variant, runs, settings, prepared)
     point.runs.sort(key=lambda r: r.learning_rate)
     point.max_stable_lr = max_stable(point.runs)
-    if problem.first is None:
+    if prepared.first_nonfinite is None:
         # the Hessian at initialisation does not depend on the train keys: one per model
         resolved = variant.resolved()
         key = json.dumps({k: v for k, v in resolved.items() if k not in ("train", "check")})
         if key not in hessians:
-            hessians[key] = sharpness(variant, problem)
+            hessians[key] = sharpness(variant, prepared)
         point.sharpness, point.sharpness_note = hessians[key]
     else:
         point.sharpness_note = "no lambda_max: the data are not finite"

@@ -40,7 +40,13 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     "--fail-on",
     "fail_on",
     metavar="IDS",
-    help="Override every spec's check.fail_on, e.g. nonfinite,dead_relu.",
+    help="Warning ids to fail on, added to every spec's check.fail_on (nonfinite always"
+    " counts), e.g. dead_relu,saturation.",
+)
+@click.option(
+    "--allow-nonfinite",
+    is_flag=True,
+    help="Let a run that goes NaN/Inf pass (nonfinite is otherwise always a failure).",
 )
 @jobs_option("Worker processes (default: all cores).")
 @cluster_option
@@ -52,7 +58,7 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     callback=_list_causes,
     help="Print the cause and warning ids with their meanings, and exit.",
 )
-def check(paths, fmt, output, steps, fail_on, jobs, cluster):
+def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs, cluster):
     """Run every spec in PATHS and judge it by its check: policy (a CI gate).
 
     PATHS are spec files, folders (every *.yaml / *.yml below) or globs. A spec fails when a NaN
@@ -65,14 +71,18 @@ def check(paths, fmt, output, steps, fail_on, jobs, cluster):
     Examples:
       nandoctor check configs/
       nandoctor check configs/ --steps 50 --format junit -o report.xml
-      nandoctor check 'specs/**/*.yaml' --format github --fail-on nonfinite,dead_relu
+      nandoctor check 'specs/**/*.yaml' --format github --fail-on dead_relu
       nandoctor check specs/ --cluster tcp://scheduler:8786
     """
     from nandoctor.check import collect_specs, parse_fail_on, run_checks
     from nandoctor.cluster import cluster_backend
 
     files = collect_specs(paths)
-    policy = parse_fail_on(fail_on)
+    if output:
+        from nandoctor.report.output import check_outputs
+
+        check_outputs({"-o": output}, files)
+    policy = parse_fail_on(fail_on, allow_nonfinite)
     with (
         cluster_backend(cluster, jobs),
         count_progress(len(files), "checking specs", True) as done,

@@ -45,6 +45,12 @@ def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
     from nandoctor.examine import examine, verify_fixes
 
     spec = load(spec_path, overrides, steps)
+    if trace:
+        from nandoctor.instrument.history import spec_beside
+        from nandoctor.report.output import check_outputs
+
+        outputs = {"--trace": trace, "--trace (its resolved spec)": spec_beside(trace)}
+        check_outputs(outputs, spec.input_files())
     show = fmt == "text"
     with step_progress(spec.train.steps, f"training {spec.name}", show) as on_step:
         diagnosis, outcome = examine(spec, on_step)

@@ -11,10 +11,16 @@ import math
 
 import numpy as np
 
-from nandoctor.diagnosis.findings import Diagnosis, Finding, Recommendation, fmt  # noqa: F401 (re-exported)
+from nandoctor.diagnosis.findings import (  # noqa: F401 (re-exported)
+    Diagnosis,
+    Finding,
+    Recommendation,
+    fmt,
+    fmt_projected_steps,
+)
 from nandoctor.diagnosis.recommend import recommend
+from nandoctor.engine.nn import SATURATION_TOL
 from nandoctor.engine.optim import combine
-from nandoctor.instrument.history import SATURATION_TOL
 
 # Thresholds, each a statement about numbers rather than about a spec.
 GROWTH_MIN_STEPS = 3  # steps of history an explosion needs before the failure
@@ -39,7 +45,7 @@ def diagnose(outcome) -> Diagnosis:
     spec = outcome.spec
     hist = outcome.history or {}
     loss = outcome.loss
-    first = outcome.first
+    first = outcome.first_nonfinite
     acts = [layer.activation for layer in spec.model.layers]
     cause, contributing = (None, [])
     if first is not None:
@@ -58,7 +64,7 @@ def diagnose(outcome) -> Diagnosis:
         steps_run=outcome.steps_run,
         steps_budget=outcome.steps_budget,
         learning_rate=outcome.learning_rate,
-        first=first,
+        first_nonfinite=first,
         cause=cause,
         contributing=contributing,
         warnings=warnings,
@@ -98,9 +104,9 @@ def total_norm(g: np.ndarray) -> np.ndarray:
 def growth(outcome) -> tuple[bool, list[str]]:
     """Did the gradient norm grow step over step before the failure? Evidence lines if so."""
     g = outcome.history.get("grad_norm") if outcome.history else None
-    if g is None or outcome.first is None or outcome.first.step is None:
+    if g is None or outcome.first_nonfinite is None or outcome.first_nonfinite.step is None:
         return False, []
-    before = outcome.first.step - 1  # steps whose history is complete
+    before = outcome.first_nonfinite.step - 1  # steps whose history is complete
     if before < GROWTH_MIN_STEPS:
         return False, []
     g = g[:before]
@@ -128,7 +134,7 @@ def growth(outcome) -> tuple[bool, list[str]]:
 
 
 def root_cause(outcome):
-    first = outcome.first
+    first = outcome.first_nonfinite
     spec = outcome.spec
     where = _where(first)
     ops = ", ".join(f"{o} ({k})" for o, k in first.events) or first.op
@@ -159,7 +165,7 @@ def root_cause(outcome):
                     else ""
                 )
             )
-        eff = float(np.asarray(eps, dtype=outcome.problem.dtype))
+        eff = float(np.asarray(eps, dtype=outcome.prepared.dtype))
         lines.append(
             f"the denominator sqrt(v) + eps had no guard: eps = {fmt(eps)}"
             + (f", which is {fmt(eff)} in {spec.numerics.dtype}" if eff != eps else "")
@@ -236,7 +242,7 @@ def _last_act(spec) -> str:
 
 
 def _pinned_outputs(outcome) -> str | None:
-    first = outcome.first
+    first = outcome.first_nonfinite
     out = first.inputs.get("output")
     if not out:
         return None
@@ -253,7 +259,7 @@ def _pinned_outputs(outcome) -> str | None:
 
 
 def _bad_input(outcome, head: str) -> Finding:
-    first = outcome.first
+    first = outcome.first_nonfinite
     spec = outcome.spec
     lines = [head]
     if first.phase == "data":
@@ -264,7 +270,7 @@ def _bad_input(outcome, head: str) -> Finding:
             lines.append(f"data.nan_fraction = {spec.data.nan_fraction} injects them on purpose")
         summary = f"the data held {first.value} before any step ran"
     else:
-        stds = outcome.problem.col_std
+        stds = outcome.prepared.col_std
         zero = np.flatnonzero(stds == 0)
         lines.append(
             f"{len(zero)} feature(s) have zero variance (columns {', '.join(str(c + 1) for c in zero[:8])}); "
@@ -278,7 +284,7 @@ def _bad_input(outcome, head: str) -> Finding:
 
 # ------------------------------------------------------------------ contributing factors
 def contributing_factors(outcome, cause: Finding) -> list[Finding]:
-    spec, first, hist = outcome.spec, outcome.first, outcome.history or {}
+    spec, first, hist = outcome.spec, outcome.first_nonfinite, outcome.history or {}
     out: list[Finding] = []
     ratio = hist.get("update_ratio")
     if ratio is not None and len(ratio) > 1 and cause.id in ("exploding_gradient", "saturation"):
@@ -294,7 +300,7 @@ def contributing_factors(outcome, cause: Finding) -> list[Finding]:
                     [f"update/weight ratio {fmt(peak)} at step {step} (well-behaved runs: ~1e-3)"],
                 )
             )
-    raw = outcome.problem.raw_max_abs
+    raw = outcome.prepared.raw_max_abs
     if spec.data.preprocess == "none" and math.isfinite(raw) and raw > UNSCALED_INPUT:
         out.append(
             Finding(
@@ -353,7 +359,7 @@ def contributing_factors(outcome, cause: Finding) -> list[Finding]:
 def find_warnings(outcome) -> list[Finding]:
     spec, h = outcome.spec, outcome.history
     acts = [layer.activation for layer in spec.model.layers]
-    n = outcome.steps_run - (1 if outcome.first else 0)
+    n = outcome.steps_run - (1 if outcome.first_nonfinite else 0)
     if n < 1:
         return []
     out: list[Finding] = []
@@ -444,8 +450,8 @@ def _explosion_projection(outcome, g: np.ndarray) -> Finding | None:
     return Finding(
         "exploding_gradient",
         f"gradient norm grew x{fmt(rise)} over {n} steps (x{fmt(math.exp(slope))} per step lately); "
-        f"at this rate layer {layer} overflows {outcome.spec.numerics.dtype} in about "
-        f"{fmt(steps_left)} more steps",
+        f"at this rate layer {layer} overflows {outcome.spec.numerics.dtype} in "
+        f"{fmt_projected_steps(steps_left)}",
         layer=layer,
     )
 
@@ -455,7 +461,7 @@ def notes(outcome, warnings: list[Finding]) -> list[str]:
     """Plain sentences on what the run saw and, when it stayed finite, how far it was from NaN."""
     spec, h = outcome.spec, outcome.history
     out: list[str] = []
-    if outcome.first is not None or not h:
+    if outcome.first_nonfinite is not None or not h:
         return out
     n = outcome.steps_run
     out.append(f"every value stayed finite over {n} steps: no NaN, no Inf")

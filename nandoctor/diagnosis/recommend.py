@@ -72,7 +72,7 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             }
             hidden |= {k.replace("activation", "init"): "he" for k in hidden}
             add("use_relu", "use relu in the saturating hidden layers (He init)", hidden)
-        if c == "bad_input" and outcome.first.phase == "data" and spec.data.nan_fraction:
+        if c == "bad_input" and outcome.first_nonfinite.phase == "data" and spec.data.nan_fraction:
             add(
                 "remove_nan_inputs",
                 "stop injecting NaN into the inputs",

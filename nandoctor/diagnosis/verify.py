@@ -41,7 +41,7 @@ def _trial(o: Outcome) -> Trial:
         finite=o.finite,
         steps_run=o.steps_run,
         final_loss=float(last) if np.isfinite(last) else None,
-        failed_step=o.first.step if o.first else None,
+        failed_step=o.first_nonfinite.step if o.first_nonfinite else None,
     )
 
 
@@ -70,17 +70,21 @@ def screen(outcome: Outcome, changes: dict) -> str | None:
     pushed towards overflow can fail under a change that keeps a run from step 1 finite, so only
     the run from step 1 decides ``verified``.
     """
-    if not outcome.snapshots or not set(changes) <= set(REPLAYABLE) or outcome.first is None:
+    if (
+        not outcome.snapshots
+        or not set(changes) <= set(REPLAYABLE)
+        or outcome.first_nonfinite is None
+    ):
         return None
     snap = outcome.snapshots[-1]
-    fail = outcome.first.step or 1
+    fail = outcome.first_nonfinite.step or 1
     until = min(outcome.steps_budget, snap.step + SCREEN_MARGIN * max(fail - snap.step, 1))
     variant = outcome.spec.with_changes(changes)
-    o = train(variant, problem=outcome.problem, start=snap, until=until, snapshots=False)[0]
+    o = train(variant, prepared=outcome.prepared, start=snap, until=until, snapshots=False)[0]
     where = f"replayed from the step {snap.step} snapshot"
     if o.finite:
         return f"{where}: finite through step {until} (the original failed at step {fail})"
-    return f"{where}: non-finite again at step {o.first.step}"
+    return f"{where}: non-finite again at step {o.first_nonfinite.step}"
 
 
 def largest_finite_lr(outcome: Outcome) -> tuple[float | None, Outcome | None, int]:
@@ -90,7 +94,7 @@ def largest_finite_lr(outcome: Outcome) -> tuple[float | None, Outcome | None, i
     Returns the largest finite rate and its run (or None, None) and the number of rates tried."""
     lr = outcome.learning_rate
     rates = lr / 2.0 ** np.arange(1, HALVINGS + 1)
-    runs = train(outcome.spec, lrs=rates, problem=outcome.problem, snapshots=False)
+    runs = train(outcome.spec, lrs=rates, prepared=outcome.prepared, snapshots=False)
     for rate, o in zip(rates, runs, strict=True):
         if o.finite:
             return float(rate), o, len(rates)
@@ -122,7 +126,7 @@ def verify(
 
     Also appends the experiments' verdicts to the cause's evidence."""
     recs = list(diagnosis.recommendations)
-    if outcome.first is None or not recs:
+    if outcome.first_nonfinite is None or not recs:
         return recs
     spec = outcome.spec
     todo: list[Recommendation] = []

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nandoctor.engine.nn import activation
 from nandoctor.engine.optim import norms
-
-SATURATION_TOL = 1e-3  # sigmoid/tanh outputs this close to their limits are saturated
-SOFTMAX_PINNED = 1 - 1e-6  # a softmax row whose largest probability exceeds this is saturated
+from nandoctor.report.output import open_output, write_text
 
 STATS = (
     "max_abs_z",  # largest |pre-activation|
@@ -24,30 +23,6 @@ STATS = (
     "weight_norm",  # L2 norm of the layer's weights after the update
     "update_ratio",  # |delta W| / |W| of the update
 )
-
-
-def saturation(act: str, a: np.ndarray) -> np.ndarray:
-    """Share of saturated outputs per replica; ``a: (n, batch, units)`` -> ``(n,)``."""
-    if act == "sigmoid":
-        return ((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)).mean(axis=(1, 2))
-    if act == "tanh":
-        return (np.abs(a) > 1 - SATURATION_TOL).mean(axis=(1, 2))
-    if act == "softmax":
-        return (a.max(axis=2) > SOFTMAX_PINNED).mean(axis=1)
-    return np.zeros(a.shape[0])
-
-
-WEAK_SIGMOID = 0.0257  # sigmoid'(z) = a(1 - a) < 0.025 (a tenth of 0.25) outside [0.0257, 0.9743]
-WEAK_TANH = 0.9487  # tanh'(z) = 1 - a^2 < 0.1 beyond |a| = 0.9487
-
-
-def weak(act: str, a: np.ndarray) -> np.ndarray:
-    """Share of units whose derivative is below a tenth of its peak; ``(n, batch, units)`` -> ``(n,)``."""
-    if act == "sigmoid":
-        return ((a < WEAK_SIGMOID) | (a > 1 - WEAK_SIGMOID)).mean(axis=(1, 2))
-    if act == "tanh":
-        return (np.abs(a) > WEAK_TANH).mean(axis=(1, 2))
-    return np.zeros(a.shape[0])
 
 
 class History:
@@ -78,13 +53,15 @@ class History:
         self.update_ratio[k, rows] = (n[3 * L :] / np.where(w > 0, w, np.nan)).T
         for i, (z, a, act) in enumerate(zip(zs, activations, acts, strict=True)):
             self.max_abs_z[k, rows, i] = np.maximum(z.max(axis=(1, 2)), -z.min(axis=(1, 2)))
-            if act == "relu":
+            fn = activation(act)
+            if fn.can_die:
                 # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient exactly 0.
                 gb = grads[2 * i + 1]
                 self.dead[k, rows, i] = np.count_nonzero(gb == 0, axis=1) / gb.shape[1]
-            elif act in ("sigmoid", "tanh", "softmax"):
-                self.saturated[k, rows, i] = saturation(act, a)
-                self.weak[k, rows, i] = weak(act, a)
+            if fn.saturated is not None:
+                self.saturated[k, rows, i] = fn.saturated(a)
+            if fn.weak is not None:
+                self.weak[k, rows, i] = fn.weak(a)
 
     def replica(self, r: int) -> dict[str, np.ndarray]:
         """The history of replica ``r`` over the steps run: name -> ``(steps_run, layers)``."""
@@ -102,7 +79,17 @@ def save(data: dict[str, np.ndarray], path: Path, resolved_spec: str) -> None:
         header = ["step", "loss"] + [f"{s}_{i + 1}" for s in STATS for i in range(layers)]
         cols = [np.arange(1, steps + 1), data["loss"]]
         cols += [data[s][:, i] for s in STATS for i in range(layers)]
-        np.savetxt(path, np.column_stack(cols), delimiter=",", header=",".join(header), comments="")
+        with open_output(path, binary=True) as f:
+            np.savetxt(
+                f, np.column_stack(cols), delimiter=",", header=",".join(header), comments=""
+            )
     else:
-        np.savez(path, **data, spec=np.array(resolved_spec))
-    path.with_name(path.stem + ".spec.yaml").write_text(resolved_spec)
+        with open_output(path, binary=True) as f:
+            np.savez(f, **data, spec=np.array(resolved_spec))
+    write_text(spec_beside(path), resolved_spec)
+
+
+def spec_beside(path: str | Path) -> Path:
+    """Where :func:`save` puts the resolved spec of a history written to ``path``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".spec.yaml")

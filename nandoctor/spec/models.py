@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from nandoctor.engine.nn import ACTIVATIONS
 from nandoctor.errors import UsageProblem
 
 Activation = Literal["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"]
@@ -46,7 +47,6 @@ CheckId = Literal[
     "exploding_gradient",
     "loss_not_decreasing",
 ]
-RELU_FAMILY = ("relu", "leaky_relu", "elu")
 
 
 def _f(default: Any, doc: str, **constraints: Any) -> Any:
@@ -77,7 +77,12 @@ class DataSpec(_Section):
     task: Task = _f("regression", "Synthetic only; random = N(0,1) inputs and no targets.")
     samples: int = _f(256, "Synthetic only: number of samples.", ge=1)
     features: int = _f(10, "Synthetic only: input features per sample.", ge=1)
-    outputs: int = _f(5, "Synthetic only: targets (regression) or classes.", ge=1)
+    outputs: int | None = _f(
+        None,
+        "Synthetic only: targets (regression, binary) or classes (classification); "
+        "when omitted, the last layer's units.",
+        ge=1,
+    )
     noise: float = _f(0.1, "Synthetic only: std of the noise added to targets.", ge=0)
     scale: float = _f(1.0, "Every input feature is multiplied by this (1000 = unscaled data).")
     path: str | None = _f(None, "csv | npz: the data file, relative to the spec.")
@@ -104,7 +109,7 @@ class LayerSpec(_Section):
     @model_validator(mode="after")
     def _default_init(self) -> LayerSpec:
         if self.init is None:
-            self.init = "he" if self.activation in RELU_FAMILY else "xavier"
+            self.init = ACTIVATIONS[self.activation].default_init
         return self
 
 
@@ -155,6 +160,9 @@ class TrainSpec(_Section):
 class CheckSpec(_Section):
     fail_on: list[CheckId] = _f(["nonfinite"], "What `nandoctor check` fails on.")
     max_final_loss: float | None = _f(None, "Fail when the final loss is above this.")
+    allow_nonfinite: bool = _f(
+        False, "Pass a run that goes NaN/Inf (nonfinite is in every policy unless this is true)."
+    )
 
 
 class Spec(_Section):
@@ -172,6 +180,13 @@ class Spec(_Section):
     _origin: _Origin = PrivateAttr(default_factory=lambda: _Origin())
     _raw: dict | None = PrivateAttr(None)
 
+    @model_validator(mode="after")
+    def _outputs_follow_the_model(self) -> Spec:
+        """An omitted ``data.outputs`` is the last layer's width (an explicit one is checked)."""
+        if self.data.outputs is None:
+            self.data.outputs = self.model.layers[-1].units
+        return self
+
     @property
     def path(self) -> Path | None:
         return self._origin.path
@@ -184,6 +199,11 @@ class Spec(_Section):
         """A path from the spec, relative to the spec's folder unless absolute."""
         q = Path(p).expanduser()
         return q if q.is_absolute() else self.base_dir / q
+
+    def input_files(self) -> list[Path]:
+        """The files a run of this spec reads: the spec itself, its data and its weights."""
+        named = [self.data.path if self.data.source != "synthetic" else None, self.model.weights]
+        return ([self.path] if self.path else []) + [self.resolve_path(p) for p in named if p]
 
     def line_of(self, dotted_key: str) -> int | None:
         """1-based line of ``dotted_key`` in the file, or of its nearest parent present there."""
@@ -432,8 +452,11 @@ def _cross_checks(s: Spec) -> list[tuple[str, str]]:
         if want and d.task != want:
             out.append(("data.task", f"loss {loss} needs task {want}, not {d.task}"))
         if loss != "random_gradient" and layers[-1].units != d.outputs:
-            msg = f"the last layer has {layers[-1].units} units but data.outputs is {d.outputs}"
-            out.append((f"{last}.units", msg + "; they must be equal"))
+            msg = (
+                f"{d.outputs} disagrees with the last layer's {layers[-1].units} units "
+                f"({last}.units); make them equal, or leave data.outputs out to follow the model"
+            )
+            out.append(("data.outputs", msg))
     else:
         if not d.path:
             out.append(("data.path", f"source {d.source} needs the path of the data file"))

@@ -81,6 +81,16 @@ def test_collect_files_folders_and_globs(tmp_path):
     assert collect(["missing.yaml"]) == ["missing.yaml"]  # a named file is kept: it will fail
 
 
+def test_a_glob_follows_a_symlink_loop_once_and_checks_each_file_once(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.yaml").write_text("x: 1\n")
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path)  # sub/loop -> the folder above it
+    (tmp_path / "link.yaml").symlink_to(tmp_path / "sub" / "c.yaml")
+    c = str(tmp_path / "sub" / "c.yaml")
+    assert collect([f"{tmp_path}/**/*.yaml"]) == [str(tmp_path / "link.yaml")]
+    assert collect([c, f"{tmp_path}/**/*.yaml", str(tmp_path)]) == [c]
+
+
 # -- verdicts and policy ---------------------------------------------------------------------
 
 
@@ -155,7 +165,7 @@ def test_steps_caps_the_budget_but_never_raises_it():
     assert json.loads(r.stdout)["results"][0]["steps_run"] == 9
 
 
-def test_fail_on_overrides_the_policy():
+def test_fail_on_adds_to_the_policy():
     spec = CONFIGS / "dead_relu.yaml"
     r = invoke("check", spec, "--steps", 50, "--format", "json")
     assert r.exit_code == 0, r.output  # the default policy fails on nonfinite only
@@ -168,9 +178,22 @@ def test_fail_on_overrides_the_policy():
     assert not res["passed"] and res["reasons"] == ["dead_relu"]
     assert res["line"] == line_of(spec, "learning_rate")
 
-    # --fail-on replaces the policy: without nonfinite, a NaN run passes
-    r = invoke("check", CONFIGS / "adam_eps_zero.yaml", "--steps", 5, "--fail-on", "dead_relu")
-    assert r.exit_code == 0, r.output
+    # --fail-on adds to the policy: a NaN run still fails, whatever the list (even empty)
+    nan_spec = CONFIGS / "adam_eps_zero.yaml"
+    for ids in ("dead_relu", "", ","):
+        r = invoke("check", nan_spec, "--steps", 5, "--fail-on", ids)
+        assert r.exit_code == 1, (ids, r.output)
+    # accepting NaN takes an explicit word
+    assert invoke("check", nan_spec, "--steps", 5, "--allow-nonfinite").exit_code == 0
+
+
+def test_a_spec_listing_only_warnings_still_fails_on_nan(tmp_path):
+    spec = tmp_path / "nan.yaml"
+    text = (CONFIGS / "adam_eps_zero.yaml").read_text()
+    spec.write_text(text + "check:\n  fail_on: [dead_relu]\n")
+    assert invoke("check", spec, "--steps", 5).exit_code == 1
+    spec.write_text(text + "check:\n  fail_on: [dead_relu]\n  allow_nonfinite: true\n")
+    assert invoke("check", spec, "--steps", 5).exit_code == 0
 
 
 def test_policy_from_the_spec(tmp_path):
