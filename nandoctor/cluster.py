@@ -134,43 +134,55 @@ class DaskBackend:
         policy = client_policy()
         batch = uuid.uuid4().hex[:8]
         name = getattr(fn, "__name__", "unit")
-        futures = [
-            self.client.submit(run_unit, item, fn, policy, key=f"{name}-{batch}-{i}", pure=False)
-            for i, item in enumerate(items)
-        ]
+        keys = [f"{name}-{batch}-{i}" for i in range(len(items))]
+        # one graph for every unit (a submit per unit costs a message each)
+        futures = self.client.map(run_unit, items, fn=fn, policy=policy, key=keys, pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
         results: list = [None] * len(items)
-        finished = as_completed(futures, loop=self.client.loop)
+        # results fetched by the client's event loop as units finish, errors as values
+        finished = as_completed(
+            futures, loop=self.client.loop, with_results=True, raise_errors=False
+        )
         idle_since: float | None = None
         try:
             while not finished.is_empty():
                 ready = finished.next_batch(block=False)
-                for future in ready:
+                for future, outcome in ready:
                     i = index[future.key]
-                    results[i] = self._result(future, fn, items[i])
+                    results[i] = self._result(future, outcome, fn, items[i])
                     if on_done:
                         on_done(results[i])
-                if not ready:
-                    with finished.thread_condition:  # woken as soon as a unit finishes
-                        finished.thread_condition.wait(timeout=POLL_SECONDS)
+                if not ready and not self._wait(finished):
                     idle_since = self._check_alive(idle_since)
         except BaseException:
             self.client.cancel(futures)  # Ctrl-C or a failure: no unit keeps running for us
             raise
         return results
 
-    def _result(self, future, fn: Callable, item: Any) -> Any:
+    @staticmethod
+    def _wait(finished) -> bool:
+        """Wait for the next unit to finish; False after ``POLL_SECONDS`` without one."""
+        with finished.thread_condition:  # notified as soon as a unit finishes
+            if not finished.queue.empty():
+                return True
+            return finished.thread_condition.wait(timeout=POLL_SECONDS)
+
+    def _result(self, future, outcome, fn: Callable, item: Any) -> Any:
+        """A unit's result; its error raised here, but a lost unit's registered result."""
         from distributed import KilledWorker
 
-        try:
-            return future.result()
-        except KilledWorker as e:
+        if future.status != "error":
+            return outcome
+        error = outcome[1]
+        if isinstance(error, KilledWorker):
             reason = (
-                f"a Dask worker died each time it ran this unit (out of memory, or a crash); {e}"
+                "a Dask worker died each time it ran this unit (out of memory, or a crash);"
+                f" {error}"
             )
             if fn in _lost_results:
                 return _lost_results[fn](item, reason)
             raise ClusterProblem(f"cluster: {reason}") from None
+        raise error
 
     def _check_alive(self, idle_since: float | None) -> float | None:
         """Fail, rather than wait for ever, when the cluster has had no worker for too long."""
@@ -212,14 +224,19 @@ def connect(address: str, workers: int | None = None) -> Iterator[DaskBackend]:
     with _quiet_logs():
         cluster = None
         if address == "local":
-            cluster = distributed.LocalCluster(
-                n_workers=workers or available_cores(),
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=":0",  # any free port: never a clash with a running one
-                silence_logs=logging.CRITICAL,  # the workers' shut-down chatter
-            )
+            try:
+                cluster = distributed.LocalCluster(
+                    n_workers=workers or available_cores(),
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=":0",  # any free port: never a clash with a running one
+                    silence_logs=logging.CRITICAL,  # the workers' shut-down chatter
+                )
+            except Exception as e:  # noqa: BLE001  (whatever stopped it, one line and exit 2)
+                raise ClusterProblem(
+                    f"--cluster local: cannot start a local Dask cluster ({_one_line(e)})"
+                ) from None
         try:
             client = distributed.Client(cluster or address, timeout=limit, set_as_default=False)
         except (OSError, ValueError, TypeError) as e:

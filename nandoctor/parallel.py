@@ -58,11 +58,11 @@ def pmap(
     arrives. Under ``--cluster`` the items go to that backend instead (``nandoctor.cluster``)."""
     from nandoctor.cluster import active_backend
 
-    if (backend := active_backend()) is not None:
-        return backend.map(fn, items, on_done)
     jobs = min(jobs or available_cores(), len(items))
     results: list = []
     with single_threaded_blas():
+        if (backend := active_backend()) is not None:  # units carry this thread policy along
+            return backend.map(fn, items, on_done)
         if jobs <= 1:
             for item in items:
                 results.append(fn(item))

@@ -233,6 +233,17 @@ def max_stable(runs: list[RateRun]) -> float | None:
 
 def refine_edge(spec, runs: list[RateRun], settings: dict, prepared) -> tuple[float, float] | None:
     """Bisect (geometrically) between the last finite and the first non-finite rate."""
+    bracket = edge_bracket(runs)
+    for _ in range(EDGE_MAX_ROUNDS):
+        mid = bisection_rate(bracket)
+        if mid is None:
+            break
+        bracket = _narrowed(bracket, runs, run_rates(spec, [mid], settings, prepared)[0])
+    return bracket
+
+
+def edge_bracket(runs: list[RateRun]) -> tuple[float, float] | None:
+    """(the largest stable rate, the first failing rate above it), or None when either is missing."""
     ordered = sorted(runs, key=lambda r: r.learning_rate)
     lo = max_stable(ordered)
     above = [
@@ -242,19 +253,22 @@ def refine_edge(spec, runs: list[RateRun], settings: dict, prepared) -> tuple[fl
     ]
     if lo is None or not above:
         return None
-    hi = above[0]
-    for _ in range(EDGE_MAX_ROUNDS):
-        if hi / lo - 1 <= EDGE_RTOL:
-            break
-        mid = math.sqrt(lo * hi)
-        r = run_rates(spec, [mid], settings, prepared)[0]
-        r.probe = True
-        runs.append(r)
-        if r.status == "nonfinite":
-            hi = mid
-        else:
-            lo = mid
-    return lo, hi
+    return lo, above[0]
+
+
+def bisection_rate(bracket: tuple[float, float] | None) -> float | None:
+    """The next rate to probe (the geometric mean), or None once the bracket is narrow enough."""
+    if bracket is None or bracket[1] / bracket[0] - 1 <= EDGE_RTOL:
+        return None
+    return math.sqrt(bracket[0] * bracket[1])
+
+
+def _narrowed(bracket, runs: list[RateRun], probe: RateRun) -> tuple[float, float]:
+    """The bracket after ``probe`` (which joins ``runs``)."""
+    probe.probe = True
+    runs.append(probe)
+    lo, hi = bracket
+    return (lo, probe.learning_rate) if probe.status == "nonfinite" else (probe.learning_rate, hi)
 
 
 def sharpness(
@@ -389,7 +403,8 @@ def sweep(
     for settings in grid:
         variant, settings, prepared = _grid_point(spec, settings)
         runs = run_rates(variant, rates, settings, prepared, on_step)
-        points.append(_finish_point(variant, settings, prepared, runs, edge, hessians))
+        bracket = refine_edge(variant, runs, settings, prepared) if edge else None
+        points.append(_finish_point(variant, settings, prepared, runs, bracket, hessians))
     return points
 
 
@@ -402,35 +417,50 @@ def _grid_point(spec, settings: dict) -> tuple:
 def _sweep_on_cluster(spec, rates, grid, edge, on_units) -> list[GridPoint]:
     """:func:`sweep` with every replica group of every grid point sent at once to the active
     cluster (``nandoctor.cluster``), each unit carrying its spec and prepared arrays (the data
-    are read here, once per grid point); ``on_units(done, total)`` counts finished units. The
-    groups are those of :func:`run_rates`, so the results are the same bits."""
+    are read here, once per grid point); with ``edge``, each bisection round's probes of every
+    point go together too. ``on_units(done, total)`` counts finished units. The groups and the
+    probes are those of the local sweep, so the results are the same bits."""
     points = [_grid_point(spec, settings) for settings in grid]
     units, owner = [], []
     for p, (variant, settings, prepared) in enumerate(points):
         for group in replica_groups(variant, prepared, rates):
             units.append((variant, group, settings, prepared))
             owner.append(p)
-    done = 0
+    counts = [0, 0]  # units done, units sent
 
     def unit_done(_result) -> None:
-        nonlocal done
-        done += 1
+        counts[0] += 1
         if on_units:
-            on_units(done, len(units))
+            on_units(*counts)
+
+    def run_units(batch: list) -> list[list[RateRun]]:
+        counts[1] += len(batch)
+        return pmap(_chunk, batch, on_done=unit_done)
 
     runs: list[list[RateRun]] = [[] for _ in points]
-    for p, group_runs in zip(owner, pmap(_chunk, units, on_done=unit_done), strict=True):
+    for p, group_runs in zip(owner, run_units(units), strict=True):
         runs[p] += group_runs
+    brackets = [edge_bracket(point_runs) if edge else None for point_runs in runs]
+    for _ in range(EDGE_MAX_ROUNDS if edge else 0):
+        probes = [(p, mid) for p, b in enumerate(brackets) if (mid := bisection_rate(b))]
+        if not probes:
+            break
+        batch = [(points[p][0], [mid], points[p][1], points[p][2]) for p, mid in probes]
+        for (p, _mid), (probe,) in zip(probes, run_units(batch), strict=True):
+            brackets[p] = _narrowed(brackets[p], runs[p], probe)
     hessians: dict[str, tuple[float | None, str]] = {}
     return [
-        _finish_point(variant, settings, prepared, point_runs, edge, hessians)
-        for (variant, settings, prepared), point_runs in zip(points, runs, strict=True)
+        _finish_point(variant, settings, prepared, point_runs, bracket, hessians)
+        for (variant, settings, prepared), point_runs, bracket in zip(
+            points, runs, brackets, strict=True
+        )
     ]
 
 
-def _finish_point(variant, settings, prepared, runs, edge: bool, hessians: dict) -> GridPoint:
-    """One grid point from its runs: the edge refined with ``edge``, the largest stable rate,
-    and lambda_max at initialisation (computed once per model, cached in ``hessians``)."""
+def _finish_point(variant, settings, prepared, runs, bracket, hessians: dict) -> GridPoint:
+    """One grid point from its runs (probes included) and its refined edge ``bracket``: the
+    largest stable rate, and lambda_max at initialisation (once per model, cached in
+    ``hessians``)."""
     point = GridPoint(
         settings=settings,
         runs=runs,
@@ -438,8 +468,7 @@ def _finish_point(variant, settings, prepared, runs, edge: bool, hessians: dict)
         has_loss=variant.loss != "random_gradient",
         samples=len(prepared.x),
     )
-    if edge:
-        point.edge = refine_edge(variant, runs, settings, prepared)
+    point.edge = bracket
     point.runs.sort(key=lambda r: r.learning_rate)
     point.max_stable_lr = max_stable(point.runs)
     if prepared.first_nonfinite is None:

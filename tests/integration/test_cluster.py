@@ -211,15 +211,18 @@ def test_sweep_grid_equals_local_in_every_format(ready, monkeypatch):
     spec = load_spec(CONFIGS / "relu_high_lr.yaml").capped(60)
     rates = sweepmod.parse_rates("1e-3:3:7")
     grid = sweepmod.parse_grid(("model.layers.0.init=he,xavier", "train.optimizer=sgd,adam"))
-    local = sweepmod.sweep_points(spec, rates, grid)
+    local = sweepmod.sweep_points(spec, rates, grid, edge=True)
     progress = []
     with clustermod.cluster_backend(ready.address):
         remote = sweepmod.sweep_points(
-            spec, rates, grid, on_progress=lambda done, total: progress.append((done, total))
+            spec, rates, grid, edge=True, on_progress=lambda *counts: progress.append(counts)
         )
-    assert progress[-1] == (16, 16)  # 4 grid points x 4 replica groups of at most 2 rates
-    assert [d for d, _ in progress] == list(range(1, 17))
-    assert any(r.status == "nonfinite" for p in local for r in p.runs)
+    # 4 grid points x 4 replica groups of at most 2 rates, then the edge probes, round by round
+    assert progress[15] == (16, 16)
+    probes = sum(r.probe for p in local for r in p.runs)
+    assert probes > 4 and progress[-1] == (16 + probes, 16 + probes)
+    assert [done for done, _ in progress] == list(range(1, 17 + probes))
+    assert sum(p.edge is not None for p in local) >= 2
     for fmt, render in SWEEP_RENDERERS.items():
         assert as_text(render(spec, remote)) == as_text(render(spec, local)), fmt
 
