@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from nandoctor.cluster import active_backend, when_lost
+from nandoctor.cluster import active_backend
+from nandoctor.diagnosis.catalogue import (
+    CAUSES,
+    CHECK_OUTCOMES,
+    FACTORS,
+    FAIL_ON_IDS,
+    WARNINGS,
+    blamed_key,
+)
 from nandoctor.diagnosis.diagnose import fmt
 from nandoctor.diagnosis.findings import Status
 from nandoctor.errors import UsageProblem
@@ -28,45 +36,6 @@ if TYPE_CHECKING:
 
 # a run's status, or: the spec is invalid, or nandoctor itself crashed on it
 CheckStatus = Status | Literal["invalid", "error"]
-
-WARNING_IDS = {
-    "saturation": "sigmoid/tanh/softmax outputs within 1e-3 of their limits for a large share of units",
-    "vanishing_gradient": "the first layer's gradient norm is orders of magnitude below the last layer's",
-    "dead_relu": "over half of a ReLU layer's units output 0 for every sample of the batch",
-    "exploding_gradient": "the gradient norm grows step over step (not yet overflowed), with a projection",
-    "loss_not_decreasing": "the loss at the end is no lower than at the start",
-}
-CAUSE_IDS = {
-    "exploding_gradient": "gradient norms grew step over step until values overflowed",
-    "saturation": "outputs pinned at exactly 0 or 1 met a log or a division",
-    "overflow": "a value left the dtype's range without a growth history",
-    "bad_input": "the data held NaN/Inf, or preprocessing produced it",
-    "division_by_zero": "a division by an exact zero (e.g. Adam/RMSprop with eps 0)",
-}
-# The spec key most responsible for each cause or warning: where an annotation points.
-BLAME = {
-    "exploding_gradient": "train.learning_rate",
-    "saturation": "model.layers",
-    "overflow": "numerics",
-    "bad_input": "data",
-    "division_by_zero": "train.eps",
-    "vanishing_gradient": "model.layers",
-    "dead_relu": "train.learning_rate",
-    "loss_not_decreasing": "train.learning_rate",
-    "max_final_loss": "check.max_final_loss",
-}
-CONTRIBUTOR_BLAME = {
-    "high_learning_rate": "train.learning_rate",
-    "unscaled_inputs": "data.scale",
-    "low_precision": "numerics.dtype",
-    "naive_softmax": "numerics.mode",
-    "naive_log": "numerics.mode",
-    "naive_sigmoid": "numerics.mode",
-    "naive_division": "numerics.mode",
-    "zero_eps": "train.eps",
-}
-# Findings about one layer point at that layer's entry in model.layers.
-LAYER_BLAME = {"saturation", "vanishing_gradient"}
 
 
 @dataclass
@@ -84,9 +53,10 @@ class SpecResult:
     final_loss: float | None = None
     steps_run: int = 0
     seconds: float = 0.0
+    loss_curve: list = field(default_factory=list)  # downsampled loss, for pictures (not in JSON)
 
     def to_json(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "loss_curve"}
 
 
 @dataclass(frozen=True)
@@ -193,12 +163,6 @@ def check_one(args: tuple) -> SpecResult:
         return _error(path, f"internal error: {type(e).__name__}: {e}", started)
 
 
-@when_lost(check_one)
-def _lost(args: tuple, reason: str) -> SpecResult:
-    """The result of a spec whose runs killed every cluster worker they ran on."""
-    return _error(args[0], f"internal error: {reason}", time.perf_counter())
-
-
 def _error(path: str, verdict: str, started: float) -> SpecResult:
     return SpecResult(
         path=path,
@@ -279,6 +243,7 @@ def _check(path: str, policy_of: Policy, loaded: Loaded, started: float) -> Spec
     from nandoctor.diagnosis.diagnose import diagnose
     from nandoctor.engine.data import DataError
     from nandoctor.engine.runs import train
+    from nandoctor.report.charts.check import loss_curve
 
     def seconds() -> float:
         return round(loaded.seconds + time.perf_counter() - started, 3)
@@ -316,6 +281,7 @@ def _check(path: str, policy_of: Policy, loaded: Loaded, started: float) -> Spec
         final_loss=d.loss_final,
         steps_run=d.steps_run,
         seconds=seconds(),
+        loss_curve=loss_curve(outcome.loss),
     )
 
 
@@ -362,28 +328,21 @@ def _blame_key(spec, d, reasons: list[str]) -> str | None:
     """The spec key an annotation should point at: a contributing setting, else the cause's key."""
     if "nonfinite" in reasons and d.cause:
         for c in d.contributing:
-            if c.id in CONTRIBUTOR_BLAME:
-                return CONTRIBUTOR_BLAME[c.id]
+            if FACTORS[c.id].blames:
+                return FACTORS[c.id].blames
         if d.cause.id == "bad_input":
             if d.first_nonfinite.phase == "preprocess":
                 return "data.preprocess"
             if spec.data.nan_fraction > 0:
                 return "data.nan_fraction"
             return "data" if spec.data.source == "synthetic" else "data.path"
-        return _layer_key(d.cause) or BLAME.get(d.cause.id)
+        return blamed_key(CAUSES[d.cause.id], d.cause.layer)
     for r in reasons:
-        warning = next((w for w in d.warnings if w.id == r), None)
-        if r in LAYER_BLAME and warning is not None and _layer_key(warning):
-            return _layer_key(warning)
-        if r in BLAME:
-            return BLAME[r]
-    return None
-
-
-def _layer_key(finding) -> str | None:
-    """``model.layers.<i>`` for a saturation or vanishing-gradient finding about layer i+1."""
-    if finding.id in LAYER_BLAME and finding.layer:
-        return f"model.layers.{finding.layer - 1}"
+        if r in WARNINGS:
+            warning = next((w for w in d.warnings if w.id == r), None)
+            return blamed_key(WARNINGS[r], warning.layer if warning else None)
+        if r in CHECK_OUTCOMES and CHECK_OUTCOMES[r].blames:
+            return CHECK_OUTCOMES[r].blames
     return None
 
 
@@ -424,9 +383,9 @@ def parse_fail_on(text: str | None, allow_nonfinite: bool = False) -> Policy:
     """``--fail-on dead_relu,saturation`` (ids added to every spec's policy) as a :class:`Policy`;
     an empty or missing list adds nothing."""
     policy = [p.strip() for p in (text or "").split(",") if p.strip()]
-    unknown = [p for p in policy if p != "nonfinite" and p not in WARNING_IDS]
+    unknown = [p for p in policy if p not in FAIL_ON_IDS]
     if unknown:
-        valid = ", ".join(["nonfinite", *WARNING_IDS])
+        valid = ", ".join(FAIL_ON_IDS)
         raise UsageProblem(f"--fail-on: unknown id(s) {', '.join(unknown)}; valid: {valid}")
     return Policy(tuple(policy), allow_nonfinite)
 
@@ -446,4 +405,15 @@ def run_checks(
     units = [(p, steps, fail_on) for p in paths]
     if active_backend() is not None:
         units = [ship(u) for u in units]
-    return pmap(check_one, units, jobs, on_done)
+    return pmap(check_one, units, jobs, on_done, lost=_lost)
+
+
+def _lost(item: tuple, reason: str) -> SpecResult:
+    """The result of a spec whose worker process died (the OOM killer): an error, alone."""
+    return SpecResult(
+        path=item[0],
+        passed=False,
+        verdict=f"error: {reason}; no result for this spec",
+        status="error",
+        reasons=["error"],
+    )

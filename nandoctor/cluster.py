@@ -10,9 +10,9 @@ Same answers: every unit carries the BLAS thread limit the client runs under (an
 nandoctor and NumPy versions, checked on the worker), so a unit computes the same bits on any
 worker as in a local process. Units are pure: a worker that dies has its units run again on
 another one (Dask reschedules them), with identical results. A unit that kills every worker it
-runs on (Dask gives up after ``distributed.scheduler.allowed-failures`` deaths) becomes that
-unit's own error result where the function registered one (:func:`when_lost`), so one bad spec
-does not end a ``check``. Ctrl-C (any exception while waiting) cancels every submitted unit.
+runs on (Dask gives up after ``distributed.scheduler.allowed-failures`` deaths) becomes
+``lost(item, reason)``, as a dead local worker does in ``pmap``, so one bad spec does not end a
+``check``. Ctrl-C (any exception while waiting) cancels every submitted unit.
 """
 
 from __future__ import annotations
@@ -39,13 +39,17 @@ class ClusterProblem(UsageProblem):
     """The cluster cannot do the work: unreachable, no workers, mismatched versions (exit 2)."""
 
 
+Lost = Callable[[Any, str], Any]  # (item, reason) -> the result of a unit that killed its worker
+
+
 class Backend(Protocol):
-    def map(self, fn: Callable, items: list, on_done: Callable | None = None) -> list:
+    def map(
+        self, fn: Callable, items: list, on_done: Callable | None = None, lost: Lost | None = None
+    ) -> list:
         """``[fn(item) for item in items]`` in input order; ``on_done(result)`` as each ends."""
 
 
 _active: ContextVar[Backend | None] = ContextVar("nandoctor_backend", default=None)
-_lost_results: dict[Callable, Callable[[Any, str], Any]] = {}
 
 
 def active_backend() -> Backend | None:
@@ -60,17 +64,6 @@ def using(backend: Backend) -> Iterator[Backend]:
         yield backend
     finally:
         _active.reset(token)
-
-
-def when_lost(fn: Callable) -> Callable:
-    """Register, as a decorator, ``lost(item, reason) -> result``: the result of a unit of ``fn``
-    whose every attempt killed its worker. Without one, such a unit ends the command (exit 2)."""
-
-    def register(lost: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-        _lost_results[fn] = lost
-        return lost
-
-    return register
 
 
 def timeout_seconds() -> float:
@@ -126,7 +119,11 @@ class DaskBackend:
     def workers(self) -> int:
         return len(self.client.scheduler_info()["workers"])
 
-    def map(self, fn: Callable, items: list, on_done: Callable | None = None) -> list:
+    def map(
+        self, fn: Callable, items: list, on_done: Callable | None = None, lost: Lost | None = None
+    ) -> list:
+        """Every item as a task; ``lost(item, reason)`` is the result of one that killed every
+        worker it ran on (without it, :class:`ClusterProblem`)."""
         from distributed import as_completed
 
         if not items:
@@ -149,7 +146,7 @@ class DaskBackend:
                 ready = finished.next_batch(block=False)
                 for future, outcome in ready:
                     i = index[future.key]
-                    results[i] = self._result(future, outcome, fn, items[i])
+                    results[i] = self._result(future, outcome, items[i], lost)
                     if on_done:
                         on_done(results[i])
                 if not ready and not self._wait(finished):
@@ -167,7 +164,7 @@ class DaskBackend:
                 return True
             return finished.thread_condition.wait(timeout=POLL_SECONDS)
 
-    def _result(self, future, outcome, fn: Callable, item: Any) -> Any:
+    def _result(self, future, outcome, item: Any, lost: Lost | None) -> Any:
         """A unit's result; its error raised here, but a lost unit's registered result."""
         from distributed import KilledWorker
 
@@ -175,12 +172,9 @@ class DaskBackend:
             return outcome
         error = outcome[1]
         if isinstance(error, KilledWorker):
-            reason = (
-                "a Dask worker died each time it ran this unit (out of memory, or a crash);"
-                f" {error}"
-            )
-            if fn in _lost_results:
-                return _lost_results[fn](item, reason)
+            reason = "every Dask worker that ran it died (out of memory, or a crash)"
+            if lost is not None:
+                return lost(item, reason)
             raise ClusterProblem(f"cluster: {reason}") from None
         raise error
 

@@ -12,9 +12,11 @@ from nandoctor.cli.common import (
     count_progress,
     emit,
     format_option,
+    html_option,
     jobs_option,
     steps_option,
 )
+from nandoctor.interrupt import Interrupted
 from nandoctor.report.check import RENDERERS
 
 
@@ -58,7 +60,8 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     callback=_list_causes,
     help="Print the cause and warning ids with their meanings, and exit.",
 )
-def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs, cluster):
+@html_option
+def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs, cluster, html):
     """Run every spec in PATHS and judge it by its check: policy (a CI gate).
 
     PATHS are spec files, folders (every *.yaml / *.yml below) or globs. A spec fails when a NaN
@@ -72,25 +75,51 @@ def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs, cluster):
       nandoctor check configs/
       nandoctor check configs/ --steps 50 --format junit -o report.xml
       nandoctor check 'specs/**/*.yaml' --format github --fail-on dead_relu
+      nandoctor check configs/ --html check.html
       nandoctor check specs/ --cluster tcp://scheduler:8786
     """
     from nandoctor.check import collect_specs, parse_fail_on, run_checks
     from nandoctor.cluster import cluster_backend
 
     files = collect_specs(paths)
-    if output:
+    if output or html:
         from nandoctor.report.output import check_outputs
 
-        check_outputs({"-o": output}, files)
+        check_outputs({"-o": output, "--html": html}, files)
     policy = parse_fail_on(fail_on, allow_nonfinite)
-    with (
-        cluster_backend(cluster, jobs),
-        count_progress(len(files), "checking specs", True) as done,
-    ):
-        results = run_checks(files, steps=steps, fail_on=policy, jobs=jobs, on_done=done)
+    finished: list = []
+    try:
+        with (
+            cluster_backend(cluster, jobs),
+            count_progress(len(files), "checking specs", True) as done,
+        ):
+
+            def record(result) -> None:
+                finished.append(result)
+                done()
+
+            results = run_checks(files, steps=steps, fail_on=policy, jobs=jobs, on_done=record)
+    except Interrupted:
+        show_partial(finished, len(files))
+        raise
     # The table always goes to the terminal unless another format was asked for on stdout.
     if fmt == "text" or output:
         emit(RENDERERS["text"](results))
     if fmt != "text" or output:
         emit(RENDERERS[fmt](results), output)
+    if html:
+        from nandoctor.report.html import check_page
+
+        emit(check_page(results), html, option="--html")
     sys.exit(0 if all(r.passed for r in results) else 1)
+
+
+def show_partial(finished: list, total: int) -> None:
+    """On an interrupt: the table of the specs finished so far, on stderr (stdout may be a
+    report format; no report file is written)."""
+    from nandoctor.cli.common import stderr_console
+
+    console = stderr_console()
+    if finished:
+        console.print(RENDERERS["text"](finished))
+    console.print(f"interrupted: {len(finished)} of {total} specs finished; no report written")

@@ -11,7 +11,9 @@ from nandoctor.cli.common import (
     cluster_option,
     emit,
     format_option,
+    html_option,
     load,
+    plot_option,
     step_progress,
     steps_option,
 )
@@ -37,8 +39,10 @@ from nandoctor.report.sweep import RENDERERS
 )
 @steps_option
 @format_option(RENDERERS)
+@html_option
+@plot_option
 @cluster_option
-def sweep(spec_path, lr_text, edge, grid, steps, fmt, cluster):
+def sweep(spec_path, lr_text, edge, grid, steps, fmt, html, plot, cluster):
     """Run SPEC at many learning rates; show where training stays finite.
 
     All rates of a grid point train together as one batched computation. The largest stable
@@ -49,17 +53,35 @@ def sweep(spec_path, lr_text, edge, grid, steps, fmt, cluster):
     Examples:
       nandoctor sweep configs/relu_high_lr.yaml --lr 1e-3:3:16 --edge
       nandoctor sweep spec.yaml --lr 0.01,0.1,1 --set train.optimizer=sgd,adam --format json
+      nandoctor sweep configs/relu_high_lr.yaml --lr 1e-3:3:16 --html sweep.html --plot sweep.png
       nandoctor sweep spec.yaml --lr 1e-4:1:64 --set train.optimizer=sgd,adam --cluster local
     """
     from nandoctor.cluster import cluster_backend
     from nandoctor.sweep import plan, sweep_points
 
     spec = load(spec_path, (), steps)
+    if html or plot:
+        from nandoctor.report.output import check_outputs
+
+        check_outputs({"--html": html, "--plot": plot}, spec.input_files())
     rates, combos, total_steps = plan(spec, lr_text, grid)
     with (
         cluster_backend(cluster),
         step_progress(total_steps, f"sweeping {len(rates)} rates", fmt == "text") as advance,
     ):
         points = sweep_points(spec, rates, combos, edge=edge, on_progress=advance)
+    write_pictures(spec, points, html, plot)
     emit(RENDERERS[fmt](spec, points))
     sys.exit(0 if any(r.status != "nonfinite" for p in points for r in p.runs) else 1)
+
+
+def write_pictures(spec, points, html, plot) -> None:
+    if html:
+        from nandoctor.report.html import sweep_page
+
+        emit(sweep_page(spec, points), html, option="--html")
+    if plot:
+        from nandoctor.report.charts.sweep import sweep_charts
+        from nandoctor.report.plot import save_plot
+
+        save_plot(sweep_charts(points), plot, f"{spec.name}: learning-rate sweep")
