@@ -281,7 +281,7 @@ def _check(path: str, policy_of: Policy, loaded: Loaded, started: float) -> Spec
         final_loss=d.loss_final,
         steps_run=d.steps_run,
         seconds=seconds(),
-        loss_curve=loss_curve(outcome.loss),
+        loss_curve=loss_curve(outcome),
     )
 
 

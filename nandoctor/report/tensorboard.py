@@ -11,8 +11,7 @@ import numpy as np
 
 from nandoctor.diagnosis.findings import Diagnosis
 from nandoctor.errors import UsageProblem
-from nandoctor.report.charts.downsample import envelope
-from nandoctor.report.charts.history import run_history
+from nandoctor.report.charts.history import diagnosis_history
 from nandoctor.report.html.run import headline
 
 MAX_STEPS_WRITTEN = 10_000  # longer runs are written as this many bucket means (TensorBoard
@@ -51,19 +50,19 @@ def write_run(d: Diagnosis, logdir: str) -> None:
     require_tensorboard()
     from tensorboardX import SummaryWriter
 
-    h = run_history(d.history)
+    h = diagnosis_history(d)
     try:
         writer = SummaryWriter(logdir=logdir, flush_secs=3600)
     except OSError as e:
         raise UsageProblem(f"--tensorboard {logdir}: {e.strerror}") from None
     with writer:
         if h is not None:
-            tags = {"loss": h.loss[:, None]} | h.stats
-            for name, values in tags.items():
-                b = envelope(h.steps, values, MAX_STEPS_WRITTEN)
-                for j in range(b.mean.shape[1]):
+            for name in h.values:
+                b = h.envelope(name, MAX_STEPS_WRITTEN)
+                mean = b.mean[:, None] if name == "loss" else b.mean
+                for j in range(mean.shape[1]):
                     tag = name if name == "loss" else f"{name}/layer_{j + 1}"
-                    for step, v in zip(b.x, b.mean[:, j], strict=True):
+                    for step, v in zip(b.x, mean[:, j], strict=True):
                         if np.isfinite(v):
                             writer.add_scalar(tag, float(v), int(step))
         writer.add_text("nandoctor/diagnosis", diagnosis_text(d), d.steps_run or 0)

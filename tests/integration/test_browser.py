@@ -9,6 +9,7 @@ under CI (``CI=true``) a missing browser is a failure, so the check cannot vanis
 import io
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "report"))
 from test_html import trace_doc  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -101,10 +103,14 @@ def pages(tmp_path_factory):
         r = runner.invoke(main, [str(a) for a in args] + ["--html", str(path)])
         assert r.exit_code in (0, 1), r.output
         made[name] = path
+    made["trace"] = out / "trace.html"
+    script = EXAMPLES / "softmax_raw_pixels.py"
+    cmd = [sys.executable, "-m", "nandoctor", "trace", "--html", made["trace"], script]
+    assert subprocess.run(cmd, capture_output=True).returncode == 1
     script = out / "fit.py"
     script.write_text("import numpy as np\n" * 20)
-    made["trace"] = out / "trace.html"
-    made["trace"].write_text(trace_page(trace_doc(script)))
+    made["trace-json"] = out / "trace-json.html"  # drawn from a trace JSON document alone
+    made["trace-json"].write_text(trace_page(trace_doc(script)))
     return made
 
 

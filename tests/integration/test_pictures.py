@@ -1,7 +1,9 @@
 """--html, --plot and --tensorboard through the CLI: files written whole, bad targets refused
 before any work with exit 2, a missing optional library named in one line."""
 
+import json
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -132,3 +134,25 @@ def test_a_missing_extra_is_one_line_and_exit_2(tmp_path, monkeypatch, option, m
     assert r.exit_code == 2
     assert r.output.strip() == f"{option} needs {module}: pip install 'nandoctor[{extra}]'"
     assert not target.exists()
+
+
+def test_trace_writes_html_with_the_failing_line_highlighted(tmp_path):
+    html = tmp_path / "t.html"
+    script = Path(__file__).resolve().parents[2] / "examples" / "softmax_raw_pixels.py"
+    cmd = [sys.executable, "-m", "nandoctor", "trace", "--format", "json", "--html", html, script]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    doc = json.loads(done.stdout)  # stdout stays one JSON document
+    line = doc["first_nonfinite"]["line"]
+    page = html.read_text()
+    assert f"<span class='line hit'><span class='ln'>{line}</span>" in page
+    assert doc["first_nonfinite"]["source"].strip() in page
+
+
+def test_trace_refuses_an_html_target_before_running_the_program(tmp_path):
+    script = tmp_path / "touch.py"
+    script.write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    cmd = [sys.executable, "-m", "nandoctor", "trace", "--html", tmp_path / "no" / "t.html", script]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 2 and "--html" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "ran").exists()

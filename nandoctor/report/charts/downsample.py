@@ -31,27 +31,42 @@ def bucket_edges(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
     return np.linspace(0, n, k + 1).astype(int)[:-1]
 
 
-def envelope(steps: np.ndarray, values: np.ndarray, max_points: int = MAX_POINTS) -> Buckets:
+def envelope(
+    steps: np.ndarray,
+    values: np.ndarray,
+    max_points: int = MAX_POINTS,
+    lo: np.ndarray | None = None,
+    hi: np.ndarray | None = None,
+    end: float | None = None,
+) -> Buckets:
     """Bucket ``values: (n, ...)`` observed at ``steps: (n,)``; non-finite values are left out.
 
-    Short series come back as they are (``lo == hi == mean``)."""
+    ``lo`` / ``hi``: the extremes each row already stands for (a summary's buckets); by default
+    the values themselves. Short series come back as they are."""
     values = np.asarray(values, dtype=float)
     steps = np.asarray(steps, dtype=float)
+    lo = values if lo is None else np.asarray(lo, dtype=float)
+    hi = values if hi is None else np.asarray(hi, dtype=float)
     n = len(steps)
     if n == 0:
         empty = np.empty((0, *values.shape[1:]))
         return Buckets(steps, empty, empty, empty, 0.0)
-    ok = np.isfinite(values)
-    finite = np.where(ok, values, np.nan)
+    end = float(steps[-1]) if end is None else float(end)
+
+    def finite(a: np.ndarray) -> np.ndarray:
+        return np.where(np.isfinite(a), a, np.nan)
+
     if n <= max_points:
-        return Buckets(steps, finite, finite, finite, float(steps[-1]))
+        return Buckets(steps, finite(values), finite(lo), finite(hi), end)
     starts = bucket_edges(n, max_points)
+    ok = np.isfinite(values)
     counts = np.add.reduceat(ok, starts, axis=0)
-    lo = np.minimum.reduceat(np.where(ok, values, np.inf), starts, axis=0)
-    hi = np.maximum.reduceat(np.where(ok, values, -np.inf), starts, axis=0)
+    low = np.minimum.reduceat(np.where(np.isfinite(lo), lo, np.inf), starts, axis=0)
+    high = np.maximum.reduceat(np.where(np.isfinite(hi), hi, -np.inf), starts, axis=0)
     with np.errstate(all="ignore"):  # a sum of values near the dtype's limit may overflow
         sums = np.add.reduceat(np.where(ok, values, 0.0), starts, axis=0)
-        mean = np.clip(sums / np.maximum(counts, 1), lo, hi)
-    none = counts == 0
-    mean[none] = lo[none] = hi[none] = np.nan
-    return Buckets(steps[starts], mean, lo, hi, float(steps[-1]))
+        mean = np.clip(sums / np.maximum(counts, 1), low, high)
+    mean[counts == 0] = np.nan
+    low[~np.isfinite(low)] = np.nan
+    high[~np.isfinite(high)] = np.nan
+    return Buckets(steps[starts], mean, low, high, end)

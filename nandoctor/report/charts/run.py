@@ -9,7 +9,7 @@ import numpy as np
 from nandoctor.diagnosis.diagnose import DTYPE_MAX
 from nandoctor.diagnosis.findings import Diagnosis, fmt
 from nandoctor.report.charts.downsample import MAX_POINTS, envelope
-from nandoctor.report.charts.history import RunHistory, run_history
+from nandoctor.report.charts.history import RunHistory, diagnosis_history
 from nandoctor.report.charts.model import Chart, HeatMap, LineChart, Marker, Series
 
 TYPICAL_UPDATE_RATIO = 1e-3  # |dW|/|W| around this is the classic rule of thumb for a healthy lr
@@ -32,7 +32,7 @@ def _positive(a: np.ndarray) -> bool:
 
 
 def _layer_series(h: RunHistory, stat: str, acts: list[str], max_points: int) -> list[Series]:
-    b = envelope(h.steps, h.stats[stat], max_points)
+    b = h.envelope(stat, max_points)
     return [
         Series(
             f"layer {i + 1} ({act})",
@@ -48,7 +48,7 @@ def _layer_series(h: RunHistory, stat: str, acts: list[str], max_points: int) ->
 
 
 def loss_chart(d: Diagnosis, h: RunHistory, max_points: int = MAX_POINTS) -> LineChart:
-    b = envelope(h.steps, h.loss, max_points)
+    b = h.envelope("loss", max_points)
     lo = np.nanmin(b.lo) if np.isfinite(b.lo).any() else 1.0
     hi = np.nanmax(b.hi) if np.isfinite(b.hi).any() else 1.0
     log = _positive(h.loss) and hi / max(lo, 1e-300) > 100
@@ -87,7 +87,7 @@ def max_z_chart(d: Diagnosis, h: RunHistory, dtype: str, max_points: int = MAX_P
     """max |pre-activation| per layer against the dtype's overflow limit (and exp's, ln(max))."""
     chart = norm_chart(d, h, "max_abs_z", "max |pre-activation|", max_points)
     limit = DTYPE_MAX.get(dtype, float(np.finfo(np.float64).max))
-    z = h.stats["max_abs_z"]
+    z = h.hi["max_abs_z"]
     top = float(np.nanmax(z[np.isfinite(z)])) if np.isfinite(z).any() else 1.0
     if top * LIMIT_SHOWN_WITHIN >= limit:
         chart.markers.append(Marker("y", limit, f"{dtype} max {fmt(limit)}", "bad"))
@@ -109,15 +109,15 @@ def share_map(d: Diagnosis, h: RunHistory, max_points: int = 200) -> HeatMap | N
     """Saturated share of squashing layers and dead share of ReLU layers, per layer over steps."""
     rows, cols = [], []
     for i, act in enumerate(d.layers):
-        if act in SQUASHING and "saturated" in h.stats:
+        if act in SQUASHING and "saturated" in h.hi:
             rows.append(f"layer {i + 1} {act}: saturated")
-            cols.append(h.stats["saturated"][:, i])
-        elif act == "relu" and "dead" in h.stats:
+            cols.append(h.hi["saturated"][:, i])
+        elif act == "relu" and "dead" in h.hi:
             rows.append(f"layer {i + 1} relu: dead")
-            cols.append(h.stats["dead"][:, i])
+            cols.append(h.hi["dead"][:, i])
     if not rows:
         return None
-    b = envelope(h.steps, np.column_stack(cols), max_points)
+    b = envelope(h.steps, np.column_stack(cols), max_points, end=h.end)
     return HeatMap(
         title="Saturated / dead units",
         x_label="step",
@@ -137,7 +137,7 @@ def update_chart(d: Diagnosis, h: RunHistory, max_points: int = MAX_POINTS) -> L
 
 def run_charts(d: Diagnosis, dtype: str = "float64", max_points: int = MAX_POINTS) -> list[Chart]:
     """Every chart of a run's page, in reading order (none when the run has no history)."""
-    h = run_history(d.history)
+    h = diagnosis_history(d)
     if h is None:
         return []
     charts: list[Chart] = [loss_chart(d, h, max_points)]

@@ -30,11 +30,11 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .chart-box p{margin:2px 6px 4px;color:#555;font-size:12px;max-width:610px}
 .chart-box svg{max-width:100%;height:auto;display:block}
 ul{margin:4px 0 10px;padding-left:22px}
-.tag{display:inline-block;padding:0 6px;border-radius:4px;font-size:12px;font-weight:600}
+.tag{display:inline-block;padding:0 6px;border-radius:4px;font-size:12px;font-weight:600;white-space:nowrap}
 .yes{background:#e5f6e5;color:#1d6b1d} .no{background:#fde8e8;color:#a31515} .untried{background:#eee;color:#555}
 pre{background:white;border:1px solid #ddd;padding:8px 0;overflow-x:auto;font-size:13px}
 pre .line{display:block;padding:0 10px} pre .hit{background:#fde8e8;font-weight:600}
-pre .no{color:#999;display:inline-block;width:4em;user-select:none}
+pre .ln{color:#999;display:inline-block;width:4em;user-select:none}
 code{font-size:13px}
 footer{color:#888;font-size:12px;margin-top:30px}
 """

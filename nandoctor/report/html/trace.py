@@ -1,6 +1,6 @@
-"""The page of a ``trace`` (CONTRACT §6): the failing source line in its context, the user's
-stack, and the floating-point events counted per line. Drawn from the trace result's JSON dict
-only, so any producer of that document gets the page."""
+"""The page of a ``trace`` (its JSON is in docs/output.md): the failing source line in its
+context, the user's stack, and the floating-point events counted per line. Drawn from the trace
+result's JSON dict only, so any producer of that document gets the page."""
 
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ def source_context(first: dict, base: Path | None = None) -> str:
     line = int(first.get("line") or 0)
     lines = source_lines(first.get("file", ""), base) if line else None
     if not lines or line > len(lines):
-        return f"<pre><span class='line hit'><span class='no'>{e(line)}</span>{e(first.get('source', ''))}</span></pre>"
+        return f"<pre><span class='line hit'><span class='ln'>{e(line)}</span>{e(first.get('source', ''))}</span></pre>"
     lo, hi = max(1, line - CONTEXT_LINES), min(len(lines), line + CONTEXT_LINES)
     rows = [
-        f"<span class='line{' hit' if k == line else ''}'><span class='no'>{k}</span>{e(lines[k - 1])}</span>"
+        f"<span class='line{' hit' if k == line else ''}'><span class='ln'>{k}</span>{e(lines[k - 1])}</span>"
         for k in range(lo, hi + 1)
     ]
     return "<pre>" + "".join(rows) + "</pre>"
@@ -104,7 +104,9 @@ def events_chart(doc: dict) -> Bars | None:
     )
     return Bars(
         title="Floating-point events per line",
-        labels=[f"{ev.get('file')}:{ev.get('line')} {ev.get('kind')}" for ev in shown],
+        labels=[
+            f"{Path(str(ev.get('file'))).name}:{ev.get('line')} {ev.get('kind')}" for ev in shown
+        ],
         values=[float(ev.get("count", 0)) for ev in shown],
         tones=[KIND_TONE.get(ev.get("kind"), "neutral") for ev in shown],
         value_label="events (red: overflow/invalid, amber: divide by zero)",

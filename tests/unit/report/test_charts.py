@@ -49,9 +49,9 @@ def test_sums_near_the_dtype_limit_do_not_overflow_the_mean():
     assert (b.mean == 1e308).all()
 
 
-def test_run_history_adapter_takes_explicit_steps():
-    h = run_history({"loss": np.ones(3), "grad_norm": np.ones((3, 2)), "steps": [10, 20, 30]})
-    assert list(h.steps) == [10, 20, 30] and h.layers == 2
+def test_run_history_adapter_numbers_the_window_from_its_start():
+    h = run_history({"loss": np.ones(3), "grad_norm": np.ones((3, 2))}, history_start=10)
+    assert list(h.steps) == [10, 11, 12] and h.layers == 2 and h.end == 12
     assert run_history(None) is None and run_history({"loss": np.empty(0)}) is None
 
 
@@ -138,3 +138,27 @@ def test_svg_escapes_labels():
 )
 def test_tick_labels_are_short_and_true(value, label):
     assert svg._tick_label(value) == label
+
+
+def test_a_run_that_outgrew_its_window_is_drawn_whole(monkeypatch):
+    """The summary's buckets cover the steps before the window: the chart starts at step 1 and
+    its envelope holds the same extremes as a run whose window kept every step."""
+    import nandoctor.instrument.history as history
+
+    spec = load_spec(CONFIGS / "healthy.yaml", ["train.steps=1500"])
+    whole = diagnose(train(spec)[0])
+    monkeypatch.setattr(history, "WINDOW", 256)
+    monkeypatch.setattr(history, "CHUNK", 64)
+    monkeypatch.setattr(history, "BUCKETS", 32)
+    small = diagnose(train(spec)[0])
+    assert small.history_start > 1 and len(small.history["loss"]) == 256  # outgrew its window
+
+    def loss_series(d):
+        return run_charts(d)[0].series[0]
+
+    a, b = loss_series(whole), loss_series(small)
+    assert b.x[0] == 1 and whole.steps_run == small.steps_run == 1500
+    assert np.nanmax(b.hi) == np.nanmax(a.hi) and np.nanmin(b.lo) == np.nanmin(a.lo)
+    # the last steps are drawn at full resolution, as the window holds them
+    assert list(b.x[-256:]) == list(range(1245, 1501))
+    np.testing.assert_array_equal(b.y[-256:], small.history["loss"])

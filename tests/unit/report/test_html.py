@@ -27,7 +27,7 @@ def assert_self_contained(page: str) -> None:
 
 
 def trace_doc(script: Path) -> dict:
-    """A trace result as CONTRACT §6 describes it."""
+    """A trace result as `trace --format json` prints it (docs/output.md)."""
     return {
         "script": str(script),
         "status": "nonfinite",
@@ -100,7 +100,7 @@ def test_trace_page_highlights_the_failing_line_in_its_file(tmp_path):
     script.write_text("\n".join(f"line_{k} = {k}" for k in range(1, 21)) + "\n")
     page = trace_page(trace_doc(script))
     assert_self_contained(page)
-    assert "<span class='line hit'><span class='no'>4</span>line_4 = 4</span>" in page
+    assert "<span class='line hit'><span class='ln'>4</span>line_4 = 4</span>" in page
     assert "line_10 = 10" in page and "line_11 = 11" not in page  # 6 lines of context
     assert "data-kind='bars'" in page and "division_by_zero" in page
     assert "iteration 3" in page
