@@ -21,6 +21,7 @@ cluster's start-up (once per command) is reported apart from the throughput.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -104,7 +105,11 @@ def main() -> None:
     started = time.perf_counter()
     with cluster.connect("local", workers) as backend:
         startup = time.perf_counter() - started
-        print(f"{workers} workers each side; local Dask cluster start-up {startup:.2f} s")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(
+            f"{workers} workers each side; local Dask cluster start-up {startup:.2f} s;"
+            f" load average before {load:.2f}"
+        )
         with tempfile.TemporaryDirectory() as tmp:
             paths = write_specs(Path(tmp))
             # warm-up: imports and BLAS start-up in the pool and on the workers
