@@ -277,24 +277,29 @@ def _in_thread(fn):
             raise box["error"]
         return box["result"]
 
-    return join
+    return join, thread.is_alive
 
 
 def test_a_worker_killed_mid_run_has_its_units_retried_with_identical_results(ready, tmp_path):
-    files = _long_specs(tmp_path, 3, 600)
-    local = run_checks(files, jobs=1)
+    files = _long_specs(tmp_path, 3, 2000)  # about a second each even on an idle machine
+    local = run_checks(files)
 
     def on_cluster():
         with clustermod.cluster_backend(ready.address):
             return run_checks(files)
 
-    join = _in_thread(on_cluster)
+    join, running = _in_thread(on_cluster)
     busy: dict = {}
     _wait_until(
-        lambda: busy.update({w: ks for w, ks in ready.client.processing().items() if ks}) or busy,
+        lambda: (
+            busy.update({w: ks for w, ks in ready.client.processing().items() if ks})
+            or busy
+            or not running()
+        ),
         START_TIMEOUT,
         "no unit started",
     )
+    assert busy, "every unit finished before a worker could be killed"
     victim = next(iter(busy))
     pids = ready.client.run(os.getpid, workers=[victim])
     os.kill(pids[victim], signal.SIGKILL)  # the worker process, as the OOM killer would
