@@ -61,16 +61,21 @@ def pmap(
 ) -> list:
     """``[fn(item) for item in items]``, in worker processes when ``jobs`` (default: the cores)
     and ``items`` are both more than one; results in input order; ``on_done(result)`` as each
-    arrives, in input order.
+    arrives, in input order. Under ``--cluster`` the items go to that backend instead
+    (``nandoctor.cluster``; there ``on_done`` follows the order units finish in).
 
     A worker that dies before returning (the OOM killer, a signal) loses its own item only:
     ``lost(item, reason)`` makes that item's result (without it, :class:`WorkerLost` is raised
     once the others have finished). On any exception or signal in the parent, every worker still
     running is killed and reaped before it propagates: no orphan, no zombie.
     """
+    from nandoctor.cluster import active_backend
+
     jobs = min(jobs or available_cores(), len(items))
     results: list = []
     with single_threaded_blas():
+        if (backend := active_backend()) is not None:  # units carry this thread policy along
+            return backend.map(fn, items, on_done, lost=lost)
         if jobs <= 1:
             for item in items:
                 results.append(fn(item))

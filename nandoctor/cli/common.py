@@ -66,7 +66,8 @@ def interactive() -> bool:
 
 @contextmanager
 def step_progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    """A transient progress bar on stderr (a TTY only); yields an ``advance(done)`` callback."""
+    """A transient progress bar on stderr (a TTY only); yields an ``advance(done)`` callback
+    (``advance(done, total)`` also changes the total, e.g. to count cluster units)."""
     if not enabled or not interactive():
         yield None
         return
@@ -81,7 +82,7 @@ def step_progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[i
         transient=True,
     ) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda done: bar.update(task, completed=done)
+        yield lambda done, total=None: bar.update(task, completed=done, total=total)
 
 
 @contextmanager
@@ -130,6 +131,16 @@ set_option = click.option(
 
 def jobs_option(help: str = "Worker processes for the re-runs.") -> Callable:
     return click.option("--jobs", "-j", type=click.IntRange(min=1), help=help)
+
+
+cluster_option = click.option(
+    "--cluster",
+    metavar="ADDRESS|local",
+    envvar="DASK_SCHEDULER_ADDRESS",
+    help="Send the work units to the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786;"
+    " default $DASK_SCHEDULER_ADDRESS), or to a new local Dask cluster of --jobs workers with"
+    " 'local'. Needs nandoctor[dask].",
+)
 
 
 def format_option(registry: dict, default: str = "text") -> Callable:
