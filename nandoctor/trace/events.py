@@ -25,6 +25,7 @@ import numpy as np
 
 from nandoctor.trace import npstate
 from nandoctor.trace.frames import (
+    _USER_CODE,
     display_path,
     innermost_loop,
     is_user_code,
@@ -211,7 +212,7 @@ class UserErrorState:
                     self._old_call = state.seterrcall(self._call)
 
             def __exit__(self, *exc):
-                state.modes = self._old
+                state.modes.update(self._old)  # in place: the recorder's fast path holds it
                 if self._call_given:
                     state.call = self._old_call
 
@@ -267,20 +268,39 @@ class Recorder:
         self._busy = False
 
     # -- the callback: keep the underflow path short
+    def callback(self) -> Callable[[str, int], None]:
+        """The function NumPy calls: a closure over its state, the cheapest thing to call."""
+        getframe, user_code, counts = sys._getframe, _USER_CODE, self.underflow
+        modes, slow = self.user_state.modes, self._event
+
+        def on_fp_error(kind: str, flag: int) -> None:
+            if kind == "underflow":
+                frame = getframe(1)
+                code = frame.f_code
+                if user_code.get(code) and modes["under"] == "ignore":
+                    key = (code, frame.f_lineno)
+                    counts[key] = counts.get(key, 0) + 1
+                    return
+            slow(kind, flag)
+
+        return on_fp_error
+
     def __call__(self, kind: str, flag: int) -> None:
+        self._event(kind, flag)
+
+    def _event(self, kind: str, flag: int) -> None:
         if self._busy:
             return
-        frame = sys._getframe(1)
-        depth = 1
+        frame = sys._getframe(2)
+        depth = 2
         while frame is not None and not is_user_code(frame.f_code):
             frame = frame.f_back
             depth += 1
         if kind == "underflow":
             if frame is not None:
-                key = (frame.f_code.co_filename, frame.f_lineno)
+                key = (frame.f_code, frame.f_lineno)
                 self.underflow[key] = self.underflow.get(key, 0) + 1
-            if self.user_state.modes["under"] != "ignore":
-                self.user_state.apply("underflow", flag, depth)
+            self.user_state.apply("underflow", flag, depth)
             return
         kind = KINDS.get(kind, kind)
         if frame is not None:
@@ -318,7 +338,7 @@ class Recorder:
         """Record every event of the code run inside (over, invalid, divide; underflow counted)."""
         with self.user_state.patched():
             old = npstate.seterr(all="call")
-            old_call = npstate.seterrcall(self)
+            old_call = npstate.seterrcall(self.callback())
             try:
                 yield self
             finally:
@@ -326,7 +346,9 @@ class Recorder:
                 npstate.seterrcall(old_call)
 
     def events(self) -> list[Site]:
-        under = [Site(f, line, "underflow", n) for (f, line), n in self.underflow.items()]
+        under = [
+            Site(c.co_filename, line, "underflow", n) for (c, line), n in self.underflow.items()
+        ]
         return sorted([*self.sites.values(), *under], key=lambda s: (-s.count, s.file, s.line))
 
 

@@ -27,7 +27,8 @@ def _site_text(site: Site) -> str:
 
 def event_warnings(recorder: Recorder) -> list[TraceWarning]:
     out = []
-    for (file, line), count in sorted(recorder.underflow.items(), key=lambda kv: -kv[1]):
+    for (code, line), count in sorted(recorder.underflow.items(), key=lambda kv: -kv[1]):
+        file = code.co_filename
         site = Site(file, line, "underflow", count)
         source = source_line(file, line)
         if "exp" in source:
