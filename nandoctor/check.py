@@ -7,56 +7,30 @@ Specs run in worker processes; results come back in input order, identical to a 
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from nandoctor.diagnosis.catalogue import (
+    CAUSES,
+    CHECK_OUTCOMES,
+    FACTORS,
+    FAIL_ON_IDS,
+    WARNINGS,
+    blamed_key,
+)
 from nandoctor.diagnosis.diagnose import fmt
+from nandoctor.diagnosis.findings import Status
 from nandoctor.errors import UsageProblem
 from nandoctor.parallel import pmap
 
-WARNING_IDS = {
-    "saturation": "sigmoid/tanh/softmax outputs within 1e-3 of their limits for a large share of units",
-    "vanishing_gradient": "the first layer's gradient norm is orders of magnitude below the last layer's",
-    "dead_relu": "over half of a ReLU layer's units output 0 for every sample of the batch",
-    "exploding_gradient": "the gradient norm grows step over step (not yet overflowed), with a projection",
-    "loss_not_decreasing": "the loss at the end is no lower than at the start",
-}
-CAUSE_IDS = {
-    "exploding_gradient": "gradient norms grew step over step until values overflowed",
-    "saturation": "outputs pinned at exactly 0 or 1 met a log or a division",
-    "overflow": "a value left the dtype's range without a growth history",
-    "bad_input": "the data held NaN/Inf, or preprocessing produced it",
-    "division_by_zero": "a division by an exact zero (e.g. Adam/RMSprop with eps 0)",
-}
-# The spec key most responsible for each cause or warning: where an annotation points.
-BLAME = {
-    "exploding_gradient": "train.learning_rate",
-    "saturation": "model.layers",
-    "overflow": "numerics",
-    "bad_input": "data",
-    "division_by_zero": "train.eps",
-    "vanishing_gradient": "model.layers",
-    "dead_relu": "train.learning_rate",
-    "loss_not_decreasing": "train.learning_rate",
-    "max_final_loss": "check.max_final_loss",
-}
-CONTRIBUTOR_BLAME = {
-    "high_learning_rate": "train.learning_rate",
-    "unscaled_inputs": "data.scale",
-    "low_precision": "numerics.dtype",
-    "naive_softmax": "numerics.mode",
-    "naive_log": "numerics.mode",
-    "naive_sigmoid": "numerics.mode",
-    "naive_division": "numerics.mode",
-    "zero_eps": "train.eps",
-}
-# Findings about one layer point at that layer's entry in model.layers.
-LAYER_BLAME = {"saturation", "vanishing_gradient"}
+# a run's status, or: the spec is invalid, or nandoctor itself crashed on it
+CheckStatus = Status | Literal["invalid", "error"]
 
 
 @dataclass
@@ -64,7 +38,7 @@ class SpecResult:
     path: str
     passed: bool
     verdict: str  # one line: what happened
-    status: str  # nonfinite | warning | healthy | invalid | error (a crash of nandoctor's own)
+    status: CheckStatus
     reasons: list[str] = field(default_factory=list)  # policy ids that failed (or invalid, error)
     cause: str | None = None
     first_nonfinite: dict | None = None
@@ -79,20 +53,42 @@ class SpecResult:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class Policy:
+    """What the command line does to every spec's ``check.fail_on``: ``add`` ids to it (never
+    replace it), and drop ``nonfinite`` only when ``allow_nonfinite`` says so in as many words.
+
+    ``nonfinite`` is always part of a policy unless allowed explicitly (``--allow-nonfinite`` or
+    the spec's ``check.allow_nonfinite: true``): an empty ``--fail-on ''`` from an unset CI
+    variable, or a spec listing only warnings, must not turn a NaN run green.
+    """
+
+    add: tuple[str, ...] = ()
+    allow_nonfinite: bool = False
+
+    def ids(self, spec) -> set[str]:
+        ids = {*spec.check.fail_on, *self.add, "nonfinite"}
+        if self.allow_nonfinite or spec.check.allow_nonfinite:
+            ids.discard("nonfinite")
+        return ids
+
+
 def collect(paths: tuple[str, ...] | list[str]) -> list[str]:
     """Files as given; folders -> every *.yaml/*.yml below, sorted; globs expanded. No repeats.
 
-    A glob's matches are taken like the paths themselves (a matched folder is searched). Paths are
-    normalised (``./a//b.yaml`` -> ``a/b.yaml``) so the same file named twice is checked once.
+    A glob's matches are taken like the paths themselves (a matched folder is searched). One file
+    reached by several paths (``./a//b.yaml``, a symlink, a folder and a glob) is checked once,
+    under the first name it was reached by.
     """
-    out: dict[str, None] = {}
+    out: dict[str, str] = {}  # the file itself (real path) -> the name it is reported under
     for p in paths:
         if not Path(p).exists() and any(ch in p for ch in "*?["):
-            found = [f for g in sorted(glob.glob(p, recursive=True)) for f in _expand(g)]
+            found = [f for g in glob_walk(p) for f in _expand(g)]
         else:
             found = _expand(p)
-        out.update(dict.fromkeys(os.path.normpath(f) for f in found))
-    return list(out)
+        for f in found:
+            out.setdefault(os.path.realpath(f), os.path.normpath(f))
+    return list(out.values())
 
 
 def _expand(p: str) -> list[str]:
@@ -103,14 +99,54 @@ def _expand(p: str) -> list[str]:
     )
 
 
-def check_one(args: tuple[str, int | None, list[str] | None]) -> SpecResult:
+def glob_walk(pattern: str) -> list[str]:
+    """The paths matching ``pattern`` (``*``, ``?``, ``[...]``, ``**`` for any folders), sorted.
+
+    Unlike ``glob.glob(recursive=True)``, a symlink to a folder is followed once: a link back to
+    an ancestor (a loop) does not make the walk go round forever.
+    """
+    parts = pattern.split("/")
+    fixed = next(i for i, part in enumerate(parts + ["*"]) if any(ch in part for ch in "*?["))
+    base = "/".join(parts[:fixed]) or ("/" if pattern.startswith("/") else "")
+    wanted = parts[fixed:]
+    seen: set[str] = set()
+    found = []
+    for folder, dirs, files in os.walk(base or ".", followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        rel = os.path.relpath(folder, base or ".")
+        prefix = [] if rel == "." else rel.split(os.sep)
+        for name in dirs + files:
+            if _match([*prefix, name], wanted):
+                found.append(os.path.join(base, *prefix, name))
+    return sorted(found)
+
+
+def _match(parts: list[str], pattern: list[str]) -> bool:
+    """Whether path ``parts`` match glob ``pattern`` parts (``**``: zero or more folders; names
+    starting with a dot only by a pattern that does)."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return _match(parts, pattern[1:]) or (
+            bool(parts) and not parts[0].startswith(".") and _match(parts[1:], pattern)
+        )
+    if not parts or (parts[0].startswith(".") and not pattern[0].startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], pattern[0]) and _match(parts[1:], pattern[1:])
+
+
+def check_one(args: tuple[str, int | None, Policy | None]) -> SpecResult:
     """Load, run and judge one spec; never raises (an invalid spec or a crash is a result)."""
     import nandoctor.engine.runs  # noqa: F401  (imported before the clock starts)
 
-    path, steps, fail_on = args
+    path, steps, policy = args
     started = time.perf_counter()
     try:
-        return _check(path, steps, fail_on, started)
+        return _check(path, steps, policy or Policy(), started)
     except Exception as e:  # a bug of ours must not stop the other specs
         return SpecResult(
             path=path,
@@ -122,7 +158,7 @@ def check_one(args: tuple[str, int | None, list[str] | None]) -> SpecResult:
         )
 
 
-def _check(path: str, steps: int | None, fail_on: list[str] | None, started: float) -> SpecResult:
+def _check(path: str, steps: int | None, policy_of: Policy, started: float) -> SpecResult:
     from nandoctor.diagnosis.diagnose import diagnose
     from nandoctor.engine.data import DataError
     from nandoctor.engine.runs import train
@@ -150,7 +186,7 @@ def _check(path: str, steps: int | None, fail_on: list[str] | None, started: flo
         problem = {"line": line, "col": col, "message": f"{e.key}: {e}", "key": e.key}
         return _invalid(path, f"invalid data: {e.key}: {e}", [problem], seconds())
     d = diagnose(outcome)
-    policy = set(fail_on) if fail_on is not None else set(spec.check.fail_on)
+    policy = policy_of.ids(spec)
     reasons = []
     if d.status == "nonfinite" and "nonfinite" in policy:
         reasons.append("nonfinite")
@@ -171,7 +207,7 @@ def _check(path: str, steps: int | None, fail_on: list[str] | None, started: flo
         status=d.status,
         reasons=reasons,
         cause=d.cause.id if d.cause else None,
-        first_nonfinite=d.first.to_json() if d.first else None,
+        first_nonfinite=d.first_nonfinite.to_json() if d.first_nonfinite else None,
         line=line,
         col=col,
         final_loss=d.loss_final,
@@ -198,7 +234,7 @@ def _invalid(path: str, verdict: str, problems: list[dict], seconds: float) -> S
 def _verdict(d, limit: float | None, reasons: list[str]) -> str:
     """One line: where the first non-finite value appeared and why, or how the run ended."""
     if d.status == "nonfinite":
-        f = d.first
+        f = d.first_nonfinite
         where = [f"at step {f.step} in" if f.step else "in", f.phase]
         if f.layer:
             where.append(f"layer {f.layer}")
@@ -223,28 +259,21 @@ def _blame_key(spec, d, reasons: list[str]) -> str | None:
     """The spec key an annotation should point at: a contributing setting, else the cause's key."""
     if "nonfinite" in reasons and d.cause:
         for c in d.contributing:
-            if c.id in CONTRIBUTOR_BLAME:
-                return CONTRIBUTOR_BLAME[c.id]
+            if FACTORS[c.id].blames:
+                return FACTORS[c.id].blames
         if d.cause.id == "bad_input":
-            if d.first.phase == "preprocess":
+            if d.first_nonfinite.phase == "preprocess":
                 return "data.preprocess"
             if spec.data.nan_fraction > 0:
                 return "data.nan_fraction"
             return "data" if spec.data.source == "synthetic" else "data.path"
-        return _layer_key(d.cause) or BLAME.get(d.cause.id)
+        return blamed_key(CAUSES[d.cause.id], d.cause.layer)
     for r in reasons:
-        warning = next((w for w in d.warnings if w.id == r), None)
-        if r in LAYER_BLAME and warning is not None and _layer_key(warning):
-            return _layer_key(warning)
-        if r in BLAME:
-            return BLAME[r]
-    return None
-
-
-def _layer_key(finding) -> str | None:
-    """``model.layers.<i>`` for a saturation or vanishing-gradient finding about layer i+1."""
-    if finding.id in LAYER_BLAME and finding.layer:
-        return f"model.layers.{finding.layer - 1}"
+        if r in WARNINGS:
+            warning = next((w for w in d.warnings if w.id == r), None)
+            return blamed_key(WARNINGS[r], warning.layer if warning else None)
+        if r in CHECK_OUTCOMES and CHECK_OUTCOMES[r].blames:
+            return CHECK_OUTCOMES[r].blames
     return None
 
 
@@ -274,25 +303,36 @@ def collect_specs(paths: tuple[str, ...] | list[str]) -> list[str]:
     return files
 
 
-def parse_fail_on(text: str | None) -> list[str] | None:
-    """``--fail-on nonfinite,dead_relu`` as a policy list (None: each spec's own policy)."""
-    if text is None:
-        return None
-    policy = [p.strip() for p in text.split(",") if p.strip()]
-    unknown = [p for p in policy if p != "nonfinite" and p not in WARNING_IDS]
+def parse_fail_on(text: str | None, allow_nonfinite: bool = False) -> Policy:
+    """``--fail-on dead_relu,saturation`` (ids added to every spec's policy) as a :class:`Policy`;
+    an empty or missing list adds nothing."""
+    policy = [p.strip() for p in (text or "").split(",") if p.strip()]
+    unknown = [p for p in policy if p not in FAIL_ON_IDS]
     if unknown:
-        valid = ", ".join(["nonfinite", *WARNING_IDS])
+        valid = ", ".join(FAIL_ON_IDS)
         raise UsageProblem(f"--fail-on: unknown id(s) {', '.join(unknown)}; valid: {valid}")
-    return policy
+    return Policy(tuple(policy), allow_nonfinite)
 
 
 def run_checks(
     paths: list[str],
     steps: int | None = None,
-    fail_on: list[str] | None = None,
+    fail_on: Policy | None = None,
     jobs: int | None = None,
     on_done: Callable[[SpecResult], None] | None = None,
 ) -> list[SpecResult]:
     """Check every spec in ``paths``, in worker processes when ``jobs`` > 1 (default: the cores);
     results in input order, identical to a serial run (see ``nandoctor.parallel``)."""
-    return pmap(check_one, [(p, steps, fail_on) for p in paths], jobs, on_done)
+    items = [(p, steps, fail_on) for p in paths]
+    return pmap(check_one, items, jobs, on_done, lost=_lost)
+
+
+def _lost(item: tuple, reason: str) -> SpecResult:
+    """The result of a spec whose worker process died (the OOM killer): an error, alone."""
+    return SpecResult(
+        path=item[0],
+        passed=False,
+        verdict=f"error: {reason}; no result for this spec",
+        status="error",
+        reasons=["error"],
+    )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nandoctor.diagnosis.diagnose import diagnose, fmt
+from nandoctor.diagnosis.findings import Status
 from nandoctor.engine.runs import train
 from nandoctor.engine.setup import prepare
 from nandoctor.engine.trainer import Trainer
@@ -49,6 +50,7 @@ def parse_rates(text: str) -> list[float]:
             raise SweepError(
                 f"--lr {text!r}: START and STOP must be finite numbers > 0 and NUM an integer >= 1"
             )
+        _cap(text, n)
         return [float(r) for r in np.geomspace(start, stop, n)]  # the ends exactly as written
     try:
         rates = [float(v) for v in text.split(",") if v.strip()]
@@ -56,7 +58,20 @@ def parse_rates(text: str) -> list[float]:
         raise SweepError(usage) from None
     if not rates or any(not (r > 0 and math.isfinite(r)) for r in rates):
         raise SweepError(f"--lr {text!r}: every rate must be a finite number > 0")
+    _cap(text, len(rates))
     return rates
+
+
+MAX_RATES = 1000  # rates in one sweep: each is a replica trained in one batch
+
+
+def _cap(text: str, n: int) -> None:
+    if n > MAX_RATES:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise SweepError(
+            f"--lr {shown!r}: {n:,} rates is more than a sweep takes ({MAX_RATES:,});"
+            " use fewer (START:STOP:NUM with NUM <= 1000), or --edge to refine the edge"
+        )
 
 
 def parse_grid(items: tuple[str, ...]) -> list[dict]:
@@ -87,7 +102,16 @@ def parse_grid(items: tuple[str, ...]) -> list[dict]:
             raise SweepError(
                 f"--set {item!r}: cannot read a value as YAML ({getattr(e, 'problem', e)})"
             ) from None
+    points = math.prod(len(axis) for axis in axes)
+    if points > MAX_GRID_POINTS:
+        raise SweepError(
+            f"--set: the grid has {points:,} points (the product of the value counts), more than"
+            f" a sweep takes ({MAX_GRID_POINTS}); sweep fewer values or fewer keys"
+        )
     return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+
+
+MAX_GRID_POINTS = 256  # combinations of --set values in one sweep (each a batched run)
 
 
 def typed_settings(spec, settings: dict) -> dict:
@@ -109,7 +133,7 @@ def typed_settings(spec, settings: dict) -> dict:
 @dataclass
 class RateRun:
     learning_rate: float
-    status: str
+    status: Status
     steps_run: int
     first_nonfinite: dict | None
     cause: str | None
@@ -141,25 +165,25 @@ class GridPoint:
     samples: int = 0  # rows in the training data
 
 
-def chunk_size(spec, problem, n: int) -> int:
+def chunk_size(spec, prepared, n: int) -> int:
     """How many replicas train together: as many as keep one layer's activations for all of them
     within ``CHUNK_BYTES``, so the element-wise work stays in cache. Small specs batch every
     rate; the mid-size one (batch 256, 256 units, float32) trains 4 at a time, which measured
     about 1.2x faster than 16 at once (and 1.6x faster than one at a time)."""
-    rows = len(problem.x)
+    rows = len(prepared.x)
     batch = rows if spec.train.batch_size == "full" else min(spec.train.batch_size, rows)
     widest = max(layer.units for layer in spec.model.layers)
-    per_replica = batch * widest * np.dtype(problem.dtype).itemsize
+    per_replica = batch * widest * np.dtype(prepared.dtype).itemsize
     return max(1, min(n, CHUNK_BYTES // max(per_replica, 1)))
 
 
 def run_rates(
-    spec, rates: list[float], settings: dict, problem=None, on_step=None
+    spec, rates: list[float], settings: dict, prepared=None, on_step=None
 ) -> list[RateRun]:
     """Every rate of ``rates`` trained as replicas of batched runs (see :func:`chunk_size`); one
     diagnosis per rate. ``on_step(k)`` reports progress as steps 1..budget over all the chunks."""
-    problem = problem or prepare(spec)
-    size = chunk_size(spec, problem, len(rates))
+    prepared = prepared or prepare(spec)
+    size = chunk_size(spec, prepared, len(rates))
     chunks = math.ceil(len(rates) / size)
     budget = spec.train.steps
     shown = [0]
@@ -181,7 +205,7 @@ def run_rates(
             on_step(1)  # started (the CLI counts a grid point at its step 1)
         runs = pmap(
             _chunk,
-            [(spec, part, settings, problem) for part in parts],
+            [(spec, part, settings, prepared) for part in parts],
             on_done=lambda _r: (
                 on_step and on_step(min(budget, max(2, next(done) * budget // chunks)))
             ),
@@ -189,22 +213,22 @@ def run_rates(
         return [r for chunk in runs for r in chunk]
     out = []
     for c, part in enumerate(parts):
-        out += _chunk((spec, part, settings, problem), progress(c))
+        out += _chunk((spec, part, settings, prepared), progress(c))
     return out
 
 
 def _chunk(args, on_step=None) -> list[RateRun]:
     """One batched run of some rates, each diagnosed (runs in a worker process too)."""
-    spec, rates, settings, problem = args
+    spec, rates, settings, prepared = args
     out = []
-    for o in train(spec, lrs=rates, problem=problem, on_step=on_step, snapshots=False):
+    for o in train(spec, lrs=rates, prepared=prepared, on_step=on_step, snapshots=False):
         d = diagnose(o)
         out.append(
             RateRun(
                 learning_rate=o.learning_rate,
                 status=d.status,
                 steps_run=d.steps_run,
-                first_nonfinite=d.first.to_json() if d.first else None,
+                first_nonfinite=d.first_nonfinite.to_json() if d.first_nonfinite else None,
                 cause=d.cause.id if d.cause else None,
                 final_loss=d.loss_final,
                 settings=settings,
@@ -223,7 +247,7 @@ def max_stable(runs: list[RateRun]) -> float | None:
     return best
 
 
-def refine_edge(spec, runs: list[RateRun], settings: dict, problem) -> tuple[float, float] | None:
+def refine_edge(spec, runs: list[RateRun], settings: dict, prepared) -> tuple[float, float] | None:
     """Bisect (geometrically) between the last finite and the first non-finite rate."""
     ordered = sorted(runs, key=lambda r: r.learning_rate)
     lo = max_stable(ordered)
@@ -239,7 +263,7 @@ def refine_edge(spec, runs: list[RateRun], settings: dict, problem) -> tuple[flo
         if hi / lo - 1 <= EDGE_RTOL:
             break
         mid = math.sqrt(lo * hi)
-        r = run_rates(spec, [mid], settings, problem)[0]
+        r = run_rates(spec, [mid], settings, prepared)[0]
         r.probe = True
         runs.append(r)
         if r.status == "nonfinite":
@@ -250,7 +274,7 @@ def refine_edge(spec, runs: list[RateRun], settings: dict, problem) -> tuple[flo
 
 
 def sharpness(
-    spec, problem, max_iter: int = 40, rtol: float = 1e-5, eps: float = 1e-4
+    spec, prepared, max_iter: int = 40, rtol: float = 1e-5, eps: float = 1e-4
 ) -> tuple[float | None, str]:
     """lambda_max, the largest eigenvalue of the full-batch loss Hessian at initialisation.
 
@@ -265,13 +289,13 @@ def sharpness(
     """
     if spec.loss == "random_gradient":
         return None, "random_gradient has no loss surface, so no Hessian"
-    trainer = Trainer(problem, [spec.train.learning_rate], instrument=False)
+    trainer = Trainer(prepared, [spec.train.learning_rate], instrument=False)
     params = [p.astype(np.float64) for p in trainer.state.params]
     shapes = [p.shape for p in params]
     cuts = np.cumsum([p.size for p in params])[:-1]
     w0 = np.concatenate([p.ravel() for p in params])
-    x = problem.x.astype(np.float64)
-    y = problem.y
+    x = prepared.x.astype(np.float64)
+    y = prepared.y
     if y is not None and y.dtype.kind == "f":
         y = y.astype(np.float64)
 
@@ -378,25 +402,25 @@ def sweep(
     for settings in grid:
         variant = spec.with_changes(settings) if settings else spec
         settings = typed_settings(variant, settings)
-        problem = prepare(variant)
-        runs = run_rates(variant, rates, settings, problem, on_step)
+        prepared = prepare(variant)
+        runs = run_rates(variant, rates, settings, prepared, on_step)
         point = GridPoint(
             settings=settings,
             runs=runs,
             max_stable_lr=None,
             has_loss=variant.loss != "random_gradient",
-            samples=len(problem.x),
+            samples=len(prepared.x),
         )
         if edge:
-            point.edge = refine_edge(variant, runs, settings, problem)
+            point.edge = refine_edge(variant, runs, settings, prepared)
         point.runs.sort(key=lambda r: r.learning_rate)
         point.max_stable_lr = max_stable(point.runs)
-        if problem.first is None:
+        if prepared.first_nonfinite is None:
             # the Hessian at initialisation does not depend on the train keys: one per model
             resolved = variant.resolved()
             key = json.dumps({k: v for k, v in resolved.items() if k not in ("train", "check")})
             if key not in hessians:
-                hessians[key] = sharpness(variant, problem)
+                hessians[key] = sharpness(variant, prepared)
             point.sharpness, point.sharpness_note = hessians[key]
         else:
             point.sharpness_note = "no lambda_max: the data are not finite"

@@ -52,11 +52,21 @@ class Commands(click.Group):
     """The group that turns a :class:`UsageProblem` raised anywhere into its message and exit 2."""
 
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except UsageProblem as problem:
-            click.echo(problem.message, err=True)
-            ctx.exit(problem.exit_code)
+        from nandoctor.interrupt import Interrupted, signals_interrupt
+        from nandoctor.parallel import WorkerLost
+
+        with signals_interrupt():  # still raising (once) while the message is printed
+            try:
+                return super().invoke(ctx)
+            except UsageProblem as problem:
+                click.echo(problem.message, err=True)
+                ctx.exit(problem.exit_code)
+            except WorkerLost as lost:
+                click.echo(f"nandoctor: a worker process died: {lost}", err=True)
+                ctx.exit(2)
+            except Interrupted as stop:
+                click.echo(f"nandoctor: {stop}; stopped, nothing half-written", err=True)
+                ctx.exit(stop.exit_code)
 
 
 @click.group(cls=Commands, context_settings=CONTEXT)

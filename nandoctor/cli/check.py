@@ -14,6 +14,7 @@ from nandoctor.cli.common import (
     jobs_option,
     steps_option,
 )
+from nandoctor.interrupt import Interrupted
 from nandoctor.report.check import RENDERERS
 
 
@@ -39,7 +40,13 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     "--fail-on",
     "fail_on",
     metavar="IDS",
-    help="Override every spec's check.fail_on, e.g. nonfinite,dead_relu.",
+    help="Warning ids to fail on, added to every spec's check.fail_on (nonfinite always"
+    " counts), e.g. dead_relu,saturation.",
+)
+@click.option(
+    "--allow-nonfinite",
+    is_flag=True,
+    help="Let a run that goes NaN/Inf pass (nonfinite is otherwise always a failure).",
 )
 @jobs_option("Worker processes (default: all cores).")
 @click.option(
@@ -50,7 +57,7 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     callback=_list_causes,
     help="Print the cause and warning ids with their meanings, and exit.",
 )
-def check(paths, fmt, output, steps, fail_on, jobs):
+def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs):
     """Run every spec in PATHS and judge it by its check: policy (a CI gate).
 
     PATHS are spec files, folders (every *.yaml / *.yml below) or globs. A spec fails when a NaN
@@ -63,17 +70,42 @@ def check(paths, fmt, output, steps, fail_on, jobs):
     Examples:
       nandoctor check configs/
       nandoctor check configs/ --steps 50 --format junit -o report.xml
-      nandoctor check 'specs/**/*.yaml' --format github --fail-on nonfinite,dead_relu
+      nandoctor check 'specs/**/*.yaml' --format github --fail-on dead_relu
     """
     from nandoctor.check import collect_specs, parse_fail_on, run_checks
 
     files = collect_specs(paths)
-    policy = parse_fail_on(fail_on)
-    with count_progress(len(files), "checking specs", True) as done:
-        results = run_checks(files, steps=steps, fail_on=policy, jobs=jobs, on_done=done)
+    if output:
+        from nandoctor.report.output import check_outputs
+
+        check_outputs({"-o": output}, files)
+    policy = parse_fail_on(fail_on, allow_nonfinite)
+    finished: list = []
+    try:
+        with count_progress(len(files), "checking specs", True) as done:
+
+            def record(result) -> None:
+                finished.append(result)
+                done()
+
+            results = run_checks(files, steps=steps, fail_on=policy, jobs=jobs, on_done=record)
+    except Interrupted:
+        show_partial(finished, len(files))
+        raise
     # The table always goes to the terminal unless another format was asked for on stdout.
     if fmt == "text" or output:
         emit(RENDERERS["text"](results))
     if fmt != "text" or output:
         emit(RENDERERS[fmt](results), output)
     sys.exit(0 if all(r.passed for r in results) else 1)
+
+
+def show_partial(finished: list, total: int) -> None:
+    """On an interrupt: the table of the specs finished so far, on stderr (stdout may be a
+    report format; no report file is written)."""
+    from nandoctor.cli.common import stderr_console
+
+    console = stderr_console()
+    if finished:
+        console.print(RENDERERS["text"](finished))
+    console.print(f"interrupted: {len(finished)} of {total} specs finished; no report written")

@@ -45,6 +45,10 @@ def fix(spec_path, output, dry_run, overrides, jobs):
     if not output and not dry_run:
         fail_usage("fix needs -o OUT (where to write the fixed spec) or --dry-run")
     spec = load(spec_path, overrides)
+    if output and not dry_run:
+        from nandoctor.report.output import check_outputs
+
+        check_outputs({"-o": output}, spec.input_files())
     with ExitStack() as stack:
         result = fix_spec(
             spec,

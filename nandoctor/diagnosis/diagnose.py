@@ -11,10 +11,17 @@ import math
 
 import numpy as np
 
-from nandoctor.diagnosis.findings import Diagnosis, Finding, Recommendation, fmt  # noqa: F401 (re-exported)
+from nandoctor.diagnosis.catalogue import NAIVE_FACTOR_OF_OP, PART_OF_A_FAILURE
+from nandoctor.diagnosis.findings import (  # noqa: F401 (re-exported)
+    Diagnosis,
+    Finding,
+    Recommendation,
+    fmt,
+    fmt_projected_steps,
+)
 from nandoctor.diagnosis.recommend import recommend
+from nandoctor.engine.nn import SATURATION_TOL, activation
 from nandoctor.engine.optim import combine
-from nandoctor.instrument.history import SATURATION_TOL
 
 # Thresholds, each a statement about numbers rather than about a spec.
 GROWTH_MIN_STEPS = 3  # steps of history an explosion needs before the failure
@@ -39,7 +46,7 @@ def diagnose(outcome) -> Diagnosis:
     spec = outcome.spec
     hist = outcome.history or {}
     loss = outcome.loss
-    first = outcome.first
+    first = outcome.first_nonfinite
     acts = [layer.activation for layer in spec.model.layers]
     cause, contributing = (None, [])
     if first is not None:
@@ -47,9 +54,7 @@ def diagnose(outcome) -> Diagnosis:
         contributing = contributing_factors(outcome, cause)
     warnings = find_warnings(outcome) if hist else []
     if first is not None:  # growth and a flat loss are part of the failure's story, not warnings
-        warnings = [
-            w for w in warnings if w.id not in ("loss_not_decreasing", "exploding_gradient")
-        ]
+        warnings = [w for w in warnings if w.id not in PART_OF_A_FAILURE]
     status = "nonfinite" if first else ("warning" if warnings else "healthy")
     return Diagnosis(
         spec=str(spec.path) if spec.path else "<spec>",
@@ -58,12 +63,12 @@ def diagnose(outcome) -> Diagnosis:
         steps_run=outcome.steps_run,
         steps_budget=outcome.steps_budget,
         learning_rate=outcome.learning_rate,
-        first=first,
+        first_nonfinite=first,
         cause=cause,
         contributing=contributing,
         warnings=warnings,
         recommendations=recommend(outcome, cause, contributing, warnings),
-        loss_initial=_finite_or_none(loss[0]) if len(loss) else None,
+        loss_initial=_finite_or_none(outcome.loss_initial) if len(loss) else None,
         loss_final=_finite_or_none(loss[-1]) if len(loss) else None,
         notes=notes(outcome, warnings),
         history=hist,
@@ -90,6 +95,11 @@ def _inputs_line(first) -> str:
     return "; ".join(parts)
 
 
+def _off(outcome) -> int:
+    """Steps before the first row of the history (0 unless the run outgrew its window)."""
+    return getattr(outcome, "history_start", 1) - 1
+
+
 def total_norm(g: np.ndarray) -> np.ndarray:
     """Whole-network gradient norm per step from per-layer norms ``g: (steps, layers)``."""
     return combine(list(g.T))
@@ -98,12 +108,13 @@ def total_norm(g: np.ndarray) -> np.ndarray:
 def growth(outcome) -> tuple[bool, list[str]]:
     """Did the gradient norm grow step over step before the failure? Evidence lines if so."""
     g = outcome.history.get("grad_norm") if outcome.history else None
-    if g is None or outcome.first is None or outcome.first.step is None:
+    if g is None or outcome.first_nonfinite is None or outcome.first_nonfinite.step is None:
         return False, []
-    before = outcome.first.step - 1  # steps whose history is complete
-    if before < GROWTH_MIN_STEPS:
+    before = outcome.first_nonfinite.step - 1  # steps whose history is complete
+    off = _off(outcome)
+    if before - off < GROWTH_MIN_STEPS:
         return False, []
-    g = g[:before]
+    g = g[: before - off]
     total = total_norm(g)
     if not (np.isfinite(total).all() and total[0] > 0):
         return False, []
@@ -113,13 +124,13 @@ def growth(outcome) -> tuple[bool, list[str]]:
     if rise < GROWTH_FACTOR or not rising:
         return False, []
     layer = int(np.argmax(g[-1])) + 1
-    per_step = rise ** (1 / max(before - 1, 1))
+    per_step = rise ** (1 / max(before - off - 1, 1))
     lines = [
-        f"gradient norm rose from {fmt(total[0])} at step 1 to {fmt(total[-1])} at step {before} "
+        f"gradient norm rose from {fmt(total[0])} at step {off + 1} to {fmt(total[-1])} at step {before} "
         f"(x{fmt(rise)}, about x{fmt(per_step)} per step)",
         f"layer {layer} carried the largest gradient: {fmt(g[-1, layer - 1])} at step {before}",
     ]
-    w = outcome.history["weight_norm"][:before]
+    w = outcome.history["weight_norm"][: before - off]
     lines.append(
         f"weight norms went from {', '.join(fmt(v) for v in w[0])} to "
         f"{', '.join(fmt(v) for v in w[-1])} (layers 1..{w.shape[1]})"
@@ -128,7 +139,7 @@ def growth(outcome) -> tuple[bool, list[str]]:
 
 
 def root_cause(outcome):
-    first = outcome.first
+    first = outcome.first_nonfinite
     spec = outcome.spec
     where = _where(first)
     ops = ", ".join(f"{o} ({k})" for o, k in first.events) or first.op
@@ -159,7 +170,7 @@ def root_cause(outcome):
                     else ""
                 )
             )
-        eff = float(np.asarray(eps, dtype=outcome.problem.dtype))
+        eff = float(np.asarray(eps, dtype=outcome.prepared.dtype))
         lines.append(
             f"the denominator sqrt(v) + eps had no guard: eps = {fmt(eps)}"
             + (f", which is {fmt(eff)} in {spec.numerics.dtype}" if eff != eps else "")
@@ -236,7 +247,7 @@ def _last_act(spec) -> str:
 
 
 def _pinned_outputs(outcome) -> str | None:
-    first = outcome.first
+    first = outcome.first_nonfinite
     out = first.inputs.get("output")
     if not out:
         return None
@@ -253,7 +264,7 @@ def _pinned_outputs(outcome) -> str | None:
 
 
 def _bad_input(outcome, head: str) -> Finding:
-    first = outcome.first
+    first = outcome.first_nonfinite
     spec = outcome.spec
     lines = [head]
     if first.phase == "data":
@@ -264,7 +275,7 @@ def _bad_input(outcome, head: str) -> Finding:
             lines.append(f"data.nan_fraction = {spec.data.nan_fraction} injects them on purpose")
         summary = f"the data held {first.value} before any step ran"
     else:
-        stds = outcome.problem.col_std
+        stds = outcome.prepared.col_std
         zero = np.flatnonzero(stds == 0)
         lines.append(
             f"{len(zero)} feature(s) have zero variance (columns {', '.join(str(c + 1) for c in zero[:8])}); "
@@ -278,14 +289,14 @@ def _bad_input(outcome, head: str) -> Finding:
 
 # ------------------------------------------------------------------ contributing factors
 def contributing_factors(outcome, cause: Finding) -> list[Finding]:
-    spec, first, hist = outcome.spec, outcome.first, outcome.history or {}
+    spec, first, hist = outcome.spec, outcome.first_nonfinite, outcome.history or {}
     out: list[Finding] = []
     ratio = hist.get("update_ratio")
     if ratio is not None and len(ratio) > 1 and cause.id in ("exploding_gradient", "saturation"):
-        r = ratio[: max(first.step - 1, 1)]
+        r = ratio[: max(first.step - 1 - _off(outcome), 1)]
         peak = float(np.nanmax(r)) if np.isfinite(r).any() else float("nan")
         if peak > HIGH_UPDATE_RATIO:
-            step = int(np.nanargmax(np.nanmax(r, axis=1))) + 1
+            step = int(np.nanargmax(np.nanmax(r, axis=1))) + 1 + _off(outcome)
             out.append(
                 Finding(
                     "high_learning_rate",
@@ -294,7 +305,7 @@ def contributing_factors(outcome, cause: Finding) -> list[Finding]:
                     [f"update/weight ratio {fmt(peak)} at step {step} (well-behaved runs: ~1e-3)"],
                 )
             )
-    raw = outcome.problem.raw_max_abs
+    raw = outcome.prepared.raw_max_abs
     if spec.data.preprocess == "none" and math.isfinite(raw) and raw > UNSCALED_INPUT:
         out.append(
             Finding(
@@ -305,10 +316,8 @@ def contributing_factors(outcome, cause: Finding) -> list[Finding]:
                 ],
             )
         )
-    if spec.numerics.mode == "naive" and first.op in ("exp", "log", "divide"):
-        naive_id = {"exp": "naive_softmax", "log": "naive_log", "divide": "naive_division"}[
-            first.op
-        ]
+    if spec.numerics.mode == "naive" and first.op in NAIVE_FACTOR_OF_OP:
+        naive_id = NAIVE_FACTOR_OF_OP[first.op]
         if (
             first.phase == "forward"
             and spec.model.layers[(first.layer or 1) - 1].activation == "sigmoid"
@@ -341,7 +350,7 @@ def contributing_factors(outcome, cause: Finding) -> list[Finding]:
                 Finding(
                     "poor_init",
                     f"layer {i + 1} starts with N(0, 1) weights ({layers[i].activation})",
-                    [f"{fmt(100 * sat[0, i])}% of its units saturated at step 1"],
+                    [f"{fmt(100 * sat[0, i])}% of its units saturated at step {_off(outcome) + 1}"],
                 )
             )
     if spec.train.optimizer in ("adam", "rmsprop") and spec.train.eps == 0:
@@ -353,13 +362,16 @@ def contributing_factors(outcome, cause: Finding) -> list[Finding]:
 def find_warnings(outcome) -> list[Finding]:
     spec, h = outcome.spec, outcome.history
     acts = [layer.activation for layer in spec.model.layers]
-    n = outcome.steps_run - (1 if outcome.first else 0)
+    off = _off(outcome)
+    n = (
+        outcome.steps_run - (1 if outcome.first_nonfinite else 0) - off
+    )  # complete rows of the window
     if n < 1:
         return []
     out: list[Finding] = []
     sat = h["saturated"][:n]
     for i, act in enumerate(acts):
-        if act not in ("sigmoid", "tanh", "softmax"):
+        if not activation(act).saturates:
             continue
         col = sat[:, i]
         if np.nanmax(col) >= SATURATED_WARN:
@@ -368,16 +380,16 @@ def find_warnings(outcome) -> list[Finding]:
                 Finding(
                     "saturation",
                     f"layer {i + 1} ({act}): {fmt(100 * col[k])}% of outputs within "
-                    f"{SATURATION_TOL} of their limits at step {k + 1}"
-                    f" (step 1: {fmt(100 * col[0])}%, last: {fmt(100 * col[-1])}%)",
+                    f"{SATURATION_TOL} of their limits at step {k + 1 + off}"
+                    f" (step {off + 1}: {fmt(100 * col[0])}%, last: {fmt(100 * col[-1])}%)",
                     layer=i + 1,
-                    step=k + 1,
+                    step=k + 1 + off,
                 )
             )
     dead = h["dead"][:n]
     for i, act in enumerate(acts):
-        if act == "relu" and dead[-1, i] >= DEAD_WARN:
-            first_dead = int(np.argmax(dead[:, i] >= DEAD_WARN)) + 1
+        if activation(act).can_die and dead[-1, i] >= DEAD_WARN:
+            first_dead = int(np.argmax(dead[:, i] >= DEAD_WARN)) + 1 + off
             out.append(
                 Finding(
                     "dead_relu",
@@ -444,8 +456,8 @@ def _explosion_projection(outcome, g: np.ndarray) -> Finding | None:
     return Finding(
         "exploding_gradient",
         f"gradient norm grew x{fmt(rise)} over {n} steps (x{fmt(math.exp(slope))} per step lately); "
-        f"at this rate layer {layer} overflows {outcome.spec.numerics.dtype} in about "
-        f"{fmt(steps_left)} more steps",
+        f"at this rate layer {layer} overflows {outcome.spec.numerics.dtype} in "
+        f"{fmt_projected_steps(steps_left)}",
         layer=layer,
     )
 
@@ -455,12 +467,12 @@ def notes(outcome, warnings: list[Finding]) -> list[str]:
     """Plain sentences on what the run saw and, when it stayed finite, how far it was from NaN."""
     spec, h = outcome.spec, outcome.history
     out: list[str] = []
-    if outcome.first is not None or not h:
+    if outcome.first_nonfinite is not None or not h:
         return out
-    n = outcome.steps_run
+    n, off = outcome.steps_run, _off(outcome)
     out.append(f"every value stayed finite over {n} steps: no NaN, no Inf")
     acts = [layer.activation for layer in spec.model.layers]
-    squashing = [i for i, a in enumerate(acts) if a in ("sigmoid", "tanh")]
+    squashing = [i for i, a in enumerate(acts) if activation(a).squashing]
     if squashing:
 
         def shares(k):
@@ -468,11 +480,11 @@ def notes(outcome, warnings: list[Finding]) -> list[str]:
 
         out.append(
             "units whose derivative was under a tenth of its peak (partly saturated): "
-            f"step 1: {shares(0)}; step {n}: {shares(n - 1)}"
+            f"step {off + 1}: {shares(0)}; step {n}: {shares(n - off - 1)}"
         )
     sig = [i for i, a in enumerate(acts) if a == "sigmoid"]
     if sig:
-        zmax = h["max_abs_z"][:n, sig]
+        zmax = h["max_abs_z"][: n - off, sig]
         k, j = np.unravel_index(np.nanargmax(zmax), zmax.shape)
         top, lim, dtype = (
             float(zmax[k, j]),
@@ -485,7 +497,7 @@ def notes(outcome, warnings: list[Finding]) -> list[str]:
             else f"{fmt(lim - top)} short of it, so even a naive log(p) on them would stay finite"
         )
         out.append(
-            f"sigmoid |z| peaked at {fmt(top)} (layer {sig[j] + 1}, step {k + 1}); a {dtype} sigmoid "
+            f"sigmoid |z| peaked at {fmt(top)} (layer {sig[j] + 1}, step {k + 1 + off}); a {dtype} sigmoid "
             f"returns exactly 0 or 1 only beyond |z| = {lim}: {tail}"
         )
     if any(w.id == "saturation" for w in warnings):

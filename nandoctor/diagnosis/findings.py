@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from nandoctor.instrument.events import NonFinite
+
+Status = Literal["nonfinite", "warning", "healthy"]  # of a run: what its diagnosis says
 
 
 @dataclass
@@ -29,11 +35,11 @@ class Recommendation:
 class Diagnosis:
     spec: str
     name: str
-    status: str  # nonfinite | warning | healthy
+    status: Status
     steps_run: int
     steps_budget: int
     learning_rate: float
-    first: object  # NonFinite | None
+    first_nonfinite: NonFinite | None
     cause: Finding | None
     contributing: list[Finding]
     warnings: list[Finding]
@@ -57,7 +63,7 @@ class Diagnosis:
             "steps_run": self.steps_run,
             "steps_budget": self.steps_budget,
             "learning_rate": self.learning_rate,
-            "first_nonfinite": self.first.to_json() if self.first else None,
+            "first_nonfinite": self.first_nonfinite.to_json() if self.first_nonfinite else None,
             "cause": finding(self.cause) if self.cause else None,
             "contributing": [finding(f) for f in self.contributing],
             "warnings": [finding(f, ("id", "summary")) for f in self.warnings],
@@ -79,3 +85,16 @@ def fmt(x: float) -> str:
     if 1e-3 <= abs(x) < 1e4:
         return f"{x:.3g}"
     return f"{x:.2e}"
+
+
+def fmt_projected_steps(x: float) -> str:
+    """A projected number of steps as a reader counts them: 'about 4 more steps' (not 3.84).
+
+    At least 1 (a projection is never "0 more steps"); two significant figures from 100 on, since
+    an extrapolation is no more precise than that (1234.5 -> 'about 1,200 more steps')."""
+    if not math.isfinite(x):
+        return "an unknown number of steps"
+    n = max(1, round(x))
+    if n >= 100:
+        n = round(n, 2 - len(str(n)))
+    return f"about {n:,} more step{'s' if n != 1 else ''}"

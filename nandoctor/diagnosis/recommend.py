@@ -6,101 +6,134 @@ Each candidate follows from a cause, a contributing setting or a warning the run
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import numpy as np
+
+from nandoctor.diagnosis.catalogue import NAIVE_FACTORS, RECOMMENDATIONS
 from nandoctor.diagnosis.findings import Recommendation, fmt
+from nandoctor.engine.nn import activation
+
+ADAM_EPS = 1e-8  # torch.optim's default eps, proposed when the dtype can hold it
 
 
 def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
     spec = outcome.spec
     ids = {f.id for f in contributing}
     lr = outcome.learning_rate
+    dtype = spec.numerics.dtype
     recs: list[Recommendation] = []
 
-    def add(rid, summary, changes):
+    def add(rid: str, changes: dict, summary: str | None = None) -> None:
+        """Propose ``changes`` with every number as the run's dtype holds it, unless they would
+        leave the spec as it is (a recommendation never repeats the current value)."""
+        changes = {key: holdable(value, dtype) for key, value in changes.items()}
+        if changes_nothing(spec, changes):
+            return
         if not any(r.id == rid for r in recs):
-            recs.append(Recommendation(rid, summary, changes))
+            recs.append(Recommendation(rid, summary or RECOMMENDATIONS[rid].meaning, changes))
+
+    def lower_lr() -> None:
+        """A tenth of the rate, or the smallest the dtype holds when that is still lower."""
+        lower = holdable(lr / 10, dtype)
+        if lower < lr:
+            add(
+                "lower_learning_rate",
+                {"train.learning_rate": lower},
+                f"lower the learning rate below {fmt(lr)}",
+            )
 
     def add_xavier():
         """Xavier init for every sigmoid/tanh/softmax layer drawn from N(0, 1)."""
         changes = {
             f"model.layers.{i}.init": "xavier"
             for i, layer in enumerate(spec.model.layers)
-            if layer.init == "normal" and layer.activation in ("sigmoid", "tanh", "softmax")
+            if layer.init == "normal" and activation(layer.activation).saturates
         }
         if changes:
-            add(
-                "use_xavier_init",
-                "initialise the N(0, 1) squashing layers with Xavier scaling",
-                changes,
-            )
+            add("use_xavier_init", changes)
 
     if cause is not None:
         c = cause.id
         if c in ("exploding_gradient", "overflow", "saturation") or "high_learning_rate" in ids:
-            add(
-                "lower_learning_rate",
-                f"lower the learning rate below {fmt(lr)}",
-                {"train.learning_rate": lr / 10},
-            )
+            lower_lr()
         if c == "exploding_gradient":
-            add(
-                "clip_gradients",
-                "clip the global gradient norm at 1.0",
-                {"train.clip_grad_norm": 1.0},
-            )
+            add("clip_gradients", {"train.clip_grad_norm": 1.0})
         if spec.numerics.mode == "naive" and (
-            c in ("overflow", "saturation", "bad_input")
-            or ids & {"naive_softmax", "naive_log", "naive_sigmoid", "naive_division"}
+            c in ("overflow", "saturation", "bad_input") or ids & set(NAIVE_FACTORS)
         ):
-            add(
-                "stable_numerics",
-                "compute softmax/BCE/CE from logits and guard divisions",
-                {"numerics.mode": "stable"},
-            )
+            add("stable_numerics", {"numerics.mode": "stable"})
         if "unscaled_inputs" in ids:
-            add("standardize_inputs", "standardize the inputs", {"data.preprocess": "standardize"})
+            add("standardize_inputs", {"data.preprocess": "standardize"})
         if spec.numerics.dtype == "float16":
-            add("use_float32", "train in float32", {"numerics.dtype": "float32"})
+            add("use_float32", {"numerics.dtype": "float32"})
         if c == "division_by_zero":
-            add("add_eps", "use eps = 1e-8 in the optimizer's denominator", {"train.eps": 1e-8})
+            eps = holdable(ADAM_EPS, dtype)
+            held = float(np.asarray(ADAM_EPS, dtype))
+            lost = "0" if held == 0 else "subnormal"
+            why = "" if eps == ADAM_EPS else f" ({fmt(ADAM_EPS)} is {lost} in {dtype})"
+            add(
+                "add_eps",
+                {"train.eps": eps},
+                f"use eps = {fmt(eps)} in the optimizer's denominator{why}",
+            )
         if c == "saturation" or "poor_init" in ids:
             add_xavier()
         if c == "saturation":
             hidden = {
                 f"model.layers.{i}.activation": "relu"
                 for i, layer in enumerate(spec.model.layers[:-1])
-                if layer.activation in ("sigmoid", "tanh")
+                if activation(layer.activation).squashing
             }
             hidden |= {k.replace("activation", "init"): "he" for k in hidden}
-            add("use_relu", "use relu in the saturating hidden layers (He init)", hidden)
-        if c == "bad_input" and outcome.first.phase == "data" and spec.data.nan_fraction:
-            add(
-                "remove_nan_inputs",
-                "stop injecting NaN into the inputs",
-                {"data.nan_fraction": 0.0},
-            )
+            add("use_relu", hidden)
+        if c == "bad_input" and outcome.first_nonfinite.phase == "data" and spec.data.nan_fraction:
+            add("remove_nan_inputs", {"data.nan_fraction": 0.0})
     for w in warnings:
         if w.id == "saturation":
             add_xavier()
         if w.id == "exploding_gradient":
-            add(
-                "lower_learning_rate",
-                f"lower the learning rate below {fmt(lr)}",
-                {"train.learning_rate": lr / 10},
-            )
-            add(
-                "clip_gradients",
-                "clip the global gradient norm at 1.0",
-                {"train.clip_grad_norm": 1.0},
-            )
+            lower_lr()
+            add("clip_gradients", {"train.clip_grad_norm": 1.0})
         if w.id == "dead_relu":
-            add(
-                "use_leaky_relu",
-                "use leaky_relu so units cannot die",
-                {f"model.layers.{w.layer - 1}.activation": "leaky_relu"},
-            )
-            add(
-                "lower_learning_rate",
-                f"lower the learning rate below {fmt(lr)}",
-                {"train.learning_rate": lr / 10},
-            )
+            add("use_leaky_relu", {f"model.layers.{w.layer - 1}.activation": "leaky_relu"})
+            lower_lr()
     return recs
+
+
+def holdable(value: Any, dtype: str) -> Any:
+    """``value`` as a normal number of ``dtype``: a non-zero float that ``dtype`` would round to 0
+    or to a subnormal becomes the smallest power of ten that is a normal number there (1e-8 in
+    float16 -> 1e-4); whole numbers, zero, strings and booleans are returned unchanged."""
+    if not isinstance(value, float) or value == 0 or not math.isfinite(value):
+        return value
+    tiny = float(np.finfo(dtype).tiny)
+    if abs(value) >= tiny:
+        return value
+    return math.copysign(10.0 ** math.ceil(math.log10(tiny)), value)
+
+
+def changes_nothing(spec, changes: dict[str, Any]) -> bool:
+    """True when every dotted key of ``changes`` already has that value in ``spec`` (numbers
+    compared as the run's dtype holds them: eps 1e-8 and eps 0 are the same in float16)."""
+    dtype = spec.numerics.dtype
+    return all(_same(current_value(spec, key), value, dtype) for key, value in changes.items())
+
+
+def current_value(spec, dotted_key: str) -> Any:
+    """The value of ``dotted_key`` (``model.layers.0.init``) in a validated spec."""
+    node = spec
+    for part in dotted_key.split("."):
+        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    return node
+
+
+def _same(current: Any, proposed: Any, dtype: str) -> bool:
+    numbers = (int, float)
+    if isinstance(current, numbers) and isinstance(proposed, numbers):
+        if isinstance(current, bool) or isinstance(proposed, bool):
+            return current == proposed
+        with np.errstate(over="ignore"):
+            return bool(np.asarray(current, dtype) == np.asarray(proposed, dtype))
+    return current == proposed

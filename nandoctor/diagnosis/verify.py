@@ -4,8 +4,8 @@ Candidates come from the diagnosis (its recommendations), never a blind list. Ev
 *confirmed* by a run from step 1 over the spec's whole budget, which stops as soon as a value goes
 non-finite (disproved early). A candidate that only changes training hyper-parameters is also
 replayed from the snapshot taken shortly before the failure, which says whether the change would
-have rescued the run there (evidence about the mechanism, reported beside the verdict). The lower learning rate is found by
-halving, all halvings trained at once as replicas of one batched run.
+have rescued the run there (evidence about the mechanism, reported beside the verdict). The lower
+learning rate is found by halving, all halvings trained at once as replicas of one batched run.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nandoctor.diagnosis.catalogue import RECOMMENDATIONS
 from nandoctor.diagnosis.diagnose import Diagnosis, Recommendation, fmt
 from nandoctor.engine.runs import Outcome, train
 from nandoctor.parallel import pmap
@@ -33,6 +34,7 @@ class Trial:
     steps_run: int
     final_loss: float | None
     failed_step: int | None
+    lost: str | None = None  # why there is no result (its worker process died)
 
 
 def _trial(o: Outcome) -> Trial:
@@ -41,12 +43,15 @@ def _trial(o: Outcome) -> Trial:
         finite=o.finite,
         steps_run=o.steps_run,
         final_loss=float(last) if np.isfinite(last) else None,
-        failed_step=o.first.step if o.first else None,
+        failed_step=o.first_nonfinite.step if o.first_nonfinite else None,
     )
 
 
 def _record(rec: Recommendation, trial: Trial) -> None:
     """Fill in ``rec``'s verdict from a run of it from step 1."""
+    if trial.lost:
+        rec.verified, rec.evidence = None, f"not verified: {trial.lost}"
+        return
     rec.verified = trial.finite
     rec.final_loss = trial.final_loss
     if trial.finite:
@@ -70,46 +75,41 @@ def screen(outcome: Outcome, changes: dict) -> str | None:
     pushed towards overflow can fail under a change that keeps a run from step 1 finite, so only
     the run from step 1 decides ``verified``.
     """
-    if not outcome.snapshots or not set(changes) <= set(REPLAYABLE) or outcome.first is None:
+    if (
+        not outcome.snapshots
+        or not set(changes) <= set(REPLAYABLE)
+        or outcome.first_nonfinite is None
+    ):
         return None
     snap = outcome.snapshots[-1]
-    fail = outcome.first.step or 1
+    fail = outcome.first_nonfinite.step or 1
     until = min(outcome.steps_budget, snap.step + SCREEN_MARGIN * max(fail - snap.step, 1))
     variant = outcome.spec.with_changes(changes)
-    o = train(variant, problem=outcome.problem, start=snap, until=until, snapshots=False)[0]
+    o = train(variant, prepared=outcome.prepared, start=snap, until=until, snapshots=False)[0]
     where = f"replayed from the step {snap.step} snapshot"
     if o.finite:
         return f"{where}: finite through step {until} (the original failed at step {fail})"
-    return f"{where}: non-finite again at step {o.first.step}"
+    return f"{where}: non-finite again at step {o.first_nonfinite.step}"
 
 
 def largest_finite_lr(outcome: Outcome) -> tuple[float | None, Outcome | None, int]:
     """Halve the learning rate until a run stays finite over the whole budget, all halvings
     trained from step 1 at once as replicas of one batched run.
 
+    Only rates the run's dtype holds as normal numbers are tried: a rate that rounds to 0 (or to
+    a subnormal) would "stay finite" by not training at all.
+
     Returns the largest finite rate and its run (or None, None) and the number of rates tried."""
     lr = outcome.learning_rate
     rates = lr / 2.0 ** np.arange(1, HALVINGS + 1)
-    runs = train(outcome.spec, lrs=rates, problem=outcome.problem, snapshots=False)
+    rates = rates[rates >= np.finfo(outcome.prepared.dtype).tiny]
+    if not len(rates):
+        return None, None, 0
+    runs = train(outcome.spec, lrs=rates, prepared=outcome.prepared, snapshots=False)
     for rate, o in zip(rates, runs, strict=True):
         if o.finite:
             return float(rate), o, len(rates)
     return None, None, len(rates)
-
-
-CONFIRMS = {
-    "lower_learning_rate": "a lower learning rate alone removes it: the step size drives the failure",
-    "clip_gradients": "clipping the gradient norm alone removes it: the gradient explosion is the mechanism",
-    "use_float32": "float32 alone removes it: a float16 range problem",
-    "use_float64": "float64 alone removes it: a precision range problem",
-    "stable_numerics": "stable numerics alone remove it: the naive formula is the mechanism",
-    "add_eps": "a non-zero eps alone removes it: the unguarded division is the mechanism",
-    "standardize_inputs": "standardized inputs alone remove it: the input scale is the mechanism",
-    "use_xavier_init": "Xavier init alone removes it: the initial weight scale is the mechanism",
-    "use_he_init": "He init alone removes it: the initial weight scale is the mechanism",
-    "remove_nan_inputs": "removing the NaN inputs removes it: the data are the cause",
-    "use_relu": "relu hidden layers alone remove it: the saturating activations are the mechanism",
-}
 
 
 def verify(
@@ -122,13 +122,16 @@ def verify(
 
     Also appends the experiments' verdicts to the cause's evidence."""
     recs = list(diagnosis.recommendations)
-    if outcome.first is None or not recs:
+    if outcome.first_nonfinite is None or not recs:
         return recs
     spec = outcome.spec
     todo: list[Recommendation] = []
     for rec in recs:
         if rec.id == "lower_learning_rate":
             rate, run, tried = largest_finite_lr(outcome)
+            if not tried:  # no halving is a normal number of the dtype: confirm its own rate
+                todo.append(rec)
+                continue
             if rate is None:
                 rec.verified = False
                 rec.evidence = f"still non-finite at lr {fmt(outcome.learning_rate / 2**tried)} ({tried} halvings)"
@@ -142,7 +145,11 @@ def verify(
     # pmap reports results in input order, so the n-th report is todo[n]
     order = iter(todo)
     trials = pmap(
-        _confirm, [(spec, r.changes) for r in todo], jobs, lambda _t: _done(on_done, next(order))
+        _confirm,
+        [(spec, r.changes) for r in todo],
+        jobs,
+        lambda _t: _done(on_done, next(order)),
+        lost=lambda _item, reason: Trial(False, 0, None, None, lost=reason),
     )
     for rec, trial in zip(todo, trials, strict=True):
         _record(rec, trial)
@@ -151,8 +158,9 @@ def verify(
             rec.evidence += f"; {near}"
     if diagnosis.cause is not None:
         for rec in recs:
-            if rec.verified and rec.id in CONFIRMS:
-                diagnosis.cause.evidence.append(f"experiment: {CONFIRMS[rec.id]} ({rec.evidence})")
+            if rec.verified:
+                confirms = RECOMMENDATIONS[rec.id].confirms
+                diagnosis.cause.evidence.append(f"experiment: {confirms} ({rec.evidence})")
             elif rec.verified is False:
                 diagnosis.cause.evidence.append(
                     f"experiment: {rec.id} does not remove it ({rec.evidence})"

@@ -4,7 +4,7 @@ Shapes: ``x`` is ``(batch, n_in)``; a layer's weights ``W`` are ``(*R, n_in, n_o
 ``b`` are ``(*R, n_out)``, where the optional leading axes ``R`` stack independent replicas of
 the network (a learning-rate sweep trains them in one matmul). A single run has ``R == ()``.
 
-Two numerics modes (CONTRACT §1): ``naive`` is the textbook code people write by hand -- softmax
+Two numerics modes: ``naive`` is the textbook code people write by hand -- softmax
 without subtracting the max, ``1 / (1 + exp(-z))``, ``log(p)`` with no clipping -- and fails
 exactly where that code fails; ``stable`` is log-sum-exp and losses from logits.
 
@@ -14,6 +14,10 @@ watch (``nandoctor.instrument.events``) can say *which* op overflowed or produce
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 
 from nandoctor.instrument.events import op
@@ -22,27 +26,46 @@ LEAKY_SLOPE = 0.01
 
 
 # ---------------------------------------------------------------- activations
-def activate(name: str, z: np.ndarray, naive: bool) -> np.ndarray:
-    """Activation ``a = f(z)``; ``z: (*R, batch, units)`` -> same shape."""
-    if name == "linear":
-        return z
-    if name == "relu":
-        op("maximum")
-        return np.maximum(z, 0)
-    if name == "leaky_relu":
-        op("multiply")
-        return np.where(z > 0, z, LEAKY_SLOPE * z)
-    if name == "elu":
-        op("expm1")
-        return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
-    if name == "tanh":
-        op("tanh")
-        return np.tanh(z)
-    if name == "sigmoid":
-        return _sigmoid(z, naive)
-    if name == "softmax":
-        return _softmax(z, naive)
-    raise ValueError(f"unknown activation {name!r}")
+# Thresholds on an activation's outputs, each a statement about its derivative.
+SATURATION_TOL = 1e-3  # sigmoid/tanh outputs this close to their limits are saturated
+SOFTMAX_PINNED = 1 - 1e-6  # a softmax row whose largest probability exceeds this is saturated
+WEAK_SIGMOID = 0.0257  # sigmoid'(z) = a(1 - a) < 0.025 (a tenth of 0.25) outside [0.0257, 0.9743]
+WEAK_TANH = 0.9487  # tanh'(z) = 1 - a^2 < 0.1 beyond |a| = 0.9487
+
+Forward = Callable[[np.ndarray, bool], np.ndarray]  # (z, naive) -> a
+Backward = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (z, a, dL/da) -> dL/dz
+Share = Callable[[np.ndarray], np.ndarray]  # a: (n, batch, units) -> (n,) share of units
+
+
+@dataclass(frozen=True)
+class ActivationFn:
+    """One activation: its forward, its derivative and the op it runs, declared together.
+
+    ``forward(z, naive)`` and ``backward(z, a, grad_a)`` work on ``(*R, batch, units)``; ``op`` is
+    the primitive the watch names while the forward runs (composite forwards such as the sigmoid
+    name each of their ops themselves). The remaining fields are what the rest of nandoctor needs
+    to know about the function: the init it defaults to, how to measure saturated outputs and
+    weak derivatives (None where they cannot occur), and whether a unit can die (ReLU: no
+    gradient at all once ``z <= 0`` for every sample).
+    """
+
+    forward: Forward
+    backward: Backward
+    op: str | None
+    default_init: Literal["he", "xavier"] = "xavier"
+    saturated: Share | None = None
+    weak: Share | None = None
+    can_die: bool = False
+
+    @property
+    def saturates(self) -> bool:
+        """Bounded outputs that can pin at their limits (sigmoid, tanh, softmax)."""
+        return self.saturated is not None
+
+    @property
+    def squashing(self) -> bool:
+        """Element-wise and bounded: a unit's derivative fades as its output nears a limit."""
+        return self.weak is not None
 
 
 def _sigmoid(z: np.ndarray, naive: bool) -> np.ndarray:
@@ -69,24 +92,79 @@ def _softmax(z: np.ndarray, naive: bool) -> np.ndarray:
     return e / s
 
 
+def _share(mask: np.ndarray) -> np.ndarray:
+    return mask.mean(axis=(1, 2))
+
+
+ACTIVATIONS: dict[str, ActivationFn] = {
+    "linear": ActivationFn(
+        forward=lambda z, naive: z,
+        backward=lambda z, a, g: g,
+        op=None,
+    ),
+    "relu": ActivationFn(
+        forward=lambda z, naive: np.maximum(z, 0),
+        backward=lambda z, a, g: g * (z > 0),
+        op="maximum",
+        default_init="he",
+        can_die=True,
+    ),
+    "leaky_relu": ActivationFn(
+        forward=lambda z, naive: np.where(z > 0, z, LEAKY_SLOPE * z),
+        backward=lambda z, a, g: g * np.where(z > 0, 1.0, LEAKY_SLOPE).astype(z.dtype),
+        op="multiply",
+        default_init="he",
+    ),
+    "elu": ActivationFn(
+        forward=lambda z, naive: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
+        backward=lambda z, a, g: g * np.where(z > 0, 1, a + 1),
+        op="expm1",
+        default_init="he",
+    ),
+    "tanh": ActivationFn(
+        forward=lambda z, naive: np.tanh(z),
+        backward=lambda z, a, g: g * (1 - a * a),
+        op="tanh",
+        saturated=lambda a: _share(np.abs(a) > 1 - SATURATION_TOL),
+        weak=lambda a: _share(np.abs(a) > WEAK_TANH),
+    ),
+    "sigmoid": ActivationFn(
+        forward=_sigmoid,
+        backward=lambda z, a, g: g * (a * (1 - a)),
+        op="exp",
+        saturated=lambda a: _share((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)),
+        weak=lambda a: _share((a < WEAK_SIGMOID) | (a > 1 - WEAK_SIGMOID)),
+    ),
+    "softmax": ActivationFn(
+        forward=_softmax,
+        backward=lambda z, a, g: a * (g - (g * a).sum(axis=-1, keepdims=True)),
+        op="exp",
+        saturated=lambda a: (a.max(axis=2) > SOFTMAX_PINNED).mean(axis=1),
+    ),
+}
+
+
+def activation(name: str) -> ActivationFn:
+    """The table entry of activation ``name`` (ValueError for a name it does not hold)."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}") from None
+
+
+def activate(name: str, z: np.ndarray, naive: bool) -> np.ndarray:
+    """Activation ``a = f(z)``; ``z: (*R, batch, units)`` -> same shape."""
+    fn = activation(name)
+    if fn.op:
+        op(fn.op)
+    return fn.forward(z, naive)
+
+
 def activation_grad(name: str, z: np.ndarray, a: np.ndarray, grad_a: np.ndarray) -> np.ndarray:
     """Back through the activation: ``dL/dz`` from ``dL/da``; all ``(*R, batch, units)``."""
+    fn = activation(name)
     op("multiply")
-    if name == "linear":
-        return grad_a
-    if name == "relu":
-        return grad_a * (z > 0)
-    if name == "leaky_relu":
-        return grad_a * np.where(z > 0, 1.0, LEAKY_SLOPE).astype(z.dtype)
-    if name == "elu":
-        return grad_a * np.where(z > 0, 1, a + 1)
-    if name == "tanh":
-        return grad_a * (1 - a * a)
-    if name == "sigmoid":
-        return grad_a * (a * (1 - a))
-    if name == "softmax":
-        return a * (grad_a - (grad_a * a).sum(axis=-1, keepdims=True))
-    raise ValueError(f"unknown activation {name!r}")
+    return fn.backward(z, a, grad_a)
 
 
 # ---------------------------------------------------------------- losses
@@ -169,13 +247,12 @@ def _bce(activation, z, a, y, naive):
 
 
 # ---------------------------------------------------------------- initialisation
-HE_FAMILY = ("relu", "leaky_relu", "elu")
 
 
 def init_weights(
     init: str, n_in: int, n_out: int, scale: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """Initial ``W: (n_in, n_out)`` in float64 (CONTRACT §1: xavier = N(0, 2/(in+out)), he = N(0,
+    """Initial ``W: (n_in, n_out)`` in float64 (xavier = N(0, 2/(in+out)), he = N(0,
     2/in), normal = N(0, 1); the uniform variants have the same variance; all times ``scale``)."""
     shape = (n_in, n_out)
     if init == "normal":

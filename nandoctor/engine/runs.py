@@ -4,34 +4,39 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nandoctor.engine.setup import Problem, prepare
+from nandoctor.engine.setup import PreparedRun, prepare
 from nandoctor.engine.trainer import State, Trainer
 from nandoctor.instrument.events import FPEvent, NonFinite
+
+if TYPE_CHECKING:
+    from nandoctor.spec.models import Spec
 
 
 @dataclass
 class Outcome:
     """What one replica's run produced: the numbers every diagnosis is made from."""
 
-    spec: object
+    spec: Spec
     learning_rate: float
     steps_budget: int
     steps_run: int
     loss: np.ndarray  # (steps_run,)
-    history: (
-        dict[str, np.ndarray] | None
-    )  # name -> (steps_run, layers), see nandoctor.instrument.history
-    first: NonFinite | None
+    history: dict[str, np.ndarray] | None  # name -> (steps_run, layers), see History.replica
+    first_nonfinite: NonFinite | None
     events: list[FPEvent]
-    problem: Problem
+    prepared: PreparedRun
     snapshots: list[State] = field(default_factory=list)
+    history_start: int = 1  # the step of the first row of ``history`` and ``loss``
+    loss_initial: float = float("nan")  # step 1's loss, whatever the window holds
+    summary: dict[str, np.ndarray] | None = None  # the whole run downsampled (History.summary)
 
     @property
     def finite(self) -> bool:
-        return self.first is None
+        return self.first_nonfinite is None
 
 
 SNAPSHOTS_KEPT = 3
@@ -43,11 +48,11 @@ def snapshot_interval(budget: int) -> int:
 
 
 def train(
-    spec,
+    spec: Spec,
     lrs=None,
     instrument: bool = True,
     on_step: Callable[[int], None] | None = None,
-    problem: Problem | None = None,
+    prepared: PreparedRun | None = None,
     start: State | None = None,
     until: int | None = None,
     snapshots: bool = True,
@@ -59,15 +64,15 @@ def train(
     the last few snapshots, the latest taken shortly before a failure (unless ``snapshots`` is
     False: a sweep never replays).
     """
-    problem = problem or prepare(spec)
-    trainer = Trainer(problem, lrs, instrument=instrument, spec=spec)
+    prepared = prepared or prepare(spec)
+    trainer = Trainer(prepared, lrs, instrument=instrument, spec=spec)
     if start is not None:
         trainer.state = start.copy()
     budget = spec.train.steps
     last = min(budget, until or budget)
     every = snapshot_interval(budget)
     kept: list[State] = []
-    if problem.first is None:
+    if prepared.first_nonfinite is None:
         with trainer.watch.install():
             while trainer.state.step < last and len(trainer.state.alive):
                 if snapshots and trainer.state.step % every == 0:
@@ -75,27 +80,38 @@ def train(
                 trainer.step()
                 if on_step:
                     on_step(trainer.state.step)
-    outcomes = [_outcome(trainer, spec, problem, r, budget) for r in range(len(trainer.lrs))]
+    outcomes = [_outcome(trainer, spec, prepared, r, budget) for r in range(len(trainer.lrs))]
     for o in outcomes:
         o.snapshots = kept
     return outcomes
 
 
-def _outcome(trainer: Trainer, spec, problem: Problem, r: int, budget: int) -> Outcome:
-    first = problem.first or trainer.watch.first.get(r)
-    steps_run = 0 if problem.first else (first.step if first else trainer.state.step)
-    hist = trainer.history.replica(r) if trainer.history is not None else None
-    if hist is not None:
-        hist = {k: v[:steps_run] for k, v in hist.items()}
-    events = list(problem.events.values()) + list(getattr(trainer.watch, "events", {}).values())
+def _outcome(trainer: Trainer, spec, prepared: PreparedRun, r: int, budget: int) -> Outcome:
+    first = prepared.first_nonfinite or trainer.watch.first_nonfinite.get(r)
+    steps_run = 0 if prepared.first_nonfinite else (first.step if first else trainer.state.step)
+    hist = summary = None
+    if trainer.history is not None:
+        hist = trainer.history.replica(r)
+        kept = hist.pop("step") <= steps_run
+        hist = {k: v[kept] for k, v in hist.items()}
+        start = max(1, steps_run - len(hist["loss"]) + 1)
+        loss, initial = hist["loss"], trainer.history.initial_loss(r)
+        summary = trainer.history.summary(r) if steps_run else None
+    else:
+        start, loss = 1, np.array([row[r] for row in trainer.losses])[:steps_run]
+        initial = loss[0] if len(loss) else np.nan
+    events = list(prepared.events.values()) + list(getattr(trainer.watch, "events", {}).values())
     return Outcome(
         spec=spec,
         learning_rate=float(trainer.lrs[r]),
         steps_budget=budget,
         steps_run=steps_run,
-        loss=trainer.losses[:steps_run, r],
+        loss=loss,
         history=hist,
-        first=first,
+        first_nonfinite=first,
         events=events,
-        problem=problem,
+        prepared=prepared,
+        history_start=start,
+        loss_initial=float(initial),
+        summary=summary,
     )

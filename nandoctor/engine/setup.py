@@ -8,6 +8,7 @@ non-finite value, found here before any step runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,12 +17,17 @@ from nandoctor.engine import nn
 from nandoctor.engine.data import DataError
 from nandoctor.instrument.events import FPEvent, FPWatch, NonFinite, op
 
+if TYPE_CHECKING:
+    from nandoctor.spec.models import Spec
+
 DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 
 
 @dataclass
-class Problem:
-    spec: object  # nandoctor.spec.models.Spec
+class PreparedRun:
+    """A spec made ready to train: its data, initial weights and seeds, in the run's dtype."""
+
+    spec: Spec
     x: np.ndarray  # (samples, features), run dtype, preprocessed
     y: np.ndarray | None  # (samples, outputs) run dtype, or (samples,) int class indices
     dtype: type
@@ -29,11 +35,11 @@ class Problem:
     seeds: tuple  # SeedSequences for batches and random-gradient noise
     raw_max_abs: float  # largest |input| before preprocessing, after scale
     col_std: np.ndarray  # (features,) std of each input column before preprocessing
-    first: NonFinite | None = None  # a non-finite value in data or preprocessing
+    first_nonfinite: NonFinite | None = None  # a non-finite value in data or preprocessing
     events: dict[tuple, FPEvent] = field(default_factory=dict)
 
 
-def load_dataset(spec, rng: np.random.Generator) -> datamod.Dataset:
+def load_dataset(spec: Spec, rng: np.random.Generator) -> datamod.Dataset:
     d = spec.data
     if d.source == "synthetic":
         return datamod.synthetic(d.task, d.samples, d.features, d.outputs, d.noise, rng)
@@ -44,7 +50,7 @@ def load_dataset(spec, rng: np.random.Generator) -> datamod.Dataset:
     return datamod.load_npz(path, task=task)
 
 
-def prepare(spec) -> Problem:
+def prepare(spec: Spec) -> PreparedRun:
     """Load and prepare everything a run of ``spec`` needs. Raises DataError on bad data."""
     dtype = DTYPES[spec.numerics.dtype]
     data_ss, init_ss, batch_ss, noise_ss = np.random.SeedSequence(spec.seed).spawn(4)
@@ -67,19 +73,19 @@ def prepare(spec) -> Problem:
         with np.errstate(all="ignore"):
             raw_max = float(np.nanmax(np.abs(x))) if np.isfinite(x).any() else float("nan")
             col_std = x.astype(np.float64).std(axis=0)
-        if not watch.first:
+        if not watch.first_nonfinite:
             watch.at("preprocess", None, ("x",))
             op(spec.data.preprocess)
             x = datamod.preprocess(x, spec.data.preprocess, spec.numerics.mode).astype(dtype)
             watch.scan(x)
         params = initial_params(spec, x.shape[1], np.random.default_rng(init_ss))
-        if not watch.first:
+        if not watch.first_nonfinite:
             for i, p in enumerate(params):
                 watch.at("data", None, (f"{'Wb'[i % 2]}{i // 2 + 1}",))
                 op("cast")
                 params[i] = p.astype(dtype)
                 watch.scan(params[i])
-    return Problem(
+    return PreparedRun(
         spec=spec,
         x=x,
         y=y,
@@ -88,12 +94,12 @@ def prepare(spec) -> Problem:
         seeds=(batch_ss, noise_ss),
         raw_max_abs=raw_max,
         col_std=col_std,
-        first=watch.first.get(0),
+        first_nonfinite=watch.first_nonfinite.get(0),
         events=watch.events,
     )
 
 
-def initial_params(spec, n_in: int, rng: np.random.Generator) -> list[np.ndarray]:
+def initial_params(spec: Spec, n_in: int, rng: np.random.Generator) -> list[np.ndarray]:
     """``[W1, b1, W2, b2, ...]`` in float64, from the spec's inits or its weights file."""
     layers = spec.model.layers
     if spec.model.weights:
@@ -149,9 +155,27 @@ def _check_targets(spec, ds) -> None:
                 key="model.layers",
             )
         return
+    if loss == "bce":
+        _check_probabilities(spec, ds.y)
     width = ds.y.shape[1] if ds.y.ndim == 2 else 1
     if width != units:
         raise DataError(
             f"the data have {width} target column(s) but the last layer has {units} units",
             key="model.layers",
+        )
+
+
+def _check_probabilities(spec, y: np.ndarray) -> None:
+    """BCE targets are probabilities: a finite target outside [0, 1] is a data error (NaN/Inf
+    targets stay: they are the run's bad input to diagnose)."""
+    with np.errstate(invalid="ignore"):
+        outside = np.isfinite(y) & ((y < 0) | (y > 1))
+    if outside.any():
+        row = int(np.argwhere(outside)[0][0])
+        key = "data.target" if spec.data.source == "csv" else "data.path"
+        raise DataError(
+            f"loss bce needs targets between 0 and 1, but sample {row + 1} has"
+            f" {float(y[outside][0]):.6g} ({int(outside.sum())} target(s) outside [0, 1]);"
+            " rescale the targets or use loss mse",
+            key=key,
         )

@@ -12,14 +12,19 @@ compares against.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nandoctor.engine import nn, optim
-from nandoctor.engine.setup import Problem
+from nandoctor.engine.setup import PreparedRun
 from nandoctor.instrument.events import FPWatch, NullWatch, op
 from nandoctor.instrument.history import History
+
+if TYPE_CHECKING:
+    from nandoctor.spec.models import Spec
 
 
 @dataclass
@@ -40,46 +45,61 @@ class State:
 
 
 class Trainer:
-    """Trains ``problem`` with learning rates ``lrs`` (one replica each).
+    """Trains ``prepared`` with learning rates ``lrs`` (one replica each).
 
-    ``spec`` may differ from ``problem.spec`` in its training keys (a replay with another learning
-    rate or clipping); data, init and numerics always come from ``problem``.
+    ``spec`` may differ from ``prepared.spec`` in its training keys (a replay with another learning
+    rate or clipping); data, init and numerics always come from ``prepared``.
     """
 
-    def __init__(self, problem: Problem, lrs=None, instrument: bool = True, spec=None):
-        spec = spec or problem.spec
-        self.p = problem
+    def __init__(
+        self,
+        prepared: PreparedRun,
+        lrs: Sequence[float] | np.ndarray | None = None,
+        instrument: bool = True,
+        spec: Spec | None = None,
+    ):
+        spec = spec or prepared.spec
+        self.prepared = prepared
         self.spec = spec
-        self.t = spec.train
+        self.train_spec = spec.train
         self.acts = [layer.activation for layer in spec.model.layers]
         self.naive = spec.numerics.mode == "naive"
-        self.dtype = problem.dtype
-        lrs = np.atleast_1d(np.asarray(lrs if lrs is not None else self.t.learning_rate, float))
+        self.dtype = prepared.dtype
+        lrs = np.atleast_1d(
+            np.asarray(lrs if lrs is not None else self.train_spec.learning_rate, float)
+        )
         self.lrs = lrs
         n = len(lrs)
-        params = [np.repeat(a[None], n, axis=0) for a in problem.init_params]
+        params = [np.repeat(a[None], n, axis=0) for a in prepared.init_params]
         self.state = State(
             params=params,
-            opt=optim.init_state(self.t.optimizer, params),
+            opt=optim.init_state(self.train_spec.optimizer, params),
             step=0,
-            batch_rng=np.random.default_rng(problem.seeds[0]),
-            noise_rng=np.random.default_rng(problem.seeds[1]),
+            batch_rng=np.random.default_rng(prepared.seeds[0]),
+            noise_rng=np.random.default_rng(prepared.seeds[1]),
             order=np.arange(0),
             pos=0,
             alive=np.arange(n),
         )
         self.watch = FPWatch(n) if instrument else NullWatch()
-        self.history = History(n, len(self.acts), self.t.steps) if instrument else None
-        self.losses = np.full((self.t.steps, n), np.nan)
+        self.history = History(n, len(self.acts), self.train_spec.steps) if instrument else None
+        # without a history (instrumentation off) the losses are kept here, one (n,) per step
+        self.losses: list[np.ndarray] = []
 
     # ------------------------------------------------------------ batches
     def _batch(self) -> np.ndarray:
-        s, n_rows = self.state, len(self.p.x)
-        size = n_rows if self.t.batch_size == "full" else min(self.t.batch_size, n_rows)
+        s, n_rows = self.state, len(self.prepared.x)
+        size = (
+            n_rows
+            if self.train_spec.batch_size == "full"
+            else min(self.train_spec.batch_size, n_rows)
+        )
         if size == n_rows:
             return slice(None)
         if s.pos >= len(s.order):
-            s.order = s.batch_rng.permutation(n_rows) if self.t.shuffle else np.arange(n_rows)
+            s.order = (
+                s.batch_rng.permutation(n_rows) if self.train_spec.shuffle else np.arange(n_rows)
+            )
             s.pos = 0
         idx = s.order[s.pos : s.pos + size]
         s.pos += size
@@ -94,22 +114,24 @@ class Trainer:
         w.alive = s.alive  # the watch maps batch rows to replicas through this
         w.failed_now = []
         idx = self._batch()
-        x = self.p.x[idx]
-        y = None if self.p.y is None else self.p.y[idx]
+        x = self.prepared.x[idx]
+        y = None if self.prepared.y is None else self.prepared.y[idx]
         noise = None
         if self.spec.loss == "random_gradient":
-            noise = s.noise_rng.standard_normal((len(x), self.p.init_params[-1].shape[-1]))
+            noise = s.noise_rng.standard_normal((len(x), self.prepared.init_params[-1].shape[-1]))
         loss, grads, zs, acts = self.forward_backward(s.params, x, y, noise)
         new, deltas = self.update(grads, step)
         s.params = new
         s.step = step
-        self.losses[step - 1, s.alive] = loss
         if self.history is not None:
             w.muted = True  # the statistics' own arithmetic is bookkeeping, not the network's
             self.history.record(step, s.alive, zs, acts, self.acts, grads, new, deltas, loss)
             w.muted = False
             failed = [int(s.alive[r]) for r in w.failed_now]
         else:
+            row = np.full(len(self.lrs), np.nan)
+            row[s.alive] = loss
+            self.losses.append(row)
             failed = [int(s.alive[r]) for r in np.flatnonzero(~np.isfinite(loss))]
         if failed:
             self._drop([r for r, orig in enumerate(s.alive) if int(orig) in failed])
@@ -174,15 +196,20 @@ class Trainer:
 
     def update(self, grads: list[np.ndarray], step: int) -> tuple[list, list]:
         """Clip ``grads`` and apply the optimiser; returns the new params and the deltas."""
-        s, w, t = self.state, self.watch, self.t
-        if t.clip_grad_norm is not None:
+        s, w, train = self.state, self.watch, self.train_spec
+        if train.clip_grad_norm is not None:
             w.at("update", 1, ("gradient",))
-            grads = optim.clip_by_norm(grads, t.clip_grad_norm)
-        if t.clip_grad_value is not None:
+            grads = optim.clip_by_norm(grads, train.clip_grad_norm)
+        if train.clip_grad_value is not None:
             w.at("update", 1, ("gradient",))
-            grads = optim.clip_by_value(grads, t.clip_grad_value)
+            grads = optim.clip_by_value(grads, train.clip_grad_value)
         factor = optim.schedule_factor(
-            t.schedule, step, t.steps, t.lr_step_size, t.lr_gamma, t.warmup_steps
+            train.schedule,
+            step,
+            train.steps,
+            train.lr_step_size,
+            train.lr_gamma,
+            train.warmup_steps,
         )
         lr = (self.lrs[s.alive] * factor).astype(self.dtype)
         new, deltas = [], []
@@ -194,7 +221,7 @@ class Trainer:
                 names,
                 (("gradient", g), ("param", p), *((f"{k}_prev", v[j]) for k, v in s.opt.items())),
             )
-            d = optim.delta(t.optimizer, j, p, g, s.opt, step, optim.per_replica(lr, p), t)
+            d = optim.delta(train.optimizer, j, p, g, s.opt, step, optim.per_replica(lr, p), train)
             op("subtract")
             p_new = p - d
             w.check(p_new)
@@ -204,6 +231,9 @@ class Trainer:
 
     def _drop(self, rows: list[int]) -> None:
         s = self.state
+        if self.history is not None:
+            for r in rows:
+                self.history.retire(int(s.alive[r]))
         keep = np.setdiff1d(np.arange(len(s.alive)), rows)
         s.params = [p[keep] for p in s.params]
         s.opt = {k: [v[keep] for v in vs] for k, vs in s.opt.items()}

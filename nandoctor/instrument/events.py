@@ -12,12 +12,16 @@ are scanned once when loaded, and why the run stops at the first non-finite valu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 _op = "?"
 
 SHARED = {"x", "y"}  # tensors without a replica axis: the data
+Phase = Literal["data", "preprocess", "forward", "loss", "backward", "update"]
+Value = Literal["nan", "inf", "-inf"]
+
 KINDS = {"overflow": "overflow", "invalid value": "invalid", "divide by zero": "divide"}
 
 
@@ -42,14 +46,14 @@ class FPEvent:
 
 @dataclass
 class NonFinite:
-    """The first non-finite value of one replica (CONTRACT §3 ``first_nonfinite``)."""
+    """The first non-finite value of one replica: where, in which op, and what went into it."""
 
     step: int | None
-    phase: str
+    phase: Phase
     layer: int | None
     tensor: str
     op: str
-    value: str  # nan | inf | -inf
+    value: Value
     fraction: float  # share of the tensor's entries that are non-finite
     events: list[tuple[str, str]] = field(default_factory=list)  # (op, kind) in the failing group
     inputs: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -100,7 +104,9 @@ class FPWatch:
         self.alive = np.arange(n_replicas)  # original index of each replica row, set by the loop
         self.step: int | None = None
         self.events: dict[tuple, FPEvent] = {}
-        self.first: dict[int, NonFinite] = {}  # original replica -> its first non-finite value
+        self.first_nonfinite: dict[
+            int, NonFinite
+        ] = {}  # original replica -> its first non-finite value
         self.failed_now: list[int] = []  # rows (positions in ``alive``) that failed this step
         self._where: tuple = ("setup", None, ("?",), ())
         self._group: list[tuple[str, str]] = []
@@ -142,10 +148,10 @@ class FPWatch:
             for r in range(n):
                 row = r if per_replica else 0
                 orig = int(self.alive[r])
-                if orig in self.first or not bad_rows[row]:
+                if orig in self.first_nonfinite or not bad_rows[row]:
                     continue
                 part = a[r] if per_replica else a
-                self.first[orig] = NonFinite(
+                self.first_nonfinite[orig] = NonFinite(
                     step=self.step,
                     phase=phase,
                     layer=layer,
@@ -170,7 +176,7 @@ class NullWatch:
     muted = False
     alive = None
     failed_now: list[int] = []
-    first: dict[int, NonFinite] = {}
+    first_nonfinite: dict[int, NonFinite] = {}
 
     def at(self, *args, **kwargs) -> None:
         pass

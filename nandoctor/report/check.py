@@ -17,7 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from nandoctor import __version__
-from nandoctor.check import CAUSE_IDS, WARNING_IDS, SpecResult
+from nandoctor.check import SpecResult
+from nandoctor.diagnosis.catalogue import CAUSES, CHECK_OUTCOMES, NONFINITE, WARNINGS
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
@@ -120,14 +121,9 @@ def _uri(path: str) -> str:
 
 def sarif(results: list[SpecResult]) -> str:
     rules = [
-        {"id": "nonfinite", "shortDescription": {"text": "a NaN or Inf appeared during training"}},
-        {"id": "invalid", "shortDescription": {"text": "the spec or its data is invalid"}},
-        {"id": "error", "shortDescription": {"text": "nandoctor itself failed on the spec"}},
-        {
-            "id": "max_final_loss",
-            "shortDescription": {"text": "final loss above check.max_final_loss"},
-        },
-    ] + [{"id": k, "shortDescription": {"text": v}} for k, v in WARNING_IDS.items()]
+        {"id": k, "shortDescription": {"text": e.meaning}}
+        for k, e in (CHECK_OUTCOMES | WARNINGS).items()
+    ]
     ids = [rule["id"] for rule in rules]
     out = []
     for r in results:
@@ -170,10 +166,10 @@ def sarif(results: list[SpecResult]) -> str:
 
 def list_causes() -> str:
     lines = ["causes (cause.id):"]
-    lines += [f"  {k:20} {v}" for k, v in CAUSE_IDS.items()]
+    lines += [f"  {k:20} {e.meaning}" for k, e in CAUSES.items()]
     lines += ["warnings (warnings[].id; usable in check.fail_on):"]
-    lines += [f"  {k:20} {v}" for k, v in WARNING_IDS.items()]
-    lines += ["  nonfinite            (policy id) fail when any NaN or Inf appears (the default)"]
+    lines += [f"  {k:20} {e.meaning}" for k, e in WARNINGS.items()]
+    lines += [f"  {NONFINITE:20} (policy id) fail when any NaN or Inf appears (the default)"]
     return "\n".join(lines)
 
 

@@ -44,7 +44,7 @@ def sparkline(values: np.ndarray, width: int = 12, log: bool = False) -> str:
 def verdict(d: Diagnosis) -> Text:
     mark = MARK[d.status]
     if d.status == "nonfinite":
-        f = d.first
+        f = d.first_nonfinite
         where = f"step {f.step}" if f.step else f"the {f.phase} phase"
         msg = f"{mark} {f.value.upper()} at {where}"
         if d.cause:
@@ -63,7 +63,7 @@ def verdict(d: Diagnosis) -> Text:
 
 
 def first_table(d: Diagnosis) -> Table:
-    f = d.first
+    f = d.first_nonfinite
     t = Table(
         box=box.SIMPLE, show_header=True, title="First non-finite value", title_justify="left"
     )
@@ -121,13 +121,13 @@ def bullets(title: str, lines: list[str], style: str = "") -> Group:
 def render(d: Diagnosis):
     """The report as one rich renderable."""
     parts = [verdict(d)]
-    if d.first is not None:
+    if d.first_nonfinite is not None:
         parts.append(first_table(d))
-        if d.first.inputs:
+        if d.first_nonfinite.inputs:
             ins = ", ".join(
                 f"{k}: max|·| {fmt(v['max_abs'])}"
                 + (f", {v['exact_zeros']} zeros" if v["exact_zeros"] else "")
-                for k, v in d.first.inputs.items()
+                for k, v in d.first_nonfinite.inputs.items()
             )
             parts.append(Text(f"  inputs to the failing op: {ins}"))
     if d.cause:

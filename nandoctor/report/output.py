@@ -1,11 +1,31 @@
-"""Where a rendering goes: stdout, or a file written whole (never half-written)."""
+"""Where a rendering goes: stdout, or a file written whole (never half-written, never destroyed).
+
+Every output of every command goes through :func:`open_output`:
+
+- a regular file (or a new one) is written to a temporary file beside it and renamed over it,
+  so a crash or a Ctrl-C never leaves half a file; an existing file keeps its permission bits;
+- a symlink is followed: the file it points at is replaced, the link stays a link;
+- anything else that exists - a character device (``/dev/null``, ``/dev/full``), a FIFO,
+  ``/dev/stdout`` - is written through: renaming a file over a device would replace the device.
+
+:func:`check_outputs` runs before any work: an output that is one of the command's inputs, or
+that cannot be written, is a usage problem found in a second, not after a long run.
+"""
 
 from __future__ import annotations
 
 import io
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 from rich.console import Console
+
+from nandoctor.errors import UsageProblem
 
 
 def as_text(rendering, width: int = 120) -> str:
@@ -17,9 +37,107 @@ def as_text(rendering, width: int = 120) -> str:
     return buf.file.getvalue()
 
 
+def _is_regular_or_new(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
+
+
+def _written_through(path: str | Path) -> bool:
+    """True for a device, a FIFO or a socket, and for any name under /dev or /proc (/dev/stdout
+    redirected to a file must write into the shell's open file, not rename a new one over it)."""
+    absolute = os.path.abspath(path)
+    return absolute.startswith(("/dev/", "/proc/")) or not _is_regular_or_new(Path(absolute))
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def open_output(path: str | Path, binary: bool = False) -> Iterator[IO]:
+    """A file object for ``path``, committed when the block ends without an exception.
+
+    A regular (or new) file is written atomically with its mode kept; a symlink's target is
+    written; a device or FIFO is written through (see the module docstring).
+    """
+    mode = "wb" if binary else "w"
+    text_args = {} if binary else {"encoding": "utf-8", "newline": ""}
+    if _written_through(path):
+        with open(path, mode, **text_args) as f:
+            yield f
+        return
+    target = Path(os.path.realpath(path))
+    try:
+        keep = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        keep = _new_file_mode()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **text_args) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, keep)
+        os.replace(tmp, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temporary file beside the target, then a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Write ``text`` (UTF-8) to ``path`` through :func:`open_output`."""
+    with open_output(path) as f:
+        f.write(text)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def writable_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be written (a short reason), or None when it can."""
+    if os.path.isdir(path):
+        return "is a directory"
+    if _written_through(path):
+        return None if os.access(path, os.W_OK) else "permission denied"
+    target = Path(os.path.realpath(path))
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            return "permission denied"
+        if not os.access(target.parent, os.W_OK | os.X_OK):
+            return f"its folder {target.parent} is not writable"
+        return None
+    if not target.parent.is_dir():
+        return f"no such folder: {target.parent}"
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        return f"its folder {target.parent} is not writable"
+    return None
+
+
+def check_outputs(outputs: dict[str, str | Path | None], inputs: Iterable[str | Path]) -> None:
+    """Refuse, before any work, an output that is an input or that cannot be written.
+
+    ``outputs`` maps the option that names each output (``-o``, ``--trace``) to its path.
+    """
+    inputs = [Path(p) for p in inputs if p is not None and Path(p).exists()]
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        for src in inputs:
+            if _same(Path(path), src):
+                raise UsageProblem(
+                    f"{option} {path}: that is the input {src}; refusing to overwrite it"
+                    " (choose another output file)"
+                )
+        reason = writable_problem(path)
+        if reason:
+            raise UsageProblem(f"{option} {path}: cannot write there ({reason})")

@@ -34,7 +34,7 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
         sys.stderr.write(outcome.traceback_text)
     result = TraceResult(script=program.label, program=outcome, seconds=seconds)
     result.events = recorder.events()
-    result.warnings = event_warnings(recorder)
+    result.warnings, result.notes = event_warnings(recorder)
     timeout = max(RERUN_MIN_SECONDS, RERUN_FACTOR * seconds)
     first = recorder.first
     growth: list = []

@@ -128,6 +128,33 @@ def test_missing_spec_file_exits_2(tmp_path):
     assert r.exit_code == 2 and "no such file" in r.output
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "{tmp}/nope.yaml"],  # a missing spec
+        ["run", "{tmp}/bad.yaml", "--format", "json"],  # an invalid spec, every problem listed
+        ["run", CONFIGS / "healthy.yaml", "--set", "train.learnig_rate=0.1"],  # a bad --set key
+        ["run", CONFIGS / "healthy.yaml", "--set", "train.steps"],  # --set without a value
+        ["run", CONFIGS / "healthy.yaml", "--steps", "0"],  # click's own option check
+        ["run", "{tmp}/csv.yaml"],  # a missing data file
+        ["sweep", CONFIGS / "healthy.yaml", "--lr", "abc"],  # an unreadable rate list
+        ["check", CONFIGS / "healthy.yaml", "--fail-on", "bogus"],  # an unknown policy id
+        ["check", CONFIGS / "healthy.yaml", "--steps", "2", "-o", "{tmp}/no/dir/o.json"],
+        ["fix", CONFIGS / "healthy.yaml"],  # neither -o nor --dry-run
+        ["bogus"],  # an unknown command
+    ],
+)
+def test_every_exit_2_message_ends_with_a_newline(tmp_path, args):
+    (tmp_path / "bad.yaml").write_text("model: {layers: [{units: 0}]}\ntrain: {steps: x}\n")
+    (tmp_path / "csv.yaml").write_text(
+        "data: {source: csv, path: gone.csv, target: y}\nmodel: {layers: [{units: 1}]}\n"
+    )
+    r = invoke(*[str(a).format(tmp=tmp_path) for a in args])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip() and r.stderr.endswith("\n"), repr(r.stderr)
+    assert "Traceback" not in r.stderr
+
+
 def test_missing_data_file_names_the_key_line(tmp_path):
     f = tmp_path / "s.yaml"
     f.write_text(

@@ -13,13 +13,12 @@ import yaml
 from click.testing import CliRunner
 
 from nandoctor.check import (
-    CAUSE_IDS,
-    WARNING_IDS,
     check_one,
     collect,
     run_checks,
 )
 from nandoctor.cli import main
+from nandoctor.diagnosis.catalogue import CAUSES, WARNINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
@@ -79,6 +78,16 @@ def test_collect_files_folders_and_globs(tmp_path):
     assert collect([f"{tmp_path}/s*"]) == [c]  # a folder matched by a glob is searched
     assert collect([f"{tmp_path}/*.json"]) == []
     assert collect(["missing.yaml"]) == ["missing.yaml"]  # a named file is kept: it will fail
+
+
+def test_a_glob_follows_a_symlink_loop_once_and_checks_each_file_once(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.yaml").write_text("x: 1\n")
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path)  # sub/loop -> the folder above it
+    (tmp_path / "link.yaml").symlink_to(tmp_path / "sub" / "c.yaml")
+    c = str(tmp_path / "sub" / "c.yaml")
+    assert collect([f"{tmp_path}/**/*.yaml"]) == [str(tmp_path / "link.yaml")]
+    assert collect([c, f"{tmp_path}/**/*.yaml", str(tmp_path)]) == [c]
 
 
 # -- verdicts and policy ---------------------------------------------------------------------
@@ -155,7 +164,7 @@ def test_steps_caps_the_budget_but_never_raises_it():
     assert json.loads(r.stdout)["results"][0]["steps_run"] == 9
 
 
-def test_fail_on_overrides_the_policy():
+def test_fail_on_adds_to_the_policy():
     spec = CONFIGS / "dead_relu.yaml"
     r = invoke("check", spec, "--steps", 50, "--format", "json")
     assert r.exit_code == 0, r.output  # the default policy fails on nonfinite only
@@ -168,9 +177,22 @@ def test_fail_on_overrides_the_policy():
     assert not res["passed"] and res["reasons"] == ["dead_relu"]
     assert res["line"] == line_of(spec, "learning_rate")
 
-    # --fail-on replaces the policy: without nonfinite, a NaN run passes
-    r = invoke("check", CONFIGS / "adam_eps_zero.yaml", "--steps", 5, "--fail-on", "dead_relu")
-    assert r.exit_code == 0, r.output
+    # --fail-on adds to the policy: a NaN run still fails, whatever the list (even empty)
+    nan_spec = CONFIGS / "adam_eps_zero.yaml"
+    for ids in ("dead_relu", "", ","):
+        r = invoke("check", nan_spec, "--steps", 5, "--fail-on", ids)
+        assert r.exit_code == 1, (ids, r.output)
+    # accepting NaN takes an explicit word
+    assert invoke("check", nan_spec, "--steps", 5, "--allow-nonfinite").exit_code == 0
+
+
+def test_a_spec_listing_only_warnings_still_fails_on_nan(tmp_path):
+    spec = tmp_path / "nan.yaml"
+    text = (CONFIGS / "adam_eps_zero.yaml").read_text()
+    spec.write_text(text + "check:\n  fail_on: [dead_relu]\n")
+    assert invoke("check", spec, "--steps", 5).exit_code == 1
+    spec.write_text(text + "check:\n  fail_on: [dead_relu]\n  allow_nonfinite: true\n")
+    assert invoke("check", spec, "--steps", 5).exit_code == 0
 
 
 def test_policy_from_the_spec(tmp_path):
@@ -352,7 +374,7 @@ def test_sarif(mixed):
     run = doc["runs"][0]
     assert run["tool"]["driver"]["name"] == "nandoctor"
     rule_ids = {rule["id"] for rule in run["tool"]["driver"]["rules"]}
-    assert {"nonfinite", "invalid", "max_final_loss", *WARNING_IDS} <= rule_ids
+    assert {"nonfinite", "invalid", "max_final_loss", *WARNINGS} <= rule_ids
     got = {
         res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].rsplit("/", 1)[-1]: res
         for res in run["results"]
@@ -451,8 +473,7 @@ def test_pre_commit_hook():
 def test_list_causes():
     r = invoke("check", "--list-causes")
     assert r.exit_code == 0, r.output
-    assert len(CAUSE_IDS) == len(WARNING_IDS) == 5
-    for ident in [*CAUSE_IDS, *WARNING_IDS, "nonfinite"]:
+    for ident in [*CAUSES, *WARNINGS, "nonfinite"]:
         assert re.search(rf"^\s+{ident}\s+\S", r.stdout, re.M), ident
 
 

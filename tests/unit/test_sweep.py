@@ -65,7 +65,7 @@ def invoke(*args):
 def single(spec, rate: float) -> tuple:
     """What ``nandoctor run`` reports for ``spec`` at ``rate``, in RateRun's terms."""
     d = diagnose(train(spec.with_changes({"train.learning_rate": rate}))[0])
-    first = d.first.to_json() if d.first else None
+    first = d.first_nonfinite.to_json() if d.first_nonfinite else None
     return d.status, d.steps_run, first, d.cause.id if d.cause else None, d.loss_final
 
 
@@ -278,23 +278,23 @@ def test_sweep_matches_run_through_the_cli():
 # ------------------------------------------------------------------ the edge
 def test_refine_edge_narrows_to_the_tolerance_and_keeps_the_sides():
     spec = small(steps=40)
-    problem = prepare(spec)
-    runs = run_rates(spec, [0.05, 20.0], {}, problem)
+    prepared = prepare(spec)
+    runs = run_rates(spec, [0.05, 20.0], {}, prepared)
     assert [r.status != "nonfinite" for r in runs] == [True, False]
-    lo, hi = refine_edge(spec, runs, {}, problem)
+    lo, hi = refine_edge(spec, runs, {}, prepared)
     assert 0.05 <= lo < hi <= 20.0
     assert hi / lo - 1 <= EDGE_RTOL
     assert len(runs) > 2  # the probes were added to the runs
     assert max_stable(runs) == lo
-    again = run_rates(spec, [lo, hi], {}, problem)  # the sides hold on a fresh run
+    again = run_rates(spec, [lo, hi], {}, prepared)  # the sides hold on a fresh run
     assert again[0].status != "nonfinite" and again[1].status == "nonfinite"
 
 
 def test_refine_edge_needs_a_finite_and_a_failing_rate():
     spec = small(steps=5)
-    problem = prepare(spec)
-    assert refine_edge(spec, run_rates(spec, [0.01, 0.02], {}, problem), {}, problem) is None
-    assert refine_edge(spec, run_rates(spec, [1e4, 1e5], {}, problem), {}, problem) is None
+    prepared = prepare(spec)
+    assert refine_edge(spec, run_rates(spec, [0.01, 0.02], {}, prepared), {}, prepared) is None
+    assert refine_edge(spec, run_rates(spec, [1e4, 1e5], {}, prepared), {}, prepared) is None
 
 
 def test_sweep_with_edge_reports_it_and_sorts_the_runs():
@@ -342,10 +342,10 @@ def test_sharpness_of_linear_regression_is_the_exact_eigenvalue(
     # as an extra row fed by a column of ones) is block-diagonal, one block per output, each
     # (2 / (n*out)) [X, 1]^T [X, 1]; so lambda_max is that block's largest eigenvalue.
     spec = linear_spec(seed, samples, features, outputs, **numerics)
-    problem = prepare(spec)
-    x1 = np.hstack([problem.x.astype(np.float64), np.ones((samples, 1))])
+    prepared = prepare(spec)
+    x1 = np.hstack([prepared.x.astype(np.float64), np.ones((samples, 1))])
     exact = np.linalg.eigvalsh(2 / (samples * outputs) * x1.T @ x1).max()
-    lam, note = sharpness(spec, problem)
+    lam, note = sharpness(spec, prepared)
     assert note == ""
     assert lam == pytest.approx(exact, rel=1e-3)
 

@@ -50,7 +50,7 @@ def test_nonfinite_specs(name):
     d = run_config(name)
     assert d.status == "nonfinite"
     assert d.cause.id == cause
-    f = d.first
+    f = d.first_nonfinite
     assert (f.step, f.phase, f.layer, f.tensor, f.op, f.value) == where
     assert len(d.cause.evidence) >= 2  # the location line and at least one number behind the cause
     assert d.recommendations
@@ -60,7 +60,7 @@ def test_nonfinite_specs(name):
 def test_warning_specs(name):
     d = run_config(name)
     assert d.status == "warning"
-    assert d.first is None and d.cause is None
+    assert d.first_nonfinite is None and d.cause is None
     assert WARNINGS[name] <= {w.id for w in d.warnings}
 
 
@@ -68,7 +68,7 @@ def test_warning_specs(name):
 def test_healthy_specs(name):
     d = run_config(name)
     assert d.status == "healthy", [w.summary for w in d.warnings]
-    assert d.first is None
+    assert d.first_nonfinite is None
     assert d.notes[0].startswith("every value stayed finite")
 
 
@@ -99,7 +99,7 @@ def test_same_network_is_healthy_with_scaled_inputs():
 
 def test_stable_numerics_remove_the_softmax_overflow():
     d = run_config("softmax_overflow_naive", **{"numerics.mode": "stable"})
-    assert d.status != "nonfinite" and d.first is None
+    assert d.status != "nonfinite" and d.first_nonfinite is None
 
 
 def test_exploding_cause_needs_growth_history():
@@ -109,7 +109,7 @@ def test_exploding_cause_needs_growth_history():
     assert late.cause.id == "exploding_gradient"
     assert any("rose from" in e for e in late.cause.evidence)
     early = run_config("relu_high_lr", **{"data.scale": 3000.0, "numerics.dtype": "float16"})
-    assert early.first.step == 1
+    assert early.first_nonfinite.step == 1
     assert early.cause.id == "overflow"
 
 
@@ -124,7 +124,7 @@ def test_contributing_factors_are_evidenced():
 def test_division_by_zero_evidence_counts_zeros():
     d = run_config("adam_eps_zero")
     assert any("exactly 0" in e for e in d.cause.evidence)
-    assert d.first.inputs["gradient"]["exact_zeros"] > 0
+    assert d.first_nonfinite.inputs["gradient"]["exact_zeros"] > 0
 
 
 def test_eps_removes_division_by_zero():

@@ -375,3 +375,22 @@ def test_unknown_names_are_errors():
         nn.loss_and_grad("hinge", "linear", z, z, np.zeros((2, 2)), False)
     with pytest.raises(ValueError, match="lecun"):
         nn.init_weights("lecun", 2, 2, 1.0, np.random.default_rng(0))
+
+
+def test_the_activation_table_covers_exactly_the_spec_vocabulary():
+    from typing import get_args
+
+    from nandoctor.spec.models import Activation
+
+    assert set(nn.ACTIVATIONS) == set(get_args(Activation))
+
+
+@pytest.mark.parametrize("name", sorted(nn.ACTIVATIONS))
+def test_the_forward_runs_under_the_op_its_table_entry_declares(name):
+    from nandoctor.instrument import events
+
+    events.op("?")
+    nn.activate(name, np.zeros((1, 2, 3)), naive=False)
+    declared = nn.ACTIVATIONS[name].op
+    composite = name in ("sigmoid", "softmax")  # these name each of their own ops
+    assert events._op == (declared or "?") or composite

@@ -32,13 +32,37 @@ def test_same_seed_bit_identical_losses():
     assert not np.array_equal(a, c.loss)
 
 
+@pytest.mark.parametrize(
+    ("task", "loss", "last"),
+    [
+        ("binary", "bce", {"units": 1, "activation": "sigmoid"}),
+        ("classification", "cross_entropy", {"units": 4, "activation": "softmax"}),
+    ],
+)
+def test_synthetic_targets_take_the_last_layers_width_when_outputs_is_omitted(task, loss, last):
+    spec = spec_from_dict(
+        {
+            "data": {"task": task, "samples": 200, "features": 6},
+            "model": {"layers": [{"units": 8, "activation": "relu"}, last]},
+            "loss": loss,
+            "train": {"steps": 5},
+        }
+    )
+    y = prepare(spec).y
+    if task == "binary":
+        assert y.shape == (200, 1) and set(np.unique(y)) == {0.0, 1.0}
+    else:
+        assert y.shape == (200,) and set(np.unique(y)) == {0, 1, 2, 3}
+    assert train(spec)[0].finite
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
 def test_every_array_in_the_run_dtype(dtype):
     spec = make(numerics__dtype=dtype, train__optimizer="adam")
-    problem = prepare(spec)
+    prepared = prepare(spec)
     want = np.dtype(dtype)
-    assert problem.x.dtype == want and problem.y.dtype == want
-    t = Trainer(problem)
+    assert prepared.x.dtype == want and prepared.y.dtype == want
+    t = Trainer(prepared)
     with t.watch.install():
         for _ in range(3):
             t.step()
@@ -55,18 +79,18 @@ def test_replicas_equal_single_runs(optimizer):
         single = train(spec.with_changes({"train.learning_rate": rate}))[0]
         assert single.steps_run == b.steps_run
         assert np.array_equal(single.loss, b.loss, equal_nan=True)
-        assert (single.first is None) == (b.first is None)
-        if single.first:
-            assert single.first.to_json() == b.first.to_json()
+        assert (single.first_nonfinite is None) == (b.first_nonfinite is None)
+        if single.first_nonfinite:
+            assert single.first_nonfinite.to_json() == b.first_nonfinite.to_json()
 
 
 def test_snapshot_replay_reproduces_failure_bit_for_bit():
     spec = make(train__learning_rate=3.0, train__steps=200)
     o = train(spec)[0]
-    assert o.first is not None and o.snapshots
+    assert o.first_nonfinite is not None and o.snapshots
     snap = o.snapshots[-1]
-    r = train(spec, problem=o.problem, start=snap)[0]
-    assert r.first.to_json() == o.first.to_json()
+    r = train(spec, prepared=o.prepared, start=snap)[0]
+    assert r.first_nonfinite.to_json() == o.first_nonfinite.to_json()
     assert np.array_equal(r.loss[snap.step :], o.loss[snap.step :], equal_nan=True)
 
 
@@ -79,7 +103,7 @@ def test_watch_names_the_op_and_ignores_finite_results():
         op("divide")
         a = e / e
         w.check(a)
-    nf = w.first[0]
+    nf = w.first_nonfinite[0]
     assert (nf.phase, nf.layer, nf.tensor, nf.op, nf.value) == (
         "forward",
         2,
@@ -95,7 +119,7 @@ def test_watch_names_the_op_and_ignores_finite_results():
         op("exp")
         out = 1 / (1 + np.exp(np.array([[[800.0]]])))  # overflow, but the result is a finite 0
         w2.check(out)
-    assert not w2.first and w2.events  # an event, not a non-finite value
+    assert not w2.first_nonfinite and w2.events  # an event, not a non-finite value
 
 
 def test_bookkeeping_overflow_is_not_the_networks():

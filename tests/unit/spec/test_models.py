@@ -249,7 +249,11 @@ def test_softmax_not_last_is_an_error_at_that_layer(tmp_path):
             "data.task",
             "classification",
         ),
-        ({"model.layers.1.units": 3}, "model.layers.1.units", "3 units but data.outputs is 5"),
+        (
+            {"model.layers.1.units": 3, "data.outputs": 5},
+            "data.outputs",
+            "5 disagrees with the last layer's 3 units",
+        ),
         ({"data.source": "npz"}, "data.path", "path"),
     ],
 )
@@ -259,6 +263,26 @@ def test_cross_field_rules(tmp_path, changes, key, words):
         spec.with_changes(changes)
     assert [p.key for p in info.value.problems] == [key]
     assert words in info.value.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("task", "loss", "activation", "units"),
+    [("binary", "bce", "sigmoid", 1), ("classification", "cross_entropy", "softmax", 3)],
+)
+def test_omitted_outputs_follow_the_last_layer(tmp_path, task, loss, activation, units):
+    text = GOOD.replace("task: regression", f"task: {task}").replace(
+        "{units: 5, activation: tanh}", f"{{units: {units}, activation: {activation}}}"
+    )
+    spec = load_spec(write(tmp_path, f"{text}loss: {loss}\n"))
+    assert spec.data.outputs == units
+    assert spec.with_changes({"model.layers.1.units": units + 1}).data.outputs == units + 1
+
+
+def test_explicit_outputs_that_disagree_are_reported_at_their_line(tmp_path):
+    text = GOOD.replace("task: regression", "task: regression\n  outputs: 4")
+    (p,) = problems(write(tmp_path, text))
+    assert (p.key, p.line, p.col) == ("data.outputs", 5, 12)
+    assert "4 disagrees with the last layer's 5 units (model.layers.1.units)" in p.message
 
 
 def test_random_gradient_needs_no_matching_outputs():

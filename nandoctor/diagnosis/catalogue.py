@@ -1,0 +1,160 @@
+"""Every finding id nandoctor can report, declared once: what it means, what it blames, what proves it.
+
+Four kinds of id, each in its own table:
+
+- a **cause** (``cause.id``): why a run first produced a NaN or an Inf;
+- a **contributing factor** (``contributing[].id``): a setting that made the failure likelier;
+- a **warning** (``warnings[].id``): something wrong that has not (yet) gone non-finite;
+- a **recommendation** (``recommendations[].id``): a change to try, and the sentence its
+  confirming experiment adds to the cause's evidence when it alone removes the failure.
+
+A ``check:`` policy fails on ``nonfinite`` or on any warning id (:data:`FAIL_ON_IDS`); the check
+reports add their own outcomes (:data:`CHECK_OUTCOMES`). ``check --list-causes``, the spec's
+``check.fail_on`` values, the SARIF rules, the spec line a GitHub annotation points at, the
+diagnosis and the verification all read these tables; no id is spelled out anywhere else as a
+list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One id: its meaning (a line for ``--list-causes`` and SARIF), the spec key an annotation
+    points at (None: nothing in the spec to point at), and for findings about one layer, whether
+    the annotation points at that layer's entry of ``model.layers`` instead."""
+
+    meaning: str
+    blames: str | None = None
+    per_layer: bool = False
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """A recommendation id: what it changes and the sentence its confirming experiment prints."""
+
+    meaning: str
+    confirms: str
+
+
+CAUSES: dict[str, Entry] = {
+    "exploding_gradient": Entry(
+        "gradient norms grew step over step until values overflowed", "train.learning_rate"
+    ),
+    "saturation": Entry(
+        "outputs pinned at exactly 0 or 1 met a log or a division", "model.layers", per_layer=True
+    ),
+    "overflow": Entry("a value left the dtype's range without a growth history", "numerics"),
+    "bad_input": Entry("the data held NaN/Inf, or preprocessing produced it", "data"),
+    "division_by_zero": Entry(
+        "a division by an exact zero (e.g. Adam/RMSprop with eps 0)", "train.eps"
+    ),
+    "domain_error": Entry("a log or square root of a negative number (trace: the user's own code)"),
+}
+
+FACTORS: dict[str, Entry] = {
+    "high_learning_rate": Entry(
+        "updates moved the weights by over a tenth of their norm in one step",
+        "train.learning_rate",
+    ),
+    "unscaled_inputs": Entry("inputs far from unit scale with no preprocessing", "data.scale"),
+    "naive_softmax": Entry("numerics.mode naive: softmax without the max", "numerics.mode"),
+    "naive_log": Entry("numerics.mode naive: log of a probability unclipped", "numerics.mode"),
+    "naive_sigmoid": Entry("numerics.mode naive: 1 / (1 + exp(-z))", "numerics.mode"),
+    "naive_division": Entry("numerics.mode naive: a division with no guard", "numerics.mode"),
+    "low_precision": Entry("float16's narrow range and coarse epsilon", "numerics.dtype"),
+    "poor_init": Entry("a squashing layer starts from N(0, 1) weights", "model.layers"),
+    "zero_eps": Entry("train.eps = 0 leaves Adam/RMSprop's denominator unguarded", "train.eps"),
+}
+# The naive-numerics factors: a textbook formula with no guard. The one for each failing op
+# (the sigmoid's exp in a forward pass is told apart by the diagnosis).
+NAIVE_FACTORS = tuple(k for k in FACTORS if k.startswith("naive_"))
+NAIVE_FACTOR_OF_OP = {"exp": "naive_softmax", "log": "naive_log", "divide": "naive_division"}
+
+WARNINGS: dict[str, Entry] = {
+    "saturation": Entry(
+        "sigmoid/tanh/softmax outputs within 1e-3 of their limits for a large share of units",
+        "model.layers",
+        per_layer=True,
+    ),
+    "vanishing_gradient": Entry(
+        "the first layer's gradient norm is orders of magnitude below the last layer's",
+        "model.layers",
+        per_layer=True,
+    ),
+    "dead_relu": Entry(
+        "over half of a ReLU layer's units output 0 for every sample of the batch",
+        "train.learning_rate",
+    ),
+    "exploding_gradient": Entry(
+        "the gradient norm grows step over step (not yet overflowed), with a projection",
+        "train.learning_rate",
+    ),
+    "loss_not_decreasing": Entry(
+        "the loss at the end is no lower than at the start", "train.learning_rate"
+    ),
+}
+# Warnings that belong to the story of a failure rather than beside it: a run that went
+# non-finite reports them through its cause, not as warnings.
+PART_OF_A_FAILURE = ("loss_not_decreasing", "exploding_gradient")
+
+RECOMMENDATIONS: dict[str, Remedy] = {
+    "lower_learning_rate": Remedy(
+        "a lower learning rate (the largest finite one found by halving)",
+        "a lower learning rate alone removes it: the step size drives the failure",
+    ),
+    "clip_gradients": Remedy(
+        "clip the global gradient norm at 1.0",
+        "clipping the gradient norm alone removes it: the gradient explosion is the mechanism",
+    ),
+    "stable_numerics": Remedy(
+        "compute softmax/BCE/CE from logits and guard divisions",
+        "stable numerics alone remove it: the naive formula is the mechanism",
+    ),
+    "standardize_inputs": Remedy(
+        "standardize the inputs",
+        "standardized inputs alone remove it: the input scale is the mechanism",
+    ),
+    "use_float32": Remedy("train in float32", "float32 alone removes it: a float16 range problem"),
+    "add_eps": Remedy(
+        "use eps = 1e-8 in the optimizer's denominator",
+        "a non-zero eps alone removes it: the unguarded division is the mechanism",
+    ),
+    "use_xavier_init": Remedy(
+        "initialise the N(0, 1) squashing layers with Xavier scaling",
+        "Xavier init alone removes it: the initial weight scale is the mechanism",
+    ),
+    "use_relu": Remedy(
+        "use relu in the saturating hidden layers (He init)",
+        "relu hidden layers alone remove it: the saturating activations are the mechanism",
+    ),
+    "use_leaky_relu": Remedy(
+        "use leaky_relu so units cannot die",
+        "leaky_relu alone removes it: units that stopped passing gradient are the mechanism",
+    ),
+    "remove_nan_inputs": Remedy(
+        "stop injecting NaN into the inputs",
+        "removing the NaN inputs removes it: the data are the cause",
+    ),
+}
+
+# Ids a check: policy (or --fail-on) may list, in the order they are documented.
+NONFINITE = "nonfinite"
+FAIL_ON_IDS: tuple[str, ...] = (NONFINITE, *WARNINGS)
+# What else a check can report about a spec, beside the policy ids (each a SARIF rule).
+CHECK_OUTCOMES: dict[str, Entry] = {
+    NONFINITE: Entry("a NaN or Inf appeared during training"),
+    "invalid": Entry("the spec or its data is invalid"),
+    "error": Entry("nandoctor itself failed on the spec"),
+    "max_final_loss": Entry("final loss above check.max_final_loss", "check.max_final_loss"),
+}
+
+
+def blamed_key(entry: Entry, layer: int | None) -> str | None:
+    """The spec key an annotation about a finding of ``entry`` points at: for a per-layer id
+    with a known (1-based) ``layer``, that layer's entry of ``model.layers``."""
+    if entry.per_layer and layer:
+        return f"model.layers.{layer - 1}"
+    return entry.blames
