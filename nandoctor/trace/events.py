@@ -336,9 +336,10 @@ class Recorder:
     @contextlib.contextmanager
     def armed(self):
         """Record every event of the code run inside (over, invalid, divide; underflow counted)."""
-        with self.user_state.patched():
+        callback = self.callback()
+        with self.user_state.patched(), _threads_armed(callback):
             old = npstate.seterr(all="call")
-            old_call = npstate.seterrcall(self.callback())
+            old_call = npstate.seterrcall(callback)
             try:
                 yield self
             finally:
@@ -350,6 +351,31 @@ class Recorder:
             Site(c.co_filename, line, "underflow", n) for (c, line), n in self.underflow.items()
         ]
         return sorted([*self.sites.values(), *under], key=lambda s: (-s.count, s.file, s.line))
+
+
+@contextlib.contextmanager
+def _threads_armed(callback):
+    """Threads started meanwhile record too: NumPy 2 keeps the error state per context, so a
+    new thread would start with NumPy's defaults (no callback)."""
+    import threading
+
+    start = threading.Thread.start
+
+    def armed_start(thread, *args, **kwargs):
+        run = thread.run
+
+        def armed_run():
+            with npstate.errstate(all="call", call=callback):
+                run()
+
+        thread.run = armed_run
+        return start(thread, *args, **kwargs)
+
+    threading.Thread.start = armed_start
+    try:
+        yield
+    finally:
+        threading.Thread.start = start
 
 
 def _worth_examining(count: int) -> bool:
