@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from nandoctor.cli.common import CONTEXT, emit, fail_usage
+from nandoctor.cli.common import CONTEXT, fail_usage
 
 FORMATS = ("text", "json")
 
@@ -48,5 +48,5 @@ def trace(module, fmt, argv):
     else:
         fail_usage("trace: give a SCRIPT.py to run, or -m MODULE")
     result = trace_program(program, output_to_stderr_=fmt == "json")
-    emit(RENDERERS[fmt](result))
+    click.echo(RENDERERS[fmt](result), nl=False)  # not emit(): rich would cost start-up time
     sys.exit(result.exit_code)

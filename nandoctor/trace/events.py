@@ -47,6 +47,7 @@ MESSAGES = {
     "divide_by_zero": "divide by zero",
     "underflow": "underflow",
 }
+UNDERFLOW_CAP = 100_000  # underflow events counted before counting stops (each costs ~1 us)
 ALWAYS_EXAMINE = 8  # events examined at each place before sampling only powers of two
 
 
@@ -261,6 +262,7 @@ class Recorder:
     def __init__(self, on_first: Callable | None = None, user_state: UserErrorState | None = None):
         self.sites: dict[tuple, Site] = {}
         self.underflow: dict[tuple, int] = {}
+        self.underflow_capped = False  # counting stopped at UNDERFLOW_CAP: counts are lower bounds
         self.first: FirstNonFinite | None = None
         self.plan: dict | None = None  # what a re-run needs to find the first event's loop again
         self.on_first = on_first
@@ -271,7 +273,7 @@ class Recorder:
     def callback(self) -> Callable[[str, int], None]:
         """The function NumPy calls: a closure over its state, the cheapest thing to call."""
         getframe, user_code, counts = sys._getframe, _USER_CODE, self.underflow
-        modes, slow = self.user_state.modes, self._event
+        modes, slow, left = self.user_state.modes, self._event, [UNDERFLOW_CAP]
 
         def on_fp_error(kind: str, flag: int) -> None:
             if kind == "underflow":
@@ -280,6 +282,10 @@ class Recorder:
                 if user_code.get(code) and modes["under"] == "ignore":
                     key = (code, frame.f_lineno)
                     counts[key] = counts.get(key, 0) + 1
+                    left[0] -= 1
+                    if not left[0]:  # enough to tell where; stop paying for each one
+                        self.underflow_capped = True
+                        npstate.seterr(under="ignore")
                     return
             slow(kind, flag)
 

@@ -30,14 +30,15 @@ def event_warnings(recorder: Recorder) -> tuple[list[TraceWarning], list[str]]:
     warnings, notes = [], []
     for (code, line), count in sorted(recorder.underflow.items(), key=lambda kv: -kv[1]):
         site = Site(code.co_filename, line, "underflow", count)
+        times = f"{count:,}{'+' if recorder.underflow_capped else ''} time(s)"
         if "exp" in source_line(site.file, line):
             summary = (
-                f"exp underflowed {count:,} time(s) at {_site_text(site)}: its result was exactly 0 "
+                f"exp underflowed {times} at {_site_text(site)}: its result was exactly 0 "
                 "there, a sigmoid or softmax pinned at exactly 0 or 1 (saturated)"
             )
             warnings.append(TraceWarning("saturation", summary, display_path(site.file), line))
         else:
-            notes.append(f"{count:,} underflow(s) to 0 at {_site_text(site)}")
+            notes.append(f"underflow to 0 {times} at {_site_text(site)}")
     for site in recorder.sites.values():
         if site.absorbed and (
             recorder.first is None or (site.file, site.line) != _first_key(recorder)
@@ -129,6 +130,7 @@ def finite_summary(recorder: Recorder) -> str:
     flagged = sum(s.count for s in recorder.sites.values())
     parts = [f"{flagged:,} overflow/invalid/divide event(s), every one absorbed"] if flagged else []
     if under:
-        parts.append(f"{under:,} underflow event(s)")
+        capped = " (counting stopped there, to stay cheap)" if recorder.underflow_capped else ""
+        parts.append(f"{under:,} underflow event(s){capped}")
     seen = "; ".join(parts) if parts else "no floating-point event at all"
     return f"every value stayed finite: no operation created a NaN or an Inf ({seen})"

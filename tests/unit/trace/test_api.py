@@ -68,3 +68,16 @@ def test_import_nandoctor_stays_light():
     code = "import sys, nandoctor; print(sorted(m for m in ('numpy', 'click', 'rich') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_underflow_counting_stops_at_its_cap_and_says_so(monkeypatch):
+    from nandoctor.trace import events
+
+    monkeypatch.setattr(events, "UNDERFLOW_CAP", 50)
+    tiny = np.full(2, -800.0)
+    with nandoctor.watch() as w:
+        for _ in range(80):
+            np.exp(tiny)
+    assert [e.count for e in w.result.events if e.kind == "underflow"] == [51]  # 1 + 50 quick
+    assert "counting stopped" in w.result.notes[0] and w.result.warnings[0].id == "saturation"
+    assert np.geterr()["under"] == "ignore"  # the program's own state is back as it was
