@@ -72,6 +72,8 @@ def diagnose(outcome) -> Diagnosis:
         loss_final=_finite_or_none(loss[-1]) if len(loss) else None,
         notes=notes(outcome, warnings),
         history=hist,
+        history_start=getattr(outcome, "history_start", 1),
+        summary=getattr(outcome, "summary", None),
         layers=acts,
     )
 

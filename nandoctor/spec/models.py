@@ -202,6 +202,16 @@ class Spec(_Section):
         named = [self.data.path if self.data.source != "synthetic" else None, self.model.weights]
         return ([self.path] if self.path else []) + [self.resolve_path(p) for p in named if p]
 
+    def overridden(self) -> dict[str, tuple[str, Any]]:
+        """Each key set over the file (``--set``) -> (the KEY=VALUE item, its typed value)."""
+        data, out = self.resolved(), {}
+        for key, item in self._origin.overrides.items():
+            value: Any = data
+            for part in key.split("."):
+                value = value[int(part)] if isinstance(value, list) else value.get(part)
+            out[key] = (item, value)
+        return out
+
     def line_of(self, dotted_key: str) -> int | None:
         """1-based line of ``dotted_key`` in the file, or of its nearest parent present there."""
         if self.path is None:
@@ -368,6 +378,10 @@ def _apply(raw: dict, key: str, value: Any, item: str, origin: _Origin) -> Probl
             cur[part] = value
         elif isinstance(cur, dict) and part not in cur:
             cur[part] = [] if parts[i + 1].isdigit() else {}
+        # A YAML alias shares one dict between places (- *hidden): copy it on this path, so a
+        # change to model.layers.0 changes that layer alone (as `fix` then writes it).
+        if isinstance(cur[part], dict | list):
+            cur[part] = copy.copy(cur[part])
         cur = cur[part]
     return None
 
@@ -413,7 +427,7 @@ def _cross_checks(s: Spec) -> list[tuple[str, str]]:
             out.append(("data.task", f"loss {loss} needs task {want}, not {d.task}"))
         if loss != "random_gradient" and layers[-1].units != d.outputs:
             msg = (
-                f"{d.outputs} disagrees with the last layer's {layers[-1].units} units "
+                f"{d.outputs} disagrees with the last layer's {_count(layers[-1].units, 'unit')} "
                 f"({last}.units); make them equal, or leave data.outputs out to follow the model"
             )
             out.append(("data.outputs", msg))
@@ -539,6 +553,10 @@ def _whole(value: Any) -> int | None:
     except ValueError:
         return None
     return int(number) if number is not None and number.is_integer() else None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 _SHORT = reprlib.Repr()

@@ -278,6 +278,12 @@ def test_omitted_outputs_follow_the_last_layer(tmp_path, task, loss, activation,
     assert spec.with_changes({"model.layers.1.units": units + 1}).data.outputs == units + 1
 
 
+def test_outputs_that_disagree_with_one_unit_say_so_in_good_english():
+    with pytest.raises(SpecError) as info:
+        spec_from_dict({"data": {"outputs": 5}, "model": {"layers": [{"units": 1}]}})
+    assert "5 disagrees with the last layer's 1 unit (" in str(info.value)
+
+
 def test_explicit_outputs_that_disagree_are_reported_at_their_line(tmp_path):
     text = GOOD.replace("task: regression", "task: regression\n  outputs: 4")
     (p,) = problems(write(tmp_path, text))
