@@ -16,9 +16,6 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from multiprocessing.connection import wait
-
-from threadpoolctl import threadpool_limits
 
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -36,6 +33,8 @@ def single_threaded_blas() -> Iterator[None]:
     """One BLAS thread for the body, here and in processes started meanwhile; then restore."""
     saved = {var: os.environ.get(var) for var in _BLAS_ENV}
     os.environ.update({var: "1" for var in _BLAS_ENV})
+    from threadpoolctl import threadpool_limits  # on use: `nandoctor trace` never needs it
+
     try:
         with threadpool_limits(limits=1, user_api="blas"):
             yield
@@ -86,6 +85,8 @@ def pmap(
 
 
 def _in_workers(fn, items, jobs, on_done, lost) -> list:
+    from multiprocessing.connection import wait  # on use: keeps `nandoctor trace` start-up light
+
     # fork (Linux): workers start at once with everything imported; elsewhere fork is
     # unsafe (macOS) or missing (Windows), and spawned workers import afresh.
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
@@ -164,6 +165,8 @@ def _worker(fn, item, conn) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from threadpoolctl import threadpool_limits
+
     threadpool_limits(limits=1, user_api="blas")
     try:
         message = ("ok", fn(item))

@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 import click
-from rich.console import Console
 
 from nandoctor.errors import UsageProblem
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from nandoctor.engine.data import DataError
     from nandoctor.spec.models import Spec
 
@@ -31,10 +32,14 @@ def _width() -> int | None:
 
 
 def stdout_console() -> Console:
+    from rich.console import Console  # imported on use: `nandoctor trace` never needs rich
+
     return Console(highlight=False, width=_width(), no_color="NO_COLOR" in os.environ or None)
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, no_color="NO_COLOR" in os.environ or None)
 
 

@@ -53,6 +53,7 @@ CAUSES: dict[str, Entry] = {
         "a zero-variance batch with norm_eps 0)",
         "train.eps",
     ),
+    "domain_error": Entry("a log or square root of a negative number (trace: the user's own code)"),
 }
 
 FACTORS: dict[str, Entry] = {

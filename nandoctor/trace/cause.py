@@ -1,8 +1,8 @@
 """Why: the cause of the first non-finite value, decided from the operands' numbers.
 
-The ids are the catalogue ``run`` uses (``overflow``, ``exploding_gradient``, ``saturation``,
-``division_by_zero``, ``bad_input``), plus ``domain_error`` for a log or square root of a
-negative number. Each evidence line carries the numbers it rests on; the advice names the
+The ids come from the catalogue ``run`` uses (:mod:`nandoctor.diagnosis.catalogue`):
+``overflow``, ``exploding_gradient``, ``saturation``, ``division_by_zero``, ``bad_input``, and
+``domain_error`` for a log or square root of a negative number. Each evidence line carries the numbers it rests on; the advice names the
 standard fix for the pattern and is marked as advice: trace does not re-run the program with it.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nandoctor.diagnosis.catalogue import CAUSES
 from nandoctor.trace.events import FirstNonFinite
 
 GROWTH = 10.0  # operands this many times larger than at the loop's first iteration: a growth
@@ -26,6 +27,10 @@ class Cause:
     id: str
     summary: str
     evidence: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.id not in CAUSES:  # one catalogue for run, check and trace
+            raise KeyError(f"cause id {self.id!r} is not in nandoctor.diagnosis.catalogue")
 
     def to_json(self) -> dict:
         return {"id": self.id, "summary": self.summary, "evidence": self.evidence}

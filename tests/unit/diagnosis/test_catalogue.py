@@ -76,8 +76,10 @@ def test_every_id_the_diagnosis_writes_is_declared_in_the_catalogue():
 
 
 def test_every_declared_id_is_used_by_the_diagnosis():
-    """No dead entries: each id appears in the diagnosis code outside the catalogue."""
-    source = "\n".join(p.read_text() for p in DIAGNOSIS.glob("*.py") if p.name != "catalogue.py")
+    """No dead entries: each id appears in the diagnosis code (run's, or trace's) outside the
+    catalogue."""
+    files = [*DIAGNOSIS.glob("*.py"), *(DIAGNOSIS.parent / "trace").glob("*.py")]
+    source = "\n".join(p.read_text() for p in files if p.name != "catalogue.py")
     naive = set(catalogue.NAIVE_FACTOR_OF_OP.values())  # chosen through that table
     for ident in [*CAUSES, *FACTORS, *WARNINGS, *RECOMMENDATIONS]:
         assert f'"{ident}"' in source or ident in naive, ident
