@@ -52,7 +52,7 @@ class Commands(click.Group):
     """The group that turns a :class:`UsageProblem` raised anywhere into its message and exit 2."""
 
     def invoke(self, ctx: click.Context):
-        from nandoctor.interrupt import Interrupted, signals_interrupt
+        from nandoctor.interrupt import Interrupted, ignore_further, signals_interrupt
         from nandoctor.parallel import WorkerLost
 
         with signals_interrupt():  # still raising (once) while the message is printed
@@ -65,6 +65,7 @@ class Commands(click.Group):
                 click.echo(f"nandoctor: a worker process died: {lost}", err=True)
                 ctx.exit(2)
             except Interrupted as stop:
+                ignore_further()
                 click.echo(f"nandoctor: {stop}; stopped, nothing half-written", err=True)
                 ctx.exit(stop.exit_code)
 
