@@ -215,7 +215,7 @@ def _chunk(args, on_step=None) -> list[RateRun]:
 
 
 def max_stable(runs: list[RateRun]) -> float | None:
-    """The largest rate that stayed finite with no failing rate below it (CONTRACT §4)."""
+    """The largest rate that stayed finite with no failing rate below it."""
     best = None
     for r in sorted(runs, key=lambda r: r.learning_rate):
         if r.status == "nonfinite":

@@ -38,7 +38,7 @@ def norm(a: np.ndarray) -> np.ndarray:
     """Per-replica L2 norm of ``a: (n, ...)`` -> ``(n,)`` float64, safe from overflow.
 
     The plain sum of squares of values near 1e160 is inf in float64 a step before the network's own
-    values are (CONTRACT §5), so an overflowing sum is recomputed scaled by the largest magnitude.
+    values are, so an overflowing sum is recomputed scaled by the largest magnitude.
     Call it with floating-point events ignored or muted: its own overflow is bookkeeping.
     """
     # One BLAS dot per replica in a's own dtype: fast, and the same arithmetic whether a replica

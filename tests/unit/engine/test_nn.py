@@ -4,7 +4,7 @@ A tiny two-layer network is built here by hand -- ``x (batch, 3) -> hidden (5) -
 with two replicas stacked on the leading axis -- run forward with :func:`nn.activate`, through
 :func:`nn.loss_and_grad`, and backward by hand with :func:`nn.activation_grad`. The analytic
 gradient of every weight and bias is compared with central differences of the loss, for every
-valid hidden activation x output activation x loss x mode x dtype (CONTRACT §1).
+valid hidden activation x output activation x loss x mode x dtype.
 """
 
 from __future__ import annotations
@@ -305,7 +305,7 @@ def test_naive_softmax_overflows_where_stable_does_not():
 
 
 def test_naive_sigmoid_reaches_exactly_one_but_not_zero():
-    # CONTRACT §5: 1/(1+exp(-z)) is exactly 1.0 for z > 36.7, but exactly 0.0 only below -745.
+    # 1/(1+exp(-z)) is exactly 1.0 for z > 36.7, but exactly 0.0 only below -745.
     a = nn.activate("sigmoid", np.array([[[40.0, -40.0]]]), naive=True)
     assert a[0, 0, 0] == 1.0
     assert 0.0 < a[0, 0, 1] < 1e-17
@@ -335,7 +335,7 @@ INIT_VARIANCE = {
     "xavier_uniform": 2.0 / (N_IN_BIG + N_OUT_BIG),
     "he": 2.0 / N_IN_BIG,
     "he_uniform": 2.0 / N_IN_BIG,
-    "uniform": 1.0 / 3.0,  # U(-1, 1) as implemented; CONTRACT §1 does not define it
+    "uniform": 1.0 / 3.0,  # U(-1, 1), as the README documents
 }
 
 

@@ -1,6 +1,6 @@
 """Optimisers, clipping, norms and schedules (``nandoctor.engine.optim``) against torch's rules by hand.
 
-CONTRACT §1: the optimisers follow ``torch.optim`` exactly (SGD with momentum and no dampening,
+The optimisers follow ``torch.optim`` exactly (SGD with momentum and no dampening,
 Adam with bias correction and ``sqrt(v_hat) + eps``, RMSprop with ``beta2`` as alpha,
 ``weight_decay`` added to the gradient), and ``clip_grad_norm`` follows
 ``torch.nn.utils.clip_grad_norm_``. Each expected value below is written out step by step.
