@@ -88,11 +88,17 @@ WARNINGS: dict[str, Entry] = {
         "train.learning_rate",
     ),
     "exploding_gradient": Entry(
-        "the gradient norm grows step over step (not yet overflowed), with a projection",
+        "the gradient norm grows step over step (not yet overflowed), with a projection, or "
+        "jumps by orders of magnitude and recovers",
         "train.learning_rate",
     ),
     "loss_not_decreasing": Entry(
-        "the loss at the end is no lower than at the start", "train.learning_rate"
+        "the median loss at the end is no lower than at the start", "train.learning_rate"
+    ),
+    "zero_gradient": Entry(
+        "a layer's gradient is exactly 0 at every step of a stretch: its parameters never move",
+        "model.layers",
+        per_layer=True,
     ),
 }
 # Warnings that belong to the story of a failure rather than beside it: a run that went

@@ -79,18 +79,24 @@ def low_precision(f: Failure, cause: Finding) -> Iterator[Finding]:
 
 
 def poor_init(f: Failure, cause: Finding) -> Iterator[Finding]:
-    """Squashing layers started from N(0, 1) weights, already saturated at step 1."""
+    """Layers started from N(0, 1) weights, already saturated at step 1: one finding, with the
+    evidence of each such layer."""
     sat = (f.outcome.history or {}).get("saturated")
     if sat is None or not len(sat) or cause.id != "saturation":
         return
     layers = f.spec.model.layers
-    for i, layer in enumerate(layers):
-        if layer.init == "normal" and sat[0, i] > 0:
-            yield factor(
-                "poor_init",
-                f"layer {i + 1} starts with N(0, 1) weights ({layer.activation})",
-                [f"{fmt(100 * sat[0, i])}% of its units saturated at step 1"],
-            )
+    poor = [i for i, layer in enumerate(layers) if layer.init == "normal" and sat[0, i] > 0]
+    if not poor:
+        return
+    names = ", ".join(str(i + 1) for i in poor)
+    acts = ", ".join(layers[i].activation for i in poor)
+    yield factor(
+        "poor_init",
+        f"layer {names} starts with N(0, 1) weights ({acts})"
+        if len(poor) == 1
+        else f"layers {names} start with N(0, 1) weights ({acts})",
+        [f"layer {i + 1}: {fmt(100 * sat[0, i])}% of its units saturated at step 1" for i in poor],
+    )
 
 
 def zero_eps(f: Failure, cause: Finding) -> Iterator[Finding]:
@@ -111,5 +117,14 @@ FACTOR_RULES: tuple[Rule, ...] = (
 
 
 def contributing_factors(failure: Failure, cause: Finding) -> list[Finding]:
-    """Every factor every rule sees, in rule order."""
-    return [found for rule in FACTOR_RULES for found in rule(failure, cause)]
+    """Every factor every rule sees, in rule order, each id once (evidence merged)."""
+    merged: dict[str, Finding] = {}
+    for rule in FACTOR_RULES:
+        for found in rule(failure, cause):
+            if found.id in merged:
+                merged[found.id].evidence += [
+                    e for e in found.evidence if e not in merged[found.id].evidence
+                ]
+            else:
+                merged[found.id] = found
+    return list(merged.values())

@@ -15,8 +15,9 @@ from nandoctor.engine.optim import combine
 if TYPE_CHECKING:
     from nandoctor.engine.runs import Outcome
 
-GROWTH_MIN_STEPS = 3  # steps of history an explosion needs before the failure
+GROWTH_MIN_STEPS = 2  # complete steps (one update between them) growth can be seen over
 GROWTH_FACTOR = 100.0  # gradient norm rise over those steps that counts as explosive growth
+RISING_STEPS = 3  # the norm must rise step over step across the last this many steps
 
 # z beyond which 1 / (1 + exp(-z)) rounds to exactly 1 (measured per dtype).
 SIGMOID_EXACT_ONE = {"float64": 36.74, "float32": 16.64, "float16": 7.63}
@@ -38,7 +39,11 @@ def column_median(g: np.ndarray) -> np.ndarray:
 
 
 def growth(outcome: Outcome) -> list[str]:
-    """Evidence lines when the gradient norm grew step over step before the failure, else []."""
+    """Evidence lines when the gradient norm grew step over step before the failure, else [].
+
+    Update-driven growth needs two complete steps: a short, violent explosion (x1e7 in one
+    update, then an overflow) is growth as much as a slow climb over hundreds of steps is.
+    """
     first = outcome.first_nonfinite
     g = outcome.history.get("grad_norm") if outcome.history else None
     if g is None or first is None or first.step is None:
@@ -51,7 +56,7 @@ def growth(outcome: Outcome) -> list[str]:
     if not (np.isfinite(total).all() and total[0] > 0):
         return []
     rise = total[-1] / total[0]
-    recent = total[-GROWTH_MIN_STEPS:]
+    recent = total[-RISING_STEPS:]
     rising = bool(np.all(np.diff(recent) > 0))
     if rise < GROWTH_FACTOR or not rising:
         return []

@@ -24,7 +24,14 @@ SATURATED_WARN = 0.25  # share of a layer's units saturated (at some step) that 
 DEAD_WARN = 0.5  # share of a ReLU layer's units dead for the whole batch
 VANISH_RATIO = 1e-4  # first layer's gradient norm below this times the last layer's
 LOSS_MIN_STEPS = 20  # a loss trend needs at least this many steps
+LOSS_WINDOW = 0.1  # the first and last tenth of the steps are compared, by their medians
+LOSS_FELL = 0.99  # a loss that ends above this fraction of where it started did not fall
+NOISE_Z = 2.0  # ... nor one whose fall is within this many standard errors of the medians
+MAD_TO_STD = 1.4826  # median absolute deviation -> standard deviation, for normal noise
+MEDIAN_SE = 1.2533  # standard error of a median / that of a mean (sqrt(pi / 2))
 EXPLOSION_MIN_STEPS = 5  # a growth projection needs at least this many steps
+SPIKE_FACTOR = 1e3  # a gradient norm this many times its median before is an explosion
+ZERO_GRADIENT_STEPS = 10  # consecutive steps of exactly zero gradient that warrant a warning
 
 
 @dataclass
@@ -97,23 +104,30 @@ def vanishing_gradient(run: Observed) -> Iterator[Finding]:
 
 
 def exploding_gradient(run: Observed) -> Iterator[Finding]:
-    """The gradient norm grows step over step: when, at this rate, it would overflow."""
+    """The gradient norm grows step over step (when, at this rate, it would overflow), or it
+    jumped by orders of magnitude and the run recovered: both are explosions."""
     g = run.history["grad_norm"]
     total = total_norm(g)
+    found = _growth_projection(run, g, total) or _transient_spike(run, g, total)
+    if found is not None:
+        yield found
+
+
+def _growth_projection(run: Observed, g: np.ndarray, total: np.ndarray) -> Finding | None:
     n = len(total)
     if n < EXPLOSION_MIN_STEPS or not np.isfinite(total).all() or total[0] <= 0:
-        return
+        return None
     rise = total[-1] / total[0]
     if rise < GROWTH_FACTOR:
-        return
+        return None
     w = max(3, n // 5)
     slope = np.polyfit(np.arange(w), np.log(total[-w:]), 1)[0]  # log growth per step
     if slope <= 0.01:
-        return
+        return None
     layer = int(np.argmax(g[-1])) + 1
     dtype = run.outcome.spec.numerics.dtype
     steps_left = (math.log(DTYPE_MAX[dtype]) - math.log(total[-1])) / slope
-    yield warning(
+    return warning(
         "exploding_gradient",
         f"gradient norm grew x{fmt(rise)} over {n} steps (x{fmt(math.exp(slope))} per step "
         f"lately); at this rate layer {layer} overflows {dtype} in "
@@ -122,24 +136,89 @@ def exploding_gradient(run: Observed) -> Iterator[Finding]:
     )
 
 
+def _transient_spike(run: Observed, g: np.ndarray, total: np.ndarray) -> Finding | None:
+    """The largest gradient norm, against the median of the steps before it."""
+    if len(total) < 2 or not np.isfinite(total).all():
+        return None
+    peak = int(np.argmax(total))
+    if peak == 0:
+        return None
+    before = float(np.median(total[:peak]))
+    if not before > 0 or total[peak] < SPIKE_FACTOR * before:
+        return None
+    layer = int(np.argmax(g[peak])) + 1
+    loss = run.outcome.loss
+    return warning(
+        "exploding_gradient",
+        f"gradient norm jumped to {fmt(total[peak])} at step {peak + 1}, "
+        f"x{fmt(total[peak] / before)} its median of {fmt(before)} before (loss {fmt(loss[peak])}"
+        f"), largest in layer {layer}; by step {len(total)} it was {fmt(total[-1])}",
+        layer=layer,
+        step=peak + 1,
+    )
+
+
 def loss_not_decreasing(run: Observed) -> Iterator[Finding]:
-    """The loss over the last tenth of the steps is no lower than over the first tenth."""
+    """The loss over the last tenth of the steps is no lower than over the first tenth, judged
+    by medians: one huge spike cannot move either end, and a fall smaller than the windows'
+    step-to-step noise is no fall."""
     if run.outcome.spec.loss == "random_gradient" or run.n < LOSS_MIN_STEPS:
         return
     loss = run.outcome.loss[: run.n]
-    k = max(1, run.n // 10)
-    start, end = float(np.mean(loss[:k])), float(np.mean(loss[-k:]))
-    if np.isfinite(start) and np.isfinite(end) and end >= start * 0.99:
-        yield warning(
-            "loss_not_decreasing",
-            f"mean loss over the first {k} steps {fmt(start)}, over the last {k} {fmt(end)}",
-        )
+    k = max(1, int(run.n * LOSS_WINDOW))
+    first, last = loss[:k], loss[-k:]
+    start, end = float(np.median(first)), float(np.median(last))
+    if not (np.isfinite(start) and np.isfinite(end)):
+        return
+    noise = NOISE_Z * math.hypot(_median_error(first), _median_error(last))
+    if end < start * LOSS_FELL and start - end > noise:
+        return
+    yield warning(
+        "loss_not_decreasing",
+        f"median loss over the first {k} steps {fmt(start)}, over the last {k} {fmt(end)}"
+        + (f" (a change within its step-to-step noise, ±{fmt(noise)})" if end < start else ""),
+    )
+
+
+def _median_error(window: np.ndarray) -> float:
+    """Standard error of a window's median, from its median absolute deviation (robust)."""
+    mad = float(np.median(np.abs(window - np.median(window))))
+    return MEDIAN_SE * MAD_TO_STD * mad / math.sqrt(len(window))
+
+
+def zero_gradient(run: Observed) -> Iterator[Finding]:
+    """A layer whose gradient was exactly zero at every step of a stretch: it never moved."""
+    g = run.history["grad_norm"]
+    for i in range(g.shape[1]):
+        first, length = _longest_zero_stretch(g[:, i])
+        if length and length >= min(ZERO_GRADIENT_STEPS, run.n):
+            last = first + length - 1
+            yield warning(
+                "zero_gradient",
+                f"layer {i + 1} ({run.activations[i]}): weight and bias gradients exactly 0 at "
+                f"every step from {first} to {last} ({length} of {run.n} steps); its parameters "
+                "did not move",
+                layer=i + 1,
+                step=first,
+            )
+
+
+def _longest_zero_stretch(column: np.ndarray) -> tuple[int, int]:
+    """(first step, length) of the longest run of exact zeros in ``column`` (0, 0 if none)."""
+    zero = np.concatenate([[0], (column == 0).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(zero))
+    if not len(edges):
+        return 0, 0
+    starts, ends = edges[0::2], edges[1::2]
+    longest = int(np.argmax(ends - starts))
+    return int(starts[longest]) + 1, int(ends[longest] - starts[longest])
 
 
 WARNING_RULES: tuple[Rule, ...] = (
     saturation,
     dead_relu,
     vanishing_gradient,
+    zero_gradient,
     exploding_gradient,
     loss_not_decreasing,
 )

@@ -128,7 +128,8 @@ def test_mixed_folder_reports_every_spec(mixed):
     assert zero["line"] == line_of(mixed / "zero_variance_standardize.yaml", "preprocess")
 
 
-def test_text_table_has_a_row_per_spec_and_a_total(mixed):
+def test_text_table_has_a_row_per_spec_and_a_total(mixed, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # wide enough that no temporary path is folded
     r = invoke("check", mixed, "--steps", 20)
     assert r.exit_code == 1
     out = r.stdout
