@@ -323,4 +323,16 @@ def run_checks(
 ) -> list[SpecResult]:
     """Check every spec in ``paths``, in worker processes when ``jobs`` > 1 (default: the cores);
     results in input order, identical to a serial run (see ``nandoctor.parallel``)."""
-    return pmap(check_one, [(p, steps, fail_on) for p in paths], jobs, on_done)
+    items = [(p, steps, fail_on) for p in paths]
+    return pmap(check_one, items, jobs, on_done, lost=_lost)
+
+
+def _lost(item: tuple, reason: str) -> SpecResult:
+    """The result of a spec whose worker process died (the OOM killer): an error, alone."""
+    return SpecResult(
+        path=item[0],
+        passed=False,
+        verdict=f"error: {reason}; no result for this spec",
+        status="error",
+        reasons=["error"],
+    )

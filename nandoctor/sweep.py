@@ -50,6 +50,7 @@ def parse_rates(text: str) -> list[float]:
             raise SweepError(
                 f"--lr {text!r}: START and STOP must be finite numbers > 0 and NUM an integer >= 1"
             )
+        _cap(text, n)
         return [float(r) for r in np.geomspace(start, stop, n)]  # the ends exactly as written
     try:
         rates = [float(v) for v in text.split(",") if v.strip()]
@@ -57,7 +58,20 @@ def parse_rates(text: str) -> list[float]:
         raise SweepError(usage) from None
     if not rates or any(not (r > 0 and math.isfinite(r)) for r in rates):
         raise SweepError(f"--lr {text!r}: every rate must be a finite number > 0")
+    _cap(text, len(rates))
     return rates
+
+
+MAX_RATES = 1000  # rates in one sweep: each is a replica trained in one batch
+
+
+def _cap(text: str, n: int) -> None:
+    if n > MAX_RATES:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise SweepError(
+            f"--lr {shown!r}: {n:,} rates is more than a sweep takes ({MAX_RATES:,});"
+            " use fewer (START:STOP:NUM with NUM <= 1000), or --edge to refine the edge"
+        )
 
 
 def parse_grid(items: tuple[str, ...]) -> list[dict]:
@@ -88,7 +102,16 @@ def parse_grid(items: tuple[str, ...]) -> list[dict]:
             raise SweepError(
                 f"--set {item!r}: cannot read a value as YAML ({getattr(e, 'problem', e)})"
             ) from None
+    points = math.prod(len(axis) for axis in axes)
+    if points > MAX_GRID_POINTS:
+        raise SweepError(
+            f"--set: the grid has {points:,} points (the product of the value counts), more than"
+            f" a sweep takes ({MAX_GRID_POINTS}); sweep fewer values or fewer keys"
+        )
     return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+
+
+MAX_GRID_POINTS = 256  # combinations of --set values in one sweep (each a batched run)
 
 
 def typed_settings(spec, settings: dict) -> dict:

@@ -14,6 +14,7 @@ from nandoctor.cli.common import (
     jobs_option,
     steps_option,
 )
+from nandoctor.interrupt import Interrupted
 from nandoctor.report.check import RENDERERS
 
 
@@ -79,11 +80,32 @@ def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs):
 
         check_outputs({"-o": output}, files)
     policy = parse_fail_on(fail_on, allow_nonfinite)
-    with count_progress(len(files), "checking specs", True) as done:
-        results = run_checks(files, steps=steps, fail_on=policy, jobs=jobs, on_done=done)
+    finished: list = []
+    try:
+        with count_progress(len(files), "checking specs", True) as done:
+
+            def record(result) -> None:
+                finished.append(result)
+                done()
+
+            results = run_checks(files, steps=steps, fail_on=policy, jobs=jobs, on_done=record)
+    except Interrupted:
+        show_partial(finished, len(files))
+        raise
     # The table always goes to the terminal unless another format was asked for on stdout.
     if fmt == "text" or output:
         emit(RENDERERS["text"](results))
     if fmt != "text" or output:
         emit(RENDERERS[fmt](results), output)
     sys.exit(0 if all(r.passed for r in results) else 1)
+
+
+def show_partial(finished: list, total: int) -> None:
+    """On an interrupt: the table of the specs finished so far, on stderr (stdout may be a
+    report format; no report file is written)."""
+    from nandoctor.cli.common import stderr_console
+
+    console = stderr_console()
+    if finished:
+        console.print(RENDERERS["text"](finished))
+    console.print(f"interrupted: {len(finished)} of {total} specs finished; no report written")

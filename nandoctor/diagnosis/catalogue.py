@@ -51,6 +51,7 @@ CAUSES: dict[str, Entry] = {
     "division_by_zero": Entry(
         "a division by an exact zero (e.g. Adam/RMSprop with eps 0)", "train.eps"
     ),
+    "domain_error": Entry("a log or square root of a negative number (nandoctor trace)"),
 }
 
 FACTORS: dict[str, Entry] = {

@@ -23,7 +23,7 @@ from nandoctor.diagnosis.findings import (  # noqa: F401 (re-exported)
     Recommendation,
     fmt,
 )
-from nandoctor.diagnosis.measures import SIGMOID_EXACT_ONE
+from nandoctor.diagnosis.measures import SIGMOID_EXACT_ONE, history_offset
 from nandoctor.diagnosis.recommend import recommend
 from nandoctor.diagnosis.symptoms import find_warnings
 from nandoctor.engine.nn import activation
@@ -65,7 +65,7 @@ def diagnose(outcome: Outcome) -> Diagnosis:
         contributing=contributing,
         warnings=warnings,
         recommendations=recommend(outcome, cause, contributing, warnings),
-        loss_initial=_finite_or_none(loss[0]) if len(loss) else None,
+        loss_initial=_finite_or_none(outcome.loss_initial) if len(loss) else None,
         loss_final=_finite_or_none(loss[-1]) if len(loss) else None,
         notes=notes(outcome, warnings),
         history=hist,
@@ -80,7 +80,7 @@ def notes(outcome: Outcome, warnings: list[Finding]) -> list[str]:
     out: list[str] = []
     if outcome.first_nonfinite is not None or not h:
         return out
-    n = outcome.steps_run
+    n, off = outcome.steps_run, history_offset(outcome)
     out.append(f"every value stayed finite over {n} steps: no NaN, no Inf")
     acts = [layer.activation for layer in spec.model.layers]
     squashing = [i for i, a in enumerate(acts) if activation(a).squashing]
@@ -91,11 +91,11 @@ def notes(outcome: Outcome, warnings: list[Finding]) -> list[str]:
 
         out.append(
             "units whose derivative was under a tenth of its peak (partly saturated): "
-            f"step 1: {shares(0)}; step {n}: {shares(n - 1)}"
+            f"step {off + 1}: {shares(0)}; step {n}: {shares(n - off - 1)}"
         )
     sig = [i for i, a in enumerate(acts) if a == "sigmoid"]
     if sig:
-        zmax = h["max_abs_z"][:n, sig]
+        zmax = h["max_abs_z"][: n - off, sig]
         k, j = np.unravel_index(np.nanargmax(zmax), zmax.shape)
         top, lim, dtype = (
             float(zmax[k, j]),
@@ -108,7 +108,7 @@ def notes(outcome: Outcome, warnings: list[Finding]) -> list[str]:
             else f"{fmt(lim - top)} short of it, so even a naive log(p) on them would stay finite"
         )
         out.append(
-            f"sigmoid |z| peaked at {fmt(top)} (layer {sig[j] + 1}, step {k + 1}); a {dtype} sigmoid "
+            f"sigmoid |z| peaked at {fmt(top)} (layer {sig[j] + 1}, step {k + 1 + off}); a {dtype} sigmoid "
             f"returns exactly 0 or 1 only beyond |z| = {lim}: {tail}"
         )
     if any(w.id == "saturation" for w in warnings):

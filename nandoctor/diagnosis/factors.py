@@ -14,6 +14,7 @@ import numpy as np
 from nandoctor.diagnosis.catalogue import NAIVE_FACTOR_OF_OP
 from nandoctor.diagnosis.causes import Failure, where
 from nandoctor.diagnosis.findings import Finding, factor, fmt
+from nandoctor.diagnosis.measures import history_offset
 
 UNSCALED_INPUT = 100.0  # inputs larger than this in magnitude, unpreprocessed, are unscaled
 HIGH_UPDATE_RATIO = 0.1  # updates above 10% of the weights' norm per step are too large
@@ -26,10 +27,11 @@ def high_learning_rate(f: Failure, cause: Finding) -> Iterator[Finding]:
     ratio = (f.outcome.history or {}).get("update_ratio")
     if ratio is None or len(ratio) <= 1 or cause.id not in ("exploding_gradient", "saturation"):
         return
-    r = ratio[: max(f.first.step - 1, 1)]
+    off = history_offset(f.outcome)
+    r = ratio[: max(f.first.step - 1 - off, 1)]
     peak = float(np.nanmax(r)) if np.isfinite(r).any() else float("nan")
     if peak > HIGH_UPDATE_RATIO:
-        step = int(np.nanargmax(np.nanmax(r, axis=1))) + 1
+        step = int(np.nanargmax(np.nanmax(r, axis=1))) + 1 + off
         yield factor(
             "high_learning_rate",
             f"learning rate {fmt(f.outcome.learning_rate)} moved weights by up to "
@@ -88,6 +90,7 @@ def poor_init(f: Failure, cause: Finding) -> Iterator[Finding]:
     poor = [i for i, layer in enumerate(layers) if layer.init == "normal" and sat[0, i] > 0]
     if not poor:
         return
+    first_row = history_offset(f.outcome) + 1
     names = ", ".join(str(i + 1) for i in poor)
     acts = ", ".join(layers[i].activation for i in poor)
     yield factor(
@@ -95,7 +98,10 @@ def poor_init(f: Failure, cause: Finding) -> Iterator[Finding]:
         f"layer {names} starts with N(0, 1) weights ({acts})"
         if len(poor) == 1
         else f"layers {names} start with N(0, 1) weights ({acts})",
-        [f"layer {i + 1}: {fmt(100 * sat[0, i])}% of its units saturated at step 1" for i in poor],
+        [
+            f"layer {i + 1}: {fmt(100 * sat[0, i])}% of its units saturated at step {first_row}"
+            for i in poor
+        ],
     )
 
 

@@ -24,6 +24,11 @@ SIGMOID_EXACT_ONE = {"float64": 36.74, "float32": 16.64, "float16": 7.63}
 DTYPE_MAX = {"float64": np.finfo(np.float64).max, "float32": 3.4e38, "float16": 65504.0}
 
 
+def history_offset(outcome: Outcome) -> int:
+    """Steps before the first row of the history (0 unless the run outgrew its window)."""
+    return outcome.history_start - 1
+
+
 def total_norm(g: np.ndarray) -> np.ndarray:
     """Whole-network gradient norm per step from per-layer norms ``g: (steps, layers)``."""
     return combine(list(g.T))
@@ -49,9 +54,10 @@ def growth(outcome: Outcome) -> list[str]:
     if g is None or first is None or first.step is None:
         return []
     before = first.step - 1  # steps whose history is complete
-    if before < GROWTH_MIN_STEPS:
+    off = history_offset(outcome)
+    if before - off < GROWTH_MIN_STEPS:
         return []
-    g = g[:before]
+    g = g[: before - off]
     total = total_norm(g)
     if not (np.isfinite(total).all() and total[0] > 0):
         return []
@@ -61,10 +67,11 @@ def growth(outcome: Outcome) -> list[str]:
     if rise < GROWTH_FACTOR or not rising:
         return []
     layer = int(np.argmax(g[-1])) + 1
-    per_step = rise ** (1 / max(before - 1, 1))
-    w = outcome.history["weight_norm"][:before]
+    per_step = rise ** (1 / max(before - off - 1, 1))
+    w = outcome.history["weight_norm"][: before - off]
     return [
-        f"gradient norm rose from {fmt(total[0])} at step 1 to {fmt(total[-1])} at step {before} "
+        f"gradient norm rose from {fmt(total[0])} at step {off + 1} to {fmt(total[-1])} "
+        f"at step {before} "
         f"(x{fmt(rise)}, about x{fmt(per_step)} per step)",
         f"layer {layer} carried the largest gradient: {fmt(g[-1, layer - 1])} at step {before}",
         f"weight norms went from {', '.join(fmt(v) for v in w[0])} to "

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nandoctor.diagnosis.findings import Finding, fmt, fmt_projected_steps, warning
-from nandoctor.diagnosis.measures import DTYPE_MAX, GROWTH_FACTOR, column_median, total_norm
+from nandoctor.diagnosis.measures import (
+    DTYPE_MAX,
+    GROWTH_FACTOR,
+    column_median,
+    history_offset,
+    total_norm,
+)
 from nandoctor.engine.nn import SATURATION_TOL, activation
 
 if TYPE_CHECKING:
@@ -36,20 +42,29 @@ ZERO_GRADIENT_STEPS = 10  # consecutive steps of exactly zero gradient that warr
 
 @dataclass
 class Observed:
-    """The complete steps of a run: ``n`` of them, the history cut to them, the activations."""
+    """The complete steps of a run: ``n`` of them, the history cut to them, the activations.
+
+    A long run keeps only a window of its history: row ``k`` is step ``k + 1 + offset``.
+    """
 
     outcome: Outcome
     n: int
+    offset: int
     history: dict[str, np.ndarray]  # name -> (n, layers)
     activations: list[str]
 
     @classmethod
     def of(cls, outcome: Outcome) -> Observed:
         # the failing step's history is incomplete: leave it out
-        n = outcome.steps_run - (1 if outcome.first_nonfinite else 0)
+        off = history_offset(outcome)
+        n = outcome.steps_run - (1 if outcome.first_nonfinite else 0) - off
         history = {k: v[:n] for k, v in (outcome.history or {}).items()}
         acts = [layer.activation for layer in outcome.spec.model.layers]
-        return cls(outcome, n, history, acts)
+        return cls(outcome, n, off, history, acts)
+
+    def step(self, row: int) -> int:
+        """The training step of history row ``row``."""
+        return row + 1 + self.offset
 
 
 Rule = Callable[[Observed], Iterator[Finding]]
@@ -66,10 +81,10 @@ def saturation(run: Observed) -> Iterator[Finding]:
         yield warning(
             "saturation",
             f"layer {i + 1} ({act}): {fmt(100 * col[k])}% of outputs within "
-            f"{SATURATION_TOL} of their limits at step {k + 1}"
-            f" (step 1: {fmt(100 * col[0])}%, last: {fmt(100 * col[-1])}%)",
+            f"{SATURATION_TOL} of their limits at step {run.step(k)}"
+            f" (step {run.step(0)}: {fmt(100 * col[0])}%, last: {fmt(100 * col[-1])}%)",
             layer=i + 1,
-            step=k + 1,
+            step=run.step(k),
         )
 
 
@@ -78,7 +93,7 @@ def dead_relu(run: Observed) -> Iterator[Finding]:
     dead = run.history["dead"]
     for i, act in enumerate(run.activations):
         if activation(act).can_die and dead[-1, i] >= DEAD_WARN:
-            first_dead = int(np.argmax(dead[:, i] >= DEAD_WARN)) + 1
+            first_dead = run.step(int(np.argmax(dead[:, i] >= DEAD_WARN)))
             yield warning(
                 "dead_relu",
                 f"layer {i + 1}: {fmt(100 * dead[-1, i])}% of ReLU units output 0 for every "
@@ -150,11 +165,11 @@ def _transient_spike(run: Observed, g: np.ndarray, total: np.ndarray) -> Finding
     loss = run.outcome.loss
     return warning(
         "exploding_gradient",
-        f"gradient norm jumped to {fmt(total[peak])} at step {peak + 1}, "
+        f"gradient norm jumped to {fmt(total[peak])} at step {run.step(peak)}, "
         f"x{fmt(total[peak] / before)} its median of {fmt(before)} before (loss {fmt(loss[peak])}"
-        f"), largest in layer {layer}; by step {len(total)} it was {fmt(total[-1])}",
+        f"), largest in layer {layer}; by step {run.step(len(total) - 1)} it was {fmt(total[-1])}",
         layer=layer,
-        step=peak + 1,
+        step=run.step(peak),
     )
 
 
@@ -190,9 +205,9 @@ def zero_gradient(run: Observed) -> Iterator[Finding]:
     """A layer whose gradient was exactly zero at every step of a stretch: it never moved."""
     g = run.history["grad_norm"]
     for i in range(g.shape[1]):
-        first, length = _longest_zero_stretch(g[:, i])
+        row, length = _longest_zero_stretch(g[:, i])
         if length and length >= min(ZERO_GRADIENT_STEPS, run.n):
-            last = first + length - 1
+            first, last = run.step(row), run.step(row + length - 1)
             yield warning(
                 "zero_gradient",
                 f"layer {i + 1} ({run.activations[i]}): weight and bias gradients exactly 0 at "
@@ -204,14 +219,14 @@ def zero_gradient(run: Observed) -> Iterator[Finding]:
 
 
 def _longest_zero_stretch(column: np.ndarray) -> tuple[int, int]:
-    """(first step, length) of the longest run of exact zeros in ``column`` (0, 0 if none)."""
+    """(first row, length) of the longest run of exact zeros in ``column`` (0, 0 if none)."""
     zero = np.concatenate([[0], (column == 0).astype(np.int8), [0]])
     edges = np.flatnonzero(np.diff(zero))
     if not len(edges):
         return 0, 0
     starts, ends = edges[0::2], edges[1::2]
     longest = int(np.argmax(ends - starts))
-    return int(starts[longest]) + 1, int(ends[longest] - starts[longest])
+    return int(starts[longest]), int(ends[longest] - starts[longest])
 
 
 WARNING_RULES: tuple[Rule, ...] = (

@@ -5,7 +5,7 @@ binary targets, ``(n,)`` int64 class indices for classification, and ``None`` fo
 
 Every function returns new arrays and never mutates its inputs. Everything is float64 here; the
 trainer casts to the run's dtype afterwards. Nothing here touches NumPy's floating-point error
-state: the caller installs its own ``np.errstate`` to catch the first NaN (see
+state: the caller installs its own ``np.errstate`` to catch the first NaN (docs/spec.md,
 ``numerics.mode``), so a naive standardize of a zero-variance column divides 0 by 0 in the open.
 
 This module takes plain arguments and does not import the spec module.
@@ -25,6 +25,7 @@ import numpy as np
 TASKS = ("regression", "classification", "binary", "random")
 PREPROCESS = ("none", "standardize", "minmax")
 MODES = ("naive", "stable")
+MAX_CLASS_INDEX = 2**31 - 1  # a label beyond this is not a class index (and would overflow int64)
 
 
 class DataError(Exception):
@@ -129,6 +130,13 @@ def _targets(y: np.ndarray, task: str | None, where: str) -> tuple[np.ndarray | 
         raise DataError(
             f"{where}: classification labels must be whole numbers >= 0 (class indices), but "
             f"sample {i + 1} has {y[i]!r}; encode the classes as 0, 1, 2, ...",
+            "data.target",
+        )
+    if y.max() > MAX_CLASS_INDEX:
+        i = int(np.argmax(y))
+        raise DataError(
+            f"{where}: sample {i + 1} has the class label {y[i]:.6g}, far too large to be a class"
+            f" index (at most {MAX_CLASS_INDEX:,}); encode the classes as 0, 1, 2, ...",
             "data.target",
         )
     labels = y.astype(np.int64)

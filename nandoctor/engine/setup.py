@@ -155,9 +155,27 @@ def _check_targets(spec, ds) -> None:
                 key="model.layers",
             )
         return
+    if loss == "bce":
+        _check_probabilities(spec, ds.y)
     width = ds.y.shape[1] if ds.y.ndim == 2 else 1
     if width != units:
         raise DataError(
             f"the data have {width} target column(s) but the last layer has {units} units",
             key="model.layers",
+        )
+
+
+def _check_probabilities(spec, y: np.ndarray) -> None:
+    """BCE targets are probabilities: a finite target outside [0, 1] is a data error (NaN/Inf
+    targets stay: they are the run's bad input to diagnose)."""
+    with np.errstate(invalid="ignore"):
+        outside = np.isfinite(y) & ((y < 0) | (y > 1))
+    if outside.any():
+        row = int(np.argwhere(outside)[0][0])
+        key = "data.target" if spec.data.source == "csv" else "data.path"
+        raise DataError(
+            f"loss bce needs targets between 0 and 1, but sample {row + 1} has"
+            f" {float(y[outside][0]):.6g} ({int(outside.sum())} target(s) outside [0, 1]);"
+            " rescale the targets or use loss mse",
+            key=key,
         )

@@ -1,4 +1,5 @@
-"""The network spec: typed, documented configuration loaded from YAML.
+"""The network spec: typed, documented configuration loaded from YAML (docs/spec.md is generated
+from these models).
 
 Every key has a type, a default, a range and a description. Loading keeps the YAML node positions,
 so every problem - an unknown key, a value of the wrong type or out of range, a rule between keys -
@@ -10,13 +11,13 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import reprlib
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -30,6 +31,8 @@ from pydantic import (
 from nandoctor.diagnosis.catalogue import FAIL_ON_IDS
 from nandoctor.engine.nn import ACTIVATIONS
 from nandoctor.errors import UsageProblem
+from nandoctor.spec.limits import size_problems
+from nandoctor.spec.loading import YamlProblem, escape_controls, parse, read_text
 
 Activation = Literal["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"]
 Init = Literal["normal", "xavier", "xavier_uniform", "he", "he_uniform", "uniform", "zeros"]
@@ -236,7 +239,8 @@ class Problem:
 
     def __str__(self) -> str:
         if self.override:
-            return f"--set {self.override}: {self.message.removeprefix(self.key + ': ')}"
+            item = escape_controls(self.override)
+            return f"--set {item}: {self.message.removeprefix(self.key + ': ')}"
         where = f"{self.file}:{self.line}:{self.col}" if self.line else self.file
         return f"{where}: {self.message}"
 
@@ -285,10 +289,12 @@ def parse_override(item: str) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
         raise SpecError([Problem("--set", 0, 0, "", f"expected KEY=VALUE, got {item!r}", item)])
+    if not text.strip():
+        return key.strip(), None
     try:
-        return key.strip(), yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        msg = f"{key.strip()}: cannot read the value {text!r} as YAML ({getattr(e, 'problem', e)})"
+        return key.strip(), parse(text).data
+    except YamlProblem as e:
+        msg = f"{key.strip()}: cannot read the value {_show(text)} as YAML ({e.message})"
         raise SpecError([Problem("--set", 0, 0, key.strip(), msg, item)]) from None
 
 
@@ -319,66 +325,26 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
 
 
 def _read_yaml(path: Path, origin: _Origin) -> tuple[dict, list[Problem]]:
-    def fail(message: str, line: int = 1, col: int = 1) -> SpecError:
-        return SpecError([Problem(origin.file, line, col, "", message)])
-
-    if path.is_dir():
-        raise fail("is a directory, not a spec file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise fail("no such file") from None
-    except UnicodeDecodeError:
-        raise fail("not a UTF-8 text file") from None
-    except OSError as e:
-        raise fail(f"cannot read the file ({e.strerror})") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise fail("the file is empty; a spec needs at least model.layers")
-        origin.positions[""] = (1, 1, 1, 1)
-        dups = _walk(node, "", origin.positions, set())
-        raw = loader.construct_document(node)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = "YAML" if isinstance(e, yaml.constructor.ConstructorError) else "YAML syntax"
-        context = f" ({e.context})" if e.context else ""
-        raise fail(f"{what} error: {e.problem}{context}", *where) from None
-    except (yaml.YAMLError, RecursionError) as e:
-        raise fail(f"cannot read the YAML: {e}") from None
-    finally:
-        loader.dispose()
-    if not isinstance(raw, dict):
-        raise fail(f"the top level must be a mapping (data:, model:, ...), not {_show(raw)}")
-    return raw, [origin.problem(k, "duplicate key; give each key once", True) for k in dups]
-
-
-def _walk(node: yaml.Node, path: str, pos: dict, seen: set) -> list[str]:
-    """Record (key line, key col, value line, value col) of every key and list item under ``node``."""
-    dups: list[str] = []
-    if id(node) in seen:  # an alias: its positions are those of its anchor
-        return dups
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        keys = set()
-        for k, v in node.value:
-            if k.tag == "tag:yaml.org,2002:merge":
-                continue
-            sub = f"{path}.{k.value}" if path else str(k.value)
-            if sub in keys:
-                dups.append(sub)
-            keys.add(sub)
-            km, vm = k.start_mark, v.start_mark
-            pos[sub] = (km.line + 1, km.column + 1, vm.line + 1, vm.column + 1)
-            dups += _walk(v, sub, pos, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            sub = f"{path}.{i}"
-            pos[sub] = (v.start_mark.line + 1, v.start_mark.column + 1) * 2
-            dups += _walk(v, sub, pos, seen)
-    return dups
+        doc = parse(read_text(path))
+    except YamlProblem as e:
+        raise SpecError([Problem(origin.file, e.line, e.col, "", e.message)]) from None
+    if not isinstance(doc.data, dict):
+        raise SpecError(
+            [
+                Problem(
+                    origin.file,
+                    1,
+                    1,
+                    "",
+                    f"the top level must be a mapping (data:, model:, ...), not {_show(doc.data)}",
+                )
+            ]
+        )
+    origin.positions.update(doc.positions)
+    return doc.data, [
+        origin.problem(k, "duplicate key; give each key once", True) for k in doc.duplicates
+    ]
 
 
 def _apply(raw: dict, key: str, value: Any, item: str, origin: _Origin) -> Problem | None:
@@ -456,7 +422,7 @@ def _cross_checks(s: Spec) -> list[tuple[str, str]]:
             out.append(("data.path", f"source {d.source} needs the path of the data file"))
         if d.source == "csv" and not d.target:
             out.append(("data.target", "source csv needs the target column's name (or a list)"))
-    return out
+    return out + size_problems(s)
 
 
 _NOUNS = {"int": "a whole number", "float": "a number", "bool": "true or false"}
@@ -558,6 +524,8 @@ def _suggest(word: str, choices: list[str], what: str = "") -> str:
         distance = abs(int(a) - int(b)) if a and b else 0
         return difflib.SequenceMatcher(None, word, c).ratio(), -distance
 
+    if len(word) > 100:  # no similarity search against an unbounded value
+        return f"; valid {what}: {', '.join(choices)}" if what else ""
     best = max(choices, key=score, default=None)
     if best is not None and score(best)[0] >= 0.7:
         return f"; did you mean {best!r}?"
@@ -573,6 +541,12 @@ def _whole(value: Any) -> int | None:
     return int(number) if number is not None and number.is_integer() else None
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 2, 4, 4
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 36
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A value for a message: never the whole of an unbounded value (reprlib stops early)."""
+    text = _SHORT.repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

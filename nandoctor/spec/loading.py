@@ -1,0 +1,180 @@
+"""Reading a spec file as YAML, safely and cheaply, with the position of every key.
+
+A spec is at most a few hundred values, so anything far bigger is refused before it is built:
+YAML aliases share one node between many places, and a 600-byte "billion laughs" document
+expands to 10**9 values once something walks it as a tree (validation, a message that prints a
+value). The expanded size is counted on the node graph, each node once, before construction.
+
+Control characters, invalid UTF-8 and syntax errors are reported as ``line:col`` problems.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+MAX_EXPANDED_VALUES = 100_000  # a real spec holds hundreds; aliases must not expand past this
+# What YAML 1.1 forbids in a stream (PyYAML's own test): C0/C1 controls other than tab, LF,
+# CR and NEL, DEL, surrogates and the two non-characters.
+_NON_PRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+class YamlProblem(Exception):
+    """Why a file cannot be read as a spec, at a 1-based line and column."""
+
+    def __init__(self, message: str, line: int = 1, col: int = 1):
+        super().__init__(message)
+        self.message, self.line, self.col = message, line, col
+
+
+@dataclass
+class Document:
+    data: object  # the constructed YAML (a dict for a spec)
+    positions: dict[str, tuple[int, int, int, int]]  # dotted key -> key line, col, value line, col
+    duplicates: list[str]  # dotted keys given twice
+
+
+def read_text(path: Path) -> str:
+    """The file's text (UTF-8, a byte-order mark dropped)."""
+    if path.is_dir():
+        raise YamlProblem("is a directory, not a spec file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise YamlProblem("no such file") from None
+    except UnicodeDecodeError as e:
+        line, col = _line_col(e.object[: e.start].decode("utf-8", "replace"), e.start)
+        raise YamlProblem("not a UTF-8 text file (invalid byte sequence)", line, col) from None
+    except OSError as e:
+        raise YamlProblem(f"cannot read the file ({e.strerror})") from None
+    return text.removeprefix("\ufeff")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character shown as an escape (``\\x01``): safe to print."""
+    return _NON_PRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+def _refuse_control_characters(text: str) -> None:
+    bad = _NON_PRINTABLE.search(text)
+    if bad:
+        line, col = _line_col(text, bad.start())
+        raise YamlProblem(
+            f"control character U+{ord(bad.group()):04X} is not allowed in a spec; delete it",
+            line,
+            col,
+        )
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    before = text[:index]
+    return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1
+
+
+def parse(text: str) -> Document:
+    """Compose ``text``, bound its expanded size, record positions, then construct it."""
+    _refuse_control_characters(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as e:
+        raise YamlProblem(f"cannot read the YAML: {e}") from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise YamlProblem("the file is empty; a spec needs at least model.layers")
+        _bound(node)
+        positions: dict[str, tuple[int, int, int, int]] = {"": (1, 1, 1, 1)}
+        duplicates = _walk(node, "", positions, set())
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = "YAML" if isinstance(e, yaml.constructor.ConstructorError) else "YAML syntax"
+        context = f" ({e.context})" if e.context else ""
+        raise YamlProblem(f"{what} error: {e.problem}{context}", *where) from None
+    except RecursionError:
+        raise YamlProblem("cannot read the YAML: it is nested too deeply") from None
+    except yaml.YAMLError as e:
+        raise YamlProblem(f"cannot read the YAML: {type(e).__name__}") from None
+    finally:
+        loader.dispose()
+    return Document(data, positions, duplicates)
+
+
+def _bound(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand to more than :data:`MAX_EXPANDED_VALUES` values,
+    pointing at the first top-level key whose value is too big."""
+    sizes: dict[int, int] = {}
+    total = _expanded(root, sizes)
+    if total <= MAX_EXPANDED_VALUES:
+        return
+    line, col = 1, 1
+    if isinstance(root, yaml.MappingNode):
+        for key, value in root.value:
+            if sizes.get(id(value), 0) > MAX_EXPANDED_VALUES // 10:
+                line, col = key.start_mark.line + 1, key.start_mark.column + 1
+                break
+    raise YamlProblem(
+        f"the YAML expands to {_count(total)} values through its aliases (*name); a spec is"
+        f" refused past {MAX_EXPANDED_VALUES:,} (a 'billion laughs' document?)",
+        line,
+        col,
+    )
+
+
+def _expanded(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Values ``node`` stands for once every alias is expanded; each node counted once."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    sizes[key] = 1  # a node that contains itself (a recursive alias) counts once here
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = node.value
+    else:
+        children = []
+    sizes[key] = 1 + sum(_expanded(child, sizes) for child in children)
+    return sizes[key]
+
+
+def _count(n: int) -> str:
+    return f"{n:,}" if n < 10**9 else f"{n:.1e}"
+
+
+def _key_text(node: yaml.Node) -> str:
+    """A key as text for positions and messages: a scalar's value (at most 80 characters)."""
+    text = str(node.value) if isinstance(node, yaml.ScalarNode) else "<complex key>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _walk(node: yaml.Node, path: str, pos: dict, seen: set) -> list[str]:
+    """Record (key line, key col, value line, value col) of every key and list item under ``node``."""
+    dups: list[str] = []
+    if id(node) in seen:  # an alias: its positions are those of its anchor
+        return dups
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys = set()
+        for k, v in node.value:
+            if k.tag == "tag:yaml.org,2002:merge":
+                continue
+            name = _key_text(k)
+            sub = f"{path}.{name}" if path else name
+            if sub in keys:
+                dups.append(sub)
+            keys.add(sub)
+            km, vm = k.start_mark, v.start_mark
+            pos[sub] = (km.line + 1, km.column + 1, vm.line + 1, vm.column + 1)
+            dups += _walk(v, sub, pos, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            sub = f"{path}.{i}"
+            pos[sub] = (v.start_mark.line + 1, v.start_mark.column + 1) * 2
+            dups += _walk(v, sub, pos, seen)
+    return dups

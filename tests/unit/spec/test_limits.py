@@ -1,0 +1,85 @@
+"""Specs too big for the machine are refused before allocating, with the estimate; valid specs
+with extreme values never raise."""
+
+import numpy as np
+import pytest
+
+from nandoctor.engine.data import DataError
+from nandoctor.engine.optim import schedule_factor
+from nandoctor.engine.setup import prepare
+from nandoctor.spec.limits import size_problems
+from nandoctor.spec.models import SpecError, spec_from_dict
+from nandoctor.sweep import SweepError, parse_grid, parse_rates
+
+BASE = {"model": {"layers": [{"units": 8, "activation": "relu"}, {"units": 5}]}}
+
+
+def with_(**changes):
+    spec = spec_from_dict(BASE)
+    return spec.with_changes(changes)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("train.steps", 10**12),
+        ("model.layers.0.units", 10**9),
+        ("data.samples", 10**9),
+        ("data.features", 10**7),
+    ],
+)
+def test_a_spec_too_big_for_the_machine_is_refused_with_its_estimate(key, value):
+    with pytest.raises(SpecError) as info:
+        with_(**{key: value})
+    (p,) = info.value.problems
+    assert p.key == key
+    assert "would need about" in p.message and "more than this machine's" in p.message
+
+
+def test_the_estimate_grows_with_the_spec_and_fits_ordinary_specs():
+    small = spec_from_dict(BASE)
+    assert size_problems(small) == []
+    memory = 10 * 2**20  # a 10 MB machine refuses 100,000 samples, names the samples
+    (key, message), *_ = size_problems(small.with_changes({"data.samples": 100_000}), memory)
+    assert key == "data.samples" and "MB" in message
+
+
+def test_an_exponential_schedule_that_overflows_is_an_infinite_rate_not_a_crash():
+    assert schedule_factor("exponential", 10, 100, 1, 1e300, 1) == float("inf")
+    assert schedule_factor("step", 10, 100, 1, 1e300, 1) == float("inf")
+    assert schedule_factor("exponential", 2, 100, 1, 0.5, 1) == 0.5
+
+
+def _npz_spec(tmp_path, y, loss, activation, task="regression"):
+    np.savez(tmp_path / "d.npz", x=np.ones((len(y), 2)), y=np.asarray(y))
+    spec = {
+        "data": {"source": "npz", "path": "d.npz", "task": task},
+        "model": {
+            "layers": [{"units": 3 if loss == "cross_entropy" else 1, "activation": activation}]
+        },
+        "loss": loss,
+    }
+    return spec_from_dict(spec, base_dir=tmp_path)
+
+
+def test_huge_class_labels_are_a_data_error(tmp_path):
+    spec = _npz_spec(tmp_path, [0, 1, 1e30, 2], "cross_entropy", "softmax", "classification")
+    with pytest.raises(DataError, match="far too large to be a class index") as info:
+        prepare(spec)
+    assert info.value.key == "data.target"
+
+
+def test_bce_targets_outside_0_1_are_a_data_error(tmp_path):
+    spec = _npz_spec(tmp_path, [0.0, 1.0, 5.0, 1.0], "bce", "sigmoid", "binary")
+    with pytest.raises(DataError, match="between 0 and 1, but sample 3 has 5"):
+        prepare(spec)
+    prepare(_npz_spec(tmp_path, [0.0, 1.0, 0.25, np.nan], "bce", "sigmoid", "binary"))
+
+
+def test_lr_lists_and_grids_are_capped():
+    with pytest.raises(SweepError, match="1,000,000 rates"):
+        parse_rates("1e-4:1:1000000")
+    with pytest.raises(SweepError, match="1,001 rates"):
+        parse_rates(",".join(["0.1"] * 1001))
+    with pytest.raises(SweepError, match="grid has 10,000,000,000 points"):
+        parse_grid(tuple(f"train.seed{i}={','.join(map(str, range(10)))}" for i in range(10)))
