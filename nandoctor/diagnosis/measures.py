@@ -44,20 +44,24 @@ def column_median(g: np.ndarray) -> np.ndarray:
 
 
 def growth(outcome: Outcome) -> list[str]:
-    """Evidence lines when the gradient norm grew step over step before the failure, else [].
+    """Evidence lines when the gradient norm grew step over step up to the failure, else [].
 
-    Update-driven growth needs two complete steps: a short, violent explosion (x1e7 in one
-    update, then an overflow) is growth as much as a slow climb over hundreds of steps is.
+    Update-driven growth needs two steps with an update between them: a short, violent explosion
+    (x1e7 in one update, then an overflow) is growth as much as a slow climb over hundreds of
+    steps is. The failing step counts when its own gradient is still finite (the loss overflowed,
+    the backward pass did not).
     """
     first = outcome.first_nonfinite
     g = outcome.history.get("grad_norm") if outcome.history else None
     if g is None or first is None or first.step is None:
         return []
-    before = first.step - 1  # steps whose history is complete
     off = history_offset(outcome)
-    if before - off < GROWTH_MIN_STEPS:
+    rows = first.step - 1 - off  # steps whose history is complete
+    if 0 <= rows < len(g) and np.isfinite(g[rows]).all():
+        rows += 1
+    if rows < GROWTH_MIN_STEPS:
         return []
-    g = g[: before - off]
+    g = g[:rows]
     total = total_norm(g)
     if not (np.isfinite(total).all() and total[0] > 0):
         return []
@@ -66,14 +70,15 @@ def growth(outcome: Outcome) -> list[str]:
     rising = bool(np.all(np.diff(recent) > 0))
     if rise < GROWTH_FACTOR or not rising:
         return []
+    last = off + rows
     layer = int(np.argmax(g[-1])) + 1
-    per_step = rise ** (1 / max(before - off - 1, 1))
-    w = outcome.history["weight_norm"][: before - off]
+    per_step = rise ** (1 / max(rows - 1, 1))
+    w = outcome.history["weight_norm"][:rows]
+    w = w[np.isfinite(w).all(axis=1)]
     return [
         f"gradient norm rose from {fmt(total[0])} at step {off + 1} to {fmt(total[-1])} "
-        f"at step {before} "
-        f"(x{fmt(rise)}, about x{fmt(per_step)} per step)",
-        f"layer {layer} carried the largest gradient: {fmt(g[-1, layer - 1])} at step {before}",
+        f"at step {last} (x{fmt(rise)}, about x{fmt(per_step)} per step)",
+        f"layer {layer} carried the largest gradient: {fmt(g[-1, layer - 1])} at step {last}",
         f"weight norms went from {', '.join(fmt(v) for v in w[0])} to "
         f"{', '.join(fmt(v) for v in w[-1])} (layers 1..{w.shape[1]})",
     ]

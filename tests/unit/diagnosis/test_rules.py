@@ -52,6 +52,16 @@ def test_a_short_violent_explosion_is_an_exploding_gradient_the_experiments_conf
     assert not any("does not remove it" in line for line in d.cause.evidence if "lower" in line)
 
 
+def test_an_explosion_seen_in_the_failing_steps_own_gradient_is_growth():
+    """float16, one update x300 the gradient norm, then the loss overflows at step 2: the
+    backward pass of step 2 is still finite and shows the growth."""
+    s = spec(RELU_NET, numerics={"dtype": "float16"}, steps=20, learning_rate=10.0)
+    d = diagnose(train(s)[0])
+    assert (d.first_nonfinite.step, d.first_nonfinite.phase) == (2, "loss")
+    assert d.cause.id == "exploding_gradient"
+    assert "high_learning_rate" in {c.id for c in d.contributing}
+
+
 def test_overflow_without_updates_stays_overflow():
     """Step 1 has no update behind it: float16's range alone is the cause."""
     s = spec(RELU_NET, numerics={"dtype": "float16"}, steps=5, learning_rate=0.01)
