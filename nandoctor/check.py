@@ -48,9 +48,10 @@ class SpecResult:
     final_loss: float | None = None
     steps_run: int = 0
     seconds: float = 0.0
+    loss_curve: list = field(default_factory=list)  # downsampled loss, for pictures (not in JSON)
 
     def to_json(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "loss_curve"}
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ def _check(path: str, steps: int | None, policy_of: Policy, started: float) -> S
     from nandoctor.diagnosis.diagnose import diagnose
     from nandoctor.engine.data import DataError
     from nandoctor.engine.runs import train
+    from nandoctor.report.charts.check import loss_curve
     from nandoctor.spec.models import SpecError, load_spec
 
     def seconds() -> float:
@@ -213,6 +215,7 @@ def _check(path: str, steps: int | None, policy_of: Policy, started: float) -> S
         final_loss=d.loss_final,
         steps_run=d.steps_run,
         seconds=seconds(),
+        loss_curve=loss_curve(outcome),
     )
 
 

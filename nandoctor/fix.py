@@ -6,6 +6,7 @@ end-of-line comment saying why.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import io
 import time
@@ -34,7 +35,16 @@ def _yaml(text: str) -> YAML:
 
 
 def apply_changes(text: str, changes: dict, why: str) -> str:
-    """``text`` (a YAML spec) with dotted-key ``changes`` applied and commented."""
+    """``text`` (a YAML spec) with dotted-key ``changes`` applied and commented.
+
+    Only the changed place changes: a comment already on the line is kept and the reason
+    appended to it; the file's line endings are kept; a mapping or list that carries a YAML
+    anchor (shared with other places through ``*alias`` or ``<<:``) is replaced on the changed
+    path by a private copy, so the other places keep their values - as in the verified run,
+    where a change to ``model.layers.0`` changed that layer alone.
+    """
+    crlf = "\r\n" in text
+    text = text.replace("\r\n", "\n") if crlf else text
     y = _yaml(text)
     doc = y.load(text)
     comment = f"nandoctor fix: {why}"
@@ -42,21 +52,48 @@ def apply_changes(text: str, changes: dict, why: str) -> str:
         parts = dotted.split(".")
         node, parent, key = doc, None, None
         for part in parts[:-1]:
-            parent, key = node, (int(part) if isinstance(node, CommentedSeq) else part)
+            parent, key = node, _index(node, part)
             if isinstance(node, CommentedMap) and (part not in node or node[part] is None):
                 node[part] = CommentedMap()
+            node[key] = _private(node[key])
             node = node[key]
-        last = int(parts[-1]) if isinstance(node, CommentedSeq) else parts[-1]
+        last = _index(node, parts[-1])
         node[last] = value
         if isinstance(node, CommentedMap) and node.fa.flow_style():
             # A flow mapping ({units: 20, ...}) holds no comments: put it on the line it sits on.
             if parent is not None:
-                parent.yaml_add_eol_comment(comment, key)
+                _add_comment(parent, key, comment)
         else:
-            node.yaml_add_eol_comment(comment, last)
+            _add_comment(node, last, comment)
     out = io.StringIO()
     y.dump(doc, out)
-    return out.getvalue()
+    new = out.getvalue()
+    return new.replace("\n", "\r\n") if crlf else new
+
+
+def _index(node, part: str):
+    return int(part) if isinstance(node, CommentedSeq) else part
+
+
+def _private(node):
+    """``node`` itself, or an anchor-free copy of it when it carries an anchor (is shared)."""
+    if not isinstance(node, CommentedMap | CommentedSeq) or node.anchor.value is None:
+        return node
+    mine = copy.deepcopy(node)
+    mine.anchor.value = None
+    return mine
+
+
+def _add_comment(node, key, comment: str) -> None:
+    """Put ``comment`` at the end of ``key``'s line, after the comment already there if any."""
+    slot = 0 if isinstance(node, CommentedSeq) else 2
+    entry = node.ca.items.get(key)
+    token = entry[slot] if entry and len(entry) > slot else None
+    if token is None or not token.value.lstrip().startswith("#"):
+        node.yaml_add_eol_comment(comment, key)
+        return
+    first, newline, rest = token.value.partition("\n")
+    token.value = f"{first.rstrip()}; {comment}{newline}{rest}"
 
 
 def diff(old: str, new: str, path: str) -> str:
@@ -100,13 +137,17 @@ def fix_spec(
 
     started = time.perf_counter()
     diagnosis, outcome = examine(spec)
-    text = Path(spec.path).read_text() if spec.path else ""
+    text = Path(spec.path).read_bytes().decode("utf-8") if spec.path else ""
     if diagnosis.status != "nonfinite":
         return FixResult(diagnosis, None, text, None, time.perf_counter() - started)
     on_done = before_verify(len(diagnosis.recommendations)) if before_verify else None
     verify_fixes(diagnosis, outcome, jobs, on_done)
     best = next((r for r in diagnosis.recommendations if r.verified), None)
-    new = (
-        apply_changes(text, best.changes, f"{best.id}, verified: {best.evidence}") if best else None
-    )
+    new = None
+    if best:
+        # The verified run had the --set overrides too: the written spec carries them.
+        base = text
+        for key, (item, value) in spec.overridden().items():
+            base = apply_changes(base, {key: value}, f"--set {item}")
+        new = apply_changes(base, best.changes, f"{best.id}, verified: {best.evidence}")
     return FixResult(diagnosis, best, text, new, time.perf_counter() - started)

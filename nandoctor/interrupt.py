@@ -11,6 +11,7 @@ A second signal while that cleanup runs is ignored rather than interrupting the 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,9 +43,35 @@ def signals_interrupt() -> Iterator[None]:
             raised = True
             raise Interrupted(signum)
 
-    old = {s: signal.signal(s, handler) for s in HANDLED}
+    old = {s: signal.signal(s, handler) for s in _handled()}
     try:
         yield
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def exit_on_signals() -> None:
+    """Before the command line is even imported: SIGINT/SIGTERM end the process with the same
+    message and exit code (start-up imports take a moment; a Ctrl-C then is no traceback)."""
+
+    def handler(signum: int, _frame) -> None:
+        sys.stderr.write(f"nandoctor: {Interrupted(signum)}; stopped, nothing half-written\n")
+        raise SystemExit(128 + signum)
+
+    for s in _handled():
+        signal.signal(s, handler)
+
+
+def _handled() -> list[int]:
+    """The signals to handle: both, less one ignored on purpose (a background job's SIGINT,
+    ``nohup``'s SIGHUP-like choices) - as Python itself leaves an ignored SIGINT ignored."""
+    return [s for s in HANDLED if signal.getsignal(s) is not signal.SIG_IGN]
+
+
+def python_defaults() -> None:
+    """Undo :func:`exit_on_signals` for a program run as ``python`` would run it (``trace``):
+    Ctrl-C raises ``KeyboardInterrupt`` in it and SIGTERM ends it, as it expects."""
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    for s in _handled():
+        signal.signal(s, defaults[s])

@@ -238,7 +238,7 @@ def _chunk(args, on_step=None) -> list[RateRun]:
 
 
 def max_stable(runs: list[RateRun]) -> float | None:
-    """The largest rate that stayed finite with no failing rate below it."""
+    """The largest rate that stayed finite with no failing rate below it (docs/output.md)."""
     best = None
     for r in sorted(runs, key=lambda r: r.learning_rate):
         if r.status == "nonfinite":
@@ -287,7 +287,7 @@ def sharpness(
     ``(value, note)``; value is None, with the reason in note, when there is no loss surface or a
     product was not finite.
     """
-    if spec.loss == "random_gradient":
+    if spec.loss.name == "random_gradient":
         return None, "random_gradient has no loss surface, so no Hessian"
     trainer = Trainer(prepared, [spec.train.learning_rate], instrument=False)
     params = [p.astype(np.float64) for p in trainer.state.params]
@@ -408,7 +408,7 @@ def sweep(
             settings=settings,
             runs=runs,
             max_stable_lr=None,
-            has_loss=variant.loss != "random_gradient",
+            has_loss=variant.loss.name != "random_gradient",
             samples=len(prepared.x),
         )
         if edge:

@@ -53,6 +53,9 @@ def main() -> None:
     """
     ctx = click.get_current_context()
     if ctx.invoked_subcommand == "trace":
+        from nandoctor.interrupt import python_defaults
+
+        python_defaults()
         return  # the user's own program runs as python would, with its own BLAS threads
     from nandoctor.parallel import single_threaded_blas
 

@@ -11,6 +11,7 @@ from nandoctor.cli.common import (
     count_progress,
     emit,
     format_option,
+    html_option,
     jobs_option,
     steps_option,
 )
@@ -57,7 +58,8 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     callback=_list_causes,
     help="Print the cause and warning ids with their meanings, and exit.",
 )
-def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs):
+@html_option
+def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs, html):
     """Run every spec in PATHS and judge it by its check: policy (a CI gate).
 
     PATHS are spec files, folders (every *.yaml / *.yml below) or globs. A spec fails when a NaN
@@ -71,14 +73,15 @@ def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs):
       nandoctor check configs/
       nandoctor check configs/ --steps 50 --format junit -o report.xml
       nandoctor check 'specs/**/*.yaml' --format github --fail-on dead_relu
+      nandoctor check configs/ --html check.html
     """
     from nandoctor.check import collect_specs, parse_fail_on, run_checks
 
     files = collect_specs(paths)
-    if output:
+    if output or html:
         from nandoctor.report.output import check_outputs
 
-        check_outputs({"-o": output}, files)
+        check_outputs({"-o": output, "--html": html}, files)
     policy = parse_fail_on(fail_on, allow_nonfinite)
     finished: list = []
     try:
@@ -97,6 +100,10 @@ def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs):
         emit(RENDERERS["text"](results))
     if fmt != "text" or output:
         emit(RENDERERS[fmt](results), output)
+    if html:
+        from nandoctor.report.html import check_page
+
+        emit(check_page(results), html, option="--html")
     sys.exit(0 if all(r.passed for r in results) else 1)
 
 

@@ -142,3 +142,41 @@ def format_option(registry: dict, default: str = "text") -> Callable:
         show_default=True,
         help="Output format.",
     )
+
+
+# ---------------------------------------------------------------- pictures (--html, --plot, ...)
+def _plot_target(_ctx, _param, value):
+    if value is not None:
+        from nandoctor.report.plot import check_target
+
+        check_target(value)
+    return value
+
+
+def _tensorboard_target(_ctx, _param, value):
+    if value is not None:
+        from nandoctor.report.tensorboard import require_tensorboard
+
+        require_tensorboard()
+    return value
+
+
+html_option = click.option(
+    "--html",
+    type=click.Path(dir_okay=False),
+    help="Also write a self-contained HTML report with charts (no network needed to view it).",
+)
+plot_option = click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    callback=_plot_target,
+    metavar="FILE.png|.svg",
+    help="Also draw the main charts as one image (needs: pip install 'nandoctor[plot]').",
+)
+tensorboard_option = click.option(
+    "--tensorboard",
+    type=click.Path(file_okay=False),
+    callback=_tensorboard_target,
+    metavar="DIR",
+    help="Also write the per-step history as TensorBoard event files (needs 'nandoctor[tensorboard]').",
+)

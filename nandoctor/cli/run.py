@@ -12,11 +12,14 @@ from nandoctor.cli.common import (
     emit,
     fail_usage,
     format_option,
+    html_option,
     jobs_option,
     load,
+    plot_option,
     set_option,
     step_progress,
     steps_option,
+    tensorboard_option,
 )
 from nandoctor.report.diagnosis import RENDERERS
 
@@ -31,7 +34,10 @@ from nandoctor.report.diagnosis import RENDERERS
 )
 @click.option("--no-verify", is_flag=True, help="Do not re-run the recommendations to verify them.")
 @jobs_option()
-def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
+@html_option
+@plot_option
+@tensorboard_option
+def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs, html, plot, tensorboard):
     """Train SPEC with every step instrumented and print the diagnosis.
 
     Exit 0 when every value stayed finite, 1 when a NaN or Inf appeared, 2 for a bad spec.
@@ -41,17 +47,21 @@ def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
       nandoctor run configs/healthy.yaml
       nandoctor run configs/relu_high_lr.yaml --format json
       nandoctor run spec.yaml --steps 100 --set numerics.dtype=float32 --trace run.npz
+      nandoctor run configs/relu_high_lr.yaml --html report.html --plot run.png
     """
     from nandoctor.examine import examine, verify_fixes
 
     spec = load(spec_path, overrides, steps)
+    outputs = {"--html": html, "--plot": plot}
     if trace:
         from nandoctor.instrument.history import spec_beside, summary_beside
-        from nandoctor.report.output import check_outputs
 
-        outputs = {"--trace": trace, "--trace (its resolved spec)": spec_beside(trace)}
+        outputs |= {"--trace": trace, "--trace (its resolved spec)": spec_beside(trace)}
         if str(trace).endswith(".csv"):
             outputs["--trace (its summary)"] = summary_beside(trace)
+    if any(outputs.values()):
+        from nandoctor.report.output import check_outputs
+
         check_outputs(outputs, spec.input_files())
     show = fmt == "text"
     with step_progress(spec.train.steps, f"training {spec.name}", show) as on_step:
@@ -61,6 +71,7 @@ def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
             verify_fixes(diagnosis, outcome, jobs, done)
     if trace:
         write_trace(outcome, trace)
+    write_pictures(diagnosis, spec.numerics.dtype, html, plot, tensorboard)
     emit(RENDERERS[fmt](diagnosis))
     sys.exit(1 if diagnosis.status == "nonfinite" else 0)
 
@@ -75,3 +86,21 @@ def write_trace(outcome, path: str) -> None:
         save(outcome.history, path, resolved, outcome.summary, outcome.history_start)
     except OSError as e:
         fail_usage(f"--trace {path}: {e.strerror}")
+
+
+def write_pictures(diagnosis, dtype: str, html, plot, tensorboard) -> None:
+    """The report as an HTML page, an image and TensorBoard events, as asked."""
+    if html:
+        from nandoctor.report.html import run_page
+
+        emit(run_page(diagnosis, dtype), html, option="--html")
+    if plot:
+        from nandoctor.report.charts.run import run_charts
+        from nandoctor.report.html.run import headline
+        from nandoctor.report.plot import save_plot
+
+        save_plot(run_charts(diagnosis, dtype), plot, f"{diagnosis.name}: {headline(diagnosis)}")
+    if tensorboard:
+        from nandoctor.report.tensorboard import write_run
+
+        write_run(diagnosis, tensorboard)

@@ -6,7 +6,16 @@ import sys
 
 import click
 
-from nandoctor.cli.common import CONTEXT, emit, format_option, load, step_progress, steps_option
+from nandoctor.cli.common import (
+    CONTEXT,
+    emit,
+    format_option,
+    html_option,
+    load,
+    plot_option,
+    step_progress,
+    steps_option,
+)
 from nandoctor.report.sweep import RENDERERS
 
 
@@ -29,7 +38,9 @@ from nandoctor.report.sweep import RENDERERS
 )
 @steps_option
 @format_option(RENDERERS)
-def sweep(spec_path, lr_text, edge, grid, steps, fmt):
+@html_option
+@plot_option
+def sweep(spec_path, lr_text, edge, grid, steps, fmt, html, plot):
     """Run SPEC at many learning rates; show where training stays finite.
 
     All rates of a grid point train together as one batched computation. The largest stable
@@ -40,12 +51,30 @@ def sweep(spec_path, lr_text, edge, grid, steps, fmt):
     Examples:
       nandoctor sweep configs/relu_high_lr.yaml --lr 1e-3:3:16 --edge
       nandoctor sweep spec.yaml --lr 0.01,0.1,1 --set train.optimizer=sgd,adam --format json
+      nandoctor sweep configs/relu_high_lr.yaml --lr 1e-3:3:16 --html sweep.html --plot sweep.png
     """
     from nandoctor.sweep import plan, sweep_points
 
     spec = load(spec_path, (), steps)
+    if html or plot:
+        from nandoctor.report.output import check_outputs
+
+        check_outputs({"--html": html, "--plot": plot}, spec.input_files())
     rates, combos, total_steps = plan(spec, lr_text, grid)
     with step_progress(total_steps, f"sweeping {len(rates)} rates", fmt == "text") as advance:
         points = sweep_points(spec, rates, combos, edge=edge, on_progress=advance)
+    write_pictures(spec, points, html, plot)
     emit(RENDERERS[fmt](spec, points))
     sys.exit(0 if any(r.status != "nonfinite" for p in points for r in p.runs) else 1)
+
+
+def write_pictures(spec, points, html, plot) -> None:
+    if html:
+        from nandoctor.report.html import sweep_page
+
+        emit(sweep_page(spec, points), html, option="--html")
+    if plot:
+        from nandoctor.report.charts.sweep import sweep_charts
+        from nandoctor.report.plot import save_plot
+
+        save_plot(sweep_charts(points), plot, f"{spec.name}: learning-rate sweep")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
-from nandoctor.cli.common import CONTEXT, emit, fail_usage
+from nandoctor.cli.common import CONTEXT, emit, fail_usage, html_option
 
 FORMATS = ("text", "json")
 
@@ -23,8 +24,9 @@ FORMATS = ("text", "json")
     show_default=True,
     help="Output format (json: the program's own output goes to stderr).",
 )
+@html_option
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[SCRIPT.py] [ARGS]...")
-def trace(module, fmt, argv):
+def trace(module, fmt, html, argv):
     """Run a Python program as python would, and report where, when and why it first created
     a NaN or an Inf.
 
@@ -36,6 +38,7 @@ def trace(module, fmt, argv):
     Examples:
       nandoctor trace train.py --epochs 10
       nandoctor trace --format json -m mypkg.train > report.json
+      nandoctor trace --html trace.html train.py
     """
     from nandoctor.report.trace import RENDERERS
     from nandoctor.trace.runner import Program
@@ -47,6 +50,22 @@ def trace(module, fmt, argv):
         program = Program(argv[0], tuple(argv[1:]))
     else:
         fail_usage("trace: give a SCRIPT.py to run, or -m MODULE")
+    if html:
+        html = check_html(html, [] if module else [argv[0]])
+    started_in = Path.cwd()  # the program may change directory; its paths are relative to here
     result = trace_program(program, output_to_stderr_=fmt == "json")
+    if html:
+        from nandoctor.report.html import trace_page
+
+        emit(trace_page(result.to_json(), base=started_in), html, option="--html")
     emit(RENDERERS[fmt](result))
     sys.exit(result.exit_code)
+
+
+def check_html(html: str, inputs: list[str]) -> str:
+    """Refuse, before the program runs, an --html target that is an input or unwritable; return
+    it absolute, so a program that changes directory does not move the report."""
+    from nandoctor.report.output import check_outputs
+
+    check_outputs({"--html": html}, inputs)
+    return str(Path(html).absolute())

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nandoctor.diagnosis import networks
 from nandoctor.diagnosis.findings import Finding, cause, fmt
 from nandoctor.diagnosis.measures import DTYPE_MAX, GROWTH_MIN_STEPS, SIGMOID_EXACT_ONE, growth
 from nandoctor.engine.nn import SATURATION_TOL
@@ -102,6 +103,11 @@ def bad_input(f: Failure) -> Finding | None:
     return cause("bad_input", summary, lines)
 
 
+def norm_division(f: Failure) -> Finding | None:
+    """A batch/layer norm divided by the std of a zero-variance batch with norm_eps 0."""
+    return networks.norm_division(f.outcome, f.head)
+
+
 def unguarded_optimizer_division(f: Failure) -> Finding | None:
     """Adam/RMSprop divided by sqrt(v) + eps where both were 0 (eps 0, or lost to float16)."""
     first, spec = f.first, f.spec
@@ -149,7 +155,7 @@ def pinned_outputs_in_loss(f: Failure) -> Finding | None:
         lines.append(
             f"max |z| of the last layer = {fmt(z['max_abs'])}; beyond |z| = {lim} a "
             f"{spec.numerics.dtype} sigmoid rounds to exactly 1"
-            if spec.model.layers[-1].activation == "sigmoid" or spec.loss == "bce"
+            if spec.model.layers[-1].activation == "sigmoid" or spec.loss.name == "bce"
             else f"max |z| of the last layer = {fmt(z['max_abs'])}"
         )
     lines += f.growth_lines
@@ -200,6 +206,7 @@ def invalid_from_finite_inputs(f: Failure) -> Finding:
 
 CAUSE_RULES: tuple[Callable[[Failure], Finding | None], ...] = (
     bad_input,
+    norm_division,
     unguarded_optimizer_division,
     pinned_outputs_in_loss,
     exploding_gradient,
@@ -232,7 +239,7 @@ def _no_growth_lines(f: Failure) -> list[str]:
 def _last_activation(spec: Spec) -> str:
     act = spec.model.layers[-1].activation
     if act == "linear":
-        return {"bce": "sigmoid", "cross_entropy": "softmax"}.get(spec.loss, act)
+        return {"bce": "sigmoid", "cross_entropy": "softmax"}.get(spec.loss.name, act)
     return act
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nandoctor.diagnosis import networks
 from nandoctor.diagnosis.catalogue import PART_OF_A_FAILURE
 from nandoctor.diagnosis.causes import Failure, root_cause
 from nandoctor.diagnosis.factors import contributing_factors
@@ -69,6 +70,8 @@ def diagnose(outcome: Outcome) -> Diagnosis:
         loss_final=_finite_or_none(loss[-1]) if len(loss) else None,
         notes=notes(outcome, warnings),
         history=hist,
+        history_start=getattr(outcome, "history_start", 1),
+        summary=getattr(outcome, "summary", None),
         layers=acts,
     )
 
@@ -77,7 +80,7 @@ def diagnose(outcome: Outcome) -> Diagnosis:
 def notes(outcome: Outcome, warnings: list[Finding]) -> list[str]:
     """Plain sentences on what the run saw and, when it stayed finite, how far it was from NaN."""
     spec, h = outcome.spec, outcome.history
-    out: list[str] = []
+    out: list[str] = networks.data_notes(outcome)
     if outcome.first_nonfinite is not None or not h:
         return out
     n, off = outcome.steps_run, history_offset(outcome)

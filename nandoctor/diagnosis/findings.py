@@ -71,6 +71,8 @@ class Diagnosis:
     loss_final: float | None
     notes: list[str] = field(default_factory=list)  # what the run saw, in plain words
     history: dict | None = None  # per-step arrays, for the report (not serialised)
+    history_start: int = 1  # the step of history's first row (> 1 once a run outgrew its window)
+    summary: dict | None = None  # the whole run downsampled (History.summary), for pictures
     layers: list[str] = field(default_factory=list)  # activation per layer
     seconds: float = 0.0
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nandoctor.diagnosis import networks
 from nandoctor.diagnosis.findings import Finding, fmt, fmt_projected_steps, warning
 from nandoctor.diagnosis.measures import (
     DTYPE_MAX,
@@ -177,7 +178,7 @@ def loss_not_decreasing(run: Observed) -> Iterator[Finding]:
     """The loss over the last tenth of the steps is no lower than over the first tenth, judged
     by medians: one huge spike cannot move either end, and a fall smaller than the windows'
     step-to-step noise is no fall."""
-    if run.outcome.spec.loss == "random_gradient" or run.n < LOSS_MIN_STEPS:
+    if run.outcome.spec.loss.name == "random_gradient" or run.n < LOSS_MIN_STEPS:
         return
     loss = run.outcome.loss[: run.n]
     k = max(1, int(run.n * LOSS_WINDOW))
@@ -229,12 +230,28 @@ def _longest_zero_stretch(column: np.ndarray) -> tuple[int, int]:
     return int(starts[longest]), int(ends[longest] - starts[longest])
 
 
+def oscillating_loss(run: Observed) -> Iterator[Finding]:
+    """The loss alternates up and down with a growing swing."""
+    found = networks.oscillating_loss(run.outcome.loss[: run.n])
+    if found is not None:
+        yield found
+
+
+def skipped_steps(run: Observed) -> Iterator[Finding]:
+    """Dynamic loss scaling skipped many steps, or its scale collapsed."""
+    found = networks.skipped_steps(run.outcome, run.n)
+    if found is not None:
+        yield found
+
+
 WARNING_RULES: tuple[Rule, ...] = (
     saturation,
     dead_relu,
     vanishing_gradient,
     zero_gradient,
     exploding_gradient,
+    oscillating_loss,
+    skipped_steps,
     loss_not_decreasing,
 )
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from nandoctor.diagnosis.catalogue import RECOMMENDATIONS
 from nandoctor.diagnosis.diagnose import Diagnosis, Recommendation, fmt
+from nandoctor.engine.data import DataError
 from nandoctor.engine.runs import Outcome, train
 from nandoctor.parallel import pmap
 
@@ -64,7 +65,10 @@ def _record(rec: Recommendation, trial: Trial) -> None:
 def _confirm(args) -> Trial:
     """A run of ``spec`` with ``changes`` from step 1 (in a worker process)."""
     spec, changes = args
-    return _trial(train(spec.with_changes(changes), snapshots=False)[0])
+    try:
+        return _trial(train(spec.with_changes(changes), snapshots=False)[0])
+    except DataError as e:  # the change leaves no usable data (drop_rows dropped every row)
+        return Trial(False, 0, None, None, lost=f"the changed spec cannot run: {e}")
 
 
 def screen(outcome: Outcome, changes: dict) -> str | None:

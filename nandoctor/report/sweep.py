@@ -1,4 +1,4 @@
-"""Renderers for sweep results: a rich table and terminal chart, JSON, CSV."""
+"""Renderers for sweep results: a rich table and terminal chart, JSON (docs/output.md), CSV."""
 
 from __future__ import annotations
 
@@ -175,10 +175,9 @@ def _same(values: list):
 
 
 def to_json(spec, points: list[GridPoint]) -> str:
-    """The sweep as JSON: the spec, one run per rate, max_stable_lr, lambda_max, lr_bound
-    (2/lambda_max), edge, note and one entry per grid point. With a grid, max_stable_lr is the
-    largest over its points, and lambda_max / lr_bound are given when every point shares them
-    (null otherwise; see ``grid``)."""
+    """The sweep JSON of docs/output.md: runs, max_stable_lr, lambda_max, lr_bound (2/lambda_max),
+    edge, note and one entry per grid point. With a grid, max_stable_lr is the largest over its points, and lambda_max / lr_bound
+    are given when every point shares them (null otherwise; see ``grid``)."""
     single = len(points) == 1
     stable = [p.max_stable_lr for p in points if p.max_stable_lr is not None]
     doc = {

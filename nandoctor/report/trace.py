@@ -1,4 +1,4 @@
-"""Renderers for a trace result: plain text for a terminal, JSON (CONTRACT §6)."""
+"""Renderers for a trace result: plain text for a terminal, JSON (docs/output.md)."""
 
 from __future__ import annotations
 

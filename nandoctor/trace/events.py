@@ -67,7 +67,7 @@ class Frame:
 
 @dataclass
 class FirstNonFinite:
-    """The first non-finite value the program created (CONTRACT §6 ``first_nonfinite``)."""
+    """The first non-finite value the program created (``first_nonfinite`` in docs/output.md)."""
 
     file: str
     line: int

@@ -1,4 +1,4 @@
-"""The result of tracing one program (CONTRACT §6): plain data that every renderer reads."""
+"""The result of tracing one program (docs/output.md): plain data that every renderer reads."""
 
 from __future__ import annotations
 

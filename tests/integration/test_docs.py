@@ -1,5 +1,6 @@
 """The repository documents itself: generated docs are current, links stay inside the repository,
-every JSON field a command prints is documented, and every declared extra is used."""
+every JSON field a command prints (run, sweep, check, trace) is documented, and every declared
+extra is used."""
 
 import json
 import re
@@ -35,14 +36,13 @@ def test_schema_markdown_prints_the_reference_with_every_key():
     assert keys["units"] == ("int", "required")
     assert keys["learning_rate"] == ("float", "`0.01`")
     assert "| `beta1` | float | `0.9` | ≥ 0, < 1 |" in r.stdout
-    assert "`sgd`, `momentum`, `rmsprop`, `adam`" in r.stdout
+    assert "`sgd`, `momentum`, `nesterov`, `rmsprop`, `adam`, `adamw`, `adagrad`" in r.stdout
     assert "## `model.layers[]`" in r.stdout
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_links_stay_inside_the_repository(doc):
     text = doc.read_text(encoding="utf-8")
-    assert "/work/" not in text and "shared/CONTRACT" not in text
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
         if re.match(r"[a-z]+://|#|mailto:", target):
             continue
@@ -51,8 +51,23 @@ def test_links_stay_inside_the_repository(doc):
         assert path.exists(), f"{doc.name} links to a missing file: {target}"
 
 
-def json_keys(doc, skip=("changes", "inputs", "settings")) -> set[str]:
-    """Every key at every depth, except the user-named ones (spec keys, tensor names)."""
+def test_nothing_refers_to_documents_outside_the_repository():
+    # the design notes this project started from (spelled in pieces so this line does not match)
+    outside = re.compile("CONTR" + "ACT" + r"\b|/wo" + "rk/")
+    files = [*DOCS, ROOT / "CHANGELOG.md", ROOT / "pyproject.toml", ROOT / ".ci" / "run"]
+    files += [p for d in ("nandoctor", "tests", "benchmarks") for p in (ROOT / d).rglob("*.py")]
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in files
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if outside.search(line)
+    ]
+    assert found == [], "point these at docs/spec.md, docs/output.md or the README instead"
+
+
+def json_keys(doc, skip=("changes", "inputs", "settings", "variables")) -> set[str]:
+    """Every key at every depth, except the user-named ones (spec keys, tensor and variable
+    names)."""
     if isinstance(doc, dict):
         own = {k for k in doc if "." not in k}
         return own | {k for key, v in doc.items() if key not in skip for k in json_keys(v)}
@@ -70,10 +85,12 @@ def test_output_doc_names_every_json_field(tmp_path):
         invoke("run", CONFIGS / "dead_relu.yaml", "--steps", "60", "--format", "json"),
         invoke("sweep", relu, "--lr", "1,3", "--steps", "30", "--format", "json"),
         invoke("check", relu, bad, "--steps", "20", "--format", "json"),
+        invoke("trace", "--format", "json", ROOT / "examples" / "adam_eps0" / "train.py"),
+        invoke("trace", "--format", "json", ROOT / "examples" / "nan_in_data.py"),
     ]
     fields = set().union(*(json_keys(json.loads(r.stdout)) for r in runs))
     documented = set(re.findall(r"`(\w+)`", (ROOT / "docs" / "output.md").read_text()))
-    assert {"first_nonfinite", "recommendations", "max_stable_lr", "problems"} <= fields
+    assert {"first_nonfinite", "recommendations", "max_stable_lr", "problems", "operands"} <= fields
     assert fields - documented == set(), "add these JSON fields to docs/output.md"
 
 
@@ -87,5 +104,7 @@ def test_every_declared_extra_is_imported_somewhere():
             continue
         for requirement in requirements:
             module = re.match(r"[A-Za-z0-9_.-]+", requirement).group().lower().replace("-", "_")
-            used = re.search(rf"^\s*(import|from) {re.escape(module)}\b", source, re.MULTILINE)
+            used = re.search(
+                rf"^\s*(import|from) {re.escape(module)}\b", source, re.MULTILINE | re.IGNORECASE
+            )
             assert used, f"extra {extra!r} declares {requirement} but nandoctor never imports it"

@@ -87,9 +87,9 @@ def test_dry_run_prints_a_diff_and_writes_nothing(tmp_path):
 
 
 def test_no_verified_fix_writes_nothing_and_exits_1(tmp_path):
-    # NaN data with nan_fraction pinned by --set cannot be fixed by any candidate that keeps it.
+    # Every row misses a value: dropping those rows would leave nothing, so nothing is verified.
     src = tmp_path / "csvnan.yaml"
-    (tmp_path / "d.csv").write_text("a,b,y\n1,2,3\n,1,2\n3,4,5\n")
+    (tmp_path / "d.csv").write_text("a,b,y\n,2,3\n,1,2\n3,,5\n")
     src.write_text(
         "data: {source: csv, path: d.csv, target: y}\n"
         "model:\n  layers:\n    - {units: 1}\n"
@@ -155,3 +155,79 @@ def test_run_json_reports_verification_and_no_verify_skips_it():
     assert doc["recommendations"][0]["verified"] is True
     r = invoke("run", CONFIGS / "adam_eps_zero.yaml", "--format", "json", "--no-verify")
     assert all(rec["verified"] is None for rec in json.loads(r.stdout)["recommendations"])
+
+
+def test_missing_csv_values_are_fixed_by_dropping_their_rows(tmp_path):
+    src = tmp_path / "csvnan.yaml"
+    (tmp_path / "d.csv").write_text("a,b,y\n1,2,3\n,1,2\n3,4,5\n2,2,2\n")
+    src.write_text(
+        "data: {source: csv, path: d.csv, target: y}\n"
+        "model:\n  layers:\n    - {units: 1}\n"
+        "train: {steps: 5}\n"
+    )
+    out = tmp_path / "fixed.yaml"
+    r = invoke("fix", src, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "missing: drop_rows" in out.read_text()
+
+
+# -- round trips: the written spec is the verified one, and only the changed place changes ------
+
+
+def test_a_comment_on_the_changed_line_is_kept_and_the_reason_appended():
+    from nandoctor.fix import apply_changes
+
+    text = "train:\n  learning_rate: 1.5  # tuned by hand\n  steps: 9\n"
+    new = apply_changes(text, {"train.learning_rate": 0.75}, "why")
+    assert (
+        new.splitlines()[1].split(":", 1)[1].strip() == "0.75 # tuned by hand; nandoctor fix: why"
+    )
+    assert new.splitlines()[2] == "  steps: 9"
+
+
+def test_line_endings_are_kept():
+    from nandoctor.fix import apply_changes
+
+    text = "train:\r\n  learning_rate: 1.5\r\n  steps: 9\r\n"
+    new = apply_changes(text, {"train.learning_rate": 0.75}, "why")
+    assert new.count("\r\n") == 3 and new.count("\n") == 3
+
+
+ANCHORED = """\
+data: {source: synthetic, samples: 64}
+model:
+  layers:
+    - &hidden {units: 20, activation: relu, init: normal}
+    - *hidden
+    - <<: *hidden
+      units: 8
+    - {units: 5, activation: linear}
+"""
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_a_change_to_one_layer_sharing_an_anchor_changes_that_layer_alone(tmp_path, layer):
+    from nandoctor.fix import apply_changes
+
+    path = tmp_path / "a.yaml"
+    path.write_text(ANCHORED)
+    key = f"model.layers.{layer}.init"
+    verified = load_spec(path).with_changes({key: "he"})  # what a re-run trains
+    assert [la.init for la in verified.model.layers[:3]] == [
+        "he" if i == layer else "normal" for i in range(3)
+    ]
+    path.write_text(apply_changes(ANCHORED, {key: "he"}, "why"))
+    written = load_spec(path)
+    assert written.resolved()["model"] == verified.resolved()["model"]
+
+
+def test_fix_with_set_writes_the_overrides_too(tmp_path):
+    src = copy_config(tmp_path, "relu_high_lr")
+    out = tmp_path / "fixed.yaml"
+    r = invoke("fix", src, "--set", "train.steps=40", "--set", "train.batch_size=16", "-o", out)
+    assert r.exit_code == 0, r.output
+    written = load_spec(out)
+    verified_with = load_spec(src, ["train.steps=40", "train.batch_size=16"])
+    assert (written.train.steps, written.train.batch_size) == (40, 16)
+    assert written.train.learning_rate < verified_with.train.learning_rate
+    assert "--set train.steps=40" in out.read_text()

@@ -4,7 +4,7 @@ A tiny two-layer network is built here by hand -- ``x (batch, 3) -> hidden (5) -
 with two replicas stacked on the leading axis -- run forward with :func:`nn.activate`, through
 :func:`nn.loss_and_grad`, and backward by hand with :func:`nn.activation_grad`. The analytic
 gradient of every weight and bias is compared with central differences of the loss, for every
-valid hidden activation x output activation x loss x mode x dtype.
+valid hidden activation x output activation x loss x mode x dtype (docs/spec.md).
 """
 
 from __future__ import annotations
@@ -335,7 +335,7 @@ INIT_VARIANCE = {
     "xavier_uniform": 2.0 / (N_IN_BIG + N_OUT_BIG),
     "he": 2.0 / N_IN_BIG,
     "he_uniform": 2.0 / N_IN_BIG,
-    "uniform": 1.0 / 3.0,  # U(-1, 1), as the README documents
+    "uniform": 1.0 / 3.0,  # U(-1, 1) as implemented; the README documents it
 }
 
 

@@ -110,7 +110,7 @@ def test_yaml_syntax_error_has_line(tmp_path):
 
 def test_several_problems_at_once_in_line_order(tmp_path):
     text = GOOD.replace("task: regression", "task: regresion").replace("units: 20", "units: 0")
-    text += "  optimizer: adamw\n  eps: -1\nextra: 1\n"
+    text += "  optimizer: adamax\n  eps: -1\nextra: 1\n"
     found = problems(write(tmp_path, text))
     assert [p.key for p in found] == [
         "data.task",
@@ -276,6 +276,12 @@ def test_omitted_outputs_follow_the_last_layer(tmp_path, task, loss, activation,
     spec = load_spec(write(tmp_path, f"{text}loss: {loss}\n"))
     assert spec.data.outputs == units
     assert spec.with_changes({"model.layers.1.units": units + 1}).data.outputs == units + 1
+
+
+def test_outputs_that_disagree_with_one_unit_say_so_in_good_english():
+    with pytest.raises(SpecError) as info:
+        spec_from_dict({"data": {"outputs": 5}, "model": {"layers": [{"units": 1}]}})
+    assert "5 disagrees with the last layer's 1 unit (" in str(info.value)
 
 
 def test_explicit_outputs_that_disagree_are_reported_at_their_line(tmp_path):

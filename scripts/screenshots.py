@@ -1,0 +1,71 @@
+"""Make the README's pictures from the example specs: a run report and a sweep chart.
+
+    python scripts/screenshots.py            # writes docs/img/run-report.png, docs/img/sweep-chart.png
+
+Runs nandoctor as a user would (``run --html``, ``sweep --html``), opens the pages in headless
+Chromium (the ``playwright`` package of the ``test`` extra, driving Debian's ``chromium`` or
+``$NANDOCTOR_CHROMIUM``) and keeps the PNGs small (a 128-colour palette).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "img"
+RUN = ["run", "configs/bce_saturated_naive.yaml"]
+SWEEP = ["sweep", "configs/relu_high_lr.yaml", "--lr", "1e-3:3:16", "--edge"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def html_of(args: list[str], path: Path) -> Path:
+    cmd = [sys.executable, "-m", "nandoctor", *args, "--html", str(path)]
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+    if done.returncode not in (0, 1):
+        sys.exit(f"failed: {' '.join(cmd)}")
+    return path
+
+
+def small_png(png: bytes, path: Path) -> None:
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=128)
+    img.save(path, optimize=True)
+    print(f"{path.relative_to(ROOT)}: {img.width}x{img.height}, {path.stat().st_size // 1024} KB")
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    exe = os.environ.get("NANDOCTOR_CHROMIUM") or shutil.which("chromium")
+    if not exe:
+        sys.exit("no Chromium: apt-get install chromium, or set NANDOCTOR_CHROMIUM")
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        run_page = html_of(RUN, Path(tmp) / "run.html")
+        sweep_page = html_of(SWEEP, Path(tmp) / "sweep.html")
+        browser = p.chromium.launch(executable_path=exe, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.goto(run_page.as_uri())
+        small_png(page.screenshot(full_page=True), OUT / "run-report.png")
+        page.goto(sweep_page.as_uri())
+        small_png(page.locator(".charts").screenshot(), OUT / "sweep-chart.png")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
