@@ -53,7 +53,7 @@ CAUSES: dict[str, Entry] = {
         "a zero-variance batch with norm_eps 0)",
         "train.eps",
     ),
-    "domain_error": Entry("a log or square root of a negative number (trace: the user's own code)"),
+    "domain_error": Entry("a log or square root of a negative number (nandoctor trace)"),
 }
 
 FACTORS: dict[str, Entry] = {
@@ -91,11 +91,17 @@ WARNINGS: dict[str, Entry] = {
         "train.learning_rate",
     ),
     "exploding_gradient": Entry(
-        "the gradient norm grows step over step (not yet overflowed), with a projection",
+        "the gradient norm grows step over step (not yet overflowed), with a projection, or "
+        "jumps by orders of magnitude and recovers",
         "train.learning_rate",
     ),
     "loss_not_decreasing": Entry(
-        "the loss at the end is no lower than at the start", "train.learning_rate"
+        "the median loss at the end is no lower than at the start", "train.learning_rate"
+    ),
+    "zero_gradient": Entry(
+        "a layer's gradient is exactly 0 at every step of a stretch: its parameters never move",
+        "model.layers",
+        per_layer=True,
     ),
     "oscillating_loss": Entry(
         "the loss alternates up and down with a growing swing (a step size at the edge of "

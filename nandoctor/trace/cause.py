@@ -1,8 +1,8 @@
 """Why: the cause of the first non-finite value, decided from the operands' numbers.
 
-The ids come from the catalogue ``run`` uses (:mod:`nandoctor.diagnosis.catalogue`):
-``overflow``, ``exploding_gradient``, ``saturation``, ``division_by_zero``, ``bad_input``, and
-``domain_error`` for a log or square root of a negative number. Each evidence line carries the numbers it rests on; the advice names the
+The ids are the catalogue ``run`` uses (``overflow``, ``exploding_gradient``, ``saturation``,
+``division_by_zero``, ``bad_input``), plus ``domain_error`` for a log or square root of a
+negative number. Each evidence line carries the numbers it rests on; the advice names the
 standard fix for the pattern and is marked as advice: trace does not re-run the program with it.
 """
 
@@ -24,13 +24,13 @@ EXP_OPS = {"exp", "exp2", "expm1", "power", "cosh", "sinh"}
 
 @dataclass
 class Cause:
-    id: str
+    id: str  # a cause of nandoctor.diagnosis.catalogue
     summary: str
     evidence: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.id not in CAUSES:  # one catalogue for run, check and trace
-            raise KeyError(f"cause id {self.id!r} is not in nandoctor.diagnosis.catalogue")
+        if self.id not in CAUSES:
+            raise KeyError(f"{self.id!r} is not declared in nandoctor.diagnosis.catalogue")
 
     def to_json(self) -> dict:
         return {"id": self.id, "summary": self.summary, "evidence": self.evidence}
