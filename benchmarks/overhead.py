@@ -1,46 +1,169 @@
-"""Instrumentation overhead: the instrumented training loop against the same loop with
-instrumentation off, on a small (10-20-5, batch 32, float64) and a mid-size (64-256-10, batch
-256, float32) spec, measured side by side in one process (best of 5, alternating), with BLAS
-limited to one thread as the CLI runs it.
+"""What the doctor costs: ``nandoctor run`` against the bare NumPy loop a user would write.
 
-Targets (issue 3): <= 2x on the small spec, <= 1.3x on the mid-size one.
+Four rows, each a whole process timed from outside (start-up, data, training, diagnosis, output),
+the two sides alternating so that load from elsewhere on the machine lands on both alike, the
+median of ``--repeat`` pairs reported:
 
-    python benchmarks/overhead.py
+- small: 10-20-5 sigmoid, float64, batch 32, 20,000 steps      target <= 2.0x
+- mid: 64-256-10 relu, float32, batch 256, 2,000 steps          target <= 1.3x
+- large: 784-1024-1024-10 relu, float32, batch 512, 100 steps   target <= 1.15x
+- sweep: ``nandoctor sweep`` of the small spec at 16 rates, against one ``run`` of it: <= 2.0x
+
+The reference is ``bare_loop.py`` (same shapes, steps, batch and dtype; MSE and SGD; NumPy's
+default threads). "per step" compares the training loops alone: the bare loop's own timer
+against the ``seconds`` nandoctor reports (training and diagnosis), both divided by the steps.
+
+On machines where OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set, they slow a current NumPy:
+benchmark with both unset (``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...``); the
+kernel OpenBLAS chose is printed first.
+
+    python benchmarks/overhead.py [--repeat 5] [--only small,mid,large,sweep]
 """
 
 from __future__ import annotations
 
-from _common import MID, SMALL, best_of, spec
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-from nandoctor.engine.runs import train
-from nandoctor.engine.setup import prepare
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BARE = Path(__file__).resolve().parent / "bare_loop.py"
+
+CASES = {
+    # name: (widths, hidden activation, dtype, batch, steps, samples, target)
+    "small": ((10, 20, 5), "sigmoid", "float64", 32, 20_000, 256, 2.0),
+    "mid": ((64, 256, 10), "relu", "float32", 256, 2_000, 2048, 1.3),
+    "large": ((784, 1024, 1024, 10), "relu", "float32", 512, 100, 2048, 1.15),
+}
+SWEEP_RATES = "0.001:0.5:16"
+SWEEP_TARGET = 2.0
+
+
+def spec_dict(widths, act, dtype, batch, steps, samples) -> dict:
+    hidden = [{"units": w, "activation": act} for w in widths[1:-1]]
+    return {
+        "seed": 0,
+        "data": {
+            "source": "synthetic",
+            "task": "regression",
+            "samples": samples,
+            "features": widths[0],
+            "outputs": widths[-1],
+        },
+        "model": {"layers": [*hidden, {"units": widths[-1], "activation": "linear"}]},
+        "loss": "mse",
+        "numerics": {"dtype": dtype},
+        "train": {"steps": steps, "batch_size": batch, "learning_rate": 0.01},
+    }
+
+
+def timed(cmd: list[str]) -> tuple[float, str]:
+    """Wall seconds of one whole process, and its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
+    return wall, done.stdout
+
+
+def nandoctor(*args: str) -> list[str]:
+    return [sys.executable, "-m", "nandoctor", *args]
+
+
+def bare(widths, act, dtype, batch, steps, samples) -> list[str]:
+    return [
+        sys.executable,
+        str(BARE),
+        f"--widths={','.join(map(str, widths))}",
+        f"--act={act}",
+        f"--dtype={dtype}",
+        f"--batch={batch}",
+        f"--steps={steps}",
+        f"--samples={samples}",
+    ]
+
+
+def alternate(cmds: list[list[str]], repeat: int) -> list[list[tuple[float, str]]]:
+    """Run each command once per round, ``repeat`` rounds; results per command."""
+    out: list[list[tuple[float, str]]] = [[] for _ in cmds]
+    for _ in range(repeat):
+        for i, cmd in enumerate(cmds):
+            out[i].append(timed(cmd))
+    return out
+
+
+def median(xs) -> float:
+    return statistics.median(xs)
+
+
+def row(name: str, case, folder: Path, repeat: int) -> None:
+    *shape, target = case
+    steps = shape[4]
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec_dict(*shape)))
+    ours, ref = alternate([nandoctor("run", str(path), "--format", "json"), bare(*shape)], repeat)
+    whole = median(w for w, _ in ours) / median(w for w, _ in ref)
+    loop_ours = median(json.loads(out)["seconds"] for _, out in ours)
+    loop_ref = median(float(out) for _, out in ref)
+    print(
+        f"{name:6} whole {median(w for w, _ in ours):6.2f}s vs {median(w for w, _ in ref):6.2f}s"
+        f" = {whole:4.2f}x (target <= {target}x{'' if whole <= target else ', OVER'})   per step"
+        f" {1e6 * loop_ours / steps:8.1f} vs {1e6 * loop_ref / steps:8.1f} us"
+        f" = {loop_ours / loop_ref:4.2f}x",
+        flush=True,
+    )
+
+
+def sweep_row(folder: Path, repeat: int) -> None:
+    path = folder / "small.yaml"
+    path.write_text(yaml.safe_dump(spec_dict(*CASES["small"][:-1])))
+    sweep, one = alternate(
+        [
+            nandoctor("sweep", str(path), "--lr", SWEEP_RATES, "--format", "json"),
+            nandoctor("run", str(path), "--format", "json"),
+        ],
+        repeat,
+    )
+    ratio = median(w for w, _ in sweep) / median(w for w, _ in one)
+    print(
+        f"sweep  16 rates {median(w for w, _ in sweep):6.2f}s vs one run"
+        f" {median(w for w, _ in one):6.2f}s = {ratio:4.2f}x"
+        f" (target <= {SWEEP_TARGET}x{'' if ratio <= SWEEP_TARGET else ', OVER'})",
+        flush=True,
+    )
 
 
 def main() -> None:
-    from nandoctor.parallel import single_threaded_blas
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", default="small,mid,large,sweep")
+    a = ap.parse_args()
+    import numpy  # noqa: F401 - loads OpenBLAS so threadpoolctl can see it
+    from threadpoolctl import threadpool_info
 
-    with single_threaded_blas():
-        _measure()
-
-
-def _measure() -> None:
-    for name, d, target in (("small 10-20-5", SMALL, 2.0), ("mid 64-256-10 f32", MID, 1.3)):
-        s = spec(d)
-        prepared = prepare(s)
-        train(s, prepared=prepared)  # warm-up
-        off = on = float("inf")
-        for _ in range(5):  # alternate, so drifting load from elsewhere hits both alike
-            off = min(
-                off, best_of(lambda s=s, p=prepared: train(s, prepared=p, instrument=False), 1)
-            )
-            on = min(on, best_of(lambda s=s, p=prepared: train(s, prepared=p, instrument=True), 1))
-        steps = s.train.steps
-        ratio = on / off
-        verdict = "ok" if ratio <= target else "OVER TARGET"
-        print(
-            f"{name:20} off {1e6 * off / steps:7.1f} us/step   on {1e6 * on / steps:7.1f} us/step"
-            f"   ratio {ratio:.2f}x (target <= {target}x) {verdict}"
-        )
+    blas = [(i["internal_api"], i.get("architecture"), i["num_threads"]) for i in threadpool_info()]
+    print(
+        f"BLAS {blas}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}; "
+        f"median of {a.repeat} alternating pairs; code under test: {ROOT}",
+        flush=True,
+    )
+    wanted = a.only.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, case in CASES.items():
+            if name in wanted:
+                row(name, case, Path(tmp), a.repeat)
+        if "sweep" in wanted:
+            sweep_row(Path(tmp), a.repeat)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ A second signal while that cleanup runs is ignored rather than interrupting the 
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,19 +50,13 @@ def signals_interrupt() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def exit_on_signals() -> None:
-    """Before the command line is even imported: SIGINT/SIGTERM end the process with the same
-    message and exit code (start-up imports take a moment; a Ctrl-C then is no traceback)."""
-
-    def handler(signum: int, _frame) -> None:
-        sys.stderr.write(f"nandoctor: {Interrupted(signum)}; stopped, nothing half-written\n")
-        raise SystemExit(128 + signum)
-
-    for s in _handled():
-        signal.signal(s, handler)
-
-
 def _handled() -> list[int]:
     """The signals to handle: both, less one ignored on purpose (a background job's SIGINT,
     ``nohup``'s SIGHUP-like choices) - as Python itself leaves an ignored SIGINT ignored."""
     return [s for s in HANDLED if signal.getsignal(s) is not signal.SIG_IGN]
+
+
+def ignore_signals() -> None:
+    """Ignore SIGINT and SIGTERM from now on (the process is on its way out)."""
+    for s in HANDLED:
+        signal.signal(s, signal.SIG_IGN)

@@ -15,6 +15,7 @@ from nandoctor.cli.fix import fix
 from nandoctor.cli.run import run
 from nandoctor.cli.schema import schema
 from nandoctor.cli.sweep import sweep
+from nandoctor.cli.trace import trace
 from nandoctor.errors import UsageProblem
 
 
@@ -22,21 +23,21 @@ class Commands(click.Group):
     """The group that turns a :class:`UsageProblem` raised anywhere into its message and exit 2."""
 
     def invoke(self, ctx: click.Context):
-        from nandoctor.interrupt import Interrupted, signals_interrupt
+        from nandoctor.interrupt import Interrupted, ignore_signals
         from nandoctor.parallel import WorkerLost
 
-        with signals_interrupt():  # still raising (once) while the message is printed
-            try:
-                return super().invoke(ctx)
-            except UsageProblem as problem:
-                click.echo(problem.message, err=True)
-                ctx.exit(problem.exit_code)
-            except WorkerLost as lost:
-                click.echo(f"nandoctor: a worker process died: {lost}", err=True)
-                ctx.exit(2)
-            except Interrupted as stop:
-                click.echo(f"nandoctor: {stop}; stopped, nothing half-written", err=True)
-                ctx.exit(stop.exit_code)
+        try:
+            return super().invoke(ctx)
+        except UsageProblem as problem:
+            click.echo(problem.message, err=True)
+            ctx.exit(problem.exit_code)
+        except WorkerLost as lost:
+            click.echo(f"nandoctor: a worker process died: {lost}", err=True)
+            ctx.exit(2)
+        except Interrupted as stop:
+            ignore_signals()  # a second Ctrl-C must not interrupt the way out
+            click.echo(f"nandoctor: {stop}; stopped, nothing half-written", err=True)
+            ctx.exit(stop.exit_code)
 
 
 @click.group(cls=Commands, context_settings=CONTEXT)
@@ -50,11 +51,17 @@ def main() -> None:
       nandoctor run spec.yaml --set train.learning_rate=0.01 --format json
       nandoctor schema > spec.schema.json
     """
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand == "trace":
+        return  # the user's own program runs as python would, with its own BLAS threads and signals
+    from nandoctor.interrupt import signals_interrupt
+
+    ctx.with_resource(signals_interrupt())  # Ctrl-C / SIGTERM: exit 130 / 143, workers reaped
     from nandoctor.parallel import single_threaded_blas
 
     # One BLAS thread everywhere, so run, sweep, check and fix compute the same bits.
-    click.get_current_context().with_resource(single_threaded_blas())
+    ctx.with_resource(single_threaded_blas())
 
 
-for command in (run, sweep, check, fix, schema):
+for command in (run, sweep, check, fix, schema, trace):
     main.add_command(command)

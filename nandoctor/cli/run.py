@@ -46,10 +46,12 @@ def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
 
     spec = load(spec_path, overrides, steps)
     if trace:
-        from nandoctor.instrument.history import spec_beside
+        from nandoctor.instrument.history import spec_beside, summary_beside
         from nandoctor.report.output import check_outputs
 
         outputs = {"--trace": trace, "--trace (its resolved spec)": spec_beside(trace)}
+        if str(trace).endswith(".csv"):
+            outputs["--trace (its summary)"] = summary_beside(trace)
         check_outputs(outputs, spec.input_files())
     show = fmt == "text"
     with step_progress(spec.train.steps, f"training {spec.name}", show) as on_step:
@@ -70,6 +72,6 @@ def write_trace(outcome, path: str) -> None:
 
     resolved = yaml.safe_dump(outcome.spec.resolved(), sort_keys=False)
     try:
-        save(outcome.history, path, resolved)
+        save(outcome.history, path, resolved, outcome.summary, outcome.history_start)
     except OSError as e:
         fail_usage(f"--trace {path}: {e.strerror}")

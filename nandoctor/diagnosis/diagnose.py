@@ -68,7 +68,7 @@ def diagnose(outcome) -> Diagnosis:
         contributing=contributing,
         warnings=warnings,
         recommendations=recommend(outcome, cause, contributing, warnings),
-        loss_initial=_finite_or_none(loss[0]) if len(loss) else None,
+        loss_initial=_finite_or_none(outcome.loss_initial) if len(loss) else None,
         loss_final=_finite_or_none(loss[-1]) if len(loss) else None,
         notes=notes(outcome, warnings),
         history=hist,
@@ -95,6 +95,11 @@ def _inputs_line(first) -> str:
     return "; ".join(parts)
 
 
+def _off(outcome) -> int:
+    """Steps before the first row of the history (0 unless the run outgrew its window)."""
+    return getattr(outcome, "history_start", 1) - 1
+
+
 def total_norm(g: np.ndarray) -> np.ndarray:
     """Whole-network gradient norm per step from per-layer norms ``g: (steps, layers)``."""
     return combine(list(g.T))
@@ -106,9 +111,10 @@ def growth(outcome) -> tuple[bool, list[str]]:
     if g is None or outcome.first_nonfinite is None or outcome.first_nonfinite.step is None:
         return False, []
     before = outcome.first_nonfinite.step - 1  # steps whose history is complete
-    if before < GROWTH_MIN_STEPS:
+    off = _off(outcome)
+    if before - off < GROWTH_MIN_STEPS:
         return False, []
-    g = g[:before]
+    g = g[: before - off]
     total = total_norm(g)
     if not (np.isfinite(total).all() and total[0] > 0):
         return False, []
@@ -118,13 +124,13 @@ def growth(outcome) -> tuple[bool, list[str]]:
     if rise < GROWTH_FACTOR or not rising:
         return False, []
     layer = int(np.argmax(g[-1])) + 1
-    per_step = rise ** (1 / max(before - 1, 1))
+    per_step = rise ** (1 / max(before - off - 1, 1))
     lines = [
-        f"gradient norm rose from {fmt(total[0])} at step 1 to {fmt(total[-1])} at step {before} "
+        f"gradient norm rose from {fmt(total[0])} at step {off + 1} to {fmt(total[-1])} at step {before} "
         f"(x{fmt(rise)}, about x{fmt(per_step)} per step)",
         f"layer {layer} carried the largest gradient: {fmt(g[-1, layer - 1])} at step {before}",
     ]
-    w = outcome.history["weight_norm"][:before]
+    w = outcome.history["weight_norm"][: before - off]
     lines.append(
         f"weight norms went from {', '.join(fmt(v) for v in w[0])} to "
         f"{', '.join(fmt(v) for v in w[-1])} (layers 1..{w.shape[1]})"
@@ -287,10 +293,10 @@ def contributing_factors(outcome, cause: Finding) -> list[Finding]:
     out: list[Finding] = []
     ratio = hist.get("update_ratio")
     if ratio is not None and len(ratio) > 1 and cause.id in ("exploding_gradient", "saturation"):
-        r = ratio[: max(first.step - 1, 1)]
+        r = ratio[: max(first.step - 1 - _off(outcome), 1)]
         peak = float(np.nanmax(r)) if np.isfinite(r).any() else float("nan")
         if peak > HIGH_UPDATE_RATIO:
-            step = int(np.nanargmax(np.nanmax(r, axis=1))) + 1
+            step = int(np.nanargmax(np.nanmax(r, axis=1))) + 1 + _off(outcome)
             out.append(
                 Finding(
                     "high_learning_rate",
@@ -344,7 +350,7 @@ def contributing_factors(outcome, cause: Finding) -> list[Finding]:
                 Finding(
                     "poor_init",
                     f"layer {i + 1} starts with N(0, 1) weights ({layers[i].activation})",
-                    [f"{fmt(100 * sat[0, i])}% of its units saturated at step 1"],
+                    [f"{fmt(100 * sat[0, i])}% of its units saturated at step {_off(outcome) + 1}"],
                 )
             )
     if spec.train.optimizer in ("adam", "rmsprop") and spec.train.eps == 0:
@@ -356,7 +362,10 @@ def contributing_factors(outcome, cause: Finding) -> list[Finding]:
 def find_warnings(outcome) -> list[Finding]:
     spec, h = outcome.spec, outcome.history
     acts = [layer.activation for layer in spec.model.layers]
-    n = outcome.steps_run - (1 if outcome.first_nonfinite else 0)
+    off = _off(outcome)
+    n = (
+        outcome.steps_run - (1 if outcome.first_nonfinite else 0) - off
+    )  # complete rows of the window
     if n < 1:
         return []
     out: list[Finding] = []
@@ -371,16 +380,16 @@ def find_warnings(outcome) -> list[Finding]:
                 Finding(
                     "saturation",
                     f"layer {i + 1} ({act}): {fmt(100 * col[k])}% of outputs within "
-                    f"{SATURATION_TOL} of their limits at step {k + 1}"
-                    f" (step 1: {fmt(100 * col[0])}%, last: {fmt(100 * col[-1])}%)",
+                    f"{SATURATION_TOL} of their limits at step {k + 1 + off}"
+                    f" (step {off + 1}: {fmt(100 * col[0])}%, last: {fmt(100 * col[-1])}%)",
                     layer=i + 1,
-                    step=k + 1,
+                    step=k + 1 + off,
                 )
             )
     dead = h["dead"][:n]
     for i, act in enumerate(acts):
         if activation(act).can_die and dead[-1, i] >= DEAD_WARN:
-            first_dead = int(np.argmax(dead[:, i] >= DEAD_WARN)) + 1
+            first_dead = int(np.argmax(dead[:, i] >= DEAD_WARN)) + 1 + off
             out.append(
                 Finding(
                     "dead_relu",
@@ -460,7 +469,7 @@ def notes(outcome, warnings: list[Finding]) -> list[str]:
     out: list[str] = []
     if outcome.first_nonfinite is not None or not h:
         return out
-    n = outcome.steps_run
+    n, off = outcome.steps_run, _off(outcome)
     out.append(f"every value stayed finite over {n} steps: no NaN, no Inf")
     acts = [layer.activation for layer in spec.model.layers]
     squashing = [i for i, a in enumerate(acts) if activation(a).squashing]
@@ -471,11 +480,11 @@ def notes(outcome, warnings: list[Finding]) -> list[str]:
 
         out.append(
             "units whose derivative was under a tenth of its peak (partly saturated): "
-            f"step 1: {shares(0)}; step {n}: {shares(n - 1)}"
+            f"step {off + 1}: {shares(0)}; step {n}: {shares(n - off - 1)}"
         )
     sig = [i for i, a in enumerate(acts) if a == "sigmoid"]
     if sig:
-        zmax = h["max_abs_z"][:n, sig]
+        zmax = h["max_abs_z"][: n - off, sig]
         k, j = np.unravel_index(np.nanargmax(zmax), zmax.shape)
         top, lim, dtype = (
             float(zmax[k, j]),
@@ -488,7 +497,7 @@ def notes(outcome, warnings: list[Finding]) -> list[str]:
             else f"{fmt(lim - top)} short of it, so even a naive log(p) on them would stay finite"
         )
         out.append(
-            f"sigmoid |z| peaked at {fmt(top)} (layer {sig[j] + 1}, step {k + 1}); a {dtype} sigmoid "
+            f"sigmoid |z| peaked at {fmt(top)} (layer {sig[j] + 1}, step {k + 1 + off}); a {dtype} sigmoid "
             f"returns exactly 0 or 1 only beyond |z| = {lim}: {tail}"
         )
     if any(w.id == "saturation" for w in warnings):

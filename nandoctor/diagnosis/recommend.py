@@ -6,27 +6,43 @@ Each candidate follows from a cause, a contributing setting or a warning the run
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import numpy as np
+
 from nandoctor.diagnosis.catalogue import NAIVE_FACTORS, RECOMMENDATIONS
 from nandoctor.diagnosis.findings import Recommendation, fmt
 from nandoctor.engine.nn import activation
+
+ADAM_EPS = 1e-8  # torch.optim's default eps, proposed when the dtype can hold it
 
 
 def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
     spec = outcome.spec
     ids = {f.id for f in contributing}
     lr = outcome.learning_rate
+    dtype = spec.numerics.dtype
     recs: list[Recommendation] = []
 
     def add(rid: str, changes: dict, summary: str | None = None) -> None:
+        """Propose ``changes`` with every number as the run's dtype holds it, unless they would
+        leave the spec as it is (a recommendation never repeats the current value)."""
+        changes = {key: holdable(value, dtype) for key, value in changes.items()}
+        if changes_nothing(spec, changes):
+            return
         if not any(r.id == rid for r in recs):
             recs.append(Recommendation(rid, summary or RECOMMENDATIONS[rid].meaning, changes))
 
     def lower_lr() -> None:
-        add(
-            "lower_learning_rate",
-            {"train.learning_rate": lr / 10},
-            f"lower the learning rate below {fmt(lr)}",
-        )
+        """A tenth of the rate, or the smallest the dtype holds when that is still lower."""
+        lower = holdable(lr / 10, dtype)
+        if lower < lr:
+            add(
+                "lower_learning_rate",
+                {"train.learning_rate": lower},
+                f"lower the learning rate below {fmt(lr)}",
+            )
 
     def add_xavier():
         """Xavier init for every sigmoid/tanh/softmax layer drawn from N(0, 1)."""
@@ -53,7 +69,15 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
         if spec.numerics.dtype == "float16":
             add("use_float32", {"numerics.dtype": "float32"})
         if c == "division_by_zero":
-            add("add_eps", {"train.eps": 1e-8})
+            eps = holdable(ADAM_EPS, dtype)
+            held = float(np.asarray(ADAM_EPS, dtype))
+            lost = "0" if held == 0 else "subnormal"
+            why = "" if eps == ADAM_EPS else f" ({fmt(ADAM_EPS)} is {lost} in {dtype})"
+            add(
+                "add_eps",
+                {"train.eps": eps},
+                f"use eps = {fmt(eps)} in the optimizer's denominator{why}",
+            )
         if c == "saturation" or "poor_init" in ids:
             add_xavier()
         if c == "saturation":
@@ -76,3 +100,40 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             add("use_leaky_relu", {f"model.layers.{w.layer - 1}.activation": "leaky_relu"})
             lower_lr()
     return recs
+
+
+def holdable(value: Any, dtype: str) -> Any:
+    """``value`` as a normal number of ``dtype``: a non-zero float that ``dtype`` would round to 0
+    or to a subnormal becomes the smallest power of ten that is a normal number there (1e-8 in
+    float16 -> 1e-4); whole numbers, zero, strings and booleans are returned unchanged."""
+    if not isinstance(value, float) or value == 0 or not math.isfinite(value):
+        return value
+    tiny = float(np.finfo(dtype).tiny)
+    if abs(value) >= tiny:
+        return value
+    return math.copysign(10.0 ** math.ceil(math.log10(tiny)), value)
+
+
+def changes_nothing(spec, changes: dict[str, Any]) -> bool:
+    """True when every dotted key of ``changes`` already has that value in ``spec`` (numbers
+    compared as the run's dtype holds them: eps 1e-8 and eps 0 are the same in float16)."""
+    dtype = spec.numerics.dtype
+    return all(_same(current_value(spec, key), value, dtype) for key, value in changes.items())
+
+
+def current_value(spec, dotted_key: str) -> Any:
+    """The value of ``dotted_key`` (``model.layers.0.init``) in a validated spec."""
+    node = spec
+    for part in dotted_key.split("."):
+        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    return node
+
+
+def _same(current: Any, proposed: Any, dtype: str) -> bool:
+    numbers = (int, float)
+    if isinstance(current, numbers) and isinstance(proposed, numbers):
+        if isinstance(current, bool) or isinstance(proposed, bool):
+            return current == proposed
+        with np.errstate(over="ignore"):
+            return bool(np.asarray(current, dtype) == np.asarray(proposed, dtype))
+    return current == proposed

@@ -5,7 +5,7 @@ binary targets, ``(n,)`` int64 class indices for classification, and ``None`` fo
 
 Every function returns new arrays and never mutates its inputs. Everything is float64 here; the
 trainer casts to the run's dtype afterwards. Nothing here touches NumPy's floating-point error
-state: the caller installs its own ``np.errstate`` to catch the first NaN (CONTRACT section 1,
+state: the caller installs its own ``np.errstate`` to catch the first NaN (docs/spec.md,
 ``numerics.mode``), so a naive standardize of a zero-variance column divides 0 by 0 in the open.
 
 This module takes plain arguments and does not import the spec module.

@@ -30,6 +30,9 @@ class Outcome:
     events: list[FPEvent]
     prepared: PreparedRun
     snapshots: list[State] = field(default_factory=list)
+    history_start: int = 1  # the step of the first row of ``history`` and ``loss``
+    loss_initial: float = float("nan")  # step 1's loss, whatever the window holds
+    summary: dict[str, np.ndarray] | None = None  # the whole run downsampled (History.summary)
 
     @property
     def finite(self) -> bool:
@@ -86,18 +89,29 @@ def train(
 def _outcome(trainer: Trainer, spec, prepared: PreparedRun, r: int, budget: int) -> Outcome:
     first = prepared.first_nonfinite or trainer.watch.first_nonfinite.get(r)
     steps_run = 0 if prepared.first_nonfinite else (first.step if first else trainer.state.step)
-    hist = trainer.history.replica(r) if trainer.history is not None else None
-    if hist is not None:
-        hist = {k: v[:steps_run] for k, v in hist.items()}
+    hist = summary = None
+    if trainer.history is not None:
+        hist = trainer.history.replica(r)
+        kept = hist.pop("step") <= steps_run
+        hist = {k: v[kept] for k, v in hist.items()}
+        start = max(1, steps_run - len(hist["loss"]) + 1)
+        loss, initial = hist["loss"], trainer.history.initial_loss(r)
+        summary = trainer.history.summary(r) if steps_run else None
+    else:
+        start, loss = 1, np.array([row[r] for row in trainer.losses])[:steps_run]
+        initial = loss[0] if len(loss) else np.nan
     events = list(prepared.events.values()) + list(getattr(trainer.watch, "events", {}).values())
     return Outcome(
         spec=spec,
         learning_rate=float(trainer.lrs[r]),
         steps_budget=budget,
         steps_run=steps_run,
-        loss=trainer.losses[:steps_run, r],
+        loss=loss,
         history=hist,
         first_nonfinite=first,
         events=events,
         prepared=prepared,
+        history_start=start,
+        loss_initial=float(initial),
+        summary=summary,
     )

@@ -83,7 +83,8 @@ class Trainer:
         )
         self.watch = FPWatch(n) if instrument else NullWatch()
         self.history = History(n, len(self.acts), self.train_spec.steps) if instrument else None
-        self.losses = np.full((self.train_spec.steps, n), np.nan)
+        # without a history (instrumentation off) the losses are kept here, one (n,) per step
+        self.losses: list[np.ndarray] = []
 
     # ------------------------------------------------------------ batches
     def _batch(self) -> np.ndarray:
@@ -122,13 +123,15 @@ class Trainer:
         new, deltas = self.update(grads, step)
         s.params = new
         s.step = step
-        self.losses[step - 1, s.alive] = loss
         if self.history is not None:
             w.muted = True  # the statistics' own arithmetic is bookkeeping, not the network's
             self.history.record(step, s.alive, zs, acts, self.acts, grads, new, deltas, loss)
             w.muted = False
             failed = [int(s.alive[r]) for r in w.failed_now]
         else:
+            row = np.full(len(self.lrs), np.nan)
+            row[s.alive] = loss
+            self.losses.append(row)
             failed = [int(s.alive[r]) for r in np.flatnonzero(~np.isfinite(loss))]
         if failed:
             self._drop([r for r, orig in enumerate(s.alive) if int(orig) in failed])
@@ -228,6 +231,9 @@ class Trainer:
 
     def _drop(self, rows: list[int]) -> None:
         s = self.state
+        if self.history is not None:
+            for r in rows:
+                self.history.retire(int(s.alive[r]))
         keep = np.setdiff1d(np.arange(len(s.alive)), rows)
         s.params = [p[keep] for p in s.params]
         s.opt = {k: [v[keep] for v in vs] for k, vs in s.opt.items()}

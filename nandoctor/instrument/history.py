@@ -1,7 +1,20 @@
-"""Per-step, per-layer history of a run, kept in preallocated arrays.
+"""Per-step, per-layer history of a run, in memory that does not grow with the number of steps.
 
-Every array is ``(steps, n_replicas, n_layers)`` (``loss`` is ``(steps, n_replicas)``), float64,
-NaN where a step was not run. Layer ``i`` of the arrays is layer ``i + 1`` of the spec.
+A run of a million steps must cost no more memory than one of ten thousand, and be diagnosed as
+precisely at step 900,000 as at step 50. So the history keeps two records:
+
+- the **window**: every statistic of every step, at full resolution, for the last ``window``
+  steps (a ring buffer, grown by doubling as steps run, so a long spec that dies at step 9 never
+  allocates room for steps it did not reach). The diagnosis rules read this.
+- the **summary**: the whole run downsampled into at most ``buckets`` buckets of equal width
+  (min, max and last value of every statistic per bucket). When the buckets are full their width
+  doubles and neighbours merge. Steps enter it as they leave the window, ``chunk`` at a time.
+
+A replica that goes non-finite stops being written; its window and summary are set aside at that
+moment (:meth:`History.retire`), so the rows around its failure stay while other replicas go on.
+
+Every statistic is ``(n_replicas, n_layers)`` per step (``loss`` is ``(n_replicas,)``), float64,
+NaN where not taken. Layer ``i`` of the arrays is layer ``i + 1`` of the spec.
 """
 
 from __future__ import annotations
@@ -25,14 +38,137 @@ STATS = (
 )
 
 
+WINDOW = 4096  # steps kept at full resolution (the diagnosis reads these)
+CHUNK = 256  # steps folded into the summary at once as they leave the window
+BUCKETS = 512  # the summary's length; its buckets double in width when full
+
+
+class Summary:
+    """Min, max and last value of every column per bucket of ``width`` steps: bucket ``j`` holds
+    steps ``j * width + 1 .. (j + 1) * width``. ``columns``: the shape of one step's row."""
+
+    def __init__(self, columns: tuple, buckets: int):
+        self.width = 1
+        self.size = buckets
+        self.min = np.full((buckets, *columns), np.nan)
+        self.max = np.full((buckets, *columns), np.nan)
+        self.last = np.full((buckets, *columns), np.nan)
+        self.used = 0  # buckets holding at least one step
+
+    def copy(self) -> Summary:
+        other = Summary.__new__(Summary)
+        other.__dict__.update(self.__dict__)
+        other.min, other.max, other.last = self.min.copy(), self.max.copy(), self.last.copy()
+        return other
+
+    def _double(self) -> None:
+        """Merge neighbouring buckets: twice the width, half as many."""
+        half = self.size // 2
+        for name, merge in (("min", np.fmin), ("max", np.fmax)):
+            a = getattr(self, name)
+            a[:half] = merge(a[0 : self.size : 2], a[1 : self.size : 2])
+            a[half:] = np.nan
+        later_used = np.arange(1, self.size, 2) < self.used
+        pick = later_used.reshape((-1,) + (1,) * (self.last.ndim - 1))
+        self.last[:half] = np.where(pick, self.last[1::2], self.last[0::2])
+        self.last[half:] = np.nan
+        self.used = (self.used + 1) // 2
+        self.width *= 2
+
+    def fold(self, first_step: int, rows: np.ndarray) -> None:
+        """Add ``rows`` (consecutive steps from ``first_step``, 1-based) to the buckets."""
+        if not len(rows):
+            return
+        last_step = first_step + len(rows) - 1
+        while (last_step - 1) // self.width >= self.size:
+            self._double()
+        ids = (np.arange(first_step, last_step + 1) - 1) // self.width
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        ends = np.r_[starts[1:], len(rows)] - 1
+        u = ids[starts]
+        self.min[u] = np.fmin(self.min[u], np.fmin.reduceat(rows, starts, axis=0))
+        self.max[u] = np.fmax(self.max[u], np.fmax.reduceat(rows, starts, axis=0))
+        self.last[u] = rows[ends]
+        self.used = int(u[-1]) + 1
+
+
+class Record:
+    """A ring of full-resolution rows (the window) in front of a :class:`Summary`."""
+
+    def __init__(self, columns: tuple, steps: int, window: int, chunk: int, buckets: int):
+        if window % chunk:
+            raise ValueError("the window must be a whole number of chunks")
+        self.window, self.chunk = window, chunk
+        self.rows = np.full((min(64, window, max(steps, 1)), *columns), np.nan)
+        self.summary = Summary(columns, buckets)
+        self.steps = 0  # the last step written
+        self.initial = np.full(columns, np.nan)  # step 1's row, kept whatever the window holds
+
+    def row(self, step: int) -> np.ndarray:
+        """The row to fill for ``step`` (1-based, each step once and in order)."""
+        k = step - 1
+        if k < self.window:
+            if k >= len(self.rows):  # grow by doubling, never past the window
+                size = len(self.rows)
+                while size <= k:
+                    size = min(2 * size, self.window)
+                grown = np.full((size, *self.rows.shape[1:]), np.nan)
+                grown[: len(self.rows)] = self.rows
+                self.rows = grown
+        elif k % self.chunk == 0:  # this chunk of the ring is about to be overwritten, row by row
+            at = k % self.window
+            self.summary.fold(step - self.window, self.rows[at : at + self.chunk])
+        if step == 2:
+            self.initial = self.rows[0].copy()
+        self.steps = step
+        return self.rows[k % self.window]
+
+    def recent(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, rows)`` of the window in step order."""
+        n = min(self.steps, self.window)
+        first = self.steps - n + 1
+        at = (first - 1) % self.window
+        order = (np.arange(n) + at) % self.window
+        return np.arange(first, self.steps + 1), self.rows[order]
+
+    def whole(self) -> Summary:
+        """The summary of every step so far (the window's unfolded rows folded into a copy)."""
+        s = self.summary.copy()
+        steps, rows = self.recent()
+        folded = max(0, self.steps - self.window + self.chunk - 1) // self.chunk * self.chunk
+        if self.steps > self.window:  # steps up to ``folded`` are in the summary already
+            keep = steps > folded
+            steps, rows = steps[keep], rows[keep]
+        if len(rows):
+            s.fold(int(steps[0]), rows)
+        return s
+
+
 class History:
-    def __init__(self, n: int, layers: int, steps: int):
+    """The statistics of every live replica, one row per step (see the module docstring)."""
+
+    def __init__(
+        self,
+        n: int,
+        layers: int,
+        steps: int,
+        window: int | None = None,
+        chunk: int | None = None,
+        buckets: int | None = None,
+    ):
+        window, chunk = window or WINDOW, chunk or CHUNK
+        buckets = buckets or BUCKETS
+        self.n, self.layers = n, layers
         self.steps_run = 0
-        self.loss = np.full((steps, n), np.nan)
-        for name in STATS:
-            setattr(self, name, np.full((steps, n, layers), np.nan))
-        # filled in only where they can be non-zero (squashing layers; ReLU layers)
-        self.saturated[:] = self.weak[:] = self.dead[:] = 0.0
+        # one row: loss, then each statistic's layers: (n, 1 + len(STATS) * layers)
+        self.record_ = Record((n, 1 + len(STATS) * layers), steps, window, chunk, buckets)
+        self.retired: dict[int, Record] = {}  # replica -> its record when it stopped
+
+    def _zero_row(self, row: np.ndarray) -> None:
+        L = self.layers
+        for name in ("saturated", "weak", "dead"):  # zero where a layer cannot have them
+            s = 1 + STATS.index(name) * L
+            row[:, s : s + L] = 0.0
 
     def record(self, step, alive, zs, activations, acts, grads, params, deltas, loss) -> None:
         """Take the statistics of ``step`` (1-based) for the live replicas ``alive``.
@@ -41,51 +177,132 @@ class History:
         ``deltas``: ``[W1, b1, W2, b2, ...]`` with a leading replica axis. Called with
         floating-point events muted: this arithmetic is bookkeeping, not the network's.
         """
-        k = step - 1
         self.steps_run = step
-        rows = slice(None) if len(alive) == self.loss.shape[1] else alive
-        self.loss[k, rows] = loss
+        full = self.record_.row(step)
+        self._zero_row(full)
+        row = full if len(alive) == self.n else full[alive]
         L = len(zs)
+        row[:, 0] = loss
         n = norms(grads[0::2] + grads[1::2] + params[0::2] + deltas[0::2])  # (4L, n_alive)
         w = n[2 * L : 3 * L]
-        self.grad_norm[k, rows] = np.hypot(n[:L], n[L : 2 * L]).T
-        self.weight_norm[k, rows] = w.T
-        self.update_ratio[k, rows] = (n[3 * L :] / np.where(w > 0, w, np.nan)).T
+        self._put(row, "grad_norm", np.hypot(n[:L], n[L : 2 * L]).T)
+        self._put(row, "weight_norm", w.T)
+        self._put(row, "update_ratio", (n[3 * L :] / np.where(w > 0, w, np.nan)).T)
+        at = {
+            name: 1 + STATS.index(name) * L for name in ("max_abs_z", "dead", "saturated", "weak")
+        }
         for i, (z, a, act) in enumerate(zip(zs, activations, acts, strict=True)):
-            self.max_abs_z[k, rows, i] = np.maximum(z.max(axis=(1, 2)), -z.min(axis=(1, 2)))
+            # max(max z, -min z) is max |z| exactly, NaN included
+            row[:, at["max_abs_z"] + i] = np.abs(z).max(axis=(-2, -1))
             fn = activation(act)
             if fn.can_die:
                 # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient exactly 0.
                 gb = grads[2 * i + 1]
-                self.dead[k, rows, i] = np.count_nonzero(gb == 0, axis=1) / gb.shape[1]
+                row[:, at["dead"] + i] = (gb == 0).sum(axis=1) / gb.shape[1]
             if fn.saturated is not None:
-                self.saturated[k, rows, i] = fn.saturated(a)
+                row[:, at["saturated"] + i] = fn.saturated(a)
             if fn.weak is not None:
-                self.weak[k, rows, i] = fn.weak(a)
+                row[:, at["weak"] + i] = fn.weak(a)
+        if row is not full:
+            full[alive] = row
 
-    def replica(self, r: int) -> dict[str, np.ndarray]:
-        """The history of replica ``r`` over the steps run: name -> ``(steps_run, layers)``."""
-        out = {name: getattr(self, name)[: self.steps_run, r] for name in STATS}
-        out["loss"] = self.loss[: self.steps_run, r]
+    def _put(self, row: np.ndarray, name: str, values: np.ndarray) -> None:
+        s = 1 + STATS.index(name) * self.layers
+        row[:, s : s + self.layers] = values
+
+    def retire(self, r: int) -> None:
+        """Replica ``r`` (original index) stopped: keep its record as it is now."""
+        rec = Record.__new__(Record)
+        rec.__dict__.update(self.record_.__dict__)
+        rec.rows = self.record_.rows[:, r : r + 1].copy()
+        rec.summary = self.record_.summary.copy()
+        for name in ("min", "max", "last"):
+            setattr(rec.summary, name, getattr(rec.summary, name)[:, r : r + 1].copy())
+        rec.initial = self.record_.initial[r : r + 1].copy()
+        self.retired[r] = rec
+
+    def _columns(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        L = self.layers
+        out = {name: rows[..., 1 + j * L : 1 + (j + 1) * L] for j, name in enumerate(STATS)}
+        out["loss"] = rows[..., 0]
         return out
 
+    def _of(self, r: int) -> tuple[Record, int]:
+        return (self.retired[r], 0) if r in self.retired else (self.record_, r)
 
-def save(data: dict[str, np.ndarray], path: Path, resolved_spec: str) -> None:
-    """Write one replica's history (see :meth:`History.replica`) as ``.npz`` or ``.csv``, and the
-    resolved spec beside it as ``<stem>.spec.yaml`` so the run can be reproduced."""
+    def replica(self, r: int) -> dict[str, np.ndarray]:
+        """The window of replica ``r``: name -> ``(steps kept, layers)``, ``loss`` ->
+        ``(steps kept,)``, ``step`` -> the 1-based step of each row (1, 2, ... unless the run
+        outgrew the window)."""
+        rec, col = self._of(r)
+        steps, rows = rec.recent()
+        out = self._columns(rows[:, col])
+        out["step"] = steps
+        return out
+
+    def initial_loss(self, r: int) -> float:
+        """Step 1's loss, whatever the window holds now."""
+        rec, col = self._of(r)
+        return float(rec.rows[0, col, 0] if rec.steps < 2 else rec.initial[col, 0])
+
+    def summary(self, r: int) -> dict[str, np.ndarray]:
+        """Replica ``r``'s whole run, downsampled: ``step`` -> first step of each bucket;
+        ``<stat>_min``, ``<stat>_max``, ``<stat>_last`` -> ``(buckets, layers)`` (``loss_*``:
+        ``(buckets,)``)."""
+        rec, col = self._of(r)
+        s = rec.whole()
+        out = {"step": np.arange(s.used) * s.width + 1}
+        for kind in ("min", "max", "last"):
+            for name, v in self._columns(getattr(s, kind)[: s.used, col]).items():
+                out[f"{name}_{kind}"] = v
+        return out
+
+    def nbytes(self) -> int:
+        """Memory held by the history's arrays (for the memory bound)."""
+        recs = [self.record_, *self.retired.values()]
+        return sum(r.rows.nbytes + r.summary.min.nbytes * 3 + r.initial.nbytes for r in recs)
+
+
+def save(
+    data: dict[str, np.ndarray],
+    path: Path,
+    resolved_spec: str,
+    summary: dict[str, np.ndarray] | None = None,
+    first_step: int = 1,
+) -> None:
+    """Write one replica's window (see :meth:`History.replica`) as ``.npz`` or ``.csv``, its
+    downsampled whole run (:meth:`History.summary`) with it, and the resolved spec beside it as
+    ``<stem>.spec.yaml`` so the run can be reproduced.
+
+    ``.npz``: the window's arrays, ``step``, and ``summary_<name>`` for the summary. ``.csv``: the
+    window, one row per step; the summary goes to ``<stem>.summary.csv``."""
     path = Path(path)
     steps, layers = data["max_abs_z"].shape
+    step = np.arange(first_step, first_step + steps)
+    summary = summary or {}
     if path.suffix == ".csv":
         header = ["step", "loss"] + [f"{s}_{i + 1}" for s in STATS for i in range(layers)]
-        cols = [np.arange(1, steps + 1), data["loss"]]
+        cols = [step, data["loss"]]
         cols += [data[s][:, i] for s in STATS for i in range(layers)]
         with open_output(path, binary=True) as f:
             np.savetxt(
                 f, np.column_stack(cols), delimiter=",", header=",".join(header), comments=""
             )
+        if summary:
+            names = [k for k in summary if k != "step"]
+            head, cols = ["step"], [summary["step"]]
+            for k in names:
+                v = summary[k]
+                cols += [v] if v.ndim == 1 else list(v.T)
+                head += [k] if v.ndim == 1 else [f"{k}_{i + 1}" for i in range(v.shape[1])]
+            with open_output(summary_beside(path), binary=True) as f:
+                np.savetxt(
+                    f, np.column_stack(cols), delimiter=",", header=",".join(head), comments=""
+                )
     else:
+        extra = {f"summary_{k}": v for k, v in summary.items()}
         with open_output(path, binary=True) as f:
-            np.savez(f, **data, spec=np.array(resolved_spec))
+            np.savez(f, **data, step=step, **extra, spec=np.array(resolved_spec))
     write_text(spec_beside(path), resolved_spec)
 
 
@@ -93,3 +310,9 @@ def spec_beside(path: str | Path) -> Path:
     """Where :func:`save` puts the resolved spec of a history written to ``path``."""
     path = Path(path)
     return path.with_name(path.stem + ".spec.yaml")
+
+
+def summary_beside(path: str | Path) -> Path:
+    """Where :func:`save` puts the downsampled whole run when writing ``.csv`` to ``path``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".summary.csv")

@@ -40,7 +40,10 @@ def location(r: SpecResult) -> str:
 
 def text(results: list[SpecResult]):
     t = Table(box=box.SIMPLE)
-    for col in ("spec", "result", "status", "verdict"):
+    # A spec's location is what a reader searches for: keep it on one line up to 60 characters.
+    longest = max((len(r.path) + 5 for r in results), default=4)
+    t.add_column("spec", overflow="fold", min_width=min(longest, 60))
+    for col in ("result", "status", "verdict"):
         t.add_column(col, overflow="fold")
     for r in results:  # Text, not str: a verdict or path holding "[...]" is not rich markup
         verdict = Text(r.verdict)

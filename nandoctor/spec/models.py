@@ -1,4 +1,5 @@
-"""The network spec: typed, documented configuration loaded from YAML (CONTRACT section 1).
+"""The network spec: typed, documented configuration loaded from YAML (docs/spec.md is generated
+from these models).
 
 Every key has a type, a default, a range and a description. Loading keeps the YAML node positions,
 so every problem - an unknown key, a value of the wrong type or out of range, a rule between keys -

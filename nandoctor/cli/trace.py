@@ -1,0 +1,52 @@
+"""``nandoctor trace``: run the user's own NumPy program and find its first NaN or Inf."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from nandoctor.cli.common import CONTEXT, emit, fail_usage
+
+FORMATS = ("text", "json")
+
+
+@click.command(
+    context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.option("-m", "module", metavar="MODULE", help="Run a module, as python -m MODULE does.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Output format (json: the program's own output goes to stderr).",
+)
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[SCRIPT.py] [ARGS]...")
+def trace(module, fmt, argv):
+    """Run a Python program as python would, and report where, when and why it first created
+    a NaN or an Inf.
+
+    Exit 0 when no non-finite value was created, 1 when one was, 2 for a usage error, 3 when
+    the program itself failed without any non-finite value. nandoctor's options come before
+    the script; everything after it is the program's own arguments.
+
+    \b
+    Examples:
+      nandoctor trace train.py --epochs 10
+      nandoctor trace --format json -m mypkg.train > report.json
+    """
+    from nandoctor.report.trace import RENDERERS
+    from nandoctor.trace.runner import Program
+    from nandoctor.trace.session import trace_program
+
+    if module:
+        program = Program(module, tuple(argv), module=True)
+    elif argv:
+        program = Program(argv[0], tuple(argv[1:]))
+    else:
+        fail_usage("trace: give a SCRIPT.py to run, or -m MODULE")
+    result = trace_program(program, output_to_stderr_=fmt == "json")
+    emit(RENDERERS[fmt](result))
+    sys.exit(result.exit_code)

@@ -1,0 +1,77 @@
+"""Renderers for a trace result: plain text for a terminal, JSON (CONTRACT §6)."""
+
+from __future__ import annotations
+
+import json
+
+from nandoctor.trace.result import TraceResult
+
+
+def _when(first) -> str:
+    if first.loop is None:
+        return "outside any loop"
+    loop = f"the loop at {first.loop['file']}:{first.loop['line']}"
+    if first.iteration is None:
+        return f"iteration unknown of {loop}" + (
+            f" ({first.iteration_note})" if first.iteration_note else ""
+        )
+    return f"iteration {first.iteration} of {loop}"
+
+
+def text(result: TraceResult) -> str:
+    lines = []
+    first = result.first
+    if first is None:
+        mark = "⚠ warnings" if result.warnings else "✓ healthy"
+        lines.append(f"{mark}: {result.script} created no NaN or Inf")
+    else:
+        what = (
+            "came in (no operation created it)"
+            if first.kind == "silent"
+            else f"created by {first.op} ({first.kind})"
+        )
+        lines.append(f"✗ non-finite: {result.script} — first {first.value} {what}")
+        lines.append("")
+        lines.append(f"  where  {first.file}:{first.line} in {first.function}")
+        lines.append(f"         {first.source}")
+        for frame in first.stack[1:]:
+            lines.append(f"    from {frame.file}:{frame.line} in {frame.function}: {frame.source}")
+        lines.append(f"  when   {_when(first)}")
+        for expr, n in first.operands:
+            if n.get("max_abs") is not None or n.get("exact_zeros"):
+                lines.append(
+                    f"  operand `{expr}`: max |x| {_num(n.get('max_abs'))}, min |x| "
+                    f"{_num(n.get('min_abs'))}, {n.get('exact_zeros', 0)} exact zeros of {n.get('size')}"
+                )
+    if result.cause is not None:
+        lines += ["", f"Cause: {result.cause.id} — {result.cause.summary}"]
+        lines += [f"  • {e}" for e in result.cause.evidence]
+    if result.advice:
+        lines += ["", "Advice (the standard fix for this pattern; not verified by a re-run)"]
+        lines += [f"  • {a}" for a in result.advice]
+    if result.warnings:
+        lines += ["", "Warnings"]
+        lines += [f"  • [{w.id}] {w.summary}" for w in result.warnings]
+    if result.notes:
+        lines += ["", "What the trace saw"]
+        lines += [f"  • {n}" for n in result.notes]
+    if result.program.failed:
+        lines += [
+            "",
+            f"The program itself failed: exit code {result.program.exit_code}"
+            + (f" ({result.program.to_json()['exception']})" if result.program.exception else ""),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _num(x) -> str:
+    from nandoctor.trace.cause import fmt
+
+    return fmt(x)
+
+
+def as_json(result: TraceResult) -> str:
+    return json.dumps(result.to_json(), indent=2, allow_nan=False, default=str) + "\n"
+
+
+RENDERERS = {"text": text, "json": as_json}

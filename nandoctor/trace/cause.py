@@ -1,0 +1,232 @@
+"""Why: the cause of the first non-finite value, decided from the operands' numbers.
+
+The ids are the catalogue ``run`` uses (``overflow``, ``exploding_gradient``, ``saturation``,
+``division_by_zero``, ``bad_input``), plus ``domain_error`` for a log or square root of a
+negative number. Each evidence line carries the numbers it rests on; the advice names the
+standard fix for the pattern and is marked as advice: trace does not re-run the program with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nandoctor.trace.events import FirstNonFinite
+
+GROWTH = 10.0  # operands this many times larger than at the loop's first iteration: a growth
+MIN_ITERATIONS = 3  # iterations of history needed before calling a growth "exploding"
+LOG_OPS = {"log", "log2", "log10", "log1p"}
+DIVIDE_OPS = {"divide", "true_divide", "floor_divide", "reciprocal", "remainder", "mean"}
+EXP_OPS = {"exp", "exp2", "expm1", "power", "cosh", "sinh"}
+
+
+@dataclass
+class Cause:
+    id: str
+    summary: str
+    evidence: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "summary": self.summary, "evidence": self.evidence}
+
+
+def fmt(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:.3g}"
+    return f"{x:.2e}"
+
+
+def _where(first: FirstNonFinite) -> str:
+    return f"{first.file}:{first.line}"
+
+
+def _exp_limit(dtype: str) -> float | None:
+    try:
+        return float(np.log(np.finfo(np.dtype(dtype)).max))
+    except (TypeError, ValueError):
+        return None
+
+
+def decide(first: FirstNonFinite, growth: list[tuple[int, float]]) -> tuple[Cause, list[str]]:
+    """The cause of ``first`` and the advice for it; ``growth`` is (iteration, max |operand|)."""
+    if first.kind == "silent":
+        return _bad_input_silent(first)
+    carried = [(e, n) for e, n in first.operands if n.get("nonfinite")]
+    if carried:
+        return _bad_input_carried(first, carried)
+    zeros = [(e, n) for e, n in first.operands if n.get("exact_zeros")]
+    if first.kind == "divide_by_zero" or (
+        first.kind == "invalid" and first.op in DIVIDE_OPS and zeros
+    ):
+        return _zero(first, zeros)
+    if first.kind == "invalid":
+        return _invalid(first)
+    return _overflow(first, growth)
+
+
+def _bad_input_silent(first: FirstNonFinite) -> tuple[Cause, list[str]]:
+    what = f"`{first.variable}`" if first.variable else "a variable"
+    operand = first.operands[0][1] if first.operands else {}
+    count = operand.get("nonfinite")
+    share = f"{count} {first.value} of {operand.get('size')} entries" if count else first.value
+    evidence = [
+        f"{what} first held a non-finite value ({share}) after {_where(first)}: `{first.source}`",
+        "no NumPy operation raised a floating-point flag for it: it came in with the data or a literal",
+    ]
+    cause = Cause(
+        "bad_input", f"a non-finite value came in with the input at {_where(first)}", evidence
+    )
+    advice = [
+        "check the data where it is loaded (np.isfinite(x).all()) and drop or impute the missing "
+        "values (e.g. np.nan_to_num, or fill with the column mean) before training"
+    ]
+    return cause, advice
+
+
+def _bad_input_carried(first, carried) -> tuple[Cause, list[str]]:
+    evidence = [
+        f"`{e}` already held {n['nonfinite']} non-finite of {n['size']} entries when `{first.op}` "
+        f"ran at {_where(first)}, and no earlier operation raised a flag"
+        for e, n in carried
+    ]
+    cause = Cause(
+        "bad_input", f"a non-finite value that no operation created reached {first.op}", evidence
+    )
+    return cause, [
+        "check the inputs where they are loaded (np.isfinite(x).all()); clean them first"
+    ]
+
+
+def _is_probability(n: dict) -> bool:
+    return n.get("min") is not None and n["min"] >= 0 and n["max"] <= 1
+
+
+def _zero(first, zeros) -> tuple[Cause, list[str]]:
+    """A log or a division met an exact zero: saturation if a probability was pinned at 0 or 1."""
+    operand, numbers = zeros[-1] if zeros else ("?", {})
+    evidence = [
+        f"`{operand}` holds {numbers.get('exact_zeros', '?')} exact zero(s) of {numbers.get('size', '?')} "
+        f"entries when `{first.op}` ran at {_where(first)} ({first.value})"
+    ]
+    pinned = [
+        (name, n)
+        for name, n in first.variables.items()
+        if _is_probability(n) and (n["exact_ones"] or (n["exact_zeros"] and first.op in LOG_OPS))
+    ]
+    if pinned and (first.op in LOG_OPS or any(n["exact_ones"] for _, n in pinned)):
+        name, n = pinned[0]
+        limit = "exactly 1.0" if n["exact_ones"] else "exactly 0.0"
+        count = n["exact_ones"] or n["exact_zeros"]
+        evidence.append(
+            f"`{name}` lies in [0, 1] and {count} of its {n['size']} entries are {limit} "
+            f"({n['dtype']}): a squashing function (sigmoid/softmax) saturated, so "
+            f"`{operand}` is exactly 0"
+        )
+        cause = Cause(
+            "saturation", f"{first.op} of a saturated probability at {_where(first)}", evidence
+        )
+        advice = [
+            "clip the probability before the log (np.clip(p, eps, 1 - eps)), or compute the loss "
+            "from the logits (log-sum-exp / np.logaddexp(0, -z) for a sigmoid)",
+            "keep the pre-activations small: standardize the inputs, Xavier init, a lower step size",
+        ]
+        return cause, advice
+    zero_scalars = [
+        name
+        for name, n in first.variables.items()
+        if n.get("size") == 1 and n.get("exact_zeros") == 1 and name != operand
+    ]
+    evidence += [
+        f"`{n}` is exactly 0: it cannot keep the denominator away from 0" for n in zero_scalars
+    ]
+    if first.op in LOG_OPS:
+        advice = ["add a small floor before the log (np.log(np.maximum(x, eps)))"]
+    elif zero_scalars:
+        advice = [
+            f"give `{zero_scalars[0]}` a value the dtype can hold (1e-8 for float64/float32, 1e-4 "
+            "for float16): an eps of 0 lets 0 / 0 through"
+        ]
+    else:
+        advice = [
+            "guard the division (x / (d + eps)), or drop the zero-variance columns before "
+            "standardizing (a constant column has std exactly 0)"
+        ]
+    cause = Cause("division_by_zero", f"{first.op} by an exact zero at {_where(first)}", evidence)
+    return cause, advice
+
+
+def _invalid(first) -> tuple[Cause, list[str]]:
+    negatives = [(e, n) for e, n in first.operands if n.get("min") is not None and n["min"] < 0]
+    evidence = [
+        f"`{e}` ranges over [{fmt(n['min'])}, {fmt(n['max'])}] when `{first.op}` ran at {_where(first)}"
+        for e, n in (negatives or first.operands)
+    ]
+    cause = Cause(
+        "domain_error", f"{first.op} outside its domain made NaN at {_where(first)}", evidence
+    )
+    return cause, ["keep the argument in the op's domain (e.g. np.sqrt(np.maximum(v, 0)) + eps)"]
+
+
+def _is_literal(expr: str) -> bool:
+    try:
+        float(expr)
+    except ValueError:
+        return False
+    return True
+
+
+def _overflow(first, growth) -> tuple[Cause, list[str]]:
+    biggest = max(
+        (n for _, n in first.operands if n.get("max_abs") is not None),
+        key=lambda n: n["max_abs"],
+        default=None,
+    )
+    evidence = []
+    for e, n in first.operands:
+        if n.get("max_abs") is not None and not _is_literal(e):
+            evidence.append(
+                f"max |{e}| = {fmt(n['max_abs'])} ({n['dtype']}) when `{first.op}` overflowed at {_where(first)}"
+            )
+    if first.op in ("exp", "exp2", "expm1") and biggest is not None:
+        limit = _exp_limit(biggest["dtype"])
+        if limit:
+            evidence.append(f"{first.op} overflows {biggest['dtype']} beyond {fmt(limit)}")
+    grew = (
+        len(growth) >= MIN_ITERATIONS
+        and growth[0][1] > 0
+        and growth[-1][1] / growth[0][1] >= GROWTH
+    )
+    if grew:
+        (i0, m0), (i1, m1) = growth[0], growth[-1]
+        evidence.append(
+            f"the operands grew from max |x| = {fmt(m0)} at iteration {i0} to {fmt(m1)} at "
+            f"iteration {i1} (×{fmt(m1 / m0)}): each update made them larger"
+        )
+        cause = Cause(
+            "exploding_gradient",
+            f"values grew over {i1} iterations until {first.op} overflowed at {_where(first)}",
+            evidence,
+        )
+        advice = [
+            "lower the step size (learning rate), e.g. by 10×",
+            "clip the gradient norm before the update (g *= min(1, max_norm / np.linalg.norm(g)))",
+        ]
+        return cause, advice
+    if growth:
+        i0, m0 = growth[0]
+        evidence.append(
+            f"the operands were already max |x| = {fmt(m0)} at iteration {i0}: no growth was needed"
+        )
+    cause = Cause("overflow", f"{first.op} overflowed at {_where(first)}", evidence)
+    if first.op in EXP_OPS:
+        advice = [
+            "subtract the row max before exp (a max-shifted softmax: np.exp(z - z.max(axis=1, keepdims=True))), "
+            "or use log-sum-exp for the loss",
+            "standardize the inputs (raw pixel values 0-255 make huge logits)",
+        ]
+    else:
+        advice = ["standardize the inputs and use a dtype wide enough for the values (float64)"]
+    return cause, advice

@@ -1,0 +1,322 @@
+"""Read the failing op back from the user's source line, with the operands' numbers.
+
+NumPy's error callback is told only the kind of event (``overflow``), not the op. So at the event
+the statement being executed is re-evaluated from its syntax tree, one node at a time, on the
+frame's own values: the first node whose own application raises the same flag is the op, and its
+evaluated children are its operands. Only side-effect-free nodes are evaluated (names, plain
+attributes, subscripts, arithmetic, NumPy functions and array methods — never the user's own
+functions nor ``np.random``); anything else leaves the op to be guessed from the line's text.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import math
+import operator
+from dataclasses import dataclass, field
+from types import FrameType, ModuleType
+
+import numpy as np
+
+from nandoctor.trace import npstate
+
+BINARY = {
+    ast.Add: ("add", operator.add),
+    ast.Sub: ("subtract", operator.sub),
+    ast.Mult: ("multiply", operator.mul),
+    ast.Div: ("divide", operator.truediv),
+    ast.FloorDiv: ("floor_divide", operator.floordiv),
+    ast.Mod: ("remainder", operator.mod),
+    ast.Pow: ("power", operator.pow),
+    ast.MatMult: ("matmul", operator.matmul),
+}
+UNARY = {ast.USub: ("negative", operator.neg), ast.UAdd: ("positive", operator.pos)}
+SAFE_BUILTINS = {abs, float, min, max, sum, len, int, round}
+MUTATING_METHODS = {"fill", "sort", "resize", "put", "itemset", "setfield", "partition", "setflags"}
+
+# Ops that can raise each kind, for when the line cannot be re-evaluated.
+LIKELY_OPS = {
+    "overflow": ("exp", "power", "square", "matmul", "dot", "multiply", "add", "subtract", "sum"),
+    "divide_by_zero": ("log", "divide", "log2", "log10", "reciprocal", "power"),
+    "invalid": ("divide", "sqrt", "log", "subtract", "multiply", "add", "arccos", "arcsin"),
+}
+
+
+class Unsafe(Exception):
+    """This node cannot be evaluated without possible side effects."""
+
+
+@dataclass
+class LineReading:
+    """What re-evaluating the failing statement told: the op, its operands, the value made."""
+
+    op: str = "?"
+    operands: list[tuple[str, dict]] = field(default_factory=list)  # (source text, numbers)
+    value: str | None = None  # nan | inf | -inf: what the op produced
+    absorbed: bool = False  # the statement's own result stayed finite (e.g. 1/(1+inf) = 0)
+    reproduced: bool = False  # the op was found by re-evaluation, not guessed
+    node: ast.AST | None = None  # the op's node, to re-read its operands later
+    names: dict[str, dict] = field(default_factory=dict)  # variables inside the operands
+
+
+def describe(value) -> dict | None:
+    """Summary numbers of one operand: sizes, max/min |x| among finite entries, exact 0s and 1s."""
+    try:
+        a = np.asarray(value)
+    except Exception:
+        return None
+    if a.dtype.kind not in "fciub" or a.size == 0:
+        return None
+    with npstate.errstate(all="ignore"):
+        a = a.astype(np.float64) if a.dtype.kind != "c" else np.abs(a)
+        finite = np.isfinite(a)
+        vals = a[finite]
+        mag = np.abs(vals)
+        return {
+            "max_abs": float(mag.max()) if mag.size else None,
+            "min_abs": float(mag.min()) if mag.size else None,
+            "min": float(vals.min()) if vals.size else None,
+            "max": float(vals.max()) if vals.size else None,
+            "exact_zeros": int(np.count_nonzero(a == 0)),
+            "exact_ones": int(np.count_nonzero(a == 1)),
+            "nonfinite": int(a.size - np.count_nonzero(finite)),
+            "size": int(a.size),
+            "dtype": str(np.asarray(value).dtype),
+        }
+
+
+def value_kind(value) -> str | None:
+    """``nan``, ``inf`` or ``-inf`` for the first kind of non-finite ``value`` holds, else None."""
+    try:
+        a = np.asarray(value)
+        if a.dtype.kind not in "fc":
+            return None
+        with npstate.errstate(all="ignore"):
+            if np.isnan(a).any():
+                return "nan"
+            if (a == np.inf).any():
+                return "inf"
+            if (a == -np.inf).any():
+                return "-inf"
+    except Exception:
+        return None
+    return None
+
+
+class FrameEvaluator:
+    """Evaluates side-effect-free expression nodes on one frame's values, memoised per node."""
+
+    def __init__(self, frame: FrameType):
+        self.locals = frame.f_locals
+        self.globals = frame.f_globals
+        self.values: dict[int, object] = {}
+        self.raised: list[tuple[ast.AST, set[str], object, list]] = []  # node, kinds, value, args
+        self._kinds: set[str] = set()
+
+    def _collect(self, kind: str, flag: int) -> None:
+        self._kinds.add(KIND_NAMES.get(kind, kind))
+
+    def apply(self, node: ast.AST, fn, args: list, kwargs: dict | None = None):
+        self._kinds = set()
+        with npstate.errstate(all="call", call=self._collect):
+            value = fn(*args, **(kwargs or {}))
+        self.raised.append((node, self._kinds, value, args))
+        return value
+
+    def eval(self, node: ast.AST):
+        key = id(node)
+        if key not in self.values:
+            self.values[key] = self._eval(node)
+        return self.values[key]
+
+    def _eval(self, node: ast.AST):
+        match node:
+            case ast.Constant(value=v):
+                return v
+            case ast.Name(id=name):
+                for scope in (self.locals, self.globals, vars(builtins)):
+                    if name in scope:
+                        return scope[name]
+                raise Unsafe(name)
+            case ast.Attribute(value=base, attr=attr):
+                obj = self.eval(base)
+                if isinstance(obj, ModuleType | np.ndarray | np.generic):
+                    return getattr(obj, attr)
+                if attr in getattr(obj, "__dict__", {}):
+                    return obj.__dict__[attr]
+                raise Unsafe(attr)
+            case ast.Subscript(value=base, slice=index):
+                obj = self.eval(base)
+                if not isinstance(obj, np.ndarray | list | tuple | dict):
+                    raise Unsafe("subscript")
+                return obj[self.eval(index)]
+            case ast.Slice(lower=lo, upper=hi, step=st):
+                return slice(*(None if n is None else self.eval(n) for n in (lo, hi, st)))
+            case ast.Tuple(elts=elts) | ast.List(elts=elts):
+                return tuple(self.eval(e) for e in elts)
+            case ast.BinOp(left=left, op=op, right=right):
+                _, fn = BINARY[type(op)]
+                args = [_numeric(self.eval(left)), _numeric(self.eval(right))]
+                return self.apply(node, fn, args)
+            case ast.UnaryOp(op=op, operand=operand) if type(op) in UNARY:
+                return self.apply(node, UNARY[type(op)][1], [_numeric(self.eval(operand))])
+            case ast.Call(func=func, args=args, keywords=keywords):
+                fn = self.eval(func)
+                _check_callable(fn)
+                values = [self.eval(a) for a in args if not isinstance(a, ast.Starred)]
+                if any(isinstance(a, ast.Starred) for a in args):
+                    raise Unsafe("*args")
+                kwargs = {k.arg: self.eval(k.value) for k in keywords}
+                if None in kwargs or "out" in kwargs:
+                    raise Unsafe("kwargs")
+                return self.apply(node, fn, values, kwargs)
+        raise Unsafe(type(node).__name__)
+
+
+KIND_NAMES = {
+    "overflow": "overflow",
+    "invalid value": "invalid",
+    "divide by zero": "divide_by_zero",
+}
+
+
+def _numeric(value):
+    if isinstance(value, bool | int | float | complex | np.ndarray | np.generic):
+        return value
+    raise Unsafe("non-numeric operand")
+
+
+def _check_callable(fn) -> None:
+    if fn in SAFE_BUILTINS or isinstance(fn, np.ufunc):
+        return
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, np.ndarray | np.generic):
+        if fn.__name__ in MUTATING_METHODS:
+            raise Unsafe(fn.__name__)
+        return
+    module = getattr(fn, "__module__", None) or ""
+    if module.startswith("numpy") and not module.startswith("numpy.random"):
+        return
+    raise Unsafe(getattr(fn, "__name__", "call"))
+
+
+def op_name(node: ast.AST, fn=None) -> str:
+    match node:
+        case ast.BinOp(op=op):
+            return BINARY[type(op)][0]
+        case ast.UnaryOp(op=op):
+            return UNARY[type(op)][0]
+        case ast.Call(func=ast.Attribute(attr=attr)):
+            return attr
+        case ast.Call(func=ast.Name(id=name)):
+            return name
+    return "?"
+
+
+def statement_value(stmt: ast.stmt) -> ast.expr | None:
+    """The expression whose value the statement keeps (``p -= e`` keeps ``p - e``)."""
+    match stmt:
+        case ast.Assign(value=v) | ast.Return(value=v) | ast.Expr(value=v) | ast.AnnAssign(value=v):
+            return v
+        case ast.AugAssign(target=t, op=op, value=v):
+            load = ast.parse(ast.unparse(t), mode="eval").body
+            return ast.copy_location(ast.BinOp(left=load, op=op, right=v), stmt)
+    return None
+
+
+def read_line(frame: FrameType, stmt: ast.stmt | None, kind: str) -> LineReading:
+    """Re-evaluate ``stmt`` on ``frame`` to find the op that raised ``kind``, and its operands."""
+    reading = LineReading()
+    root = statement_value(stmt) if stmt is not None else None
+    if root is None:
+        return _guess(stmt, kind, reading)
+    evaluator = FrameEvaluator(frame)
+    try:
+        result = evaluator.eval(root)
+        reading.absorbed = value_kind(result) is None and _is_numeric(result)
+    except Unsafe:
+        pass
+    except Exception:
+        pass
+    for node, kinds, value, args in evaluator.raised:
+        if kind in kinds:
+            reading.op = op_name(node)
+            reading.node = node
+            reading.value = value_kind(value)
+            reading.operands = _operands(node, args)
+            reading.names = _names(node, evaluator)
+            reading.reproduced = True
+            return reading
+    return _guess(stmt, kind, reading)
+
+
+def _is_numeric(value) -> bool:
+    return isinstance(value, int | float | complex | np.ndarray | np.generic)
+
+
+def operand_nodes(node: ast.AST) -> list[ast.AST]:
+    match node:
+        case ast.BinOp(left=left, right=right):
+            return [left, right]
+        case ast.UnaryOp(operand=operand):
+            return [operand]
+        case ast.Call(args=args):
+            return list(args)
+    return []
+
+
+def _operands(node: ast.AST, args: list) -> list[tuple[str, dict]]:
+    out = []
+    for sub, value in zip(operand_nodes(node), args, strict=False):
+        numbers = describe(value)
+        if numbers is not None:
+            out.append((ast.unparse(sub), numbers))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        owner = getattr(node.func, "value", None)
+        if owner is not None and not out:
+            out.append((ast.unparse(owner), {}))
+    return out
+
+
+def _names(node: ast.AST, evaluator: FrameEvaluator) -> dict[str, dict]:
+    """The numbers of each variable (name or attribute) the op's operands are made of."""
+    out = {}
+    for sub in operand_nodes(node):
+        for n in ast.walk(sub):
+            if isinstance(n, ast.Name | ast.Attribute) and id(n) in evaluator.values:
+                numbers = describe(evaluator.values[id(n)])
+                if numbers is not None:
+                    out[ast.unparse(n)] = numbers
+    return out
+
+
+def _guess(stmt: ast.stmt | None, kind: str, reading: LineReading) -> LineReading:
+    """The op from the line's text alone: the first op in evaluation order that can raise ``kind``."""
+    if stmt is None:
+        return reading
+    ops = [op_name(n) for n in _post_order(stmt) if isinstance(n, ast.BinOp | ast.Call)]
+    likely = [o for o in ops if o in LIKELY_OPS.get(kind, ())]
+    reading.op = (likely or ops or ["?"])[0]
+    return reading
+
+
+def _post_order(node: ast.AST):
+    for child in ast.iter_child_nodes(node):
+        yield from _post_order(child)
+    yield node
+
+
+def operand_magnitude(frame: FrameType, node: ast.AST) -> float | None:
+    """Largest finite |x| over the op's operands, evaluated on ``frame`` (for growth history)."""
+    evaluator = FrameEvaluator(frame)
+    best = None
+    for sub in operand_nodes(node):
+        try:
+            value = evaluator.eval(sub)
+        except Exception:
+            continue
+        numbers = describe(value)
+        if numbers and numbers["max_abs"] is not None:
+            best = numbers["max_abs"] if best is None else max(best, numbers["max_abs"])
+    return best if best is None or math.isfinite(best) else None

@@ -1,0 +1,434 @@
+"""The floating-point events of a user's program, caught through NumPy's error callback.
+
+NumPy calls the callback once per operation that raised a flag, after it finished, with only the
+flag's name. The callback (:class:`Recorder`) finds the innermost frame of the user's own files,
+counts the event there, and at the first event whose statement really produced a non-finite
+value, reads the op and its operands back from the source (:mod:`.evaluate`). Underflow is only
+counted, on a path kept as short as possible: a program may raise millions of them.
+
+A program may set its own error handling (``np.seterr``, ``np.errstate``, ``np.seterrcall``):
+while it is traced those calls are answered by :class:`UserErrorState`, which remembers what the
+program asked for and applies it after recording (warn, raise, call, print, log or ignore), so the
+program behaves as it would and nandoctor still sees every event. Libraries' internal error
+handling (``np.linalg``, array printing) uses NumPy's own ``errstate`` and is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nandoctor.trace import npstate
+from nandoctor.trace.frames import (
+    display_path,
+    innermost_loop,
+    is_user_code,
+    source_line,
+    statement_at,
+    user_frames,
+)
+
+KINDS = {"overflow": "overflow", "invalid value": "invalid", "divide by zero": "divide_by_zero"}
+NUMPY_KEYS = {
+    "overflow": "over",
+    "invalid": "invalid",
+    "divide_by_zero": "divide",
+    "underflow": "under",
+}
+MESSAGES = {
+    "overflow": "overflow",
+    "invalid": "invalid value",
+    "divide_by_zero": "divide by zero",
+    "underflow": "underflow",
+}
+ALWAYS_EXAMINE = 8  # events examined at each place before sampling only powers of two
+
+
+@dataclass
+class Frame:
+    file: str
+    line: int
+    function: str
+    source: str
+
+    def to_json(self) -> dict:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "function": self.function,
+            "source": self.source,
+        }
+
+
+@dataclass
+class FirstNonFinite:
+    """The first non-finite value the program created (CONTRACT §6 ``first_nonfinite``)."""
+
+    file: str
+    line: int
+    function: str
+    source: str
+    op: str
+    kind: str  # overflow | invalid | divide_by_zero | silent
+    value: str | None  # nan | inf | -inf
+    stack: list[Frame]
+    operands: list[tuple[str, dict]] = field(default_factory=list)
+    variables: dict[str, dict] = field(default_factory=dict)  # the operands' variables' numbers
+    iteration: int | None = None
+    iteration_note: str | None = None  # why the iteration is unknown, when it is
+    loop: dict | None = None  # {"file", "line"} of the innermost enclosing loop
+    variable: str | None = None  # silent only: the variable that first held it
+    found_by: str = "callback"  # callback | second pass
+    fingerprint: str | None = None  # to check that a re-run reached the same state
+
+    def to_json(self) -> dict:
+        out = {
+            "file": self.file,
+            "line": self.line,
+            "function": self.function,
+            "source": self.source,
+            "op": self.op,
+            "kind": self.kind,
+            "value": self.value,
+            "iteration": self.iteration,
+            "loop": self.loop,
+            "stack": [f.to_json() for f in self.stack],
+            "operands": [{"expr": e, **n} for e, n in self.operands],
+            "variables": self.variables,
+        }
+        if self.iteration is None and self.iteration_note:
+            out["iteration_note"] = self.iteration_note
+        if self.variable:
+            out["variable"] = self.variable
+        out["found_by"] = self.found_by
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict) -> FirstNonFinite:
+        operands = [(o["expr"], {k: v for k, v in o.items() if k != "expr"}) for o in d["operands"]]
+        return cls(
+            file=d["file"],
+            line=d["line"],
+            function=d["function"],
+            source=d["source"],
+            op=d["op"],
+            kind=d["kind"],
+            value=d["value"],
+            stack=[Frame(**f) for f in d["stack"]],
+            operands=operands,
+            variables=d.get("variables", {}),
+            iteration=d["iteration"],
+            iteration_note=d.get("iteration_note"),
+            loop=d["loop"],
+            variable=d.get("variable"),
+            found_by=d.get("found_by", "callback"),
+        )
+
+
+@dataclass
+class Site:
+    """One kind of event at one user line, and how often it happened."""
+
+    file: str
+    line: int
+    kind: str
+    count: int = 0
+    absorbed: int = 0  # events whose statement still produced a finite result
+
+    def to_json(self) -> dict:
+        return {
+            "file": display_path(self.file),
+            "line": self.line,
+            "kind": self.kind,
+            "count": self.count,
+        }
+
+
+class NonFiniteError(FloatingPointError):
+    """Raised by ``nandoctor.watch(raise_on_nonfinite=True)`` at the first non-finite value."""
+
+    def __init__(self, first: FirstNonFinite, result=None):
+        self.first = first
+        self.result = result
+        where = f"{first.file}:{first.line}"
+        when = f" (iteration {first.iteration})" if first.iteration else ""
+        super().__init__(
+            f"{first.value or 'non-finite'} from {first.op} at {where}{when}: {first.source}"
+        )
+
+
+class UserErrorState:
+    """What the traced program asked NumPy to do on each kind of event, applied after recording."""
+
+    def __init__(self):
+        self.modes = dict(npstate.geterr())  # over/under/divide/invalid -> mode
+        self.call = npstate.geterrcall()
+
+    def seterr(self, all=None, divide=None, over=None, under=None, invalid=None):
+        old = dict(self.modes)
+        for key, mode in (
+            ("divide", divide),
+            ("over", over),
+            ("under", under),
+            ("invalid", invalid),
+        ):
+            mode = mode if mode is not None else all
+            if mode is not None:
+                if mode not in ("ignore", "warn", "raise", "call", "print", "log"):
+                    raise ValueError(f"invalid error mode {mode!r}")
+                self.modes[key] = mode
+        return old
+
+    def geterr(self):
+        return dict(self.modes)
+
+    def seterrcall(self, func):
+        old, self.call = self.call, func
+        return old
+
+    def geterrcall(self):
+        return self.call
+
+    def errstate_class(self):
+        state = self
+
+        class errstate(contextlib.ContextDecorator):  # noqa: N801 - numpy's name
+            def __init__(
+                self, *, call=None, all=None, divide=None, over=None, under=None, invalid=None
+            ):
+                self._call, self._set = call, {"all": all, "divide": divide, "over": over}
+                self._set |= {"under": under, "invalid": invalid}
+                self._call_given = call is not None
+
+            def __enter__(self):
+                self._old = state.seterr(**self._set)
+                if self._call_given:
+                    self._old_call = state.seterrcall(self._call)
+
+            def __exit__(self, *exc):
+                state.modes = self._old
+                if self._call_given:
+                    state.call = self._old_call
+
+        return errstate
+
+    def apply(self, kind: str, flag: int, caller_depth: int) -> None:
+        mode = self.modes[NUMPY_KEYS[kind]]
+        if mode == "ignore":
+            return
+        message = f"{MESSAGES[kind]} encountered"
+        if mode == "warn":
+            warnings.warn(message, RuntimeWarning, stacklevel=caller_depth + 2)
+        elif mode == "raise":
+            raise FloatingPointError(message)
+        elif mode == "call" and self.call is not None:
+            self.call(MESSAGES[kind], flag)
+        elif mode == "log" and self.call is not None:
+            self.call.write(f"Warning: {message}\n")
+        elif mode == "print":
+            print(f"Warning: {message}", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def patched(self):
+        """Answer the program's ``np.seterr``/``np.errstate``/... with this object while tracing."""
+        names = ("seterr", "geterr", "seterrcall", "geterrcall", "errstate")
+        saved = {n: getattr(np, n) for n in names}
+        replacements = {n: getattr(self, n) for n in names[:-1]} | {
+            "errstate": self.errstate_class()
+        }
+        for n, fn in replacements.items():
+            setattr(np, n, fn)
+        try:
+            yield self
+        finally:
+            for n, fn in saved.items():
+                setattr(np, n, fn)
+
+
+class Recorder:
+    """NumPy's error callback: counts every event at its user line, examines the first real one.
+
+    ``on_first(first, frames)`` is called once, at the first event whose statement produced a
+    non-finite value (it may raise, e.g. :class:`NonFiniteError`, or stop a re-run).
+    """
+
+    def __init__(self, on_first: Callable | None = None, user_state: UserErrorState | None = None):
+        self.sites: dict[tuple, Site] = {}
+        self.underflow: dict[tuple, int] = {}
+        self.first: FirstNonFinite | None = None
+        self.plan: dict | None = None  # what a re-run needs to find the first event's loop again
+        self.on_first = on_first
+        self.user_state = user_state or UserErrorState()
+        self._busy = False
+
+    # -- the callback: keep the underflow path short
+    def __call__(self, kind: str, flag: int) -> None:
+        if self._busy:
+            return
+        frame = sys._getframe(1)
+        depth = 1
+        while frame is not None and not is_user_code(frame.f_code):
+            frame = frame.f_back
+            depth += 1
+        if kind == "underflow":
+            if frame is not None:
+                key = (frame.f_code.co_filename, frame.f_lineno)
+                self.underflow[key] = self.underflow.get(key, 0) + 1
+            if self.user_state.modes["under"] != "ignore":
+                self.user_state.apply("underflow", flag, depth)
+            return
+        kind = KINDS.get(kind, kind)
+        if frame is not None:
+            self._busy = True
+            try:
+                with npstate.errstate(all="ignore"):
+                    self._record(frame, kind)
+            finally:
+                self._busy = False
+        self.user_state.apply(kind, flag, depth)
+
+    def _record(self, frame, kind: str) -> None:
+        key = (frame.f_code.co_filename, frame.f_lineno, kind)
+        site = self.sites.get(key)
+        if site is None:
+            site = self.sites[key] = Site(frame.f_code.co_filename, frame.f_lineno, kind)
+        site.count += 1
+        if self.first is not None or not _worth_examining(site.count):
+            return
+        from nandoctor.trace.evaluate import read_line
+
+        stmt = statement_at(frame.f_code.co_filename, frame.f_lineno)
+        reading = read_line(frame, stmt, kind)
+        if reading.absorbed:
+            site.absorbed += 1
+            return
+        self.first = first_from_frame(frame, kind, reading)
+        self.plan = rerun_plan(frame, reading.node)
+        if self.on_first is not None:
+            self._busy = False
+            self.on_first(self.first, frame)
+
+    @contextlib.contextmanager
+    def armed(self):
+        """Record every event of the code run inside (over, invalid, divide; underflow counted)."""
+        with self.user_state.patched():
+            old = npstate.seterr(all="call")
+            old_call = npstate.seterrcall(self)
+            try:
+                yield self
+            finally:
+                npstate.seterr(**old)
+                npstate.seterrcall(old_call)
+
+    def events(self) -> list[Site]:
+        under = [Site(f, line, "underflow", n) for (f, line), n in self.underflow.items()]
+        return sorted([*self.sites.values(), *under], key=lambda s: (-s.count, s.file, s.line))
+
+
+def _worth_examining(count: int) -> bool:
+    return count <= ALWAYS_EXAMINE or (count & (count - 1)) == 0
+
+
+def first_from_frame(frame, kind: str, reading) -> FirstNonFinite:
+    frames = user_frames(frame)
+    stack = _stack(frames)
+    loop_frame, loop = innermost_loop(frames)
+    first = FirstNonFinite(
+        file=stack[0].file,
+        line=stack[0].line,
+        function=stack[0].function,
+        source=stack[0].source,
+        op=reading.op,
+        kind=kind,
+        value=reading.value or ("nan" if kind == "invalid" else "inf"),
+        stack=stack,
+        operands=reading.operands,
+        variables=reading.names,
+        loop={"file": display_path(loop.file), "line": loop.line} if loop else None,
+    )
+    if loop is not None:
+        from nandoctor.trace.loops import iteration_from_target
+
+        first.iteration = iteration_from_target(loop_frame, loop)
+    first.fingerprint = fingerprint(frame, first)
+    return first
+
+
+def _stack(frames, line: int | None = None) -> list[Frame]:
+    stack = [
+        Frame(
+            display_path(f.f_code.co_filename),
+            f.f_lineno,
+            f.f_code.co_name,
+            source_line(f.f_code.co_filename, f.f_lineno),
+        )
+        for f in frames
+    ]
+    if line is not None and stack:
+        top = frames[0].f_code.co_filename
+        stack[0] = Frame(stack[0].file, line, stack[0].function, source_line(top, line))
+    return stack
+
+
+def first_silent(frame, line: int, variable: str, found: tuple) -> FirstNonFinite:
+    """The first non-finite value no operation created: the line that put it in ``variable``."""
+    kind, count, size = found
+    frames = user_frames(frame)
+    stack = _stack(frames, line)
+    loop_frame, loop = innermost_loop(frames)
+    first = FirstNonFinite(
+        file=stack[0].file,
+        line=line,
+        function=stack[0].function,
+        source=stack[0].source,
+        op="assign",
+        kind="silent",
+        value=kind,
+        stack=stack,
+        operands=[(variable, {"nonfinite": count, "size": size})],
+        loop={"file": display_path(loop.file), "line": loop.line} if loop else None,
+        variable=variable,
+        found_by="second pass",
+    )
+    if loop is not None:
+        from nandoctor.trace.loops import iteration_from_target
+
+        first.iteration = iteration_from_target(loop_frame, loop)
+    return first
+
+
+def rerun_plan(frame, node) -> dict:
+    """The code objects (by file, name, first line) of the loop and of the failing line."""
+    loop_frame, loop = innermost_loop(user_frames(frame))
+
+    def key(code) -> list:
+        return [code.co_filename, code.co_name, code.co_firstlineno]
+
+    plan = {"op_code": key(frame.f_code), "op_line": frame.f_lineno, "op_pos": None}
+    if node is not None:
+        plan["op_pos"] = [node.lineno, node.col_offset, node.end_lineno, node.end_col_offset]
+        plan["op_file"] = frame.f_code.co_filename
+    if loop is not None:
+        plan |= {"loop_code": key(loop_frame.f_code), "loop_line": loop.line, "loop_end": loop.end}
+    return plan
+
+
+def fingerprint(frame, first: FirstNonFinite) -> str:
+    """A digest of the failing frame's numbers: equal only if a re-run reached the same state."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(f"{first.file}:{first.line}:{first.kind}".encode())
+    for name in sorted(frame.f_locals):
+        value = frame.f_locals[name]
+        if isinstance(value, np.ndarray) and value.dtype.kind in "fc" and value.size <= 10_000_000:
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        elif isinstance(value, float):
+            digest.update(f"{name}={value!r}".encode())
+    return digest.hexdigest()

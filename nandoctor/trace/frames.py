@@ -1,0 +1,161 @@
+"""Which frames are the user's, their source lines, and the loops that enclose a line.
+
+A frame is the user's when its file is not part of Python, an installed package or nandoctor
+itself: NumPy's own Python code (``np.mean`` → ``_methods._mean``) is walked through to the
+user line that called it.
+"""
+
+from __future__ import annotations
+
+import ast
+import linecache
+import os
+import sys
+import sysconfig
+from dataclasses import dataclass
+from functools import lru_cache
+from types import CodeType, FrameType
+
+
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    roots |= {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # nandoctor
+    for name in ("numpy",):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            roots.add(os.path.dirname(module.__file__))
+    return tuple(sorted(os.path.join(os.path.realpath(r), "") for r in roots))
+
+
+_LIBRARY_ROOTS = _library_roots()
+_USER_CODE: dict[CodeType, bool] = {}
+
+
+def is_user_file(filename: str) -> bool:
+    """True for the program's own files (a script, its helper modules, a notebook cell)."""
+    if filename.startswith("<"):
+        return not filename.startswith("<frozen")
+    path = os.path.join(os.path.realpath(os.path.abspath(filename)), "")
+    return not path.startswith(_LIBRARY_ROOTS)
+
+
+def is_user_code(code: CodeType) -> bool:
+    known = _USER_CODE.get(code)
+    if known is None:
+        known = _USER_CODE[code] = is_user_file(code.co_filename)
+    return known
+
+
+def innermost_user_frame(frame: FrameType | None) -> FrameType | None:
+    while frame is not None and not is_user_code(frame.f_code):
+        frame = frame.f_back
+    return frame
+
+
+def user_frames(frame: FrameType | None) -> list[FrameType]:
+    """The user's frames from ``frame`` outward, innermost first."""
+    frames = []
+    while frame is not None:
+        if is_user_code(frame.f_code):
+            frames.append(frame)
+        frame = frame.f_back
+    return frames
+
+
+def display_path(filename: str) -> str:
+    """The path as the program named it: relative to the working directory when under it."""
+    if filename.startswith("<") or not os.path.isabs(filename):
+        return filename
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if rel.startswith("..") else rel
+
+
+def source_line(filename: str, line: int) -> str:
+    return linecache.getline(filename, line).strip()
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A ``for``/``while`` statement: its header line and the last line of its body."""
+
+    file: str
+    line: int
+    end: int
+    node: ast.AST
+
+    def contains(self, line: int) -> bool:
+        return self.line <= line <= self.end
+
+
+@lru_cache(maxsize=256)
+def parsed(filename: str) -> ast.Module | None:
+    text = "".join(linecache.getlines(filename))
+    if not text:
+        return None
+    try:
+        return ast.parse(text)
+    except SyntaxError:
+        return None
+
+
+@lru_cache(maxsize=256)
+def loops_in(filename: str) -> tuple[Loop, ...]:
+    tree = parsed(filename)
+    if tree is None:
+        return ()
+    return tuple(
+        Loop(filename, n.lineno, n.end_lineno or n.lineno, n)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.For | ast.While | ast.AsyncFor)
+    )
+
+
+def enclosing_loop(frame: FrameType) -> Loop | None:
+    """The innermost loop of ``frame``'s own code that holds the line it is executing."""
+    code = frame.f_code
+    first, last = code.co_firstlineno, _last_line(code)
+    line = frame.f_lineno
+    inside = [
+        loop
+        for loop in loops_in(code.co_filename)
+        if loop.contains(line) and (code.co_name == "<module>" or first < loop.line <= last)
+    ]
+    if not inside:
+        return None
+    return max(inside, key=lambda loop: loop.line)
+
+
+def _last_line(code: CodeType) -> int:
+    lines = [line for _, _, line in code.co_lines() if line is not None]
+    return max(lines, default=code.co_firstlineno)
+
+
+def innermost_loop(frames: list[FrameType]) -> tuple[FrameType, Loop] | tuple[None, None]:
+    """Search outward through the user's frames for the first one executing inside a loop."""
+    for frame in frames:
+        loop = enclosing_loop(frame)
+        if loop is not None:
+            return frame, loop
+    return None, None
+
+
+def statement_at(filename: str, line: int) -> ast.stmt | None:
+    """The innermost simple statement that starts at, or spans, ``line``."""
+    tree = parsed(filename)
+    if tree is None:
+        return None
+    best = None
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.stmt)
+            and not isinstance(node, ast.For | ast.While | ast.If | ast.With | ast.Try)
+            and not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)
+            and node.lineno <= line <= (node.end_lineno or node.lineno)
+        ) and (best is None or node.lineno >= best.lineno):
+            best = node
+    return best

@@ -1,0 +1,152 @@
+"""When: the 1-based iteration of the innermost enclosing loop at the first non-finite value.
+
+Counting iterations as the program runs would slow every program down for the sake of the few
+that fail. Instead:
+
+- when the loop is ``for i in range(...)`` or ``for i, x in enumerate(...)`` and the body never
+  rebinds ``i``, the iteration is read from ``i`` at the event (exact, free);
+- otherwise a second run of the program, stopped at the same event, counts the loop's iterations
+  with line events on that loop's code only (:class:`LoopCounter`); it also records how large
+  the failing op's operands were at each iteration, which tells a growth (exploding) from values
+  that were huge from the start (overflow). A program that does not repeat itself (unseeded
+  randomness) is detected by comparing the failing frame's numbers, and its iteration is
+  reported as unknown rather than guessed.
+"""
+
+from __future__ import annotations
+
+import ast
+from types import FrameType
+
+from nandoctor.trace.frames import Loop
+
+
+def _rebinds(body: list[ast.stmt], name: str) -> bool:
+    for stmt in body:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Store):
+                return True
+    return False
+
+
+def iteration_from_target(frame: FrameType, loop: Loop) -> int | None:
+    """The iteration read from a ``range``/``enumerate`` loop variable, or None if not that form."""
+    from nandoctor.trace.evaluate import FrameEvaluator
+
+    node = loop.node
+    if not isinstance(node, ast.For) or not isinstance(node.iter, ast.Call):
+        return None
+    func = node.iter.func
+    if not isinstance(func, ast.Name) or func.id not in ("range", "enumerate"):
+        return None
+    target = node.target
+    if func.id == "enumerate":
+        if not (isinstance(target, ast.Tuple) and isinstance(target.elts[0], ast.Name)):
+            return None
+        target = target.elts[0]
+    if not isinstance(target, ast.Name) or _rebinds(node.body, target.id):
+        return None
+    evaluator = FrameEvaluator(frame)
+    try:
+        value = frame.f_locals[target.id]
+        if func.id == "enumerate":
+            args = node.iter.args[1:] + [k.value for k in node.iter.keywords if k.arg == "start"]
+            start = evaluator.eval(args[0]) if args else 0
+            return int(value) - int(start) + 1
+        bounds = [int(evaluator.eval(a)) for a in node.iter.args]
+        start, step = (bounds[0] if len(bounds) > 1 else 0), (bounds[2] if len(bounds) > 2 else 1)
+        return (int(value) - start) // step + 1
+    except Exception:
+        return None
+
+
+class LoopCounter:
+    """Line events on the loop's code only: the iteration of each live frame of it, and the
+    magnitude of the failing op's operands each time its line runs (a ``sys.settrace`` hook)."""
+
+    def __init__(
+        self,
+        loop_code: tuple,
+        loop_line: int,
+        loop_end: int,
+        op_code: tuple,
+        op_line: int,
+        op_node: ast.AST | None,
+    ):
+        self.loop_code, self.loop_line, self.loop_end = loop_code, loop_line, loop_end
+        self.op_code, self.op_line, self.op_node = op_code, op_line, op_node
+        self.state: dict[int, list] = {}  # id(frame) -> [iteration, last line]
+        self.current: list = [None, None]
+        self.history: list[tuple[int | None, float]] = []  # (iteration, max |operand|)
+
+    @staticmethod
+    def key(code) -> tuple:
+        return (code.co_filename, code.co_name, code.co_firstlineno)
+
+    def __call__(self, frame, event, arg):  # the global trace function: 'call' events only
+        key = self.key(frame.f_code)
+        if key == self.loop_code:
+            self.current = self.state[id(frame)] = [None, None]
+            return self.local
+        if key == self.op_code:
+            return self.local
+        return None
+
+    def local(self, frame, event, arg):
+        if event != "line":
+            return self.local
+        line = frame.f_lineno
+        key = self.key(frame.f_code)
+        if key == self.loop_code:
+            st = self.state.setdefault(id(frame), [None, None])
+            if line == self.loop_line:
+                inside = st[1] is not None and self.loop_line <= st[1] <= self.loop_end
+                st[0] = (st[0] or 0) + 1 if inside else 1
+            st[1] = line
+        if key == self.op_code and line == self.op_line and self.op_node is not None:
+            self._record_operands(frame)
+        return self.local
+
+    def _record_operands(self, frame) -> None:
+        from nandoctor.trace import npstate
+        from nandoctor.trace.evaluate import operand_magnitude
+
+        with npstate.errstate(all="ignore"):
+            magnitude = operand_magnitude(frame, self.op_node)
+        if magnitude is not None:
+            self.history.append((self.current[0], magnitude))
+
+    def iteration_at(self, frame) -> int | None:
+        while frame is not None:
+            if self.key(frame.f_code) == self.loop_code:
+                st = self.state.get(id(frame))
+                return st[0] if st else None
+            frame = frame.f_back
+        return None
+
+
+def per_iteration(history: list[tuple[int | None, float]]) -> list[tuple[int, float]]:
+    """The largest operand magnitude of each iteration, in order."""
+    best: dict[int, float] = {}
+    for iteration, magnitude in history:
+        if iteration is not None:
+            best[iteration] = max(best.get(iteration, 0.0), magnitude)
+    return sorted(best.items())
+
+
+def find_node(filename: str, line: int, position: tuple | None) -> ast.AST | None:
+    """The expression node at ``position`` (lineno, col, end_lineno, end_col) in ``filename``."""
+    from nandoctor.trace.frames import parsed
+
+    tree = parsed(filename)
+    if tree is None or position is None:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.expr) and (
+            node.lineno,
+            node.col_offset,
+            node.end_lineno,
+            node.end_col_offset,
+        ) == tuple(position):
+            return node
+    return None

@@ -1,0 +1,131 @@
+"""What a run saw besides its first non-finite value: warnings from the events and final arrays.
+
+- ``exp`` underflowing (or overflowing into a statement that stayed finite, ``1/(1+inf) = 0``) at a
+  line means a sigmoid or softmax there returned exactly 0 or 1: saturation.
+- Probability-like arrays left in the program's variables (values in [0, 1], e.g. a sigmoid
+  layer's output) are checked for entries pinned at their limits, as ``run`` does for its layers.
+- NaN left in the program's variables when no event explains it calls for the second pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nandoctor.trace import npstate
+from nandoctor.trace.events import Recorder, Site
+from nandoctor.trace.frames import display_path, source_line
+from nandoctor.trace.result import TraceWarning
+
+SATURATION_TOL = 1e-3  # outputs this close to 0 or 1 are saturated (as run's history)
+SATURATED_WARN = 0.25  # share of an array's entries saturated that warrants a warning
+PARTLY = 0.025  # p(1 - p) under a tenth of its peak 0.25: a partly saturated unit
+
+
+def _site_text(site: Site) -> str:
+    return f"{display_path(site.file)}:{site.line} (`{source_line(site.file, site.line)}`)"
+
+
+def event_warnings(recorder: Recorder) -> list[TraceWarning]:
+    out = []
+    for (file, line), count in sorted(recorder.underflow.items(), key=lambda kv: -kv[1]):
+        site = Site(file, line, "underflow", count)
+        source = source_line(file, line)
+        if "exp" in source:
+            summary = (
+                f"exp underflowed {count:,} time(s) at {_site_text(site)}: its result was exactly 0 "
+                "there, a sigmoid or softmax pinned at exactly 0 or 1 (saturated)"
+            )
+            out.append(TraceWarning("saturation", summary, display_path(file), line))
+        else:
+            summary = f"{count:,} underflow(s) to 0 at {_site_text(site)}"
+            out.append(TraceWarning("underflow", summary, display_path(file), line))
+    for site in recorder.sites.values():
+        if site.absorbed and (
+            recorder.first is None or (site.file, site.line) != _first_key(recorder)
+        ):
+            summary = (
+                f"{site.kind} {site.count:,} time(s) at {_site_text(site)}, but the statement's "
+                "result stayed finite (an inf absorbed, e.g. 1/(1+inf) = 0: a sigmoid pinned at 0)"
+            )
+            kind = "saturation" if "exp" in source_line(site.file, site.line) else site.kind
+            out.append(TraceWarning(kind, summary, display_path(site.file), site.line))
+    return out
+
+
+def _first_key(recorder: Recorder) -> tuple:
+    return (recorder.plan or {}).get("op_code", [None])[0], (recorder.plan or {}).get("op_line")
+
+
+def arrays_in(namespace: dict, depth: int = 1):
+    """(name, float array) pairs in a namespace and, one level down, in its objects' attributes."""
+    for name, value in list(namespace.items()):
+        if name.startswith("__"):
+            continue
+        if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+            yield name, value
+        elif isinstance(value, float | np.floating):
+            yield name, np.asarray(value)
+        elif depth > 0 and hasattr(value, "__dict__") and not isinstance(value, type):
+            attrs = getattr(value, "__dict__", None)
+            if isinstance(attrs, dict) and not _is_module(value):
+                for sub, array in arrays_in(attrs, depth - 1):
+                    yield f"{name}.{sub}", array
+
+
+def _is_module(value) -> bool:
+    import types
+
+    return isinstance(value, types.ModuleType)
+
+
+def leftover_nan(namespaces: list[dict]) -> list[tuple[str, int, int]]:
+    """Variables still holding NaN at the end: (name, NaN count, size). Inf alone is a sentinel."""
+    found = []
+    for namespace in namespaces:
+        for name, a in arrays_in(namespace):
+            with npstate.errstate(all="ignore"):
+                count = int(np.count_nonzero(np.isnan(a)))
+            if count:
+                found.append((name, count, int(a.size)))
+    return found
+
+
+def saturation_warnings(namespaces: list[dict]) -> tuple[list[TraceWarning], list[str]]:
+    """Sigmoid-like arrays (values in [0, 1]) pinned at their limits, among the final variables."""
+    warnings, notes, seen = [], [], set()
+    for namespace in namespaces:
+        for name, a in arrays_in(namespace):
+            if id(a) in seen:
+                continue
+            seen.add(id(a))
+            if a.size < 2 or not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+                continue
+            if np.all((a == 0) | (a == 1)):
+                continue  # a mask or one-hot labels, not a squashing function's output
+            pinned = float(((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)).mean())
+            partly = float((a * (1 - a) < PARTLY).mean())
+            if pinned >= SATURATED_WARN:
+                warnings.append(
+                    TraceWarning(
+                        "saturation",
+                        f"`{name}` ends with {100 * pinned:.0f}% of its {a.size} values within "
+                        f"{SATURATION_TOL} of 0 or 1 (saturated: near-zero derivative)",
+                    )
+                )
+            elif partly > 0:
+                notes.append(
+                    f"`{name}` (values in [0, 1], {a.size} entries) ends with {100 * partly:.0f}% "
+                    f"partly saturated (p(1-p) under a tenth of its peak) and "
+                    f"{100 * pinned:.0f}% within {SATURATION_TOL} of 0 or 1"
+                )
+    return warnings, notes
+
+
+def finite_summary(recorder: Recorder) -> str:
+    under = sum(recorder.underflow.values())
+    flagged = sum(s.count for s in recorder.sites.values())
+    parts = [f"{flagged:,} overflow/invalid/divide event(s), every one absorbed"] if flagged else []
+    if under:
+        parts.append(f"{under:,} underflow event(s)")
+    seen = "; ".join(parts) if parts else "no floating-point event at all"
+    return f"every value stayed finite: no operation created a NaN or an Inf ({seen})"

@@ -1,0 +1,124 @@
+"""Second runs of the user's program, each in a fresh process, stopped as soon as they know.
+
+``python -m nandoctor.trace.rerun PLAN.json OUT.json`` runs the program of the plan with its
+output discarded, and writes what it found to OUT.json:
+
+- ``loop``: the iteration of the loop enclosing the first non-finite value, the failing op's
+  operand magnitudes per iteration, and the failing frame's fingerprint (to tell whether the
+  program repeated itself);
+- ``silent``: the first line whose assignment put a NaN or Inf into a user variable.
+
+A fresh process keeps the first run's module state out, and lets the line events (which slow
+the program down) stay out of the first run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from nandoctor.trace.runner import Program
+
+
+def launch(plan: dict, timeout: float) -> dict | None:
+    """Run a second pass of ``plan`` in a subprocess; its findings, or None if it did not finish."""
+    with tempfile.TemporaryDirectory(prefix="nandoctor-trace-") as tmp:
+        plan_path, out_path = os.path.join(tmp, "plan.json"), os.path.join(tmp, "out.json")
+        with open(plan_path, "w") as f:
+            json.dump(plan, f)
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "nandoctor.trace.rerun", plan_path, out_path],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return None
+        try:
+            with open(out_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+
+def _finish(out_path: str, found: dict) -> None:
+    with open(out_path, "w") as f:
+        json.dump(found, f)
+    os._exit(0)
+
+
+def _loop_pass(program: Program, plan: dict, out_path: str) -> None:
+    from nandoctor.trace.events import Recorder
+    from nandoctor.trace.loops import LoopCounter, find_node, per_iteration
+
+    node = find_node(plan.get("op_file", ""), plan["op_line"], plan.get("op_pos"))
+    counter = LoopCounter(
+        tuple(plan["loop_code"]),
+        plan["loop_line"],
+        plan["loop_end"],
+        tuple(plan["op_code"]),
+        plan["op_line"],
+        node,
+    )
+
+    def stop(first, frame) -> None:
+        sys.settrace(None)
+        _finish(
+            out_path,
+            {
+                "found": True,
+                "place": [first.file, first.line, first.kind],
+                "fingerprint": first.fingerprint,
+                "iteration": counter.iteration_at(frame),
+                "growth": per_iteration(counter.history),
+            },
+        )
+
+    recorder = Recorder(on_first=stop)
+    _run(program, recorder.armed(), counter)
+
+
+def _silent_pass(program: Program, out_path: str) -> None:
+    from nandoctor.trace.events import first_silent
+    from nandoctor.trace.silent import FirstNaNFinder
+
+    def found(frame, line, name, numbers) -> None:
+        sys.settrace(None)
+        first = first_silent(frame, line, name, numbers)
+        _finish(out_path, {"found": True, "first": first.to_json()})
+
+    _run(program, None, FirstNaNFinder(found))
+
+
+def _run(program: Program, armed, tracer) -> None:
+    import contextlib
+
+    from nandoctor.trace.runner import output_silenced, run_program
+
+    with output_silenced(), armed or contextlib.nullcontext():
+        sys.settrace(tracer)
+        try:
+            run_program(program)
+        finally:
+            sys.settrace(None)
+
+
+def main(plan_path: str, out_path: str) -> None:
+    with open(plan_path) as f:
+        plan = json.load(f)
+    program = Program.from_json(plan["program"])
+    if plan["mode"] == "loop":
+        _loop_pass(program, plan, out_path)
+    else:
+        _silent_pass(program, out_path)
+    _finish(out_path, {"found": False})
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])

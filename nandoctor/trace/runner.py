@@ -1,0 +1,185 @@
+"""Run a script or module as ``python`` would: same ``sys.argv``, ``__main__``, ``sys.path[0]``.
+
+The program's own exceptions and ``sys.exit`` are caught and kept as its outcome; its traceback
+is shown without nandoctor's frames, as ``python`` would show it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import runpy
+import sys
+import traceback
+from dataclasses import dataclass, field
+
+from nandoctor.errors import UsageProblem
+
+
+@dataclass(frozen=True)
+class Program:
+    """``python SCRIPT ARGS`` (``module`` False) or ``python -m MODULE ARGS`` (``module`` True)."""
+
+    target: str
+    args: tuple[str, ...] = ()
+    module: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"-m {self.target}" if self.module else self.target
+
+    def to_json(self) -> dict:
+        return {"target": self.target, "args": list(self.args), "module": self.module}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Program:
+        return cls(d["target"], tuple(d["args"]), d["module"])
+
+    def check(self) -> None:
+        """Usage problems before anything runs: no such script or module."""
+        if self.module:
+            import importlib.util
+
+            sys.path.insert(0, os.getcwd())
+            try:
+                found = importlib.util.find_spec(self.target) is not None
+            except (ImportError, ValueError):
+                found = False
+            finally:
+                sys.path.pop(0)
+            if not found:
+                raise UsageProblem(f"-m {self.target}: no module named {self.target!r}")
+        elif not os.path.isfile(self.target):
+            what = "is a directory" if os.path.isdir(self.target) else "no such file"
+            raise UsageProblem(f"SCRIPT {self.target}: {what}")
+
+
+@dataclass
+class Outcome:
+    """How the program ended."""
+
+    exit_code: int = 0
+    exception: BaseException | None = None
+    traceback_text: str | None = None  # the program's traceback, nandoctor's frames removed
+    globals: dict = field(default_factory=dict)  # __main__'s globals at the end
+    frames_locals: list[dict] = field(default_factory=list)  # locals of the raising frames
+
+    @property
+    def failed(self) -> bool:
+        return self.exit_code != 0
+
+    def to_json(self) -> dict:
+        exc = None
+        if self.exception is not None:
+            exc = f"{type(self.exception).__name__}: {self.exception}"
+        return {"exit_code": self.exit_code, "exception": exc}
+
+
+def run_program(program: Program) -> Outcome:
+    """Execute ``program`` in this process; its modules are forgotten afterwards."""
+    from nandoctor.trace.frames import is_user_code
+
+    outcome = Outcome()
+    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
+    modules_before = set(sys.modules)
+    if program.module:
+        sys.argv = [program.target, *program.args]
+        path0 = os.getcwd()
+    else:
+        sys.argv = [program.target, *program.args]
+        path0 = os.path.dirname(os.path.abspath(program.target))
+    if sys.path:
+        sys.path[0] = path0
+    else:
+        sys.path.append(path0)
+    try:
+        if program.module:
+            outcome.globals = runpy.run_module(program.target, run_name="__main__", alter_sys=True)
+        else:
+            outcome.globals = runpy.run_path(program.target, run_name="__main__")
+    except SystemExit as e:
+        outcome.exit_code = _exit_code(e.code)
+    except BaseException as e:  # the program's own failure, whatever it is
+        outcome.exit_code = 1
+        outcome.exception = e
+        tb = e.__traceback__
+        while tb is not None and not is_user_code(tb.tb_frame.f_code):
+            tb = tb.tb_next
+        outcome.traceback_text = "".join(traceback.format_exception(type(e), e, tb))
+        outcome.frames_locals = _raising_locals(tb)
+    finally:
+        sys.argv = saved_argv
+        if saved_path0 is not None:
+            sys.path[0] = saved_path0
+        _forget_user_modules(modules_before)
+    return outcome
+
+
+def _exit_code(code) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _raising_locals(tb) -> list[dict]:
+    from nandoctor.trace.frames import is_user_code
+
+    found = []
+    while tb is not None:
+        if is_user_code(tb.tb_frame.f_code):
+            found.append(dict(tb.tb_frame.f_locals))
+        tb = tb.tb_next
+    return found
+
+
+def _forget_user_modules(before: set[str]) -> None:
+    """Drop the program's own modules, so a second program (or run) imports them afresh."""
+    from nandoctor.trace.frames import is_user_file
+
+    for name in set(sys.modules) - before:
+        path = getattr(sys.modules[name], "__file__", None)
+        if path and is_user_file(path):
+            del sys.modules[name]
+
+
+@contextlib.contextmanager
+def output_to_stderr():
+    """Send the program's output, Python's and C's alike (file descriptor 1), to stderr."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:
+        saved = None
+    if saved is not None:
+        os.dup2(2, 1)
+    old_stdout = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stdout = old_stdout
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+@contextlib.contextmanager
+def output_silenced():
+    """Discard the program's output (for second runs): file descriptors 1 and 2 and sys.std*."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = [os.dup(1), os.dup(2)]
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)

@@ -1,0 +1,91 @@
+"""The repository documents itself: generated docs are current, links stay inside the repository,
+every JSON field a command prints is documented, and every declared extra is used."""
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nandoctor.cli import main
+from nandoctor.spec.reference import REGENERATE, markdown_reference
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_spec_reference_is_current():
+    committed = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
+    assert committed == markdown_reference(), f"docs/spec.md is out of date: run `{REGENERATE}`"
+
+
+def test_schema_markdown_prints_the_reference_with_every_key():
+    r = invoke("schema", "--markdown")
+    assert r.exit_code == 0 and r.stdout == markdown_reference()
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|", r.stdout, re.MULTILINE)
+    keys = {key: (kind.strip(), default.strip()) for key, kind, default in rows}
+    assert keys["outputs"] == ("int or null", "`null`")
+    assert keys["units"] == ("int", "required")
+    assert keys["learning_rate"] == ("float", "`0.01`")
+    assert "| `beta1` | float | `0.9` | ≥ 0, < 1 |" in r.stdout
+    assert "`sgd`, `momentum`, `rmsprop`, `adam`" in r.stdout
+    assert "## `model.layers[]`" in r.stdout
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_links_stay_inside_the_repository(doc):
+    text = doc.read_text(encoding="utf-8")
+    assert "/work/" not in text and "shared/CONTRACT" not in text
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://|#|mailto:", target):
+            continue
+        path = (doc.parent / target.split("#")[0]).resolve()
+        assert path.is_relative_to(ROOT), f"{doc.name} links outside the repository: {target}"
+        assert path.exists(), f"{doc.name} links to a missing file: {target}"
+
+
+def json_keys(doc, skip=("changes", "inputs", "settings")) -> set[str]:
+    """Every key at every depth, except the user-named ones (spec keys, tensor names)."""
+    if isinstance(doc, dict):
+        own = {k for k in doc if "." not in k}
+        return own | {k for key, v in doc.items() if key not in skip for k in json_keys(v)}
+    if isinstance(doc, list):
+        return {k for v in doc for k in json_keys(v)}
+    return set()
+
+
+def test_output_doc_names_every_json_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {layers: [{units: 0}]}\n")
+    relu = CONFIGS / "relu_high_lr.yaml"
+    runs = [
+        invoke("run", relu, "--format", "json", "--no-verify"),
+        invoke("run", CONFIGS / "dead_relu.yaml", "--steps", "60", "--format", "json"),
+        invoke("sweep", relu, "--lr", "1,3", "--steps", "30", "--format", "json"),
+        invoke("check", relu, bad, "--steps", "20", "--format", "json"),
+    ]
+    fields = set().union(*(json_keys(json.loads(r.stdout)) for r in runs))
+    documented = set(re.findall(r"`(\w+)`", (ROOT / "docs" / "output.md").read_text()))
+    assert {"first_nonfinite", "recommendations", "max_stable_lr", "problems"} <= fields
+    assert fields - documented == set(), "add these JSON fields to docs/output.md"
+
+
+def test_every_declared_extra_is_imported_somewhere():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get(
+        "optional-dependencies", {}
+    )
+    source = "\n".join(p.read_text() for p in (ROOT / "nandoctor").rglob("*.py"))
+    for extra, requirements in extras.items():
+        if extra == "test":
+            continue
+        for requirement in requirements:
+            module = re.match(r"[A-Za-z0-9_.-]+", requirement).group().lower().replace("-", "_")
+            used = re.search(rf"^\s*(import|from) {re.escape(module)}\b", source, re.MULTILINE)
+            assert used, f"extra {extra!r} declares {requirement} but nandoctor never imports it"

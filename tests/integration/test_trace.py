@@ -1,0 +1,307 @@
+"""nandoctor trace on the example programs: file, line, iteration and cause, from the run itself.
+
+Each expected line is found by its text in the example's own source, so the test states what the
+example is about, and the tool must find it from the numbers the program produced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nandoctor.cli import main
+from nandoctor.trace.runner import Program
+from nandoctor.trace.session import trace_program
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+def line_of(path: Path, text: str) -> int:
+    lines = path.read_text().splitlines()
+    hits = [i for i, line in enumerate(lines, 1) if text in line]
+    assert len(hits) == 1, f"{text!r} must occur once in {path}"
+    return hits[0]
+
+
+@pytest.fixture(scope="module")
+def traced():
+    """Each example traced once, from the repository root, as a user would run it."""
+    cache = {}
+    old = os.getcwd()
+
+    def get(name: str):
+        if name not in cache:
+            os.chdir(ROOT)
+            try:
+                cache[name] = trace_program(Program(f"examples/{name}"))
+            finally:
+                os.chdir(old)
+        return cache[name]
+
+    return get
+
+
+def test_naive_softmax_on_raw_pixels_overflows_in_exp_at_the_first_iteration(traced):
+    r = traced("softmax_raw_pixels.py")
+    src = EXAMPLES / "softmax_raw_pixels.py"
+    f = r.first
+    assert (f.file, f.line, f.function) == (
+        "examples/softmax_raw_pixels.py",
+        line_of(src, "e = np.exp(z)"),
+        "softmax",
+    )
+    assert (f.op, f.kind, f.value) == ("exp", "overflow", "inf")
+    assert f.stack[1].line == line_of(src, "probs = softmax(pixels @ W)")
+    assert f.iteration == 1 and f.loop["line"] == line_of(src, "for epoch in range(20):")
+    assert r.cause.id == "overflow"
+    assert any("709" in e or "710" in e for e in r.cause.evidence)  # exp's float64 limit
+    assert r.exit_code == 1 and r.status == "nonfinite"
+
+
+def test_log_of_a_saturated_float32_sigmoid_is_saturation(traced):
+    r = traced("bce_float32_sigmoid.py")
+    src = EXAMPLES / "bce_float32_sigmoid.py"
+    f = r.first
+    assert f.line == line_of(src, "loss = -np.mean(y * np.log(p)")
+    assert (f.op, f.kind, f.value) == ("log", "divide_by_zero", "-inf")
+    assert f.loop["line"] == line_of(src, "for _step in range(500):")
+    assert f.iteration > 1  # the weights had to grow first
+    assert r.cause.id == "saturation"
+    assert any("exactly 1.0" in e and "float32" in e for e in r.cause.evidence)
+
+
+def test_the_second_run_counts_the_same_iteration_as_the_loop_variable(traced):
+    """Two independent ways to the iteration must agree: range's variable, and line events."""
+    from nandoctor.trace.events import Recorder
+    from nandoctor.trace.session import _when
+
+    r = traced("bce_float32_sigmoid.py")
+    recorder = Recorder()
+    old = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        with recorder.armed():
+            from nandoctor.trace.runner import run_program
+
+            run_program(Program("examples/bce_float32_sigmoid.py"))
+        recorder.first.iteration = None
+        _when(Program("examples/bce_float32_sigmoid.py"), recorder, recorder.first, 60, [])
+    finally:
+        os.chdir(old)
+    assert recorder.first.iteration == r.first.iteration
+
+
+def test_relu_with_a_large_step_explodes_and_a_while_loop_is_counted_by_a_rerun(traced):
+    r = traced("relu_large_step.py")
+    src = EXAMPLES / "relu_large_step.py"
+    f = r.first
+    assert f.kind == "overflow"
+    assert f.loop["line"] == line_of(src, "while step < 300")
+    assert f.iteration is not None and f.iteration > 3
+    assert r.cause.id == "exploding_gradient"
+    assert any("grew from" in e for e in r.cause.evidence)
+    assert any("second run" in n for n in r.notes)
+
+
+def test_a_nan_read_from_the_data_is_located_by_the_second_pass_as_bad_input(traced):
+    r = traced("nan_in_data.py")
+    src = EXAMPLES / "nan_in_data.py"
+    f = r.first
+    assert (f.kind, f.value, f.variable) == ("silent", "nan", "data")
+    assert f.line == line_of(src, "data = np.genfromtxt(")
+    assert f.iteration is None and f.loop is None
+    assert r.cause.id == "bad_input"
+    assert any("second" in n for n in r.notes)
+
+
+def test_standardizing_a_constant_column_divides_zero_by_zero_outside_any_loop(traced):
+    r = traced("zero_variance_standardize.py")
+    src = EXAMPLES / "zero_variance_standardize.py"
+    f = r.first
+    assert (f.line, f.function) == (line_of(src, "return (columns - mean) / std"), "standardize")
+    assert f.stack[1].line == line_of(src, "Xs = standardize(X)")
+    assert (f.op, f.kind, f.value) == ("divide", "invalid", "nan")
+    assert f.iteration is None and f.loop is None
+    assert r.cause.id == "division_by_zero"
+    std = dict(f.operands)["std"]
+    assert std["exact_zeros"] == 1 and std["size"] == 3
+
+
+def test_adam_eps_zero_in_a_helper_module_is_found_there_with_its_call_site_and_batch(traced):
+    r = traced("adam_eps0/train.py")
+    optim, train = EXAMPLES / "adam_eps0" / "optim.py", EXAMPLES / "adam_eps0" / "train.py"
+    f = r.first
+    assert f.file == "examples/adam_eps0/optim.py" and f.function == "adam_step"
+    assert f.line == line_of(optim, "param -= lr * m_hat")
+    assert (f.stack[1].file, f.stack[1].line) == (
+        "examples/adam_eps0/train.py",
+        line_of(train, 'adam_step(W2, grads["W2"]'),
+    )
+    assert f.loop == {
+        "file": "examples/adam_eps0/train.py",
+        "line": line_of(train, "for xb, yb in batches("),
+    }
+    assert f.iteration == 1
+    assert r.cause.id == "division_by_zero"
+    assert any("`eps` is exactly 0" in e for e in r.cause.evidence)
+    assert any("eps" in a for a in r.advice)
+
+
+@pytest.mark.parametrize(
+    "name", ["blog_randn_sigmoid.py", "blog_xavier_sigmoid.py", "blog_xavier_lr1.py"]
+)
+def test_the_blog_programs_stay_finite_and_trace_says_so(traced, name):
+    r = traced(name)
+    assert r.first is None and r.cause is None and r.exit_code == 0
+    assert r.status in ("healthy", "warning")
+    assert "every value stayed finite" in r.notes[0]
+
+
+# -- the command line
+
+
+def _script(tmp_path: Path, body: str, name: str = "prog.py") -> Path:
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+def test_json_shape_follows_the_contract(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nprint('hi')\nx = np.zeros(3)\nfor i in range(4):\n    y = 1 / x\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    assert res.exit_code == 1
+    doc = json.loads(res.stdout)
+    assert set(doc) >= {
+        "script",
+        "status",
+        "first_nonfinite",
+        "cause",
+        "warnings",
+        "events",
+        "advice",
+        "program",
+    }
+    f = doc["first_nonfinite"]
+    assert set(f) >= {
+        "file",
+        "line",
+        "function",
+        "source",
+        "op",
+        "kind",
+        "value",
+        "iteration",
+        "loop",
+        "stack",
+    }
+    assert (f["line"], f["op"], f["kind"], f["value"], f["iteration"]) == (
+        5,
+        "divide",
+        "divide_by_zero",
+        "inf",
+        1,
+    )
+    assert f["loop"]["line"] == 4 and f["stack"][0]["source"] == "y = 1 / x"
+    assert doc["cause"]["id"] == "division_by_zero" and doc["cause"]["evidence"]
+    assert doc["events"][0] == {"file": f["file"], "line": 5, "kind": "divide_by_zero", "count": 4}
+    assert doc["program"] == {"exit_code": 0, "exception": None}
+
+
+def test_program_output_from_c_goes_to_stderr_under_json(tmp_path):
+    prog = _script(
+        tmp_path, "import os, sys\nos.write(1, b'from C\\n')\nprint('from python', sys.argv[1:])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "nandoctor", "trace", "--format", "json", str(prog), "a", "--b"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "healthy"
+    assert "from C" in done.stderr and "from python ['a', '--b']" in done.stderr
+
+
+def test_a_failing_program_exits_3_with_its_own_traceback(tmp_path):
+    prog = _script(tmp_path, "def boom():\n    raise ValueError('bad shape')\n\nboom()\n")
+    res = CliRunner().invoke(main, ["trace", str(prog)])
+    assert res.exit_code == 3
+    assert "ValueError: bad shape" in res.stderr and "prog.py" in res.stderr
+    assert "nandoctor" not in res.stderr.split("ValueError")[0].replace(str(prog), "")
+
+
+def test_exit_code_of_sys_exit_is_the_programs(tmp_path):
+    prog = _script(tmp_path, "import sys\nsys.exit(4)\n")
+    assert CliRunner().invoke(main, ["trace", str(prog)]).exit_code == 3
+
+
+def test_usage_errors_exit_2(tmp_path):
+    res = CliRunner().invoke(main, ["trace", str(tmp_path / "missing.py")])
+    assert res.exit_code == 2 and "no such file" in res.stderr
+    res = CliRunner().invoke(main, ["trace", "-m", "no_such_module_xyz"])
+    assert res.exit_code == 2 and "no_such_module_xyz" in res.stderr
+    res = CliRunner().invoke(main, ["trace"])
+    assert res.exit_code == 2
+
+
+def test_module_mode_runs_as_python_dash_m(tmp_path, monkeypatch):
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "fit.py").write_text("import numpy as np\nprint(__name__)\nv = np.log(np.zeros(2))\n")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["trace", "--format", "json", "-m", "mypkg.fit"])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 1 and doc["first_nonfinite"]["line"] == 3
+    assert doc["first_nonfinite"]["op"] == "log" and "__main__" in res.stderr
+
+
+def test_the_programs_own_error_handling_is_honoured_and_still_recorded(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\n"
+        "np.seterr(all='raise')\n"
+        "try:\n    np.exp(np.array([1000.0]))\nexcept FloatingPointError:\n    print('caught')\n"
+        "with np.errstate(divide='ignore'):\n    z = np.log(np.zeros(1))\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert "caught" in res.stderr and "divide by zero" not in res.stderr
+    assert doc["first_nonfinite"]["line"] == 4
+    assert {(e["line"], e["kind"]) for e in doc["events"]} == {
+        (4, "overflow"),
+        (8, "divide_by_zero"),
+    }
+
+
+def test_an_unseeded_program_gets_iteration_unknown_not_a_guess(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nx = np.random.default_rng().random(1) + 1\nk = 0\n"
+        "while k < 1000:\n    k += int(np.random.default_rng().integers(1, 3))\n    x = x * 1e30\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    f = json.loads(res.stdout)["first_nonfinite"]
+    assert f["line"] == 6 and f["iteration"] is None and "repeat" in f["iteration_note"]
+
+
+def test_sentinels_are_not_bad_input(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nbest = float('inf')\nlow = np.full(3, np.inf)\n"
+        "for v in [3.0, 1.0]:\n    best = min(best, v)\n    low[0] = v\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    assert res.exit_code == 0 and json.loads(res.stdout)["status"] == "healthy"

@@ -1,0 +1,99 @@
+"""Recommendations are changes the run's dtype can carry out, never the spec's current value."""
+
+import numpy as np
+import pytest
+
+from nandoctor.diagnosis.recommend import changes_nothing, holdable
+from nandoctor.examine import examine, verify_fixes
+from nandoctor.spec.models import spec_from_dict
+
+
+def is_normal(value: float, dtype: str) -> bool:
+    held = np.asarray(value, dtype)
+    return bool(np.isfinite(held) and abs(held) >= np.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "want"),
+    [
+        (1e-8, "float16", 1e-4),  # 1e-8 is 0 in float16; 6.1e-5 is its smallest normal
+        (3e-5, "float16", 1e-4),  # a subnormal there
+        (1e-8, "float32", 1e-8),
+        (1e-40, "float32", 1e-37),
+        (0.0, "float16", 0.0),  # zero is exact: switching something off stays possible
+        ("xavier", "float16", "xavier"),
+    ],
+)
+def test_holdable_numbers_are_normal_in_the_dtype(value, dtype, want):
+    got = holdable(value, dtype)
+    assert got == want
+    if isinstance(got, float) and got:
+        assert is_normal(got, dtype)
+
+
+def float16_spec(optimizer: str, eps: float | None) -> dict:
+    """One sample per batch: a ReLU unit off for it gets an exact 0 gradient, so v is 0 there."""
+    train = {"steps": 60, "batch_size": 1, "learning_rate": 0.001, "optimizer": optimizer}
+    if eps is not None:
+        train["eps"] = eps
+    return spec_from_dict(
+        {
+            "data": {"samples": 64, "features": 6},
+            "model": {"layers": [{"units": 16, "activation": "relu"}, {"units": 3}]},
+            "numerics": {"dtype": "float16"},
+            "train": train,
+        }
+    )
+
+
+@pytest.mark.parametrize(("optimizer", "eps"), [("adam", 0.0), ("adam", None), ("rmsprop", 1e-8)])
+def test_float16_eps_recommendation_is_one_float16_holds_and_is_verified(optimizer, eps):
+    spec = float16_spec(optimizer, eps)
+    diagnosis, outcome = examine(spec)
+    assert diagnosis.cause.id == "division_by_zero"
+    verify_fixes(diagnosis, outcome, jobs=1)
+    (rec,) = [r for r in diagnosis.recommendations if r.id == "add_eps"]
+    proposed = rec.changes["train.eps"]
+    assert is_normal(proposed, "float16")
+    assert np.float16(proposed) != np.float16(spec.train.eps)  # not the current value again
+    assert rec.verified is True, rec.evidence
+
+
+def test_a_change_to_the_current_value_changes_nothing():
+    spec = float16_spec("adam", None)  # eps 1e-8, which float16 holds as 0
+    assert changes_nothing(spec, {"train.eps": 0.0})
+    assert changes_nothing(spec, {"train.optimizer": "adam", "train.eps": 1e-8})
+    assert not changes_nothing(spec, {"train.eps": 1e-4})
+    assert not changes_nothing(spec, {"train.clip_grad_norm": 1.0})
+
+
+def overflowing_float16_spec(lr: float):
+    return spec_from_dict(
+        {
+            "data": {"samples": 64, "features": 10, "scale": 60.0},  # overflows at any rate
+            "model": {"layers": [{"units": 16, "activation": "relu"}, {"units": 3}]},
+            "numerics": {"dtype": "float16"},
+            "train": {"steps": 20, "batch_size": "full", "learning_rate": lr},
+        }
+    )
+
+
+def lower_lr_recommendations(lr: float):
+    diagnosis, outcome = examine(overflowing_float16_spec(lr))
+    verify_fixes(diagnosis, outcome, jobs=1)
+    return [r for r in diagnosis.recommendations if r.id == "lower_learning_rate"]
+
+
+def test_halving_tries_only_rates_the_dtype_holds():
+    """float16's smallest normal is 6.1e-5: below it a rate trains with rounded-off steps, and
+    from 3e-8 down it is 0, which would 'stay finite' by not training at all."""
+    (rec,) = lower_lr_recommendations(1e-3)
+    assert rec.verified is False
+    assert rec.evidence == "still non-finite at lr 6.25e-05 (4 halvings)"
+
+
+def test_a_lower_rate_below_the_dtypes_normals_is_its_smallest_normal_power_of_ten():
+    (rec,) = lower_lr_recommendations(1.2e-4)  # a tenth is 1.2e-5, a float16 subnormal
+    assert rec.changes == {"train.learning_rate": 1e-4}
+    assert rec.verified is False and rec.evidence.startswith("still non-finite, at step 1")
+    assert lower_lr_recommendations(1e-4) == []  # nothing lower that float16 holds

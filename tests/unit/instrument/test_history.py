@@ -1,0 +1,89 @@
+"""The per-step history: a full-resolution window, a downsampled whole run, bounded memory."""
+
+import tracemalloc
+
+import numpy as np
+
+from nandoctor.diagnosis.diagnose import diagnose
+from nandoctor.engine.runs import train
+from nandoctor.instrument import history
+from nandoctor.instrument.history import Record
+from nandoctor.spec.models import spec_from_dict
+
+
+def exploding(steps: int, warmup: int = 100) -> object:
+    """A ReLU regression whose learning rate ramps up until it diverges (near step 150)."""
+    return spec_from_dict(
+        {
+            "data": {"samples": 256, "features": 10, "outputs": 5},
+            "model": {
+                "layers": [
+                    {"units": 20, "activation": "relu"},
+                    {"units": 5, "activation": "linear"},
+                ]
+            },
+            "train": {
+                "steps": steps,
+                "batch_size": 32,
+                "learning_rate": 3.0,
+                "schedule": "warmup",
+                "warmup_steps": warmup,
+            },
+        }
+    )
+
+
+def test_window_keeps_recent_steps_and_summary_covers_every_step():
+    rec = Record((1,), steps=10_000, window=64, chunk=16, buckets=8)
+    for step in range(1, 1001):
+        rec.row(step)[0] = step
+    steps, rows = rec.recent()
+    assert list(steps) == list(range(937, 1001)) and np.array_equal(rows[:, 0], steps)
+    s = rec.whole()
+    assert s.used <= 8 and s.width * s.used >= 1000
+    starts = np.arange(s.used) * s.width + 1
+    ends = np.minimum(starts + s.width - 1, 1000)
+    assert np.array_equal(s.min[: s.used, 0], starts)
+    assert np.array_equal(s.max[: s.used, 0], ends)
+    assert np.array_equal(s.last[: s.used, 0], ends)
+
+
+def test_memory_does_not_grow_with_steps():
+    def held(steps: int) -> int:
+        rec = Record((1, 15), steps=steps, window=256, chunk=64, buckets=32)
+        for step in range(1, 5001):
+            rec.row(step)[:] = step
+        return rec.rows.nbytes + 3 * rec.summary.min.nbytes
+
+    assert held(1_000_000) == held(10_000)
+
+
+def peak_bytes(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_million_step_spec_that_dies_early_allocates_like_a_short_one():
+    short = peak_bytes(lambda: train(exploding(1_000, warmup=5)))
+    long = peak_bytes(lambda: train(exploding(1_000_000, warmup=5)))
+    assert long <= 1.5 * short
+
+
+def test_a_late_failure_is_diagnosed_from_the_window(monkeypatch):
+    full = train(exploding(400))[0]
+    monkeypatch.setattr(history, "WINDOW", 32)
+    monkeypatch.setattr(history, "CHUNK", 8)
+    windowed = train(exploding(400))[0]
+    assert windowed.first_nonfinite.step == full.first_nonfinite.step > 100
+    assert windowed.history_start == full.first_nonfinite.step - 31
+    assert len(windowed.loss) == 32 and windowed.loss_initial == full.loss[0]
+    a, b = diagnose(full), diagnose(windowed)
+    assert a.cause.id == b.cause.id == "exploding_gradient"
+    assert f"at step {windowed.history_start} to" in b.cause.evidence[1]
+    assert b.loss_initial == a.loss_initial
+    summary = windowed.summary
+    assert summary["step"][0] == 1 and np.nanmax(summary["loss_max"]) >= np.nanmax(full.loss)
