@@ -142,3 +142,11 @@ def format_option(registry: dict, default: str = "text") -> Callable:
         show_default=True,
         help="Output format.",
     )
+
+
+verify_full_option = click.option(
+    "--verify-full",
+    is_flag=True,
+    help="Verify each fix over the spec's whole step budget (default: 10x the failure step,"
+    " at least 1000 steps).",
+)

@@ -17,6 +17,7 @@ from nandoctor.cli.common import (
     set_option,
     step_progress,
     steps_option,
+    verify_full_option,
 )
 from nandoctor.report.diagnosis import RENDERERS
 
@@ -31,7 +32,8 @@ from nandoctor.report.diagnosis import RENDERERS
 )
 @click.option("--no-verify", is_flag=True, help="Do not re-run the recommendations to verify them.")
 @jobs_option()
-def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
+@verify_full_option
+def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs, verify_full):
     """Train SPEC with every step instrumented and print the diagnosis.
 
     Exit 0 when every value stayed finite, 1 when a NaN or Inf appeared, 2 for a bad spec.
@@ -58,7 +60,7 @@ def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs):
         diagnosis, outcome = examine(spec, on_step)
     if not no_verify:
         with count_progress(len(diagnosis.recommendations), "verifying fixes", show) as done:
-            verify_fixes(diagnosis, outcome, jobs, done)
+            verify_fixes(diagnosis, outcome, jobs, done, verify_full)
     if trace:
         write_trace(outcome, trace)
     emit(RENDERERS[fmt](diagnosis))
