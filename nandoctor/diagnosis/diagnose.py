@@ -145,6 +145,8 @@ def root_cause(outcome):
     ops = ", ".join(f"{o} ({k})" for o, k in first.events) or first.op
     head = f"first non-finite value: {first.value} at {where} (op {first.op})"
 
+    if first.phase == "data" and "overflow" in {k for _, k in first.events}:
+        return _cast_overflow(outcome, head)
     if first.phase in ("data", "preprocess"):
         return _bad_input(outcome, head)
 
@@ -263,6 +265,24 @@ def _pinned_outputs(outcome) -> str | None:
     )
 
 
+def _cast_overflow(outcome, head: str) -> Finding:
+    """Finite values that became inf when cast to the run's dtype (float16's 65504): the data
+    were fine, the dtype's range was not."""
+    first, spec = outcome.first_nonfinite, outcome.spec
+    dtype = spec.numerics.dtype
+    top = float(np.finfo(dtype).max)
+    what = "initial weights" if first.tensor[:1] in "Wb" and first.tensor != "x" else "inputs"
+    lines = [
+        head,
+        f"{fmt(100 * first.fraction)}% of the {what} ({first.tensor}) are beyond {dtype}'s largest"
+        f" value {fmt(top)}: finite as loaded, inf once cast to {dtype}",
+    ]
+    if spec.data.scale != 1:
+        lines.append(f"data.scale = {fmt(spec.data.scale)} multiplies every input")
+    summary = f"casting the {what} to {dtype} overflowed (values beyond {fmt(top)})"
+    return Finding("overflow", summary, lines, None, None)
+
+
 def _bad_input(outcome, head: str) -> Finding:
     first = outcome.first_nonfinite
     spec = outcome.spec
@@ -274,6 +294,9 @@ def _bad_input(outcome, head: str) -> Finding:
         if spec.data.nan_fraction:
             lines.append(f"data.nan_fraction = {spec.data.nan_fraction} injects them on purpose")
         summary = f"the data held {first.value} before any step ran"
+        if first.tensor not in ("x", "y"):  # W1, b1, ...: the initial weights
+            source = f"the weights file {spec.model.weights}" if spec.model.weights else "init"
+            summary = f"the initial weights ({first.tensor}, from {source}) held {first.value}"
     else:
         stds = outcome.prepared.col_std
         zero = np.flatnonzero(stds == 0)
@@ -406,8 +429,7 @@ def find_warnings(outcome) -> list[Finding]:
             out.append(
                 Finding(
                     "vanishing_gradient",
-                    f"layer 1's gradient norm (median {fmt(med[0])}) is {fmt(med[-1] / max(med[0], 1e-300))}x "
-                    f"smaller than layer {len(acts)}'s ({fmt(med[-1])})",
+                    _vanishing_summary(med[0], med[-1], len(acts)),
                     layer=1,
                 )
             )
@@ -506,3 +528,17 @@ def notes(outcome, warnings: list[Finding]) -> list[str]:
             "does not make NaN"
         )
     return out
+
+
+def _vanishing_summary(first: float, last: float, layers: int) -> str:
+    """Layer 1's gradient norm against the last layer's, without an 'infx' ratio."""
+    if first == 0:
+        return (
+            f"layer 1's gradient norm is exactly 0 (median) while layer {layers}'s is {fmt(last)}"
+        )
+    ratio = float(last) / float(first)  # Python floats: inf, not a warning, past 1e308
+    times = f"{fmt(ratio)}x" if math.isfinite(ratio) else "over 1e300 times"
+    return (
+        f"layer 1's gradient norm (median {fmt(first)}) is {times} "
+        f"smaller than layer {layers}'s ({fmt(last)})"
+    )

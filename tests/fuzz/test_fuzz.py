@@ -176,6 +176,9 @@ def run_case(tmp_path, args) -> None:
     if r.exit_code == 2:
         assert r.output.strip(), "exit 2 needs a message"
     assert seconds < CASE_SECONDS, f"{seconds:.1f}s for {args}"
+    if os.environ.get("NANDOCTOR_FUZZ_LOG"):  # the long run: one line per case, to follow it
+        with open(os.environ["NANDOCTOR_FUZZ_LOG"], "a") as log:
+            log.write(f"{r.exit_code} {seconds:.2f}\n")
 
 
 @FUZZ
