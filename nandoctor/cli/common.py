@@ -196,3 +196,9 @@ tensorboard_option = click.option(
     metavar="DIR",
     help="Also write the per-step history as TensorBoard event files (needs 'nandoctor[tensorboard]').",
 )
+verify_full_option = click.option(
+    "--verify-full",
+    is_flag=True,
+    help="Verify each fix over the spec's whole step budget (default: 10x the failure step,"
+    " at least 1000 steps).",
+)

@@ -15,6 +15,7 @@ from nandoctor.cli.common import (
     load,
     set_option,
     stderr_console,
+    verify_full_option,
 )
 
 
@@ -26,7 +27,8 @@ from nandoctor.cli.common import (
 @click.option("--dry-run", is_flag=True, help="Print a diff of the fix instead of writing it.")
 @set_option
 @jobs_option()
-def fix(spec_path, output, dry_run, overrides, jobs):
+@verify_full_option
+def fix(spec_path, output, dry_run, overrides, jobs, verify_full):
     """Diagnose SPEC, verify candidate fixes by re-running, and write the best one to OUT.
 
     The written spec keeps your comments, key order and formatting; each changed line gets a
@@ -54,6 +56,7 @@ def fix(spec_path, output, dry_run, overrides, jobs):
             spec,
             jobs,
             lambda n: stack.enter_context(count_progress(n, "verifying fixes", True)),
+            full=verify_full,
         )
     d = result.diagnosis
     if d.status != "nonfinite":

@@ -76,6 +76,27 @@ def _inputs_line(first: NonFinite) -> str:
 
 
 # ------------------------------------------------------------------ the rules, in order
+def cast_overflow(f: Failure) -> Finding | None:
+    """Finite values that became inf when cast to the run's dtype (float16's 65504): the data
+    were fine, the dtype's range was not."""
+    first, spec = f.first, f.spec
+    if first.phase != "data" or "overflow" not in {kind for _, kind in first.events}:
+        return None
+    dtype = spec.numerics.dtype
+    top = float(np.finfo(dtype).max)
+    what = "initial weights" if first.tensor[:1] in "Wb" and first.tensor != "x" else "inputs"
+    lines = [
+        f.head,
+        f"{fmt(100 * first.fraction)}% of the {what} ({first.tensor}) are beyond {dtype}'s largest"
+        f" value {fmt(top)}: finite as loaded, inf once cast to {dtype}",
+    ]
+    if spec.data.scale != 1:
+        lines.append(f"data.scale = {fmt(spec.data.scale)} multiplies every input")
+    return cause(
+        "overflow", f"casting the {what} to {dtype} overflowed (values beyond {fmt(top)})", lines
+    )
+
+
 def bad_input(f: Failure) -> Finding | None:
     """The data held NaN/Inf as loaded, or preprocessing made it (before any step ran)."""
     first, spec = f.first, f.spec
@@ -89,6 +110,9 @@ def bad_input(f: Failure) -> Finding | None:
         if spec.data.nan_fraction:
             lines.append(f"data.nan_fraction = {spec.data.nan_fraction} injects them on purpose")
         summary = f"the data held {first.value} before any step ran"
+        if first.tensor not in ("x", "y"):  # W1, b1, ...: the initial weights
+            source = f"the weights file {spec.model.weights}" if spec.model.weights else "init"
+            summary = f"the initial weights ({first.tensor}, from {source}) held {first.value}"
     else:
         stds = f.outcome.prepared.col_std
         zero = np.flatnonzero(stds == 0)
@@ -205,6 +229,7 @@ def invalid_from_finite_inputs(f: Failure) -> Finding:
 
 
 CAUSE_RULES: tuple[Callable[[Failure], Finding | None], ...] = (
+    cast_overflow,
     bad_input,
     norm_division,
     unguarded_optimizer_division,

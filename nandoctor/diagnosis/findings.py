@@ -52,6 +52,7 @@ class Recommendation:
     verified: bool | None = None
     evidence: str = ""
     final_loss: float | None = None  # of the confirming run, when it stayed finite
+    steps_verified: int | None = None  # steps the confirming run ran from step 1 (its horizon)
 
 
 @dataclass

@@ -112,9 +112,7 @@ def vanishing_gradient(run: Observed) -> Iterator[Finding]:
     if med[-1] > 0 and med[0] < VANISH_RATIO * med[-1]:
         yield warning(
             "vanishing_gradient",
-            f"layer 1's gradient norm (median {fmt(med[0])}) is "
-            f"{fmt(med[-1] / max(med[0], 1e-300))}x smaller than layer "
-            f"{len(run.activations)}'s ({fmt(med[-1])})",
+            _vanishing_summary(med[0], med[-1], len(run.activations)),
             layer=1,
         )
 
@@ -262,3 +260,17 @@ def find_warnings(outcome: Outcome) -> list[Finding]:
     if run.n < 1 or not run.history:
         return []
     return [found for rule in WARNING_RULES for found in rule(run)]
+
+
+def _vanishing_summary(first: float, last: float, layers: int) -> str:
+    """Layer 1's gradient norm against the last layer's, without an 'infx' ratio."""
+    if first == 0:
+        return (
+            f"layer 1's gradient norm is exactly 0 (median) while layer {layers}'s is {fmt(last)}"
+        )
+    ratio = float(last) / float(first)  # Python floats: inf, not a warning, past 1e308
+    times = f"{fmt(ratio)}x" if math.isfinite(ratio) else "over 1e300 times"
+    return (
+        f"layer 1's gradient norm (median {fmt(first)}) is {times} "
+        f"smaller than layer {layers}'s ({fmt(last)})"
+    )

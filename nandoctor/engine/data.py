@@ -298,6 +298,22 @@ def drop_nonfinite_rows(x: np.ndarray, y: np.ndarray | None):
 
 
 # ---------------------------------------------------------------- npz
+def require_npz(path: Path, key: str, how: str) -> None:
+    """Refuse a file that is not a NumPy archive by its first bytes (np.load would call a text
+    file "pickled data")."""
+    try:
+        with Path(path).open("rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise DataError(f"cannot read {str(path)!r} ({e.strerror})", key) from None
+    if magic[:4] != b"PK\x03\x04" and magic != b"\x93NUMPY":
+        raise DataError(
+            f"{str(path)!r} is not an npz archive (it does not start like a zip file);"
+            f" save it with {how}",
+            key,
+        )
+
+
 def load_npz(path: Path, task: str | None = None) -> Dataset:
     """Load an ``.npz`` with arrays ``x: (n, features)`` and ``y: (n,) | (n, outputs)``.
 
@@ -305,6 +321,7 @@ def load_npz(path: Path, task: str | None = None) -> Dataset:
     """
     path = _check_file(path)
     where = repr(str(path))
+    require_npz(path, "data.path", "np.savez(path, x=x, y=y)")
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:

@@ -138,8 +138,9 @@ def _load_weights(spec, n_in: int) -> list[np.ndarray]:
     path = spec.resolve_path(spec.model.weights)
     if not path.is_file():
         raise DataError(f"weights file {path} not found", key="model.weights")
+    datamod.require_npz(path, "model.weights", "np.savez(path, W1=W1, b1=b1, ...)")
     try:
-        with np.load(path) as f:
+        with np.load(path, allow_pickle=False) as f:
             arrays = dict(f)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise DataError(f"cannot read weights file {path}: {e}", key="model.weights") from e

@@ -176,7 +176,7 @@ class TrainSpec(_Section):
     shuffle: bool = _f(True, "Reshuffle the samples every epoch.")
     learning_rate: float = _f(0.01, "Base learning rate.", ge=0)
     optimizer: Optimizer = _f("sgd", "Update rule (as torch.optim).")
-    momentum: float = _f(0.9, "momentum, nesterov: the velocity's decay.", ge=0)
+    momentum: float = _f(0.9, "momentum, nesterov: the velocity's decay.", ge=0, lt=1)
     beta1: float = _f(0.9, "adam: decay of the first moment.", ge=0, lt=1)
     beta2: float = _f(0.999, "adam, rmsprop: decay of the second moment.", ge=0, lt=1)
     eps: float = _f(1e-8, "adam(w), rmsprop, adagrad: added to the denominator; 0 allowed.", ge=0)
