@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from nandoctor.cluster import active_backend
 from nandoctor.diagnosis.catalogue import (
     CAUSES,
     CHECK_OUTCOMES,
@@ -28,6 +29,10 @@ from nandoctor.diagnosis.diagnose import fmt
 from nandoctor.diagnosis.findings import Status
 from nandoctor.errors import UsageProblem
 from nandoctor.parallel import pmap
+
+if TYPE_CHECKING:
+    from nandoctor.engine.setup import PreparedRun
+    from nandoctor.spec.models import Spec
 
 # a run's status, or: the spec is invalid, or nandoctor itself crashed on it
 CheckStatus = Status | Literal["invalid", "error"]
@@ -141,34 +146,68 @@ def _match(parts: list[str], pattern: list[str]) -> bool:
     return fnmatch.fnmatchcase(parts[0], pattern[0]) and _match(parts[1:], pattern[1:])
 
 
-def check_one(args: tuple[str, int | None, Policy | None]) -> SpecResult:
-    """Load, run and judge one spec; never raises (an invalid spec or a crash is a result)."""
+def check_one(args: tuple) -> SpecResult:
+    """Load, run and judge one spec; never raises (an invalid spec or a crash is a result).
+
+    ``args`` is ``(path, steps, policy)``, or with a fourth item, what :func:`ship` read from
+    the files on the client (a cluster's workers need not see them)."""
     import nandoctor.engine.runs  # noqa: F401  (imported before the clock starts)
 
-    path, steps, policy = args
+    path, steps, policy, *shipped = args
     started = time.perf_counter()
     try:
-        return _check(path, steps, policy or Policy(), started)
+        loaded = shipped[0] if shipped else _load(path, steps, started)
+        if isinstance(loaded, SpecResult):
+            return loaded
+        return _check(path, policy or Policy(), loaded, started)
     except Exception as e:  # a bug of ours must not stop the other specs
-        return SpecResult(
-            path=path,
-            passed=False,
-            verdict=f"internal error: {type(e).__name__}: {e}",
-            status="error",
-            reasons=["error"],
-            seconds=round(time.perf_counter() - started, 3),
-        )
+        return _error(path, f"internal error: {type(e).__name__}: {e}", started)
 
 
-def _check(path: str, steps: int | None, policy_of: Policy, started: float) -> SpecResult:
-    from nandoctor.diagnosis.diagnose import diagnose
+def _error(path: str, verdict: str, started: float) -> SpecResult:
+    return SpecResult(
+        path=path,
+        passed=False,
+        verdict=verdict,
+        status="error",
+        reasons=["error"],
+        seconds=_since(started),
+    )
+
+
+@dataclass
+class Loaded:
+    """A spec as read from its files: the spec, its text (for positions) and, when read on a
+    cluster's client, its file data prepared (synthetic data is made where the spec runs)."""
+
+    spec: Spec
+    lines: list[str]
+    prepared: PreparedRun | None = None
+    seconds: float = 0.0  # spent reading, before the unit was sent
+
+
+def ship(args: tuple) -> tuple:
+    """``(path, steps, policy)`` with everything read from the client's files added: the spec
+    and the arrays of its data file (or the spec's invalid result), so workers open no file."""
+    path, steps, _policy = args
+    started = time.perf_counter()
+    try:
+        loaded = _load(path, steps, started, prepare_files=True)
+    except Exception as e:  # as in check_one: a result, not a crash
+        loaded = _error(path, f"internal error: {type(e).__name__}: {e}", started)
+    if isinstance(loaded, Loaded):
+        loaded.seconds = time.perf_counter() - started
+    return (*args, loaded)
+
+
+def _load(
+    path: str, steps: int | None, started: float, prepare_files: bool = False
+) -> Loaded | SpecResult:
+    """The spec at ``path`` (and its data file's arrays with ``prepare_files``), or the result
+    of a spec that cannot run."""
     from nandoctor.engine.data import DataError
-    from nandoctor.engine.runs import train
-    from nandoctor.report.charts.check import loss_curve
+    from nandoctor.engine.setup import prepare
     from nandoctor.spec.models import SpecError, load_spec
-
-    def seconds() -> float:
-        return round(time.perf_counter() - started, 3)
 
     try:
         spec = load_spec(path).capped(steps)
@@ -180,14 +219,41 @@ def _check(path: str, steps: int | None, policy_of: Policy, started: float) -> S
             for p in e.problems
         ] or [{"line": 1, "col": 1, "message": str(e), "key": ""}]
         return _invalid(
-            path, f"invalid spec: {first.message if first else e}{more}", problems, seconds()
+            path, f"invalid spec: {first.message if first else e}{more}", problems, _since(started)
         )
+    loaded = Loaded(spec, _read_lines(spec))
+    if prepare_files and spec.data.source != "synthetic":
+        try:
+            loaded.prepared = prepare(spec)
+        except DataError as e:
+            return _data_invalid(path, loaded, e, started)
+    return loaded
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
+
+
+def _data_invalid(path: str, loaded: Loaded, e, started: float) -> SpecResult:
+    line, col = _position(loaded.spec, e.key, loaded.lines)
+    problem = {"line": line, "col": col, "message": f"{e.key}: {e}", "key": e.key}
+    return _invalid(path, f"invalid data: {e.key}: {e}", [problem], _since(started))
+
+
+def _check(path: str, policy_of: Policy, loaded: Loaded, started: float) -> SpecResult:
+    from nandoctor.diagnosis.diagnose import diagnose
+    from nandoctor.engine.data import DataError
+    from nandoctor.engine.runs import train
+    from nandoctor.report.charts.check import loss_curve
+
+    def seconds() -> float:
+        return round(loaded.seconds + time.perf_counter() - started, 3)
+
+    spec = loaded.spec
     try:
-        outcome = train(spec)[0]
+        outcome = train(spec, prepared=loaded.prepared)[0]
     except DataError as e:
-        line, col = _position(spec, e.key)
-        problem = {"line": line, "col": col, "message": f"{e.key}: {e}", "key": e.key}
-        return _invalid(path, f"invalid data: {e.key}: {e}", [problem], seconds())
+        return _data_invalid(path, loaded, e, started)
     d = diagnose(outcome)
     policy = policy_of.ids(spec)
     reasons = []
@@ -202,7 +268,7 @@ def _check(path: str, steps: int | None, policy_of: Policy, started: float) -> S
     ):
         reasons.append("max_final_loss")
     blame = _blame_key(spec, d, reasons)
-    line, col = _position(spec, blame) if blame else (1, 1)
+    line, col = _position(spec, blame, loaded.lines) if blame else (1, 1)
     return SpecResult(
         path=path,
         passed=not reasons,
@@ -282,15 +348,22 @@ def _blame_key(spec, d, reasons: list[str]) -> str | None:
     return None
 
 
-def _position(spec, key: str) -> tuple[int, int]:
+def _read_lines(spec) -> list[str]:
+    """The spec file's lines (for the columns of :func:`_position`); [] when unreadable."""
+    try:
+        return Path(spec.path).read_text(encoding="utf-8").splitlines()
+    except (OSError, TypeError, UnicodeDecodeError):
+        return []
+
+
+def _position(spec, key: str, lines: list[str]) -> tuple[int, int]:
     """(line, col) of ``key`` (or its nearest parent) in the spec's file; (1, 1) if unknown."""
     line = spec.line_of(key)
     if not line:
         return 1, 1
-    try:
-        text = Path(spec.path).read_text(encoding="utf-8").splitlines()[line - 1]
-    except (OSError, IndexError, TypeError, UnicodeDecodeError):
+    if not 0 < line <= len(lines):
         return line, 1
+    text = lines[line - 1]
     for part in reversed(key.split(".")):
         m = re.search(rf"(?<![\w-]){re.escape(part)}\s*:", text)
         if m:
@@ -326,10 +399,15 @@ def run_checks(
     jobs: int | None = None,
     on_done: Callable[[SpecResult], None] | None = None,
 ) -> list[SpecResult]:
-    """Check every spec in ``paths``, in worker processes when ``jobs`` > 1 (default: the cores);
-    results in input order, identical to a serial run (see ``nandoctor.parallel``)."""
-    items = [(p, steps, fail_on) for p in paths]
-    return pmap(check_one, items, jobs, on_done, lost=_lost)
+    """Check every spec in ``paths``, in worker processes when ``jobs`` > 1 (default: the cores)
+    or on the active cluster; results in input order, identical to a serial run (see
+    ``nandoctor.parallel``). For a cluster, the files are read here and travel with each unit
+    (:func:`ship`): workers then need no view of this machine's folders, and every spec is
+    judged on the files as they were when the command started."""
+    units = [(p, steps, fail_on) for p in paths]
+    if active_backend() is not None:
+        units = [ship(u) for u in units]
+    return pmap(check_one, units, jobs, on_done, lost=_lost)
 
 
 def _lost(item: tuple, reason: str) -> SpecResult:

@@ -49,12 +49,14 @@ def verify_fixes(
     outcome: Outcome,
     jobs: int | None = None,
     on_done: Callable[[str], None] | None = None,
+    full: bool = False,
 ) -> None:
-    """Re-run each recommendation of a non-finite run to verify it (in place; adds the time)."""
+    """Re-run each recommendation of a non-finite run to verify it (in place; adds the time);
+    over a horizon sized to the failure, or the whole budget when ``full``."""
     from nandoctor.diagnosis.verify import verify
 
     if diagnosis.status != "nonfinite":
         return
     started = time.perf_counter()
-    diagnosis.recommendations = verify(diagnosis, outcome, jobs=jobs, on_done=on_done)
+    diagnosis.recommendations = verify(diagnosis, outcome, jobs=jobs, on_done=on_done, full=full)
     diagnosis.seconds += time.perf_counter() - started

@@ -47,8 +47,11 @@ def signals_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        if raised:  # on the way out: a second signal stays ignored (see ignore_further)
+            ignore_further()
+        else:
+            for s, h in old.items():
+                signal.signal(s, h)
 
 
 def exit_on_signals() -> None:
@@ -56,6 +59,7 @@ def exit_on_signals() -> None:
     message and exit code (start-up imports take a moment; a Ctrl-C then is no traceback)."""
 
     def handler(signum: int, _frame) -> None:
+        ignore_further()
         sys.stderr.write(f"nandoctor: {Interrupted(signum)}; stopped, nothing half-written\n")
         raise SystemExit(128 + signum)
 
@@ -75,3 +79,14 @@ def python_defaults() -> None:
     defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
     for s in _handled():
         signal.signal(s, defaults[s])
+
+
+def ignore_further() -> None:
+    """Once the process is on its way out after a signal, a second Ctrl-C or SIGTERM is ignored.
+
+    Python resets a signal with a Python-level handler to its default while the interpreter shuts
+    down, so a second Ctrl-C arriving then would kill the process (exit -2, not 130); an ignored
+    signal stays ignored.
+    """
+    for s in HANDLED:
+        signal.signal(s, signal.SIG_IGN)

@@ -21,19 +21,35 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from multiprocessing.connection import wait
-
-from threadpoolctl import threadpool_limits
 
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 THREADED_MACS = 1 << 20  # a matmul of at least this many multiply-adds gains from more threads
 _threads: int | None = None  # --threads N, for this process and the workers it starts
+_cores: int | None = None  # on a cluster worker: the client's cores (threads_for's default)
 
 
 def set_threads(n: int | None) -> None:
     """Use ``n`` BLAS threads for every run (``None``: choose per spec)."""
     global _threads
     _threads = n
+
+
+def thread_policy() -> tuple[int | None, int]:
+    """What :func:`threads_for` depends on besides the spec: ``(--threads, cores)``. A cluster
+    unit carries it so that a worker on another machine trains with the client's count."""
+    return _threads, _cores or available_cores()
+
+
+@contextmanager
+def thread_policy_of(policy: tuple[int | None, int]) -> Iterator[None]:
+    """Choose thread counts by ``policy`` (from :func:`thread_policy`) for the body."""
+    global _threads, _cores
+    saved = _threads, _cores
+    _threads, _cores = policy
+    try:
+        yield
+    finally:
+        _threads, _cores = saved
 
 
 def threads_for(spec, data_shape: tuple[int, int], cores: int | None = None) -> int:
@@ -49,7 +65,7 @@ def threads_for(spec, data_shape: tuple[int, int], cores: int | None = None) -> 
     for layer in spec.model.layers:
         biggest = max(biggest, batch * fan_in * layer.units)
         fan_in = layer.units
-    return (cores or available_cores()) if biggest >= THREADED_MACS else 1
+    return (cores or _cores or available_cores()) if biggest >= THREADED_MACS else 1
 
 
 def available_cores() -> int:
@@ -65,6 +81,8 @@ def blas_threads(n: int) -> Iterator[None]:
     """``n`` BLAS threads for the body, here and in processes started meanwhile; then restore."""
     saved = {var: os.environ.get(var) for var in _BLAS_ENV}
     os.environ.update({var: str(n) for var in _BLAS_ENV})
+    from threadpoolctl import threadpool_limits  # on use: `nandoctor trace` never needs it
+
     try:
         with threadpool_limits(limits=n, user_api="blas"):
             yield
@@ -95,17 +113,23 @@ def pmap(
     threads: int = 1,
 ) -> list:
     """``[fn(item) for item in items]``, in worker processes when ``jobs`` (default: the cores
-    divided by the ``threads`` each run uses) and ``items`` are both more than one; results in input order; ``on_done(result)`` as each
-    arrives, in input order.
+    divided by the ``threads`` each run uses) and ``items`` are both more than one; results in
+    input order; ``on_done(result)`` as each arrives, in input order. Under ``--cluster`` the
+    items go to that backend instead (``nandoctor.cluster``; there ``on_done`` follows the order
+    units finish in, and each unit carries this process's thread policy, :func:`thread_policy`).
 
     A worker that dies before returning (the OOM killer, a signal) loses its own item only:
     ``lost(item, reason)`` makes that item's result (without it, :class:`WorkerLost` is raised
     once the others have finished). On any exception or signal in the parent, every worker still
     running is killed and reaped before it propagates: no orphan, no zombie.
     """
+    from nandoctor.cluster import active_backend
+
     jobs = min(jobs or max(1, available_cores() // max(threads, 1)), len(items))
     results: list = []
     with single_threaded_blas():
+        if (backend := active_backend()) is not None:  # units carry this thread policy along
+            return backend.map(fn, items, on_done, lost=lost)
         if jobs <= 1:
             for item in items:
                 results.append(fn(item))
@@ -116,6 +140,8 @@ def pmap(
 
 
 def _in_workers(fn, items, jobs, on_done, lost) -> list:
+    from multiprocessing.connection import wait  # on use: keeps `nandoctor trace` start-up light
+
     # fork (Linux): workers start at once with everything imported; elsewhere fork is
     # unsafe (macOS) or missing (Windows), and spawned workers import afresh.
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
@@ -194,6 +220,8 @@ def _worker(fn, item, conn, threads: int | None = None) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from threadpoolctl import threadpool_limits
+
     threadpool_limits(limits=1, user_api="blas")
     set_threads(threads)  # --threads, for a spawned worker that starts afresh
     try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nandoctor.cluster import active_backend
 from nandoctor.diagnosis.diagnose import diagnose, fmt
 from nandoctor.diagnosis.findings import Status
 from nandoctor.engine.runs import train
@@ -178,14 +179,21 @@ def chunk_size(spec, prepared, n: int) -> int:
     return max(1, min(n, CHUNK_BYTES // max(per_replica, 1)))
 
 
+def replica_groups(spec, prepared, rates: list[float]) -> list[list[float]]:
+    """``rates`` cut into the groups that train together (:func:`chunk_size`), in order: the
+    work units of a sweep, wherever they run."""
+    size = chunk_size(spec, prepared, len(rates))
+    return [rates[i : i + size] for i in range(0, len(rates), size)]
+
+
 def run_rates(
     spec, rates: list[float], settings: dict, prepared=None, on_step=None
 ) -> list[RateRun]:
     """Every rate of ``rates`` trained as replicas of batched runs (see :func:`chunk_size`); one
     diagnosis per rate. ``on_step(k)`` reports progress as steps 1..budget over all the chunks."""
     prepared = prepared or prepare(spec)
-    size = chunk_size(spec, prepared, len(rates))
-    chunks = math.ceil(len(rates) / size)
+    parts = replica_groups(spec, prepared, rates)
+    chunks = len(parts)
     budget = spec.train.steps
     shown = [0]
 
@@ -198,7 +206,6 @@ def run_rates(
 
         return tick
 
-    parts = [rates[c * size : (c + 1) * size] for c in range(chunks)]
     threads = threads_for(spec, prepared.x.shape)
     if chunks > 1 and available_cores() // threads > 1:
         # Several batched chunks: spread them over worker processes as well.
@@ -253,6 +260,17 @@ def max_stable(runs: list[RateRun]) -> float | None:
 
 def refine_edge(spec, runs: list[RateRun], settings: dict, prepared) -> tuple[float, float] | None:
     """Bisect (geometrically) between the last finite and the first non-finite rate."""
+    bracket = edge_bracket(runs)
+    for _ in range(EDGE_MAX_ROUNDS):
+        mid = bisection_rate(bracket)
+        if mid is None:
+            break
+        bracket = _narrowed(bracket, runs, run_rates(spec, [mid], settings, prepared)[0])
+    return bracket
+
+
+def edge_bracket(runs: list[RateRun]) -> tuple[float, float] | None:
+    """(the largest stable rate, the first failing rate above it), or None when either is missing."""
     ordered = sorted(runs, key=lambda r: r.learning_rate)
     lo = max_stable(ordered)
     above = [
@@ -262,19 +280,22 @@ def refine_edge(spec, runs: list[RateRun], settings: dict, prepared) -> tuple[fl
     ]
     if lo is None or not above:
         return None
-    hi = above[0]
-    for _ in range(EDGE_MAX_ROUNDS):
-        if hi / lo - 1 <= EDGE_RTOL:
-            break
-        mid = math.sqrt(lo * hi)
-        r = run_rates(spec, [mid], settings, prepared)[0]
-        r.probe = True
-        runs.append(r)
-        if r.status == "nonfinite":
-            hi = mid
-        else:
-            lo = mid
-    return lo, hi
+    return lo, above[0]
+
+
+def bisection_rate(bracket: tuple[float, float] | None) -> float | None:
+    """The next rate to probe (the geometric mean), or None once the bracket is narrow enough."""
+    if bracket is None or bracket[1] / bracket[0] - 1 <= EDGE_RTOL:
+        return None
+    return math.sqrt(bracket[0] * bracket[1])
+
+
+def _narrowed(bracket, runs: list[RateRun], probe: RateRun) -> tuple[float, float]:
+    """The bracket after ``probe`` (which joins ``runs``)."""
+    probe.probe = True
+    runs.append(probe)
+    lo, hi = bracket
+    return (lo, probe.learning_rate) if probe.status == "nonfinite" else (probe.learning_rate, hi)
 
 
 def sharpness(
@@ -291,7 +312,7 @@ def sharpness(
     ``(value, note)``; value is None, with the reason in note, when there is no loss surface or a
     product was not finite.
     """
-    if spec.loss == "random_gradient":
+    if spec.loss.name == "random_gradient":
         return None, "random_gradient has no loss surface, so no Hessian"
     trainer = Trainer(prepared, [spec.train.learning_rate], instrument=False)
     params = [p.astype(np.float64) for p in trainer.state.params]
@@ -396,41 +417,98 @@ def compare_note(point: GridPoint, spec) -> str:
 
 
 def sweep(
-    spec, rates: list[float], grid: list[dict], edge: bool = False, on_step=None
+    spec, rates: list[float], grid: list[dict], edge: bool = False, on_step=None, on_units=None
 ) -> list[GridPoint]:
     """Every grid point (``spec`` with one combination of ``grid`` applied) at every rate: one
     batched run per point, the edge refined with ``edge``, and lambda_max at initialisation.
-    ``on_step(step)`` is called after each step of each point's batched run."""
+    ``on_step(step)`` is called after each step of each point's batched run; on a cluster,
+    ``on_units(done, total)`` as each replica group finishes instead."""
+    if active_backend() is not None:
+        return _sweep_on_cluster(spec, rates, grid, edge, on_units)
     points = []
     hessians: dict[str, tuple[float | None, str]] = {}
     for settings in grid:
-        variant = spec.with_changes(settings) if settings else spec
-        settings = typed_settings(variant, settings)
-        prepared = prepare(variant)
+        variant, settings, prepared = _grid_point(spec, settings)
         runs = run_rates(variant, rates, settings, prepared, on_step)
-        point = GridPoint(
-            settings=settings,
-            runs=runs,
-            max_stable_lr=None,
-            has_loss=variant.loss != "random_gradient",
-            samples=len(prepared.x),
-        )
-        if edge:
-            point.edge = refine_edge(variant, runs, settings, prepared)
-        point.runs.sort(key=lambda r: r.learning_rate)
-        point.max_stable_lr = max_stable(point.runs)
-        if prepared.first_nonfinite is None:
-            # the Hessian at initialisation does not depend on the train keys: one per model
-            resolved = variant.resolved()
-            key = json.dumps({k: v for k, v in resolved.items() if k not in ("train", "check")})
-            if key not in hessians:
-                hessians[key] = sharpness(variant, prepared)
-            point.sharpness, point.sharpness_note = hessians[key]
-        else:
-            point.sharpness_note = "no lambda_max: the data are not finite"
-        point.sharpness_note = compare_note(point, variant)
-        points.append(point)
+        bracket = refine_edge(variant, runs, settings, prepared) if edge else None
+        points.append(_finish_point(variant, settings, prepared, runs, bracket, hessians))
     return points
+
+
+def _grid_point(spec, settings: dict) -> tuple:
+    """``(variant, typed settings, prepared run)`` of one grid point."""
+    variant = spec.with_changes(settings) if settings else spec
+    return variant, typed_settings(variant, settings), prepare(variant)
+
+
+def _sweep_on_cluster(spec, rates, grid, edge, on_units) -> list[GridPoint]:
+    """:func:`sweep` with every replica group of every grid point sent at once to the active
+    cluster (``nandoctor.cluster``), each unit carrying its spec and prepared arrays (the data
+    are read here, once per grid point); with ``edge``, each bisection round's probes of every
+    point go together too. ``on_units(done, total)`` counts finished units. The groups and the
+    probes are those of the local sweep, so the results are the same bits."""
+    points = [_grid_point(spec, settings) for settings in grid]
+    units, owner = [], []
+    for p, (variant, settings, prepared) in enumerate(points):
+        for group in replica_groups(variant, prepared, rates):
+            units.append((variant, group, settings, prepared))
+            owner.append(p)
+    counts = [0, 0]  # units done, units sent
+
+    def unit_done(_result) -> None:
+        counts[0] += 1
+        if on_units:
+            on_units(*counts)
+
+    def run_units(batch: list) -> list[list[RateRun]]:
+        counts[1] += len(batch)
+        return pmap(_chunk, batch, on_done=unit_done)
+
+    runs: list[list[RateRun]] = [[] for _ in points]
+    for p, group_runs in zip(owner, run_units(units), strict=True):
+        runs[p] += group_runs
+    brackets = [edge_bracket(point_runs) if edge else None for point_runs in runs]
+    for _ in range(EDGE_MAX_ROUNDS if edge else 0):
+        probes = [(p, mid) for p, b in enumerate(brackets) if (mid := bisection_rate(b))]
+        if not probes:
+            break
+        batch = [(points[p][0], [mid], points[p][1], points[p][2]) for p, mid in probes]
+        for (p, _mid), (probe,) in zip(probes, run_units(batch), strict=True):
+            brackets[p] = _narrowed(brackets[p], runs[p], probe)
+    hessians: dict[str, tuple[float | None, str]] = {}
+    return [
+        _finish_point(variant, settings, prepared, point_runs, bracket, hessians)
+        for (variant, settings, prepared), point_runs, bracket in zip(
+            points, runs, brackets, strict=True
+        )
+    ]
+
+
+def _finish_point(variant, settings, prepared, runs, bracket, hessians: dict) -> GridPoint:
+    """One grid point from its runs (probes included) and its refined edge ``bracket``: the
+    largest stable rate, and lambda_max at initialisation (once per model, cached in
+    ``hessians``)."""
+    point = GridPoint(
+        settings=settings,
+        runs=runs,
+        max_stable_lr=None,
+        has_loss=variant.loss.name != "random_gradient",
+        samples=len(prepared.x),
+    )
+    point.edge = bracket
+    point.runs.sort(key=lambda r: r.learning_rate)
+    point.max_stable_lr = max_stable(point.runs)
+    if prepared.first_nonfinite is None:
+        # the Hessian at initialisation does not depend on the train keys: one per model
+        resolved = variant.resolved()
+        key = json.dumps({k: v for k, v in resolved.items() if k not in ("train", "check")})
+        if key not in hessians:
+            hessians[key] = sharpness(variant, prepared)
+        point.sharpness, point.sharpness_note = hessians[key]
+    else:
+        point.sharpness_note = "no lambda_max: the data are not finite"
+    point.sharpness_note = compare_note(point, variant)
+    return point
 
 
 def plan(spec, lr_text: str, grid_items: tuple[str, ...]) -> tuple[list[float], list[dict], int]:
@@ -450,7 +528,8 @@ def sweep_points(
     on_progress: Callable[[int], None] | None = None,
 ) -> list[GridPoint]:
     """:func:`sweep`, with data problems as usage problems and progress counted in steps over
-    every grid point's batched run (``on_progress(done)``)."""
+    every grid point's batched run (``on_progress(done)``), or on a cluster in replica groups
+    (``on_progress(done, total)``)."""
     from nandoctor.engine.data import DataError
     from nandoctor.examine import data_problem
 
@@ -466,6 +545,6 @@ def sweep_points(
             on_progress(finished + step)
 
     try:
-        return sweep(spec, rates, grid, edge=edge, on_step=tick)
+        return sweep(spec, rates, grid, edge=edge, on_step=tick, on_units=on_progress)
     except DataError as e:
         raise data_problem(spec, e) from None

@@ -9,21 +9,50 @@ from __future__ import annotations
 import click
 
 from nandoctor import __version__
-from nandoctor.cli.check import check
 from nandoctor.cli.common import CONTEXT
-from nandoctor.cli.fix import fix
-from nandoctor.cli.run import run
-from nandoctor.cli.schema import schema
-from nandoctor.cli.sweep import sweep
-from nandoctor.cli.trace import trace
 from nandoctor.errors import UsageProblem
+
+# Command modules are imported when their command runs (or help lists them): ``nandoctor trace``
+# must start as fast as ``python`` itself, since its start-up counts against a short script.
+LAZY_COMMANDS = {
+    name: f"nandoctor.cli.{name}" for name in ("run", "sweep", "check", "fix", "schema", "trace")
+}
+
+
+class LazyCommands(dict):
+    """``Group.commands`` with each command's module imported on first access."""
+
+    def __init__(self, modules: dict[str, str]):
+        super().__init__(dict.fromkeys(modules))
+        self.modules = modules
+
+    def _load(self, name: str):
+        if dict.get(self, name) is None and name in self.modules:
+            import importlib
+
+            self[name] = getattr(importlib.import_module(self.modules[name]), name)
+        return dict.get(self, name)
+
+    def get(self, name, default=None):
+        return self._load(name) if name in self else default
+
+    def __getitem__(self, name):
+        if name not in self:
+            raise KeyError(name)
+        return self._load(name)
+
+    def values(self):
+        return [self._load(n) for n in self]
+
+    def items(self):
+        return [(n, self._load(n)) for n in self]
 
 
 class Commands(click.Group):
     """The group that turns a :class:`UsageProblem` raised anywhere into its message and exit 2."""
 
     def invoke(self, ctx: click.Context):
-        from nandoctor.interrupt import Interrupted, signals_interrupt
+        from nandoctor.interrupt import Interrupted, ignore_further, signals_interrupt
         from nandoctor.parallel import WorkerLost
 
         with signals_interrupt():  # still raising (once) while the message is printed
@@ -36,6 +65,7 @@ class Commands(click.Group):
                 click.echo(f"nandoctor: a worker process died: {lost}", err=True)
                 ctx.exit(2)
             except Interrupted as stop:
+                ignore_further()
                 click.echo(f"nandoctor: {stop}; stopped, nothing half-written", err=True)
                 ctx.exit(stop.exit_code)
 
@@ -63,5 +93,4 @@ def main() -> None:
     ctx.with_resource(single_threaded_blas())
 
 
-for command in (run, sweep, check, fix, schema, trace):
-    main.add_command(command)
+main.commands = LazyCommands(LAZY_COMMANDS)

@@ -8,6 +8,7 @@ import click
 
 from nandoctor.cli.common import (
     CONTEXT,
+    cluster_option,
     count_progress,
     emit,
     format_option,
@@ -51,6 +52,7 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
     help="Let a run that goes NaN/Inf pass (nonfinite is otherwise always a failure).",
 )
 @jobs_option("Worker processes (default: all cores).")
+@cluster_option
 @click.option(
     "--list-causes",
     is_flag=True,
@@ -61,7 +63,7 @@ def _list_causes(ctx: click.Context, _param, value: bool) -> None:
 )
 @threads_option
 @html_option
-def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs, html):
+def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs, cluster, html):
     """Run every spec in PATHS and judge it by its check: policy (a CI gate).
 
     PATHS are spec files, folders (every *.yaml / *.yml below) or globs. A spec fails when a NaN
@@ -76,8 +78,10 @@ def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs, html):
       nandoctor check configs/ --steps 50 --format junit -o report.xml
       nandoctor check 'specs/**/*.yaml' --format github --fail-on dead_relu
       nandoctor check configs/ --html check.html
+      nandoctor check specs/ --cluster tcp://scheduler:8786
     """
     from nandoctor.check import collect_specs, parse_fail_on, run_checks
+    from nandoctor.cluster import cluster_backend
 
     files = collect_specs(paths)
     if output or html:
@@ -87,7 +91,10 @@ def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs, html):
     policy = parse_fail_on(fail_on, allow_nonfinite)
     finished: list = []
     try:
-        with count_progress(len(files), "checking specs", True) as done:
+        with (
+            cluster_backend(cluster, jobs),
+            count_progress(len(files), "checking specs", True) as done,
+        ):
 
             def record(result) -> None:
                 finished.append(result)

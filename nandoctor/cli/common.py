@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 import click
-from rich.console import Console
 
 from nandoctor.errors import UsageProblem
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from nandoctor.engine.data import DataError
     from nandoctor.spec.models import Spec
 
@@ -31,10 +32,14 @@ def _width() -> int | None:
 
 
 def stdout_console() -> Console:
+    from rich.console import Console  # imported on use: `nandoctor trace` never needs rich
+
     return Console(highlight=False, width=_width(), no_color="NO_COLOR" in os.environ or None)
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, no_color="NO_COLOR" in os.environ or None)
 
 
@@ -66,7 +71,8 @@ def interactive() -> bool:
 
 @contextmanager
 def step_progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    """A transient progress bar on stderr (a TTY only); yields an ``advance(done)`` callback."""
+    """A transient progress bar on stderr (a TTY only); yields an ``advance(done)`` callback
+    (``advance(done, total)`` also changes the total, e.g. to count cluster units)."""
     if not enabled or not interactive():
         yield None
         return
@@ -81,7 +87,7 @@ def step_progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[i
         transient=True,
     ) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda done: bar.update(task, completed=done)
+        yield lambda done, total=None: bar.update(task, completed=done, total=total)
 
 
 @contextmanager
@@ -149,6 +155,16 @@ threads_option = click.option(
 )
 
 
+cluster_option = click.option(
+    "--cluster",
+    metavar="ADDRESS|local",
+    envvar="DASK_SCHEDULER_ADDRESS",
+    help="Send the work units to the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786;"
+    " default $DASK_SCHEDULER_ADDRESS), or to a new local Dask cluster of --jobs workers with"
+    " 'local'. Needs nandoctor[dask].",
+)
+
+
 def format_option(registry: dict, default: str = "text") -> Callable:
     """``--format`` offering exactly the keys of a renderer registry."""
     return click.option(
@@ -196,4 +212,10 @@ tensorboard_option = click.option(
     callback=_tensorboard_target,
     metavar="DIR",
     help="Also write the per-step history as TensorBoard event files (needs 'nandoctor[tensorboard]').",
+)
+verify_full_option = click.option(
+    "--verify-full",
+    is_flag=True,
+    help="Verify each fix over the spec's whole step budget (default: 10x the failure step,"
+    " at least 1000 steps).",
 )

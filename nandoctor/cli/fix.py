@@ -16,6 +16,7 @@ from nandoctor.cli.common import (
     set_option,
     stderr_console,
     threads_option,
+    verify_full_option,
 )
 
 
@@ -28,7 +29,8 @@ from nandoctor.cli.common import (
 @set_option
 @jobs_option()
 @threads_option
-def fix(spec_path, output, dry_run, overrides, jobs):
+@verify_full_option
+def fix(spec_path, output, dry_run, overrides, jobs, verify_full):
     """Diagnose SPEC, verify candidate fixes by re-running, and write the best one to OUT.
 
     The written spec keeps your comments, key order and formatting; each changed line gets a
@@ -56,6 +58,7 @@ def fix(spec_path, output, dry_run, overrides, jobs):
             spec,
             jobs,
             lambda n: stack.enter_context(count_progress(n, "verifying fixes", True)),
+            full=verify_full,
         )
     d = result.diagnosis
     if d.status != "nonfinite":

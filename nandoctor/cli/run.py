@@ -21,6 +21,7 @@ from nandoctor.cli.common import (
     steps_option,
     tensorboard_option,
     threads_option,
+    verify_full_option,
 )
 from nandoctor.report.diagnosis import RENDERERS
 
@@ -39,7 +40,10 @@ from nandoctor.report.diagnosis import RENDERERS
 @html_option
 @plot_option
 @tensorboard_option
-def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs, html, plot, tensorboard):
+@verify_full_option
+def run(
+    spec_path, steps, overrides, fmt, trace, no_verify, jobs, html, plot, tensorboard, verify_full
+):
     """Train SPEC with every step instrumented and print the diagnosis.
 
     Exit 0 when every value stayed finite, 1 when a NaN or Inf appeared, 2 for a bad spec.
@@ -70,7 +74,7 @@ def run(spec_path, steps, overrides, fmt, trace, no_verify, jobs, html, plot, te
         diagnosis, outcome = examine(spec, on_step)
     if not no_verify:
         with count_progress(len(diagnosis.recommendations), "verifying fixes", show) as done:
-            verify_fixes(diagnosis, outcome, jobs, done)
+            verify_fixes(diagnosis, outcome, jobs, done, verify_full)
     if trace:
         write_trace(outcome, trace)
     write_pictures(diagnosis, spec.numerics.dtype, html, plot, tensorboard)

@@ -8,6 +8,7 @@ import click
 
 from nandoctor.cli.common import (
     CONTEXT,
+    cluster_option,
     emit,
     format_option,
     html_option,
@@ -42,7 +43,8 @@ from nandoctor.report.sweep import RENDERERS
 @threads_option
 @html_option
 @plot_option
-def sweep(spec_path, lr_text, edge, grid, steps, fmt, html, plot):
+@cluster_option
+def sweep(spec_path, lr_text, edge, grid, steps, fmt, html, plot, cluster):
     """Run SPEC at many learning rates; show where training stays finite.
 
     All rates of a grid point train together as one batched computation. The largest stable
@@ -54,7 +56,9 @@ def sweep(spec_path, lr_text, edge, grid, steps, fmt, html, plot):
       nandoctor sweep configs/relu_high_lr.yaml --lr 1e-3:3:16 --edge
       nandoctor sweep spec.yaml --lr 0.01,0.1,1 --set train.optimizer=sgd,adam --format json
       nandoctor sweep configs/relu_high_lr.yaml --lr 1e-3:3:16 --html sweep.html --plot sweep.png
+      nandoctor sweep spec.yaml --lr 1e-4:1:64 --set train.optimizer=sgd,adam --cluster local
     """
+    from nandoctor.cluster import cluster_backend
     from nandoctor.sweep import plan, sweep_points
 
     spec = load(spec_path, (), steps)
@@ -63,7 +67,10 @@ def sweep(spec_path, lr_text, edge, grid, steps, fmt, html, plot):
 
         check_outputs({"--html": html, "--plot": plot}, spec.input_files())
     rates, combos, total_steps = plan(spec, lr_text, grid)
-    with step_progress(total_steps, f"sweeping {len(rates)} rates", fmt == "text") as advance:
+    with (
+        cluster_backend(cluster),
+        step_progress(total_steps, f"sweeping {len(rates)} rates", fmt == "text") as advance,
+    ):
         points = sweep_points(spec, rates, combos, edge=edge, on_progress=advance)
     write_pictures(spec, points, html, plot)
     emit(RENDERERS[fmt](spec, points))

@@ -58,7 +58,7 @@ def trace(module, fmt, html, argv):
         from nandoctor.report.html import trace_page
 
         emit(trace_page(result.to_json(), base=started_in), html, option="--html")
-    emit(RENDERERS[fmt](result))
+    click.echo(RENDERERS[fmt](result), nl=False)  # not emit(): rich would cost start-up time
     sys.exit(result.exit_code)
 
 

@@ -49,8 +49,11 @@ CAUSES: dict[str, Entry] = {
     "overflow": Entry("a value left the dtype's range without a growth history", "numerics"),
     "bad_input": Entry("the data held NaN/Inf, or preprocessing produced it", "data"),
     "division_by_zero": Entry(
-        "a division by an exact zero (e.g. Adam/RMSprop with eps 0)", "train.eps"
+        "a division by an exact zero (e.g. Adam/RMSprop with eps 0, or a batch/layer norm over "
+        "a zero-variance batch with norm_eps 0)",
+        "train.eps",
     ),
+    "domain_error": Entry("a log or square root of a negative number (nandoctor trace)"),
 }
 
 FACTORS: dict[str, Entry] = {
@@ -88,11 +91,26 @@ WARNINGS: dict[str, Entry] = {
         "train.learning_rate",
     ),
     "exploding_gradient": Entry(
-        "the gradient norm grows step over step (not yet overflowed), with a projection",
+        "the gradient norm grows step over step (not yet overflowed), with a projection, or "
+        "jumps by orders of magnitude and recovers",
         "train.learning_rate",
     ),
     "loss_not_decreasing": Entry(
-        "the loss at the end is no lower than at the start", "train.learning_rate"
+        "the median loss at the end is no lower than at the start", "train.learning_rate"
+    ),
+    "zero_gradient": Entry(
+        "a layer's gradient is exactly 0 at every step of a stretch: its parameters never move",
+        "model.layers",
+        per_layer=True,
+    ),
+    "oscillating_loss": Entry(
+        "the loss alternates up and down with a growing swing (a step size at the edge of "
+        "stability)",
+        "train.learning_rate",
+    ),
+    "skipped_steps": Entry(
+        "loss scaling skipped many steps for inf/NaN gradients, or its scale collapsed below 1",
+        "numerics.loss_scale",
     ),
 }
 # Warnings that belong to the story of a failure rather than beside it: a run that went
@@ -132,6 +150,28 @@ RECOMMENDATIONS: dict[str, Remedy] = {
     "use_leaky_relu": Remedy(
         "use leaky_relu so units cannot die",
         "leaky_relu alone removes it: units that stopped passing gradient are the mechanism",
+    ),
+    "add_norm_eps": Remedy(
+        "use norm_eps = 1e-5 (torch's default) in the layer's batch/layer norm",
+        "a non-zero norm_eps alone removes it: the norm's unguarded division is the mechanism",
+    ),
+    "drop_missing_rows": Remedy(
+        "drop the rows holding a non-finite input or target (data.missing: drop_rows)",
+        "dropping the rows with missing values removes it: the data are the cause",
+    ),
+    "use_mixed_precision": Remedy(
+        "keep float32 master weights and scale the loss dynamically (torch.amp's recipe)",
+        "float32 master weights with dynamic loss scaling remove it: float16's range is the "
+        "mechanism, and the float16 forward pass can stay",
+    ),
+    "use_batch_norm": Remedy(
+        "batch-normalize the saturating hidden layers",
+        "batch norm alone removes it: the drift of the pre-activations into saturation is the "
+        "mechanism",
+    ),
+    "use_adamw": Remedy(
+        "AdamW (per-parameter step sizes, decoupled weight decay) at a rate of at most 1e-3",
+        "AdamW alone removes it: the raw gradient's size driving the step is the mechanism",
     ),
     "remove_nan_inputs": Remedy(
         "stop injecting NaN into the inputs",

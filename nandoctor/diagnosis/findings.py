@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from nandoctor.diagnosis.catalogue import CAUSES, FACTORS, WARNINGS
+
 if TYPE_CHECKING:
     from nandoctor.instrument.events import NonFinite
 
@@ -21,6 +23,27 @@ class Finding:
     step: int | None = None
 
 
+def cause(id: str, summary: str, evidence: list[str], layer=None, step=None) -> Finding:
+    """A root-cause finding; ``id`` must be a cause of the catalogue."""
+    return Finding(_declared(CAUSES, id), summary, evidence, layer, step)
+
+
+def factor(id: str, summary: str, evidence: list[str]) -> Finding:
+    """A contributing-factor finding; ``id`` must be a factor of the catalogue."""
+    return Finding(_declared(FACTORS, id), summary, evidence)
+
+
+def warning(id: str, summary: str, layer=None, step=None) -> Finding:
+    """A warning; ``id`` must be a warning of the catalogue."""
+    return Finding(_declared(WARNINGS, id), summary, layer=layer, step=step)
+
+
+def _declared(table: dict, id: str) -> str:
+    if id not in table:
+        raise KeyError(f"{id!r} is not declared in nandoctor.diagnosis.catalogue")
+    return id
+
+
 @dataclass
 class Recommendation:
     id: str
@@ -29,6 +52,7 @@ class Recommendation:
     verified: bool | None = None
     evidence: str = ""
     final_loss: float | None = None  # of the confirming run, when it stayed finite
+    steps_verified: int | None = None  # steps the confirming run ran from step 1 (its horizon)
 
 
 @dataclass

@@ -13,9 +13,28 @@ import numpy as np
 
 from nandoctor.diagnosis.catalogue import NAIVE_FACTORS, RECOMMENDATIONS
 from nandoctor.diagnosis.findings import Recommendation, fmt
+from nandoctor.diagnosis.networks import NORM_OPS
 from nandoctor.engine.nn import activation
 
 ADAM_EPS = 1e-8  # torch.optim's default eps, proposed when the dtype can hold it
+NORM_EPS = 1e-5  # torch's BatchNorm1d / LayerNorm default eps
+MIXED_PRECISION = {"numerics.master_dtype": "float32", "numerics.loss_scale": "dynamic"}
+PLAIN_SGD = ("sgd", "momentum", "nesterov")  # step = lr * raw gradient: no per-parameter scaling
+
+
+def complete_rows(outcome) -> int:
+    """Rows whose inputs and targets are all finite: what ``data.missing: drop_rows`` keeps."""
+    x, y = outcome.prepared.x, outcome.prepared.y
+    with np.errstate(all="ignore"):
+        keep = np.isfinite(x).all(axis=1)
+        if y is not None and y.dtype.kind == "f":
+            keep &= np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+    return int(keep.sum())
+
+
+def norm_failure(outcome) -> bool:
+    first = outcome.first_nonfinite
+    return first is not None and first.phase == "forward" and first.op in NORM_OPS
 
 
 def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
@@ -54,6 +73,16 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
         if changes:
             add("use_xavier_init", changes)
 
+    def add_batch_norm():
+        """Batch norm for a deep stack (two or more) of saturating hidden layers without one."""
+        hidden = [
+            i
+            for i, layer in enumerate(spec.model.layers[:-1])
+            if activation(layer.activation).squashing and layer.norm == "none"
+        ]
+        if len(hidden) >= 2:
+            add("use_batch_norm", {f"model.layers.{i}.norm": "batch" for i in hidden})
+
     if cause is not None:
         c = cause.id
         if c in ("exploding_gradient", "overflow", "saturation") or "high_learning_rate" in ids:
@@ -68,7 +97,12 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             add("standardize_inputs", {"data.preprocess": "standardize"})
         if spec.numerics.dtype == "float16":
             add("use_float32", {"numerics.dtype": "float32"})
-        if c == "division_by_zero":
+            if spec.numerics.master_dtype is None and c != "bad_input":
+                add("use_mixed_precision", MIXED_PRECISION)
+        if c == "division_by_zero" and norm_failure(outcome):
+            layer = outcome.first_nonfinite.layer
+            add("add_norm_eps", {f"model.layers.{layer - 1}.norm_eps": NORM_EPS})
+        elif c == "division_by_zero":
             eps = holdable(ADAM_EPS, dtype)
             held = float(np.asarray(ADAM_EPS, dtype))
             lost = "0" if held == 0 else "subnormal"
@@ -90,9 +124,20 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             add("use_relu", hidden)
         if c == "bad_input" and outcome.first_nonfinite.phase == "data" and spec.data.nan_fraction:
             add("remove_nan_inputs", {"data.nan_fraction": 0.0})
+        if c == "bad_input" and outcome.first_nonfinite.phase == "data" and complete_rows(outcome):
+            add("drop_missing_rows", {"data.missing": "drop_rows"})
+        if c == "saturation":
+            add_batch_norm()
+        if c == "exploding_gradient" and spec.train.optimizer in PLAIN_SGD:
+            add("use_adamw", {"train.optimizer": "adamw", "train.learning_rate": min(lr, 1e-3)})
     for w in warnings:
         if w.id == "saturation":
             add_xavier()
+            add_batch_norm()
+        if w.id == "oscillating_loss":
+            lower_lr()
+        if w.id == "skipped_steps" and spec.numerics.dtype == "float16":
+            add("use_float32", {"numerics.dtype": "float32"})
         if w.id == "exploding_gradient":
             lower_lr()
             add("clip_gradients", {"train.clip_grad_norm": 1.0})

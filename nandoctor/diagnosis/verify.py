@@ -17,9 +17,16 @@ import numpy as np
 
 from nandoctor.diagnosis.catalogue import RECOMMENDATIONS
 from nandoctor.diagnosis.diagnose import Diagnosis, Recommendation, fmt
+from nandoctor.engine.data import DataError
 from nandoctor.engine.runs import Outcome, train
 from nandoctor.parallel import pmap
 
+# Verification is sized to the failure, not the budget: a run that died at step 9 of 1,000,000
+# is rescued when a fix keeps it finite well past where it died, so each candidate re-runs
+# HORIZON_FACTOR times as many steps as the original survived, at least HORIZON_FLOOR (and at
+# most the budget). `--verify-full` asks for the whole budget.
+HORIZON_FACTOR = 10
+HORIZON_FLOOR = 1000
 HALVINGS = 16  # lower learning rates tried: lr/2 ... lr/2**16
 SCREEN_MARGIN = 2  # a screen runs this many times as far past the snapshot as the failure was
 # Changes a snapshot can be replayed with: same parameters, same optimiser state layout.
@@ -47,24 +54,49 @@ def _trial(o: Outcome) -> Trial:
     )
 
 
-def _record(rec: Recommendation, trial: Trial) -> None:
+def verification_horizon(outcome: Outcome, full: bool = False) -> int:
+    """Steps a candidate fix is re-run for: HORIZON_FACTOR x the failure step, at least
+    HORIZON_FLOOR, at most the budget (the whole budget when ``full``)."""
+    budget = outcome.steps_budget
+    if full:
+        return budget
+    failed = outcome.first_nonfinite.step if outcome.first_nonfinite else budget
+    return min(budget, max(HORIZON_FLOOR, HORIZON_FACTOR * (failed or 0)))
+
+
+def _horizon_note(outcome: Outcome, horizon: int) -> str:
+    budget = outcome.steps_budget
+    if horizon >= budget:
+        return ""
+    failed = outcome.first_nonfinite.step if outcome.first_nonfinite else 0
+    return (
+        f" (of a {budget:,}-step budget: verified over {HORIZON_FACTOR}x the failure step"
+        f" {failed}, at least {HORIZON_FLOOR:,}; --verify-full runs it all)"
+    )
+
+
+def _record(rec: Recommendation, trial: Trial, note: str = "") -> None:
     """Fill in ``rec``'s verdict from a run of it from step 1."""
     if trial.lost:
         rec.verified, rec.evidence = None, f"not verified: {trial.lost}"
         return
     rec.verified = trial.finite
     rec.final_loss = trial.final_loss
+    rec.steps_verified = trial.steps_run
     if trial.finite:
         loss = f", final loss {fmt(trial.final_loss)}" if trial.final_loss is not None else ""
-        rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}"
+        rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}{note}"
     else:
         rec.evidence = f"still non-finite, at step {trial.failed_step}"
 
 
 def _confirm(args) -> Trial:
-    """A run of ``spec`` with ``changes`` from step 1 (in a worker process)."""
-    spec, changes = args
-    return _trial(train(spec.with_changes(changes), snapshots=False)[0])
+    """A run of ``spec`` with ``changes`` from step 1 to ``until`` (in a worker process)."""
+    spec, changes, until = args
+    try:
+        return _trial(train(spec.with_changes(changes), until=until, snapshots=False)[0])
+    except DataError as e:  # the change leaves no usable data (drop_rows dropped every row)
+        return Trial(False, 0, None, None, lost=f"the changed spec cannot run: {e}")
 
 
 def screen(outcome: Outcome, changes: dict) -> str | None:
@@ -92,9 +124,11 @@ def screen(outcome: Outcome, changes: dict) -> str | None:
     return f"{where}: non-finite again at step {o.first_nonfinite.step}"
 
 
-def largest_finite_lr(outcome: Outcome) -> tuple[float | None, Outcome | None, int]:
-    """Halve the learning rate until a run stays finite over the whole budget, all halvings
-    trained from step 1 at once as replicas of one batched run.
+def largest_finite_lr(
+    outcome: Outcome, until: int | None = None
+) -> tuple[float | None, Outcome | None, int]:
+    """Halve the learning rate until a run stays finite through step ``until`` (default: the
+    whole budget), all halvings trained from step 1 at once as replicas of one batched run.
 
     Only rates the run's dtype holds as normal numbers are tried: a rate that rounds to 0 (or to
     a subnormal) would "stay finite" by not training at all.
@@ -105,7 +139,7 @@ def largest_finite_lr(outcome: Outcome) -> tuple[float | None, Outcome | None, i
     rates = rates[rates >= np.finfo(outcome.prepared.dtype).tiny]
     if not len(rates):
         return None, None, 0
-    runs = train(outcome.spec, lrs=rates, prepared=outcome.prepared, snapshots=False)
+    runs = train(outcome.spec, lrs=rates, prepared=outcome.prepared, until=until, snapshots=False)
     for rate, o in zip(rates, runs, strict=True):
         if o.finite:
             return float(rate), o, len(rates)
@@ -117,18 +151,22 @@ def verify(
     outcome: Outcome,
     jobs: int | None = None,
     on_done: Callable[[str], None] | None = None,
+    full: bool = False,
 ) -> list[Recommendation]:
-    """Try each recommendation; fill in ``verified`` and ``evidence``; return them ranked.
+    """Try each recommendation over :func:`verification_horizon` steps (the whole budget when
+    ``full``); fill in ``verified``, ``evidence`` and ``steps_verified``; return them ranked.
 
     Also appends the experiments' verdicts to the cause's evidence."""
     recs = list(diagnosis.recommendations)
     if outcome.first_nonfinite is None or not recs:
         return recs
     spec = outcome.spec
+    until = verification_horizon(outcome, full)
+    note = _horizon_note(outcome, until)
     todo: list[Recommendation] = []
     for rec in recs:
         if rec.id == "lower_learning_rate":
-            rate, run, tried = largest_finite_lr(outcome)
+            rate, run, tried = largest_finite_lr(outcome, until)
             if not tried:  # no halving is a normal number of the dtype: confirm its own rate
                 todo.append(rec)
                 continue
@@ -138,7 +176,7 @@ def verify(
             else:  # the halving run was a full run from step 1: it is the confirmation
                 rec.changes = {"train.learning_rate": rate}
                 rec.summary = f"lower the learning rate to {fmt(rate)} (the largest finite rate found by halving)"
-                _record(rec, _trial(run))
+                _record(rec, _trial(run), note)
             _done(on_done, rec)
             continue
         todo.append(rec)
@@ -146,14 +184,14 @@ def verify(
     order = iter(todo)
     trials = pmap(
         _confirm,
-        [(spec, r.changes) for r in todo],
+        [(spec, r.changes, until) for r in todo],
         jobs,
         lambda _t: _done(on_done, next(order)),
         lost=lambda _item, reason: Trial(False, 0, None, None, lost=reason),
         threads=outcome.threads,
     )
     for rec, trial in zip(todo, trials, strict=True):
-        _record(rec, trial)
+        _record(rec, trial, note)
         near = screen(outcome, rec.changes)
         if near:
             rec.evidence += f"; {near}"

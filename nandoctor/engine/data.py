@@ -158,14 +158,68 @@ def _looks_numeric(cell: str) -> bool:
 
 
 # ---------------------------------------------------------------- csv
-def load_csv(path: Path, target: str | list[str], task: str | None = None) -> Dataset:
+def load_csv(
+    path: Path, target: str | list[str], task: str | None = None, categorical=()
+) -> Dataset:
     """Load a CSV with a header row: ``target`` column(s) -> ``y``, the other columns -> ``x``.
 
     ``x: (n, features)`` float64; ``y`` as in :func:`_targets`. Empty cells and ``nan`` read as
-    NaN (that is data, not an error). Line numbers in errors are the file's (header = line 1).
+    NaN (that is data, not an error). Columns named in ``categorical`` are one-hot encoded, one
+    column per distinct value in sorted order (``name=value``; an empty cell is NaN in all of
+    them); a categorical target of a classification task becomes class indices in that order.
+    Line numbers in errors are the file's (header = line 1).
     """
     path = _check_file(path)
     where = repr(str(path))
+    header, rows = _read_rows(path, where)
+    targets = [target] if isinstance(target, str) else list(target)
+    for name in [*targets, *categorical]:
+        if name not in header:
+            what = "target column" if name in targets else "categorical column"
+            key = "data.target" if name in targets else "data.categorical"
+            raise DataError(
+                f"{what} {name!r} not found in {where}; available columns: "
+                f"{', '.join(header)}{_suggest(name, header)}",
+                key,
+            )
+    if len(set(targets)) == len(header):
+        raise DataError(
+            f"every column of {where} is a target; leave at least one input column",
+            "data.target",
+        )
+    if not rows:
+        raise DataError(f"{where} has a header but zero data rows; add data", "data.path")
+    for line, row in rows:
+        if len(row) != len(header):
+            raise DataError(
+                f"{where} line {line} has {len(row)} fields but the header has "
+                f"{len(header)}; every row needs one value per column",
+                "data.path",
+            )
+    columns = {}
+    for j, name in enumerate(header):
+        cells = [(line, row[j]) for line, row in rows]
+        as_labels = name in categorical and name in targets and task == "classification"
+        if name in categorical:
+            columns[name] = _one_hot(name, cells, labels=as_labels)
+        else:
+            columns[name] = (_numeric_column(name, cells, where), (name,))
+    x_names = [h for h in header if h not in targets]
+    if any(name in categorical for name in targets) and task == "classification":
+        y = columns[targets[0]][0][:, 0]
+        return _dataset(columns, x_names, y.astype(np.int64), int(y.max()) + 1 if len(y) else 0)
+    y_all = np.column_stack([columns[t][0] for t in targets])
+    y, n_classes = _targets(y_all, task, where)
+    return _dataset(columns, x_names, y, n_classes)
+
+
+def _dataset(columns: dict, x_names: list[str], y, n_classes) -> Dataset:
+    x = np.column_stack([columns[h][0] for h in x_names])
+    names = tuple(n for h in x_names for n in columns[h][1])
+    return Dataset(x, y, n_classes, names)
+
+
+def _read_rows(path: Path, where: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -188,46 +242,78 @@ def load_csv(path: Path, target: str | list[str], task: str | None = None) -> Da
             "add a first line naming the columns",
             "data.path",
         )
-    targets = [target] if isinstance(target, str) else list(target)
-    for name in targets:
-        if name not in header:
+    return header, rows[1:]
+
+
+def _numeric_column(name: str, cells: list[tuple[int, str]], where: str) -> np.ndarray:
+    out = np.empty((len(cells), 1))
+    for i, (line, cell) in enumerate(cells):
+        try:
+            out[i, 0] = _parse(cell)
+        except ValueError:
             raise DataError(
-                f"target column {name!r} not found in {where}; available columns: "
-                f"{', '.join(header)}{_suggest(name, header)}",
-                "data.target",
-            )
-    if len(set(targets)) == len(header):
-        raise DataError(
-            f"every column of {where} is a target; leave at least one input column",
-            "data.target",
-        )
-    if len(rows) == 1:
-        raise DataError(f"{where} has a header but zero data rows; add data", "data.path")
-    values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
-    for i, (line, row) in enumerate(rows[1:]):
-        if len(row) != len(header):
-            raise DataError(
-                f"{where} line {line} has {len(row)} fields but the header has "
-                f"{len(header)}; every row needs one value per column",
+                f"{where} line {line}, column {name!r}: cannot read {cell!r} as a number; "
+                f"if {name!r} is a category, list it in data.categorical to one-hot encode it "
+                "(or leave the cell empty for a missing value)",
                 "data.path",
-            )
-        for j, cell in enumerate(row):
-            try:
-                values[i, j] = _parse(cell)
-            except ValueError:
-                raise DataError(
-                    f"{where} line {line}, column {header[j]!r}: cannot read {cell!r} as a "
-                    "number; fix the cell (leave it empty for a missing value)",
-                    "data.path",
-                ) from None
-    t_idx = [header.index(name) for name in targets]
-    x_idx = [j for j in range(len(header)) if j not in t_idx]
-    y, n_classes = _targets(values[:, t_idx], task, where)
-    names = tuple(header[j] for j in x_idx)
-    return Dataset(values[:, x_idx], y, n_classes, names)
+            ) from None
+    return out
+
+
+def _one_hot(name: str, cells: list[tuple[int, str]], labels: bool = False):
+    """``(values (n, k), names)``: one column per distinct non-empty value, sorted; an empty
+    cell is NaN in every column (missing). ``labels``: one column of class indices instead."""
+    text = [c.strip() for _, c in cells]
+    values = sorted({t for t in text if t}, key=_category_order)
+    index = {v: k for k, v in enumerate(values)}
+    if labels:
+        return np.array([[index[t]] for t in text], dtype=np.float64), (name,)
+    out = np.zeros((len(text), len(values)))
+    for i, t in enumerate(text):
+        if t:
+            out[i, index[t]] = 1.0
+        else:
+            out[i] = np.nan
+    return out, tuple(f"{name}={v}" for v in values)
+
+
+def _category_order(value: str):
+    """Numbers by value, then text: ``2 < 10 < 'a'``."""
+    return (0, float(value), "") if _looks_numeric(value) else (1, 0.0, value)
+
+
+def drop_nonfinite_rows(x: np.ndarray, y: np.ndarray | None):
+    """``data.missing: drop_rows``: the rows whose input and target are all finite, and how many
+    were dropped. Raises when none is left."""
+    keep = np.isfinite(x).all(axis=1)
+    if y is not None and y.dtype.kind == "f":
+        keep &= np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+    if not keep.any():
+        raise DataError(
+            f"every one of the {len(x)} rows holds a non-finite input or target; "
+            "data.missing: drop_rows left nothing to train on",
+            "data.missing",
+        )
+    return x[keep], (None if y is None else y[keep]), int(len(x) - keep.sum())
 
 
 # ---------------------------------------------------------------- npz
+def require_npz(path: Path, key: str, how: str) -> None:
+    """Refuse a file that is not a NumPy archive by its first bytes (np.load would call a text
+    file "pickled data")."""
+    try:
+        with Path(path).open("rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise DataError(f"cannot read {str(path)!r} ({e.strerror})", key) from None
+    if magic[:4] != b"PK\x03\x04" and magic != b"\x93NUMPY":
+        raise DataError(
+            f"{str(path)!r} is not an npz archive (it does not start like a zip file);"
+            f" save it with {how}",
+            key,
+        )
+
+
 def load_npz(path: Path, task: str | None = None) -> Dataset:
     """Load an ``.npz`` with arrays ``x: (n, features)`` and ``y: (n,) | (n, outputs)``.
 
@@ -235,6 +321,7 @@ def load_npz(path: Path, task: str | None = None) -> Dataset:
     """
     path = _check_file(path)
     where = repr(str(path))
+    require_npz(path, "data.path", "np.savez(path, x=x, y=y)")
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:

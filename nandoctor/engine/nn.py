@@ -170,6 +170,60 @@ def activation_grad(name: str, z: np.ndarray, a: np.ndarray, grad_a: np.ndarray)
     return fn.backward(z, a, grad_a)
 
 
+# ---------------------------------------------------------------- normalization
+NORM_AXIS = {"batch": -2, "layer": -1}  # batch: per unit over the batch; layer: per sample
+
+
+def normalize(kind: str, z: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """``z_hat = (z - mean) / sqrt(var + eps)`` with the biased variance; ``z: (*R, batch,
+    units)``. batch: statistics per unit over the batch (torch BatchNorm1d, training mode);
+    layer: per sample over the units (torch LayerNorm). Returns ``(z_hat, inv_std)``, ``inv_std``
+    broadcastable to ``z``. A zero-variance batch with ``eps = 0`` divides by zero here."""
+    axis = NORM_AXIS[kind]
+    op(f"{kind}_norm")
+    centered = z - z.mean(axis=axis, keepdims=True)
+    var = (centered * centered).mean(axis=axis, keepdims=True)
+    inv_std = 1 / np.sqrt(var + np.asarray(eps, dtype=z.dtype))
+    return centered * inv_std, inv_std
+
+
+def normalize_grad(
+    kind: str, z_hat: np.ndarray, inv_std: np.ndarray, grad_hat: np.ndarray
+) -> np.ndarray:
+    """Back through :func:`normalize`: ``dL/dz`` from ``dL/dz_hat`` (the mean and the variance
+    depend on every entry along the norm's axis)."""
+    axis = NORM_AXIS[kind]
+    op(f"{kind}_norm")
+    mean_g = grad_hat.mean(axis=axis, keepdims=True)
+    mean_gz = (grad_hat * z_hat).mean(axis=axis, keepdims=True)
+    return inv_std * (grad_hat - mean_g - z_hat * mean_gz)
+
+
+def affine(z_hat: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """``gamma * z_hat + beta``; ``gamma, beta: (*R, units)``."""
+    op("multiply")
+    return z_hat * gamma[..., None, :] + beta[..., None, :]
+
+
+def affine_grad(z_hat: np.ndarray, gamma: np.ndarray, grad_out: np.ndarray):
+    """Back through :func:`affine`: ``(dL/dz_hat, dL/dgamma, dL/dbeta)``."""
+    op("multiply")
+    return grad_out * gamma[..., None, :], (grad_out * z_hat).sum(axis=-2), grad_out.sum(axis=-2)
+
+
+# ---------------------------------------------------------------- dropout
+def dropout_mask(p: float, shape: tuple, rng: np.random.Generator, dtype) -> np.ndarray:
+    """Inverted dropout: each entry kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``,
+    so the expected output equals the input. ``shape = (batch, units)``, shared by replicas."""
+    return (rng.random(shape) >= p).astype(dtype) * np.asarray(1 / (1 - p), dtype=dtype)
+
+
+def dropout(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``a * mask``; its gradient is the same product (``dropout(grad, mask)``)."""
+    op("dropout")
+    return a * mask
+
+
 # ---------------------------------------------------------------- losses
 def loss_and_grad(
     loss: str,
@@ -179,21 +233,17 @@ def loss_and_grad(
     y: np.ndarray | None,
     naive: bool,
     noise: np.ndarray | None = None,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    label_smoothing: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The loss of the last layer and its gradient with respect to that layer's ``z``.
 
-    ``z, a: (*R, batch, out)``; ``y: (batch, out)`` (mse, bce) or ``(batch,)`` int class indices
-    (cross_entropy); ``noise: (batch, out)`` for ``random_gradient``. Returns
-    ``(loss: (*R,), grad_z: (*R, batch, out))``.
+    ``z, a: (*R, batch, out)``; ``y: (batch, out)`` (mse, mae, huber, bce) or ``(batch,)`` int
+    class indices (cross_entropy); ``noise: (batch, out)`` for ``random_gradient``. ``reduction``
+    mean averages the terms (per element; per sample for cross_entropy), sum adds exactly those
+    terms (torch's ``reduction``). Returns ``(loss: (*R,), grad_z: (*R, batch, out))``.
     """
-    if loss == "mse":
-        op("subtract")
-        diff = a - y
-        op("square")
-        value = (diff * diff).mean(axis=(-2, -1))
-        op("multiply")
-        grad_a = diff * (2 / (z.shape[-1] * z.shape[-2]))
-        return value, activation_grad(activation, z, a, grad_a)
     if loss == "random_gradient":
         # The loss whose gradient with respect to the output is exactly the noise: sum(g * a).
         op("multiply")
@@ -202,49 +252,104 @@ def loss_and_grad(
         grad_a[...] = noise  # the same noise for every replica: (batch, out) -> (*R, batch, out)
         return value, activation_grad(activation, z, a, grad_a)
     if loss == "cross_entropy":
-        return _cross_entropy(activation, z, a, y, naive)
+        n = z.shape[-2] if reduction == "mean" else 1
+        return _cross_entropy(activation, z, a, y, naive, n, label_smoothing)
+    size = z.shape[-1] * z.shape[-2] if reduction == "mean" else 1
     if loss == "bce":
-        return _bce(activation, z, a, y, naive)
+        return _bce(activation, z, a, y, naive, size)
+    if loss in ELEMENTWISE:
+        op("subtract")
+        diff = a - y
+        terms, slope, factor = ELEMENTWISE[loss](diff, delta)
+        value = _reduce(terms, (-2, -1), size)
+        op("multiply")
+        return value, activation_grad(activation, z, a, slope * (factor / size))
     raise ValueError(f"unknown loss {loss!r}")
 
 
-def _cross_entropy(activation, z, a, y, naive):
-    n = z.shape[-2]
-    onehot = np.zeros(z.shape[-2:], dtype=z.dtype)
-    onehot[np.arange(n), y] = 1
+def _reduce(terms: np.ndarray, axis, count: int) -> np.ndarray:
+    """The mean of ``terms`` over ``axis`` (``count > 1``: it has that many) or, for
+    ``reduction: sum`` (``count == 1``), their sum."""
+    return terms.mean(axis=axis) if count > 1 else terms.sum(axis=axis)
+
+
+def _squared(diff, _delta):
+    op("square")
+    return diff * diff, diff, 2  # d(diff^2) = 2 diff, the 2 folded into the 1/size factor
+
+
+def _absolute(diff, _delta):
+    op("abs")
+    return np.abs(diff), np.sign(diff), 1
+
+
+def _huber(diff, delta):
+    """torch ``huber_loss``: ``0.5 d^2`` for ``|d| < delta``, ``delta (|d| - delta / 2)`` beyond."""
+    op("square")
+    mag = np.abs(diff)
+    delta = np.asarray(delta, dtype=diff.dtype)
+    inside = mag < delta
+    terms = np.where(inside, 0.5 * diff * diff, delta * (mag - 0.5 * delta))
+    return terms, np.clip(diff, -delta, delta), 1
+
+
+# loss -> (terms, slope, factor): d terms / d a = slope * factor
+ELEMENTWISE = {"mse": _squared, "mae": _absolute, "huber": _huber}
+
+
+def l2_penalty(weights: list[np.ndarray], lam: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``lam * sum(W**2)`` over the weight matrices ``W: (*R, in, out)`` and its gradients
+    ``2 lam W``; returns ``(penalty: (*R,), grads)``."""
+    op("l2")
+    penalty = sum(lam * (W * W).sum(axis=(-2, -1)) for W in weights)
+    return penalty, [(2 * lam) * W for W in weights]
+
+
+def _cross_entropy(activation, z, a, y, naive, n, smoothing=0.0):
+    """Mean (``n`` = batch) or sum (``n`` = 1) over samples of ``-sum_c q_c log p_c`` with ``q``
+    the one-hot target smoothed as torch does: ``(1 - smoothing) onehot + smoothing / classes``."""
+    rows = np.arange(z.shape[-2])
+    target = np.zeros(z.shape[-2:], dtype=z.dtype)
+    target[rows, y] = 1
+    if smoothing:
+        target = (1 - smoothing) * target + smoothing / z.shape[-1]
     if naive:
         # Textbook: p = softmax(z) (exp without the max), loss = -mean(log p[target]).
         p = a if activation == "softmax" else _softmax(z, naive=True)
         op("log")
-        logp = np.log(p[..., np.arange(n), y])
-        value = -logp.mean(axis=-1)
+        if smoothing:
+            value = -_reduce((target * np.log(p)).sum(axis=-1), -1, n)
+        else:
+            value = -_reduce(np.log(p[..., rows, y]), -1, n)
         op("subtract")
-        return value, (p - onehot) / n
+        return value, (p - target) / n
     op("logsumexp")
     m = z.max(axis=-1, keepdims=True)
     shifted = z - m
     lse = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
     logp = shifted - lse
-    value = -logp[..., np.arange(n), y].mean(axis=-1)
+    if smoothing:
+        value = -_reduce((target * logp).sum(axis=-1), -1, n)
+    else:
+        value = -_reduce(logp[..., rows, y], -1, n)
     op("exp")
-    return value, (np.exp(logp) - onehot) / n
+    return value, (np.exp(logp) - target) / n
 
 
-def _bce(activation, z, a, y, naive):
-    size = z.shape[-1] * z.shape[-2]
+def _bce(activation, z, a, y, naive, size):
     if naive:
         # Textbook: p = sigmoid(z); loss = -mean(y log p + (1-y) log(1-p));
         # dL/dp = -(y/p - (1-y)/(1-p)) / size, then back through the sigmoid.
         p = a if activation == "sigmoid" else _sigmoid(z, naive=True)
         op("log")
-        value = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=(-2, -1))
+        value = -_reduce(y * np.log(p) + (1 - y) * np.log(1 - p), (-2, -1), size)
         op("divide")
         grad_p = -(y / p - (1 - y) / (1 - p)) / size
         op("multiply")
         return value, grad_p * (p * (1 - p))
     # Stable: BCE with logits, max(z, 0) - z*y + log1p(exp(-|z|)).
     op("log1p")
-    value = (np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))).mean(axis=(-2, -1))
+    value = _reduce(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))), (-2, -1), size)
     op("subtract")
     return value, (_sigmoid(z, naive=False) - y) / size
 

@@ -100,9 +100,20 @@ def clip_by_value(grads: list[np.ndarray], bound: float) -> list[np.ndarray]:
     return [np.clip(g, -bound, bound) for g in grads]
 
 
-def init_state(kind: str, params: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """Zeroed optimiser state for ``params``."""
-    names = {"sgd": (), "momentum": ("buf",), "rmsprop": ("v",), "adam": ("m", "v")}[kind]
+STATE = {
+    "sgd": (),
+    "momentum": ("buf",),
+    "nesterov": ("buf",),
+    "rmsprop": ("v",),
+    "adam": ("m", "v"),
+    "adamw": ("m", "v"),
+    "adagrad": ("sum",),
+}
+
+
+def init_state(kind: str, params: list[np.ndarray], amsgrad: bool = False) -> dict:
+    """Zeroed optimiser state for ``params`` (adagrad: torch's initial_accumulator_value 0)."""
+    names = STATE[kind] + (("v_max",) if amsgrad and kind in ("adam", "adamw") else ())
     return {name: [np.zeros_like(p) for p in params] for name in names}
 
 
@@ -112,26 +123,29 @@ def delta(
     p: np.ndarray,
     g: np.ndarray,
     state: dict[str, list[np.ndarray]],
-    t: int,
+    t,
     lr: np.ndarray,
     hp,
 ) -> np.ndarray:
     """The update of parameter ``i`` at step ``t`` (1-based): ``p_new = p - delta``.
 
-    Updates ``state`` in place. ``lr`` is already broadcast to ``p``'s shape; ``hp`` has the
-    spec's ``momentum, beta1, beta2, eps, weight_decay``.
+    Updates ``state`` in place. ``lr`` is already broadcast to ``p``'s shape, and so is ``t`` when
+    it is an array (one step count per replica: loss scaling skips steps per replica); ``hp`` has
+    the spec's ``momentum, beta1, beta2, eps, weight_decay, amsgrad``.
     """
-    if hp.weight_decay:
+    decoupled = kind == "adamw" and hp.weight_decay
+    if hp.weight_decay and not decoupled:
         op("add")
         g = g + hp.weight_decay * p
     if kind == "sgd":
         op("multiply")
         return lr * g
-    if kind == "momentum":
+    if kind in ("momentum", "nesterov"):
         op("multiply")
-        buf = g.copy() if t == 1 else hp.momentum * state["buf"][i] + g
+        first = np.all(t == 1)  # torch starts the buffer as the gradient (no dampening)
+        buf = g.copy() if first else hp.momentum * state["buf"][i] + g
         state["buf"][i] = buf
-        return lr * buf
+        return lr * (g + hp.momentum * buf if kind == "nesterov" else buf)
     if kind == "rmsprop":
         op("square")
         v = hp.beta2 * state["v"][i] + (1 - hp.beta2) * (g * g)
@@ -140,16 +154,39 @@ def delta(
         denom = np.sqrt(v) + hp.eps
         op("divide")
         return lr * g / denom
-    if kind == "adam":
-        op("multiply")
-        m = hp.beta1 * state["m"][i] + (1 - hp.beta1) * g
+    if kind == "adagrad":
         op("square")
-        v = hp.beta2 * state["v"][i] + (1 - hp.beta2) * (g * g)
-        state["m"][i], state["v"][i] = m, v
-        bc1 = 1 - hp.beta1**t
-        bc2 = 1 - hp.beta2**t
+        acc = state["sum"][i] + g * g
+        state["sum"][i] = acc
         op("sqrt")
-        denom = np.sqrt(v) / math.sqrt(bc2) + hp.eps
+        denom = np.sqrt(acc) + hp.eps
         op("divide")
-        return (lr / bc1) * m / denom
+        return lr * g / denom
+    if kind in ("adam", "adamw"):
+        step = _adam(i, g, state, t, lr, hp)
+        if decoupled:  # torch AdamW: p *= 1 - lr * wd before the Adam step
+            op("multiply")
+            return lr * hp.weight_decay * p + step
+        return step
     raise ValueError(f"unknown optimizer {kind!r}")
+
+
+def _adam(i, g, state, t, lr, hp):
+    """torch Adam's step ``lr / bc1 * m / (sqrt(v_hat) + eps)``, amsgrad with the running max."""
+    op("multiply")
+    m = hp.beta1 * state["m"][i] + (1 - hp.beta1) * g
+    op("square")
+    v = hp.beta2 * state["v"][i] + (1 - hp.beta2) * (g * g)
+    state["m"][i], state["v"][i] = m, v
+    if getattr(hp, "amsgrad", False):
+        v = np.maximum(state["v_max"][i], v)
+        state["v_max"][i] = v
+    if isinstance(t, np.ndarray):  # per-replica counts: keep the parameters' dtype
+        bc1 = (1 - hp.beta1**t).astype(g.dtype)
+        bc2 = np.sqrt(1 - hp.beta2**t).astype(g.dtype)
+    else:
+        bc1, bc2 = 1 - hp.beta1**t, math.sqrt(1 - hp.beta2**t)
+    op("sqrt")
+    denom = np.sqrt(v) / bc2 + hp.eps
+    op("divide")
+    return (lr / bc1) * m / denom

@@ -34,6 +34,7 @@ class Outcome:
     loss_initial: float = float("nan")  # step 1's loss, whatever the window holds
     summary: dict[str, np.ndarray] | None = None  # the whole run downsampled (History.summary)
     threads: int = 1  # BLAS threads it trained with (nandoctor.parallel.threads_for)
+    scaling: dict | None = None  # loss scaling's skipped steps and scales (Trainer.SkipLog.of)
 
     @property
     def finite(self) -> bool:
@@ -114,6 +115,7 @@ def _outcome(trainer: Trainer, spec, prepared: PreparedRun, r: int, budget: int)
         initial = loss[0] if len(loss) else np.nan
     events = list(prepared.events.values()) + list(getattr(trainer.watch, "events", {}).values())
     return Outcome(
+        scaling=trainer.skips.of(r) if trainer.skips is not None else None,
         spec=spec,
         learning_rate=float(trainer.lrs[r]),
         steps_budget=budget,

@@ -15,6 +15,7 @@ import numpy as np
 from nandoctor.engine import data as datamod
 from nandoctor.engine import nn
 from nandoctor.engine.data import DataError
+from nandoctor.engine.layout import Slot, layout
 from nandoctor.instrument.events import FPEvent, FPWatch, NonFinite, op
 
 if TYPE_CHECKING:
@@ -31,12 +32,14 @@ class PreparedRun:
     x: np.ndarray  # (samples, features), run dtype, preprocessed
     y: np.ndarray | None  # (samples, outputs) run dtype, or (samples,) int class indices
     dtype: type
-    init_params: list[np.ndarray]  # W1 (in, out), b1 (out,), W2, b2, ... in the run's dtype
-    seeds: tuple  # SeedSequences for batches and random-gradient noise
+    init_params: list[np.ndarray]  # in ``slots`` order: W1 (in, out), b1 (out,), ... run dtype
+    seeds: tuple  # SeedSequences for batches, random-gradient noise and dropout masks
     raw_max_abs: float  # largest |input| before preprocessing, after scale
     col_std: np.ndarray  # (features,) std of each input column before preprocessing
     first_nonfinite: NonFinite | None = None  # a non-finite value in data or preprocessing
     events: dict[tuple, FPEvent] = field(default_factory=dict)
+    slots: list[Slot] = field(default_factory=list)  # which parameter each init_params entry is
+    dropped_rows: int = 0  # rows removed by data.missing: drop_rows
 
 
 def load_dataset(spec: Spec, rng: np.random.Generator) -> datamod.Dataset:
@@ -44,16 +47,17 @@ def load_dataset(spec: Spec, rng: np.random.Generator) -> datamod.Dataset:
     if d.source == "synthetic":
         return datamod.synthetic(d.task, d.samples, d.features, d.outputs, d.noise, rng)
     path = spec.resolve_path(d.path)
-    task = "classification" if spec.loss == "cross_entropy" else d.task
+    task = "classification" if spec.loss.name == "cross_entropy" else d.task
     if d.source == "csv":
-        return datamod.load_csv(path, d.target, task=task)
+        return datamod.load_csv(path, d.target, task=task, categorical=d.categorical)
     return datamod.load_npz(path, task=task)
 
 
 def prepare(spec: Spec) -> PreparedRun:
     """Load and prepare everything a run of ``spec`` needs. Raises DataError on bad data."""
     dtype = DTYPES[spec.numerics.dtype]
-    data_ss, init_ss, batch_ss, noise_ss = np.random.SeedSequence(spec.seed).spawn(4)
+    # spawn keys are stable: a fifth stream leaves the first four (and so old runs) unchanged
+    data_ss, init_ss, batch_ss, noise_ss, dropout_ss = np.random.SeedSequence(spec.seed).spawn(5)
     data_rng = np.random.default_rng(data_ss)
     ds = load_dataset(spec, data_rng)
     _check_targets(spec, ds)
@@ -63,12 +67,15 @@ def prepare(spec: Spec) -> PreparedRun:
         watch.at("data", None, ("x",))
         op("load")
         x = datamod.scale_and_corrupt(ds.x, spec.data.scale, spec.data.nan_fraction, data_rng)
+        y, dropped = ds.y, 0
+        if spec.data.missing == "drop_rows":
+            x, y, dropped = datamod.drop_nonfinite_rows(x, y)
         x = x.astype(dtype)
         watch.scan(x)
-        y = ds.y
+        loss_dtype = DTYPES[spec.numerics.master_dtype or spec.numerics.dtype]
         if y is not None and y.dtype.kind == "f":
             watch.at("data", None, ("y",))
-            y = y.astype(dtype)
+            y = y.astype(loss_dtype)  # targets meet the outputs in the loss, in the loss dtype
             watch.scan(y)
         with np.errstate(all="ignore"):
             raw_max = float(np.nanmax(np.abs(x))) if np.isfinite(x).any() else float("nan")
@@ -78,10 +85,17 @@ def prepare(spec: Spec) -> PreparedRun:
             op(spec.data.preprocess)
             x = datamod.preprocess(x, spec.data.preprocess, spec.numerics.mode).astype(dtype)
             watch.scan(x)
+        if not watch.first_nonfinite and spec.data.target_preprocess != "none" and y is not None:
+            watch.at("preprocess", None, ("y",))
+            op(spec.data.target_preprocess)
+            method, mode = spec.data.target_preprocess, spec.numerics.mode
+            y = datamod.preprocess(y, method, mode).astype(loss_dtype)
+            watch.scan(y)
+        slots = layout(spec.model.layers)
         params = initial_params(spec, x.shape[1], np.random.default_rng(init_ss))
         if not watch.first_nonfinite:
-            for i, p in enumerate(params):
-                watch.at("data", None, (f"{'Wb'[i % 2]}{i // 2 + 1}",))
+            for i, (slot, p) in enumerate(zip(slots, params, strict=True)):
+                watch.at("data", None, (slot.label,))
                 op("cast")
                 params[i] = p.astype(dtype)
                 watch.scan(params[i])
@@ -91,57 +105,72 @@ def prepare(spec: Spec) -> PreparedRun:
         y=y,
         dtype=dtype,
         init_params=params,
-        seeds=(batch_ss, noise_ss),
+        seeds=(batch_ss, noise_ss, dropout_ss),
         raw_max_abs=raw_max,
         col_std=col_std,
         first_nonfinite=watch.first_nonfinite.get(0),
         events=watch.events,
+        slots=slots,
+        dropped_rows=dropped,
     )
 
 
 def initial_params(spec: Spec, n_in: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``[W1, b1, W2, b2, ...]`` in float64, from the spec's inits or its weights file."""
-    layers = spec.model.layers
+    """The parameters in :func:`layout` order, float64, from the spec's inits or its weights
+    file: W by the layer's init, b filled with its ``bias``, a norm's gamma 1 and beta 0."""
     if spec.model.weights:
         return _load_weights(spec, n_in)
     params, fan_in = [], n_in
-    for layer in layers:
+    for layer in spec.model.layers:
         params.append(nn.init_weights(layer.init, fan_in, layer.units, layer.init_scale, rng))
-        params.append(np.full(layer.units, float(layer.bias)))
+        if layer.use_bias:
+            params.append(np.full(layer.units, float(layer.bias)))
+        if layer.norm != "none":
+            params += [np.ones(layer.units), np.zeros(layer.units)]
         fan_in = layer.units
     return params
+
+
+NORM_DEFAULT = {"gamma": 1.0, "beta": 0.0}  # a weights file may leave a norm's gamma/beta out
 
 
 def _load_weights(spec, n_in: int) -> list[np.ndarray]:
     path = spec.resolve_path(spec.model.weights)
     if not path.is_file():
         raise DataError(f"weights file {path} not found", key="model.weights")
+    datamod.require_npz(path, "model.weights", "np.savez(path, W1=W1, b1=b1, ...)")
     try:
-        with np.load(path) as f:
+        with np.load(path, allow_pickle=False) as f:
             arrays = dict(f)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise DataError(f"cannot read weights file {path}: {e}", key="model.weights") from e
-    params, fan_in = [], n_in
-    for i, layer in enumerate(spec.model.layers, start=1):
-        for name, shape in ((f"W{i}", (fan_in, layer.units)), (f"b{i}", (layer.units,))):
-            if name not in arrays:
-                have = ", ".join(sorted(arrays)) or "nothing"
-                raise DataError(f"{path} has no array {name} (it has {have})", key="model.weights")
-            a = np.asarray(arrays[name], dtype=np.float64)
-            if a.shape != shape:
-                raise DataError(
-                    f"{path}: {name} has shape {a.shape}, the spec needs {shape} "
-                    f"(W shaped (inputs, units); x @ W + b)",
-                    key="model.weights",
-                )
-            params.append(a)
-        fan_in = layer.units
+    layers = spec.model.layers
+    fans = [n_in] + [layer.units for layer in layers]
+    params = []
+    for slot in layout(layers):
+        units = layers[slot.layer].units
+        shape = (fans[slot.layer], units) if slot.name == "W" else (units,)
+        name = slot.label
+        if name not in arrays and slot.name in NORM_DEFAULT:
+            params.append(np.full(shape, NORM_DEFAULT[slot.name]))
+            continue
+        if name not in arrays:
+            have = ", ".join(sorted(arrays)) or "nothing"
+            raise DataError(f"{path} has no array {name} (it has {have})", key="model.weights")
+        a = np.asarray(arrays[name], dtype=np.float64)
+        if a.shape != shape:
+            raise DataError(
+                f"{path}: {name} has shape {a.shape}, the spec needs {shape} "
+                f"(W shaped (inputs, units); x @ W + b)",
+                key="model.weights",
+            )
+        params.append(a)
     return params
 
 
 def _check_targets(spec, ds) -> None:
     units = spec.model.layers[-1].units
-    loss = spec.loss
+    loss = spec.loss.name
     if loss == "random_gradient":
         return
     if ds.y is None:

@@ -20,7 +20,8 @@ import numpy as np
 
 from nandoctor.engine import nn, optim
 from nandoctor.engine.flat import FlatLayout
-from nandoctor.engine.setup import PreparedRun
+from nandoctor.engine.layout import TENSOR, flat, per_layer
+from nandoctor.engine.setup import DTYPES, PreparedRun
 from nandoctor.instrument.events import FPWatch, NullWatch, op
 from nandoctor.instrument.history import History
 
@@ -32,14 +33,16 @@ if TYPE_CHECKING:
 class State:
     """Everything a run needs to continue from here: a snapshot is a deep copy of this."""
 
-    params: list[np.ndarray]  # W1, b1, W2, b2, ...: W (n, in, out), b (n, out)
+    params: list[np.ndarray]  # in Trainer.slots order: W (n, in, out), b/gamma/beta (n, out)
     opt: dict[str, list[np.ndarray]]
-    step: int  # updates done so far
+    step: int  # steps done so far (skipped ones included)
     batch_rng: np.random.Generator
     noise_rng: np.random.Generator
     order: np.ndarray  # this epoch's row order
     pos: int  # next row of ``order``
     alive: np.ndarray  # (n,) original replica index of each row of the params
+    dropout_rng: np.random.Generator | None = None
+    scaler: LossScaler | None = None
 
     def copy(self) -> State:
         """An independent copy, made field by field: arrays copied, generators cloned from their
@@ -64,11 +67,98 @@ def _copied(v):
     return copy.deepcopy(v)
 
 
+@dataclass
+class LossScaler:
+    """``torch.amp.GradScaler``'s rules, one scale per replica: the loss gradient is multiplied
+    by ``scale`` before backward and the gradients divided by it after; a step whose gradients
+    hold inf/NaN is skipped (no update, the optimiser's step count unchanged) and its scale
+    multiplied by ``BACKOFF``; after ``GROWTH_INTERVAL`` finite steps in a row it grows by
+    ``GROWTH``. A fixed scale (a number) never changes but still skips non-finite steps."""
+
+    scale: np.ndarray  # (n,)
+    good: np.ndarray  # (n,) finite steps since the last change
+    opt_steps: np.ndarray  # (n,) updates applied (torch's optimizer state['step'])
+    dynamic: bool
+
+    INIT = 65536.0
+    GROWTH = 2.0
+    BACKOFF = 0.5
+    GROWTH_INTERVAL = 2000
+
+    @classmethod
+    def create(cls, setting, n: int) -> LossScaler:
+        dynamic = setting == "dynamic"
+        scale = np.full(n, cls.INIT if dynamic else float(setting))
+        return cls(scale, np.zeros(n, int), np.zeros(n, int), dynamic)
+
+    def after(self, finite: np.ndarray) -> None:
+        """Update the scales after a step; ``finite: (n,)`` whether each replica's gradients were."""
+        self.opt_steps += finite
+        if not self.dynamic:
+            return
+        self.good = np.where(finite, self.good + 1, 0)
+        grow = self.good >= self.GROWTH_INTERVAL
+        self.scale = np.where(~finite, self.scale * self.BACKOFF, self.scale)
+        self.scale = np.where(grow, self.scale * self.GROWTH, self.scale)
+        self.good[grow] = 0
+
+    def keep(self, rows: np.ndarray) -> None:
+        self.scale, self.good, self.opt_steps = (
+            self.scale[rows],
+            self.good[rows],
+            self.opt_steps[rows],
+        )
+
+
+@dataclass
+class SkipLog:
+    """What loss scaling did to each replica (original index), in a few numbers per replica
+    whatever the run's length: steps skipped, the first step whose update was applied (0: none
+    yet), skips after it, the first and last skipped step, and the scale's first, last and
+    smallest value."""
+
+    skipped: np.ndarray
+    first_applied: np.ndarray
+    later: np.ndarray
+    first_skip: np.ndarray
+    last_skip: np.ndarray
+    scale_first: np.ndarray
+    scale_last: np.ndarray
+    scale_min: np.ndarray
+
+    @classmethod
+    def create(cls, n: int) -> SkipLog:
+        ints = [np.zeros(n, int) for _ in range(5)]
+        return cls(*ints, np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.inf))
+
+    def record(self, step: int, alive: np.ndarray, scale: np.ndarray, finite: np.ndarray):
+        """Step ``step`` used ``scale`` for the live replicas ``alive``; ``finite`` says which
+        applied their update (the others skipped it)."""
+        skip = ~finite
+        if step == 1:
+            self.scale_first[alive] = scale
+        self.scale_last[alive] = scale
+        self.scale_min[alive] = np.minimum(self.scale_min[alive], scale)
+        self.skipped[alive] += skip
+        self.later[alive] += skip & (self.first_applied[alive] > 0)
+        self.first_skip[alive] = np.where(
+            skip & (self.first_skip[alive] == 0), step, self.first_skip[alive]
+        )
+        self.last_skip[alive] = np.where(skip, step, self.last_skip[alive])
+        self.first_applied[alive] = np.where(
+            finite & (self.first_applied[alive] == 0), step, self.first_applied[alive]
+        )
+
+    def of(self, r: int) -> dict:
+        """Replica ``r``'s numbers, as plain Python values."""
+        return {k: v[r].item() for k, v in self.__dict__.items()}
+
+
 class Trainer:
     """Trains ``prepared`` with learning rates ``lrs`` (one replica each).
 
     ``spec`` may differ from ``prepared.spec`` in its training keys (a replay with another learning
-    rate or clipping); data, init and numerics always come from ``prepared``.
+    rate or clipping); data, init, layers and numerics always come from ``prepared``.
     """
 
     def __init__(
@@ -82,33 +172,53 @@ class Trainer:
         self.prepared = prepared
         self.spec = spec
         self.train_spec = spec.train
-        self.acts = [layer.activation for layer in spec.model.layers]
-        self.naive = spec.numerics.mode == "naive"
-        self.dtype = prepared.dtype
+        self.layers = prepared.spec.model.layers
+        self.acts = [layer.activation for layer in self.layers]
+        self.slots = prepared.slots
+        num = prepared.spec.numerics
+        self.naive = num.mode == "naive"
+        self.dtype = prepared.dtype  # forward and backward
+        self.master = DTYPES[num.master_dtype] if num.master_dtype else None
+        self.loss_dtype = self.master or self.dtype  # losses run in float32 under autocast
         lrs = np.atleast_1d(
             np.asarray(lrs if lrs is not None else self.train_spec.learning_rate, float)
         )
         self.lrs = lrs
         n = len(lrs)
         params = [np.repeat(a[None], n, axis=0) for a in prepared.init_params]
+        if self.master:
+            params = [p.astype(self.master) for p in params]
         self.state = State(
             params=params,
-            opt=optim.init_state(self.train_spec.optimizer, params),
+            opt=optim.init_state(self.train_spec.optimizer, params, self.train_spec.amsgrad),
             step=0,
             batch_rng=np.random.default_rng(prepared.seeds[0]),
             noise_rng=np.random.default_rng(prepared.seeds[1]),
             order=np.arange(0),
             pos=0,
             alive=np.arange(n),
+            dropout_rng=np.random.default_rng(prepared.seeds[2]),
+            scaler=LossScaler.create(num.loss_scale, n) if num.loss_scale is not None else None,
         )
         self.layout = FlatLayout(params)
         self._flat: tuple | None = (
             None  # (param views, param buffer, state buffers) of the last update
         )
         self.watch = FPWatch(n) if instrument else NullWatch()
-        self.history = History(n, len(self.acts), self.train_spec.steps) if instrument else None
+        self.history = (
+            History(
+                n,
+                len(self.acts),
+                self.train_spec.steps,
+                slots=self.slots,
+                layer_specs=self.layers,
+            )
+            if instrument
+            else None
+        )
         # without a history (instrumentation off) the losses are kept here, one (n,) per step
         self.losses: list[np.ndarray] = []
+        self.skips = SkipLog.create(n) if self.state.scaler is not None else None
 
     # ------------------------------------------------------------ batches
     def _batch(self) -> np.ndarray:
@@ -129,6 +239,16 @@ class Trainer:
         s.pos += size
         return idx
 
+    def _dropout_masks(self, rows: int) -> list[np.ndarray | None]:
+        """This step's masks, ``(batch, units)`` per layer with dropout (None elsewhere)."""
+        rng = self.state.dropout_rng
+        return [
+            nn.dropout_mask(layer.dropout, (rows, layer.units), rng, self.dtype)
+            if layer.dropout
+            else None
+            for layer in self.layers
+        ]
+
     # ------------------------------------------------------------ one step
     def step(self) -> None:
         """Run one training step (forward, loss, backward, update) on every live replica."""
@@ -141,10 +261,20 @@ class Trainer:
         x = self.prepared.x[idx]
         y = None if self.prepared.y is None else self.prepared.y[idx]
         noise = None
-        if self.spec.loss == "random_gradient":
+        if self.spec.loss.name == "random_gradient":
             noise = s.noise_rng.standard_normal((len(x), self.prepared.init_params[-1].shape[-1]))
-        loss, grads, zs, acts = self.forward_backward(s.params, x, y, noise)
-        new, deltas = self.update(grads, step)
+        masks = self._dropout_masks(len(x))
+        scale = s.scaler.scale if s.scaler is not None else None
+        loss, grads, zs, acts = self.forward_backward(
+            self._compute_params(s.params), x, y, noise, masks, scale
+        )
+        finite = None
+        if self.master is not None or scale is not None:
+            grads, finite = self._master_grads(grads, scale)
+        new, deltas = self.update(grads, step, finite)
+        if s.scaler is not None:
+            self.skips.record(step, s.alive, s.scaler.scale, finite)
+            s.scaler.after(finite)
         s.params = new
         s.step = step
         if self.history is not None:
@@ -160,67 +290,194 @@ class Trainer:
         if failed:
             self._drop([r for r, orig in enumerate(s.alive) if int(orig) in failed])
 
-    def forward_backward(self, params, x, y, noise=None):
+    def _compute_params(self, params: list[np.ndarray]) -> list[np.ndarray]:
+        """Mixed precision: the master weights cast to the compute dtype for this step."""
+        if self.master is None:
+            return params
+        w, out = self.watch, []
+        for slot, p in zip(self.slots, params, strict=True):
+            w.at("forward", slot.layer + 1, (TENSOR[slot.name],), ((f"master_{slot.name}", p),))
+            op("cast")
+            c = p.astype(self.dtype)
+            w.check(c)
+            out.append(c)
+        return out
+
+    def _master_grads(self, grads, scale) -> tuple[list[np.ndarray], np.ndarray]:
+        """Gradients cast up to the master dtype and unscaled; ``(grads, finite: (n,))``. With
+        loss scaling a replica whose gradients hold inf/NaN skips this step's update."""
+        dtype = self.master or self.dtype
+        op("cast")
+        grads = [g.astype(dtype) for g in grads]
+        n = len(self.state.alive)
+        finite = np.ones(n, bool)
+        if scale is None:
+            return grads, finite
+        with np.errstate(all="ignore"):  # a skipped step's inf/NaN are expected here
+            inv = (1.0 / scale).astype(dtype)
+            grads = [g * optim.per_replica(inv, g) for g in grads]
+            for g in grads:
+                finite &= np.isfinite(g.reshape(n, -1)).all(axis=1)
+        return grads, finite
+
+    def forward_backward(self, params, x, y, noise=None, masks=None, scale=None):
         """Loss and gradients of ``params`` on one batch.
 
-        ``params``: ``[W1, b1, ...]`` with W ``(n, in, out)``, b ``(n, out)``; ``x: (batch, in)``.
+        ``params``: arrays in ``self.slots`` order, each with a leading replica axis;
+        ``x: (batch, in)``; ``masks``: per layer a dropout mask or None (None: no dropout);
+        ``scale: (n,)``: loss scaling (the gradients come back multiplied by it, and non-finite
+        values in the backward pass are left to the caller: the step is skipped, not failed).
         Returns ``(loss (n,), grads like params, zs, activations)``, the last two per layer
-        ``(n, batch, units)``.
+        ``(n, batch, units)``; ``zs`` are the activations' inputs (after any norm).
         """
         w = self.watch
-        W, b = params[0::2], params[1::2]
-        L = len(W)
-        zs, as_ = [], [x]
-        for i in range(L):
-            w.at(
-                "forward",
-                i + 1,
-                ("pre_activation",),
-                (("x" if i == 0 else "input", as_[i]), ("W", W[i])),
-            )
-            op("matmul")
-            z = as_[i] @ W[i] + b[i][:, None, :]
-            w.check(z)
-            w.at("forward", i + 1, ("activation",), (("z", z),))
-            a = nn.activate(self.acts[i], z, self.naive)
-            w.check(a)
+        P = per_layer(params, self.slots, len(self.layers))
+        masks = masks or [None] * len(self.layers)
+        zs, acts, caches, as_ = [], [], [], [x]
+        for i, layer in enumerate(self.layers):
+            z, a, cache = self._layer_forward(i, layer, P[i], as_[i], masks[i])
             zs.append(z)
-            as_.append(a)
+            acts.append(a)
+            caches.append(cache)
+            as_.append(a if masks[i] is None else cache["dropped"])
 
-        w.at("loss", None, ("loss", "loss_gradient"), (("z", zs[-1]), ("output", as_[-1])))
-        loss, gz = nn.loss_and_grad(
-            self.spec.loss, self.acts[-1], zs[-1], as_[-1], y, self.naive, noise
-        )
-        w.check(loss, gz)
-
-        grads: list = [None] * (2 * L)
-        for i in reversed(range(L)):
-            w.at("backward", i + 1, ("weight_gradient", "bias_gradient"), (("delta", gz),))
-            op("matmul")
-            gW = np.swapaxes(as_[i], -1, -2) @ gz
-            op("sum")
-            gb = gz.sum(axis=-2)
-            w.check(gW, gb)
-            grads[2 * i], grads[2 * i + 1] = gW, gb
+        loss, gz = self._loss(P, zs[-1], acts[-1], y, noise, scale)
+        w.provisional = scale is not None
+        grads: list[dict] = [{} for _ in self.layers]
+        for i in reversed(range(len(self.layers))):
+            gz = self._layer_backward(i, P[i], as_[i], caches[i], gz, grads[i], i > 0)
             if i == 0:
                 break
-            w.at("backward", i + 1, ("input_gradient",), (("delta", gz), ("W", W[i])))
-            op("matmul")
-            ga = gz @ np.swapaxes(W[i], -1, -2)
-            w.check(ga)
+            if masks[i - 1] is not None:
+                w.at("backward", i, ("dropout_gradient",), (("input_gradient", gz),))
+                gz = nn.dropout(gz, masks[i - 1])
+                w.check(gz)
             w.at(
                 "backward",
                 i,
                 ("pre_activation_gradient",),
-                (("input_gradient", ga), ("z", zs[i - 1])),
+                (("input_gradient", gz), ("z", zs[i - 1])),
             )
-            gz = nn.activation_grad(self.acts[i - 1], zs[i - 1], as_[i], ga)
+            gz = nn.activation_grad(self.acts[i - 1], zs[i - 1], acts[i - 1], gz)
             w.check(gz)
-        return loss, grads, zs, as_[1:]
+        if self.spec.loss.l2:
+            grads = self._l2_grads(P, grads, scale)
+        w.provisional = False
+        return loss, flat(grads, self.slots), zs, acts
 
-    def update(self, grads: list[np.ndarray], step: int) -> tuple[list, list]:
-        """Clip ``grads`` and apply the optimiser; returns the new params and the deltas."""
+    def _layer_forward(self, i: int, layer, P: dict, a_in, mask):
+        """One layer: ``z = a_in @ W (+ b)``, an optional norm and affine, the activation and an
+        optional dropout. Returns ``(activation input, activation, cache for backward)``."""
+        w, cache = self.watch, {}
+        w.at(
+            "forward",
+            i + 1,
+            ("pre_activation",),
+            (("x" if i == 0 else "input", a_in), ("W", P["W"])),
+        )
+        op("matmul")
+        z = a_in @ P["W"]
+        if "b" in P:
+            z = z + P["b"][:, None, :]
+        w.check(z)
+        if layer.norm != "none":
+            w.at("forward", i + 1, ("normalized",), (("pre_activation", z),))
+            z_hat, inv_std = nn.normalize(layer.norm, z, layer.norm_eps)
+            w.also("inv_std", inv_std)  # inf where the variance (plus norm_eps) was exactly 0
+            w.check(z_hat)
+            w.at("forward", i + 1, ("norm_output",), (("normalized", z_hat), ("gamma", P["gamma"])))
+            z = nn.affine(z_hat, P["gamma"], P["beta"])
+            w.check(z)
+            cache.update(z_hat=z_hat, inv_std=inv_std)
+        w.at("forward", i + 1, ("activation",), (("z", z),))
+        a = nn.activate(self.acts[i], z, self.naive)
+        w.check(a)
+        if mask is not None:
+            w.at("forward", i + 1, ("dropout",), (("activation", a),))
+            cache["dropped"] = nn.dropout(a, mask)
+            w.check(cache["dropped"])
+        return z, a, cache
+
+    def _loss(self, P, z, a, y, noise, scale):
+        """The loss (in the loss dtype: the master dtype under mixed precision, as torch's
+        autocast runs losses in float32), with any l2 penalty, and its gradient w.r.t. ``z``
+        (times ``scale`` and cast back to the compute dtype under loss scaling)."""
+        w, spec = self.watch, self.spec.loss
+        w.at("loss", None, ("loss", "loss_gradient"), (("z", z), ("output", a)))
+        compute = z.dtype
+        if self.loss_dtype is not self.dtype:
+            op("cast")
+            z, a = z.astype(self.loss_dtype), a.astype(self.loss_dtype)
+        loss, gz = nn.loss_and_grad(
+            spec.name,
+            self.acts[-1],
+            z,
+            a,
+            y,
+            self.naive,
+            noise,
+            reduction=spec.reduction,
+            delta=spec.delta,
+            label_smoothing=spec.label_smoothing,
+        )
+        if spec.l2:
+            loss = loss + nn.l2_penalty([p["W"] for p in P], spec.l2)[0]
+        w.check(loss, gz)
+        if scale is not None or gz.dtype != compute:
+            w.provisional = scale is not None
+            w.at("backward", len(self.layers), ("loss_gradient",), (("loss_gradient", gz),))
+            op("scale")
+            if scale is not None:
+                gz = gz * optim.per_replica(scale, gz).astype(gz.dtype)
+            op("cast")
+            gz = gz.astype(compute)
+            w.check(gz)
+        return loss, gz
+
+    def _layer_backward(self, i: int, P: dict, a_in, cache: dict, gz, grads: dict, more: bool):
+        """Gradients of layer ``i``'s parameters into ``grads`` from ``gz = dL/d(activation
+        input)``; returns ``dL/d(a_in)`` when ``more`` (else ``gz``)."""
+        w = self.watch
+        if "z_hat" in cache:
+            w.at("backward", i + 1, ("norm_gradient",), (("delta", gz), ("gamma", P["gamma"])))
+            g_hat, grads["gamma"], grads["beta"] = nn.affine_grad(cache["z_hat"], P["gamma"], gz)
+            gz = nn.normalize_grad(self.layers[i].norm, cache["z_hat"], cache["inv_std"], g_hat)
+            w.check(gz, grads["gamma"], grads["beta"])
+        w.at("backward", i + 1, ("weight_gradient", "bias_gradient"), (("delta", gz),))
+        op("matmul")
+        grads["W"] = np.swapaxes(a_in, -1, -2) @ gz
+        if "b" in P:
+            op("sum")
+            grads["b"] = gz.sum(axis=-2)
+        w.check(grads["W"], *([grads["b"]] if "b" in P else []))
+        if not more:
+            return gz
+        w.at("backward", i + 1, ("input_gradient",), (("delta", gz), ("W", P["W"])))
+        op("matmul")
+        ga = gz @ np.swapaxes(P["W"], -1, -2)
+        w.check(ga)
+        return ga
+
+    def _l2_grads(self, P, grads, scale):
+        """Add the l2 penalty's gradient ``2 l2 W`` (times the loss scale) to every ``dL/dW``."""
+        w = self.watch
+        _, extra = nn.l2_penalty([p["W"] for p in P], self.spec.loss.l2)
+        for i, (g, e) in enumerate(zip(grads, extra, strict=True)):
+            w.at("backward", i + 1, ("weight_gradient",), (("l2_gradient", e),))
+            op("add")
+            if scale is not None:
+                e = e * optim.per_replica(scale, e).astype(e.dtype)
+            g["W"] = g["W"] + e
+            w.check(g["W"])
+        return grads
+
+    def update(self, grads: list[np.ndarray], step: int, finite=None) -> tuple[list, list]:
+        """Clip ``grads`` and apply the optimiser; returns the new params and the deltas.
+        ``finite: (n,)`` (loss scaling): replicas whose gradients were not finite skip the update."""
         s, w, train = self.state, self.watch, self.train_spec
+        skip = None if finite is None or finite.all() else ~finite
+        if skip is not None:  # a skipped replica's gradients must not reach clipping or state
+            grads = [np.where(optim.per_replica(skip, g), 0, g) for g in grads]
         if train.clip_grad_norm is not None:
             w.at("update", 1, ("gradient",))
             grads = optim.clip_by_norm(grads, train.clip_grad_norm)
@@ -235,25 +492,40 @@ class Trainer:
             train.lr_gamma,
             train.warmup_steps,
         )
-        lr = (self.lrs[s.alive] * factor).astype(self.dtype)
-        fast = self._flat_update(grads, step, lr)
-        if fast is not None:
-            return fast
+        dtype = s.params[0].dtype
+        lr = (self.lrs[s.alive] * factor).astype(dtype)
+        # The flat path only where it is bit for bit the per-parameter one: not under mixed
+        # precision or loss scaling (master weights, per-replica step counts, skipped steps).
+        if self.master is None and s.scaler is None:
+            fast = self._flat_update(grads, step, lr)
+            if fast is not None:
+                return fast
+        self._flat = None  # the per-parameter update replaces the params and the state
+        opt_t = step
+        if s.scaler is not None:  # torch counts only the updates applied
+            opt_t = (s.scaler.opt_steps + 1).astype(np.float64)
+        saved = {k: [v.copy() for v in vs] for k, vs in s.opt.items()} if skip is not None else None
         new, deltas = [], []
-        for j, (p, g) in enumerate(zip(s.params, grads, strict=True)):
-            names = ("weight",) if j % 2 == 0 else ("bias",)
+        for j, (slot, p, g) in enumerate(zip(self.slots, s.params, grads, strict=True)):
             w.at(
                 "update",
-                j // 2 + 1,
-                names,
+                slot.layer + 1,
+                (TENSOR[slot.name],),
                 (("gradient", g), ("param", p), *((f"{k}_prev", v[j]) for k, v in s.opt.items())),
             )
-            d = optim.delta(train.optimizer, j, p, g, s.opt, step, optim.per_replica(lr, p), train)
+            tj = opt_t if np.isscalar(opt_t) else optim.per_replica(opt_t, p)
+            d = optim.delta(train.optimizer, j, p, g, s.opt, tj, optim.per_replica(lr, p), train)
+            if skip is not None:
+                d = np.where(optim.per_replica(skip, d), 0, d)
             op("subtract")
             p_new = p - d
             w.check(p_new)
             new.append(p_new)
             deltas.append(d)
+        if saved is not None:  # a skipped replica's optimiser state stays as it was
+            for k, vs in s.opt.items():
+                for j, v in enumerate(vs):
+                    vs[j] = np.where(optim.per_replica(skip, v), saved[k][j], v)
         return new, deltas
 
     def _flat_update(self, grads: list[np.ndarray], step: int, lr: np.ndarray):
@@ -289,3 +561,5 @@ class Trainer:
         s.params = [p[keep] for p in s.params]
         s.opt = {k: [v[keep] for v in vs] for k, vs in s.opt.items()}
         s.alive = s.alive[keep]
+        if s.scaler is not None:
+            s.scaler.keep(keep)

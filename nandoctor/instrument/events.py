@@ -113,6 +113,9 @@ class FPWatch:
         self.muted = False
         self._probing = False  # a fast path runs: only note that something was raised
         self._probed = False
+        # Loss scaling: non-finite gradients skip the step instead of failing the run, so the
+        # backward pass is scanned by the trainer (per replica), not recorded as a first value.
+        self.provisional = False
 
     # -- callbacks from numpy and from the loop
     def __call__(self, kind: str, flag: int) -> None:
@@ -145,6 +148,12 @@ class FPWatch:
         self._where = (phase, layer, tensors, inputs)
         self._group = []
 
+    def also(self, name: str, array: np.ndarray) -> None:
+        """Add an input computed inside the group (a norm's ``inv_std``) to what a failure of
+        this group reports, without starting a new group."""
+        phase, layer, tensors, inputs = self._where
+        self._where = (phase, layer, tensors, (*inputs, (name, array)))
+
     def check(self, *arrays: np.ndarray) -> None:
         """Called with the group's outputs; scans them only if an event was raised."""
         if self._group:
@@ -152,6 +161,8 @@ class FPWatch:
 
     def scan(self, *arrays: np.ndarray) -> None:
         """Scan ``arrays`` (named by the last :meth:`at`) and record replicas that went non-finite."""
+        if self.provisional:
+            return
         phase, layer, tensors, inputs = self._where
         n = len(self.alive)
         for name, a in zip(tensors, arrays, strict=True):
@@ -188,6 +199,7 @@ class NullWatch:
 
     step = None
     muted = False
+    provisional = False
     alive = None
     failed_now: list[int] = []
     first_nonfinite: dict[int, NonFinite] = {}
@@ -196,6 +208,9 @@ class NullWatch:
         pass
 
     def check(self, *arrays) -> None:
+        pass
+
+    def also(self, *args) -> None:
         pass
 
     scan = check

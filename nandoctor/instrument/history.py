@@ -145,7 +145,10 @@ class Record:
 
 
 class History:
-    """The statistics of every live replica, one row per step (see the module docstring)."""
+    """The statistics of every live replica, one row per step (see the module docstring).
+
+    ``slots`` (the trainer's parameter layout, ``nandoctor.engine.layout``) says which of the
+    parameter arrays are each layer's; without it they are ``[W1, b1, W2, b2, ...]``."""
 
     def __init__(
         self,
@@ -155,6 +158,8 @@ class History:
         window: int | None = None,
         chunk: int | None = None,
         buckets: int | None = None,
+        slots=None,
+        layer_specs=None,
     ):
         window, chunk = window or WINDOW, chunk or CHUNK
         buckets = buckets or BUCKETS
@@ -163,6 +168,23 @@ class History:
         # one row: loss, then each statistic's layers: (n, 1 + len(STATS) * layers)
         self.record_ = Record((n, 1 + len(STATS) * layers), steps, window, chunk, buckets)
         self.retired: dict[int, Record] = {}  # replica -> its record when it stopped
+        if slots is None:  # the classic layout: W and b for every layer
+            self._weights = list(range(0, 2 * layers, 2))
+            self._members = [[2 * i, 2 * i + 1] for i in range(layers)]
+            self._bias = {i: 2 * i + 1 for i in range(layers)}
+        else:
+            self._weights = [j for j, s in enumerate(slots) if s.name == "W"]
+            self._members = [
+                [j for j, s in enumerate(slots) if s.layer == i] for i in range(layers)
+            ]
+            # A plain layer's bias gradient is exactly 0 where a ReLU unit is dead for the batch.
+            self._bias = {
+                s.layer: j
+                for j, s in enumerate(slots)
+                if s.name == "b"
+                and layer_specs[s.layer].norm == "none"
+                and not layer_specs[s.layer].dropout
+            }
 
     def _zero_row(self, row: np.ndarray) -> None:
         L = self.layers
@@ -174,8 +196,9 @@ class History:
         """Take the statistics of ``step`` (1-based) for the live replicas ``alive``.
 
         ``zs``, ``activations``: per layer ``(n, batch, units)``; ``grads``, ``params``,
-        ``deltas``: ``[W1, b1, W2, b2, ...]`` with a leading replica axis. Called with
-        floating-point events muted: this arithmetic is bookkeeping, not the network's.
+        ``deltas``: the parameter arrays (in the trainer's slot order; without slots ``[W1, b1,
+        W2, b2, ...]``) with a leading replica axis. Called with floating-point events muted:
+        this arithmetic is bookkeeping, not the network's.
         """
         self.steps_run = step
         full = self.record_.row(step)
@@ -183,11 +206,12 @@ class History:
         row = full if len(alive) == self.n else full[alive]
         L = len(zs)
         row[:, 0] = loss
-        n = norms(grads[0::2] + grads[1::2] + params[0::2] + deltas[0::2])  # (4L, n_alive)
-        w = n[2 * L : 3 * L]
-        self._put(row, "grad_norm", np.hypot(n[:L], n[L : 2 * L]).T)
+        weights, members = self._weights, self._members
+        n = norms(list(grads) + [params[j] for j in weights] + [deltas[j] for j in weights])
+        g, w, dw = n[: len(grads)], n[len(grads) : len(grads) + L], n[len(grads) + L :]
+        self._put(row, "grad_norm", np.stack([np.hypot.reduce(g[m], axis=0) for m in members], 1))
         self._put(row, "weight_norm", w.T)
-        self._put(row, "update_ratio", (n[3 * L :] / np.where(w > 0, w, np.nan)).T)
+        self._put(row, "update_ratio", (dw / np.where(w > 0, w, np.nan)).T)
         at = {
             name: 1 + STATS.index(name) * L for name in ("max_abs_z", "dead", "saturated", "weak")
         }
@@ -196,9 +220,12 @@ class History:
             row[:, at["max_abs_z"] + i] = np.abs(z).max(axis=(-2, -1))
             fn = activation(act)
             if fn.can_die:
-                # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient exactly 0.
-                gb = grads[2 * i + 1]
-                row[:, at["dead"] + i] = (gb == 0).sum(axis=1) / gb.shape[1]
+                if i in self._bias:
+                    # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient 0.
+                    gb = grads[self._bias[i]]
+                    row[:, at["dead"] + i] = (gb == 0).sum(axis=1) / gb.shape[1]
+                else:  # no plain bias (use_bias false, a norm, dropout): read z itself
+                    row[:, at["dead"] + i] = (~(z > 0).any(axis=-2)).mean(axis=-1)
             if fn.saturated is not None:
                 row[:, at["saturated"] + i] = fn.saturated(a)
             if fn.weak is not None:

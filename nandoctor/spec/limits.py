@@ -1,6 +1,6 @@
 """Specs too big for this machine, refused before anything is allocated.
 
-A spec is a few numbers, and ``units: 1e9`` or ``samples: 1e9`` are valid numbers: without an
+A spec is a few numbers, and ``units: 1e9``, ``samples: 1e9`` or ``steps: 1e12`` are valid numbers: without an
 estimate, the first allocation fails deep inside NumPy (a MemoryError traceback) or the machine
 swaps. The estimate below counts the float64 arrays a run keeps; it is rough (within a small
 factor), which is plenty to tell a spec that fits from one that needs a thousand times the memory.
@@ -14,7 +14,8 @@ BYTES = 8  # float64, the widest dtype a run uses (data are loaded and initialis
 DATA_COPIES = 4  # the inputs as generated, scaled, cast and preprocessed
 PARAM_COPIES = 6  # weights, gradients, deltas, the initial copy and two optimizer moments
 ACTIVATION_COPIES = 6  # z, activation and their gradients per layer, for one batch
-PER_STEP_VALUES = 8  # per step and layer: the loss and the history's statistics
+MAX_STEPS = 10**9  # a step takes at least a microsecond: beyond this a run takes days
+FASTEST_STEP = 1e-6  # seconds: a lower bound on one step, for the message
 FALLBACK_MEMORY = 16 * 2**30  # when the OS does not say how much memory there is
 
 
@@ -49,13 +50,22 @@ def memory_terms(spec) -> dict[str, tuple[int, str]]:
         sum(sizes) + activations,
         f"the weights of {len(layers)} layer(s) and the activations of a {batch:,}-sample batch",
     )
-    per_step = spec.train.steps * PER_STEP_VALUES * len(layers) * BYTES
-    terms["train.steps"] = (per_step, f"per-step records of {spec.train.steps:,} steps")
     return terms
 
 
 def size_problems(spec, memory: int | None = None) -> list[tuple[str, str]]:
-    """(key, message) when the run would need more memory than the machine has."""
+    """(key, message) when the run would need more memory than the machine has, or more steps
+    than could finish (the per-step history is bounded: steps cost time, not memory)."""
+    steps = spec.train.steps
+    if steps > MAX_STEPS:
+        days = steps * FASTEST_STEP / 86400
+        return [
+            (
+                "train.steps",
+                f"{steps:,} steps would take at least {days:,.0f} days even at a microsecond a"
+                f" step; at most {MAX_STEPS:,}",
+            )
+        ]
     memory = memory or machine_memory()
     terms = memory_terms(spec)
     total = sum(size for size, _ in terms.values())

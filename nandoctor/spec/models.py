@@ -39,9 +39,10 @@ Init = Literal["normal", "xavier", "xavier_uniform", "he", "he_uniform", "unifor
 Source = Literal["synthetic", "csv", "npz"]
 Task = Literal["regression", "classification", "binary", "random"]
 Preprocess = Literal["none", "standardize", "minmax"]
-Loss = Literal["mse", "cross_entropy", "bce", "random_gradient"]
+LossName = Literal["mse", "mae", "huber", "cross_entropy", "bce", "random_gradient"]
 Dtype = Literal["float64", "float32", "float16"]
-Optimizer = Literal["sgd", "momentum", "rmsprop", "adam"]
+Optimizer = Literal["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad"]
+Norm = Literal["none", "batch", "layer"]
 Schedule = Literal["constant", "step", "exponential", "cosine", "warmup"]
 CheckId = Literal[FAIL_ON_IDS]  # nonfinite, or any warning id of the catalogue
 
@@ -86,6 +87,11 @@ class DataSpec(_Section):
     target: str | list[str] | None = _f(None, "csv only: the target column, or a list of them.")
     nan_fraction: float = _f(0.0, "Fault injection: this share of inputs becomes NaN.", ge=0, le=1)
     preprocess: Preprocess = _f("none", "Input preprocessing.")
+    missing: Literal["keep", "drop_rows"] = _f(
+        "keep", "keep: non-finite inputs/targets flow in; drop_rows: drop the rows holding them."
+    )
+    target_preprocess: Preprocess = _f("none", "Regression targets' preprocessing.")
+    categorical: list[str] = _f([], "csv only: columns to one-hot (sorted distinct values).")
 
     @field_validator("target", mode="before")
     @classmethod
@@ -102,6 +108,10 @@ class LayerSpec(_Section):
     init: Init | None = _f(None, "Weight init; default he for relu/leaky_relu/elu, else xavier.")
     init_scale: float = _f(1.0, "Multiplies the initial weights.", gt=0)
     bias: float = _f(0.0, "Initial value of every bias.")
+    norm: Norm = _f("none", "batch | layer normalization of z before the activation.")
+    norm_eps: float = _f(1e-5, "Added to the variance under the norm's sqrt; 0 allowed.", ge=0)
+    dropout: float = _f(0.0, "Inverted dropout: share of this layer's outputs zeroed.", ge=0, lt=1)
+    use_bias: bool = _f(True, "false: no bias b (x @ W only).")
 
     @model_validator(mode="after")
     def _default_init(self) -> LayerSpec:
@@ -115,9 +125,44 @@ class ModelSpec(_Section):
     weights: str | None = _f(None, "Optional .npz with W1, b1, W2, b2, ... to start from.")
 
 
+class LossSpec(_Section):
+    """The loss. ``loss: mse`` is short for ``loss: {name: mse}``."""
+
+    name: LossName = _f("mse", "random_gradient = N(0,1) noise as the output gradient.")
+    reduction: Literal["mean", "sum"] = _f("mean", "sum: the sum of the terms mean averages.")
+    delta: float = _f(1.0, "huber only: where the quadratic turns linear.", gt=0)
+    l2: float = _f(0.0, "Adds l2 * sum(W**2) over weight matrices to the loss.", ge=0)
+    label_smoothing: float = _f(0.0, "cross_entropy only (as torch).", ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+
 class NumericsSpec(_Section):
     dtype: Dtype = _f("float64", "Floating-point type of every array.")
     mode: Literal["stable", "naive"] = _f("stable", "naive = textbook formulas, unguarded.")
+    master_dtype: Literal["float32", "float64"] | None = _f(
+        None, "Mixed precision: weights and optimizer state in this dtype, forward in dtype."
+    )
+    loss_scale: Literal["dynamic"] | float | None = _f(
+        None,
+        "dynamic (torch GradScaler) or a fixed scale; a step with inf/NaN gradients is skipped.",
+    )
+
+    @field_validator("loss_scale", mode="before")
+    @classmethod
+    def _loss_scale(cls, v: Any) -> Any:
+        if v is None or v == "dynamic":
+            return v
+        try:
+            number = float(v) if not isinstance(v, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not (0 < number < float("inf")):
+            raise ValueError(f"expected dynamic, a number greater than 0 or null, got {_show(v)}")
+        return number
 
 
 class TrainSpec(_Section):
@@ -131,11 +176,12 @@ class TrainSpec(_Section):
     shuffle: bool = _f(True, "Reshuffle the samples every epoch.")
     learning_rate: float = _f(0.01, "Base learning rate.", ge=0)
     optimizer: Optimizer = _f("sgd", "Update rule (as torch.optim).")
-    momentum: float = _f(0.9, "momentum: the velocity's decay.", ge=0)
+    momentum: float = _f(0.9, "momentum, nesterov: the velocity's decay.", ge=0, lt=1)
     beta1: float = _f(0.9, "adam: decay of the first moment.", ge=0, lt=1)
     beta2: float = _f(0.999, "adam, rmsprop: decay of the second moment.", ge=0, lt=1)
-    eps: float = _f(1e-8, "adam, rmsprop: added to the denominator; 0 allowed.", ge=0)
-    weight_decay: float = _f(0.0, "L2 penalty added to the gradient.", ge=0)
+    eps: float = _f(1e-8, "adam(w), rmsprop, adagrad: added to the denominator; 0 allowed.", ge=0)
+    weight_decay: float = _f(0.0, "L2 penalty added to the gradient (adamw: decoupled).", ge=0)
+    amsgrad: bool = _f(False, "adam, adamw: divide by the running maximum of v.")
     clip_grad_norm: float | None = _f(None, "Bound on the global gradient L2 norm.", gt=0)
     clip_grad_value: float | None = _f(None, "Element-wise gradient bound.", gt=0)
     schedule: Schedule = _f("constant", "Learning-rate schedule; cosine anneals to 0 by the end.")
@@ -169,7 +215,9 @@ class Spec(_Section):
     seed: int = _f(0, "One seed for every random choice (init, data, batches).", ge=0)
     data: DataSpec = Field(default_factory=DataSpec, description="The training data.")
     model: ModelSpec = Field(description="The dense feed-forward network.")
-    loss: Loss = _f("mse", "The loss; random_gradient = N(0,1) noise as the output gradient.")
+    loss: LossSpec = Field(
+        default_factory=LossSpec, description="The loss: a name, or a mapping with its options."
+    )
     numerics: NumericsSpec = Field(default_factory=NumericsSpec, description="dtype and formulas.")
     train: TrainSpec = Field(default_factory=TrainSpec, description="The training loop.")
     check: CheckSpec = Field(default_factory=CheckSpec, description="Policy for `nandoctor check`.")
@@ -291,7 +339,11 @@ class _Origin:
 
 def json_schema() -> dict:
     """The JSON Schema of a spec, with a description for every key."""
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Spec.model_json_schema()}
+    schema = Spec.model_json_schema()
+    loss = schema["properties"]["loss"]
+    names = {"type": "string", "enum": list(get_args(LossName))}
+    loss["anyOf"] = [names, {"$ref": loss.pop("$ref")}]  # `loss: mse` is `loss: {name: mse}`
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -374,16 +426,26 @@ def _apply(raw: dict, key: str, value: Any, item: str, origin: _Origin) -> Probl
             part = int(part)
         elif not isinstance(cur, dict):
             return origin.problem(key, f"{here} is not a mapping in the spec")
+        short = _SHORTHANDS.get(_schema_at(parts[: i + 1]))
         if i == len(parts) - 1:
-            cur[part] = value
+            if short and isinstance(cur.get(part), dict) and not isinstance(value, dict):
+                cur[part] = {**cur[part], short: value}  # loss=huber keeps the other keys
+            else:
+                cur[part] = value
         elif isinstance(cur, dict) and part not in cur:
             cur[part] = [] if parts[i + 1].isdigit() else {}
+        elif short and not isinstance(cur[part], dict | list):
+            cur[part] = {short: cur[part]}  # loss.l2=... on `loss: mse`
         # A YAML alias shares one dict between places (- *hidden): copy it on this path, so a
         # change to model.layers.0 changes that layer alone (as `fix` then writes it).
         if isinstance(cur[part], dict | list):
             cur[part] = copy.copy(cur[part])
         cur = cur[part]
     return None
+
+
+# Sections that may be written as one value: ``loss: mse`` is ``loss: {name: mse}``.
+_SHORTHANDS = {LossSpec: "name"}
 
 
 def _build(raw: dict, origin: _Origin, problems: list[Problem]) -> Spec:
@@ -408,19 +470,32 @@ def _build(raw: dict, origin: _Origin, problems: list[Problem]) -> Spec:
 def _cross_checks(s: Spec) -> list[tuple[str, str]]:
     """Rules between keys, as (dotted key at fault, message)."""
     out: list[tuple[str, str]] = []
-    layers, d, loss = s.model.layers, s.data, s.loss
+    layers, d, loss = s.model.layers, s.data, s.loss.name
     n, last, act = len(layers), f"model.layers.{len(layers) - 1}", layers[-1].activation
     for i, layer in enumerate(layers[:-1]):
         if layer.activation == "softmax":
             msg = f"softmax is allowed on the last layer only (this is layer {i + 1} of {n})"
             out.append((f"model.layers.{i}.activation", msg))
+    if layers[-1].dropout:
+        msg = "dropout on the last layer would drop the outputs the loss reads; put it on a hidden layer"
+        out.append((f"{last}.dropout", msg))
     need = {"cross_entropy": "softmax", "bce": "sigmoid"}.get(loss)
     if need and act not in (need, "linear"):
         msg = f"loss {loss} needs the last layer's activation {need} or linear (logits), not {act}"
         out.append((f"{last}.activation", msg))
+    out += _loss_checks(s.loss)
     if d.task == "random" and loss != "random_gradient":
         msg = f"data.task random has no targets: the loss must be random_gradient, not {loss}"
         out.append(("loss", msg))
+    if d.target_preprocess != "none" and loss in ("cross_entropy", "bce"):
+        msg = f"applies to regression targets; loss {loss} needs its class labels as they are"
+        out.append(("data.target_preprocess", msg))
+    if d.categorical and d.source != "csv":
+        out.append(("data.categorical", f"applies to csv data only, not source {d.source}"))
+    num = s.numerics
+    if num.master_dtype and _WIDTH[num.master_dtype] < _WIDTH[num.dtype]:
+        msg = f"{num.master_dtype} is narrower than numerics.dtype {num.dtype}; use a wider one"
+        out.append(("numerics.master_dtype", msg))
     if d.source == "synthetic":
         want = {"cross_entropy": "classification", "bce": "binary"}.get(loss)
         if want and d.task != want:
@@ -437,6 +512,16 @@ def _cross_checks(s: Spec) -> list[tuple[str, str]]:
         if d.source == "csv" and not d.target:
             out.append(("data.target", "source csv needs the target column's name (or a list)"))
     return out + size_problems(s)
+
+
+_WIDTH = {"float16": 16, "float32": 32, "float64": 64}
+
+
+def _loss_checks(loss: LossSpec) -> list[tuple[str, str]]:
+    out = []
+    if loss.label_smoothing and loss.name != "cross_entropy":
+        out.append(("loss.label_smoothing", f"applies to cross_entropy only, not {loss.name}"))
+    return out
 
 
 _NOUNS = {"int": "a whole number", "float": "a number", "bool": "true or false"}

@@ -58,9 +58,9 @@ def _result(recorder: Recorder, label: str, seconds: float) -> TraceResult:
 
     result = TraceResult(script=label, seconds=seconds)
     result.events = recorder.events()
-    result.warnings = event_warnings(recorder)
+    result.warnings, result.notes = event_warnings(recorder)
     if recorder.first is None:
-        result.notes.append(finite_summary(recorder))
+        result.notes.insert(0, finite_summary(recorder))
         return result
     result.first = recorder.first
     result.cause, result.advice = decide(recorder.first, [])

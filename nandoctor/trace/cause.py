@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nandoctor.diagnosis.catalogue import CAUSES
 from nandoctor.trace.events import FirstNonFinite
 
 GROWTH = 10.0  # operands this many times larger than at the loop's first iteration: a growth
@@ -23,9 +24,13 @@ EXP_OPS = {"exp", "exp2", "expm1", "power", "cosh", "sinh"}
 
 @dataclass
 class Cause:
-    id: str
+    id: str  # a cause of nandoctor.diagnosis.catalogue
     summary: str
     evidence: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.id not in CAUSES:
+            raise KeyError(f"{self.id!r} is not declared in nandoctor.diagnosis.catalogue")
 
     def to_json(self) -> dict:
         return {"id": self.id, "summary": self.summary, "evidence": self.evidence}

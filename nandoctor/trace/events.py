@@ -25,6 +25,7 @@ import numpy as np
 
 from nandoctor.trace import npstate
 from nandoctor.trace.frames import (
+    _USER_CODE,
     display_path,
     innermost_loop,
     is_user_code,
@@ -46,6 +47,7 @@ MESSAGES = {
     "divide_by_zero": "divide by zero",
     "underflow": "underflow",
 }
+UNDERFLOW_CAP = 100_000  # underflow events counted before counting stops (each costs ~1 us)
 ALWAYS_EXAMINE = 8  # events examined at each place before sampling only powers of two
 
 
@@ -211,7 +213,7 @@ class UserErrorState:
                     self._old_call = state.seterrcall(self._call)
 
             def __exit__(self, *exc):
-                state.modes = self._old
+                state.modes.update(self._old)  # in place: the recorder's fast path holds it
                 if self._call_given:
                     state.call = self._old_call
 
@@ -260,6 +262,7 @@ class Recorder:
     def __init__(self, on_first: Callable | None = None, user_state: UserErrorState | None = None):
         self.sites: dict[tuple, Site] = {}
         self.underflow: dict[tuple, int] = {}
+        self.underflow_capped = False  # counting stopped at UNDERFLOW_CAP: counts are lower bounds
         self.first: FirstNonFinite | None = None
         self.plan: dict | None = None  # what a re-run needs to find the first event's loop again
         self.on_first = on_first
@@ -267,20 +270,43 @@ class Recorder:
         self._busy = False
 
     # -- the callback: keep the underflow path short
+    def callback(self) -> Callable[[str, int], None]:
+        """The function NumPy calls: a closure over its state, the cheapest thing to call."""
+        getframe, user_code, counts = sys._getframe, _USER_CODE, self.underflow
+        modes, slow, left = self.user_state.modes, self._event, [UNDERFLOW_CAP]
+
+        def on_fp_error(kind: str, flag: int) -> None:
+            if kind == "underflow":
+                frame = getframe(1)
+                code = frame.f_code
+                if user_code.get(code) and modes["under"] == "ignore":
+                    key = (code, frame.f_lineno)
+                    counts[key] = counts.get(key, 0) + 1
+                    left[0] -= 1
+                    if not left[0]:  # enough to tell where; stop paying for each one
+                        self.underflow_capped = True
+                        npstate.seterr(under="ignore")
+                    return
+            slow(kind, flag)
+
+        return on_fp_error
+
     def __call__(self, kind: str, flag: int) -> None:
+        self._event(kind, flag)
+
+    def _event(self, kind: str, flag: int) -> None:
         if self._busy:
             return
-        frame = sys._getframe(1)
-        depth = 1
+        frame = sys._getframe(2)
+        depth = 2
         while frame is not None and not is_user_code(frame.f_code):
             frame = frame.f_back
             depth += 1
         if kind == "underflow":
             if frame is not None:
-                key = (frame.f_code.co_filename, frame.f_lineno)
+                key = (frame.f_code, frame.f_lineno)
                 self.underflow[key] = self.underflow.get(key, 0) + 1
-            if self.user_state.modes["under"] != "ignore":
-                self.user_state.apply("underflow", flag, depth)
+            self.user_state.apply("underflow", flag, depth)
             return
         kind = KINDS.get(kind, kind)
         if frame is not None:
@@ -316,9 +342,10 @@ class Recorder:
     @contextlib.contextmanager
     def armed(self):
         """Record every event of the code run inside (over, invalid, divide; underflow counted)."""
-        with self.user_state.patched():
+        callback = self.callback()
+        with self.user_state.patched(), _threads_armed(callback):
             old = npstate.seterr(all="call")
-            old_call = npstate.seterrcall(self)
+            old_call = npstate.seterrcall(callback)
             try:
                 yield self
             finally:
@@ -326,8 +353,35 @@ class Recorder:
                 npstate.seterrcall(old_call)
 
     def events(self) -> list[Site]:
-        under = [Site(f, line, "underflow", n) for (f, line), n in self.underflow.items()]
+        under = [
+            Site(c.co_filename, line, "underflow", n) for (c, line), n in self.underflow.items()
+        ]
         return sorted([*self.sites.values(), *under], key=lambda s: (-s.count, s.file, s.line))
+
+
+@contextlib.contextmanager
+def _threads_armed(callback):
+    """Threads started meanwhile record too: NumPy 2 keeps the error state per context, so a
+    new thread would start with NumPy's defaults (no callback)."""
+    import threading
+
+    start = threading.Thread.start
+
+    def armed_start(thread, *args, **kwargs):
+        run = thread.run
+
+        def armed_run():
+            with npstate.errstate(all="call", call=callback):
+                run()
+
+        thread.run = armed_run
+        return start(thread, *args, **kwargs)
+
+    threading.Thread.start = armed_start
+    try:
+        yield
+    finally:
+        threading.Thread.start = start
 
 
 def _worth_examining(count: int) -> bool:

@@ -25,20 +25,20 @@ def _site_text(site: Site) -> str:
     return f"{display_path(site.file)}:{site.line} (`{source_line(site.file, site.line)}`)"
 
 
-def event_warnings(recorder: Recorder) -> list[TraceWarning]:
-    out = []
-    for (file, line), count in sorted(recorder.underflow.items(), key=lambda kv: -kv[1]):
-        site = Site(file, line, "underflow", count)
-        source = source_line(file, line)
-        if "exp" in source:
+def event_warnings(recorder: Recorder) -> tuple[list[TraceWarning], list[str]]:
+    """Saturation warnings from ``exp`` underflowing or overflowing harmlessly; notes for the rest."""
+    warnings, notes = [], []
+    for (code, line), count in sorted(recorder.underflow.items(), key=lambda kv: -kv[1]):
+        site = Site(code.co_filename, line, "underflow", count)
+        times = f"{count:,}{'+' if recorder.underflow_capped else ''} time(s)"
+        if "exp" in source_line(site.file, line):
             summary = (
-                f"exp underflowed {count:,} time(s) at {_site_text(site)}: its result was exactly 0 "
+                f"exp underflowed {times} at {_site_text(site)}: its result was exactly 0 "
                 "there, a sigmoid or softmax pinned at exactly 0 or 1 (saturated)"
             )
-            out.append(TraceWarning("saturation", summary, display_path(file), line))
+            warnings.append(TraceWarning("saturation", summary, display_path(site.file), line))
         else:
-            summary = f"{count:,} underflow(s) to 0 at {_site_text(site)}"
-            out.append(TraceWarning("underflow", summary, display_path(file), line))
+            notes.append(f"underflow to 0 {times} at {_site_text(site)}")
     for site in recorder.sites.values():
         if site.absorbed and (
             recorder.first is None or (site.file, site.line) != _first_key(recorder)
@@ -47,9 +47,13 @@ def event_warnings(recorder: Recorder) -> list[TraceWarning]:
                 f"{site.kind} {site.count:,} time(s) at {_site_text(site)}, but the statement's "
                 "result stayed finite (an inf absorbed, e.g. 1/(1+inf) = 0: a sigmoid pinned at 0)"
             )
-            kind = "saturation" if "exp" in source_line(site.file, site.line) else site.kind
-            out.append(TraceWarning(kind, summary, display_path(site.file), site.line))
-    return out
+            if "exp" in source_line(site.file, site.line):
+                warnings.append(
+                    TraceWarning("saturation", summary, display_path(site.file), site.line)
+                )
+            else:
+                notes.append(summary)
+    return warnings, notes
 
 
 def _first_key(recorder: Recorder) -> tuple:
@@ -126,6 +130,7 @@ def finite_summary(recorder: Recorder) -> str:
     flagged = sum(s.count for s in recorder.sites.values())
     parts = [f"{flagged:,} overflow/invalid/divide event(s), every one absorbed"] if flagged else []
     if under:
-        parts.append(f"{under:,} underflow event(s)")
+        capped = " (counting stopped there, to stay cheap)" if recorder.underflow_capped else ""
+        parts.append(f"{under:,} underflow event(s){capped}")
     seen = "; ".join(parts) if parts else "no floating-point event at all"
     return f"every value stayed finite: no operation created a NaN or an Inf ({seen})"

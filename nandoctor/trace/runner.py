@@ -93,14 +93,17 @@ def run_program(program: Program) -> Outcome:
     else:
         sys.path.append(path0)
     try:
-        if program.module:
-            outcome.globals = runpy.run_module(program.target, run_name="__main__", alter_sys=True)
-        else:
-            outcome.globals = runpy.run_path(program.target, run_name="__main__")
+        with python_signals():
+            if program.module:
+                outcome.globals = runpy.run_module(
+                    program.target, run_name="__main__", alter_sys=True
+                )
+            else:
+                outcome.globals = runpy.run_path(program.target, run_name="__main__")
     except SystemExit as e:
         outcome.exit_code = _exit_code(e.code)
     except BaseException as e:  # the program's own failure, whatever it is
-        outcome.exit_code = 1
+        outcome.exit_code = 130 if isinstance(e, KeyboardInterrupt) else 1
         outcome.exception = e
         tb = e.__traceback__
         while tb is not None and not is_user_code(tb.tb_frame.f_code):
@@ -113,6 +116,24 @@ def run_program(program: Program) -> Outcome:
             sys.path[0] = saved_path0
         _forget_user_modules(modules_before)
     return outcome
+
+
+@contextlib.contextmanager
+def python_signals():
+    """Ctrl-C and SIGTERM behave for the program as under python (KeyboardInterrupt, exit)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    old = {s: signal.signal(s, h) for s, h in defaults.items()}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _exit_code(code) -> int:

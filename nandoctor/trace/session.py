@@ -34,7 +34,7 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
         sys.stderr.write(outcome.traceback_text)
     result = TraceResult(script=program.label, program=outcome, seconds=seconds)
     result.events = recorder.events()
-    result.warnings = event_warnings(recorder)
+    result.warnings, result.notes = event_warnings(recorder)
     timeout = max(RERUN_MIN_SECONDS, RERUN_FACTOR * seconds)
     first = recorder.first
     growth: list = []
@@ -66,15 +66,17 @@ def _when(program, recorder: Recorder, first: FirstNonFinite, timeout: float, no
     found = launch({"mode": "loop", "program": program.to_json(), **recorder.plan}, timeout)
     loop = f"{first.loop['file']}:{first.loop['line']}"
     if not found or not found.get("found"):
-        first.iteration_note = "a second run did not reach the same event"
-        notes.append(f"iteration unknown: {first.iteration_note}")
+        if first.iteration is None:
+            first.iteration_note = "a second run did not reach the same event"
+            notes.append(f"iteration unknown: {first.iteration_note}")
         return []
     if found["fingerprint"] != first.fingerprint:
-        first.iteration = None
-        first.iteration_note = (
-            "the program did not repeat itself on a second run (unseeded randomness?)"
-        )
-        notes.append(f"iteration unknown: {first.iteration_note}")
+        why = "the program did not repeat itself on a second run (unseeded randomness?)"
+        if first.iteration is None:  # read from the loop variable, it stands; only growth is lost
+            first.iteration_note = why
+            notes.append(f"iteration unknown: {why}")
+        else:
+            notes.append(f"growth over the iterations unknown: {why}")
         return []
     if first.iteration is None:
         first.iteration = found["iteration"]

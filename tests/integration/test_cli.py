@@ -141,6 +141,8 @@ def test_missing_spec_file_exits_2(tmp_path):
         ["check", CONFIGS / "healthy.yaml", "--fail-on", "bogus"],  # an unknown policy id
         ["check", CONFIGS / "healthy.yaml", "--steps", "2", "-o", "{tmp}/no/dir/o.json"],
         ["fix", CONFIGS / "healthy.yaml"],  # neither -o nor --dry-run
+        ["trace", "{tmp}/missing.py"],  # a program that is not there
+        ["trace", "-m", "no_such_module_xyz"],  # a module that is not there
         ["bogus"],  # an unknown command
     ],
 )

@@ -36,7 +36,7 @@ def test_schema_markdown_prints_the_reference_with_every_key():
     assert keys["units"] == ("int", "required")
     assert keys["learning_rate"] == ("float", "`0.01`")
     assert "| `beta1` | float | `0.9` | ≥ 0, < 1 |" in r.stdout
-    assert "`sgd`, `momentum`, `rmsprop`, `adam`" in r.stdout
+    assert "`sgd`, `momentum`, `nesterov`, `rmsprop`, `adam`, `adamw`, `adagrad`" in r.stdout
     assert "## `model.layers[]`" in r.stdout
 
 

@@ -50,6 +50,17 @@ def wait_for(predicate, timeout=60.0):
     raise AssertionError("timed out waiting")
 
 
+def handles_sigterm(pid: int) -> bool:
+    """Whether ``pid`` has installed its own SIGTERM handler (the SigCgt mask in /proc): before
+    that, the interpreter itself is still starting and a SIGTERM ends it as for any process."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(next(x for x in status.splitlines() if x.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` is still there, running or a zombie (both are leftovers)."""
     return Path(f"/proc/{pid}").exists()
@@ -109,7 +120,10 @@ def test_check_with_workers_stops_reaps_them_and_prints_what_finished(
 def test_run_sweep_and_fix_stop_cleanly(tmp_path, command, sig, code):
     (tmp_path / "s0.yaml").write_text(ENDLESS)
     proc = start(*command, cwd=tmp_path)
-    time.sleep(2.5)  # past start-up, into training
+    wait_for(lambda: handles_sigterm(proc.pid))  # the interpreter is up, nandoctor is starting
+    time.sleep(
+        1.5
+    )  # a moment later: into training on an idle machine, still importing on a busy one
     took, _out, err = stop(proc, sig, group=True)
     assert proc.returncode == code, err
     assert took < STOP_WITHIN

@@ -305,3 +305,15 @@ def test_sentinels_are_not_bad_input(tmp_path):
     )
     res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
     assert res.exit_code == 0 and json.loads(res.stdout)["status"] == "healthy"
+
+
+def test_an_event_in_a_thread_the_program_starts_is_recorded(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import threading\nimport numpy as np\n\ndef work():\n    np.sqrt(np.array([-1.0]))\n\n"
+        "t = threading.Thread(target=work)\nt.start()\nt.join()\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 1 and doc["first_nonfinite"]["line"] == 5
+    assert doc["first_nonfinite"]["op"] == "sqrt" and doc["cause"]["id"] == "domain_error"

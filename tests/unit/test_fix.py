@@ -87,9 +87,9 @@ def test_dry_run_prints_a_diff_and_writes_nothing(tmp_path):
 
 
 def test_no_verified_fix_writes_nothing_and_exits_1(tmp_path):
-    # NaN data with nan_fraction pinned by --set cannot be fixed by any candidate that keeps it.
+    # Every row misses a value: dropping those rows would leave nothing, so nothing is verified.
     src = tmp_path / "csvnan.yaml"
-    (tmp_path / "d.csv").write_text("a,b,y\n1,2,3\n,1,2\n3,4,5\n")
+    (tmp_path / "d.csv").write_text("a,b,y\n,2,3\n,1,2\n3,,5\n")
     src.write_text(
         "data: {source: csv, path: d.csv, target: y}\n"
         "model:\n  layers:\n    - {units: 1}\n"
@@ -155,6 +155,20 @@ def test_run_json_reports_verification_and_no_verify_skips_it():
     assert doc["recommendations"][0]["verified"] is True
     r = invoke("run", CONFIGS / "adam_eps_zero.yaml", "--format", "json", "--no-verify")
     assert all(rec["verified"] is None for rec in json.loads(r.stdout)["recommendations"])
+
+
+def test_missing_csv_values_are_fixed_by_dropping_their_rows(tmp_path):
+    src = tmp_path / "csvnan.yaml"
+    (tmp_path / "d.csv").write_text("a,b,y\n1,2,3\n,1,2\n3,4,5\n2,2,2\n")
+    src.write_text(
+        "data: {source: csv, path: d.csv, target: y}\n"
+        "model:\n  layers:\n    - {units: 1}\n"
+        "train: {steps: 5}\n"
+    )
+    out = tmp_path / "fixed.yaml"
+    r = invoke("fix", src, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "missing: drop_rows" in out.read_text()
 
 
 # -- round trips: the written spec is the verified one, and only the changed place changes ------

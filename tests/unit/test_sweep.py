@@ -558,7 +558,7 @@ def test_json_grid_over_the_model_has_one_lambda_max_per_point():
         (["--lr", "abc"], 2),
         (["--lr", "0:1:4"], 2),
         (["--lr", "0.1", "--set", "train.optimizr=sgd,adam"], 2),
-        (["--lr", "0.1", "--set", "train.optimizer=sgd,adamw"], 2),
+        (["--lr", "0.1", "--set", "train.optimizer=sgd,adamax"], 2),
         (["--lr", "0.1", "--set", "train.optimizer"], 2),
     ],
 )

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from nandoctor.diagnosis.diagnose import DTYPE_MAX
 from nandoctor.diagnosis.findings import Diagnosis, fmt
+from nandoctor.diagnosis.measures import DTYPE_MAX
 from nandoctor.report.charts.downsample import MAX_POINTS, envelope
 from nandoctor.report.charts.history import RunHistory, diagnosis_history
 from nandoctor.report.charts.model import Chart, HeatMap, LineChart, Marker, Series

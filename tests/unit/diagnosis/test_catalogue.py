@@ -22,6 +22,8 @@ from nandoctor.errors import UsageProblem
 from nandoctor.report.check import sarif
 
 DIAGNOSIS = Path(catalogue.__file__).parent
+# the packages that name findings: the diagnosis of a run, and the cause of a traced script
+SOURCES = [*DIAGNOSIS.glob("*.py"), *(DIAGNOSIS.parent / "trace").glob("*.py")]
 
 
 def invoke(*args):
@@ -52,9 +54,9 @@ def test_fail_on_option_accepts_the_catalogue_ids_and_lists_them_for_an_unknown_
 
 
 def _literal_ids(call_names: set[str]) -> set[str]:
-    """String ids passed first to ``call_names(...)`` anywhere in the diagnosis package."""
+    """String ids passed first to ``call_names(...)`` anywhere a finding is named."""
     found = set()
-    for path in DIAGNOSIS.glob("*.py"):
+    for path in SOURCES:
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.Call)
@@ -68,7 +70,7 @@ def _literal_ids(call_names: set[str]) -> set[str]:
 
 
 def test_every_id_the_diagnosis_writes_is_declared_in_the_catalogue():
-    finding_ids = _literal_ids({"Finding", "cause", "factor", "warning"})
+    finding_ids = _literal_ids({"Finding", "Cause", "cause", "factor", "warning"})
     assert finding_ids, "the diagnosis names its findings"
     assert finding_ids <= set(CAUSES) | set(FACTORS) | set(WARNINGS)
     recommendation_ids = _literal_ids({"add", "Recommendation"})
@@ -76,8 +78,8 @@ def test_every_id_the_diagnosis_writes_is_declared_in_the_catalogue():
 
 
 def test_every_declared_id_is_used_by_the_diagnosis():
-    """No dead entries: each id appears in the diagnosis code outside the catalogue."""
-    source = "\n".join(p.read_text() for p in DIAGNOSIS.glob("*.py") if p.name != "catalogue.py")
+    """No dead entries: each id appears in the code that names findings, outside the catalogue."""
+    source = "\n".join(p.read_text() for p in SOURCES if p.name != "catalogue.py")
     naive = set(catalogue.NAIVE_FACTOR_OF_OP.values())  # chosen through that table
     for ident in [*CAUSES, *FACTORS, *WARNINGS, *RECOMMENDATIONS]:
         assert f'"{ident}"' in source or ident in naive, ident

@@ -26,6 +26,7 @@ NONFINITE = {
     ),
     "adam_eps_zero": ("division_by_zero", (1, "update", 1, "weight", "divide", "nan")),
     "float16_overflow": ("overflow", (1, "loss", None, "loss", "square", "inf")),
+    "short_explosion": ("exploding_gradient", (3, "loss", None, "loss", "square", "inf")),
 }
 WARNINGS = {
     "dead_relu": {"dead_relu"},
@@ -33,6 +34,7 @@ WARNINGS = {
     "deep_sigmoid_vanishing": {"vanishing_gradient"},
     "exploding_warning": {"exploding_gradient"},
     "loss_flat": {"loss_not_decreasing"},
+    "zero_gradient": {"zero_gradient"},
 }
 HEALTHY = ["healthy", "blog_randn_sigmoid", "blog_xavier_sigmoid", "blog_xavier_lr1"]
 

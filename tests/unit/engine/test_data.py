@@ -271,7 +271,7 @@ def test_npz_missing_and_corrupt_file(tmp_path):
     with pytest.raises(DataError, match="does not exist") as e:
         load_npz(tmp_path / "nope.npz")
     assert e.value.key == "data.path"
-    with pytest.raises(DataError, match="cannot read"):
+    with pytest.raises(DataError, match="is not an npz archive"):
         load_npz(write(tmp_path, "not an archive", "bad.npz"))
 
 

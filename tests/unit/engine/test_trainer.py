@@ -186,11 +186,30 @@ def test_initial_weights_from_npz(tmp_path):
     assert np.array_equal(p.init_params[0], w["W1"]) and np.array_equal(p.init_params[3], w["b2"])
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "rmsprop"])
-def test_flat_update_is_bit_identical_to_the_per_parameter_one(monkeypatch, optimizer):
+@pytest.mark.parametrize(
+    "optimizer", ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"]
+)
+@pytest.mark.parametrize("layers", ["plain", "norm_no_bias"])
+def test_flat_update_is_bit_identical_to_the_per_parameter_one(monkeypatch, optimizer, layers):
     """The optimiser over flat buffers does the same element-wise arithmetic as parameter by
-    parameter: same losses, same weights, bit for bit."""
-    spec = make(train__optimizer=optimizer, train__weight_decay=0.01, train__clip_grad_norm=5.0)
+    parameter: same losses, same weights, bit for bit (gamma/beta and bias-free layers too)."""
+    spec = make(
+        train__optimizer=optimizer,
+        train__weight_decay=0.01,
+        train__clip_grad_norm=5.0,
+        train__amsgrad=optimizer in ("adam", "adamw"),
+        **(
+            {
+                "model__layers": [
+                    {"units": 8, "activation": "relu", "norm": "layer", "use_bias": False},
+                    {"units": 8, "activation": "tanh", "norm": "batch"},
+                    {"units": 3, "activation": "linear"},
+                ]
+            }
+            if layers == "norm_no_bias"
+            else {}
+        ),
+    )
     fast = train(spec)[0]
     monkeypatch.setattr(Trainer, "_flat_update", lambda self, *a: None)
     slow = train(spec)[0]
@@ -209,3 +228,23 @@ def test_a_step_whose_flat_update_raises_is_redone_labelled(monkeypatch):
     slow = train(spec)[0].first_nonfinite
     assert fast is not None and fast.phase == "update"
     assert fast.to_json() == slow.to_json()
+
+
+@pytest.mark.parametrize(
+    "numerics",
+    [
+        {"dtype": "float16", "master_dtype": "float32"},
+        {"dtype": "float16", "master_dtype": "float32", "loss_scale": "dynamic"},
+        {"dtype": "float32", "loss_scale": 1024.0},
+    ],
+)
+def test_mixed_precision_and_loss_scaling_bypass_the_flat_update(monkeypatch, numerics):
+    """Master weights, per-replica step counts and skipped steps take the per-parameter path."""
+
+    def never(self, *a):
+        raise AssertionError("the flat update ran")
+
+    monkeypatch.setattr(Trainer, "_flat_update", never)
+    spec = make(train__optimizer="adam", **{f"numerics__{k}": v for k, v in numerics.items()})
+    o = train(spec)[0]
+    assert o.steps_run == 30

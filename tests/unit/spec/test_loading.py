@@ -25,13 +25,13 @@ def problem_of(path: Path, overrides=()):
     return p
 
 
-def test_a_billion_laughs_is_refused_in_well_under_a_second(tmp_path):
+def test_a_billion_laughs_is_refused_at_once(tmp_path):
     path = tmp_path / "laughs.yaml"
     path.write_text(SPEC + laughs() + "name: *l8\n")
     assert path.stat().st_size < 700
     started = time.perf_counter()
     p = problem_of(path)
-    assert time.perf_counter() - started < 1.0  # unbounded, this took over a minute and GBs
+    assert time.perf_counter() - started < 10  # unbounded: over a minute and GBs
     assert "expands to" in p.message and f"{MAX_EXPANDED_VALUES:,}" in p.message
     assert p.line >= 5  # at the first top-level key whose value is too big, not line 1
 
@@ -68,7 +68,7 @@ def test_a_huge_value_is_never_shown_or_diffed_whole(tmp_path):
     path.write_text(SPEC.replace("train: {steps: 5}", "train: {optimizer: " + "x" * 200_000 + "}"))
     started = time.perf_counter()
     p = problem_of(path)
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 10  # a busy machine; unbounded it is minutes
     assert len(str(p)) < 300
 
 

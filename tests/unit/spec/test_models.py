@@ -110,7 +110,7 @@ def test_yaml_syntax_error_has_line(tmp_path):
 
 def test_several_problems_at_once_in_line_order(tmp_path):
     text = GOOD.replace("task: regression", "task: regresion").replace("units: 20", "units: 0")
-    text += "  optimizer: adamw\n  eps: -1\nextra: 1\n"
+    text += "  optimizer: adamax\n  eps: -1\nextra: 1\n"
     found = problems(write(tmp_path, text))
     assert [p.key for p in found] == [
         "data.task",

@@ -1,0 +1,136 @@
+"""What made a failure likelier: contributing-factor rules, every one tried, in order.
+
+Each rule reads the run's :class:`~nandoctor.diagnosis.causes.Failure` and the cause already
+found, and yields the factors it sees (a setting of the spec, implicated by the run's numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from nandoctor.diagnosis.catalogue import NAIVE_FACTOR_OF_OP
+from nandoctor.diagnosis.causes import Failure, where
+from nandoctor.diagnosis.findings import Finding, factor, fmt
+from nandoctor.diagnosis.measures import history_offset
+
+UNSCALED_INPUT = 100.0  # inputs larger than this in magnitude, unpreprocessed, are unscaled
+HIGH_UPDATE_RATIO = 0.1  # updates above 10% of the weights' norm per step are too large
+
+Rule = Callable[[Failure, Finding], Iterator[Finding]]
+
+
+def high_learning_rate(f: Failure, cause: Finding) -> Iterator[Finding]:
+    """Updates over a tenth of the weights' norm in one step, before an explosion or saturation."""
+    ratio = (f.outcome.history or {}).get("update_ratio")
+    if ratio is None or len(ratio) <= 1 or cause.id not in ("exploding_gradient", "saturation"):
+        return
+    off = history_offset(f.outcome)
+    r = ratio[: max(f.first.step - 1 - off, 1)]
+    peak = float(np.nanmax(r)) if np.isfinite(r).any() else float("nan")
+    if peak > HIGH_UPDATE_RATIO:
+        step = int(np.nanargmax(np.nanmax(r, axis=1))) + 1 + off
+        yield factor(
+            "high_learning_rate",
+            f"learning rate {fmt(f.outcome.learning_rate)} moved weights by up to "
+            f"{fmt(100 * peak)}% of their norm in one step",
+            [f"update/weight ratio {fmt(peak)} at step {step} (well-behaved runs: ~1e-3)"],
+        )
+
+
+def unscaled_inputs(f: Failure, cause: Finding) -> Iterator[Finding]:
+    """Inputs far from unit scale fed in with no preprocessing."""
+    raw, spec = f.outcome.prepared.raw_max_abs, f.spec
+    if spec.data.preprocess == "none" and math.isfinite(raw) and raw > UNSCALED_INPUT:
+        yield factor(
+            "unscaled_inputs",
+            f"inputs reach |x| = {fmt(raw)} with no preprocessing",
+            [f"max |x| = {fmt(raw)} (data.scale = {spec.data.scale}); standardized inputs are ~1"],
+        )
+
+
+def naive_numerics(f: Failure, cause: Finding) -> Iterator[Finding]:
+    """The failing op is a textbook formula with no guard (numerics.mode naive)."""
+    first, spec = f.first, f.spec
+    if spec.numerics.mode != "naive" or first.op not in NAIVE_FACTOR_OF_OP:
+        return
+    naive_id = NAIVE_FACTOR_OF_OP[first.op]
+    if first.phase == "forward" and spec.model.layers[(first.layer or 1) - 1].activation == (
+        "sigmoid"
+    ):
+        naive_id = "naive_sigmoid"
+    yield factor(
+        naive_id,
+        f"numerics.mode naive: the failing {first.op} has no guard",
+        [f"stable mode computes it from logits / with the max subtracted ({where(first)})"],
+    )
+
+
+def low_precision(f: Failure, cause: Finding) -> Iterator[Finding]:
+    """float16's narrow range and coarse epsilon."""
+    if f.spec.numerics.dtype != "float16" or f.first.phase == "data":
+        return
+    mags = [st["max_abs"] for st in f.first.inputs.values() if st["max_abs"] is not None]
+    yield factor(
+        "low_precision",
+        "float16's range ends at 65504 and its epsilon is 9.8e-4",
+        [f"largest finite input to the failing op: {fmt(max(mags))}"] if mags else [],
+    )
+
+
+def poor_init(f: Failure, cause: Finding) -> Iterator[Finding]:
+    """Layers started from N(0, 1) weights, already saturated at step 1: one finding, with the
+    evidence of each such layer."""
+    sat = (f.outcome.history or {}).get("saturated")
+    if sat is None or not len(sat) or cause.id != "saturation":
+        return
+    layers = f.spec.model.layers
+    poor = [i for i, layer in enumerate(layers) if layer.init == "normal" and sat[0, i] > 0]
+    if not poor:
+        return
+    first_row = history_offset(f.outcome) + 1
+    names = ", ".join(str(i + 1) for i in poor)
+    acts = ", ".join(layers[i].activation for i in poor)
+    yield factor(
+        "poor_init",
+        f"layer {names} starts with N(0, 1) weights ({acts})"
+        if len(poor) == 1
+        else f"layers {names} start with N(0, 1) weights ({acts})",
+        [
+            f"layer {i + 1}: {fmt(100 * sat[0, i])}% of its units saturated at step {first_row}"
+            for i in poor
+        ],
+    )
+
+
+def zero_eps(f: Failure, cause: Finding) -> Iterator[Finding]:
+    """Adam/RMSprop with eps = 0: nothing guards the division by sqrt(v)."""
+    train = f.spec.train
+    if train.optimizer in ("adam", "rmsprop") and train.eps == 0:
+        yield factor("zero_eps", "train.eps = 0 leaves sqrt(v) + eps unguarded", [])
+
+
+FACTOR_RULES: tuple[Rule, ...] = (
+    high_learning_rate,
+    unscaled_inputs,
+    naive_numerics,
+    low_precision,
+    poor_init,
+    zero_eps,
+)
+
+
+def contributing_factors(failure: Failure, cause: Finding) -> list[Finding]:
+    """Every factor every rule sees, in rule order, each id once (evidence merged)."""
+    merged: dict[str, Finding] = {}
+    for rule in FACTOR_RULES:
+        for found in rule(failure, cause):
+            if found.id in merged:
+                merged[found.id].evidence += [
+                    e for e in found.evidence if e not in merged[found.id].evidence
+                ]
+            else:
+                merged[found.id] = found
+    return list(merged.values())

@@ -1,0 +1,84 @@
+"""Numbers the diagnosis rules share: dtype limits, the whole-network gradient norm, growth.
+
+Each threshold is a statement about numbers rather than about a spec.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from nandoctor.diagnosis.findings import fmt
+from nandoctor.engine.optim import combine
+
+if TYPE_CHECKING:
+    from nandoctor.engine.runs import Outcome
+
+GROWTH_MIN_STEPS = 2  # complete steps (one update between them) growth can be seen over
+GROWTH_FACTOR = 100.0  # gradient norm rise over those steps that counts as explosive growth
+RISING_STEPS = 3  # the norm must rise step over step across the last this many steps
+
+# z beyond which 1 / (1 + exp(-z)) rounds to exactly 1 (measured per dtype).
+SIGMOID_EXACT_ONE = {"float64": 36.74, "float32": 16.64, "float16": 7.63}
+DTYPE_MAX = {"float64": np.finfo(np.float64).max, "float32": 3.4e38, "float16": 65504.0}
+
+
+def history_offset(outcome: Outcome) -> int:
+    """Steps before the first row of the history (0 unless the run outgrew its window)."""
+    return outcome.history_start - 1
+
+
+def total_norm(g: np.ndarray) -> np.ndarray:
+    """Whole-network gradient norm per step from per-layer norms ``g: (steps, layers)``."""
+    return combine(list(g.T))
+
+
+def column_median(g: np.ndarray) -> np.ndarray:
+    """Column medians of ``g: (steps, layers)`` ignoring NaN (np.nanmedian is slow on small data)."""
+    if not np.isfinite(g).all():
+        return np.nanmedian(g, axis=0)
+    s = np.sort(g, axis=0)
+    n = len(s)
+    return (s[(n - 1) // 2] + s[n // 2]) / 2
+
+
+def growth(outcome: Outcome) -> list[str]:
+    """Evidence lines when the gradient norm grew step over step up to the failure, else [].
+
+    Update-driven growth needs two steps with an update between them: a short, violent explosion
+    (x1e7 in one update, then an overflow) is growth as much as a slow climb over hundreds of
+    steps is. The failing step counts when its own gradient is still finite (the loss overflowed,
+    the backward pass did not).
+    """
+    first = outcome.first_nonfinite
+    g = outcome.history.get("grad_norm") if outcome.history else None
+    if g is None or first is None or first.step is None:
+        return []
+    off = history_offset(outcome)
+    rows = first.step - 1 - off  # steps whose history is complete
+    if 0 <= rows < len(g) and np.isfinite(g[rows]).all():
+        rows += 1
+    if rows < GROWTH_MIN_STEPS:
+        return []
+    g = g[:rows]
+    total = total_norm(g)
+    if not (np.isfinite(total).all() and total[0] > 0):
+        return []
+    rise = total[-1] / total[0]
+    recent = total[-RISING_STEPS:]
+    rising = bool(np.all(np.diff(recent) > 0))
+    if rise < GROWTH_FACTOR or not rising:
+        return []
+    last = off + rows
+    layer = int(np.argmax(g[-1])) + 1
+    per_step = rise ** (1 / max(rows - 1, 1))
+    w = outcome.history["weight_norm"][:rows]
+    w = w[np.isfinite(w).all(axis=1)]
+    return [
+        f"gradient norm rose from {fmt(total[0])} at step {off + 1} to {fmt(total[-1])} "
+        f"at step {last} (x{fmt(rise)}, about x{fmt(per_step)} per step)",
+        f"layer {layer} carried the largest gradient: {fmt(g[-1, layer - 1])} at step {last}",
+        f"weight norms went from {', '.join(fmt(v) for v in w[0])} to "
+        f"{', '.join(fmt(v) for v in w[-1])} (layers 1..{w.shape[1]})",
+    ]

@@ -1,0 +1,276 @@
+"""What was wrong with a run even where it stayed finite: warning rules, every one tried, in order.
+
+Each rule reads the :class:`Observed` steps -- the per-step, per-layer history up to the last
+complete step -- and yields the warnings it sees, each with the numbers that show it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from nandoctor.diagnosis import networks
+from nandoctor.diagnosis.findings import Finding, fmt, fmt_projected_steps, warning
+from nandoctor.diagnosis.measures import (
+    DTYPE_MAX,
+    GROWTH_FACTOR,
+    column_median,
+    history_offset,
+    total_norm,
+)
+from nandoctor.engine.nn import SATURATION_TOL, activation
+
+if TYPE_CHECKING:
+    from nandoctor.engine.runs import Outcome
+
+SATURATED_WARN = 0.25  # share of a layer's units saturated (at some step) that warrants a warning
+DEAD_WARN = 0.5  # share of a ReLU layer's units dead for the whole batch
+VANISH_RATIO = 1e-4  # first layer's gradient norm below this times the last layer's
+LOSS_MIN_STEPS = 20  # a loss trend needs at least this many steps
+LOSS_WINDOW = 0.1  # the first and last tenth of the steps are compared, by their medians
+LOSS_FELL = 0.99  # a loss that ends above this fraction of where it started did not fall
+NOISE_Z = 2.0  # ... nor one whose fall is within this many standard errors of the medians
+MAD_TO_STD = 1.4826  # median absolute deviation -> standard deviation, for normal noise
+MEDIAN_SE = 1.2533  # standard error of a median / that of a mean (sqrt(pi / 2))
+EXPLOSION_MIN_STEPS = 5  # a growth projection needs at least this many steps
+SPIKE_FACTOR = 1e3  # a gradient norm this many times its median before is an explosion
+ZERO_GRADIENT_STEPS = 10  # consecutive steps of exactly zero gradient that warrant a warning
+
+
+@dataclass
+class Observed:
+    """The complete steps of a run: ``n`` of them, the history cut to them, the activations.
+
+    A long run keeps only a window of its history: row ``k`` is step ``k + 1 + offset``.
+    """
+
+    outcome: Outcome
+    n: int
+    offset: int
+    history: dict[str, np.ndarray]  # name -> (n, layers)
+    activations: list[str]
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> Observed:
+        # the failing step's history is incomplete: leave it out
+        off = history_offset(outcome)
+        n = outcome.steps_run - (1 if outcome.first_nonfinite else 0) - off
+        history = {k: v[:n] for k, v in (outcome.history or {}).items()}
+        acts = [layer.activation for layer in outcome.spec.model.layers]
+        return cls(outcome, n, off, history, acts)
+
+    def step(self, row: int) -> int:
+        """The training step of history row ``row``."""
+        return row + 1 + self.offset
+
+
+Rule = Callable[[Observed], Iterator[Finding]]
+
+
+def saturation(run: Observed) -> Iterator[Finding]:
+    """A large share of a sigmoid/tanh/softmax layer's outputs pinned near their limits."""
+    sat = run.history["saturated"]
+    for i, act in enumerate(run.activations):
+        col = sat[:, i]
+        if not activation(act).saturates or np.nanmax(col) < SATURATED_WARN:
+            continue
+        k = int(np.nanargmax(col))
+        yield warning(
+            "saturation",
+            f"layer {i + 1} ({act}): {fmt(100 * col[k])}% of outputs within "
+            f"{SATURATION_TOL} of their limits at step {run.step(k)}"
+            f" (step {run.step(0)}: {fmt(100 * col[0])}%, last: {fmt(100 * col[-1])}%)",
+            layer=i + 1,
+            step=run.step(k),
+        )
+
+
+def dead_relu(run: Observed) -> Iterator[Finding]:
+    """Over half of a ReLU layer's units output 0 for every sample at the end."""
+    dead = run.history["dead"]
+    for i, act in enumerate(run.activations):
+        if activation(act).can_die and dead[-1, i] >= DEAD_WARN:
+            first_dead = run.step(int(np.argmax(dead[:, i] >= DEAD_WARN)))
+            yield warning(
+                "dead_relu",
+                f"layer {i + 1}: {fmt(100 * dead[-1, i])}% of ReLU units output 0 for every "
+                f"sample (over {fmt(100 * DEAD_WARN)}% since step {first_dead})",
+                layer=i + 1,
+                step=first_dead,
+            )
+
+
+def vanishing_gradient(run: Observed) -> Iterator[Finding]:
+    """The first layer's gradient norm is orders of magnitude below the last layer's."""
+    if len(run.activations) < 2:
+        return
+    med = column_median(run.history["grad_norm"])
+    if med[-1] > 0 and med[0] < VANISH_RATIO * med[-1]:
+        yield warning(
+            "vanishing_gradient",
+            _vanishing_summary(med[0], med[-1], len(run.activations)),
+            layer=1,
+        )
+
+
+def exploding_gradient(run: Observed) -> Iterator[Finding]:
+    """The gradient norm grows step over step (when, at this rate, it would overflow), or it
+    jumped by orders of magnitude and the run recovered: both are explosions."""
+    g = run.history["grad_norm"]
+    total = total_norm(g)
+    found = _growth_projection(run, g, total) or _transient_spike(run, g, total)
+    if found is not None:
+        yield found
+
+
+def _growth_projection(run: Observed, g: np.ndarray, total: np.ndarray) -> Finding | None:
+    n = len(total)
+    if n < EXPLOSION_MIN_STEPS or not np.isfinite(total).all() or total[0] <= 0:
+        return None
+    rise = total[-1] / total[0]
+    if rise < GROWTH_FACTOR:
+        return None
+    w = max(3, n // 5)
+    slope = np.polyfit(np.arange(w), np.log(total[-w:]), 1)[0]  # log growth per step
+    if slope <= 0.01:
+        return None
+    layer = int(np.argmax(g[-1])) + 1
+    dtype = run.outcome.spec.numerics.dtype
+    steps_left = (math.log(DTYPE_MAX[dtype]) - math.log(total[-1])) / slope
+    return warning(
+        "exploding_gradient",
+        f"gradient norm grew x{fmt(rise)} over {n} steps (x{fmt(math.exp(slope))} per step "
+        f"lately); at this rate layer {layer} overflows {dtype} in "
+        f"{fmt_projected_steps(steps_left)}",
+        layer=layer,
+    )
+
+
+def _transient_spike(run: Observed, g: np.ndarray, total: np.ndarray) -> Finding | None:
+    """The largest gradient norm, against the median of the steps before it."""
+    if len(total) < 2 or not np.isfinite(total).all():
+        return None
+    peak = int(np.argmax(total))
+    if peak == 0:
+        return None
+    before = float(np.median(total[:peak]))
+    if not before > 0 or total[peak] < SPIKE_FACTOR * before:
+        return None
+    layer = int(np.argmax(g[peak])) + 1
+    loss = run.outcome.loss
+    return warning(
+        "exploding_gradient",
+        f"gradient norm jumped to {fmt(total[peak])} at step {run.step(peak)}, "
+        f"x{fmt(total[peak] / before)} its median of {fmt(before)} before (loss {fmt(loss[peak])}"
+        f"), largest in layer {layer}; by step {run.step(len(total) - 1)} it was {fmt(total[-1])}",
+        layer=layer,
+        step=run.step(peak),
+    )
+
+
+def loss_not_decreasing(run: Observed) -> Iterator[Finding]:
+    """The loss over the last tenth of the steps is no lower than over the first tenth, judged
+    by medians: one huge spike cannot move either end, and a fall smaller than the windows'
+    step-to-step noise is no fall."""
+    if run.outcome.spec.loss.name == "random_gradient" or run.n < LOSS_MIN_STEPS:
+        return
+    loss = run.outcome.loss[: run.n]
+    k = max(1, int(run.n * LOSS_WINDOW))
+    first, last = loss[:k], loss[-k:]
+    start, end = float(np.median(first)), float(np.median(last))
+    if not (np.isfinite(start) and np.isfinite(end)):
+        return
+    noise = NOISE_Z * math.hypot(_median_error(first), _median_error(last))
+    if end < start * LOSS_FELL and start - end > noise:
+        return
+    yield warning(
+        "loss_not_decreasing",
+        f"median loss over the first {k} steps {fmt(start)}, over the last {k} {fmt(end)}"
+        + (f" (a change within its step-to-step noise, ±{fmt(noise)})" if end < start else ""),
+    )
+
+
+def _median_error(window: np.ndarray) -> float:
+    """Standard error of a window's median, from its median absolute deviation (robust)."""
+    mad = float(np.median(np.abs(window - np.median(window))))
+    return MEDIAN_SE * MAD_TO_STD * mad / math.sqrt(len(window))
+
+
+def zero_gradient(run: Observed) -> Iterator[Finding]:
+    """A layer whose gradient was exactly zero at every step of a stretch: it never moved."""
+    g = run.history["grad_norm"]
+    for i in range(g.shape[1]):
+        row, length = _longest_zero_stretch(g[:, i])
+        if length and length >= min(ZERO_GRADIENT_STEPS, run.n):
+            first, last = run.step(row), run.step(row + length - 1)
+            yield warning(
+                "zero_gradient",
+                f"layer {i + 1} ({run.activations[i]}): weight and bias gradients exactly 0 at "
+                f"every step from {first} to {last} ({length} of {run.n} steps); its parameters "
+                "did not move",
+                layer=i + 1,
+                step=first,
+            )
+
+
+def _longest_zero_stretch(column: np.ndarray) -> tuple[int, int]:
+    """(first row, length) of the longest run of exact zeros in ``column`` (0, 0 if none)."""
+    zero = np.concatenate([[0], (column == 0).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(zero))
+    if not len(edges):
+        return 0, 0
+    starts, ends = edges[0::2], edges[1::2]
+    longest = int(np.argmax(ends - starts))
+    return int(starts[longest]), int(ends[longest] - starts[longest])
+
+
+def oscillating_loss(run: Observed) -> Iterator[Finding]:
+    """The loss alternates up and down with a growing swing."""
+    found = networks.oscillating_loss(run.outcome.loss[: run.n])
+    if found is not None:
+        yield found
+
+
+def skipped_steps(run: Observed) -> Iterator[Finding]:
+    """Dynamic loss scaling skipped many steps, or its scale collapsed."""
+    found = networks.skipped_steps(run.outcome, run.n)
+    if found is not None:
+        yield found
+
+
+WARNING_RULES: tuple[Rule, ...] = (
+    saturation,
+    dead_relu,
+    vanishing_gradient,
+    zero_gradient,
+    exploding_gradient,
+    oscillating_loss,
+    skipped_steps,
+    loss_not_decreasing,
+)
+
+
+def find_warnings(outcome: Outcome) -> list[Finding]:
+    """Every warning every rule sees over the run's complete steps, in rule order."""
+    run = Observed.of(outcome)
+    if run.n < 1 or not run.history:
+        return []
+    return [found for rule in WARNING_RULES for found in rule(run)]
+
+
+def _vanishing_summary(first: float, last: float, layers: int) -> str:
+    """Layer 1's gradient norm against the last layer's, without an 'infx' ratio."""
+    if first == 0:
+        return (
+            f"layer 1's gradient norm is exactly 0 (median) while layer {layers}'s is {fmt(last)}"
+        )
+    ratio = float(last) / float(first)  # Python floats: inf, not a warning, past 1e308
+    times = f"{fmt(ratio)}x" if math.isfinite(ratio) else "over 1e300 times"
+    return (
+        f"layer 1's gradient norm (median {fmt(first)}) is {times} "
+        f"smaller than layer {layers}'s ({fmt(last)})"
+    )

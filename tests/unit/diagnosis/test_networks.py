@@ -1,0 +1,169 @@
+"""Diagnoses for the parts of real networks, each made from the numbers a run produced: a norm
+over a zero-variance batch, an oscillating loss, loss scaling that skips steps, missing data,
+float16 that needs mixed precision, and the recommendations that use the new keys (verified by
+re-running)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nandoctor.diagnosis.diagnose import diagnose
+from nandoctor.diagnosis.networks import oscillating_loss
+from nandoctor.diagnosis.verify import verify
+from nandoctor.engine.runs import train
+from nandoctor.spec.models import spec_from_dict
+
+REGRESSION = {"task": "regression", "samples": 64, "features": 6, "outputs": 2}
+
+
+def make(layers, data=None, **sections):
+    return spec_from_dict(
+        {"seed": 1, "data": {**REGRESSION, **(data or {})}, "model": {"layers": layers}, **sections}
+    )
+
+
+def examine(spec):
+    outcome = train(spec)[0]
+    d = diagnose(outcome)
+    d.recommendations = verify(d, outcome, jobs=1)
+    return d, outcome
+
+
+def rec(d, rid):
+    return next(r for r in d.recommendations if r.id == rid)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_zero_variance_norm_with_eps_0_is_division_by_zero_in_that_layers_norm(norm):
+    # batch: a last batch of one row (65 = 2 * 32 + 1); layer: a one-unit layer, whose variance
+    # over its units is always 0
+    hidden = {"units": 1 if norm == "layer" else 8, "activation": "tanh"}
+    layers = [{"units": 8, "activation": "tanh"}, {**hidden, "norm": norm, "norm_eps": 0.0}]
+    layers.append({"units": 2})
+    spec = make(layers, {"samples": 65}, train={"steps": 30, "batch_size": 32})
+    d, outcome = examine(spec)
+    first = outcome.first_nonfinite
+    assert (first.phase, first.layer, first.op, first.tensor) == (
+        "forward",
+        2,
+        f"{norm}_norm",
+        "normalized",
+    )
+    assert first.step == (3 if norm == "batch" else 1)
+    assert d.cause.id == "division_by_zero" and d.cause.layer == 2
+    assert any("variance of exactly 0" in line for line in d.cause.evidence)
+    fix = rec(d, "add_norm_eps")
+    assert fix.changes == {"model.layers.1.norm_eps": 1e-5} and fix.verified is True
+    assert "add_eps" not in {r.id for r in d.recommendations}  # the optimiser is not at fault
+
+
+def test_the_same_norm_with_torchs_eps_stays_finite():
+    layers = [{"units": 8, "activation": "tanh", "norm": "batch"}, {"units": 2}]
+    spec = make(layers, {"samples": 65}, train={"steps": 30, "batch_size": 32})
+    assert train(spec)[0].first_nonfinite is None
+
+
+def test_oscillating_loss_needs_reversals_and_a_growing_swing():
+    t = np.arange(40)
+    growing = 1.0 + 0.01 * 1.08**t * (-1) ** t
+    assert oscillating_loss(growing).id == "oscillating_loss"
+    shrinking = 1.0 + 0.01 * 0.95**t * (-1) ** t
+    assert oscillating_loss(shrinking) is None
+    assert oscillating_loss(np.exp(-0.05 * t)) is None  # a falling loss
+    noisy = np.exp(-0.05 * t) + np.random.default_rng(0).normal(0, 0.01, 40)
+    assert oscillating_loss(noisy) is None
+
+
+def test_gradient_descent_past_the_edge_of_stability_warns_oscillating_loss():
+    # 2/lambda_max of this full-batch problem is about 0.15 (nandoctor sweep): 0.46 is 3x that
+    layers = [{"units": 8, "activation": "relu"}, {"units": 1}]
+    data = {"samples": 64, "features": 4, "outputs": 1}
+    train_keys = {"steps": 150, "batch_size": "full", "learning_rate": 0.46}
+    d = diagnose(train(make(layers, data, seed=0, train=train_keys))[0])
+    warning = next(w for w in d.warnings if w.id == "oscillating_loss")
+    assert "reversed direction" in warning.summary
+    assert "lower_learning_rate" in {r.id for r in d.recommendations}
+    calm = diagnose(
+        train(make(layers, data, seed=0, train={**train_keys, "learning_rate": 0.1}))[0]
+    )
+    assert "oscillating_loss" not in {w.id for w in calm.warnings}
+
+
+MIXED = {"dtype": "float16", "master_dtype": "float32", "loss_scale": "dynamic"}
+
+
+def test_skipped_steps_are_not_the_first_nonfinite_but_a_collapsing_scale_warns():
+    layers = [{"units": 20, "activation": "relu"}, {"units": 2}]
+    spec = make(
+        layers,
+        {"scale": 100.0, "samples": 256},
+        loss={"name": "mse", "reduction": "sum"},
+        numerics=MIXED,
+        train={"steps": 12, "batch_size": "full", "learning_rate": 1e-6},
+    )
+    outcome = train(spec)[0]
+    log = outcome.scaling
+    assert outcome.first_nonfinite is None and log["skipped"] == 12 and log["first_applied"] == 0
+    assert (log["scale_first"], log["scale_last"]) == (65536.0, 65536.0 * 0.5**11)
+    d = diagnose(outcome)
+    assert d.status == "warning"
+    assert "skipped_steps" in {w.id for w in d.warnings}
+
+
+def test_a_few_skips_at_the_start_are_normal_and_do_not_warn():
+    layers = [{"units": 20, "activation": "relu"}, {"units": 2}]
+    spec = make(
+        layers,
+        {"scale": 100.0},
+        numerics=MIXED,
+        train={"steps": 100, "optimizer": "adam", "learning_rate": 0.001},
+    )
+    outcome = train(spec)[0]
+    log = outcome.scaling
+    assert 0 < log["skipped"] <= 20 and log["later"] == 0 and log["last_skip"] < 50
+    assert "skipped_steps" not in {w.id for w in diagnose(outcome).warnings}
+
+
+def test_float16_overflow_is_fixed_by_verified_mixed_precision():
+    layers = [{"units": 20, "activation": "relu"}, {"units": 5}]
+    spec = make(
+        layers,
+        {"scale": 100.0, "samples": 256, "features": 10, "outputs": 5},
+        numerics={"dtype": "float16"},
+        train={"steps": 100, "optimizer": "adam", "learning_rate": 0.001},
+    )
+    d, outcome = examine(spec)
+    assert outcome.first_nonfinite is not None and d.cause.id == "overflow"
+    mixed = rec(d, "use_mixed_precision")
+    assert mixed.changes == {"numerics.master_dtype": "float32", "numerics.loss_scale": "dynamic"}
+    assert mixed.verified is True
+
+
+def test_missing_values_are_bad_input_and_dropping_their_rows_is_verified():
+    spec = make([{"units": 8, "activation": "relu"}, {"units": 2}], {"nan_fraction": 0.01})
+    spec = spec.with_changes({"train.steps": 50})
+    d, _ = examine(spec)
+    assert d.cause.id == "bad_input"
+    drop = rec(d, "drop_missing_rows")
+    assert drop.changes == {"data.missing": "drop_rows"} and drop.verified is True
+    fixed = diagnose(train(spec.with_changes(drop.changes))[0])
+    assert any("dropped" in note and "of 64 rows" in note for note in fixed.notes)
+
+
+def test_a_deep_saturating_stack_is_offered_batch_norm_and_sgd_explosions_adamw():
+    sig = {"units": 16, "activation": "sigmoid", "init": "normal", "init_scale": 4.0}
+    spec = make([sig, sig, sig, {"units": 2}], train={"steps": 40})
+    d = diagnose(train(spec)[0])
+    assert "saturation" in {w.id for w in d.warnings}
+    bn = rec(d, "use_batch_norm")
+    assert bn.changes == {f"model.layers.{i}.norm": "batch" for i in range(3)}
+
+    relu = [{"units": 20, "activation": "relu"}, {"units": 5}]
+    data = {"samples": 256, "features": 10, "outputs": 5}
+    d = diagnose(train(make(relu, data, seed=0, train={"steps": 100, "learning_rate": 1.5}))[0])
+    assert d.cause.id == "exploding_gradient"
+    assert rec(d, "use_adamw").changes == {
+        "train.optimizer": "adamw",
+        "train.learning_rate": 0.001,
+    }

@@ -1,0 +1,159 @@
+"""Diagnosis rules on networks built here from spec dicts: each test states a behaviour of the
+rules (a short explosion, parameters that never move, a flat loss behind a spike, one entry per
+contributing factor) and checks it against the numbers of a real run."""
+
+import numpy as np
+import pytest
+
+from nandoctor.diagnosis.catalogue import RECOMMENDATIONS
+from nandoctor.diagnosis.diagnose import diagnose
+from nandoctor.diagnosis.verify import verify
+from nandoctor.engine.runs import train
+from nandoctor.spec.models import spec_from_dict
+
+
+def spec(layers, loss="mse", data=None, numerics=None, **train_keys):
+    return spec_from_dict(
+        {
+            "seed": 0,
+            "data": data
+            or {"source": "synthetic", "task": "regression", "samples": 256, "features": 10},
+            "model": {"layers": layers},
+            "loss": loss,
+            "numerics": numerics or {},
+            "train": train_keys,
+        }
+    )
+
+
+RELU_NET = [{"units": 20, "activation": "relu"}, {"units": 5, "activation": "linear"}]
+
+
+def test_a_short_violent_explosion_is_an_exploding_gradient_the_experiments_confirm():
+    """x1e7 in one update, then an overflow: growth, not an overflow without history."""
+    s = spec(RELU_NET, numerics={"dtype": "float32"}, steps=30, learning_rate=300.0)
+    outcome = train(s)[0]
+    d = diagnose(outcome)
+    from nandoctor.diagnosis.measures import total_norm
+
+    g = total_norm(outcome.history["grad_norm"][: d.first_nonfinite.step - 1])
+    assert d.first_nonfinite.step <= 3 and g[1] / g[0] > 1e6  # the run is what the test says
+
+    assert d.cause.id == "exploding_gradient"
+    assert [c.id for c in d.contributing] == ["high_learning_rate"]
+    assert any("gradient norm rose" in line for line in d.cause.evidence)
+    assert not any("growth" in line and "no" in line for line in d.cause.evidence)
+
+    ranked = verify(d, outcome, jobs=1)
+    lower = next(r for r in ranked if r.id == "lower_learning_rate")
+    assert lower.verified is True
+    confirms = RECOMMENDATIONS["lower_learning_rate"].confirms
+    assert any(confirms in line for line in d.cause.evidence)
+    assert not any("does not remove it" in line for line in d.cause.evidence if "lower" in line)
+
+
+def test_an_explosion_seen_in_the_failing_steps_own_gradient_is_growth():
+    """float16, one update x300 the gradient norm, then the loss overflows at step 2: the
+    backward pass of step 2 is still finite and shows the growth."""
+    s = spec(RELU_NET, numerics={"dtype": "float16"}, steps=20, learning_rate=10.0)
+    d = diagnose(train(s)[0])
+    assert (d.first_nonfinite.step, d.first_nonfinite.phase) == (2, "loss")
+    assert d.cause.id == "exploding_gradient"
+    assert "high_learning_rate" in {c.id for c in d.contributing}
+
+
+def test_overflow_without_updates_stays_overflow():
+    """Step 1 has no update behind it: float16's range alone is the cause."""
+    s = spec(RELU_NET, numerics={"dtype": "float16"}, steps=5, learning_rate=0.01)
+    s = s.with_changes({"data.scale": 1e4})
+    d = diagnose(train(s)[0])
+    assert d.first_nonfinite.step == 1 and d.cause.id == "overflow"
+
+
+def test_parameters_that_never_move_are_a_zero_gradient_warning():
+    """A softmax over one unit outputs 1 whatever its input: no layer ever gets a gradient."""
+    s = spec(
+        [{"units": 8, "activation": "tanh"}, {"units": 1, "activation": "softmax"}],
+        data={"source": "synthetic", "task": "regression", "samples": 64, "features": 4},
+        steps=30,
+    )
+    outcome = train(s)[0]
+    assert np.all(outcome.history["grad_norm"] == 0)
+    d = diagnose(outcome)
+    zero = [w for w in d.warnings if w.id == "zero_gradient"]
+    assert [w.layer for w in zero] == [1, 2]
+    assert all(w.step == 1 and "from 1 to 30" in w.summary for w in zero)
+
+
+def test_a_layer_that_learns_has_no_zero_gradient_warning():
+    d = diagnose(train(spec(RELU_NET, steps=30, learning_rate=0.01))[0])
+    assert "zero_gradient" not in {w.id for w in d.warnings}
+
+
+@pytest.fixture
+def spiky_flat_run(tmp_path):
+    """A loss that cannot fall (a learning rate of 1e-9) and one batch, the 6th, holding an
+    input row of 1e4: a loss spike of six orders of magnitude at step 6, then back."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 10))
+    y = x @ rng.standard_normal((10, 5)) * 0.3 + 0.1 * rng.standard_normal((2000, 5))
+    x[50] = 1e4
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    s = spec(
+        RELU_NET,
+        data={"source": "npz", "path": str(tmp_path / "data.npz")},
+        steps=200,
+        batch_size=10,
+        shuffle=False,
+        learning_rate=1e-9,
+    )
+    return train(s)[0]
+
+
+def test_one_huge_early_spike_does_not_hide_a_loss_that_does_not_fall(spiky_flat_run):
+    loss = spiky_flat_run.loss
+    assert loss[5] > 1e5 * np.median(loss)  # the spike is there, in the first tenth
+    d = diagnose(spiky_flat_run)
+    assert "loss_not_decreasing" in {w.id for w in d.warnings}
+
+
+def test_a_transient_spike_is_an_exploding_gradient_warning_even_after_recovery(spiky_flat_run):
+    d = diagnose(spiky_flat_run)
+    assert d.status == "warning"
+    (spike,) = [w for w in d.warnings if w.id == "exploding_gradient"]
+    assert spike.step == 6 and spike.layer == 1
+    assert "by step 200" in spike.summary
+
+
+def test_mini_batch_noise_does_not_pass_for_a_falling_loss():
+    """A learning rate too small to move the weights, batches of 32 shuffled: the medians of the
+    two ends differ by noise alone, which is no fall."""
+    d = diagnose(train(spec(RELU_NET, steps=200, learning_rate=1e-7))[0])
+    assert "loss_not_decreasing" in {w.id for w in d.warnings}
+
+
+def test_a_falling_loss_is_not_flagged():
+    d = diagnose(train(spec(RELU_NET, steps=200, learning_rate=0.01))[0])
+    assert "loss_not_decreasing" not in {w.id for w in d.warnings}
+
+
+def test_each_contributing_factor_is_listed_once_with_each_layers_evidence():
+    """Three N(0, 1) squashing layers saturated at step 1: one poor_init, three evidence lines."""
+    s = spec(
+        [
+            {"units": 20, "activation": "tanh", "init": "normal"},
+            {"units": 20, "activation": "tanh", "init": "normal"},
+            {"units": 1, "activation": "sigmoid", "init": "normal"},
+        ],
+        loss="bce",
+        data={"source": "synthetic", "task": "binary", "samples": 256, "features": 10},
+        numerics={"dtype": "float32", "mode": "naive"},
+        steps=300,
+        learning_rate=2.0,
+    )
+    d = diagnose(train(s)[0])
+    assert d.cause.id == "saturation"
+    ids = [c.id for c in d.contributing]
+    assert len(ids) == len(set(ids))
+    (poor,) = [c for c in d.contributing if c.id == "poor_init"]
+    assert [line.split(":")[0] for line in poor.evidence] == ["layer 1", "layer 2", "layer 3"]

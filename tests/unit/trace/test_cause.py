@@ -1,0 +1,86 @@
+"""The cause from the operands' numbers: growth vs huge-from-the-start, saturation vs a zero."""
+
+from __future__ import annotations
+
+import pytest
+
+from nandoctor.diagnosis.catalogue import CAUSES
+from nandoctor.trace.cause import Cause, decide
+from nandoctor.trace.events import FirstNonFinite
+
+
+def numbers(**kw) -> dict:
+    base = {
+        "max_abs": 1.0,
+        "min_abs": 0.1,
+        "min": -1.0,
+        "max": 1.0,
+        "exact_zeros": 0,
+        "exact_ones": 0,
+    }
+    return base | {"nonfinite": 0, "size": 10, "dtype": "float64"} | kw
+
+
+def first(op="exp", kind="overflow", operands=(), variables=None) -> FirstNonFinite:
+    return FirstNonFinite(
+        file="fit.py",
+        line=3,
+        function="f",
+        source="...",
+        op=op,
+        kind=kind,
+        value="inf",
+        stack=[],
+        operands=list(operands),
+        variables=variables or {},
+    )
+
+
+def test_operands_that_grew_over_iterations_are_an_exploding_gradient():
+    f = first(op="matmul", operands=[("W", numbers(max_abs=1e160))])
+    cause, advice = decide(f, [(1, 2.0), (2, 50.0), (3, 1e80), (4, 1e160)])
+    assert cause.id == "exploding_gradient" and any("lower the step size" in a for a in advice)
+    assert any("grew from" in e and "iteration 4" in e for e in cause.evidence)
+
+
+def test_operands_huge_from_the_first_iteration_are_an_overflow():
+    f = first(operands=[("z", numbers(max_abs=1290.0))])
+    cause, _ = decide(f, [(1, 1290.0)])
+    assert cause.id == "overflow"
+    assert any("710" in e for e in cause.evidence)  # float64's exp limit, log(max) = 709.78
+
+
+def test_log_of_one_minus_a_probability_pinned_at_one_is_saturation():
+    p = numbers(min=0.2, max=1.0, exact_ones=3, dtype="float32")
+    f = first(
+        op="log",
+        kind="divide_by_zero",
+        operands=[("1 - p", numbers(min=0.0, max=0.8, exact_zeros=3))],
+        variables={"p": p},
+    )
+    assert decide(f, [])[0].id == "saturation"
+
+
+def test_a_zero_standard_deviation_is_a_division_by_zero_not_saturation():
+    sd = numbers(min=0.0, max=0.9, exact_zeros=1, size=3)
+    f = first(
+        op="divide",
+        kind="invalid",
+        operands=[("x - m", numbers(exact_zeros=100)), ("sd", sd)],
+        variables={"sd": sd},
+    )
+    cause, advice = decide(f, [])
+    assert cause.id == "division_by_zero" and "zero-variance" in advice[0]
+
+
+def test_a_non_finite_operand_no_event_made_is_bad_input():
+    f = first(op="subtract", kind="invalid", operands=[("x", numbers(nonfinite=2))])
+    assert decide(f, [])[0].id == "bad_input"
+
+
+def test_every_cause_id_is_from_the_catalogue():
+    with pytest.raises(KeyError):
+        Cause("not_a_cause", "...")
+    assert {"overflow", "exploding_gradient", "saturation", "division_by_zero", "bad_input"} <= set(
+        CAUSES
+    )
