@@ -87,7 +87,10 @@ def main() -> None:
 
         python_defaults()
         return  # the user's own program runs as python would, with its own BLAS threads
+    from nandoctor.cli.common import printable_streams
     from nandoctor.parallel import single_threaded_blas
+
+    printable_streams()
 
     # One BLAS thread everywhere, so run, sweep, check and fix compute the same bits.
     ctx.with_resource(single_threaded_blas())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -29,6 +30,54 @@ def _width() -> int | None:
         return max(int(os.environ.get("COLUMNS", 120)), 60)
     except ValueError:
         return 120
+
+
+# What a symbol becomes on a terminal that cannot show it (a non-UTF-8 locale, an ASCII pipe).
+ASCII_FOR = {
+    **dict.fromkeys("✗✘", "x"),
+    **dict.fromkeys("✓✔", "v"),
+    **dict.fromkeys("─━═", "-"),
+    **dict.fromkeys("│┃║", "|"),
+    **dict.fromkeys("┌┐└┘├┤┬┴┼╭╮╰╯", "+"),
+    **dict(zip("▁▂▃▄▅▆▇█", "_.,-=+*#", strict=True)),
+    "→": "->",
+    "←": "<-",
+    "×": "x",
+    "λ": "lambda",
+    "…": "...",
+    "≤": "<=",
+    "≥": ">=",
+    "≈": "~",
+    "∞": "inf",
+    "±": "+/-",
+    "•": "*",
+    "·": ".",
+    "–": "-",
+    "—": "--",
+    "⚠": "!",
+    "↑": "^",
+    "↓": "v",
+}
+
+
+def _ascii_fallback(err: UnicodeError) -> tuple[str, int]:
+    """An encoding error handler: known symbols become ASCII look-alikes, anything else ``?``."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    text = err.object[err.start : err.end]
+    return "".join(ASCII_FOR.get(ch, "?") for ch in text), err.end
+
+
+codecs.register_error("nandoctor-ascii", _ascii_fallback)
+
+
+def printable_streams() -> None:
+    """On a terminal or pipe whose encoding is not UTF-8, write what it cannot show as ASCII
+    rather than fail with ``UnicodeEncodeError`` half-way through a report."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+        if not encoding.startswith("utf") and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="nandoctor-ascii")
 
 
 def stdout_console() -> Console:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from nandoctor.cli.common import CONTEXT, emit, fail_usage, html_option
+from nandoctor.cli.common import CONTEXT, emit, fail_usage, html_option, printable_streams
 
 FORMATS = ("text", "json")
 
@@ -58,6 +58,7 @@ def trace(module, fmt, html, argv):
         from nandoctor.report.html import trace_page
 
         emit(trace_page(result.to_json(), base=started_in), html, option="--html")
+    printable_streams()  # after the program: it ran with the streams exactly as python gives them
     click.echo(RENDERERS[fmt](result), nl=False)  # not emit(): rich would cost start-up time
     sys.exit(result.exit_code)
 

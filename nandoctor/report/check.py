@@ -7,6 +7,7 @@ rich renderable). None of them decides anything.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import quote
@@ -91,8 +92,20 @@ def junit(results: list[SpecResult]) -> str:
         el.text = "\n".join(problems or [message])
     root = ET.Element("testsuites")
     root.append(suite)
+    for el in root.iter():  # a file name may hold characters XML 1.0 cannot carry
+        el.attrib = {k: _xml_text(v) for k, v in el.attrib.items()}
+        el.text = _xml_text(el.text) if el.text else el.text
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+# Characters XML 1.0 forbids even escaped: C0 controls but tab, newline and carriage return.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(s: str) -> str:
+    """``s`` with each character XML cannot hold written as ``\\xNN``, so the report stays valid."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
 
 
 def _escape_data(s: str) -> str:
