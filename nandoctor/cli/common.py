@@ -16,7 +16,6 @@ from nandoctor.errors import UsageProblem
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from nandoctor.engine.data import DataError
     from nandoctor.spec.models import Spec
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -98,19 +97,10 @@ def fail_usage(message: str) -> NoReturn:
 
 
 def load(path: str, overrides=(), steps: int | None = None) -> Spec:
-    """Load a spec for a command; every spec problem becomes exit 2."""
-    from nandoctor.spec.models import SpecError, load_spec
+    """Load a spec for a command (a :class:`SpecError` is a ``UsageProblem``: exit 2)."""
+    from nandoctor.spec.models import load_spec
 
-    try:
-        return load_spec(path, overrides).capped(steps)
-    except SpecError as e:
-        fail_usage(str(e))
-
-
-def data_error_message(spec: Spec, err: DataError) -> str:
-    line = spec.line_of(err.key) if spec.path else None
-    where = f"{spec.path}:{line}:1: " if line else (f"{spec.path}: " if spec.path else "")
-    return f"{where}{err.key}: {err}"
+    return load_spec(path, overrides).capped(steps)
 
 
 def interactive() -> bool:
