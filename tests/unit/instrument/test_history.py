@@ -87,3 +87,17 @@ def test_a_late_failure_is_diagnosed_from_the_window(monkeypatch):
     assert b.loss_initial == a.loss_initial
     summary = windowed.summary
     assert summary["step"][0] == 1 and np.nanmax(summary["loss_max"]) >= np.nanmax(full.loss)
+
+
+def test_the_layer_table_names_the_real_step_when_the_window_has_moved(monkeypatch):
+    from rich.console import Console
+
+    from nandoctor.report.diagnosis import layer_table
+
+    monkeypatch.setattr(history, "WINDOW", 32)
+    monkeypatch.setattr(history, "CHUNK", 8)
+    healthy = diagnose(train(exploding(90, warmup=1_000))[0])
+    assert healthy.status == "healthy" and healthy.history_start > 1
+    console = Console(width=200, record=True)
+    console.print(layer_table(healthy))
+    assert "Layers at step 90" in console.export_text()
