@@ -56,6 +56,12 @@ class ActivationFn:
     saturated: Share | None = None
     weak: Share | None = None
     can_die: bool = False
+    # Element-wise squashing functions: each output's distance from its nearest limit, and the
+    # distance under which the derivative is weak. ``saturated`` and ``weak`` are these
+    # distances under SATURATION_TOL and ``weak_within``; :func:`limit_shares` takes both in one
+    # pass (the per-step history's fast path).
+    limit_distance: Callable[[np.ndarray], np.ndarray] | None = None
+    weak_within: float | None = None
 
     @property
     def saturates(self) -> bool:
@@ -91,6 +97,14 @@ def _softmax(z: np.ndarray, naive: bool) -> np.ndarray:
     s = e.sum(axis=-1, keepdims=True)
     op("divide")
     return e / s
+
+
+def limit_shares(fn: ActivationFn, a: np.ndarray) -> np.ndarray:
+    """``(n, 2)``: per replica the share of saturated outputs and of weak derivatives of a
+    squashing activation's ``a: (n, batch, units)``, both from one distance to the limits."""
+    d = fn.limit_distance(a)
+    hit = d[..., None] < np.array([SATURATION_TOL, fn.weak_within], dtype=d.dtype)
+    return np.add.reduce(hit, axis=(1, 2), dtype=np.float64) / (a.shape[1] * a.shape[2])
 
 
 def _share(mask: np.ndarray) -> np.ndarray:
@@ -130,6 +144,8 @@ ACTIVATIONS: dict[str, ActivationFn] = {
         op="tanh",
         saturated=lambda a: _share(np.abs(a) > 1 - SATURATION_TOL),
         weak=lambda a: _share(np.abs(a) > WEAK_TANH),
+        limit_distance=lambda a: 1 - np.abs(a),
+        weak_within=1 - WEAK_TANH,
     ),
     "sigmoid": ActivationFn(
         forward=_sigmoid,
@@ -137,6 +153,8 @@ ACTIVATIONS: dict[str, ActivationFn] = {
         op="exp",
         saturated=lambda a: _share((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)),
         weak=lambda a: _share((a < WEAK_SIGMOID) | (a > 1 - WEAK_SIGMOID)),
+        limit_distance=lambda a: np.minimum(a, 1 - a),
+        weak_within=WEAK_SIGMOID,
     ),
     "softmax": ActivationFn(
         forward=_softmax,

@@ -216,6 +216,9 @@ class Trainer:
             if instrument
             else None
         )
+        if self.history is not None:
+            self.history.use_layout(self.layout.bounds)
+        self._flat_step: tuple | None = None  # (grads, params, deltas) flat, of the fast update
         # without a history (instrumentation off) the losses are kept here, one (n,) per step
         self.losses: list[np.ndarray] = []
         self.skips = SkipLog.create(n) if self.state.scaler is not None else None
@@ -279,7 +282,9 @@ class Trainer:
         s.step = step
         if self.history is not None:
             w.muted = True  # the statistics' own arithmetic is bookkeeping, not the network's
-            self.history.record(step, s.alive, zs, acts, self.acts, grads, new, deltas, loss)
+            self.history.record(
+                step, s.alive, zs, acts, self.acts, grads, new, deltas, loss, self._flat_step
+            )
             w.muted = False
             failed = [int(s.alive[r]) for r in w.failed_now]
         else:
@@ -478,6 +483,7 @@ class Trainer:
         skip = None if finite is None or finite.all() else ~finite
         if skip is not None:  # a skipped replica's gradients must not reach clipping or state
             grads = [np.where(optim.per_replica(skip, g), 0, g) for g in grads]
+        clipped = train.clip_grad_norm is not None or train.clip_grad_value is not None
         if train.clip_grad_norm is not None:
             w.at("update", 1, ("gradient",))
             grads = optim.clip_by_norm(grads, train.clip_grad_norm)
@@ -499,8 +505,11 @@ class Trainer:
         if self.master is None and s.scaler is None:
             fast = self._flat_update(grads, step, lr)
             if fast is not None:
+                if clipped:  # the history measures the gradients before clipping
+                    self._flat_step = None
                 return fast
         self._flat = None  # the per-parameter update replaces the params and the state
+        self._flat_step = None
         opt_t = step
         if s.scaler is not None:  # torch counts only the updates applied
             opt_t = (s.scaler.opt_steps + 1).astype(np.float64)
@@ -549,6 +558,7 @@ class Trainer:
             return None
         new = layout.views(p_new)
         self._flat = (new, p_new, {k: v[0] for k, v in opt.items()})
+        self._flat_step = (g, p_new, d)
         s.opt = {k: layout.views(v[0]) for k, v in opt.items()}
         return new, layout.views(d)
 

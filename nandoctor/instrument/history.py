@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nandoctor.engine.nn import activation
+from nandoctor.engine.nn import activation, limit_shares
 from nandoctor.engine.optim import norms
 from nandoctor.report.output import open_output, write_text
 
@@ -41,6 +41,7 @@ STATS = (
 WINDOW = 4096  # steps kept at full resolution (the diagnosis reads these)
 CHUNK = 256  # steps folded into the summary at once as they leave the window
 BUCKETS = 512  # the summary's length; its buckets double in width when full
+SMALL_FLAT = 1 << 16  # parameters x replicas up to which the norms are taken in one stacked pass
 
 
 class Summary:
@@ -186,56 +187,103 @@ class History:
                 and not layer_specs[s.layer].dropout
             }
 
-    def _zero_row(self, row: np.ndarray) -> None:
-        L = self.layers
-        for name in ("saturated", "weak", "dead"):  # zero where a layer cannot have them
-            s = 1 + STATS.index(name) * L
-            row[:, s : s + L] = 0.0
+    def use_layout(self, bounds: list[tuple[int, int]]) -> None:
+        """The parameters' places in the trainer's flat buffers (``FlatLayout.bounds``, slot
+        order): :meth:`record` may then take the norms from those buffers in a few calls."""
+        starts = [int(a) for a, _ in bounds]
+        self._slot_starts = np.array(starts, dtype=np.intp)
+        # the slots of a layer are consecutive: its first slot's position among the slots
+        self._layer_first = np.array([m[0] for m in self._members], dtype=np.intp)
+        self._weights_at = np.array(self._weights, dtype=np.intp)
+        self._flat_size = int(bounds[-1][1]) if bounds else 0
 
-    def record(self, step, alive, zs, activations, acts, grads, params, deltas, loss) -> None:
+    def _prepare_columns(self, acts: list[str]) -> None:
+        L = self.layers
+        col = {name: 1 + j * L for j, name in enumerate(STATS)}
+        self._col = col
+        self._norms_at = col["grad_norm"]  # grad_norm, weight_norm, update_ratio are consecutive
+        assert STATS[-3:] == ("grad_norm", "weight_norm", "update_ratio")
+        self._zero_cols = np.concatenate(
+            [np.arange(col[k], col[k] + L) for k in ("saturated", "weak", "dead")]
+        )
+        self._fns = [activation(a) for a in acts]
+        self._acts = list(acts)
+
+    def record(
+        self, step, alive, zs, activations, acts, grads, params, deltas, loss, flat=None
+    ) -> None:
         """Take the statistics of ``step`` (1-based) for the live replicas ``alive``.
 
         ``zs``, ``activations``: per layer ``(n, batch, units)``; ``grads``, ``params``,
         ``deltas``: the parameter arrays (in the trainer's slot order; without slots ``[W1, b1,
-        W2, b2, ...]``) with a leading replica axis. Called with floating-point events muted:
-        this arithmetic is bookkeeping, not the network's.
+        W2, b2, ...]``) with a leading replica axis. ``flat``: the same three as ``(n, total)``
+        buffers (after :meth:`use_layout`), when the trainer has them. Called with
+        floating-point events muted: this arithmetic is bookkeeping, not the network's.
         """
+        if getattr(self, "_acts", None) != list(acts):
+            self._prepare_columns(acts)
         self.steps_run = step
         full = self.record_.row(step)
-        self._zero_row(full)
+        full[:, self._zero_cols] = 0.0  # where a layer cannot have them
         row = full if len(alive) == self.n else full[alive]
-        L = len(zs)
+        L, col = self.layers, self._col
         row[:, 0] = loss
-        weights, members = self._weights, self._members
-        n = norms(list(grads) + [params[j] for j in weights] + [deltas[j] for j in weights])
-        g, w, dw = n[: len(grads)], n[len(grads) : len(grads) + L], n[len(grads) + L :]
-        self._put(row, "grad_norm", np.stack([np.hypot.reduce(g[m], axis=0) for m in members], 1))
-        self._put(row, "weight_norm", w.T)
-        self._put(row, "update_ratio", (dw / np.where(w > 0, w, np.nan)).T)
-        at = {
-            name: 1 + STATS.index(name) * L for name in ("max_abs_z", "dead", "saturated", "weak")
-        }
-        for i, (z, a, act) in enumerate(zip(zs, activations, acts, strict=True)):
-            # max(max z, -min z) is max |z| exactly, NaN included
-            row[:, at["max_abs_z"] + i] = np.abs(z).max(axis=(-2, -1))
-            fn = activation(act)
+        norms3 = None
+        if flat is not None and getattr(self, "_slot_starts", None) is not None:
+            norms3 = self._flat_norms(*flat)
+        if norms3 is None:
+            norms3 = self._list_norms(grads, params, deltas)
+        g, w, dw = norms3
+        at = self._norms_at
+        row[:, at : at + L] = g.T
+        row[:, at + L : at + 2 * L] = w.T
+        row[:, at + 2 * L : at + 3 * L] = (dw / np.where(w > 0, w, np.nan)).T
+        for i, (z, a, fn) in enumerate(zip(zs, activations, self._fns, strict=True)):
+            # the max of |z| propagates a NaN, as max |z| should
+            row[:, col["max_abs_z"] + i] = np.maximum.reduce(np.abs(z), axis=(-2, -1))
             if fn.can_die:
                 if i in self._bias:
                     # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient 0.
                     gb = grads[self._bias[i]]
-                    row[:, at["dead"] + i] = (gb == 0).sum(axis=1) / gb.shape[1]
+                    row[:, col["dead"] + i] = np.add.reduce(
+                        gb == 0, axis=1, dtype=np.float64
+                    ) / gb.shape[1]
                 else:  # no plain bias (use_bias false, a norm, dropout): read z itself
-                    row[:, at["dead"] + i] = (~(z > 0).any(axis=-2)).mean(axis=-1)
-            if fn.saturated is not None:
-                row[:, at["saturated"] + i] = fn.saturated(a)
-            if fn.weak is not None:
-                row[:, at["weak"] + i] = fn.weak(a)
+                    row[:, col["dead"] + i] = (~(z > 0).any(axis=-2)).mean(axis=-1)
+            if fn.limit_distance is not None:
+                shares = limit_shares(fn, a)
+                row[:, col["saturated"] + i] = shares[:, 0]
+                row[:, col["weak"] + i] = shares[:, 1]
+            elif fn.saturated is not None:
+                row[:, col["saturated"] + i] = fn.saturated(a)
         if row is not full:
             full[alive] = row
 
-    def _put(self, row: np.ndarray, name: str, values: np.ndarray) -> None:
-        s = 1 + STATS.index(name) * self.layers
-        row[:, s : s + self.layers] = values
+    def _flat_norms(self, g, p, d) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(grad norm, weight norm, |delta W|)``, each ``(layers, n)``, from the flat buffers;
+        None when a sum of squares overflowed (the caller then takes the careful path)."""
+        starts = self._slot_starts
+        if g.shape[1] * len(g) <= SMALL_FLAT:  # few values: the calls, not the data, cost
+            stacked = np.stack((g, p, d))
+            sq = np.add.reduceat(stacked * stacked, starts, axis=2)
+        else:  # many values: one pass over each slot, no temporary
+            sq = np.empty((3, len(g), len(starts)), dtype=g.dtype)
+            for k, buf in enumerate((g, p, d)):
+                for j, (a, b) in enumerate(zip(starts, [*starts[1:], g.shape[1]], strict=True)):
+                    part = buf[:, a:b]
+                    sq[k, :, j] = np.einsum("ij,ij->i", part, part)
+        if not np.isfinite(sq).all():
+            return None
+        sq = sq.astype(np.float64, copy=False)
+        grad = np.add.reduceat(sq[0], self._layer_first, axis=1)
+        weights = sq[1:, :, self._weights_at]
+        return np.sqrt(grad).T, np.sqrt(weights[0]).T, np.sqrt(weights[1]).T
+
+    def _list_norms(self, grads, params, deltas):
+        weights, members, L = self._weights, self._members, self.layers
+        n = norms(list(grads) + [params[j] for j in weights] + [deltas[j] for j in weights])
+        g, w, dw = n[: len(grads)], n[len(grads) : len(grads) + L], n[len(grads) + L :]
+        return np.stack([np.hypot.reduce(g[m], axis=0) for m in members]), w, dw
 
     def retire(self, r: int) -> None:
         """Replica ``r`` (original index) stopped: keep its record as it is now."""

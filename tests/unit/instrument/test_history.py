@@ -3,6 +3,7 @@
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from nandoctor.diagnosis.diagnose import diagnose
 from nandoctor.engine.runs import train
@@ -101,3 +102,28 @@ def test_the_layer_table_names_the_real_step_when_the_window_has_moved(monkeypat
     console = Console(width=200, record=True)
     console.print(layer_table(healthy))
     assert "Layers at step 90" in console.export_text()
+
+
+@pytest.mark.parametrize("small_flat", [history.SMALL_FLAT, 0])  # stacked pass, or per slot
+def test_norms_from_the_flat_buffers_equal_the_per_parameter_ones(monkeypatch, small_flat):
+    monkeypatch.setattr(history, "SMALL_FLAT", small_flat)
+    from nandoctor.engine.flat import FlatLayout
+    from nandoctor.engine.layout import layout
+
+    spec = exploding(10)
+    slots = layout(spec.model.layers)
+    rng = np.random.default_rng(0)
+    shapes = [(10, 20), (20,), (20, 5), (5,)]
+    for scale in (1.0, 1e200):  # 1e200: the squares overflow, the careful path answers
+        g, p, d = ([scale * rng.standard_normal((3, *s)) for s in shapes] for _ in range(3))
+        lay = FlatLayout(g)
+        h = history.History(3, 2, 10, slots=slots, layer_specs=spec.model.layers)
+        h.use_layout(lay.bounds)
+        with np.errstate(over="ignore"):  # as under the run's muted watch
+            flat = h._flat_norms(lay.gather(g), lay.gather(p), lay.gather(d))
+            careful = h._list_norms(g, p, d)
+        if scale == 1.0:
+            for a, b in zip(flat, careful, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-12)
+        else:
+            assert flat is None and np.isfinite(careful[0]).all()
