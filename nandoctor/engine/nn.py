@@ -14,13 +14,14 @@ watch (``nandoctor.instrument.events``) can say *which* op overflowed or produce
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from nandoctor.instrument.events import op
+from nandoctor.instrument.events import op, watch_to_probe
 
 LEAKY_SLOPE = 0.01
 
@@ -80,6 +81,23 @@ def _sigmoid(z: np.ndarray, naive: bool) -> np.ndarray:
         e = np.exp(-z)
         op("divide")
         return 1 / (1 + e)
+    watch = watch_to_probe()
+    if watch is None:
+        return _sigmoid_everywhere(z)
+    # 1 / (1 + exp(-z)) is exact to rounding wherever exp(-z) does not overflow, in half the
+    # calls of the form that never overflows; the entries where it did are redone in that form,
+    # entry by entry, so a replica's values do not depend on the others'.
+    watch.probe()
+    e = np.exp(-z)
+    a = 1 / (1 + e)
+    if watch.end_probe():
+        far = np.isinf(e)
+        a[far] = _sigmoid_everywhere(z[far])
+    return a
+
+
+def _sigmoid_everywhere(z: np.ndarray) -> np.ndarray:
+    """The sigmoid without overflow for any ``z``."""
     op("exp")
     e = np.exp(-np.abs(z))  # in (0, 1]: cannot overflow
     op("divide")
@@ -99,12 +117,21 @@ def _softmax(z: np.ndarray, naive: bool) -> np.ndarray:
     return e / s
 
 
-def limit_shares(fn: ActivationFn, a: np.ndarray) -> np.ndarray:
-    """``(n, 2)``: per replica the share of saturated outputs and of weak derivatives of a
-    squashing activation's ``a: (n, batch, units)``, both from one distance to the limits."""
+def limit_shares(fn: ActivationFn, a: np.ndarray) -> tuple:
+    """Per replica the share of saturated outputs and of weak derivatives of a squashing
+    activation's ``a: (n, batch, units)``, both from one distance to the limits: two ``(n,)``
+    arrays, or two floats when ``n == 1``."""
     d = fn.limit_distance(a)
-    hit = d[..., None] < np.array([SATURATION_TOL, fn.weak_within], dtype=d.dtype)
-    return np.add.reduce(hit, axis=(1, 2), dtype=np.float64) / (a.shape[1] * a.shape[2])
+    return share_of(d < SATURATION_TOL), share_of(d < fn.weak_within)
+
+
+def share_of(mask: np.ndarray):
+    """The share of True in each replica's ``mask: (n, ...)``: ``(n,)`` float64, or a float when
+    ``n == 1`` (counting a whole array is several times cheaper than reducing an axis)."""
+    if len(mask) == 1:
+        return np.count_nonzero(mask) / mask.size
+    per = math.prod(mask.shape[1:])
+    return np.add.reduce(mask.reshape(len(mask), per), axis=1, dtype=np.float64) / per
 
 
 def _share(mask: np.ndarray) -> np.ndarray:
@@ -287,8 +314,13 @@ def loss_and_grad(
 
 def _reduce(terms: np.ndarray, axis, count: int) -> np.ndarray:
     """The mean of ``terms`` over ``axis`` (``count > 1``: it has that many) or, for
-    ``reduction: sum`` (``count == 1``), their sum."""
-    return terms.mean(axis=axis) if count > 1 else terms.sum(axis=axis)
+    ``reduction: sum`` (``count == 1``), their sum. The arithmetic of ``terms.mean(axis)`` (a
+    float16 mean is summed in float32) without its Python wrapper, which costs more than the sum."""
+    if count == 1:
+        return terms.sum(axis=axis)
+    if terms.dtype == np.float16:
+        return (np.add.reduce(terms, axis=axis, dtype=np.float32) / count).astype(np.float16)
+    return np.add.reduce(terms, axis=axis) / count
 
 
 def _squared(diff, _delta):

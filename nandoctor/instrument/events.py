@@ -93,6 +93,15 @@ def describe(a: np.ndarray) -> dict[str, float]:
     }
 
 
+def watch_to_probe() -> FPWatch | None:
+    """The installed watch if a fast path may be tried under it now (:meth:`FPWatch.probe`):
+    None without a watch, or while it is muted or already probing."""
+    w = np.geterrcall()
+    if type(w) is FPWatch and not w.muted and not w._probing:
+        return w
+    return None
+
+
 class FPWatch:
     """Records floating-point events and finds each replica's first non-finite tensor.
 

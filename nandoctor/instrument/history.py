@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nandoctor.engine.nn import activation, limit_shares
+from nandoctor.engine.nn import activation, limit_shares, share_of
 from nandoctor.engine.optim import norms
 from nandoctor.report.output import open_output, write_text
 
@@ -244,16 +244,11 @@ class History:
             if fn.can_die:
                 if i in self._bias:
                     # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient 0.
-                    gb = grads[self._bias[i]]
-                    row[:, col["dead"] + i] = np.add.reduce(
-                        gb == 0, axis=1, dtype=np.float64
-                    ) / gb.shape[1]
+                    row[:, col["dead"] + i] = share_of(grads[self._bias[i]] == 0)
                 else:  # no plain bias (use_bias false, a norm, dropout): read z itself
                     row[:, col["dead"] + i] = (~(z > 0).any(axis=-2)).mean(axis=-1)
             if fn.limit_distance is not None:
-                shares = limit_shares(fn, a)
-                row[:, col["saturated"] + i] = shares[:, 0]
-                row[:, col["weak"] + i] = shares[:, 1]
+                row[:, col["saturated"] + i], row[:, col["weak"] + i] = limit_shares(fn, a)
             elif fn.saturated is not None:
                 row[:, col["saturated"] + i] = fn.saturated(a)
         if row is not full:
