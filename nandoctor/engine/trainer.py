@@ -219,6 +219,8 @@ class Trainer:
         if self.history is not None:
             self.history.use_layout(self.layout.bounds)
         self._flat_step: tuple | None = None  # (grads, params, deltas) flat, of the fast update
+        self._grads_flat: np.ndarray | None = None  # see _grad_views
+        self._grads_views: list[np.ndarray] = []
         # without a history (instrumentation off) the losses are kept here, one (n,) per step
         self.losses: list[np.ndarray] = []
         self.skips = SkipLog.create(n) if self.state.scaler is not None else None
@@ -268,8 +270,10 @@ class Trainer:
             noise = s.noise_rng.standard_normal((len(x), self.prepared.init_params[-1].shape[-1]))
         masks = self._dropout_masks(len(x))
         scale = s.scaler.scale if s.scaler is not None else None
+        # the flat update can take the gradients where the backward pass wrote them
+        into = self._grad_views() if self.master is None and scale is None else None
         loss, grads, zs, acts = self.forward_backward(
-            self._compute_params(s.params), x, y, noise, masks, scale
+            self._compute_params(s.params), x, y, noise, masks, scale, into
         )
         finite = None
         if self.master is not None or scale is not None:
@@ -325,13 +329,23 @@ class Trainer:
                 finite &= np.isfinite(g.reshape(n, -1)).all(axis=1)
         return grads, finite
 
-    def forward_backward(self, params, x, y, noise=None, masks=None, scale=None):
+    def _grad_views(self) -> list[np.ndarray]:
+        """Views, one per parameter, of a ``(replicas, total)`` buffer reused every step, that
+        the backward pass writes the weight and bias gradients into (``layout.views``)."""
+        n = len(self.state.alive)
+        if self._grads_flat is None or len(self._grads_flat) != n:
+            self._grads_flat = np.empty((n, self.layout.total), dtype=self.dtype)
+            self._grads_views = self.layout.views(self._grads_flat)
+        return self._grads_views
+
+    def forward_backward(self, params, x, y, noise=None, masks=None, scale=None, into=None):
         """Loss and gradients of ``params`` on one batch.
 
         ``params``: arrays in ``self.slots`` order, each with a leading replica axis;
         ``x: (batch, in)``; ``masks``: per layer a dropout mask or None (None: no dropout);
         ``scale: (n,)``: loss scaling (the gradients come back multiplied by it, and non-finite
         values in the backward pass are left to the caller: the step is skipped, not failed).
+        ``into``: arrays like ``params`` that weight and bias gradients are written into.
         Returns ``(loss (n,), grads like params, zs, activations)``, the last two per layer
         ``(n, batch, units)``; ``zs`` are the activations' inputs (after any norm).
         """
@@ -349,8 +363,9 @@ class Trainer:
         loss, gz = self._loss(P, zs[-1], acts[-1], y, noise, scale)
         w.provisional = scale is not None
         grads: list[dict] = [{} for _ in self.layers]
+        outs = per_layer(into, self.slots, len(self.layers)) if into is not None else grads
         for i in reversed(range(len(self.layers))):
-            gz = self._layer_backward(i, P[i], as_[i], caches[i], gz, grads[i], i > 0)
+            gz = self._layer_backward(i, P[i], as_[i], caches[i], gz, grads[i], i > 0, outs[i])
             if i == 0:
                 break
             if masks[i - 1] is not None:
@@ -439,9 +454,12 @@ class Trainer:
             w.check(gz)
         return loss, gz
 
-    def _layer_backward(self, i: int, P: dict, a_in, cache: dict, gz, grads: dict, more: bool):
+    def _layer_backward(
+        self, i: int, P: dict, a_in, cache: dict, gz, grads: dict, more: bool, out: dict
+    ):
         """Gradients of layer ``i``'s parameters into ``grads`` from ``gz = dL/d(activation
-        input)``; returns ``dL/d(a_in)`` when ``more`` (else ``gz``)."""
+        input)`` (the weights' and bias's written into ``out``'s arrays where it has them);
+        returns ``dL/d(a_in)`` when ``more`` (else ``gz``)."""
         w = self.watch
         if "z_hat" in cache:
             w.at("backward", i + 1, ("norm_gradient",), (("delta", gz), ("gamma", P["gamma"])))
@@ -450,10 +468,10 @@ class Trainer:
             w.check(gz, grads["gamma"], grads["beta"])
         w.at("backward", i + 1, ("weight_gradient", "bias_gradient"), (("delta", gz),))
         op("matmul")
-        grads["W"] = np.swapaxes(a_in, -1, -2) @ gz
+        grads["W"] = np.matmul(np.swapaxes(a_in, -1, -2), gz, out=out.get("W"))
         if "b" in P:
             op("sum")
-            grads["b"] = gz.sum(axis=-2)
+            grads["b"] = np.add.reduce(gz, axis=-2, out=out.get("b"))
         w.check(grads["W"], *([grads["b"]] if "b" in P else []))
         if not more:
             return gz
@@ -545,18 +563,27 @@ class Trainer:
         s, w, layout = self.state, self.watch, self.layout
         if self._flat is None or s.params is not self._flat[0]:  # first step, drop or replay
             state = {k: layout.gather(v) for k, v in s.opt.items()}
-            self._flat = (s.params, layout.gather(s.params), state)
+            p = layout.gather(s.params)
+            s.params = layout.views(p)  # the same values, now living in the flat buffer
+            spare = np.empty_like(p)
+            self._flat = (s.params, p, state)
+            self._spare = (spare, layout.views(spare))
         _, p, state = self._flat
         opt = {k: [v] for k, v in state.items()}  # delta() replaces opt[k][0] with the new state
         w.probe()
-        g = layout.gather(grads)
+        written = self._grads_flat is not None and all(
+            a is b for a, b in zip(grads, self._grads_views, strict=True)
+        )
+        g = self._grads_flat if written else layout.gather(grads)
         d = optim.delta(
             self.train_spec.optimizer, 0, p, g, opt, step, optim.per_replica(lr, g), self.train_spec
         )
-        p_new = p - d
+        # into the buffer the params do not live in: the state before the step stays untouched
+        p_new, new = self._spare
+        np.subtract(p, d, out=p_new)
         if w.end_probe():
             return None
-        new = layout.views(p_new)
+        self._spare = (p, s.params)
         self._flat = (new, p_new, {k: v[0] for k, v in opt.items()})
         self._flat_step = (g, p_new, d)
         s.opt = {k: layout.views(v[0]) for k, v in opt.items()}
