@@ -203,11 +203,16 @@ class History:
         self._col = col
         self._norms_at = col["grad_norm"]  # grad_norm, weight_norm, update_ratio are consecutive
         assert STATS[-3:] == ("grad_norm", "weight_norm", "update_ratio")
-        self._zero_cols = np.concatenate(
-            [np.arange(col[k], col[k] + L) for k in ("saturated", "weak", "dead")]
-        )
         self._fns = [activation(a) for a in acts]
-        self._acts = list(acts)
+        # the columns a layer's activation never fills are 0 (no saturation, no dead units)
+        never = []
+        for i, fn in enumerate(self._fns):
+            never += [col["dead"] + i] if not fn.can_die else []
+            never += [col["saturated"] + i] if fn.saturated is None else []
+            never += [col["weak"] + i] if fn.limit_distance is None else []
+        self._never = np.array(never, dtype=np.intp)
+        self._blanked = None  # the ring array whose ``never`` columns were last set to 0
+        self._acts = acts
 
     def record(
         self, step, alive, zs, activations, acts, grads, params, deltas, loss, flat=None
@@ -220,11 +225,14 @@ class History:
         buffers (after :meth:`use_layout`), when the trainer has them. Called with
         floating-point events muted: this arithmetic is bookkeeping, not the network's.
         """
-        if getattr(self, "_acts", None) != list(acts):
+        if getattr(self, "_acts", None) is not acts:
             self._prepare_columns(acts)
         self.steps_run = step
-        full = self.record_.row(step)
-        full[:, self._zero_cols] = 0.0  # where a layer cannot have them
+        rec = self.record_
+        full = rec.row(step)
+        if self._blanked is not rec.rows:  # a new ring (the first, or grown): once per ring
+            rec.rows[:, :, self._never] = 0.0
+            self._blanked = rec.rows
         row = full if len(alive) == self.n else full[alive]
         L, col = self.layers, self._col
         row[:, 0] = loss
@@ -235,9 +243,9 @@ class History:
             norms3 = self._list_norms(grads, params, deltas)
         g, w, dw = norms3
         at = self._norms_at
-        row[:, at : at + L] = g.T
-        row[:, at + L : at + 2 * L] = w.T
-        row[:, at + 2 * L : at + 3 * L] = (dw / np.where(w > 0, w, np.nan)).T
+        row[:, at : at + L] = g
+        row[:, at + L : at + 2 * L] = w
+        row[:, at + 2 * L : at + 3 * L] = dw / np.where(w > 0, w, np.nan)
         for i, (z, a, fn) in enumerate(zip(zs, activations, self._fns, strict=True)):
             # the max of |z| propagates a NaN, as max |z| should
             row[:, col["max_abs_z"] + i] = np.maximum.reduce(np.abs(z), axis=(-2, -1))
@@ -255,30 +263,30 @@ class History:
             full[alive] = row
 
     def _flat_norms(self, g, p, d) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """``(grad norm, weight norm, |delta W|)``, each ``(layers, n)``, from the flat buffers;
+        """``(grad norm, weight norm, |delta W|)``, each ``(n, layers)``, from the flat buffers;
         None when a sum of squares overflowed (the caller then takes the careful path)."""
-        starts = self._slot_starts
-        if g.shape[1] * len(g) <= SMALL_FLAT:  # few values: the calls, not the data, cost
-            stacked = np.stack((g, p, d))
-            sq = np.add.reduceat(stacked * stacked, starts, axis=2)
+        n, starts = len(g), self._slot_starts
+        if g.size <= SMALL_FLAT:  # few values: the calls, not the data, cost
+            both = np.concatenate((g, p, d))
+            sq = np.add.reduceat(both * both, starts, axis=1)
         else:  # many values: one pass over each slot, no temporary
-            sq = np.empty((3, len(g), len(starts)), dtype=g.dtype)
+            sq = np.empty((3 * n, len(starts)), dtype=g.dtype)
+            ends = [*starts[1:], g.shape[1]]
             for k, buf in enumerate((g, p, d)):
-                for j, (a, b) in enumerate(zip(starts, [*starts[1:], g.shape[1]], strict=True)):
+                for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
                     part = buf[:, a:b]
-                    sq[k, :, j] = np.einsum("ij,ij->i", part, part)
-        if not np.isfinite(sq).all():
+                    sq[k * n : (k + 1) * n, j] = np.einsum("ij,ij->i", part, part)
+        if not np.isfinite(np.add.reduce(sq, axis=None)):  # (a finite sum: all are finite)
             return None
-        sq = sq.astype(np.float64, copy=False)
-        grad = np.add.reduceat(sq[0], self._layer_first, axis=1)
-        weights = sq[1:, :, self._weights_at]
-        return np.sqrt(grad).T, np.sqrt(weights[0]).T, np.sqrt(weights[1]).T
+        grad = np.add.reduceat(sq[:n], self._layer_first, axis=1)
+        weights = np.sqrt(sq[n:, self._weights_at])  # (2n, layers): |W|, then |delta W|
+        return np.sqrt(grad), weights[:n], weights[n:]
 
     def _list_norms(self, grads, params, deltas):
         weights, members, L = self._weights, self._members, self.layers
         n = norms(list(grads) + [params[j] for j in weights] + [deltas[j] for j in weights])
         g, w, dw = n[: len(grads)], n[len(grads) : len(grads) + L], n[len(grads) + L :]
-        return np.stack([np.hypot.reduce(g[m], axis=0) for m in members]), w, dw
+        return np.stack([np.hypot.reduce(g[m], axis=0) for m in members], 1), w.T, dw.T
 
     def retire(self, r: int) -> None:
         """Replica ``r`` (original index) stopped: keep its record as it is now."""
