@@ -12,6 +12,7 @@ compares against.
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
@@ -217,8 +218,10 @@ class Trainer:
             else None
         )
         if self.history is not None:
-            self.history.use_layout(self.layout.bounds)
+            self.history.use_layout(self.layout)
         self._flat_step: tuple | None = None  # (grads, params, deltas) flat, of the fast update
+        self._dropout = any(layer.dropout for layer in self.layers)
+        self._lr: tuple = (None, None, None)  # (factor, live replicas, rates): this step's rates
         self._grads_flat: np.ndarray | None = None  # see _grad_views
         self._grads_views: list[np.ndarray] = []
         # without a history (instrumentation off) the losses are kept here, one (n,) per step
@@ -268,7 +271,7 @@ class Trainer:
         noise = None
         if self.spec.loss.name == "random_gradient":
             noise = s.noise_rng.standard_normal((len(x), self.prepared.init_params[-1].shape[-1]))
-        masks = self._dropout_masks(len(x))
+        masks = self._dropout_masks(len(x)) if self._dropout else None
         scale = s.scaler.scale if s.scaler is not None else None
         # the flat update can take the gradients where the backward pass wrote them
         into = self._grad_views() if self.master is None and scale is None else None
@@ -398,7 +401,7 @@ class Trainer:
         op("matmul")
         z = a_in @ P["W"]
         if "b" in P:
-            z = z + P["b"][:, None, :]
+            z += P["b"][:, None, :]
         w.check(z)
         if layer.norm != "none":
             w.at("forward", i + 1, ("normalized",), (("pre_activation", z),))
@@ -495,7 +498,8 @@ class Trainer:
         return grads
 
     def update(self, grads: list[np.ndarray], step: int, finite=None) -> tuple[list, list]:
-        """Clip ``grads`` and apply the optimiser; returns the new params and the deltas.
+        """Clip ``grads`` and apply the optimiser; returns the new params and the deltas (None
+        when the flat update ran: its buffers, ``_flat_step``, hold them).
         ``finite: (n,)`` (loss scaling): replicas whose gradients were not finite skip the update."""
         s, w, train = self.state, self.watch, self.train_spec
         skip = None if finite is None or finite.all() else ~finite
@@ -516,14 +520,17 @@ class Trainer:
             train.lr_gamma,
             train.warmup_steps,
         )
-        dtype = s.params[0].dtype
-        lr = (self.lrs[s.alive] * factor).astype(dtype)
+        factor_then, alive_then, lr = self._lr
+        if factor != factor_then or s.alive is not alive_then:  # else the same rates as before
+            lr = (self.lrs[s.alive] * factor).astype(s.params[0].dtype)
+            self._lr = (factor, s.alive, lr)
         # The flat path only where it is bit for bit the per-parameter one: not under mixed
         # precision or loss scaling (master weights, per-replica step counts, skipped steps).
         if self.master is None and s.scaler is None:
             fast = self._flat_update(grads, step, lr)
             if fast is not None:
                 if clipped:  # the history measures the gradients before clipping
+                    fast = (fast[0], self.layout.views(self._flat_step[2]))
                     self._flat_step = None
                 return fast
         self._flat = None  # the per-parameter update replaces the params and the state
@@ -571,9 +578,7 @@ class Trainer:
         _, p, state = self._flat
         opt = {k: [v] for k, v in state.items()}  # delta() replaces opt[k][0] with the new state
         w.probe()
-        written = self._grads_flat is not None and all(
-            a is b for a, b in zip(grads, self._grads_views, strict=True)
-        )
+        written = self._grads_flat is not None and all(map(operator.is_, grads, self._grads_views))
         g = self._grads_flat if written else layout.gather(grads)
         d = optim.delta(
             self.train_spec.optimizer, 0, p, g, opt, step, optim.per_replica(lr, g), self.train_spec
@@ -587,7 +592,7 @@ class Trainer:
         self._flat = (new, p_new, {k: v[0] for k, v in opt.items()})
         self._flat_step = (g, p_new, d)
         s.opt = {k: layout.views(v[0]) for k, v in opt.items()}
-        return new, layout.views(d)
+        return new, None
 
     def _drop(self, rows: list[int]) -> None:
         s = self.state

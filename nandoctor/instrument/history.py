@@ -187,15 +187,14 @@ class History:
                 and not layer_specs[s.layer].dropout
             }
 
-    def use_layout(self, bounds: list[tuple[int, int]]) -> None:
-        """The parameters' places in the trainer's flat buffers (``FlatLayout.bounds``, slot
-        order): :meth:`record` may then take the norms from those buffers in a few calls."""
-        starts = [int(a) for a, _ in bounds]
-        self._slot_starts = np.array(starts, dtype=np.intp)
+    def use_layout(self, layout) -> None:
+        """The parameters' places in the trainer's flat buffers (a ``FlatLayout``, slot order):
+        :meth:`record` may then take the norms from those buffers in a few calls."""
+        self._layout = layout
+        self._slot_starts = np.array([int(a) for a, _ in layout.bounds], dtype=np.intp)
         # the slots of a layer are consecutive: its first slot's position among the slots
         self._layer_first = np.array([m[0] for m in self._members], dtype=np.intp)
         self._weights_at = np.array(self._weights, dtype=np.intp)
-        self._flat_size = int(bounds[-1][1]) if bounds else 0
 
     def _prepare_columns(self, acts: list[str]) -> None:
         L = self.layers
@@ -222,7 +221,8 @@ class History:
         ``zs``, ``activations``: per layer ``(n, batch, units)``; ``grads``, ``params``,
         ``deltas``: the parameter arrays (in the trainer's slot order; without slots ``[W1, b1,
         W2, b2, ...]``) with a leading replica axis. ``flat``: the same three as ``(n, total)``
-        buffers (after :meth:`use_layout`), when the trainer has them. Called with
+        buffers (after :meth:`use_layout`), when the trainer has them (``deltas`` may then be
+        None). Called with
         floating-point events muted: this arithmetic is bookkeeping, not the network's.
         """
         if getattr(self, "_acts", None) is not acts:
@@ -240,6 +240,8 @@ class History:
         if flat is not None and getattr(self, "_slot_starts", None) is not None:
             norms3 = self._flat_norms(*flat)
         if norms3 is None:
+            if deltas is None:  # the flat update's: its buffer holds them
+                deltas = self._layout.views(flat[2])
             norms3 = self._list_norms(grads, params, deltas)
         g, w, dw = norms3
         at = self._norms_at

@@ -118,7 +118,7 @@ def test_norms_from_the_flat_buffers_equal_the_per_parameter_ones(monkeypatch, s
         g, p, d = ([scale * rng.standard_normal((3, *s)) for s in shapes] for _ in range(3))
         lay = FlatLayout(g)
         h = history.History(3, 2, 10, slots=slots, layer_specs=spec.model.layers)
-        h.use_layout(lay.bounds)
+        h.use_layout(lay)
         with np.errstate(over="ignore"):  # as under the run's muted watch
             flat = h._flat_norms(lay.gather(g), lay.gather(p), lay.gather(d))
             careful = h._list_norms(g, p, d)
