@@ -11,6 +11,8 @@ are scanned once when loaded, and why the run stops at the first non-finite valu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -93,13 +95,27 @@ def describe(a: np.ndarray) -> dict[str, float]:
     }
 
 
+_installed: list[FPWatch] = []  # the watches installed, innermost last (see FPWatch.install)
+
+
 def watch_to_probe() -> FPWatch | None:
     """The installed watch if a fast path may be tried under it now (:meth:`FPWatch.probe`):
-    None without a watch, or while it is muted or already probing."""
-    w = np.geterrcall()
-    if type(w) is FPWatch and not w.muted and not w._probing:
+    None without a watch, or while it is muted or already probing. (A module list, not
+    ``np.geterrcall()``, which costs as much as a small ufunc.)"""
+    w = _installed[-1] if _installed else None
+    if w is not None and not w.muted and not w._probing:
         return w
     return None
+
+
+@contextmanager
+def _installing(watch: FPWatch) -> Iterator[None]:
+    with np.errstate(over="call", invalid="call", divide="call", under="ignore", call=watch):
+        _installed.append(watch)
+        try:
+            yield
+        finally:
+            _installed.pop()
 
 
 class FPWatch:
@@ -198,9 +214,9 @@ class FPWatch:
                 )
                 self.failed_now.append(r)
 
-    def install(self) -> np.errstate:
+    def install(self):
         """The error state under which the loop runs (use as a context manager)."""
-        return np.errstate(over="call", invalid="call", divide="call", under="ignore", call=self)
+        return _installing(self)
 
 
 class NullWatch:

@@ -127,3 +127,33 @@ def test_norms_from_the_flat_buffers_equal_the_per_parameter_ones(monkeypatch, s
                 np.testing.assert_allclose(a, b, rtol=1e-12)
         else:
             assert flat is None and np.isfinite(careful[0]).all()
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        [("sigmoid", True), ("linear", True)],
+        [("tanh", True), ("relu", False), ("softmax", True)],
+        [("relu", True), ("leaky_relu", True), ("linear", False)],
+    ],
+)
+def test_a_single_replica_row_holds_what_the_array_path_computes(monkeypatch, layers):
+    raw = {
+        "data": {"samples": 64, "features": 6, "outputs": 3},
+        "model": {
+            "layers": [
+                {"units": 3 if k == len(layers) - 1 else 8, "activation": act, "use_bias": bias}
+                for k, (act, bias) in enumerate(layers)
+            ]
+        },
+        "train": {"steps": 40, "batch_size": 16, "learning_rate": 0.5},
+    }
+    if layers[-1][0] == "softmax":
+        raw["data"]["task"] = "classification"
+        raw["loss"] = "cross_entropy"
+    fast = train(spec_from_dict(raw))[0].history
+    monkeypatch.setattr(history.History, "_one_replica", lambda *a: None)
+    slow = train(spec_from_dict(raw))[0].history
+    assert fast.keys() == slow.keys()
+    for name in fast:
+        np.testing.assert_allclose(fast[name], slow[name], rtol=1e-12, err_msg=name)
