@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from nandoctor.instrument.events import op, watch_to_probe
+from nandoctor.instrument.events import installed_watch, op
 
 LEAKY_SLOPE = 0.01
 
@@ -81,12 +81,14 @@ def _sigmoid(z: np.ndarray, naive: bool) -> np.ndarray:
         e = np.exp(-z)
         op("divide")
         return 1 / (1 + e)
-    watch = watch_to_probe()
-    if watch is None:
+    watch = installed_watch()
+    if watch is None or watch.muted:
         return _sigmoid_everywhere(z)
     # 1 / (1 + exp(-z)) is exact to rounding wherever exp(-z) does not overflow, in half the
     # calls of the form that never overflows; the entries where it did are redone in that form,
     # entry by entry, so a replica's values do not depend on the others'.
+    if watch.probing:  # an outer probe redoes all of its work labelled if anything overflowed
+        return 1 / (1 + np.exp(-z))
     watch.probe()
     e = np.exp(-z)
     a = 1 / (1 + e)

@@ -221,6 +221,7 @@ class Trainer:
             self.history.use_layout(self.layout)
         self._flat_step: tuple | None = None  # (grads, params, deltas) flat, of the fast update
         self._dropout = any(layer.dropout for layer in self.layers)
+        self._plain = self._plain_plan()
         self._lr: tuple = (None, None, None)  # (factor, live replicas, rates): this step's rates
         self._grads_flat: np.ndarray | None = None  # see _grad_views
         self._grads_views: list[np.ndarray] = []
@@ -275,9 +276,17 @@ class Trainer:
         scale = s.scaler.scale if s.scaler is not None else None
         # the flat update can take the gradients where the backward pass wrote them
         into = self._grad_views() if self.master is None and scale is None else None
-        loss, grads, zs, acts = self.forward_backward(
-            self._compute_params(s.params), x, y, noise, masks, scale, into
-        )
+        done = None
+        if into is not None and self._plain is not None:  # unlabelled first, labelled if need be
+            w.probe()
+            done = self._plain_forward_backward(s.params, x, y, into)
+            if w.end_probe():
+                done = None
+        if done is None:
+            done = self.forward_backward(
+                self._compute_params(s.params), x, y, noise, masks, scale, into
+            )
+        loss, grads, zs, acts = done
         finite = None
         if self.master is not None or scale is not None:
             grads, finite = self._master_grads(grads, scale)
@@ -340,6 +349,66 @@ class Trainer:
             self._grads_flat = np.empty((n, self.layout.total), dtype=self.dtype)
             self._grads_views = self.layout.views(self._grads_flat)
         return self._grads_views
+
+    def _plain_plan(self) -> list[tuple] | None:
+        """For a network :meth:`_plain_forward_backward` can run (dense layers, no norm, no
+        dropout, no l2, a loss of the data, no mixed precision or loss scaling): per layer the
+        positions of its weights and bias among the params (bias None without one) and its
+        activation's table entry. None for any other network."""
+        spec, num = self.spec, self.prepared.spec.numerics
+        if (
+            any(layer.norm != "none" or layer.dropout for layer in self.layers)
+            or spec.loss.l2
+            or spec.loss.name == "random_gradient"
+            or num.master_dtype
+            or num.loss_scale is not None
+        ):
+            return None
+        where = {(slot.layer, slot.name): j for j, slot in enumerate(self.slots)}
+        return [
+            (where[(i, "W")], where.get((i, "b")), nn.activation(act))
+            for i, act in enumerate(self.acts)
+        ]
+
+    def _plain_forward_backward(self, params, x, y, into):
+        """:meth:`forward_backward` of a plain network (see :meth:`_plain_plan`) without the
+        watch's labels: the same NumPy calls on the same arrays in the same order, so the same
+        numbers. Run under the watch's probe; a step that raised any floating-point flag is
+        redone labelled, so what the watch reports never comes from here."""
+        plan, naive, loss_spec = self._plain, self.naive, self.spec.loss
+        zs, acts, ins = [], [], [x]
+        for w_at, b_at, fn in plan:
+            z = ins[-1] @ params[w_at]
+            if b_at is not None:
+                z += params[b_at][:, None, :]
+            a = fn.forward(z, naive)
+            zs.append(z)
+            acts.append(a)
+            ins.append(a)
+        loss, gz = nn.loss_and_grad(
+            loss_spec.name,
+            self.acts[-1],
+            zs[-1],
+            acts[-1],
+            y,
+            naive,
+            None,
+            reduction=loss_spec.reduction,
+            delta=loss_spec.delta,
+            label_smoothing=loss_spec.label_smoothing,
+        )
+        if gz.dtype != zs[-1].dtype:  # as _loss does
+            gz = gz.astype(zs[-1].dtype)
+        for i in reversed(range(len(plan))):
+            w_at, b_at, _ = plan[i]
+            np.matmul(np.swapaxes(ins[i], -1, -2), gz, out=into[w_at])
+            if b_at is not None:
+                np.add.reduce(gz, axis=-2, out=into[b_at])
+            if i == 0:
+                break
+            gz = gz @ np.swapaxes(params[w_at], -1, -2)
+            gz = plan[i - 1][2].backward(zs[i - 1], acts[i - 1], gz)
+        return loss, into, zs, acts
 
     def forward_backward(self, params, x, y, noise=None, masks=None, scale=None, into=None):
         """Loss and gradients of ``params`` on one batch.

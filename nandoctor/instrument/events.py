@@ -98,14 +98,10 @@ def describe(a: np.ndarray) -> dict[str, float]:
 _installed: list[FPWatch] = []  # the watches installed, innermost last (see FPWatch.install)
 
 
-def watch_to_probe() -> FPWatch | None:
-    """The installed watch if a fast path may be tried under it now (:meth:`FPWatch.probe`):
-    None without a watch, or while it is muted or already probing. (A module list, not
-    ``np.geterrcall()``, which costs as much as a small ufunc.)"""
-    w = _installed[-1] if _installed else None
-    if w is not None and not w.muted and not w._probing:
-        return w
-    return None
+def installed_watch() -> FPWatch | None:
+    """The watch the loop runs under, if any (see :meth:`FPWatch.install`); read from a module
+    list, not ``np.geterrcall()``, which costs as much as a small ufunc."""
+    return _installed[-1] if _installed else None
 
 
 @contextmanager
@@ -167,6 +163,10 @@ class FPWatch:
         """End the probe; True if a flag was raised (then redo the work labelled)."""
         self._probing = False
         return self._probed
+
+    @property
+    def probing(self) -> bool:
+        return self._probing
 
     def at(self, phase: str, layer: int | None, tensors: tuple[str, ...], inputs=()) -> None:
         """The loop is about to compute ``tensors`` of ``phase``/``layer`` from ``inputs``."""
@@ -245,6 +245,8 @@ class NullWatch:
 
     def end_probe(self) -> bool:
         return False
+
+    probing = False
 
     def install(self) -> np.errstate:
         return np.errstate(all="ignore")
