@@ -6,6 +6,11 @@ otherwise end the process on the spot, leaving its worker processes behind). It 
 (worker processes are killed and reaped in :func:`nandoctor.parallel.pmap`, a temporary output
 file is removed), and the command line turns it into a message and the exit code 128 + signal.
 A second signal while that cleanup runs is ignored rather than interrupting the cleanup.
+
+On its way out it carries what a command needs to say what was finished: a run training in this
+process records where it stopped (:class:`StoppedTraining`), and each command prints its partial
+results on stderr, marked as partial, before the exit (stdout gets no report: anything there is
+a whole document).
 """
 
 from __future__ import annotations
@@ -15,17 +20,38 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
+@dataclass(frozen=True)
+class StoppedTraining:
+    """Where the training run in this process stood when the signal came."""
+
+    step: int  # the last step it completed (0: none yet)
+    last: int  # the step it was to stop after (its budget, or a re-run's horizon)
+    loss: float | None = None  # the loss of that step, for a run of a single replica
+
+    def describe(self) -> str:
+        """``step 4,512 of 1,000,000 (loss 0.0123)``."""
+        from nandoctor.diagnosis.findings import fmt
+
+        loss = f" (loss {fmt(self.loss)})" if self.loss is not None else ""
+        return f"step {self.step:,} of {self.last:,}{loss}"
+
+
 class Interrupted(BaseException):
-    """The run was stopped by a signal; ``exit_code`` is 128 + its number (130, 143)."""
+    """The run was stopped by a signal; ``exit_code`` is 128 + its number (130, 143).
+
+    ``training``: where the innermost training run in this process stopped, when the signal came
+    during one (set by :func:`nandoctor.engine.runs.train`)."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
         self.name = signal.Signals(signum).name
         self.exit_code = 128 + signum
+        self.training: StoppedTraining | None = None
         super().__init__(f"interrupted by {self.name}")
 
 
