@@ -207,3 +207,34 @@ def test_a_diagnosis_made_then_interrupted_while_writing_is_complete():
         " no report written"
     )
     assert np.isfinite(d.loss_final)
+
+
+class StopsAfterOneUnit:
+    """A cluster backend that finishes the last unit first, then is interrupted."""
+
+    def map(self, fn, items, on_done=None, lost=None, on_arrival=None):
+        last = len(items) - 1
+        result = fn(items[last])
+        on_arrival(last, result)
+        raise Interrupted(signal.SIGINT)
+
+
+def test_on_a_cluster_each_finished_unit_is_kept_for_its_grid_point(monkeypatch):
+    from nandoctor import cluster
+
+    spec = small(steps=30)
+    rates = [0.01, 8.0]
+    grid = [{"train.optimizer": "sgd"}, {"train.optimizer": "momentum"}]
+    monkeypatch.setattr(sweepmod, "CHUNK_BYTES", 1)  # one unit per rate
+    so_far = SweepSoFar(rates, grid)
+    with cluster.using(StopsAfterOneUnit()), pytest.raises(Interrupted) as stop:
+        sweep(spec, rates, grid, so_far=so_far)
+    assert stop.value.training is None  # the units trained elsewhere
+    assert so_far.points == {} and sorted(so_far.activity) == [0, 1]
+    (run,) = so_far.runs[1]  # the last unit: grid point 2 at rate 8
+    assert (run.learning_rate, run.settings) == (8.0, {"train.optimizer": "momentum"})
+    assert so_far.unfinished_rates(0) == rates and so_far.unfinished_rates(1) == [0.01]
+    assert sweepfmt.interrupted_line(so_far) == (
+        "interrupted at the training of the rates — partial: 0 of 2 grid points finished,"
+        " 1 of 4 rates of the unfinished grid points finished; no report written"
+    )
