@@ -232,9 +232,9 @@ def _plot_target(_ctx, _param, value):
 
 def _tensorboard_target(_ctx, _param, value):
     if value is not None:
-        from nandoctor.report.tensorboard import require_tensorboard
+        from nandoctor.report.tensorboard import check_logdir
 
-        require_tensorboard()
+        check_logdir(value)
     return value
 
 
@@ -252,10 +252,11 @@ plot_option = click.option(
 )
 tensorboard_option = click.option(
     "--tensorboard",
-    type=click.Path(file_okay=False),
+    type=click.Path(),  # not file_okay=False: check_logdir's message says how to fix it
     callback=_tensorboard_target,
     metavar="DIR",
-    help="Also write the per-step history as TensorBoard event files (needs 'nandoctor[tensorboard]').",
+    help="Also write the per-step history as a new TensorBoard event file in DIR, made when"
+    " missing (needs 'nandoctor[tensorboard]').",
 )
 verify_full_option = click.option(
     "--verify-full",
