@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _width() -> int | None:
+def _width(stream=None) -> int | None:
     """Rich's own width on a terminal; elsewhere $COLUMNS or 120 (not the 80 of a dumb pipe)."""
-    if sys.stdout.isatty():
+    if (stream or sys.stdout).isatty():
         return None
     try:
         return max(int(os.environ.get("COLUMNS", 120)), 60)
@@ -88,7 +88,12 @@ def stdout_console() -> Console:
 def stderr_console() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, no_color="NO_COLOR" in os.environ or None)
+    return Console(
+        stderr=True,
+        highlight=False,
+        width=_width(sys.stderr),
+        no_color="NO_COLOR" in os.environ or None,
+    )
 
 
 def fail_usage(message: str) -> NoReturn:

@@ -218,6 +218,9 @@ class Trainer:
         )
         # without a history (instrumentation off) the losses are kept here, one (n,) per step
         self.losses: list[np.ndarray] = []
+        # the last step completed and its loss per live replica, set together (one assignment,
+        # so a signal never sees one without the other): where an interrupted run stood
+        self.reached: tuple[int, np.ndarray | None] = (0, None)
         self.skips = SkipLog.create(n) if self.state.scaler is not None else None
 
     # ------------------------------------------------------------ batches
@@ -277,6 +280,7 @@ class Trainer:
             s.scaler.after(finite)
         s.params = new
         s.step = step
+        self.reached = (step, loss)
         if self.history is not None:
             w.muted = True  # the statistics' own arithmetic is bookkeeping, not the network's
             self.history.record(step, s.alive, zs, acts, self.acts, grads, new, deltas, loss)
