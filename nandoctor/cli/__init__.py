@@ -55,7 +55,7 @@ class Commands(click.Group):
         from nandoctor.interrupt import Interrupted, ignore_further, signals_interrupt
         from nandoctor.parallel import WorkerLost
 
-        with signals_interrupt():  # still raising (once) while the message is printed
+        with signals_interrupt():  # raising until caught below; ignored while the message prints
             try:
                 return super().invoke(ctx)
             except UsageProblem as problem:

@@ -227,6 +227,9 @@ class Trainer:
         self._grads_views: list[np.ndarray] = []
         # without a history (instrumentation off) the losses are kept here, one (n,) per step
         self.losses: list[np.ndarray] = []
+        # the last step completed and its loss per live replica, set together (one assignment,
+        # so a signal never sees one without the other): where an interrupted run stood
+        self.reached: tuple[int, np.ndarray | None] = (0, None)
         self.skips = SkipLog.create(n) if self.state.scaler is not None else None
 
     # ------------------------------------------------------------ batches
@@ -296,6 +299,7 @@ class Trainer:
             s.scaler.after(finite)
         s.params = new
         s.step = step
+        self.reached = (step, loss)
         if self.history is not None:
             w.muted = True  # the statistics' own arithmetic is bookkeeping, not the network's
             self.history.record(
