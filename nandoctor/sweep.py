@@ -176,7 +176,12 @@ def chunk_size(spec, prepared, n: int) -> int:
     batch = rows if spec.train.batch_size == "full" else min(spec.train.batch_size, rows)
     widest = max(layer.units for layer in spec.model.layers)
     per_replica = batch * widest * np.dtype(prepared.dtype).itemsize
-    return max(1, min(n, CHUNK_BYTES // max(per_replica, 1)))
+    size = max(1, min(n, CHUNK_BYTES // max(per_replica, 1)))
+    # Never fewer groups than the worker processes the cores hold: on two cores a 16-rate
+    # sweep of a small spec trains two groups of 8 side by side instead of 16 on one core.
+    # (Replicas are independent: how rates are grouped changes no number.)
+    workers = max(1, available_cores() // threads_for(spec, prepared.x.shape))
+    return max(1, min(size, -(-n // workers)))
 
 
 def replica_groups(spec, prepared, rates: list[float]) -> list[list[float]]:

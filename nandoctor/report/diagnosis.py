@@ -87,10 +87,11 @@ def layer_table(d: Diagnosis) -> Table | None:
     # The failing step's stats are partial; show the last complete step.
     if d.status == "nonfinite" and k > 0:
         k -= 1
-    title = f"Layers at step {k + 1}"
+    step = getattr(d, "history_start", 1) + k  # the window may start after step 1
+    title = f"Layers at step {step}"
     if d.status == "nonfinite":
         title += (
-            " (the last step before the failure)" if k + 1 < d.steps_run else " (the failing step)"
+            " (the last step before the failure)" if step < d.steps_run else " (the failing step)"
         )
     t = Table(box=box.SIMPLE, title=title, title_justify="left")
     for col in ("layer", "act", "max|z|", "saturated", "dead", "grad norm", "weight norm", "upd/w"):
