@@ -274,8 +274,7 @@ class History:
         """The row of a step with one live replica, as Python floats written in one go: the same
         statistics as :meth:`record`'s arrays, in a third of the NumPy calls (on a small network
         the calls, not the arithmetic, are the cost). None when a sum of squares overflowed."""
-        both = np.concatenate(flat)  # (3, total): gradients, parameters, deltas
-        sq_g, sq_p, sq_d = np.add.reduceat(both * both, self._slot_starts, axis=1).tolist()
+        sq_g, sq_p, sq_d = self._slot_squares(*flat).tolist()
         if not math.isfinite(sum(sq_g) + sum(sq_p) + sum(sq_d)):
             return None
         L = self.layers
@@ -307,20 +306,26 @@ class History:
         )
         return [float(loss[0]), *(v for name in STATS for v in by_name[name])]
 
-    def _flat_norms(self, g, p, d) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """``(grad norm, weight norm, |delta W|)``, each ``(n, layers)``, from the flat buffers;
-        None when a sum of squares overflowed (the caller then takes the careful path)."""
+    def _slot_squares(self, g, p, d) -> np.ndarray:
+        """``(3 n, slots)``: each replica's sum of squares of each parameter's gradient, then
+        value, then update, in the buffers' dtype."""
         n, starts = len(g), self._slot_starts
         if g.size <= SMALL_FLAT:  # few values: the calls, not the data, cost
             both = np.concatenate((g, p, d))
-            sq = np.add.reduceat(both * both, starts, axis=1)
-        else:  # many values: one pass over each slot, no temporary
-            sq = np.empty((3 * n, len(starts)), dtype=g.dtype)
-            ends = [*starts[1:], g.shape[1]]
-            for k, buf in enumerate((g, p, d)):
-                for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
-                    part = buf[:, a:b]
-                    sq[k * n : (k + 1) * n, j] = np.einsum("ij,ij->i", part, part)
+            return np.add.reduceat(both * both, starts, axis=1)
+        sq = np.empty((3 * n, len(starts)), dtype=g.dtype)  # many: a pass per slot, no copies
+        ends = [*starts[1:], g.shape[1]]
+        for k, buf in enumerate((g, p, d)):
+            for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
+                part = buf[:, a:b]
+                sq[k * n : (k + 1) * n, j] = np.einsum("ij,ij->i", part, part)
+        return sq
+
+    def _flat_norms(self, g, p, d) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(grad norm, weight norm, |delta W|)``, each ``(n, layers)``, from the flat buffers;
+        None when a sum of squares overflowed (the caller then takes the careful path)."""
+        n = len(g)
+        sq = self._slot_squares(g, p, d)
         if not np.isfinite(np.add.reduce(sq, axis=None)):  # (a finite sum: all are finite)
             return None
         grad = np.add.reduceat(sq[:n], self._layer_first, axis=1)

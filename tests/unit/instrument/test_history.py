@@ -137,7 +137,9 @@ def test_norms_from_the_flat_buffers_equal_the_per_parameter_ones(monkeypatch, s
         [("relu", True), ("leaky_relu", True), ("linear", False)],
     ],
 )
-def test_a_single_replica_row_holds_what_the_array_path_computes(monkeypatch, layers):
+@pytest.mark.parametrize("small_flat", [history.SMALL_FLAT, 0])  # stacked pass, or per slot
+def test_a_single_replica_row_holds_what_the_array_path_computes(monkeypatch, layers, small_flat):
+    monkeypatch.setattr(history, "SMALL_FLAT", small_flat)
     raw = {
         "data": {"samples": 64, "features": 6, "outputs": 3},
         "model": {
