@@ -131,7 +131,18 @@ def step_progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[i
         transient=True,
     ) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda done, total=None: bar.update(task, completed=done, total=total)
+        last, whole = [0], [total]  # the count drawn last; the total
+
+        def advance(done: int, new_total: int | None = None) -> None:
+            # A redraw costs more than a small network's step: about 500 per bar at most.
+            if new_total is not None:
+                whole[0] = new_total
+            elif done - last[0] < max(1, whole[0] // 500) and done < whole[0]:
+                return
+            last[0] = done
+            bar.update(task, completed=done, total=new_total)
+
+        yield advance
 
 
 @contextmanager
