@@ -37,7 +37,7 @@ class State:
     params: list[np.ndarray]  # in Trainer.slots order: W (n, in, out), b/gamma/beta (n, out)
     opt: dict[str, list[np.ndarray]]
     step: int  # steps done so far (skipped ones included)
-    batch_rng: np.random.Generator
+    batch_rng: np.random.Generator  # a SavedGenerator in a snapshot, as are the other two
     noise_rng: np.random.Generator
     order: np.ndarray  # this epoch's row order
     pos: int  # next row of ``order``
@@ -46,21 +46,38 @@ class State:
     scaler: LossScaler | None = None
 
     def copy(self) -> State:
-        """An independent copy, made field by field: arrays copied, generators cloned from their
-        state (``deepcopy`` pickles each generator, ~10x slower per snapshot)."""
+        """An independent copy, made field by field: arrays copied, generators saved as their
+        state (``deepcopy`` pickles each generator, ~10x slower per snapshot). A live state's
+        copy is a snapshot; a snapshot's copy is a live state, ready to train."""
         out = copy.copy(self)
         for f in fields(self):
             setattr(out, f.name, _copied(getattr(self, f.name)))
         return out
 
 
+@dataclass(frozen=True)
+class SavedGenerator:
+    """A random generator as a snapshot keeps it: its bit generator's kind and state (taking it
+    costs microseconds; a new generator is made only when the snapshot is resumed)."""
+
+    kind: type
+    state: dict
+
+    def generator(self) -> np.random.Generator:
+        bits = self.kind()
+        bits.state = self.state
+        return np.random.Generator(bits)
+
+
 def _copied(v):
+    """``v`` copied for a :class:`State`: arrays copied, a generator saved as its state and a
+    saved one made a generator again (so a snapshot of a snapshot resumes where both left)."""
     if isinstance(v, np.ndarray):
         return v.copy()
     if isinstance(v, np.random.Generator):
-        bits = type(v.bit_generator)()
-        bits.state = v.bit_generator.state
-        return np.random.Generator(bits)
+        return SavedGenerator(type(v.bit_generator), v.bit_generator.state)
+    if isinstance(v, SavedGenerator):
+        return v.generator()
     if isinstance(v, list):
         return [_copied(x) for x in v]
     if isinstance(v, dict):
