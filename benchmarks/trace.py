@@ -39,7 +39,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent  # the code under test: this checkout's nandoctor
+# The code under test: this checkout's nandoctor, on PYTHONPATH and as the working directory
+# (``python -m`` looks in the working directory first: started elsewhere, it could find another).
+ROOT = HERE.parent
 PROGRAMS = HERE / "trace_programs"
 # One BLAS thread for both arms: on a shared machine idle BLAS threads spinning would swamp
 # what is measured (the same setting for python and for nandoctor trace).
@@ -64,7 +66,8 @@ def seconds(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall, CPU) seconds of one run of ``argv`` in a child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    subprocess.run(argv, check=True, env=env, cwd=ROOT, **quiet)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -79,6 +82,7 @@ def instructions(argv: list[str], env: dict[str, str]) -> int:
         stderr=subprocess.PIPE,
         text=True,
         env={**env, "PYTHONHASHSEED": "0"},
+        cwd=ROOT,
     )
     return int(re.findall(r"Collected : (\d+)", done.stderr)[-1])
 
