@@ -1,68 +1,178 @@
-"""Shared pieces of the benchmarks: the small and mid-size specs, and a best-of timer."""
+"""Shared pieces of the benchmarks that compare nandoctor with what a user would otherwise run.
+
+A :class:`Work` is one training run's shape, which both sides do: as a nandoctor spec
+(:meth:`Work.spec`) and as arguments of ``bare_loop.py`` (:meth:`Work.bare_args`), the NumPy loop
+a user would write by hand. Each side is timed as whole processes from outside (start-up
+included, as a user sees it), the sides alternating in one invocation (:func:`alternate`) so that
+load from elsewhere on the machine lands on both alike, and the median of the rounds compared.
+
+Both sides use the same BLAS thread count, one by default (``--blas-threads``; 0 leaves each
+side its own default: NumPy's one thread per core, nandoctor's count per spec). On a shared
+machine a second thread per process mostly spins waiting for a busy core: 200 steps of the
+mid-size bare loop took 2.3 s with two OpenBLAS threads, 0.19 s with one, while another process
+kept a core busy.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import statistics
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+BARE_LOOP = Path(__file__).resolve().parent / "bare_loop.py"
 
-from nandoctor.spec.models import spec_from_dict  # noqa: E402
 
-SMALL = {
-    "data": {
-        "source": "synthetic",
-        "task": "regression",
-        "samples": 256,
-        "features": 10,
-        "outputs": 5,
-    },
-    "model": {
-        "layers": [{"units": 20, "activation": "relu"}, {"units": 5, "activation": "linear"}]
-    },
-    "loss": "mse",
-    "train": {"steps": 2000, "batch_size": 32, "learning_rate": 0.01},
-}
-MID = {
-    "data": {
-        "source": "synthetic",
-        "task": "regression",
-        "samples": 2048,
-        "features": 64,
-        "outputs": 10,
-    },
-    "model": {
-        "layers": [{"units": 256, "activation": "relu"}, {"units": 10, "activation": "linear"}]
-    },
-    "loss": "mse",
-    "numerics": {"dtype": "float32"},
-    "train": {"steps": 400, "batch_size": 256, "learning_rate": 0.01},
-}
-BLOG = {
-    "data": {"source": "synthetic", "task": "random", "samples": 1, "features": 10},
-    "model": {
-        "layers": [
-            {"units": 20, "activation": "sigmoid", "init": "normal"},
-            {"units": 5, "activation": "sigmoid", "init": "normal"},
+@dataclass(frozen=True)
+class Work:
+    """One training run: a dense network (``widths`` from input to output, ``act`` in the hidden
+    layers, a linear output), MSE, plain SGD, synthetic regression data."""
+
+    widths: tuple[int, ...]
+    act: str
+    dtype: str
+    batch: int
+    steps: int
+    samples: int
+
+    def with_steps(self, steps: int) -> Work:
+        return Work(self.widths, self.act, self.dtype, self.batch, steps, self.samples)
+
+    def spec(self, seed: int = 0, learning_rate: float = 0.01) -> dict:
+        """The nandoctor spec of this work."""
+        hidden = [{"units": w, "activation": self.act} for w in self.widths[1:-1]]
+        return {
+            "seed": seed,
+            "data": {
+                "source": "synthetic",
+                "task": "regression",
+                "samples": self.samples,
+                "features": self.widths[0],
+                "outputs": self.widths[-1],
+            },
+            "model": {"layers": [*hidden, {"units": self.widths[-1], "activation": "linear"}]},
+            "loss": "mse",
+            "numerics": {"dtype": self.dtype},
+            "train": {
+                "steps": self.steps,
+                "batch_size": self.batch,
+                "learning_rate": learning_rate,
+            },
+        }
+
+    def bare_args(self, learning_rate: float = 0.01) -> list[str]:
+        """``bare_loop.py``'s arguments for this work."""
+        return [
+            f"--widths={','.join(map(str, self.widths))}",
+            f"--act={self.act}",
+            f"--dtype={self.dtype}",
+            f"--batch={self.batch}",
+            f"--steps={self.steps}",
+            f"--samples={self.samples}",
+            f"--lr={learning_rate!r}",
         ]
-    },
-    "loss": "random_gradient",
-    "numerics": {"mode": "naive"},
-    "train": {"steps": 10, "batch_size": "full", "learning_rate": 0.1},
-}
+
+    def describe(self) -> str:
+        shape = "-".join(map(str, self.widths))
+        return f"{shape} {self.act}, {self.dtype}, batch {self.batch}, {self.steps} steps"
 
 
-def spec(d: dict, **train):
-    d = {**d, "train": {**d["train"], **train}}
-    return spec_from_dict(d)
+SMALL = Work((10, 20, 5), "sigmoid", "float64", 32, 2_000, 256)
+MID = Work((64, 256, 10), "relu", "float32", 256, 400, 2_048)
 
 
-def best_of(fn, repeat: int = 5) -> float:
-    """Smallest wall time of ``repeat`` calls (the least disturbed by other load)."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def options(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's argument parser with the options every one has: --rounds, --blas-threads."""
+    ap = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (median taken)")
+    ap.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="BLAS threads of every process on both sides (0: each side's own default)",
+    )
+    return ap
+
+
+def same_blas_threads(n: int) -> list[str]:
+    """Give every process started from here ``n`` BLAS threads (0: leave the defaults); the
+    ``nandoctor`` options that make it use the same count."""
+    if not n:
+        return []
+    os.environ.update({var: str(n) for var in _BLAS_ENV})
+    return ["--threads", str(n)]
+
+
+def nandoctor_command(*args: str) -> list[str]:
+    """``nandoctor ARGS`` as a user runs it (this checkout's package)."""
+    return [sys.executable, "-m", "nandoctor", *args]
+
+
+def bare_loop_command(args: list[str]) -> list[str]:
+    """One ``python bare_loop.py ARGS`` process: one hand-written training run."""
+    return [sys.executable, str(BARE_LOOP), *args]
+
+
+def bare_loops_in_one_process(runs: list[list[str]]) -> list[str]:
+    """One python process that runs ``bare_loop.py`` once per argument list, one after another:
+    a user's script calling its training function in a loop (one start-up for all runs)."""
+    code = (
+        "import runpy, sys\n"
+        f"for args in {runs!r}:\n"
+        f"    sys.argv = [{str(BARE_LOOP)!r}, *args]\n"
+        f"    runpy.run_path({str(BARE_LOOP)!r}, run_name='__main__')\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def wall_seconds(*commands: list[str]) -> float:
+    """Wall seconds of ``commands`` run one after another, each a whole process (exit 0 or 1,
+    as nandoctor's verdicts; anything else ends the benchmark with the command's stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    for cmd in commands:
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        if done.returncode not in (0, 1):
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr.decode(errors='replace')}")
+    return time.perf_counter() - started
+
+
+def alternate(sides: dict[str, list[list[str]]], rounds: int) -> dict[str, float]:
+    """Each side's commands (run one after another) once per round, the sides in turn, for
+    ``rounds`` rounds; the median wall seconds of each side."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, commands in sides.items():
+            times[name].append(wall_seconds(*commands))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def verdict(ratio: float, target: float | None) -> str:
+    """``(target <= 1.5x)`` with ``, OVER`` when missed, or ``(no target)``."""
+    if target is None:
+        return "(no target)"
+    return f"(target <= {target}x{'' if ratio <= target else ', OVER'})"
+
+
+def header(a: argparse.Namespace) -> str:
+    """The first line of every benchmark: machine, load, BLAS, how the numbers were taken."""
+    import numpy  # noqa: F401 - loads OpenBLAS so threadpoolctl can see it
+    from threadpoolctl import threadpool_info
+
+    blas = [(i["internal_api"], i.get("architecture")) for i in threadpool_info()]
+    threads = a.blas_threads or "each side's default"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{os.cpu_count()} cores, load average {load:.2f}; BLAS {blas}, threads: {threads};"
+        f" median of {a.rounds} alternating rounds; code under test: {ROOT}"
+    )

@@ -1,79 +1,61 @@
-"""Parallel ``nandoctor check``: 16 mid-size specs (64-256-10, batch 256, float32, 600 steps,
-about 0.6 s each, seeds 0-15) written to a temporary folder, checked with ``run_checks(paths,
-jobs=1)`` and with ``jobs=2``, measured side by side in one process (best of 3, alternating).
-The two runs' results must be identical apart from their timings.
+"""``nandoctor check`` of K specs against the CI script a user would otherwise run: the same K
+trainings as ``python bare_loop.py`` processes, one after another.
 
-Target (issue 6): a speed-up of >= 1.7x with 2 jobs (on a machine with at least 2 cores).
+The specs are the mid-size work (64-256-10 relu, float32, batch 256; ``--steps``, default 600),
+seeds 0..K-1, written to a temporary folder. nandoctor's side is one ``nandoctor check FOLDER``
+process as a CI job runs it: its default workers (one per core), every step of every spec
+watched, each diagnosed and judged. The reference runs the same shapes, steps, batch and dtype by
+hand, nothing watched. Both are whole processes timed from outside, alternating, the median of
+``--rounds`` rounds, with the same BLAS threads (one by default, see ``_common.py``).
 
-BLAS runs single-threaded while checking (see ``run_checks``): with OpenBLAS's default of one
-thread per core, two workers oversubscribed 2 cores and jobs=2 was slower than jobs=1 (0.57x).
+Target, with one BLAS thread (the default) on a machine of at least 2 cores: <= 0.8x, i.e.
+checking K specs takes at most 0.8 of the time their bare loops take one after another. (A
+watched mid-size run may cost 1.3x its bare loop, ``overhead.py``, and two workers were to do
+the work of >= 1.7 processes: 1.3 / 1.7 = 0.76.)
 
-    python benchmarks/check.py
+    python benchmarks/check.py [--specs 16] [--steps 600] [--rounds 3] [--blas-threads 1]
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
-from _common import MID
+from _common import (
+    MID,
+    alternate,
+    bare_loop_command,
+    header,
+    nandoctor_command,
+    options,
+    same_blas_threads,
+    verdict,
+)
 
-from nandoctor.check import run_checks
-
-SPECS = 16
-STEPS = 600
-TARGET = 1.7
-
-
-def write_specs(folder: Path) -> list[str]:
-    paths = []
-    for seed in range(SPECS):
-        d = {**MID, "seed": seed, "train": {**MID["train"], "steps": STEPS}}
-        path = folder / f"mid_{seed:02d}.yaml"
-        path.write_text(yaml.safe_dump(d, sort_keys=False))
-        paths.append(str(path))
-    return paths
-
-
-def timed(paths: list[str], jobs: int):
-    t = time.perf_counter()
-    results = run_checks(paths, jobs=jobs)
-    return time.perf_counter() - t, results
-
-
-def untimed(results) -> list[dict]:
-    return [{k: v for k, v in r.to_json().items() if k != "seconds"} for r in results]
+TARGET = 0.8
 
 
 def main() -> None:
-    cores = os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    ap = options(__doc__)
+    ap.add_argument("--specs", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=600)
+    a = ap.parse_args()
+    threads = same_blas_threads(a.blas_threads)
+    work = MID.with_steps(a.steps)
+    print(header(a), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = write_specs(Path(tmp))
-        run_checks(paths[:2], jobs=1)  # warm-up: imports, BLAS start-up
-        serial, parallel = [], []
-        for _ in range(3):
-            serial.append(timed(paths, jobs=1))
-            parallel.append(timed(paths, jobs=2))
-            assert untimed(serial[-1][1]) == untimed(parallel[-1][1]), "parallel != serial"
-    (one, r1), (two, r2) = min(serial, key=lambda t: t[0]), min(parallel, key=lambda t: t[0])
-    speedup = one / two
-    verdict = "ok" if speedup >= TARGET else "UNDER TARGET"
+        for seed in range(a.specs):
+            path = Path(tmp) / f"mid_{seed:02d}.yaml"
+            path.write_text(yaml.safe_dump(work.spec(seed=seed), sort_keys=False))
+        check = nandoctor_command("check", tmp, "--format", "json", *threads)
+        by_hand = [bare_loop_command(work.bare_args())] * a.specs
+        t = alternate({"check": [check], "bare": by_hand}, a.rounds)
+    ratio = t["check"] / t["bare"]
     print(
-        f"{SPECS} specs x {STEPS} steps on {cores} cores: jobs=1 {one:6.2f} s "
-        f"({one / SPECS:.2f} s/spec)   jobs=2 {two:6.2f} s   speed-up {speedup:.2f}x "
-        f"(target >= {TARGET}x) {verdict}"
-    )
-    # A spec's own time is the same in a worker as in a serial run unless the cores are shared
-    # with other processes; the rest of the gap is the pool's start-up and hand-over.
-    per1, per2 = (sum(r.seconds for r in rs) / SPECS for rs in (r1, r2))
-    overhead = two - per2 * SPECS / 2
-    print(
-        f"time per spec: {per1:.3f} s serial, {per2:.3f} s in a worker "
-        f"({per2 / per1:.2f}x; load average before {load:.2f}); pool overhead {overhead:.2f} s"
+        f"{a.specs} specs of {work.describe()}: nandoctor check {t['check']:6.2f} s vs"
+        f" {a.specs} bare loops one after another {t['bare']:6.2f} s"
+        f" = {ratio:4.2f}x {verdict(ratio, TARGET)}"
     )
 
 

@@ -1,94 +1,78 @@
-"""Batched sweep: 16 learning rates through ``nandoctor.sweep.run_rates`` (trained as replicas
-of batched runs, then each diagnosed; no lambda_max) against the same 16 rates trained one after
-another, each as ``train(spec.with_changes({"train.learning_rate": r}))``. The separate runs
-include their per-run preparation (data, init), as running ``nandoctor run`` 16 times would, but
-no diagnosis, which the sweep does include. Measured side by side in one process (best of 3,
-alternating), on the blog-sized spec (10-20-5 sigmoid, one sample, 10 steps) and the mid-size one
-(64-256-10, batch 256, float32, 200 of its 400 steps). The rates are log-spaced, so on the
-mid-size spec a few go non-finite and drop out, as in a real sweep. BLAS runs on one thread, as
-in the CLI (``nandoctor.parallel.single_threaded_blas``).
+"""``nandoctor sweep`` of 16 learning rates against the sweep a user would otherwise write: the same
+16 trainings by hand, one after another, in one python process (``bare_loop.py`` once per rate).
 
-Targets (issue 5): the sweep >= 8x faster than the separate runs on the small spec, >= 2x on the
-mid-size one.
+Two rows, each the same rates on both sides (log-spaced, so on the mid-size work a few go
+non-finite, as in a real sweep; the bare loop trains on through the NaNs, nandoctor stops those
+replicas):
 
-The next lines split the sweep into its training (a few rates per batched run on large layers,
-see ``nandoctor.sweep.chunk_size``; all 16 in one run for comparison) and its 16 diagnoses.
+- small: 10-20-5 sigmoid, float64, batch 32, ``--small-steps`` (2,000) steps, rates 1e-3..0.5:
+  target <= 2.0x;
+- mid: 64-256-10 relu, float32, batch 256, ``--mid-steps`` (200) steps, rates 1e-4..1:
+  target <= 1.3x.
 
-    python benchmarks/sweep.py
+nandoctor's side is one ``nandoctor sweep SPEC --lr ...`` process (the 16 rates trained as
+replicas of batched runs, every step watched, each rate diagnosed); the reference is one python
+process running the bare loop 16 times. Whole processes timed from outside, alternating, the
+median of ``--rounds`` rounds, the same BLAS threads on both sides (see ``_common.py``).
+
+The targets are those of one watched run against its bare loop (``overhead.py``): watching a
+sweep may cost what watching a run does. Training the rates as replicas of one batched run saves
+Python's per-step cost on small layers; it cannot save arithmetic, which the mid-size work is
+made of (16 rates are 16 times the multiply-adds either way).
+
+    python benchmarks/sweep.py [--small-steps 2000] [--mid-steps 200] [--rounds 3]
 """
 
 from __future__ import annotations
 
-import time
+import tempfile
+from pathlib import Path
 
 import numpy as np
-from _common import BLOG, MID, spec
-
-from nandoctor.diagnosis.diagnose import diagnose
-from nandoctor.engine.runs import train
-from nandoctor.engine.setup import prepare
-from nandoctor.parallel import single_threaded_blas
-from nandoctor.sweep import chunk_size, run_rates
+import yaml
+from _common import (
+    MID,
+    SMALL,
+    alternate,
+    bare_loops_in_one_process,
+    header,
+    nandoctor_command,
+    options,
+    same_blas_threads,
+    verdict,
+)
 
 RATES = 16
 
 
-def side_by_side(*fns, repeat: int = 3) -> list[float]:
-    """Best of ``repeat`` wall times of each of ``fns``, taken in turn, so that a burst of other
-    load on the machine does not land on one side only."""
-    best = [float("inf")] * len(fns)
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
-            t = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - t)
-    return best
-
-
-def chunked(s, rates, size: int) -> None:
-    """The training part of ``run_rates``: ``size`` rates per batched run."""
-    for i in range(0, len(rates), size):
-        train(s, lrs=rates[i : i + size])
-
-
 def main() -> None:
+    ap = options(__doc__)
+    ap.add_argument("--small-steps", type=int, default=2_000)
+    ap.add_argument("--mid-steps", type=int, default=200)
+    a = ap.parse_args()
+    threads = same_blas_threads(a.blas_threads)
+    print(header(a), flush=True)
     cases = (
-        ("small (blog 10-20-5)", spec(BLOG), np.geomspace(1e-2, 1e3, RATES), 8.0),
-        ("mid 64-256-10 f32", spec(MID, steps=200), np.geomspace(1e-4, 1.0, RATES), 2.0),
+        ("small", SMALL.with_steps(a.small_steps), (1e-3, 0.5), 2.0),
+        ("mid", MID.with_steps(a.mid_steps), (1e-4, 1.0), 1.3),
     )
-    for name, s, rates, target in cases:
-        rates = [float(r) for r in rates]
-        runs = run_rates(s, rates, {})  # warm-up
-        finite = sum(r.status != "nonfinite" for r in runs)
-        size = chunk_size(s, prepare(s), RATES)
-        outcomes = train(s, lrs=rates)
-        separate, swept, trained, at_once, diagnosed = side_by_side(
-            lambda s=s, rates=rates: [
-                train(s.with_changes({"train.learning_rate": r})) for r in rates
-            ],
-            lambda s=s, rates=rates: run_rates(s, rates, {}),
-            lambda s=s, rates=rates, k=size: chunked(s, rates, k),
-            lambda s=s, rates=rates: train(s, lrs=rates),
-            lambda o=outcomes: [diagnose(x) for x in o],
-        )
-        ratio = separate / swept
-        verdict = "ok" if ratio >= target else "UNDER TARGET"
-        print(
-            f"{name} ({finite}/{RATES} rates finite, {s.train.steps} steps):"
-            f" {RATES} separate runs {1e3 * separate:.1f} ms, sweep {1e3 * swept:.1f} ms:"
-            f" {ratio:.2f}x (target >= {target:g}x) {verdict}"
-        )
-        print(
-            f"    sweep = training {1e3 * trained:.1f} ms ({size} rates per batched run;"
-            f" all {RATES} at once {1e3 * at_once:.1f} ms) + {RATES} diagnoses"
-            f" {1e3 * diagnosed:.1f} ms"
-        )
-        print(
-            f"    training alone: {separate / trained:.2f}x the separate runs;"
-            f" separate runs diagnosed too: {(separate + diagnosed) / swept:.2f}x the sweep"
-        )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, work, (low, high), target in cases:
+            rates = [float(r) for r in np.geomspace(low, high, RATES)]
+            path = Path(tmp) / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(work.spec(), sort_keys=False))
+            lr = ",".join(map(repr, rates))
+            sweep = nandoctor_command("sweep", str(path), "--lr", lr, "--format", "json", *threads)
+            by_hand = bare_loops_in_one_process([work.bare_args(r) for r in rates])
+            t = alternate({"sweep": [sweep], "bare": [by_hand]}, a.rounds)
+            ratio = t["sweep"] / t["bare"]
+            print(
+                f"{name:5} {work.describe()}, {RATES} rates {low:g}..{high:g}: nandoctor sweep"
+                f" {t['sweep']:6.2f} s vs {RATES} bare loops {t['bare']:6.2f} s"
+                f" = {ratio:4.2f}x {verdict(ratio, target)}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
-    with single_threaded_blas():
-        main()
+    main()

@@ -46,9 +46,15 @@ Lost = Callable[[Any, str], Any]  # (item, reason) -> the result of a unit that 
 
 class Backend(Protocol):
     def map(
-        self, fn: Callable, items: list, on_done: Callable | None = None, lost: Lost | None = None
+        self,
+        fn: Callable,
+        items: list,
+        on_done: Callable | None = None,
+        lost: Lost | None = None,
+        on_arrival: Callable[[int, Any], None] | None = None,
     ) -> list:
-        """``[fn(item) for item in items]`` in input order; ``on_done(result)`` as each ends."""
+        """``[fn(item) for item in items]`` in input order; ``on_done(result)`` and
+        ``on_arrival(index, result)`` as each ends."""
 
 
 _active: ContextVar[Backend | None] = ContextVar("nandoctor_backend", default=None)
@@ -132,7 +138,12 @@ class DaskBackend:
         return len(self.client.scheduler_info()["workers"])
 
     def map(
-        self, fn: Callable, items: list, on_done: Callable | None = None, lost: Lost | None = None
+        self,
+        fn: Callable,
+        items: list,
+        on_done: Callable | None = None,
+        lost: Lost | None = None,
+        on_arrival: Callable[[int, Any], None] | None = None,
     ) -> list:
         """Every item as a task; ``lost(item, reason)`` is the result of one that killed every
         worker it ran on (without it, :class:`ClusterProblem`)."""
@@ -159,6 +170,8 @@ class DaskBackend:
                 for future, outcome in ready:
                     i = index[future.key]
                     results[i] = self._result(future, outcome, items[i], lost)
+                    if on_arrival:
+                        on_arrival(i, results[i])
                     if on_done:
                         on_done(results[i])
                 if not ready and not self._wait(finished):

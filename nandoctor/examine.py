@@ -58,5 +58,9 @@ def verify_fixes(
     if diagnosis.status != "nonfinite":
         return
     started = time.perf_counter()
-    diagnosis.recommendations = verify(diagnosis, outcome, jobs=jobs, on_done=on_done, full=full)
-    diagnosis.seconds += time.perf_counter() - started
+    try:
+        diagnosis.recommendations = verify(
+            diagnosis, outcome, jobs=jobs, on_done=on_done, full=full
+        )
+    finally:  # an interrupted verification's report counts the time it took too
+        diagnosis.seconds += time.perf_counter() - started

@@ -128,12 +128,13 @@ class FixResult:
 def fix_spec(
     spec: Spec,
     jobs: int | None = None,
-    before_verify: Callable[[int], Callable[..., None] | None] | None = None,
+    before_verify: Callable[[Diagnosis], Callable[..., None] | None] | None = None,
     full: bool = False,
 ) -> FixResult:
     """Diagnose ``spec``; when it went non-finite, verify the recommendations by re-running and
-    apply the best verified one to the spec's own text. ``before_verify(n)`` may return a
-    per-recommendation ``on_done`` callback (a progress bar)."""
+    apply the best verified one to the spec's own text. ``before_verify(diagnosis)`` sees the
+    diagnosis (its recommendations are verified in place) and may return a per-recommendation
+    ``on_done`` callback (a progress bar)."""
     from nandoctor.examine import examine, verify_fixes
 
     started = time.perf_counter()
@@ -141,7 +142,7 @@ def fix_spec(
     text = Path(spec.path).read_bytes().decode("utf-8") if spec.path else ""
     if diagnosis.status != "nonfinite":
         return FixResult(diagnosis, None, text, None, time.perf_counter() - started)
-    on_done = before_verify(len(diagnosis.recommendations)) if before_verify else None
+    on_done = before_verify(diagnosis) if before_verify else None
     verify_fixes(diagnosis, outcome, jobs, on_done, full)
     best = next((r for r in diagnosis.recommendations if r.verified), None)
     new = None

@@ -109,12 +109,17 @@ def pmap(
     *,
     lost: Callable[[object, str], object] | None = None,
     threads: int = 1,
+    on_arrival: Callable[[int, object], None] | None = None,
 ) -> list:
     """``[fn(item) for item in items]``, in worker processes when ``jobs`` (default: the cores
     divided by the ``threads`` each run uses) and ``items`` are both more than one; results in
     input order; ``on_done(result)`` as each arrives, in input order. Under ``--cluster`` the
     items go to that backend instead (``nandoctor.cluster``; there ``on_done`` follows the order
     units finish in, and each unit carries this process's thread policy, :func:`thread_policy`).
+
+    ``on_arrival(index, result)`` is called as soon as each result is in, in the order they
+    finish (a worker's process is reaped only after it): what a caller interrupted half-way can
+    report as finished, including results that ``on_done`` still holds back for the input order.
 
     A worker that dies before returning (the OOM killer, a signal) loses its own item only:
     ``lost(item, reason)`` makes that item's result (without it, :class:`WorkerLost` is raised
@@ -127,17 +132,19 @@ def pmap(
     results: list = []
     with single_threaded_blas():
         if (backend := active_backend()) is not None:  # units carry this thread policy along
-            return backend.map(fn, items, on_done, lost=lost)
+            return backend.map(fn, items, on_done, lost=lost, on_arrival=on_arrival)
         if jobs <= 1:
-            for item in items:
+            for i, item in enumerate(items):
                 results.append(fn(item))
+                if on_arrival:
+                    on_arrival(i, results[-1])
                 if on_done:
                     on_done(results[-1])
             return results
-        return _in_workers(fn, items, jobs, on_done, lost)
+        return _in_workers(fn, items, jobs, on_done, lost, on_arrival)
 
 
-def _in_workers(fn, items, jobs, on_done, lost) -> list:
+def _in_workers(fn, items, jobs, on_done, lost, on_arrival=None) -> list:
     from multiprocessing.connection import wait  # on use: keeps `nandoctor trace` start-up light
 
     # fork (Linux): workers start at once with everything imported; elsewhere fork is
@@ -155,8 +162,14 @@ def _in_workers(fn, items, jobs, on_done, lost) -> list:
             if not running:
                 break
             for conn in wait(list(running)):
-                i, proc = running.pop(conn)
+                i, proc = running[conn]
                 results[i] = _collect(conn, proc, items[i], lost, failures)
+                if on_arrival:
+                    on_arrival(i, results[i])
+                # reaped only now: once a worker is gone, its result is recorded (a signal
+                # before this leaves it to the cleanup below, which kills and reaps it)
+                del running[conn]
+                proc.join()
             while reported in results:  # report in input order
                 if on_done:
                     on_done(results[reported])
@@ -180,18 +193,19 @@ def _start(ctx, fn, items, i):
 
 
 def _collect(conn, proc, item, lost, failures):
-    """The result a finished worker sent, or what ``lost`` makes of a worker that died."""
+    """The result a finished worker sent, or what ``lost`` makes of a worker that died (the
+    worker is reaped by the caller, except a dead one, whose exit code names its death)."""
     try:
         status, value = conn.recv()
     except (EOFError, OSError):
         status, value = "lost", None
     finally:
         conn.close()
-    proc.join()
     if status == "ok":
         return value
     if status == "raised":
         raise value
+    proc.join()
     reason = _death(proc.exitcode)
     if lost is None:
         failures.append(reason)

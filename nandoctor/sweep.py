@@ -176,7 +176,12 @@ def chunk_size(spec, prepared, n: int) -> int:
     batch = rows if spec.train.batch_size == "full" else min(spec.train.batch_size, rows)
     widest = max(layer.units for layer in spec.model.layers)
     per_replica = batch * widest * np.dtype(prepared.dtype).itemsize
-    return max(1, min(n, CHUNK_BYTES // max(per_replica, 1)))
+    size = max(1, min(n, CHUNK_BYTES // max(per_replica, 1)))
+    # Never fewer groups than the worker processes the cores hold: on two cores a 16-rate
+    # sweep of a small spec trains two groups of 8 side by side instead of 16 on one core.
+    # (Replicas are independent: how rates are grouped changes no number.)
+    workers = max(1, available_cores() // threads_for(spec, prepared.x.shape))
+    return max(1, min(size, -(-n // workers)))
 
 
 def replica_groups(spec, prepared, rates: list[float]) -> list[list[float]]:
@@ -187,10 +192,12 @@ def replica_groups(spec, prepared, rates: list[float]) -> list[list[float]]:
 
 
 def run_rates(
-    spec, rates: list[float], settings: dict, prepared=None, on_step=None
+    spec, rates: list[float], settings: dict, prepared=None, on_step=None, on_group=None
 ) -> list[RateRun]:
     """Every rate of ``rates`` trained as replicas of batched runs (see :func:`chunk_size`); one
-    diagnosis per rate. ``on_step(k)`` reports progress as steps 1..budget over all the chunks."""
+    diagnosis per rate. ``on_step(k)`` reports progress as steps 1..budget over all the chunks;
+    ``on_group(runs)`` each replica group's diagnosed runs as soon as that group has finished
+    (in worker processes, in the order they finish)."""
     prepared = prepared or prepare(spec)
     parts = replica_groups(spec, prepared, rates)
     chunks = len(parts)
@@ -212,18 +219,26 @@ def run_rates(
         done = iter(range(1, chunks + 1))
         if on_step:
             on_step(1)  # started (the CLI counts a grid point at its step 1)
+
+        def arrived(_i: int, group: list[RateRun]) -> None:  # in the order groups finish
+            if on_group:
+                on_group(group)
+            if on_step:
+                on_step(min(budget, max(2, next(done) * budget // chunks)))
+
         runs = pmap(
             _chunk,
             [(spec, part, settings, prepared) for part in parts],
             threads=threads,
-            on_done=lambda _r: (
-                on_step and on_step(min(budget, max(2, next(done) * budget // chunks)))
-            ),
+            on_arrival=arrived,
         )
         return [r for chunk in runs for r in chunk]
     out = []
     for c, part in enumerate(parts):
-        out += _chunk((spec, part, settings, prepared), progress(c))
+        group = _chunk((spec, part, settings, prepared), progress(c))
+        out += group
+        if on_group:
+            on_group(group)
     return out
 
 
@@ -258,14 +273,20 @@ def max_stable(runs: list[RateRun]) -> float | None:
     return best
 
 
-def refine_edge(spec, runs: list[RateRun], settings: dict, prepared) -> tuple[float, float] | None:
-    """Bisect (geometrically) between the last finite and the first non-finite rate."""
+def refine_edge(
+    spec, runs: list[RateRun], settings: dict, prepared, on_probe=None
+) -> tuple[float, float] | None:
+    """Bisect (geometrically) between the last finite and the first non-finite rate;
+    ``on_probe([run])`` as each probe finishes."""
     bracket = edge_bracket(runs)
     for _ in range(EDGE_MAX_ROUNDS):
         mid = bisection_rate(bracket)
         if mid is None:
             break
-        bracket = _narrowed(bracket, runs, run_rates(spec, [mid], settings, prepared)[0])
+        probe = run_rates(spec, [mid], settings, prepared)[0]
+        bracket = _narrowed(bracket, runs, probe)
+        if on_probe:
+            on_probe([probe])
     return bracket
 
 
@@ -417,22 +438,100 @@ def compare_note(point: GridPoint, spec) -> str:
 
 
 def sweep(
-    spec, rates: list[float], grid: list[dict], edge: bool = False, on_step=None, on_units=None
+    spec,
+    rates: list[float],
+    grid: list[dict],
+    edge: bool = False,
+    on_step=None,
+    on_units=None,
+    so_far: SweepSoFar | None = None,
 ) -> list[GridPoint]:
     """Every grid point (``spec`` with one combination of ``grid`` applied) at every rate: one
     batched run per point, the edge refined with ``edge``, and lambda_max at initialisation.
     ``on_step(step)`` is called after each step of each point's batched run; on a cluster,
-    ``on_units(done, total)`` as each replica group finishes instead."""
+    ``on_units(done, total)`` as each replica group finishes instead. ``so_far`` is kept up to
+    date with what has finished (for a report of an interrupted sweep)."""
+    so_far = so_far if so_far is not None else SweepSoFar(rates, grid)
     if active_backend() is not None:
-        return _sweep_on_cluster(spec, rates, grid, edge, on_units)
+        return _sweep_on_cluster(spec, rates, grid, edge, on_units, so_far)
     points = []
     hessians: dict[str, tuple[float | None, str]] = {}
-    for settings in grid:
+    for p, settings in enumerate(grid):
+        so_far.begin(p, TRAINING)
         variant, settings, prepared = _grid_point(spec, settings)
-        runs = run_rates(variant, rates, settings, prepared, on_step)
-        bracket = refine_edge(variant, runs, settings, prepared) if edge else None
-        points.append(_finish_point(variant, settings, prepared, runs, bracket, hessians))
+        finished = so_far.recorder(p)
+        runs = run_rates(variant, rates, settings, prepared, on_step, on_group=finished)
+        bracket = None
+        if edge:
+            so_far.begin(p, BISECTING)
+            bracket = refine_edge(variant, runs, settings, prepared, on_probe=finished)
+        so_far.begin(p, MEASURING)
+        point = _finish_point(variant, settings, prepared, runs, bracket, hessians)
+        so_far.finish(p, point)
+        points.append(point)
     return points
+
+
+# What a grid point of a sweep is busy with (SweepSoFar.activity), in the words of a report.
+TRAINING = "the training of the rates"
+BISECTING = "the --edge bisection"
+MEASURING = "the lambda_max measurement"
+
+
+@dataclass
+class SweepSoFar:
+    """What a sweep has finished, kept up to date as it runs: what an interrupted one reports.
+
+    Finished means what the whole sweep would have reported, unchanged:
+
+    - a *rate* is finished once the batched run of its replica group has ended and been
+      diagnosed. Groups that run in worker processes or as cluster units finish one by one, in
+      any order; the rates of one group finish together, because a batched run diagnoses its
+      replicas only when it ends. A group still training when the sweep stops gives no per-rate
+      result, not even for a replica that already went non-finite (its cause is decided from the
+      whole run): its rates are reported as unfinished, with the step the run had reached when it
+      trained in this process (``Interrupted.training``; a worker's progress is not sent back);
+    - an ``--edge`` probe is finished once its run is;
+    - a *grid point* is finished once its rates, its bisection and its lambda_max are.
+
+    The largest stable rate of an unfinished grid point is given only when all its ``--lr``
+    rates finished: a rate not yet run could fail below the ones that did.
+    """
+
+    rates: list[float]
+    grid: list[dict]  # the --set combinations as written
+    points: dict[int, GridPoint] = field(default_factory=dict)  # finished grid points
+    runs: dict[int, list[RateRun]] = field(default_factory=dict)  # finished runs of the others
+    activity: dict[int, str] = field(default_factory=dict)  # begun, unfinished point -> doing
+
+    def begin(self, p: int, activity: str) -> None:
+        self.activity[p] = activity
+
+    def add(self, p: int, runs: list[RateRun]) -> None:
+        self.runs.setdefault(p, []).extend(runs)
+
+    def recorder(self, p: int) -> Callable[[list[RateRun]], None]:
+        return lambda runs: self.add(p, runs)
+
+    def finish(self, p: int, point: GridPoint) -> None:
+        self.points[p] = point
+        self.runs.pop(p, None)
+        self.activity.pop(p, None)
+
+    def unfinished_rates(self, p: int) -> list[float]:
+        """The ``--lr`` rates of grid point ``p`` without a finished run."""
+        done = {r.learning_rate for r in self.runs.get(p, []) if not r.probe}
+        return [] if p in self.points else [r for r in self.rates if r not in done]
+
+    def partial_point(self, p: int) -> GridPoint:
+        """Grid point ``p`` (unfinished) as far as it got: its finished runs, in rate order,
+        and its largest stable rate when every ``--lr`` rate has finished."""
+        runs = sorted(self.runs.get(p, []), key=lambda r: r.learning_rate)
+        settings = runs[0].settings if runs else self.grid[p]
+        point = GridPoint(settings=settings, runs=runs, max_stable_lr=None)
+        if not self.unfinished_rates(p):
+            point.max_stable_lr = max_stable(runs)
+        return point
 
 
 def _grid_point(spec, settings: dict) -> tuple:
@@ -441,13 +540,16 @@ def _grid_point(spec, settings: dict) -> tuple:
     return variant, typed_settings(variant, settings), prepare(variant)
 
 
-def _sweep_on_cluster(spec, rates, grid, edge, on_units) -> list[GridPoint]:
+def _sweep_on_cluster(spec, rates, grid, edge, on_units, so_far: SweepSoFar) -> list[GridPoint]:
     """:func:`sweep` with every replica group of every grid point sent at once to the active
     cluster (``nandoctor.cluster``), each unit carrying its spec and prepared arrays (the data
     are read here, once per grid point); with ``edge``, each bisection round's probes of every
     point go together too. ``on_units(done, total)`` counts finished units. The groups and the
-    probes are those of the local sweep, so the results are the same bits."""
+    probes are those of the local sweep, so the results are the same bits. ``so_far`` records
+    each unit's runs as it finishes."""
     points = [_grid_point(spec, settings) for settings in grid]
+    for p in range(len(points)):
+        so_far.begin(p, TRAINING)
     units, owner = [], []
     for p, (variant, settings, prepared) in enumerate(points):
         for group in replica_groups(variant, prepared, rates):
@@ -460,28 +562,40 @@ def _sweep_on_cluster(spec, rates, grid, edge, on_units) -> list[GridPoint]:
         if on_units:
             on_units(*counts)
 
-    def run_units(batch: list) -> list[list[RateRun]]:
+    def run_units(batch: list, owners: list[int], probes: bool = False) -> list[list[RateRun]]:
         counts[1] += len(batch)
-        return pmap(_chunk, batch, on_done=unit_done)
+
+        def arrived(i: int, group_runs: list[RateRun]) -> None:
+            for run in group_runs:
+                run.probe = probes
+            so_far.add(owners[i], group_runs)
+
+        return pmap(_chunk, batch, on_done=unit_done, on_arrival=arrived)
 
     runs: list[list[RateRun]] = [[] for _ in points]
-    for p, group_runs in zip(owner, run_units(units), strict=True):
+    for p, group_runs in zip(owner, run_units(units, owner), strict=True):
         runs[p] += group_runs
     brackets = [edge_bracket(point_runs) if edge else None for point_runs in runs]
     for _ in range(EDGE_MAX_ROUNDS if edge else 0):
         probes = [(p, mid) for p, b in enumerate(brackets) if (mid := bisection_rate(b))]
         if not probes:
             break
+        for p, _mid in probes:
+            so_far.begin(p, BISECTING)
         batch = [(points[p][0], [mid], points[p][1], points[p][2]) for p, mid in probes]
-        for (p, _mid), (probe,) in zip(probes, run_units(batch), strict=True):
+        for (p, _mid), (probe,) in zip(
+            probes, run_units(batch, [p for p, _ in probes], probes=True), strict=True
+        ):
             brackets[p] = _narrowed(brackets[p], runs[p], probe)
     hessians: dict[str, tuple[float | None, str]] = {}
-    return [
-        _finish_point(variant, settings, prepared, point_runs, bracket, hessians)
-        for (variant, settings, prepared), point_runs, bracket in zip(
-            points, runs, brackets, strict=True
-        )
-    ]
+    finished = []
+    for p, ((variant, settings, prepared), point_runs, bracket) in enumerate(
+        zip(points, runs, brackets, strict=True)
+    ):
+        so_far.begin(p, MEASURING)
+        finished.append(_finish_point(variant, settings, prepared, point_runs, bracket, hessians))
+        so_far.finish(p, finished[-1])
+    return finished
 
 
 def _finish_point(variant, settings, prepared, runs, bracket, hessians: dict) -> GridPoint:
@@ -526,10 +640,11 @@ def sweep_points(
     grid: list[dict],
     edge: bool = False,
     on_progress: Callable[[int], None] | None = None,
+    so_far: SweepSoFar | None = None,
 ) -> list[GridPoint]:
     """:func:`sweep`, with data problems as usage problems and progress counted in steps over
     every grid point's batched run (``on_progress(done)``), or on a cluster in replica groups
-    (``on_progress(done, total)``)."""
+    (``on_progress(done, total)``); ``so_far`` follows what has finished."""
     from nandoctor.engine.data import DataError
     from nandoctor.examine import data_problem
 
@@ -545,6 +660,8 @@ def sweep_points(
             on_progress(finished + step)
 
     try:
-        return sweep(spec, rates, grid, edge=edge, on_step=tick, on_units=on_progress)
+        return sweep(
+            spec, rates, grid, edge=edge, on_step=tick, on_units=on_progress, so_far=so_far
+        )
     except DataError as e:
         raise data_problem(spec, e) from None

@@ -10,26 +10,19 @@ Chromium (the ``playwright`` package of the ``test`` extra, driving Debian's ``c
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nandoctor.report.html.browser import HOW_TO_GET_CHROMIUM, chromium_path, launch  # noqa: E402
+
 OUT = ROOT / "docs" / "img"
 RUN = ["run", "configs/bce_saturated_naive.yaml"]
 SWEEP = ["sweep", "configs/relu_high_lr.yaml", "--lr", "1e-3:3:16", "--edge"]
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def html_of(args: list[str], path: Path) -> Path:
@@ -51,14 +44,14 @@ def small_png(png: bytes, path: Path) -> None:
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
-    exe = os.environ.get("NANDOCTOR_CHROMIUM") or shutil.which("chromium")
+    exe = chromium_path()
     if not exe:
-        sys.exit("no Chromium: apt-get install chromium, or set NANDOCTOR_CHROMIUM")
+        sys.exit(f"no Chromium: {HOW_TO_GET_CHROMIUM}")
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         run_page = html_of(RUN, Path(tmp) / "run.html")
         sweep_page = html_of(SWEEP, Path(tmp) / "sweep.html")
-        browser = p.chromium.launch(executable_path=exe, args=FLAGS)
+        browser = launch(p, exe)
         page = browser.new_page(viewport={"width": 1360, "height": 900})
         page.goto(run_page.as_uri())
         small_png(page.screenshot(full_page=True), OUT / "run-report.png")

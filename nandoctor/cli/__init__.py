@@ -54,7 +54,7 @@ class Commands(click.Group):
     def invoke(self, ctx: click.Context):
         from nandoctor.interrupt import Interrupted, ignore_further, signals_interrupt
 
-        with signals_interrupt():  # still raising (once) while the message is printed
+        with signals_interrupt():  # raising until caught below; ignored while the message prints
             try:
                 return super().invoke(ctx)
             except UsageProblem as problem:

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _width() -> int | None:
+def _width(stream=None) -> int | None:
     """Rich's own width on a terminal; elsewhere $COLUMNS or 120 (not the 80 of a dumb pipe)."""
-    if sys.stdout.isatty():
+    if (stream or sys.stdout).isatty():
         return None
     try:
         return max(int(os.environ.get("COLUMNS", 120)), 60)
@@ -88,7 +88,12 @@ def stdout_console() -> Console:
 def stderr_console() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, no_color="NO_COLOR" in os.environ or None)
+    return Console(
+        stderr=True,
+        highlight=False,
+        width=_width(sys.stderr),
+        no_color="NO_COLOR" in os.environ or None,
+    )
 
 
 def fail_usage(message: str) -> NoReturn:
@@ -126,7 +131,18 @@ def step_progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[i
         transient=True,
     ) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda done, total=None: bar.update(task, completed=done, total=total)
+        last, whole = [0], [total]  # the count drawn last; the total
+
+        def advance(done: int, new_total: int | None = None) -> None:
+            # A redraw costs more than a small network's step: about 500 per bar at most.
+            if new_total is not None:
+                whole[0] = new_total
+            elif done - last[0] < max(1, whole[0] // 500) and done < whole[0]:
+                return
+            last[0] = done
+            bar.update(task, completed=done, total=new_total)
+
+        yield advance
 
 
 @contextmanager
@@ -227,9 +243,9 @@ def _plot_target(_ctx, _param, value):
 
 def _tensorboard_target(_ctx, _param, value):
     if value is not None:
-        from nandoctor.report.tensorboard import require_tensorboard
+        from nandoctor.report.tensorboard import check_logdir
 
-        require_tensorboard()
+        check_logdir(value)
     return value
 
 
@@ -247,10 +263,11 @@ plot_option = click.option(
 )
 tensorboard_option = click.option(
     "--tensorboard",
-    type=click.Path(file_okay=False),
+    type=click.Path(),  # not file_okay=False: check_logdir's message says how to fix it
     callback=_tensorboard_target,
     metavar="DIR",
-    help="Also write the per-step history as TensorBoard event files (needs 'nandoctor[tensorboard]').",
+    help="Also write the per-step history as a new TensorBoard event file in DIR, made when"
+    " missing (needs 'nandoctor[tensorboard]').",
 )
 verify_full_option = click.option(
     "--verify-full",

@@ -18,6 +18,7 @@ from nandoctor.cli.common import (
     threads_option,
     verify_full_option,
 )
+from nandoctor.interrupt import Interrupted
 
 
 @click.command(context_settings=CONTEXT)
@@ -53,13 +54,19 @@ def fix(spec_path, output, dry_run, overrides, jobs, verify_full):
         from nandoctor.report.output import check_outputs
 
         check_outputs({"-o": output}, spec.input_files())
-    with ExitStack() as stack:
-        result = fix_spec(
-            spec,
-            jobs,
-            lambda n: stack.enter_context(count_progress(n, "verifying fixes", True)),
-            full=verify_full,
-        )
+    seen = []  # the diagnosis, once known (its recommendations are verified in place)
+
+    def before_verify(diagnosis):
+        seen.append(diagnosis)
+        n = len(diagnosis.recommendations)
+        return stack.enter_context(count_progress(n, "verifying fixes", True))
+
+    try:
+        with ExitStack() as stack:
+            result = fix_spec(spec, jobs, before_verify, full=verify_full)
+    except Interrupted as stop:
+        show_partial(spec_path, seen[0] if seen else None, stop)
+        raise
     d = result.diagnosis
     if d.status != "nonfinite":
         click.echo(
@@ -82,3 +89,21 @@ def fix(spec_path, output, dry_run, overrides, jobs, verify_full):
         f" {result.best.evidence} [{result.seconds:.1f}s]"
     )
     sys.exit(0)
+
+
+def show_partial(spec_path: str, diagnosis, stop: Interrupted) -> None:
+    """On an interrupt: each recommendation's verdict so far, and where it stopped (stderr)."""
+    from nandoctor.report.diagnosis import TRAINING, VERIFYING, interrupted_line
+
+    console = stderr_console()
+    if diagnosis is not None and diagnosis.cause is not None:
+        console.print(f"{spec_path}: {diagnosis.cause.id}; the fixes re-run so far:", markup=False)
+        for r in diagnosis.recommendations:
+            change = ", ".join(f"{k}={v}" for k, v in r.changes.items())
+            tag = {True: "verified", False: "still fails", None: "untried"}[r.verified]
+            line = f"  [{tag}] {r.id} ({change})" + (f": {r.evidence}" if r.evidence else "")
+            console.print(line, markup=False)
+    stage = VERIFYING if diagnosis is not None else TRAINING
+    console.print(
+        interrupted_line(diagnosis, stage, stop.training, "nothing written"), markup=False
+    )

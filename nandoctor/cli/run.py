@@ -17,13 +17,21 @@ from nandoctor.cli.common import (
     load,
     plot_option,
     set_option,
+    stderr_console,
     step_progress,
     steps_option,
     tensorboard_option,
     threads_option,
     verify_full_option,
 )
-from nandoctor.report.diagnosis import RENDERERS
+from nandoctor.interrupt import Interrupted
+from nandoctor.report.diagnosis import (
+    RENDERERS,
+    TRAINING,
+    VERIFYING,
+    WRITING,
+    render_interrupted,
+)
 
 
 @click.command(context_settings=CONTEXT)
@@ -70,14 +78,22 @@ def run(
 
         check_outputs(outputs, spec.input_files())
     show = fmt == "text"
-    with step_progress(spec.train.steps, f"training {spec.name}", show) as on_step:
-        diagnosis, outcome = examine(spec, on_step)
-    if not no_verify:
-        with count_progress(len(diagnosis.recommendations), "verifying fixes", show) as done:
-            verify_fixes(diagnosis, outcome, jobs, done, verify_full)
-    if trace:
-        write_trace(outcome, trace)
-    write_pictures(diagnosis, spec.numerics.dtype, html, plot, tensorboard)
+    diagnosis, stage = None, TRAINING
+    try:
+        with step_progress(spec.train.steps, f"training {spec.name}", show) as on_step:
+            diagnosis, outcome = examine(spec, on_step)
+        if not no_verify:
+            stage = VERIFYING
+            with count_progress(len(diagnosis.recommendations), "verifying fixes", show) as done:
+                verify_fixes(diagnosis, outcome, jobs, done, verify_full)
+        stage = WRITING
+        if trace:
+            write_trace(outcome, trace)
+        write_pictures(diagnosis, spec.numerics.dtype, html, plot, tensorboard)
+    except Interrupted as stop:
+        # what was finished, on stderr whatever the format: stdout gets whole reports only
+        stderr_console().print(render_interrupted(diagnosis, stage, stop.training))
+        raise
     emit(RENDERERS[fmt](diagnosis))
     sys.exit(1 if diagnosis.status == "nonfinite" else 0)
 

@@ -18,6 +18,7 @@ from nandoctor.cli.common import (
     steps_option,
     threads_option,
 )
+from nandoctor.interrupt import Interrupted
 from nandoctor.report.sweep import RENDERERS
 
 
@@ -59,7 +60,7 @@ def sweep(spec_path, lr_text, edge, grid, steps, fmt, html, plot, cluster):
       nandoctor sweep spec.yaml --lr 1e-4:1:64 --set train.optimizer=sgd,adam --cluster local
     """
     from nandoctor.cluster import cluster_backend
-    from nandoctor.sweep import plan, sweep_points
+    from nandoctor.sweep import SweepSoFar, plan, sweep_points
 
     spec = load(spec_path, (), steps)
     if html or plot:
@@ -67,14 +68,28 @@ def sweep(spec_path, lr_text, edge, grid, steps, fmt, html, plot, cluster):
 
         check_outputs({"--html": html, "--plot": plot}, spec.input_files())
     rates, combos, total_steps = plan(spec, lr_text, grid)
-    with (
-        cluster_backend(cluster),
-        step_progress(total_steps, f"sweeping {len(rates)} rates", fmt == "text") as advance,
-    ):
-        points = sweep_points(spec, rates, combos, edge=edge, on_progress=advance)
-    write_pictures(spec, points, html, plot)
+    so_far = SweepSoFar(rates, combos)
+    try:
+        with (
+            cluster_backend(cluster),
+            step_progress(total_steps, f"sweeping {len(rates)} rates", fmt == "text") as advance,
+        ):
+            points = sweep_points(spec, rates, combos, edge, advance, so_far)
+        write_pictures(spec, points, html, plot)
+    except Interrupted as stop:
+        show_partial(spec, so_far, stop)
+        raise
     emit(RENDERERS[fmt](spec, points))
     sys.exit(0 if any(r.status != "nonfinite" for p in points for r in p.runs) else 1)
+
+
+def show_partial(spec, so_far, stop: Interrupted) -> None:
+    """On an interrupt: what finished, as a text table marked partial, on stderr whatever the
+    format (stdout gets no report, so anything there is a whole document)."""
+    from nandoctor.cli.common import stderr_console
+    from nandoctor.report.sweep import render_interrupted
+
+    stderr_console().print(render_interrupted(spec, so_far, stop.training))
 
 
 def write_pictures(spec, points, html, plot) -> None:

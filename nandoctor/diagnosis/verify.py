@@ -180,18 +180,22 @@ def verify(
             _done(on_done, rec)
             continue
         todo.append(rec)
-    # pmap reports results in input order, so the n-th report is todo[n]
-    order = iter(todo)
-    trials = pmap(
+
+    def arrived(i: int, trial: Trial) -> None:
+        # each verdict recorded (and counted) as its run finishes, in any order: an interrupted
+        # verification keeps every verdict it has
+        _record(todo[i], trial, note)
+        _done(on_done, todo[i])
+
+    pmap(
         _confirm,
         [(spec, r.changes, until) for r in todo],
         jobs,
-        lambda _t: _done(on_done, next(order)),
         lost=lambda _item, reason: Trial(False, 0, None, None, lost=reason),
         threads=outcome.threads,
+        on_arrival=arrived,
     )
-    for rec, trial in zip(todo, trials, strict=True):
-        _record(rec, trial, note)
+    for rec in todo:
         near = screen(outcome, rec.changes)
         if near:
             rec.evidence += f"; {near}"

@@ -22,6 +22,7 @@ class FlatLayout:
         self.shapes = [a.shape[1:] for a in arrays]
         self.sizes = sizes = [int(np.prod(s, dtype=np.int64)) for s in self.shapes]
         self.bounds = list(zip(np.cumsum([0, *sizes[:-1]]), np.cumsum(sizes), strict=True))
+        self.total = sum(sizes)
 
     def gather(self, arrays: list[np.ndarray]) -> np.ndarray:
         """One new ``(n, total)`` buffer holding ``arrays`` side by side."""

@@ -14,13 +14,14 @@ watch (``nandoctor.instrument.events``) can say *which* op overflowed or produce
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from nandoctor.instrument.events import op
+from nandoctor.instrument.events import installed_watch, op
 
 LEAKY_SLOPE = 0.01
 
@@ -56,6 +57,12 @@ class ActivationFn:
     saturated: Share | None = None
     weak: Share | None = None
     can_die: bool = False
+    # Element-wise squashing functions: each output's distance from its nearest limit, and the
+    # distance under which the derivative is weak. ``saturated`` and ``weak`` are these
+    # distances under SATURATION_TOL and ``weak_within``; :func:`limit_shares` takes both in one
+    # pass (the per-step history's fast path).
+    limit_distance: Callable[[np.ndarray], np.ndarray] | None = None
+    weak_within: float | None = None
 
     @property
     def saturates(self) -> bool:
@@ -74,6 +81,25 @@ def _sigmoid(z: np.ndarray, naive: bool) -> np.ndarray:
         e = np.exp(-z)
         op("divide")
         return 1 / (1 + e)
+    watch = installed_watch()
+    if watch is None or watch.muted:
+        return _sigmoid_everywhere(z)
+    # 1 / (1 + exp(-z)) is exact to rounding wherever exp(-z) does not overflow, in half the
+    # calls of the form that never overflows; the entries where it did are redone in that form,
+    # entry by entry, so a replica's values do not depend on the others'.
+    if watch.probing:  # an outer probe redoes all of its work labelled if anything overflowed
+        return 1 / (1 + np.exp(-z))
+    watch.probe()
+    e = np.exp(-z)
+    a = 1 / (1 + e)
+    if watch.end_probe():
+        far = np.isinf(e)
+        a[far] = _sigmoid_everywhere(z[far])
+    return a
+
+
+def _sigmoid_everywhere(z: np.ndarray) -> np.ndarray:
+    """The sigmoid without overflow for any ``z``."""
     op("exp")
     e = np.exp(-np.abs(z))  # in (0, 1]: cannot overflow
     op("divide")
@@ -91,6 +117,23 @@ def _softmax(z: np.ndarray, naive: bool) -> np.ndarray:
     s = e.sum(axis=-1, keepdims=True)
     op("divide")
     return e / s
+
+
+def limit_shares(fn: ActivationFn, a: np.ndarray) -> tuple:
+    """Per replica the share of saturated outputs and of weak derivatives of a squashing
+    activation's ``a: (n, batch, units)``, both from one distance to the limits: two ``(n,)``
+    arrays, or two floats when ``n == 1``."""
+    d = fn.limit_distance(a)
+    return share_of(d < SATURATION_TOL), share_of(d < fn.weak_within)
+
+
+def share_of(mask: np.ndarray):
+    """The share of True in each replica's ``mask: (n, ...)``: ``(n,)`` float64, or a float when
+    ``n == 1`` (counting a whole array is several times cheaper than reducing an axis)."""
+    if len(mask) == 1:
+        return np.count_nonzero(mask) / mask.size
+    per = math.prod(mask.shape[1:])
+    return np.add.reduce(mask.reshape(len(mask), per), axis=1, dtype=np.float64) / per
 
 
 def _share(mask: np.ndarray) -> np.ndarray:
@@ -130,6 +173,8 @@ ACTIVATIONS: dict[str, ActivationFn] = {
         op="tanh",
         saturated=lambda a: _share(np.abs(a) > 1 - SATURATION_TOL),
         weak=lambda a: _share(np.abs(a) > WEAK_TANH),
+        limit_distance=lambda a: 1 - np.abs(a),
+        weak_within=1 - WEAK_TANH,
     ),
     "sigmoid": ActivationFn(
         forward=_sigmoid,
@@ -137,6 +182,8 @@ ACTIVATIONS: dict[str, ActivationFn] = {
         op="exp",
         saturated=lambda a: _share((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)),
         weak=lambda a: _share((a < WEAK_SIGMOID) | (a > 1 - WEAK_SIGMOID)),
+        limit_distance=lambda a: np.minimum(a, 1 - a),
+        weak_within=WEAK_SIGMOID,
     ),
     "softmax": ActivationFn(
         forward=_softmax,
@@ -269,8 +316,13 @@ def loss_and_grad(
 
 def _reduce(terms: np.ndarray, axis, count: int) -> np.ndarray:
     """The mean of ``terms`` over ``axis`` (``count > 1``: it has that many) or, for
-    ``reduction: sum`` (``count == 1``), their sum."""
-    return terms.mean(axis=axis) if count > 1 else terms.sum(axis=axis)
+    ``reduction: sum`` (``count == 1``), their sum. The arithmetic of ``terms.mean(axis)`` (a
+    float16 mean is summed in float32) without its Python wrapper, which costs more than the sum."""
+    if count == 1:
+        return terms.sum(axis=axis)
+    if terms.dtype == np.float16:
+        return (np.add.reduce(terms, axis=axis, dtype=np.float32) / count).astype(np.float16)
+    return np.add.reduce(terms, axis=axis) / count
 
 
 def _squared(diff, _delta):

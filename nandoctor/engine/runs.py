@@ -11,6 +11,7 @@ import numpy as np
 from nandoctor.engine.setup import PreparedRun, prepare
 from nandoctor.engine.trainer import State, Trainer
 from nandoctor.instrument.events import FPEvent, NonFinite
+from nandoctor.interrupt import Interrupted, StoppedTraining
 
 if TYPE_CHECKING:
     from nandoctor.spec.models import Spec
@@ -86,17 +87,33 @@ def _train(spec, lrs, instrument, on_step, prepared, start, until, snapshots) ->
     every = snapshot_interval(budget)
     kept: list[State] = []
     if prepared.first_nonfinite is None:
-        with trainer.watch.install():
-            while trainer.state.step < last and len(trainer.state.alive):
-                if snapshots and trainer.state.step % every == 0:
-                    kept = [*kept[-SNAPSHOTS_KEPT + 1 :], trainer.state.copy()]
-                trainer.step()
-                if on_step:
-                    on_step(trainer.state.step)
+        try:
+            with trainer.watch.install():
+                while trainer.state.step < last and len(trainer.state.alive):
+                    if snapshots and trainer.state.step % every == 0:
+                        kept = [*kept[-SNAPSHOTS_KEPT + 1 :], trainer.state.copy()]
+                    trainer.step()
+                    if on_step:
+                        on_step(trainer.state.step)
+        except Interrupted as stop:
+            if stop.training is None:  # the innermost run says where it stood
+                stop.training = stopped_at(trainer, last)
+            raise
     outcomes = [_outcome(trainer, spec, prepared, r, budget) for r in range(len(trainer.lrs))]
     for o in outcomes:
         o.snapshots = kept
     return outcomes
+
+
+def stopped_at(trainer: Trainer, last: int) -> StoppedTraining:
+    """Where ``trainer`` stood: its last completed step, and that step's loss when it trains a
+    single replica (a batched run's losses are one per rate)."""
+    step, losses = trainer.reached
+    loss = None
+    if losses is not None and len(trainer.lrs) == 1 and len(losses) == 1:
+        value = float(np.asarray(losses).reshape(-1)[0])
+        loss = value if np.isfinite(value) else None
+    return StoppedTraining(step, last, loss)
 
 
 def _outcome(trainer: Trainer, spec, prepared: PreparedRun, r: int, budget: int) -> Outcome:

@@ -12,6 +12,7 @@ compares against.
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
@@ -216,8 +217,19 @@ class Trainer:
             if instrument
             else None
         )
+        if self.history is not None:
+            self.history.use_layout(self.layout)
+        self._flat_step: tuple | None = None  # (grads, params, deltas) flat, of the fast update
+        self._dropout = any(layer.dropout for layer in self.layers)
+        self._plain = self._plain_plan()
+        self._lr: tuple = (None, None, None)  # (factor, live replicas, rates): this step's rates
+        self._grads_flat: np.ndarray | None = None  # see _grad_views
+        self._grads_views: list[np.ndarray] = []
         # without a history (instrumentation off) the losses are kept here, one (n,) per step
         self.losses: list[np.ndarray] = []
+        # the last step completed and its loss per live replica, set together (one assignment,
+        # so a signal never sees one without the other): where an interrupted run stood
+        self.reached: tuple[int, np.ndarray | None] = (0, None)
         self.skips = SkipLog.create(n) if self.state.scaler is not None else None
 
     # ------------------------------------------------------------ batches
@@ -263,11 +275,21 @@ class Trainer:
         noise = None
         if self.spec.loss.name == "random_gradient":
             noise = s.noise_rng.standard_normal((len(x), self.prepared.init_params[-1].shape[-1]))
-        masks = self._dropout_masks(len(x))
+        masks = self._dropout_masks(len(x)) if self._dropout else None
         scale = s.scaler.scale if s.scaler is not None else None
-        loss, grads, zs, acts = self.forward_backward(
-            self._compute_params(s.params), x, y, noise, masks, scale
-        )
+        # the flat update can take the gradients where the backward pass wrote them
+        into = self._grad_views() if self.master is None and scale is None else None
+        done = None
+        if into is not None and self._plain is not None:  # unlabelled first, labelled if need be
+            w.probe()
+            done = self._plain_forward_backward(s.params, x, y, into)
+            if w.end_probe():
+                done = None
+        if done is None:
+            done = self.forward_backward(
+                self._compute_params(s.params), x, y, noise, masks, scale, into
+            )
+        loss, grads, zs, acts = done
         finite = None
         if self.master is not None or scale is not None:
             grads, finite = self._master_grads(grads, scale)
@@ -277,9 +299,12 @@ class Trainer:
             s.scaler.after(finite)
         s.params = new
         s.step = step
+        self.reached = (step, loss)
         if self.history is not None:
             w.muted = True  # the statistics' own arithmetic is bookkeeping, not the network's
-            self.history.record(step, s.alive, zs, acts, self.acts, grads, new, deltas, loss)
+            self.history.record(
+                step, s.alive, zs, acts, self.acts, grads, new, deltas, loss, self._flat_step
+            )
             w.muted = False
             failed = [int(s.alive[r]) for r in w.failed_now]
         else:
@@ -320,13 +345,83 @@ class Trainer:
                 finite &= np.isfinite(g.reshape(n, -1)).all(axis=1)
         return grads, finite
 
-    def forward_backward(self, params, x, y, noise=None, masks=None, scale=None):
+    def _grad_views(self) -> list[np.ndarray]:
+        """Views, one per parameter, of a ``(replicas, total)`` buffer reused every step, that
+        the backward pass writes the weight and bias gradients into (``layout.views``)."""
+        n = len(self.state.alive)
+        if self._grads_flat is None or len(self._grads_flat) != n:
+            self._grads_flat = np.empty((n, self.layout.total), dtype=self.dtype)
+            self._grads_views = self.layout.views(self._grads_flat)
+        return self._grads_views
+
+    def _plain_plan(self) -> list[tuple] | None:
+        """For a network :meth:`_plain_forward_backward` can run (dense layers, no norm, no
+        dropout, no l2, a loss of the data, no mixed precision or loss scaling): per layer the
+        positions of its weights and bias among the params (bias None without one) and its
+        activation's table entry. None for any other network."""
+        spec, num = self.spec, self.prepared.spec.numerics
+        if (
+            any(layer.norm != "none" or layer.dropout for layer in self.layers)
+            or spec.loss.l2
+            or spec.loss.name == "random_gradient"
+            or num.master_dtype
+            or num.loss_scale is not None
+        ):
+            return None
+        where = {(slot.layer, slot.name): j for j, slot in enumerate(self.slots)}
+        return [
+            (where[(i, "W")], where.get((i, "b")), nn.activation(act))
+            for i, act in enumerate(self.acts)
+        ]
+
+    def _plain_forward_backward(self, params, x, y, into):
+        """:meth:`forward_backward` of a plain network (see :meth:`_plain_plan`) without the
+        watch's labels: the same NumPy calls on the same arrays in the same order, so the same
+        numbers. Run under the watch's probe; a step that raised any floating-point flag is
+        redone labelled, so what the watch reports never comes from here."""
+        plan, naive, loss_spec = self._plain, self.naive, self.spec.loss
+        zs, acts, ins = [], [], [x]
+        for w_at, b_at, fn in plan:
+            z = ins[-1] @ params[w_at]
+            if b_at is not None:
+                z += params[b_at][:, None, :]
+            a = fn.forward(z, naive)
+            zs.append(z)
+            acts.append(a)
+            ins.append(a)
+        loss, gz = nn.loss_and_grad(
+            loss_spec.name,
+            self.acts[-1],
+            zs[-1],
+            acts[-1],
+            y,
+            naive,
+            None,
+            reduction=loss_spec.reduction,
+            delta=loss_spec.delta,
+            label_smoothing=loss_spec.label_smoothing,
+        )
+        if gz.dtype != zs[-1].dtype:  # as _loss does
+            gz = gz.astype(zs[-1].dtype)
+        for i in reversed(range(len(plan))):
+            w_at, b_at, _ = plan[i]
+            np.matmul(np.swapaxes(ins[i], -1, -2), gz, out=into[w_at])
+            if b_at is not None:
+                np.add.reduce(gz, axis=-2, out=into[b_at])
+            if i == 0:
+                break
+            gz = gz @ np.swapaxes(params[w_at], -1, -2)
+            gz = plan[i - 1][2].backward(zs[i - 1], acts[i - 1], gz)
+        return loss, into, zs, acts
+
+    def forward_backward(self, params, x, y, noise=None, masks=None, scale=None, into=None):
         """Loss and gradients of ``params`` on one batch.
 
         ``params``: arrays in ``self.slots`` order, each with a leading replica axis;
         ``x: (batch, in)``; ``masks``: per layer a dropout mask or None (None: no dropout);
         ``scale: (n,)``: loss scaling (the gradients come back multiplied by it, and non-finite
         values in the backward pass are left to the caller: the step is skipped, not failed).
+        ``into``: arrays like ``params`` that weight and bias gradients are written into.
         Returns ``(loss (n,), grads like params, zs, activations)``, the last two per layer
         ``(n, batch, units)``; ``zs`` are the activations' inputs (after any norm).
         """
@@ -344,8 +439,9 @@ class Trainer:
         loss, gz = self._loss(P, zs[-1], acts[-1], y, noise, scale)
         w.provisional = scale is not None
         grads: list[dict] = [{} for _ in self.layers]
+        outs = per_layer(into, self.slots, len(self.layers)) if into is not None else grads
         for i in reversed(range(len(self.layers))):
-            gz = self._layer_backward(i, P[i], as_[i], caches[i], gz, grads[i], i > 0)
+            gz = self._layer_backward(i, P[i], as_[i], caches[i], gz, grads[i], i > 0, outs[i])
             if i == 0:
                 break
             if masks[i - 1] is not None:
@@ -378,7 +474,7 @@ class Trainer:
         op("matmul")
         z = a_in @ P["W"]
         if "b" in P:
-            z = z + P["b"][:, None, :]
+            z += P["b"][:, None, :]
         w.check(z)
         if layer.norm != "none":
             w.at("forward", i + 1, ("normalized",), (("pre_activation", z),))
@@ -434,9 +530,12 @@ class Trainer:
             w.check(gz)
         return loss, gz
 
-    def _layer_backward(self, i: int, P: dict, a_in, cache: dict, gz, grads: dict, more: bool):
+    def _layer_backward(
+        self, i: int, P: dict, a_in, cache: dict, gz, grads: dict, more: bool, out: dict
+    ):
         """Gradients of layer ``i``'s parameters into ``grads`` from ``gz = dL/d(activation
-        input)``; returns ``dL/d(a_in)`` when ``more`` (else ``gz``)."""
+        input)`` (the weights' and bias's written into ``out``'s arrays where it has them);
+        returns ``dL/d(a_in)`` when ``more`` (else ``gz``)."""
         w = self.watch
         if "z_hat" in cache:
             w.at("backward", i + 1, ("norm_gradient",), (("delta", gz), ("gamma", P["gamma"])))
@@ -445,10 +544,10 @@ class Trainer:
             w.check(gz, grads["gamma"], grads["beta"])
         w.at("backward", i + 1, ("weight_gradient", "bias_gradient"), (("delta", gz),))
         op("matmul")
-        grads["W"] = np.swapaxes(a_in, -1, -2) @ gz
+        grads["W"] = np.matmul(np.swapaxes(a_in, -1, -2), gz, out=out.get("W"))
         if "b" in P:
             op("sum")
-            grads["b"] = gz.sum(axis=-2)
+            grads["b"] = np.add.reduce(gz, axis=-2, out=out.get("b"))
         w.check(grads["W"], *([grads["b"]] if "b" in P else []))
         if not more:
             return gz
@@ -472,12 +571,14 @@ class Trainer:
         return grads
 
     def update(self, grads: list[np.ndarray], step: int, finite=None) -> tuple[list, list]:
-        """Clip ``grads`` and apply the optimiser; returns the new params and the deltas.
+        """Clip ``grads`` and apply the optimiser; returns the new params and the deltas (None
+        when the flat update ran: its buffers, ``_flat_step``, hold them).
         ``finite: (n,)`` (loss scaling): replicas whose gradients were not finite skip the update."""
         s, w, train = self.state, self.watch, self.train_spec
         skip = None if finite is None or finite.all() else ~finite
         if skip is not None:  # a skipped replica's gradients must not reach clipping or state
             grads = [np.where(optim.per_replica(skip, g), 0, g) for g in grads]
+        clipped = train.clip_grad_norm is not None or train.clip_grad_value is not None
         if train.clip_grad_norm is not None:
             w.at("update", 1, ("gradient",))
             grads = optim.clip_by_norm(grads, train.clip_grad_norm)
@@ -492,15 +593,21 @@ class Trainer:
             train.lr_gamma,
             train.warmup_steps,
         )
-        dtype = s.params[0].dtype
-        lr = (self.lrs[s.alive] * factor).astype(dtype)
+        factor_then, alive_then, lr = self._lr
+        if factor != factor_then or s.alive is not alive_then:  # else the same rates as before
+            lr = (self.lrs[s.alive] * factor).astype(s.params[0].dtype)
+            self._lr = (factor, s.alive, lr)
         # The flat path only where it is bit for bit the per-parameter one: not under mixed
         # precision or loss scaling (master weights, per-replica step counts, skipped steps).
         if self.master is None and s.scaler is None:
             fast = self._flat_update(grads, step, lr)
             if fast is not None:
+                if clipped:  # the history measures the gradients before clipping
+                    fast = (fast[0], self.layout.views(self._flat_step[2]))
+                    self._flat_step = None
                 return fast
         self._flat = None  # the per-parameter update replaces the params and the state
+        self._flat_step = None
         opt_t = step
         if s.scaler is not None:  # torch counts only the updates applied
             opt_t = (s.scaler.opt_steps + 1).astype(np.float64)
@@ -536,21 +643,29 @@ class Trainer:
         s, w, layout = self.state, self.watch, self.layout
         if self._flat is None or s.params is not self._flat[0]:  # first step, drop or replay
             state = {k: layout.gather(v) for k, v in s.opt.items()}
-            self._flat = (s.params, layout.gather(s.params), state)
+            p = layout.gather(s.params)
+            s.params = layout.views(p)  # the same values, now living in the flat buffer
+            spare = np.empty_like(p)
+            self._flat = (s.params, p, state)
+            self._spare = (spare, layout.views(spare))
         _, p, state = self._flat
         opt = {k: [v] for k, v in state.items()}  # delta() replaces opt[k][0] with the new state
         w.probe()
-        g = layout.gather(grads)
+        written = self._grads_flat is not None and all(map(operator.is_, grads, self._grads_views))
+        g = self._grads_flat if written else layout.gather(grads)
         d = optim.delta(
             self.train_spec.optimizer, 0, p, g, opt, step, optim.per_replica(lr, g), self.train_spec
         )
-        p_new = p - d
+        # into the buffer the params do not live in: the state before the step stays untouched
+        p_new, new = self._spare
+        np.subtract(p, d, out=p_new)
         if w.end_probe():
             return None
-        new = layout.views(p_new)
+        self._spare = (p, s.params)
         self._flat = (new, p_new, {k: v[0] for k, v in opt.items()})
+        self._flat_step = (g, p_new, d)
         s.opt = {k: layout.views(v[0]) for k, v in opt.items()}
-        return new, layout.views(d)
+        return new, None
 
     def _drop(self, rows: list[int]) -> None:
         s = self.state

@@ -11,6 +11,8 @@ are scanned once when loaded, and why the run stops at the first non-finite valu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -93,6 +95,25 @@ def describe(a: np.ndarray) -> dict[str, float]:
     }
 
 
+_installed: list[FPWatch] = []  # the watches installed, innermost last (see FPWatch.install)
+
+
+def installed_watch() -> FPWatch | None:
+    """The watch the loop runs under, if any (see :meth:`FPWatch.install`); read from a module
+    list, not ``np.geterrcall()``, which costs as much as a small ufunc."""
+    return _installed[-1] if _installed else None
+
+
+@contextmanager
+def _installing(watch: FPWatch) -> Iterator[None]:
+    with np.errstate(over="call", invalid="call", divide="call", under="ignore", call=watch):
+        _installed.append(watch)
+        try:
+            yield
+        finally:
+            _installed.pop()
+
+
 class FPWatch:
     """Records floating-point events and finds each replica's first non-finite tensor.
 
@@ -143,6 +164,10 @@ class FPWatch:
         self._probing = False
         return self._probed
 
+    @property
+    def probing(self) -> bool:
+        return self._probing
+
     def at(self, phase: str, layer: int | None, tensors: tuple[str, ...], inputs=()) -> None:
         """The loop is about to compute ``tensors`` of ``phase``/``layer`` from ``inputs``."""
         self._where = (phase, layer, tensors, inputs)
@@ -189,9 +214,9 @@ class FPWatch:
                 )
                 self.failed_now.append(r)
 
-    def install(self) -> np.errstate:
+    def install(self):
         """The error state under which the loop runs (use as a context manager)."""
-        return np.errstate(over="call", invalid="call", divide="call", under="ignore", call=self)
+        return _installing(self)
 
 
 class NullWatch:
@@ -220,6 +245,8 @@ class NullWatch:
 
     def end_probe(self) -> bool:
         return False
+
+    probing = False
 
     def install(self) -> np.errstate:
         return np.errstate(all="ignore")

@@ -19,11 +19,12 @@ NaN where not taken. Layer ``i`` of the arrays is layer ``i + 1`` of the spec.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
-from nandoctor.engine.nn import activation
+from nandoctor.engine.nn import activation, limit_shares, share_of
 from nandoctor.engine.optim import norms
 from nandoctor.report.output import open_output, write_text
 
@@ -41,6 +42,7 @@ STATS = (
 WINDOW = 4096  # steps kept at full resolution (the diagnosis reads these)
 CHUNK = 256  # steps folded into the summary at once as they leave the window
 BUCKETS = 512  # the summary's length; its buckets double in width when full
+SMALL_FLAT = 1 << 16  # parameters x replicas up to which the norms are taken in one stacked pass
 
 
 class Summary:
@@ -186,56 +188,155 @@ class History:
                 and not layer_specs[s.layer].dropout
             }
 
-    def _zero_row(self, row: np.ndarray) -> None:
-        L = self.layers
-        for name in ("saturated", "weak", "dead"):  # zero where a layer cannot have them
-            s = 1 + STATS.index(name) * L
-            row[:, s : s + L] = 0.0
+    def use_layout(self, layout) -> None:
+        """The parameters' places in the trainer's flat buffers (a ``FlatLayout``, slot order):
+        :meth:`record` may then take the norms from those buffers in a few calls."""
+        self._layout = layout
+        self._slot_starts = np.array([int(a) for a, _ in layout.bounds], dtype=np.intp)
+        # the slots of a layer are consecutive: its first slot's position among the slots
+        self._layer_first = np.array([m[0] for m in self._members], dtype=np.intp)
+        self._weights_at = np.array(self._weights, dtype=np.intp)
 
-    def record(self, step, alive, zs, activations, acts, grads, params, deltas, loss) -> None:
+    def _prepare_columns(self, acts: list[str]) -> None:
+        L = self.layers
+        col = {name: 1 + j * L for j, name in enumerate(STATS)}
+        self._col = col
+        self._norms_at = col["grad_norm"]  # grad_norm, weight_norm, update_ratio are consecutive
+        assert STATS[-3:] == ("grad_norm", "weight_norm", "update_ratio")
+        self._fns = [activation(a) for a in acts]
+        # the columns a layer's activation never fills are 0 (no saturation, no dead units)
+        never = []
+        for i, fn in enumerate(self._fns):
+            never += [col["dead"] + i] if not fn.can_die else []
+            never += [col["saturated"] + i] if fn.saturated is None else []
+            never += [col["weak"] + i] if fn.limit_distance is None else []
+        self._never = np.array(never, dtype=np.intp)
+        self._blanked = None  # the ring array whose ``never`` columns were last set to 0
+        self._acts = acts
+
+    def record(
+        self, step, alive, zs, activations, acts, grads, params, deltas, loss, flat=None
+    ) -> None:
         """Take the statistics of ``step`` (1-based) for the live replicas ``alive``.
 
         ``zs``, ``activations``: per layer ``(n, batch, units)``; ``grads``, ``params``,
         ``deltas``: the parameter arrays (in the trainer's slot order; without slots ``[W1, b1,
-        W2, b2, ...]``) with a leading replica axis. Called with floating-point events muted:
-        this arithmetic is bookkeeping, not the network's.
+        W2, b2, ...]``) with a leading replica axis. ``flat``: the same three as ``(n, total)``
+        buffers (after :meth:`use_layout`), when the trainer has them (``deltas`` may then be
+        None). Called with
+        floating-point events muted: this arithmetic is bookkeeping, not the network's.
         """
+        if getattr(self, "_acts", None) is not acts:
+            self._prepare_columns(acts)
         self.steps_run = step
-        full = self.record_.row(step)
-        self._zero_row(full)
+        rec = self.record_
+        full = rec.row(step)
+        if self._blanked is not rec.rows:  # a new ring (the first, or grown): once per ring
+            rec.rows[:, :, self._never] = 0.0
+            self._blanked = rec.rows
+        if len(alive) == 1 and flat is not None and getattr(self, "_slot_starts", None) is not None:
+            values = self._one_replica(zs, activations, grads, flat, loss)
+            if values is not None:
+                full[alive[0]] = values
+                return
         row = full if len(alive) == self.n else full[alive]
-        L = len(zs)
+        L, col = self.layers, self._col
         row[:, 0] = loss
-        weights, members = self._weights, self._members
-        n = norms(list(grads) + [params[j] for j in weights] + [deltas[j] for j in weights])
-        g, w, dw = n[: len(grads)], n[len(grads) : len(grads) + L], n[len(grads) + L :]
-        self._put(row, "grad_norm", np.stack([np.hypot.reduce(g[m], axis=0) for m in members], 1))
-        self._put(row, "weight_norm", w.T)
-        self._put(row, "update_ratio", (dw / np.where(w > 0, w, np.nan)).T)
-        at = {
-            name: 1 + STATS.index(name) * L for name in ("max_abs_z", "dead", "saturated", "weak")
-        }
-        for i, (z, a, act) in enumerate(zip(zs, activations, acts, strict=True)):
-            # max(max z, -min z) is max |z| exactly, NaN included
-            row[:, at["max_abs_z"] + i] = np.abs(z).max(axis=(-2, -1))
-            fn = activation(act)
+        norms3 = None
+        if flat is not None and getattr(self, "_slot_starts", None) is not None:
+            norms3 = self._flat_norms(*flat)
+        if norms3 is None:
+            if deltas is None:  # the flat update's: its buffer holds them
+                deltas = self._layout.views(flat[2])
+            norms3 = self._list_norms(grads, params, deltas)
+        g, w, dw = norms3
+        at = self._norms_at
+        row[:, at : at + L] = g
+        row[:, at + L : at + 2 * L] = w
+        row[:, at + 2 * L : at + 3 * L] = dw / np.where(w > 0, w, np.nan)
+        for i, (z, a, fn) in enumerate(zip(zs, activations, self._fns, strict=True)):
+            # the max of |z| propagates a NaN, as max |z| should
+            row[:, col["max_abs_z"] + i] = np.maximum.reduce(np.abs(z), axis=(-2, -1))
             if fn.can_die:
                 if i in self._bias:
                     # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient 0.
-                    gb = grads[self._bias[i]]
-                    row[:, at["dead"] + i] = (gb == 0).sum(axis=1) / gb.shape[1]
+                    row[:, col["dead"] + i] = share_of(grads[self._bias[i]] == 0)
                 else:  # no plain bias (use_bias false, a norm, dropout): read z itself
-                    row[:, at["dead"] + i] = (~(z > 0).any(axis=-2)).mean(axis=-1)
-            if fn.saturated is not None:
-                row[:, at["saturated"] + i] = fn.saturated(a)
-            if fn.weak is not None:
-                row[:, at["weak"] + i] = fn.weak(a)
+                    row[:, col["dead"] + i] = (~(z > 0).any(axis=-2)).mean(axis=-1)
+            if fn.limit_distance is not None:
+                row[:, col["saturated"] + i], row[:, col["weak"] + i] = limit_shares(fn, a)
+            elif fn.saturated is not None:
+                row[:, col["saturated"] + i] = fn.saturated(a)
         if row is not full:
             full[alive] = row
 
-    def _put(self, row: np.ndarray, name: str, values: np.ndarray) -> None:
-        s = 1 + STATS.index(name) * self.layers
-        row[:, s : s + self.layers] = values
+    def _one_replica(self, zs, activations, grads, flat, loss) -> list[float] | None:
+        """The row of a step with one live replica, as Python floats written in one go: the same
+        statistics as :meth:`record`'s arrays, in a third of the NumPy calls (on a small network
+        the calls, not the arithmetic, are the cost). None when a sum of squares overflowed."""
+        sq_g, sq_p, sq_d = self._slot_squares(*flat).tolist()
+        if not math.isfinite(sum(sq_g) + sum(sq_p) + sum(sq_d)):
+            return None
+        L = self.layers
+        max_z, saturated, weak, dead = [0.0] * L, [0.0] * L, [0.0] * L, [0.0] * L
+        for i, (z, a, fn) in enumerate(zip(zs, activations, self._fns, strict=True)):
+            max_z[i] = float(np.maximum.reduce(np.abs(z), axis=None))  # NaN propagates
+            if fn.can_die:
+                if i in self._bias:  # z <= 0 for every sample <=> a bias gradient of exactly 0
+                    gb = grads[self._bias[i]]
+                    dead[i] = np.count_nonzero(gb == 0) / gb.size
+                else:
+                    dead[i] = float((~(z > 0).any(axis=-2)).mean())
+            if fn.limit_distance is not None:
+                saturated[i], weak[i] = limit_shares(fn, a)
+            elif fn.saturated is not None:
+                saturated[i] = float(fn.saturated(a)[0])
+        grad = [math.sqrt(sum(sq_g[j] for j in m)) for m in self._members]
+        w = [math.sqrt(sq_p[j]) for j in self._weights]
+        dw = [math.sqrt(sq_d[j]) for j in self._weights]
+        ratio = [d / v if v > 0 else math.nan for d, v in zip(dw, w, strict=True)]
+        by_name = dict(
+            max_abs_z=max_z,
+            saturated=saturated,
+            weak=weak,
+            dead=dead,
+            grad_norm=grad,
+            weight_norm=w,
+            update_ratio=ratio,
+        )
+        return [float(loss[0]), *(v for name in STATS for v in by_name[name])]
+
+    def _slot_squares(self, g, p, d) -> np.ndarray:
+        """``(3 n, slots)``: each replica's sum of squares of each parameter's gradient, then
+        value, then update, in the buffers' dtype."""
+        n, starts = len(g), self._slot_starts
+        if g.size <= SMALL_FLAT:  # few values: the calls, not the data, cost
+            both = np.concatenate((g, p, d))
+            return np.add.reduceat(both * both, starts, axis=1)
+        sq = np.empty((3 * n, len(starts)), dtype=g.dtype)  # many: a pass per slot, no copies
+        ends = [*starts[1:], g.shape[1]]
+        for k, buf in enumerate((g, p, d)):
+            for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
+                part = buf[:, a:b]
+                sq[k * n : (k + 1) * n, j] = np.einsum("ij,ij->i", part, part)
+        return sq
+
+    def _flat_norms(self, g, p, d) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(grad norm, weight norm, |delta W|)``, each ``(n, layers)``, from the flat buffers;
+        None when a sum of squares overflowed (the caller then takes the careful path)."""
+        n = len(g)
+        sq = self._slot_squares(g, p, d)
+        if not np.isfinite(np.add.reduce(sq, axis=None)):  # (a finite sum: all are finite)
+            return None
+        grad = np.add.reduceat(sq[:n], self._layer_first, axis=1)
+        weights = np.sqrt(sq[n:, self._weights_at])  # (2n, layers): |W|, then |delta W|
+        return np.sqrt(grad), weights[:n], weights[n:]
+
+    def _list_norms(self, grads, params, deltas):
+        weights, members, L = self._weights, self._members, self.layers
+        n = norms(list(grads) + [params[j] for j in weights] + [deltas[j] for j in weights])
+        g, w, dw = n[: len(grads)], n[len(grads) : len(grads) + L], n[len(grads) + L :]
+        return np.stack([np.hypot.reduce(g[m], axis=0) for m in members], 1), w.T, dw.T
 
     def retire(self, r: int) -> None:
         """Replica ``r`` (original index) stopped: keep its record as it is now."""

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nandoctor.diagnosis.diagnose import Diagnosis, fmt
+from nandoctor.interrupt import StoppedTraining
 
 BARS = "▁▂▃▄▅▆▇█"
 STYLE = {"nonfinite": "bold red", "warning": "bold yellow", "healthy": "bold green"}
@@ -86,10 +87,11 @@ def layer_table(d: Diagnosis) -> Table | None:
     # The failing step's stats are partial; show the last complete step.
     if d.status == "nonfinite" and k > 0:
         k -= 1
-    title = f"Layers at step {k + 1}"
+    step = getattr(d, "history_start", 1) + k  # the window may start after step 1
+    title = f"Layers at step {step}"
     if d.status == "nonfinite":
         title += (
-            " (the last step before the failure)" if k + 1 < d.steps_run else " (the failing step)"
+            " (the last step before the failure)" if step < d.steps_run else " (the failing step)"
         )
     t = Table(box=box.SIMPLE, title=title, title_justify="left")
     for col in ("layer", "act", "max|z|", "saturated", "dead", "grad norm", "weight norm", "upd/w"):
@@ -171,6 +173,54 @@ def render(d: Diagnosis):
         )
         parts.append(bullets(title, lines))
     return Group(*parts)
+
+
+# What ``run`` or ``fix`` was doing when a signal stopped it.
+TRAINING, VERIFYING, WRITING = "training", "verifying", "writing"
+
+
+def render_interrupted(
+    d: Diagnosis | None, stage: str, training: StoppedTraining | None = None, written: str = ""
+):
+    """An interrupted ``run`` (text, for stderr): the diagnosis once it is known (with each
+    recommendation verified, failed or untried so far), then one line saying where it stopped
+    and that the report is partial (:func:`interrupted_line`)."""
+    line = Text(interrupted_line(d, stage, training, written), style="bold")
+    return Group(render(d), line) if d is not None else line
+
+
+def interrupted_line(
+    d: Diagnosis | None,
+    stage: str,
+    training: StoppedTraining | None = None,
+    written: str = "no report written",
+) -> str:
+    """``interrupted at step 4,512 of 1,000,000 (loss 0.0123) of the training — partial: ...``.
+
+    Training is judged from the whole run, so a run stopped before its last step has no
+    diagnosis; a recommendation counts as re-run once its verifying run from step 1 has ended
+    (verified or not)."""
+    written = written or "no report written"
+    if d is None:
+        if training is None:
+            return f"interrupted before the training began — partial: nothing finished; {written}"
+        return (
+            f"interrupted at {training.describe()} of the training — partial: no diagnosis,"
+            f" which needs the finished run; {written}"
+        )
+    if stage == VERIFYING:
+        recs = d.recommendations
+        tried = sum(r.verified is not None or bool(r.evidence) for r in recs)
+        where = f"{training.describe()} of a verifying re-run" if training else "the verification"
+        runs = (
+            f"{tried} of {len(recs)} recommendations re-run, the others untried"
+            if tried < len(recs)
+            else "every recommendation re-run"
+        )
+        return f"interrupted at {where} — partial: the diagnosis is complete; {runs}; {written}"
+    return (
+        f"interrupted at the writing of the outputs — partial: the diagnosis is complete; {written}"
+    )
 
 
 def to_json(d: Diagnosis) -> str:

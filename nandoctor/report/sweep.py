@@ -13,20 +13,21 @@ from rich.table import Table
 from rich.text import Text
 
 from nandoctor.diagnosis.diagnose import fmt
-from nandoctor.sweep import EDGE_RTOL, GridPoint
+from nandoctor.interrupt import StoppedTraining
+from nandoctor.sweep import EDGE_RTOL, GridPoint, SweepSoFar
 
 
 def _label(settings: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in settings.items()) or "spec as written"
 
 
-def table(point: GridPoint) -> Table:
+def table(point: GridPoint, title: str | None = None) -> Table:
     """One row per rate: its status, the steps it ran, where and why it first went non-finite,
     and its final loss. Rates added by the --edge bisection are starred."""
     probes = any(r.probe for r in point.runs)
     t = Table(
         box=box.SIMPLE,
-        title=_label(point.settings),
+        title=title or _label(point.settings),
         title_justify="left",
         caption="* tried by the --edge bisection" if probes else None,
         caption_justify="left",
@@ -153,20 +154,91 @@ class Chart:
 def render(spec, points: list[GridPoint]):
     parts = []
     for p in points:
-        parts.append(table(p))
-        parts.append(Text(""))
-        parts.append(Chart(p))
-        stable = fmt(p.max_stable_lr) if p.max_stable_lr is not None else "none"
-        edge = (
-            f" (edge between {fmt(p.edge[0])} and {fmt(p.edge[1])}, within"
-            f" {fmt(100 * (p.edge[1] / p.edge[0] - 1))}%)"
-            if p.edge
-            else ""
-        )
-        parts.append(Text(f"max stable learning rate: {stable}{edge}", style="bold"))
-        parts.append(Text(p.sharpness_note))
-        parts.append(Text(""))
+        parts += _finished_point(p)
     return Group(*parts)
+
+
+def _finished_point(p: GridPoint) -> list:
+    """A grid point's table, chart, largest stable rate and lambda_max note."""
+    stable = fmt(p.max_stable_lr) if p.max_stable_lr is not None else "none"
+    edge = (
+        f" (edge between {fmt(p.edge[0])} and {fmt(p.edge[1])}, within"
+        f" {fmt(100 * (p.edge[1] / p.edge[0] - 1))}%)"
+        if p.edge
+        else ""
+    )
+    return [
+        table(p),
+        Text(""),
+        Chart(p),
+        Text(f"max stable learning rate: {stable}{edge}", style="bold"),
+        Text(p.sharpness_note),
+        Text(""),
+    ]
+
+
+SHOWN_UNFINISHED = 8  # unfinished rates listed by name; the rest are counted
+
+
+def _rates(rates: list[float]) -> str:
+    shown = ", ".join(fmt(r) for r in rates[:SHOWN_UNFINISHED])
+    more = len(rates) - SHOWN_UNFINISHED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def render_interrupted(spec, so_far: SweepSoFar, training: StoppedTraining | None = None):
+    """An interrupted sweep (text, for stderr): each finished grid point as the whole sweep
+    shows it; the finished rates of a grid point that was under way, with the rates it had not
+    finished; then one line saying where it stopped and that the report is partial.
+    ``training``: where the run training in this process stood, if one was."""
+    n = len(so_far.grid)
+    parts = []
+    for p in range(n):
+        if p in so_far.points:
+            parts += _finished_point(so_far.points[p])
+            continue
+        point = so_far.partial_point(p)
+        if not point.runs:
+            continue
+        left = so_far.unfinished_rates(p)
+        done = len(so_far.rates) - len(left)
+        title = f"{_label(point.settings)} — partial: {done} of {len(so_far.rates)} rates finished"
+        parts.append(table(point, title))
+        if left:
+            parts.append(Text(f"not finished: {_rates(left)} (their batched run had not ended)"))
+        else:
+            stable = fmt(point.max_stable_lr) if point.max_stable_lr is not None else "none"
+            doing = so_far.activity.get(p, "its last part")
+            parts.append(
+                Text(
+                    f"max stable learning rate: {stable} (every rate finished; stopped in {doing})"
+                )
+            )
+        parts.append(Text(""))
+    parts.append(Text(interrupted_line(so_far, training), style="bold"))
+    return Group(*parts)
+
+
+def interrupted_line(so_far: SweepSoFar, training: StoppedTraining | None = None) -> str:
+    """``interrupted at step 4,512 of 1,000,000 in the training of the rates (grid point 2 of
+    4) — partial: 1 of 4 grid points finished, 3 of 8 rates of grid point 2 finished; ...``."""
+    n, rates = len(so_far.grid), len(so_far.rates)
+    active = sorted(so_far.activity)
+    doing = so_far.activity[active[0]] if active else "the writing of the report"
+    where = f"{training.describe()} in {doing}" if training is not None else doing
+    if n > 1 and active:
+        where += f" (grid point {active[0] + 1} of {n})" if len(active) == 1 else ""
+    finished = [f"{len(so_far.points)} of {n} grid points finished"] if n > 1 else []
+    left = sum(len(so_far.unfinished_rates(p)) for p in active)
+    if len(active) == 1:
+        of_point = f" of grid point {active[0] + 1}" if n > 1 else ""
+        finished.append(f"{rates - left} of {rates} rates{of_point} finished")
+    elif active:  # on a cluster every grid point is under way at once
+        total = rates * len(active)
+        finished.append(f"{total - left} of {total} rates of the unfinished grid points finished")
+    if not finished:
+        finished.append("every rate finished")
+    return f"interrupted at {where} — partial: {', '.join(finished)}; no report written"
 
 
 def _same(values: list):

@@ -8,7 +8,6 @@ under CI (``CI=true``) a missing browser is a failure, so the check cannot vanis
 
 import io
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,29 +17,13 @@ from click.testing import CliRunner
 
 from nandoctor.cli import main
 from nandoctor.report.html import trace_page
+from nandoctor.report.html.browser import HOW_TO_GET_CHROMIUM, chromium_path, launch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "report"))
 from test_html import trace_doc  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium_path() -> str | None:
-    return (
-        os.environ.get("NANDOCTOR_CHROMIUM")
-        or shutil.which("chromium")
-        or shutil.which("chromium-browser")
-    )
 
 
 def unavailable(reason: str):
@@ -59,11 +42,9 @@ def browser():
         )
     exe = chromium_path()
     if exe is None:
-        unavailable(
-            "no browser test: no Chromium found (apt-get install chromium, or set NANDOCTOR_CHROMIUM)"
-        )
+        unavailable(f"no browser test: no Chromium found ({HOW_TO_GET_CHROMIUM})")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=FLAGS)
+        b = launch(p, exe)
         yield b
         b.close()
 

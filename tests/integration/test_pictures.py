@@ -1,10 +1,14 @@
 """--html, --plot and --tensorboard through the CLI: files written whole, bad targets refused
 before any work with exit 2, a missing optional library named in one line."""
 
+import errno
 import json
+import os
+import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +160,126 @@ def test_trace_refuses_an_html_target_before_running_the_program(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 2 and "--html" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "ran").exists()
+
+
+def refused_before_training(monkeypatch, *args):
+    """Invoke ``run`` with training replaced by a tripwire; the result of the refusal."""
+    import nandoctor.examine
+
+    def trained(*_):
+        raise AssertionError("trained although the target should have been refused first")
+
+    monkeypatch.setattr(nandoctor.examine, "examine", trained)
+    return invoke("run", *args)
+
+
+def tensorboard_targets(tmp_path: Path, spec: Path) -> dict[str, Path]:
+    """Names --tensorboard must refuse: inputs, non-folders, a folder under a file."""
+    link = tmp_path / "link-to-spec"
+    link.symlink_to(spec)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    weights = tmp_path / "w.npz"
+    weights.write_bytes(b"PK weights")
+    return {
+        "the spec": spec,
+        "a symlink to the spec": link,
+        "a FIFO": fifo,
+        "a data or weights file": weights,
+        "a folder inside a file": weights / "tb",
+        "/dev/null": Path("/dev/null"),
+    }
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: (p.lstat().st_mode, p.is_file() and p.read_bytes()) for p in folder.iterdir()}
+
+
+NOT_FOLDERS = [
+    "the spec",
+    "a symlink to the spec",
+    "a FIFO",
+    "a data or weights file",
+    "a folder inside a file",
+    "/dev/null",
+]
+
+
+@pytest.mark.parametrize("which", NOT_FOLDERS)
+def test_tensorboard_refuses_a_non_folder_before_training_and_touches_nothing(
+    tmp_path, monkeypatch, which
+):
+    pytest.importorskip("tensorboardX")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((CONFIGS / "healthy.yaml").read_text())
+    target = tensorboard_targets(tmp_path, spec)[which]
+    before = snapshot(tmp_path)
+    r = refused_before_training(monkeypatch, spec, "--tensorboard", target)
+    assert r.exit_code == 2, r.output
+    first = r.output.strip().splitlines()[0]
+    assert first.startswith(f"--tensorboard {target}: cannot write there (")
+    assert "not a folder" in first and "Traceback" not in r.output
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_tensorboard_refuses_an_unwritable_folder_before_training(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboardX")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    for target in (locked, locked / "new" / "tb"):
+        r = refused_before_training(monkeypatch, CONFIGS / "healthy.yaml", "--tensorboard", target)
+        assert r.exit_code == 2
+        assert r.output.startswith(f"--tensorboard {target}: cannot write there (")
+    assert list(locked.iterdir()) == []
+
+
+def test_tensorboard_never_overwrites_what_is_in_its_folder(tmp_path):
+    """An event file's name is its second and host: a second run in the same second, or a file or
+    symlink that happens to bear the name, gets a new name instead of being overwritten."""
+    pytest.importorskip("tensorboardX")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((CONFIGS / "healthy.yaml").read_text())
+    tb = tmp_path / "tb"
+    tb.mkdir()
+    now = int(time.time())
+    taken = [
+        tb / f"events.out.tfevents.{t:010d}.{socket.gethostname()}" for t in range(now, now + 60)
+    ]
+    for i, path in enumerate(taken):
+        if i % 2:
+            path.symlink_to(spec)  # written through, this would destroy the spec
+        else:
+            path.write_bytes(b"an earlier run's events")
+    r = invoke("run", spec, "--steps", "20", "--no-verify", "--tensorboard", tb)
+    assert r.exit_code == 0, r.output
+    assert spec.read_text() == (CONFIGS / "healthy.yaml").read_text()
+    for i, path in enumerate(taken):
+        assert path.is_symlink() if i % 2 else path.read_bytes() == b"an earlier run's events"
+    (new,) = set(tb.iterdir()) - set(taken)
+    assert new.name.startswith(taken[0].name) or new.name.startswith(taken[1].name)
+    scalars, texts = read_events(new)
+    assert len(scalars["loss"]) == 20 and any("healthy" in t for t in texts)
+
+
+def test_tensorboard_makes_missing_folders_and_removes_them_again_when_writing_fails(
+    tmp_path, monkeypatch
+):
+    pytest.importorskip("tensorboardX")
+    import nandoctor.report.tensorboard as tensorboard
+
+    tb = tmp_path / "runs" / "exp1"
+    r = invoke("run", CONFIGS / "healthy.yaml", "--steps", "5", "--no-verify", "--tensorboard", tb)
+    assert r.exit_code == 0, r.output
+    assert [p.name.startswith("events.out.tfevents.") for p in tb.iterdir()] == [True]
+
+    def disk_full(_diagnosis):
+        yield b"half an event"
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tensorboard, "_events", disk_full)
+    tb = tmp_path / "more" / "exp2"
+    r = invoke("run", CONFIGS / "healthy.yaml", "--steps", "5", "--no-verify", "--tensorboard", tb)
+    assert r.exit_code == 2
+    assert r.output.strip().endswith(f"--tensorboard {tb}: No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # more/exp2 made, then removed

@@ -65,10 +65,12 @@ class Recorder:
     def __init__(self):
         self.calls = []
 
-    def map(self, fn, items, on_done=None, lost=None):
+    def map(self, fn, items, on_done=None, lost=None, on_arrival=None):
         self.calls.append((len(items), lost))
         out = {i: fn(item) for i, item in reversed(list(enumerate(items)))}
         for i in sorted(out):
+            if on_arrival:
+                on_arrival(i, out[i])
             if on_done:
                 on_done(out[i])
         return [out[i] for i in range(len(items))]

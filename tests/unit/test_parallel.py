@@ -3,6 +3,8 @@
 import os
 import signal
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +40,38 @@ def test_without_a_lost_handler_the_others_finish_then_it_raises():
 def test_an_exception_in_a_worker_propagates():
     with pytest.raises(ValueError, match="five"):
         pmap(square_or_die, [1, 5, 2], 2)
+
+
+def first_waits_for_second(args):
+    """Item 0 returns only once item 1's worker has exited (sent its result and ended)."""
+    index, marker = args
+    if index == 1:
+        marker.write_text(str(os.getpid()))
+        return index
+    while not marker.exists() or not marker.read_text():
+        time.sleep(0.01)
+    stat = Path(f"/proc/{marker.read_text()}/stat")
+    while stat.exists() and stat.read_text().rpartition(")")[2].split()[0] != "Z":
+        time.sleep(0.01)
+    return index
+
+
+@fork_only
+def test_on_arrival_reports_each_result_as_it_finishes_on_done_keeps_input_order(tmp_path):
+    arrived, done = [], []
+    marker = tmp_path / "second.pid"
+    got = pmap(
+        first_waits_for_second,
+        [(0, marker), (1, marker)],
+        2,
+        done.append,
+        on_arrival=lambda i, r: arrived.append((i, r)),
+    )
+    assert got == done == [0, 1]
+    assert arrived == [(1, 1), (0, 0)]
+
+
+def test_on_arrival_without_workers_follows_the_input_order():
+    arrived = []
+    assert pmap(abs, [-1, -2], jobs=1, on_arrival=lambda i, r: arrived.append((i, r))) == [1, 2]
+    assert arrived == [(0, 1), (1, 2)]

@@ -228,7 +228,8 @@ def test_a_failing_rate_does_not_disturb_the_others():
     assert as_tuple(with_failures[1]) == as_tuple(alone)
 
 
-def test_chunk_size_keeps_the_batch_in_cache():
+def test_chunk_size_keeps_the_batch_in_cache(monkeypatch):
+    monkeypatch.setattr(sweepmod, "available_cores", lambda: 1)
     blog = load_spec(CONFIGS / "blog_randn_sigmoid.yaml")
     assert chunk_size(blog, prepare(blog), 16) == 16  # tiny layers: every rate at once
     mid = spec_from_dict(
@@ -241,6 +242,8 @@ def test_chunk_size_keeps_the_batch_in_cache():
     )
     assert chunk_size(mid, prepare(mid), 16) == CHUNK_BYTES // (256 * 256 * 4)
     assert chunk_size(mid, prepare(mid), 2) == 2
+    monkeypatch.setattr(sweepmod, "available_cores", lambda: 2)
+    assert chunk_size(blog, prepare(blog), 16) == 8  # but at least one group per core
 
 
 def test_chunked_runs_equal_one_batch_and_progress_counts_once(monkeypatch):

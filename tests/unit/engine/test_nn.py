@@ -394,3 +394,20 @@ def test_the_forward_runs_under_the_op_its_table_entry_declares(name):
     declared = nn.ACTIVATIONS[name].op
     composite = name in ("sigmoid", "softmax")  # these name each of their own ops
     assert events._op == (declared or "?") or composite
+
+
+def test_the_watched_sigmoid_is_exact_never_flags_and_keeps_replicas_apart():
+    from nandoctor.instrument.events import FPWatch
+
+    z = np.array([[[-800.0, -720.0, -30.0, -1e-3, 0.0, 2.0, 40.0, 800.0]]])
+    calm = z.copy()
+    calm[0, 0, :2] = -5.0  # the same replica without the entries whose exp(-z) overflows
+    watch = FPWatch(2)
+    with watch.install():
+        both = nn.activate("sigmoid", np.concatenate([z, calm]), naive=False)
+        alone = nn.activate("sigmoid", calm, naive=False)
+    assert not watch.events  # the overflow of the fast form was not the network's
+    exact = 1 / (1 + np.exp(-np.longdouble(z)))
+    np.testing.assert_allclose(both[0], exact[0].astype(float), rtol=1e-15, atol=0)
+    assert both[0, 0, 1] > 0  # e^-720 is a subnormal, not 0
+    assert np.array_equal(both[1], alone[0])  # replica 2 is what it is alone

@@ -248,3 +248,38 @@ def test_mixed_precision_and_loss_scaling_bypass_the_flat_update(monkeypatch, nu
     spec = make(train__optimizer="adam", **{f"numerics__{k}": v for k, v in numerics.items()})
     o = train(spec)[0]
     assert o.steps_run == 30
+
+
+@pytest.mark.parametrize(
+    ("layers", "loss", "dtype", "rate"),
+    [
+        (["sigmoid", "linear"], "mse", "float64", 0.5),
+        (["tanh", "relu", "softmax"], "cross_entropy", "float32", 0.5),
+        (["relu", "leaky_relu", "linear"], "huber", "float16", 0.01),
+        (["relu", "linear"], "mse", "float64", 40.0),  # goes NaN: the step is redone labelled
+    ],
+)
+def test_the_unlabelled_plain_pass_is_bit_identical_and_never_the_one_reporting(
+    monkeypatch, layers, loss, dtype, rate
+):
+    """A plain network's step first runs without the watch's labels; its numbers are those of
+    the labelled pass, and a failure is still found and named by the labelled pass."""
+    spec = make(
+        model__layers=[
+            {"units": 3 if k == len(layers) - 1 else 8, "activation": act}
+            for k, act in enumerate(layers)
+        ],
+        loss__name=loss,
+        numerics__dtype=dtype,
+        train__learning_rate=rate,
+        **({"data__task": "classification"} if loss == "cross_entropy" else {}),
+    )
+    plain = train(spec)[0]
+    monkeypatch.setattr(Trainer, "_plain_plan", lambda self: None)
+    labelled = train(spec)[0]
+    assert np.array_equal(plain.loss, labelled.loss, equal_nan=True)
+    for name in plain.history:
+        assert np.array_equal(plain.history[name], labelled.history[name], equal_nan=True), name
+    first = [o.first_nonfinite and o.first_nonfinite.to_json() for o in (plain, labelled)]
+    assert first[0] == first[1]
+    assert (first[0] is not None) == (rate == 40.0)

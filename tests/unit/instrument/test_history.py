@@ -3,6 +3,7 @@
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from nandoctor.diagnosis.diagnose import diagnose
 from nandoctor.engine.runs import train
@@ -87,3 +88,74 @@ def test_a_late_failure_is_diagnosed_from_the_window(monkeypatch):
     assert b.loss_initial == a.loss_initial
     summary = windowed.summary
     assert summary["step"][0] == 1 and np.nanmax(summary["loss_max"]) >= np.nanmax(full.loss)
+
+
+def test_the_layer_table_names_the_real_step_when_the_window_has_moved(monkeypatch):
+    from rich.console import Console
+
+    from nandoctor.report.diagnosis import layer_table
+
+    monkeypatch.setattr(history, "WINDOW", 32)
+    monkeypatch.setattr(history, "CHUNK", 8)
+    healthy = diagnose(train(exploding(90, warmup=1_000))[0])
+    assert healthy.status == "healthy" and healthy.history_start > 1
+    console = Console(width=200, record=True)
+    console.print(layer_table(healthy))
+    assert "Layers at step 90" in console.export_text()
+
+
+@pytest.mark.parametrize("small_flat", [history.SMALL_FLAT, 0])  # stacked pass, or per slot
+def test_norms_from_the_flat_buffers_equal_the_per_parameter_ones(monkeypatch, small_flat):
+    monkeypatch.setattr(history, "SMALL_FLAT", small_flat)
+    from nandoctor.engine.flat import FlatLayout
+    from nandoctor.engine.layout import layout
+
+    spec = exploding(10)
+    slots = layout(spec.model.layers)
+    rng = np.random.default_rng(0)
+    shapes = [(10, 20), (20,), (20, 5), (5,)]
+    for scale in (1.0, 1e200):  # 1e200: the squares overflow, the careful path answers
+        g, p, d = ([scale * rng.standard_normal((3, *s)) for s in shapes] for _ in range(3))
+        lay = FlatLayout(g)
+        h = history.History(3, 2, 10, slots=slots, layer_specs=spec.model.layers)
+        h.use_layout(lay)
+        with np.errstate(over="ignore"):  # as under the run's muted watch
+            flat = h._flat_norms(lay.gather(g), lay.gather(p), lay.gather(d))
+            careful = h._list_norms(g, p, d)
+        if scale == 1.0:
+            for a, b in zip(flat, careful, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-12)
+        else:
+            assert flat is None and np.isfinite(careful[0]).all()
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        [("sigmoid", True), ("linear", True)],
+        [("tanh", True), ("relu", False), ("softmax", True)],
+        [("relu", True), ("leaky_relu", True), ("linear", False)],
+    ],
+)
+@pytest.mark.parametrize("small_flat", [history.SMALL_FLAT, 0])  # stacked pass, or per slot
+def test_a_single_replica_row_holds_what_the_array_path_computes(monkeypatch, layers, small_flat):
+    monkeypatch.setattr(history, "SMALL_FLAT", small_flat)
+    raw = {
+        "data": {"samples": 64, "features": 6, "outputs": 3},
+        "model": {
+            "layers": [
+                {"units": 3 if k == len(layers) - 1 else 8, "activation": act, "use_bias": bias}
+                for k, (act, bias) in enumerate(layers)
+            ]
+        },
+        "train": {"steps": 40, "batch_size": 16, "learning_rate": 0.5},
+    }
+    if layers[-1][0] == "softmax":
+        raw["data"]["task"] = "classification"
+        raw["loss"] = "cross_entropy"
+    fast = train(spec_from_dict(raw))[0].history
+    monkeypatch.setattr(history.History, "_one_replica", lambda *a: None)
+    slow = train(spec_from_dict(raw))[0].history
+    assert fast.keys() == slow.keys()
+    for name in fast:
+        np.testing.assert_allclose(fast[name], slow[name], rtol=1e-12, err_msg=name)
