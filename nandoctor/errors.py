@@ -1,4 +1,9 @@
-"""The one exception that ends a command with exit 2: bad usage, an invalid spec or data file."""
+"""The exceptions the command line turns into a message and exit 2: bad usage, an invalid spec or
+data file (:class:`UsageProblem`), a worker process that died (:class:`WorkerLost`).
+
+A light module (no imports): the command line catches these around every command, ``trace``
+included, whose start-up must stay as short as ``python``'s own.
+"""
 
 from __future__ import annotations
 
@@ -15,3 +20,7 @@ class UsageProblem(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message.rstrip())
         self.message = message.rstrip()
+
+
+class WorkerLost(Exception):
+    """A worker process died before returning its result (killed, out of memory)."""

@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from nandoctor.errors import WorkerLost
+
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 THREADED_MACS = 1 << 20  # a matmul of at least this many multiply-adds gains from more threads
 _threads: int | None = None  # --threads N, for this process and the workers it starts
@@ -97,10 +99,6 @@ def blas_threads(n: int) -> Iterator[None]:
 def single_threaded_blas():
     """One BLAS thread for the body (the default outside training)."""
     return blas_threads(1)
-
-
-class WorkerLost(Exception):
-    """A worker process died before returning its result (killed, out of memory)."""
 
 
 def pmap(

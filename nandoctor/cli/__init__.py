@@ -10,7 +10,7 @@ import click
 
 from nandoctor import __version__
 from nandoctor.cli.common import CONTEXT
-from nandoctor.errors import UsageProblem
+from nandoctor.errors import UsageProblem, WorkerLost
 
 # Command modules are imported when their command runs (or help lists them): ``nandoctor trace``
 # must start as fast as ``python`` itself, since its start-up counts against a short script.
@@ -53,7 +53,6 @@ class Commands(click.Group):
 
     def invoke(self, ctx: click.Context):
         from nandoctor.interrupt import Interrupted, ignore_further, signals_interrupt
-        from nandoctor.parallel import WorkerLost
 
         with signals_interrupt():  # raising until caught below; ignored while the message prints
             try:

@@ -40,7 +40,6 @@ def trace(module, fmt, html, argv):
       nandoctor trace --format json -m mypkg.train > report.json
       nandoctor trace --html trace.html train.py
     """
-    from nandoctor.report.trace import RENDERERS
     from nandoctor.trace.runner import Program
     from nandoctor.trace.session import trace_program
 
@@ -59,6 +58,8 @@ def trace(module, fmt, html, argv):
 
         emit(trace_page(result.to_json(), base=started_in), html, option="--html")
     printable_streams()  # after the program: it ran with the streams exactly as python gives them
+    from nandoctor.report.trace import RENDERERS  # after the program too: not its start-up time
+
     click.echo(RENDERERS[fmt](result), nl=False)  # not emit(): rich would cost start-up time
     sys.exit(result.exit_code)
 

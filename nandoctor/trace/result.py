@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from nandoctor.trace.cause import Cause
 from nandoctor.trace.events import FirstNonFinite, Site
 from nandoctor.trace.runner import Outcome
+
+if TYPE_CHECKING:  # the cause and its catalogue are imported only when there is one to decide
+    from nandoctor.trace.cause import Cause
 
 
 @dataclass

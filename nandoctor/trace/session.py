@@ -1,21 +1,22 @@
-"""Trace one program end to end: run it armed, then find when and why, and what else was seen."""
+"""Trace one program end to end: run it armed, then find when and why, and what else was seen.
+
+Only what runs the program armed is imported before it starts (:mod:`.events`, :mod:`.runner`):
+the rest, the diagnosis catalogue included, waits until it has ended, so that a short program's
+start-up under ``nandoctor trace`` stays close to ``python``'s own.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from nandoctor.trace.cause import decide
 from nandoctor.trace.events import FirstNonFinite, Recorder
-from nandoctor.trace.observe import (
-    event_warnings,
-    finite_summary,
-    leftover_nan,
-    saturation_warnings,
-)
-from nandoctor.trace.result import TraceResult
 from nandoctor.trace.runner import Outcome, Program, output_to_stderr, run_program
+
+if TYPE_CHECKING:
+    from nandoctor.trace.result import TraceResult
 
 RERUN_FACTOR = 10  # a second run may take this many times the first run's time (line events)
 RERUN_MIN_SECONDS = 60.0
@@ -32,6 +33,9 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     seconds = time.perf_counter() - start
     if outcome.traceback_text:
         sys.stderr.write(outcome.traceback_text)
+    from nandoctor.trace.observe import event_warnings, finite_summary, saturation_warnings
+    from nandoctor.trace.result import TraceResult
+
     result = TraceResult(script=program.label, program=outcome, seconds=seconds)
     result.events = recorder.events()
     result.warnings, result.notes = event_warnings(recorder)
@@ -48,6 +52,8 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
         result.notes.insert(0, finite_summary(recorder))
         result.notes += notes
         return result
+    from nandoctor.trace.cause import decide
+
     result.first = first
     result.cause, result.advice = decide(first, growth)
     return result
@@ -86,11 +92,13 @@ def _when(program, recorder: Recorder, first: FirstNonFinite, timeout: float, no
 
 def _silent(program, outcome: Outcome, timeout: float, notes: list) -> FirstNonFinite | None:
     """A NaN left in the variables that no event explains: find its line with a second pass."""
-    from nandoctor.trace.rerun import launch
+    from nandoctor.trace.observe import leftover_nan
 
     leftovers = leftover_nan(_namespaces(outcome))
     if not leftovers:
         return None
+    from nandoctor.trace.rerun import launch
+
     name, count, size = leftovers[0]
     notes.append(
         f"no operation raised a flag, yet `{name}` ended holding {count} NaN of {size}: "

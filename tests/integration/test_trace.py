@@ -317,3 +317,60 @@ def test_an_event_in_a_thread_the_program_starts_is_recorded(tmp_path):
     doc = json.loads(res.stdout)
     assert res.exit_code == 1 and doc["first_nonfinite"]["line"] == 5
     assert doc["first_nonfinite"]["op"] == "sqrt" and doc["cause"]["id"] == "domain_error"
+
+
+# What `nandoctor trace` may have imported when the user's program starts: the command line, the
+# runner and the recorder (and numpy, which the program imports anyway). The report, its
+# renderers, the diagnosis catalogue and the other commands' libraries wait until it has ended.
+RUN_PATH = {
+    "nandoctor",
+    "nandoctor.__main__",
+    "nandoctor.errors",
+    "nandoctor.interrupt",
+    "nandoctor.cli",
+    "nandoctor.cli.common",
+    "nandoctor.cli.trace",
+    "nandoctor.trace",
+    "nandoctor.trace.session",
+    "nandoctor.trace.runner",
+    "nandoctor.trace.events",
+    "nandoctor.trace.frames",
+    "nandoctor.trace.npstate",
+}
+NEVER_FOR_A_HEALTHY_TRACE = {"rich", "pydantic", "yaml", "ruamel", "multiprocessing", "tempfile"}
+PROBE = """\
+import atexit, sys
+
+def loaded():
+    return sorted(m for m in sys.modules if m.split(".")[0] in {"nandoctor", *NEVER})
+
+OUT, NEVER = sys.argv[1], set(sys.argv[2].split(","))  # sys.argv is nandoctor's again at exit
+start = loaded()
+
+def at_exit():  # after nandoctor has printed its report: everything the trace needed
+    with open(OUT, "w") as out:
+        out.write(repr({"start": start, "exit": loaded()}))
+
+atexit.register(at_exit)
+"""
+
+
+def test_the_program_starts_before_the_report_and_diagnosis_are_imported(tmp_path):
+    prog = _script(tmp_path, PROBE)
+    seen = tmp_path / "modules.txt"
+    done = subprocess.run(
+        [sys.executable, "-m", "nandoctor", "trace", str(prog), str(seen)]
+        + [",".join(sorted(NEVER_FOR_A_HEALTHY_TRACE))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "healthy" in done.stdout
+    modules = eval(seen.read_text())  # noqa: S307 - our own probe's repr of two lists
+    early = set(modules["start"]) - RUN_PATH
+    assert not early, f"imported before the program ran (start-up time it pays): {sorted(early)}"
+    heavy = {m for m in modules["exit"] if m.split(".")[0] in NEVER_FOR_A_HEALTHY_TRACE}
+    assert not heavy, f"imported by a healthy trace that never needs them: {sorted(heavy)}"
+    assert "nandoctor.report.trace" in modules["exit"]  # the probe saw the report's imports
+    assert not any(m.startswith("nandoctor.diagnosis") for m in modules["exit"])
