@@ -48,31 +48,31 @@ class ActivationFn:
     to know about the function: the init it defaults to, how to measure saturated outputs and
     weak derivatives (None where they cannot occur), and whether a unit can die (ReLU: no
     gradient at all once ``z <= 0`` for every sample).
+
+    An element-wise squashing function (sigmoid, tanh) gives each output's distance from its
+    nearest limit: an output is saturated within SATURATION_TOL of it, and its derivative weak
+    within ``weak_within`` (:func:`limit_shares`). A softmax saturates by rows instead:
+    ``saturated(a)`` is its share of pinned rows.
     """
 
     forward: Forward
     backward: Backward
     op: str | None
     default_init: Literal["he", "xavier"] = "xavier"
-    saturated: Share | None = None
-    weak: Share | None = None
+    saturated: Share | None = None  # the row-wise kind (softmax)
     can_die: bool = False
-    # Element-wise squashing functions: each output's distance from its nearest limit, and the
-    # distance under which the derivative is weak. ``saturated`` and ``weak`` are these
-    # distances under SATURATION_TOL and ``weak_within``; :func:`limit_shares` takes both in one
-    # pass (the per-step history's fast path).
-    limit_distance: Callable[[np.ndarray], np.ndarray] | None = None
+    limit_distance: Callable[[np.ndarray], np.ndarray] | None = None  # the element-wise kind
     weak_within: float | None = None
 
     @property
     def saturates(self) -> bool:
         """Bounded outputs that can pin at their limits (sigmoid, tanh, softmax)."""
-        return self.saturated is not None
+        return self.squashing or self.saturated is not None
 
     @property
     def squashing(self) -> bool:
         """Element-wise and bounded: a unit's derivative fades as its output nears a limit."""
-        return self.weak is not None
+        return self.limit_distance is not None
 
 
 def _sigmoid(z: np.ndarray, naive: bool) -> np.ndarray:
@@ -136,12 +136,6 @@ def share_of(mask: np.ndarray):
     return np.add.reduce(mask.reshape(len(mask), per), axis=1, dtype=np.float64) / per
 
 
-def _share(mask: np.ndarray) -> np.ndarray:
-    """Share of True per replica, ``(n, batch, units)`` -> ``(n,)``: ``mask.mean(axis=(1, 2))``
-    without its Python overhead (the same sum in float64, divided by the same count)."""
-    return np.add.reduce(mask, axis=(1, 2), dtype=np.float64) / (mask.shape[1] * mask.shape[2])
-
-
 ACTIVATIONS: dict[str, ActivationFn] = {
     "linear": ActivationFn(
         forward=lambda z, naive: z,
@@ -171,8 +165,6 @@ ACTIVATIONS: dict[str, ActivationFn] = {
         forward=lambda z, naive: np.tanh(z),
         backward=lambda z, a, g: g * (1 - a * a),
         op="tanh",
-        saturated=lambda a: _share(np.abs(a) > 1 - SATURATION_TOL),
-        weak=lambda a: _share(np.abs(a) > WEAK_TANH),
         limit_distance=lambda a: 1 - np.abs(a),
         weak_within=1 - WEAK_TANH,
     ),
@@ -180,8 +172,6 @@ ACTIVATIONS: dict[str, ActivationFn] = {
         forward=_sigmoid,
         backward=lambda z, a, g: g * (a * (1 - a)),
         op="exp",
-        saturated=lambda a: _share((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)),
-        weak=lambda a: _share((a < WEAK_SIGMOID) | (a > 1 - WEAK_SIGMOID)),
         limit_distance=lambda a: np.minimum(a, 1 - a),
         weak_within=WEAK_SIGMOID,
     ),
