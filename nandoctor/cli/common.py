@@ -131,15 +131,16 @@ def step_progress(total: int, label: str, enabled: bool) -> Iterator[Callable[[i
         transient=True,
     ) as bar:
         task = bar.add_task(label, total=total)
-        last, whole = [0], [total]  # the count drawn last; the total
+        drawn = 0  # the count drawn last
 
         def advance(done: int, new_total: int | None = None) -> None:
             # A redraw costs more than a small network's step: about 500 per bar at most.
+            nonlocal drawn, total
             if new_total is not None:
-                whole[0] = new_total
-            elif done - last[0] < max(1, whole[0] // 500) and done < whole[0]:
+                total = new_total
+            elif done - drawn < max(1, total // 500) and done < total:
                 return
-            last[0] = done
+            drawn = done
             bar.update(task, completed=done, total=new_total)
 
         yield advance

@@ -170,6 +170,8 @@ class History:
         # one row: loss, then each statistic's layers: (n, 1 + len(STATS) * layers)
         self.record_ = Record((n, 1 + len(STATS) * layers), steps, window, chunk, buckets)
         self.retired: dict[int, Record] = {}  # replica -> its record when it stopped
+        self._acts = None  # the activations the columns were prepared for (_prepare_columns)
+        self._slot_starts = None  # the flat buffers' layout, once given (use_layout)
         if slots is None:  # the classic layout: W and b for every layer
             self._weights = list(range(0, 2 * layers, 2))
             self._members = [[2 * i, 2 * i + 1] for i in range(layers)]
@@ -208,7 +210,7 @@ class History:
         never = []
         for i, fn in enumerate(self._fns):
             never += [col["dead"] + i] if not fn.can_die else []
-            never += [col["saturated"] + i] if fn.saturated is None else []
+            never += [col["saturated"] + i] if not fn.saturates else []
             never += [col["weak"] + i] if fn.limit_distance is None else []
         self._never = np.array(never, dtype=np.intp)
         self._blanked = None  # the ring array whose ``never`` columns were last set to 0
@@ -226,7 +228,7 @@ class History:
         None). Called with
         floating-point events muted: this arithmetic is bookkeeping, not the network's.
         """
-        if getattr(self, "_acts", None) is not acts:
+        if self._acts is not acts:
             self._prepare_columns(acts)
         self.steps_run = step
         rec = self.record_
@@ -234,7 +236,9 @@ class History:
         if self._blanked is not rec.rows:  # a new ring (the first, or grown): once per ring
             rec.rows[:, :, self._never] = 0.0
             self._blanked = rec.rows
-        if len(alive) == 1 and flat is not None and getattr(self, "_slot_starts", None) is not None:
+        if self._slot_starts is None:  # no layout given: the buffers cannot be read
+            flat = None
+        if len(alive) == 1 and flat is not None:
             values = self._one_replica(zs, activations, grads, flat, loss)
             if values is not None:
                 full[alive[0]] = values
@@ -243,7 +247,7 @@ class History:
         L, col = self.layers, self._col
         row[:, 0] = loss
         norms3 = None
-        if flat is not None and getattr(self, "_slot_starts", None) is not None:
+        if flat is not None:
             norms3 = self._flat_norms(*flat)
         if norms3 is None:
             if deltas is None:  # the flat update's: its buffer holds them
