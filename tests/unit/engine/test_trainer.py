@@ -274,7 +274,13 @@ def test_the_unlabelled_plain_pass_is_bit_identical_and_never_the_one_reporting(
         train__learning_rate=rate,
         **({"data__task": "classification"} if loss == "cross_entropy" else {}),
     )
+    runs = []
+    real = Trainer._plain_forward_backward
+    monkeypatch.setattr(
+        Trainer, "_plain_forward_backward", lambda self, *a: runs.append(1) or real(self, *a)
+    )
     plain = train(spec)[0]
+    assert runs  # the unlabelled pass did run
     monkeypatch.setattr(Trainer, "_plain_plan", lambda self: None)
     labelled = train(spec)[0]
     assert np.array_equal(plain.loss, labelled.loss, equal_nan=True)

@@ -153,7 +153,11 @@ def test_a_single_replica_row_holds_what_the_array_path_computes(monkeypatch, la
     if layers[-1][0] == "softmax":
         raw["data"]["task"] = "classification"
         raw["loss"] = "cross_entropy"
+    rows = []
+    real = history.History._one_replica
+    monkeypatch.setattr(history.History, "_one_replica", lambda *a: rows.append(1) or real(*a))
     fast = train(spec_from_dict(raw))[0].history
+    assert rows  # the single-replica row was taken
     monkeypatch.setattr(history.History, "_one_replica", lambda *a: None)
     slow = train(spec_from_dict(raw))[0].history
     assert fast.keys() == slow.keys()
