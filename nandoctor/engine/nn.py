@@ -14,7 +14,6 @@ watch (``nandoctor.instrument.events``) can say *which* op overflowed or produce
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -35,7 +34,7 @@ WEAK_TANH = 0.9487  # tanh'(z) = 1 - a^2 < 0.1 beyond |a| = 0.9487
 
 Forward = Callable[[np.ndarray, bool], np.ndarray]  # (z, naive) -> a
 Backward = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (z, a, dL/da) -> dL/dz
-Share = Callable[[np.ndarray], np.ndarray]  # a: (n, batch, units) -> (n,) share of units
+Share = Callable[[np.ndarray], np.ndarray]  # a: (..., batch, units) -> (...) share of units
 
 
 @dataclass(frozen=True)
@@ -119,21 +118,17 @@ def _softmax(z: np.ndarray, naive: bool) -> np.ndarray:
     return e / s
 
 
-def limit_shares(fn: ActivationFn, a: np.ndarray) -> tuple:
-    """Per replica the share of saturated outputs and of weak derivatives of a squashing
-    activation's ``a: (n, batch, units)``, both from one distance to the limits: two ``(n,)``
-    arrays, or two floats when ``n == 1``."""
+def limit_shares(fn: ActivationFn, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The share of saturated outputs and of weak derivatives of a squashing activation's
+    ``a: (..., batch, units)``, both from one distance to the limits: two arrays of shape
+    ``a.shape[:-2]`` (float64)."""
     d = fn.limit_distance(a)
     return share_of(d < SATURATION_TOL), share_of(d < fn.weak_within)
 
 
-def share_of(mask: np.ndarray):
-    """The share of True in each replica's ``mask: (n, ...)``: ``(n,)`` float64, or a float when
-    ``n == 1`` (counting a whole array is several times cheaper than reducing an axis)."""
-    if len(mask) == 1:
-        return np.count_nonzero(mask) / mask.size
-    per = math.prod(mask.shape[1:])
-    return np.add.reduce(mask.reshape(len(mask), per), axis=1, dtype=np.float64) / per
+def share_of(mask: np.ndarray) -> np.ndarray:
+    """The share of True over the last two axes of ``mask: (..., batch, units)``."""
+    return np.count_nonzero(mask, axis=(-2, -1)) / (mask.shape[-2] * mask.shape[-1])
 
 
 ACTIVATIONS: dict[str, ActivationFn] = {
@@ -179,7 +174,7 @@ ACTIVATIONS: dict[str, ActivationFn] = {
         forward=_softmax,
         backward=lambda z, a, g: a * (g - (g * a).sum(axis=-1, keepdims=True)),
         op="exp",
-        saturated=lambda a: (a.max(axis=2) > SOFTMAX_PINNED).mean(axis=1),
+        saturated=lambda a: (a.max(axis=-1) > SOFTMAX_PINNED).mean(axis=-1),
     ),
 }
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from nandoctor.engine.nn import activation, limit_shares, share_of
+from nandoctor.engine.nn import activation, limit_shares
 from nandoctor.engine.optim import norms
 from nandoctor.report.output import open_output, write_text
 
@@ -42,7 +43,60 @@ STATS = (
 WINDOW = 4096  # steps kept at full resolution (the diagnosis reads these)
 CHUNK = 256  # steps folded into the summary at once as they leave the window
 BUCKETS = 512  # the summary's length; its buckets double in width when full
-SMALL_FLAT = 1 << 16  # parameters x replicas up to which the norms are taken in one stacked pass
+BATCH = 32  # steps whose statistics are reduced together (at most a chunk) ...
+BATCH_BYTES = 1 << 16  # ... when what one step keeps for them is this small (else one by one)
+
+
+class Kept(NamedTuple):
+    """What a step leaves in its :class:`Batch` besides the arrays the batch holds."""
+
+    step: int
+    copied: bool  # its parameter buffers are in the batch's ``flat``
+    squares: np.ndarray | None  # (3 n, slots): their sums of squares, taken at the step
+    norms: tuple | None  # (grad, weight, |delta W|) norms, each (n, layers), taken carefully
+    dead: list[np.ndarray]  # per layer in History._dead_bias: (n,) share of zero bias gradients
+
+
+class Batch:
+    """The steps :meth:`History.record` took and :meth:`History.flush` has not yet written.
+
+    With ``size > 1`` each step's arrays are copied into rings allocated once (``loss``
+    ``(size, n)``, per layer ``zs`` and ``outputs`` ``(size, n, batch, units)``, ``flat``
+    ``(size, 3 n, total)``): a copy costs less than keeping the step's own arrays, which would
+    leave every later step to allocate cold memory. With ``size == 1`` the step's arrays are held
+    as they are (the parameter buffers, which the next step overwrites, are not held)."""
+
+    def __init__(self, size: int, loss, zs, outputs, flat):
+        self.size, self.kept = size, []
+        self.shape = zs[0].shape  # (n, batch, units): a batch holds steps of one shape
+        if size > 1:
+            self.loss = np.empty((size, *loss.shape))
+            self.zs = [np.empty((size, *z.shape), z.dtype) for z in zs]
+            self.outputs = [np.empty((size, *a.shape), a.dtype) for a in outputs]
+            self.flat = (
+                np.empty((size, 3 * len(flat[0]), flat[0].shape[1]), flat[0].dtype)
+                if flat is not None
+                else None
+            )
+
+    def add(self, kept: Kept, loss, zs, outputs, flat) -> None:
+        j = len(self.kept)
+        if self.size == 1:
+            self.loss, self.zs = loss[None], [z[None] for z in zs]
+            self.outputs = [a[None] for a in outputs]
+        else:
+            self.loss[j] = loss
+            for ring, z in zip(self.zs, zs, strict=True):
+                ring[j] = z
+            for ring, a in zip(self.outputs, outputs, strict=True):
+                ring[j] = a
+            if kept.copied:
+                np.concatenate(flat, out=self.flat[j])
+        self.kept.append(kept)
+
+    @property
+    def full(self) -> bool:
+        return len(self.kept) >= self.size
 
 
 class Summary:
@@ -104,10 +158,29 @@ class Record:
         self.rows = np.full((min(64, window, max(steps, 1)), *columns), np.nan)
         self.summary = Summary(columns, buckets)
         self.steps = 0  # the last step written
-        self.initial = np.full(columns, np.nan)  # step 1's row, kept whatever the window holds
+        self.initial = np.full(columns, np.nan)  # step 1's row, kept once the ring overwrites it
 
     def row(self, step: int) -> np.ndarray:
         """The row to fill for ``step`` (1-based, each step once and in order)."""
+        self._advance(step)
+        return self.rows[(step - 1) % self.window]
+
+    def rows_for(self, first: int, count: int) -> np.ndarray:
+        """The ring positions of steps ``first .. first + count - 1`` (each step once and in
+        order, ``count`` at most a chunk), to be filled together: what :meth:`row` does for
+        each, done only at the steps where something happens (the ring grows, or a chunk of it
+        is folded into the summary)."""
+        last = first + count - 1
+        if first <= self.window:  # grow to hold them
+            self._advance(min(last, self.window))
+        k = max(first - 1, self.window)
+        k += -k % self.chunk  # the first chunk boundary from there: a fold
+        if k <= last - 1:
+            self._advance(k + 1)
+        self.steps = last
+        return np.arange(first - 1, last) % self.window
+
+    def _advance(self, step: int) -> None:
         k = step - 1
         if k < self.window:
             if k >= len(self.rows):  # grow by doubling, never past the window
@@ -119,11 +192,10 @@ class Record:
                 self.rows = grown
         elif k % self.chunk == 0:  # this chunk of the ring is about to be overwritten, row by row
             at = k % self.window
+            if at == 0 and k == self.window:  # step 1's row is the first to go
+                self.initial = self.rows[0].copy()
             self.summary.fold(step - self.window, self.rows[at : at + self.chunk])
-        if step == 2:
-            self.initial = self.rows[0].copy()
         self.steps = step
-        return self.rows[k % self.window]
 
     def recent(self) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, rows)`` of the window in step order."""
@@ -172,6 +244,11 @@ class History:
         self.retired: dict[int, Record] = {}  # replica -> its record when it stopped
         self._acts = None  # the activations the columns were prepared for (_prepare_columns)
         self._slot_starts = None  # the flat buffers' layout, once given (use_layout)
+        self._batches: dict[tuple, Batch] = {}  # by the shape of a step's z: (n, batch, units)
+        self._pending: Batch | None = None  # the batch of the steps not yet written ...
+        self._pending_alive = None  # ... and their live replicas
+        self._batch_size: int | None = None  # steps per batch, chosen at the first step ...
+        self._copying = False  # ... and whether a batch copies the steps' arrays
         if slots is None:  # the classic layout: W and b for every layer
             self._weights = list(range(0, 2 * layers, 2))
             self._members = [[2 * i, 2 * i + 1] for i in range(layers)]
@@ -206,14 +283,10 @@ class History:
         self._norms_at = col["grad_norm"]  # grad_norm, weight_norm, update_ratio are consecutive
         assert STATS[-3:] == ("grad_norm", "weight_norm", "update_ratio")
         self._fns = [activation(a) for a in acts]
-        # the columns a layer's activation never fills are 0 (no saturation, no dead units)
-        never = []
-        for i, fn in enumerate(self._fns):
-            never += [col["dead"] + i] if not fn.can_die else []
-            never += [col["saturated"] + i] if not fn.saturates else []
-            never += [col["weak"] + i] if fn.limit_distance is None else []
-        self._never = np.array(never, dtype=np.intp)
-        self._blanked = None  # the ring array whose ``never`` columns were last set to 0
+        # the layers whose outputs the statistics read (saturation), and whose dead share is
+        # read from the bias gradient, taken as the step ends (the buffer is reused)
+        self._read_a = [i for i, fn in enumerate(self._fns) if fn.saturates]
+        self._dead_bias = [i for i, fn in enumerate(self._fns) if fn.can_die and i in self._bias]
         self._acts = acts
 
     def record(
@@ -221,120 +294,162 @@ class History:
     ) -> None:
         """Take the statistics of ``step`` (1-based) for the live replicas ``alive``.
 
-        ``zs``, ``activations``: per layer ``(n, batch, units)``; ``grads``, ``params``,
-        ``deltas``: the parameter arrays (in the trainer's slot order; without slots ``[W1, b1,
-        W2, b2, ...]``) with a leading replica axis. ``flat``: the same three as ``(n, total)``
-        buffers (after :meth:`use_layout`), when the trainer has them (``deltas`` may then be
-        None). Called with
-        floating-point events muted: this arithmetic is bookkeeping, not the network's.
+        ``zs``, ``activations``: per layer ``(n, batch, units)``, arrays no later step writes to;
+        ``grads``, ``params``, ``deltas``: the parameter arrays (in the trainer's slot order;
+        without slots ``[W1, b1, W2, b2, ...]``) with a leading replica axis. ``flat``: the same
+        three as ``(n, total)`` buffers (after :meth:`use_layout`), when the trainer has them
+        (``deltas`` may then be None). Called with floating-point events muted: this arithmetic
+        is bookkeeping, not the network's.
+
+        On a small network a NumPy call costs about the same over 32 steps' arrays as over one
+        step's, so a step's arrays are copied into a :class:`Batch` and :meth:`flush` takes the
+        statistics of the batch together. A network whose step is larger than ``BATCH_BYTES`` a
+        replica is measured step by step, the sums of squares taken at once from the parameter
+        buffers without copying them. Every statistic is per step: batching never changes it.
         """
         if self._acts is not acts:
             self._prepare_columns(acts)
+        shape, pending = zs[0].shape, self._pending
+        if (
+            pending is not None
+            and pending.kept
+            and (pending.shape != shape or alive is not self._pending_alive)
+        ):  # a shorter last batch or another set of replicas: the arrays would not stack
+            self.flush()
         self.steps_run = step
-        rec = self.record_
-        full = rec.row(step)
-        if self._blanked is not rec.rows:  # a new ring (the first, or grown): once per ring
-            rec.rows[:, :, self._never] = 0.0
-            self._blanked = rec.rows
-        if self._slot_starts is None:  # no layout given: the buffers cannot be read
-            flat = None
-        if len(alive) == 1 and flat is not None:
-            values = self._one_replica(zs, activations, grads, flat, loss)
-            if values is not None:
-                full[alive[0]] = values
-                return
-        row = full if len(alive) == self.n else full[alive]
-        L, col = self.layers, self._col
-        row[:, 0] = loss
-        norms3 = None
-        if flat is not None:
-            norms3 = self._flat_norms(*flat)
-        if norms3 is None:
+        outputs = [activations[i] for i in self._read_a]
+        if self._batch_size is None:
+            self._choose_batch(zs, outputs, flat, len(alive))
+        batch = self._batches.get(shape)
+        if batch is None:
+            buffers = flat if self._copying and self._slot_starts is not None else None
+            batch = self._batches[shape] = Batch(self._batch_size, loss, zs, outputs, buffers)
+        if not batch.kept:
+            self._pending, self._pending_alive = batch, alive
+        copied, squares, norms3 = False, None, None
+        if self._slot_starts is not None and flat is not None:
+            if self._copying:
+                copied = batch.size == 1 or batch.flat is not None
+            else:
+                squares = np.concatenate([self._slot_squares(b) for b in flat])
+                if not math.isfinite(np.add.reduce(squares, axis=None)):  # an overflowed square
+                    squares = None
+        if copied and batch.size == 1:  # one step held as it is: sum the buffers' squares now
+            copied, squares = False, self._copied_squares(np.concatenate(flat)[None])[0]
+            if not math.isfinite(np.add.reduce(squares, axis=None)):
+                squares = None
+        if not copied and squares is None:
             if deltas is None:  # the flat update's: its buffer holds them
                 deltas = self._layout.views(flat[2])
             norms3 = self._list_norms(grads, params, deltas)
-        g, w, dw = norms3
-        at = self._norms_at
-        row[:, at : at + L] = g
-        row[:, at + L : at + 2 * L] = w
-        row[:, at + 2 * L : at + 3 * L] = dw / np.where(w > 0, w, np.nan)
-        for i, (z, a, fn) in enumerate(zip(zs, activations, self._fns, strict=True)):
-            # the max of |z| propagates a NaN, as max |z| should
-            row[:, col["max_abs_z"] + i] = np.maximum.reduce(np.abs(z), axis=(-2, -1))
-            if fn.can_die:
-                if i in self._bias:
-                    # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient 0.
-                    row[:, col["dead"] + i] = share_of(grads[self._bias[i]] == 0)
-                else:  # no plain bias (use_bias false, a norm, dropout): read z itself
-                    row[:, col["dead"] + i] = (~(z > 0).any(axis=-2)).mean(axis=-1)
-            if fn.limit_distance is not None:
-                row[:, col["saturated"] + i], row[:, col["weak"] + i] = limit_shares(fn, a)
-            elif fn.saturated is not None:
-                row[:, col["saturated"] + i] = fn.saturated(a)
-        if row is not full:
-            full[alive] = row
+        biases = [grads[self._bias[i]] for i in self._dead_bias]
+        dead = [np.count_nonzero(b == 0, axis=-1) / b.shape[-1] for b in biases]
+        batch.add(Kept(step, copied, squares, norms3, dead), loss, zs, outputs, flat)
+        if batch.full:
+            self.flush()
 
-    def _one_replica(self, zs, activations, grads, flat, loss) -> list[float] | None:
-        """The row of a step with one live replica, as Python floats written in one go: the same
-        statistics as :meth:`record`'s arrays, in a third of the NumPy calls (on a small network
-        the calls, not the arithmetic, are the cost). None when a sum of squares overflowed."""
-        sq_g, sq_p, sq_d = self._slot_squares(*flat).tolist()
-        if not math.isfinite(sum(sq_g) + sum(sq_p) + sum(sq_d)):
-            return None
+    def _choose_batch(self, zs, outputs, flat, n: int) -> None:
+        """Small steps (what a step keeps of one replica is at most ``BATCH_BYTES``) are copied
+        into batches of ``BATCH`` (at most a chunk), their parameter buffers too; larger ones
+        are written one by one, their squares summed at once from the buffers. Decided per
+        replica, so that a sweep measures a spec the way a single run of it does."""
+        held = sum(z.nbytes for z in zs) + sum(a.nbytes for a in outputs)
+        if flat is not None:
+            held += sum(b.nbytes for b in flat)
+        self._copying = held <= n * BATCH_BYTES
+        self._batch_size = min(BATCH, self.record_.chunk) if self._copying else 1
+
+    def flush(self) -> None:
+        """Write the rows of the steps recorded since the last flush (see :meth:`record`)."""
+        batch = self._pending
+        if batch is None or not batch.kept:
+            return
+        kept, batch.kept = batch.kept, []
+        alive = self._pending_alive
+        k, n = len(kept), len(alive)
+        col = self._col
+        block = np.zeros((k, n, 1 + len(STATS) * self.layers))  # columns never filled stay 0
+        with np.errstate(all="ignore"):  # bookkeeping: a NaN or inf here is a value, not an event
+            block[:, :, 0] = batch.loss[:k]
+            flat = batch.flat[:k] if batch.size > 1 and batch.flat is not None else None
+            self._norms_into(block[:, :, self._norms_at :], kept, flat)
+            for i, fn in enumerate(self._fns):
+                z = batch.zs[i][:k]  # (k, n, batch, units)
+                # the max of |z| propagates a NaN, as max |z| should
+                block[:, :, col["max_abs_z"] + i] = np.maximum.reduce(np.abs(z), axis=(-2, -1))
+                if i in self._dead_bias:
+                    # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient 0
+                    j = self._dead_bias.index(i)
+                    block[:, :, col["dead"] + i] = [s.dead[j] for s in kept]
+                elif fn.can_die:  # no plain bias (use_bias false, a norm, dropout): read z itself
+                    block[:, :, col["dead"] + i] = (~(z > 0).any(axis=-2)).mean(axis=-1)
+                if fn.saturates:
+                    a = batch.outputs[self._read_a.index(i)][:k]
+                    if fn.limit_distance is not None:
+                        sat, weak = limit_shares(fn, a)
+                        block[:, :, col["saturated"] + i] = sat
+                        block[:, :, col["weak"] + i] = weak
+                    else:
+                        block[:, :, col["saturated"] + i] = fn.saturated(a)
+        rec = self.record_
+        at = rec.rows_for(kept[0].step, k)
+        if n == self.n:
+            rec.rows[at] = block
+        else:
+            rec.rows[at[:, None], alive[None, :]] = block
+
+    def _norms_into(self, cols: np.ndarray, kept: list[Kept], flat) -> None:
+        """``cols: (k, n, 3 layers)``: the gradient norms, weight norms and update ratios of the
+        kept steps, from their sums of squares (of the batch's copied buffers ``flat``, or taken
+        at the step), or taken carefully where a square overflowed (see :meth:`record`)."""
+        k, n = cols.shape[:2]
         L = self.layers
-        max_z, saturated, weak, dead = [0.0] * L, [0.0] * L, [0.0] * L, [0.0] * L
-        for i, (z, a, fn) in enumerate(zip(zs, activations, self._fns, strict=True)):
-            max_z[i] = float(np.maximum.reduce(np.abs(z), axis=None))  # NaN propagates
-            if fn.can_die:
-                if i in self._bias:  # z <= 0 for every sample <=> a bias gradient of exactly 0
-                    gb = grads[self._bias[i]]
-                    dead[i] = np.count_nonzero(gb == 0) / gb.size
-                else:
-                    dead[i] = float((~(z > 0).any(axis=-2)).mean())
-            if fn.limit_distance is not None:
-                saturated[i], weak[i] = limit_shares(fn, a)
-            elif fn.saturated is not None:
-                saturated[i] = float(fn.saturated(a)[0])
-        grad = [math.sqrt(sum(sq_g[j] for j in m)) for m in self._members]
-        w = [math.sqrt(sq_p[j]) for j in self._weights]
-        dw = [math.sqrt(sq_d[j]) for j in self._weights]
-        ratio = [d / v if v > 0 else math.nan for d, v in zip(dw, w, strict=True)]
-        by_name = dict(
-            max_abs_z=max_z,
-            saturated=saturated,
-            weak=weak,
-            dead=dead,
-            grad_norm=grad,
-            weight_norm=w,
-            update_ratio=ratio,
-        )
-        return [float(loss[0]), *(v for name in STATS for v in by_name[name])]
+        careful = {j: s.norms for j, s in enumerate(kept) if s.norms is not None}
+        if len(careful) == k:
+            sq = None
+        elif all(s.copied for s in kept):  # the small network's common case
+            sq = self._copied_squares(flat)
+        else:
+            sq = np.zeros((k, 3 * n, len(self._slot_starts)))
+            for j, s in enumerate(kept):
+                if s.copied:
+                    sq[j] = self._copied_squares(flat[j : j + 1])[0]
+                elif s.squares is not None:
+                    sq[j] = s.squares
+        if sq is not None:
+            if not math.isfinite(np.add.reduce(sq, axis=None)):
+                for j in np.flatnonzero(~np.isfinite(np.add.reduce(sq, axis=(1, 2)))):
+                    if kept[j].copied:  # a square overflowed: the careful way
+                        views = [self._layout.views(b) for b in np.split(flat[j], 3)]
+                        careful[int(j)] = self._list_norms(*views)
+            sq = sq.astype(np.float64)
+            cols[:, :, :L] = np.add.reduceat(sq[:, :n], self._layer_first, axis=-1)
+            cols[:, :, L : 2 * L] = sq[:, n : 2 * n, self._weights_at]
+            cols[:, :, 2 * L :] = sq[:, 2 * n :, self._weights_at]
+            np.sqrt(cols, out=cols)
+            w, ratio = cols[:, :, L : 2 * L], cols[:, :, 2 * L :]
+            np.divide(ratio, w, out=ratio)
+            ratio[~(w > 0)] = np.nan
+        for j, (g, w, dw) in careful.items():
+            cols[j, :, :L], cols[j, :, L : 2 * L] = g, w
+            cols[j, :, 2 * L :] = dw / np.where(w > 0, w, np.nan)
 
-    def _slot_squares(self, g, p, d) -> np.ndarray:
-        """``(3 n, slots)``: each replica's sum of squares of each parameter's gradient, then
-        value, then update, in the buffers' dtype."""
-        n, starts = len(g), self._slot_starts
-        if g.size <= SMALL_FLAT:  # few values: the calls, not the data, cost
-            both = np.concatenate((g, p, d))
-            return np.add.reduceat(both * both, starts, axis=1)
-        sq = np.empty((3 * n, len(starts)), dtype=g.dtype)  # many: a pass per slot, no copies
-        ends = [*starts[1:], g.shape[1]]
-        for k, buf in enumerate((g, p, d)):
-            for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
-                part = buf[:, a:b]
-                sq[k * n : (k + 1) * n, j] = np.einsum("ij,ij->i", part, part)
+    def _copied_squares(self, flat: np.ndarray) -> np.ndarray:
+        """``(k, 3 n, slots)``: the sums of squares of each slot of copied buffers ``(k, 3 n,
+        total)``, in their dtype, in two calls for all of them."""
+        rows = flat.reshape(-1, flat.shape[-1])
+        return np.add.reduceat(rows * rows, self._slot_starts, axis=1).reshape(*flat.shape[:2], -1)
+
+    def _slot_squares(self, buf: np.ndarray) -> np.ndarray:
+        """``(rows, slots)``: each row's sum of squares of each parameter's part of a flat
+        ``(rows, total)`` buffer, in its dtype, a pass per slot without copies. Every row is
+        summed alike whatever the rows, so a batch of steps gets each step's numbers."""
+        starts = self._slot_starts
+        sq = np.empty((len(buf), len(starts)), dtype=buf.dtype)
+        for j, (a, b) in enumerate(zip(starts, [*starts[1:], buf.shape[1]], strict=True)):
+            part = buf[:, a:b]
+            sq[:, j] = np.einsum("ij,ij->i", part, part)
         return sq
-
-    def _flat_norms(self, g, p, d) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """``(grad norm, weight norm, |delta W|)``, each ``(n, layers)``, from the flat buffers;
-        None when a sum of squares overflowed (the caller then takes the careful path)."""
-        n = len(g)
-        sq = self._slot_squares(g, p, d)
-        if not np.isfinite(np.add.reduce(sq, axis=None)):  # (a finite sum: all are finite)
-            return None
-        grad = np.add.reduceat(sq[:n], self._layer_first, axis=1)
-        weights = np.sqrt(sq[n:, self._weights_at])  # (2n, layers): |W|, then |delta W|
-        return np.sqrt(grad), weights[:n], weights[n:]
 
     def _list_norms(self, grads, params, deltas):
         weights, members, L = self._weights, self._members, self.layers
@@ -344,6 +459,7 @@ class History:
 
     def retire(self, r: int) -> None:
         """Replica ``r`` (original index) stopped: keep its record as it is now."""
+        self.flush()
         rec = Record.__new__(Record)
         rec.__dict__.update(self.record_.__dict__)
         rec.rows = self.record_.rows[:, r : r + 1].copy()
@@ -360,6 +476,7 @@ class History:
         return out
 
     def _of(self, r: int) -> tuple[Record, int]:
+        self.flush()
         return (self.retired[r], 0) if r in self.retired else (self.record_, r)
 
     def replica(self, r: int) -> dict[str, np.ndarray]:
@@ -375,7 +492,7 @@ class History:
     def initial_loss(self, r: int) -> float:
         """Step 1's loss, whatever the window holds now."""
         rec, col = self._of(r)
-        return float(rec.rows[0, col, 0] if rec.steps < 2 else rec.initial[col, 0])
+        return float(rec.rows[0, col, 0] if rec.steps <= rec.window else rec.initial[col, 0])
 
     def summary(self, r: int) -> dict[str, np.ndarray]:
         """Replica ``r``'s whole run, downsampled: ``step`` -> first step of each bucket;
@@ -391,6 +508,7 @@ class History:
 
     def nbytes(self) -> int:
         """Memory held by the history's arrays (for the memory bound)."""
+        self.flush()
         recs = [self.record_, *self.retired.values()]
         return sum(r.rows.nbytes + r.summary.min.nbytes * 3 + r.initial.nbytes for r in recs)
 

@@ -49,6 +49,23 @@ def test_window_keeps_recent_steps_and_summary_covers_every_step():
     assert np.array_equal(s.last[: s.used, 0], ends)
 
 
+def test_rows_filled_a_batch_at_a_time_are_the_rows_filled_one_by_one():
+    one, batched = (Record((1,), steps=10_000, window=64, chunk=16, buckets=8) for _ in range(2))
+    for step in range(1, 1001):
+        one.row(step)[0] = step
+    first = 1
+    for count in [3, 16, 16, 5, 16, 1, 16, 7] * 40:
+        count = min(count, 1001 - first)
+        if count:
+            batched.rows[batched.rows_for(first, count), 0] = np.arange(first, first + count)
+            first += count
+    for a, b in zip((*one.recent(), one.rows), (*batched.recent(), batched.rows), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name in ("min", "max", "last"):
+        np.testing.assert_array_equal(getattr(one.whole(), name), getattr(batched.whole(), name))
+    assert one.initial[0] == batched.initial[0] == 1 and one.steps == batched.steps == 1000
+
+
 def test_memory_does_not_grow_with_steps():
     def held(steps: int) -> int:
         rec = Record((1, 15), steps=steps, window=256, chunk=64, buckets=32)
@@ -104,9 +121,9 @@ def test_the_layer_table_names_the_real_step_when_the_window_has_moved(monkeypat
     assert "Layers at step 90" in console.export_text()
 
 
-@pytest.mark.parametrize("small_flat", [history.SMALL_FLAT, 0])  # stacked pass, or per slot
-def test_norms_from_the_flat_buffers_equal_the_per_parameter_ones(monkeypatch, small_flat):
-    monkeypatch.setattr(history, "SMALL_FLAT", small_flat)
+@pytest.mark.parametrize("small", [history.BATCH_BYTES, 0])  # buffers copied, or squares taken
+def test_norms_from_the_flat_buffers_equal_the_per_parameter_ones(monkeypatch, small):
+    monkeypatch.setattr(history, "BATCH_BYTES", small)
     from nandoctor.engine.flat import FlatLayout
     from nandoctor.engine.layout import layout
 
@@ -114,52 +131,68 @@ def test_norms_from_the_flat_buffers_equal_the_per_parameter_ones(monkeypatch, s
     slots = layout(spec.model.layers)
     rng = np.random.default_rng(0)
     shapes = [(10, 20), (20,), (20, 5), (5,)]
+    zs = [np.ones((3, 4, 20)), np.ones((3, 4, 5))]
+    names = ("grad_norm", "weight_norm", "update_ratio")
     for scale in (1.0, 1e200):  # 1e200: the squares overflow, the careful path answers
         g, p, d = ([scale * rng.standard_normal((3, *s)) for s in shapes] for _ in range(3))
         lay = FlatLayout(g)
-        h = history.History(3, 2, 10, slots=slots, layer_specs=spec.model.layers)
-        h.use_layout(lay)
-        with np.errstate(over="ignore"):  # as under the run's muted watch
-            flat = h._flat_norms(lay.gather(g), lay.gather(p), lay.gather(d))
-            careful = h._list_norms(g, p, d)
-        if scale == 1.0:
-            for a, b in zip(flat, careful, strict=True):
-                np.testing.assert_allclose(a, b, rtol=1e-12)
-        else:
-            assert flat is None and np.isfinite(careful[0]).all()
+        taken = []
+        for flat in (lay.gather(g), lay.gather(p), lay.gather(d)), None:
+            h = history.History(3, 2, 10, slots=slots, layer_specs=spec.model.layers)
+            h.use_layout(lay)
+            with np.errstate(over="ignore"):  # as under the run's muted watch
+                h.record(1, np.arange(3), zs, zs, ["relu", "linear"], g, p, d, np.zeros(3), flat)
+            taken.append([h.replica(r) for r in range(3)])
+        for by_buffers, by_arrays in zip(*taken, strict=True):
+            for name in names:
+                assert np.isfinite(by_buffers[name]).all(), name
+                np.testing.assert_allclose(by_buffers[name], by_arrays[name], rtol=1e-12)
 
 
 @pytest.mark.parametrize(
-    "layers",
+    ("layers", "rates"),
     [
-        [("sigmoid", True), ("linear", True)],
-        [("tanh", True), ("relu", False), ("softmax", True)],
-        [("relu", True), ("leaky_relu", True), ("linear", False)],
+        ([("sigmoid", True), ("linear", True)], [0.5]),
+        ([("tanh", True), ("relu", False), ("softmax", True)], [0.5]),
+        ([("relu", True), ("leaky_relu", True), ("linear", False)], [0.5, 3.0, 40.0]),
+        ([("relu", "batch"), ("sigmoid", "dropout"), ("linear", True)], [0.1, 0.5]),
     ],
 )
-@pytest.mark.parametrize("small_flat", [history.SMALL_FLAT, 0])  # stacked pass, or per slot
-def test_a_single_replica_row_holds_what_the_array_path_computes(monkeypatch, layers, small_flat):
-    monkeypatch.setattr(history, "SMALL_FLAT", small_flat)
+def test_steps_reduced_together_equal_steps_reduced_one_by_one(monkeypatch, layers, rates):
+    """The statistics of a batch of steps are those of each step taken alone, bit for bit,
+    with one replica or several, through a replica's failure, and are written when read."""
+
+    def layer(k, act, kind):
+        out = {"units": 3 if k == len(layers) - 1 else 8, "activation": act}
+        out["use_bias"] = kind is not False
+        if kind == "batch":
+            out["norm"] = "batch"
+        if kind == "dropout":
+            out["dropout"] = 0.2
+        return out
+
     raw = {
         "data": {"samples": 64, "features": 6, "outputs": 3},
-        "model": {
-            "layers": [
-                {"units": 3 if k == len(layers) - 1 else 8, "activation": act, "use_bias": bias}
-                for k, (act, bias) in enumerate(layers)
-            ]
-        },
-        "train": {"steps": 40, "batch_size": 16, "learning_rate": 0.5},
+        "model": {"layers": [layer(k, act, kind) for k, (act, kind) in enumerate(layers)]},
+        "train": {"steps": 75, "batch_size": 16, "learning_rate": 0.5},
     }
     if layers[-1][0] == "softmax":
         raw["data"]["task"] = "classification"
         raw["loss"] = "cross_entropy"
-    rows = []
-    real = history.History._one_replica
-    monkeypatch.setattr(history.History, "_one_replica", lambda *a: rows.append(1) or real(*a))
-    fast = train(spec_from_dict(raw))[0].history
-    assert rows  # the single-replica row was taken
-    monkeypatch.setattr(history.History, "_one_replica", lambda *a: None)
-    slow = train(spec_from_dict(raw))[0].history
-    assert fast.keys() == slow.keys()
-    for name in fast:
-        np.testing.assert_allclose(fast[name], slow[name], rtol=1e-12, err_msg=name)
+    spec = spec_from_dict(raw)
+    flushes = []
+    real = history.History.flush
+    monkeypatch.setattr(
+        history.History, "flush", lambda h: flushes.append(len(h._pending.kept)) or real(h)
+    )
+    together = train(spec, rates)
+    assert max(flushes) > 1  # several steps were reduced at once
+    monkeypatch.setattr(history, "BATCH", 1)
+    alone = train(spec, rates)
+    for a, b in zip(together, alone, strict=True):
+        assert (a.first_nonfinite is None) == (b.first_nonfinite is None)
+        assert a.history.keys() == b.history.keys()
+        for name in a.history:
+            assert np.array_equal(a.history[name], b.history[name], equal_nan=True), name
+        for name in a.summary:
+            assert np.array_equal(a.summary[name], b.summary[name], equal_nan=True), name
