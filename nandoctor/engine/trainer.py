@@ -397,11 +397,14 @@ class Trainer:
         numbers. Run under the watch's probe; a step that raised any floating-point flag is
         redone labelled, so what the watch reports never comes from here."""
         plan, naive, loss_spec = self._plain, self.naive, self.spec.loss
+        one = len(params[0]) == 1  # one replica: its bias broadcasts as a vector
         zs, acts, ins = [], [], [x]
         for w_at, b_at, fn in plan:
             z = ins[-1] @ params[w_at]
-            if b_at is not None:
-                z += params[b_at][:, None, :]
+            if (
+                b_at is not None
+            ):  # the same sums; (units,) broadcasts in half the time of (1,1,units)
+                z += params[b_at][0] if one else params[b_at][:, None, :]
             a = fn.forward(z, naive)
             zs.append(z)
             acts.append(a)
@@ -422,12 +425,12 @@ class Trainer:
             gz = gz.astype(zs[-1].dtype)
         for i in reversed(range(len(plan))):
             w_at, b_at, _ = plan[i]
-            np.matmul(np.swapaxes(ins[i], -1, -2), gz, out=into[w_at])
+            np.matmul(ins[i].swapaxes(-1, -2), gz, out=into[w_at])
             if b_at is not None:
                 np.add.reduce(gz, axis=-2, out=into[b_at])
             if i == 0:
                 break
-            gz = gz @ np.swapaxes(params[w_at], -1, -2)
+            gz = gz @ params[w_at].swapaxes(-1, -2)
             gz = plan[i - 1][2].backward(zs[i - 1], acts[i - 1], gz)
         return loss, into, zs, acts
 
