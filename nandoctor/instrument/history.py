@@ -44,7 +44,9 @@ WINDOW = 4096  # steps kept at full resolution (the diagnosis reads these)
 CHUNK = 256  # steps folded into the summary at once as they leave the window
 BUCKETS = 512  # the summary's length; its buckets double in width when full
 BATCH = 32  # steps whose statistics are reduced together (at most a chunk) ...
-BATCH_BYTES = 1 << 16  # ... when what one step keeps for them is this small (else one by one)
+BATCH_BYTES = 1 << 16  # ... when what one step keeps of a replica is this small (else one by one)
+RING_BYTES = 1 << 20  # and at most as many steps as fit in this (many replicas: fewer steps)
+SMALL_FLAT = 1 << 16  # parameters of a replica up to which a step's squares are summed in 3 calls
 
 
 class Kept(NamedTuple):
@@ -328,36 +330,37 @@ class History:
             self._pending, self._pending_alive = batch, alive
         copied, squares, norms3 = False, None, None
         if self._slot_starts is not None and flat is not None:
-            if self._copying:
-                copied = batch.size == 1 or batch.flat is not None
+            if batch.size > 1 and batch.flat is not None:  # kept: summed with the batch
+                copied = True
             else:
-                squares = np.concatenate([self._slot_squares(b) for b in flat])
+                if flat[0].shape[1] <= SMALL_FLAT:  # few values: the calls, not the data, cost
+                    squares = self._copied_squares(np.concatenate(flat)[None])[0]
+                else:  # many: a pass per slot, no copies
+                    squares = np.concatenate([self._slot_squares(b) for b in flat])
                 if not math.isfinite(np.add.reduce(squares, axis=None)):  # an overflowed square
                     squares = None
-        if copied and batch.size == 1:  # one step held as it is: sum the buffers' squares now
-            copied, squares = False, self._copied_squares(np.concatenate(flat)[None])[0]
-            if not math.isfinite(np.add.reduce(squares, axis=None)):
-                squares = None
         if not copied and squares is None:
             if deltas is None:  # the flat update's: its buffer holds them
                 deltas = self._layout.views(flat[2])
             norms3 = self._list_norms(grads, params, deltas)
         biases = [grads[self._bias[i]] for i in self._dead_bias]
-        dead = [np.count_nonzero(b == 0, axis=-1) / b.shape[-1] for b in biases]
+        dead = [np.add.reduce(b == 0, axis=-1, dtype=np.float64) / b.shape[-1] for b in biases]
         batch.add(Kept(step, copied, squares, norms3, dead), loss, zs, outputs, flat)
         if batch.full:
             self.flush()
 
     def _choose_batch(self, zs, outputs, flat, n: int) -> None:
         """Small steps (what a step keeps of one replica is at most ``BATCH_BYTES``) are copied
-        into batches of ``BATCH`` (at most a chunk), their parameter buffers too; larger ones
+        into batches of ``BATCH`` (at most a chunk, and as many as fit in ``RING_BYTES``: with
+        many replicas, fewer), their parameter buffers too; larger ones
         are written one by one, their squares summed at once from the buffers. Decided per
         replica, so that a sweep measures a spec the way a single run of it does."""
         held = sum(z.nbytes for z in zs) + sum(a.nbytes for a in outputs)
         if flat is not None:
             held += sum(b.nbytes for b in flat)
         self._copying = held <= n * BATCH_BYTES
-        self._batch_size = min(BATCH, self.record_.chunk) if self._copying else 1
+        fit = max(1, RING_BYTES // max(held, 1))  # the rings stay in the cache
+        self._batch_size = min(BATCH, self.record_.chunk, fit) if self._copying else 1
 
     def flush(self) -> None:
         """Write the rows of the steps recorded since the last flush (see :meth:`record`)."""
