@@ -6,15 +6,19 @@ Findings are data (``nandoctor.diagnosis.diagnose``); this module only draws the
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
-from rich import box
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
 
 from nandoctor.diagnosis.diagnose import Diagnosis, fmt
 from nandoctor.interrupt import StoppedTraining
+
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+# rich is imported by the text renderers as they run: a JSON report never loads it (80 ms).
 
 BARS = "▁▂▃▄▅▆▇█"
 STYLE = {"nonfinite": "bold red", "warning": "bold yellow", "healthy": "bold green"}
@@ -43,6 +47,8 @@ def sparkline(values: np.ndarray, width: int = 12, log: bool = False) -> str:
 
 
 def verdict(d: Diagnosis) -> Text:
+    from rich.text import Text
+
     mark = MARK[d.status]
     if d.status == "nonfinite":
         f = d.first_nonfinite
@@ -64,6 +70,9 @@ def verdict(d: Diagnosis) -> Text:
 
 
 def first_table(d: Diagnosis) -> Table:
+    from rich import box
+    from rich.table import Table
+
     f = d.first_nonfinite
     t = Table(
         box=box.SIMPLE, show_header=True, title="First non-finite value", title_justify="left"
@@ -80,6 +89,9 @@ def first_table(d: Diagnosis) -> Table:
 
 
 def layer_table(d: Diagnosis) -> Table | None:
+    from rich import box
+    from rich.table import Table
+
     h = d.history
     if not h or not len(h.get("loss", [])):
         return None
@@ -115,6 +127,9 @@ def layer_table(d: Diagnosis) -> Table | None:
 
 
 def bullets(title: str, lines: list[str], style: str = "") -> Group:
+    from rich.console import Group
+    from rich.text import Text
+
     items = [Text(title, style="bold")]
     items += [Text(f"  • {line}", style=style) for line in lines]
     return Group(*items)
@@ -122,6 +137,9 @@ def bullets(title: str, lines: list[str], style: str = "") -> Group:
 
 def render(d: Diagnosis):
     """The report as one rich renderable."""
+    from rich.console import Group
+    from rich.text import Text
+
     parts = [verdict(d)]
     if d.first_nonfinite is not None:
         parts.append(first_table(d))
@@ -185,6 +203,9 @@ def render_interrupted(
     """An interrupted ``run`` (text, for stderr): the diagnosis once it is known (with each
     recommendation verified, failed or untried so far), then one line saying where it stopped
     and that the report is partial (:func:`interrupted_line`)."""
+    from rich.console import Group
+    from rich.text import Text
+
     line = Text(interrupted_line(d, stage, training, written), style="bold")
     return Group(render(d), line) if d is not None else line
 

@@ -23,8 +23,6 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
-from rich.console import Console
-
 from nandoctor.errors import UsageProblem
 
 
@@ -32,6 +30,8 @@ def as_text(rendering, width: int = 120) -> str:
     """A rendering as plain text: a string as it is, a rich renderable drawn without colour."""
     if isinstance(rendering, str):
         return rendering
+    from rich.console import Console  # on use: a JSON report never loads rich
+
     buf = Console(file=io.StringIO(), width=width, no_color=True, highlight=False)
     buf.print(rendering)
     return buf.file.getvalue()
