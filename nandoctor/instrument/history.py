@@ -46,6 +46,7 @@ BUCKETS = 512  # the summary's length; its buckets double in width when full
 BATCH = 32  # steps whose statistics are reduced together (at most a chunk) ...
 BATCH_BYTES = 1 << 16  # ... when what one step keeps of a replica is this small (else one by one)
 RING_BYTES = 1 << 20  # and at most as many steps as fit in this (many replicas: fewer steps)
+SMALL_FLAT = 1 << 16  # parameters of a replica up to which a step's squares are summed in 3 calls
 
 
 class Kept(NamedTuple):
@@ -166,7 +167,7 @@ class Record:
         self._advance(step)
         return self.rows[(step - 1) % self.window]
 
-    def rows_for(self, first: int, count: int) -> np.ndarray:
+    def rows_for(self, first: int, count: int) -> slice | np.ndarray:
         """The ring positions of steps ``first .. first + count - 1`` (each step once and in
         order, ``count`` at most a chunk), to be filled together: what :meth:`row` does for
         each, done only at the steps where something happens (the ring grows, or a chunk of it
@@ -179,6 +180,9 @@ class Record:
         if k <= last - 1:
             self._advance(k + 1)
         self.steps = last
+        at = (first - 1) % self.window
+        if at + count <= self.window:  # no wrap: a slice (cheaper to assign through)
+            return slice(at, at + count)
         return np.arange(first - 1, last) % self.window
 
     def _advance(self, step: int) -> None:
@@ -332,9 +336,9 @@ class History:
             if batch.size > 1 and batch.flat is not None:  # kept: summed with the batch
                 copied = True
             else:
-                if self._copying:  # a batch of one step: the batch's arithmetic
+                if self._copying or flat[0].shape[1] <= SMALL_FLAT:  # a batch's arithmetic
                     squares = self._copied_squares(np.concatenate(flat)[None])[0]
-                else:  # a dot product per slot, nothing copied
+                else:  # many values: a dot product per slot, nothing copied
                     squares = np.concatenate([self._slot_squares(b) for b in flat])
                 if not math.isfinite(np.add.reduce(squares, axis=None)):  # an overflowed square
                     squares = None
@@ -397,6 +401,8 @@ class History:
         at = rec.rows_for(kept[0].step, k)
         if n == self.n:
             rec.rows[at] = block
+        elif isinstance(at, slice):
+            rec.rows[at, alive] = block
         else:
             rec.rows[at[:, None], alive[None, :]] = block
 
@@ -407,31 +413,34 @@ class History:
         k, n = cols.shape[:2]
         L = self.layers
         careful = {j: s.norms for j, s in enumerate(kept) if s.norms is not None}
-        if len(careful) == k:
-            sq = None
-        elif all(s.copied for s in kept):  # the small network's common case
+        if all(s.copied for s in kept):  # the small network's common case
             sq = self._copied_squares(flat)
-        else:
+            if not math.isfinite(np.add.reduce(sq, axis=None)):  # a square overflowed
+                for j in np.flatnonzero(~np.isfinite(np.add.reduce(sq, axis=(1, 2)))):
+                    views = [self._layout.views(b) for b in np.split(flat[j], 3)]
+                    careful[int(j)] = self._list_norms(*views)
+        elif all(s.squares is not None for s in kept):  # finite: checked at the step
+            sq = kept[0].squares[None] if k == 1 else np.stack([s.squares for s in kept])
+        elif len(careful) < k:  # a mix (a step that took another path)
             sq = np.zeros((k, 3 * n, len(self._slot_starts)))
             for j, s in enumerate(kept):
                 if s.copied:
                     sq[j] = self._copied_squares(flat[j : j + 1])[0]
+                    if not np.isfinite(sq[j]).all():
+                        views = [self._layout.views(b) for b in np.split(flat[j], 3)]
+                        careful[j] = self._list_norms(*views)
                 elif s.squares is not None:
                     sq[j] = s.squares
+        else:
+            sq = None
         if sq is not None:
-            if not math.isfinite(np.add.reduce(sq, axis=None)):
-                for j in np.flatnonzero(~np.isfinite(np.add.reduce(sq, axis=(1, 2)))):
-                    if kept[j].copied:  # a square overflowed: the careful way
-                        views = [self._layout.views(b) for b in np.split(flat[j], 3)]
-                        careful[int(j)] = self._list_norms(*views)
             sq = sq.astype(np.float64)
             cols[:, :, :L] = np.add.reduceat(sq[:, :n], self._layer_first, axis=-1)
             cols[:, :, L : 2 * L] = sq[:, n : 2 * n, self._weights_at]
             cols[:, :, 2 * L :] = sq[:, 2 * n :, self._weights_at]
             np.sqrt(cols, out=cols)
             w, ratio = cols[:, :, L : 2 * L], cols[:, :, 2 * L :]
-            np.divide(ratio, w, out=ratio)
-            ratio[~(w > 0)] = np.nan
+            np.divide(ratio, np.where(w > 0, w, np.nan), out=ratio)
         for j, (g, w, dw) in careful.items():
             cols[j, :, :L], cols[j, :, L : 2 * L] = g, w
             cols[j, :, 2 * L :] = dw / np.where(w > 0, w, np.nan)
@@ -445,8 +454,7 @@ class History:
     def _slot_squares(self, buf: np.ndarray) -> np.ndarray:
         """``(rows, slots)``: each row's sum of squares of each parameter's part of a flat
         ``(rows, total)`` buffer, in its dtype, one BLAS dot product per row and slot (three
-        times as fast as ``einsum`` over a million values, four times as fast as squaring a copy
-        and summing it with ``reduceat`` over 20,000 float32 values)."""
+        times as fast as ``einsum`` over a million values, and nothing copied)."""
         starts = self._slot_starts
         sq = np.empty((len(buf), len(starts)), dtype=buf.dtype)
         for j, (a, b) in enumerate(zip(starts, [*starts[1:], buf.shape[1]], strict=True)):

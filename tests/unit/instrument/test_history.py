@@ -121,9 +121,15 @@ def test_the_layer_table_names_the_real_step_when_the_window_has_moved(monkeypat
     assert "Layers at step 90" in console.export_text()
 
 
-@pytest.mark.parametrize("batch_bytes", [history.BATCH_BYTES, 0])  # buffers copied, or dot products
-def test_norms_from_the_flat_buffers_equal_the_per_parameter_ones(monkeypatch, batch_bytes):
+@pytest.mark.parametrize(
+    ("batch_bytes", "small_flat"),  # buffers copied; squares taken at the step in 3 calls; per slot
+    [(history.BATCH_BYTES, history.SMALL_FLAT), (0, history.SMALL_FLAT), (0, 0)],
+)
+def test_norms_from_the_flat_buffers_equal_the_per_parameter_ones(
+    monkeypatch, batch_bytes, small_flat
+):
     monkeypatch.setattr(history, "BATCH_BYTES", batch_bytes)
+    monkeypatch.setattr(history, "SMALL_FLAT", small_flat)
     from nandoctor.engine.flat import FlatLayout
     from nandoctor.engine.layout import layout
 
