@@ -45,7 +45,7 @@ CHUNK = 256  # steps folded into the summary at once as they leave the window
 BUCKETS = 512  # the summary's length; its buckets double in width when full
 BATCH = 32  # steps whose statistics are reduced together (at most a chunk) ...
 BATCH_BYTES = 1 << 16  # ... when what one step keeps of a replica is this small (else one by one)
-RING_BYTES = 1 << 20  # and at most as many steps as fit in this (many replicas: fewer steps)
+RING_BYTES = 1 << 23  # and at most as many steps as fit in this (a bound on its memory)
 SMALL_FLAT = 1 << 16  # parameters of a replica up to which a step's squares are summed in 3 calls
 
 
@@ -362,7 +362,7 @@ class History:
         if flat is not None:
             held += sum(b.nbytes for b in flat)
         self._copying = held <= n * BATCH_BYTES
-        fit = max(1, RING_BYTES // max(held, 1))  # the rings stay in the cache
+        fit = max(1, RING_BYTES // max(held, 1))
         self._batch_size = min(BATCH, self.record_.chunk, fit) if self._copying else 1
 
     def flush(self) -> None:
