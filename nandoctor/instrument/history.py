@@ -45,7 +45,7 @@ CHUNK = 256  # steps folded into the summary at once as they leave the window
 BUCKETS = 512  # the summary's length; its buckets double in width when full
 BATCH = 32  # steps whose statistics are reduced together (at most a chunk) ...
 BATCH_BYTES = 1 << 16  # ... when what one step keeps of a replica is this small (else one by one)
-RING_BYTES = 1 << 23  # and at most as many steps as fit in this (a bound on its memory)
+RING_BYTES = 1 << 20  # and at most as many steps as fit in this (many replicas: fewer steps)
 SMALL_FLAT = 1 << 16  # parameters of a replica up to which a step's squares are summed in 3 calls
 
 
