@@ -10,3 +10,29 @@ def _plain_terminal(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "120")
+
+
+def _small_relu(steps: int = 40, **train_keys):
+    """A 10-20-5 ReLU regression (like relu_high_lr.yaml) with a short budget."""
+    from nandoctor.spec.models import spec_from_dict
+
+    return spec_from_dict(
+        {
+            "seed": 0,
+            "data": {"source": "synthetic", "task": "regression", "samples": 128, "features": 10},
+            "model": {
+                "layers": [
+                    {"units": 20, "activation": "relu", "init": "he"},
+                    {"units": 5, "activation": "linear", "init": "xavier"},
+                ]
+            },
+            "loss": "mse",
+            "train": {"steps": steps, "batch_size": 32, "learning_rate": 0.1, **train_keys},
+        }
+    )
+
+
+@pytest.fixture
+def small():
+    """``small(steps=40, **train_keys)``: a spec factory for the sweep and interruption tests."""
+    return _small_relu

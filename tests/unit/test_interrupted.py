@@ -21,24 +21,6 @@ from nandoctor.spec.models import spec_from_dict
 from nandoctor.sweep import SweepSoFar, run_rates, sweep
 
 
-def small(steps: int = 40, **train_keys):
-    """A 10-20-5 ReLU regression (like relu_high_lr.yaml) with a short budget."""
-    return spec_from_dict(
-        {
-            "seed": 0,
-            "data": {"source": "synthetic", "task": "regression", "samples": 128, "features": 10},
-            "model": {
-                "layers": [
-                    {"units": 20, "activation": "relu", "init": "he"},
-                    {"units": 5, "activation": "linear", "init": "xavier"},
-                ]
-            },
-            "loss": "mse",
-            "train": {"steps": steps, "batch_size": 32, "learning_rate": 0.1, **train_keys},
-        }
-    )
-
-
 def stop_at(step: int, then=None):
     """An ``on_step`` that raises Interrupted (as the SIGINT handler would) at ``step``."""
 
@@ -58,7 +40,7 @@ def text(renderable) -> str:
 
 
 # ------------------------------------------------------------------ training
-def test_an_interrupted_run_says_the_step_it_completed_and_that_steps_loss():
+def test_an_interrupted_run_says_the_step_it_completed_and_that_steps_loss(small):
     spec = small(steps=40)
     whole = train(spec)[0]
     with pytest.raises(Interrupted) as stop:
@@ -67,20 +49,20 @@ def test_an_interrupted_run_says_the_step_it_completed_and_that_steps_loss():
     assert stop.value.training.describe() == f"step 17 of 40 (loss {sweepmod.fmt(whole.loss[16])})"
 
 
-def test_a_batched_run_says_its_step_but_no_single_loss():
+def test_a_batched_run_says_its_step_but_no_single_loss(small):
     with pytest.raises(Interrupted) as stop:
         train(small(steps=40), lrs=[0.01, 0.1], on_step=stop_at(5))
     assert stop.value.training == StoppedTraining(5, 40, None)
 
 
-def test_a_replay_says_where_it_was_to_stop():
+def test_a_replay_says_where_it_was_to_stop(small):
     with pytest.raises(Interrupted) as stop:
         train(small(steps=400), until=30, on_step=stop_at(12))
     assert (stop.value.training.step, stop.value.training.last) == (12, 30)
 
 
 # ------------------------------------------------------------------ sweep
-def test_an_interrupted_sweep_keeps_every_finished_grid_point_and_group(monkeypatch):
+def test_an_interrupted_sweep_keeps_every_finished_grid_point_and_group(small, monkeypatch):
     spec = small(steps=30)
     rates = [0.01, 0.3, 8.0]
     grid = [{"train.optimizer": "sgd"}, {"train.optimizer": "momentum"}]
@@ -121,7 +103,7 @@ def test_an_interrupted_sweep_keeps_every_finished_grid_point_and_group(monkeypa
     )
 
 
-def test_groups_finished_in_workers_are_kept_in_the_order_they_finish(monkeypatch):
+def test_groups_finished_in_workers_are_kept_in_the_order_they_finish(small, monkeypatch):
     spec = small(steps=30)
     monkeypatch.setattr(sweepmod, "CHUNK_BYTES", 1)
     finished = []
@@ -131,7 +113,7 @@ def test_groups_finished_in_workers_are_kept_in_the_order_they_finish(monkeypatc
     assert [r.learning_rate for r in runs] == [0.01, 8.0, 0.3]  # the result keeps input order
 
 
-def test_a_point_whose_rates_all_finished_has_its_max_stable_rate(monkeypatch):
+def test_a_point_whose_rates_all_finished_has_its_max_stable_rate(small, monkeypatch):
     spec = small(steps=30)
     rates = [0.01, 8.0]
     so_far = SweepSoFar(rates, [{}])
@@ -200,7 +182,7 @@ def test_a_run_stopped_in_training_has_no_diagnosis_and_says_where():
     )
 
 
-def test_a_diagnosis_made_then_interrupted_while_writing_is_complete():
+def test_a_diagnosis_made_then_interrupted_while_writing_is_complete(small):
     d = diagnose(train(small(steps=10))[0])
     assert diagfmt.interrupted_line(d, diagfmt.WRITING) == (
         "interrupted at the writing of the outputs — partial: the diagnosis is complete;"
@@ -219,7 +201,7 @@ class StopsAfterOneUnit:
         raise Interrupted(signal.SIGINT)
 
 
-def test_on_a_cluster_each_finished_unit_is_kept_for_its_grid_point(monkeypatch):
+def test_on_a_cluster_each_finished_unit_is_kept_for_its_grid_point(small, monkeypatch):
     from nandoctor import cluster
 
     spec = small(steps=30)

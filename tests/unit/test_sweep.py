@@ -40,24 +40,6 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RELU = str(CONFIGS / "relu_high_lr.yaml")
 
 
-def small(steps: int = 40, **train_keys):
-    """A 10-20-5 ReLU regression (like relu_high_lr.yaml) with a short budget."""
-    return spec_from_dict(
-        {
-            "seed": 0,
-            "data": {"source": "synthetic", "task": "regression", "samples": 128, "features": 10},
-            "model": {
-                "layers": [
-                    {"units": 20, "activation": "relu", "init": "he"},
-                    {"units": 5, "activation": "linear", "init": "xavier"},
-                ]
-            },
-            "loss": "mse",
-            "train": {"steps": steps, "batch_size": 32, "learning_rate": 0.1, **train_keys},
-        }
-    )
-
-
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
@@ -167,7 +149,7 @@ def test_parse_grid_errors(items, needle):
     assert needle in str(e.value)
 
 
-def test_grid_values_are_typed_by_the_schema():
+def test_grid_values_are_typed_by_the_schema(small):
     # YAML 1.1 reads 1e-8 as a string; the schema makes it the float the run used
     points = sweep(small(steps=3), [0.01], parse_grid(("train.eps=1e-8,1e-6",)))
     assert [p.settings["train.eps"] for p in points] == [1e-8, 1e-6]
@@ -196,7 +178,7 @@ def test_max_stable(runs, expected):
 
 
 # ------------------------------------------------------------------ batched runs
-def test_batched_rates_equal_single_runs():
+def test_batched_rates_equal_single_runs(small):
     spec = small(steps=60)
     rates = [0.01, 0.3, 1.0, 2.0, 8.0, 40.0]
     runs = run_rates(spec, rates, {})
@@ -220,7 +202,7 @@ def test_batched_equals_single_for_other_causes(name, rates):
         assert as_tuple(r) == single(spec, r.learning_rate), (name, r.learning_rate)
 
 
-def test_a_failing_rate_does_not_disturb_the_others():
+def test_a_failing_rate_does_not_disturb_the_others(small):
     spec = small(steps=40)
     alone = run_rates(spec, [0.1], {})[0]
     with_failures = run_rates(spec, [1000.0, 0.1, 50.0], {})
@@ -246,7 +228,7 @@ def test_chunk_size_keeps_the_batch_in_cache(monkeypatch):
     assert chunk_size(blog, prepare(blog), 16) == 8  # but at least one group per core
 
 
-def test_chunked_runs_equal_one_batch_and_progress_counts_once(monkeypatch):
+def test_chunked_runs_equal_one_batch_and_progress_counts_once(small, monkeypatch):
     spec = small(steps=30)
     rates = [0.01, 0.3, 1.0, 2.0, 8.0]
     whole = [as_tuple(r) for r in run_rates(spec, rates, {})]
@@ -279,7 +261,7 @@ def test_sweep_matches_run_through_the_cli():
 
 
 # ------------------------------------------------------------------ the edge
-def test_refine_edge_narrows_to_the_tolerance_and_keeps_the_sides():
+def test_refine_edge_narrows_to_the_tolerance_and_keeps_the_sides(small):
     spec = small(steps=40)
     prepared = prepare(spec)
     runs = run_rates(spec, [0.05, 20.0], {}, prepared)
@@ -293,14 +275,14 @@ def test_refine_edge_narrows_to_the_tolerance_and_keeps_the_sides():
     assert again[0].status != "nonfinite" and again[1].status == "nonfinite"
 
 
-def test_refine_edge_needs_a_finite_and_a_failing_rate():
+def test_refine_edge_needs_a_finite_and_a_failing_rate(small):
     spec = small(steps=5)
     prepared = prepare(spec)
     assert refine_edge(spec, run_rates(spec, [0.01, 0.02], {}, prepared), {}, prepared) is None
     assert refine_edge(spec, run_rates(spec, [1e4, 1e5], {}, prepared), {}, prepared) is None
 
 
-def test_sweep_with_edge_reports_it_and_sorts_the_runs():
+def test_sweep_with_edge_reports_it_and_sorts_the_runs(small):
     (point,) = sweep(small(steps=40), [0.05, 20.0], [{}], edge=True)
     lo, hi = point.edge
     assert point.max_stable_lr == lo and hi / lo - 1 <= EDGE_RTOL
@@ -543,7 +525,7 @@ def test_text_fits_an_80_column_terminal():
     assert "exploding_gradient" in r.output and "forward layer 2" in r.output  # not cut
 
 
-def test_json_grid_over_the_model_has_one_lambda_max_per_point():
+def test_json_grid_over_the_model_has_one_lambda_max_per_point(small):
     spec = small(steps=3)
     points = sweep(spec, [0.01], parse_grid(("model.layers.0.init=he,xavier",)))
     doc = json.loads(sweepfmt.to_json(spec, points))
