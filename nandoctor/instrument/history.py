@@ -163,9 +163,10 @@ class Record:
         self.initial = np.full(columns, np.nan)  # step 1's row, kept once the ring overwrites it
 
     def row(self, step: int) -> np.ndarray:
-        """The row to fill for ``step`` (1-based, each step once and in order)."""
-        self._advance(step)
-        return self.rows[(step - 1) % self.window]
+        """The row to fill for ``step`` (1-based, each step once and in order): :meth:`rows_for`
+        of one step."""
+        at = self.rows_for(step, 1)  # first: it may grow the ring
+        return self.rows[at][0]
 
     def rows_for(self, first: int, count: int) -> slice | np.ndarray:
         """The ring positions of steps ``first .. first + count - 1`` (each step once and in
@@ -417,8 +418,7 @@ class History:
             sq = self._copied_squares(flat)
             if not math.isfinite(np.add.reduce(sq, axis=None)):  # a square overflowed
                 for j in np.flatnonzero(~np.isfinite(np.add.reduce(sq, axis=(1, 2)))):
-                    views = [self._layout.views(b) for b in np.split(flat[j], 3)]
-                    careful[int(j)] = self._list_norms(*views)
+                    careful[int(j)] = self._careful_norms(flat[j])
         elif all(s.squares is not None for s in kept):  # finite: checked at the step
             sq = kept[0].squares[None] if k == 1 else np.stack([s.squares for s in kept])
         elif len(careful) < k:  # a mix (a step that took another path)
@@ -427,8 +427,7 @@ class History:
                 if s.copied:
                     sq[j] = self._copied_squares(flat[j : j + 1])[0]
                     if not np.isfinite(sq[j]).all():
-                        views = [self._layout.views(b) for b in np.split(flat[j], 3)]
-                        careful[j] = self._list_norms(*views)
+                        careful[j] = self._careful_norms(flat[j])
                 elif s.squares is not None:
                     sq[j] = s.squares
         else:
@@ -461,6 +460,10 @@ class History:
             for r, row in enumerate(buf[:, a:b]):
                 sq[r, j] = row @ row
         return sq
+
+    def _careful_norms(self, copy: np.ndarray) -> tuple:
+        """:meth:`_list_norms` of a step's copied buffers ``(3 n, total)``."""
+        return self._list_norms(*(self._layout.views(b) for b in np.split(copy, 3)))
 
     def _list_norms(self, grads, params, deltas):
         weights, members, L = self._weights, self._members, self.layers
