@@ -28,15 +28,12 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
-BARE = Path(__file__).resolve().parent / "bare_loop.py"
+from _common import ROOT, bare_loop_command, nandoctor_command, verdict
 
 CASES = {
     # name: (widths, hidden activation, dtype, batch, steps, samples, target)
@@ -80,21 +77,18 @@ def timed(cmd: list[str]) -> tuple[float, str]:
     return wall, done.stdout
 
 
-def nandoctor(*args: str) -> list[str]:
-    return [sys.executable, "-m", "nandoctor", *args]
-
-
 def bare(widths, act, dtype, batch, steps, samples) -> list[str]:
-    return [
-        sys.executable,
-        str(BARE),
-        f"--widths={','.join(map(str, widths))}",
-        f"--act={act}",
-        f"--dtype={dtype}",
-        f"--batch={batch}",
-        f"--steps={steps}",
-        f"--samples={samples}",
-    ]
+    """The bare loop of the same work (``bare_loop.py``)."""
+    return bare_loop_command(
+        [
+            f"--widths={','.join(map(str, widths))}",
+            f"--act={act}",
+            f"--dtype={dtype}",
+            f"--batch={batch}",
+            f"--steps={steps}",
+            f"--samples={samples}",
+        ]
+    )
 
 
 def alternate(cmds: list[list[str]], repeat: int) -> list[list[tuple[float, str]]]:
@@ -118,13 +112,15 @@ def row(name: str, case, folder: Path, repeat: int) -> None:
     steps = shape[4]
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec_dict(*shape)))
-    ours, ref = alternate([nandoctor("run", str(path), "--format", "json"), bare(*shape)], repeat)
+    ours, ref = alternate(
+        [nandoctor_command("run", str(path), "--format", "json"), bare(*shape)], repeat
+    )
     whole = median(w for w, _ in ours) / median(w for w, _ in ref)
     loop_ours = median(json.loads(out)["seconds"] for _, out in ours)
     loop_ref = median(float(out) for _, out in ref)
     print(
         f"{name:6} whole {median(w for w, _ in ours):6.2f}s vs {median(w for w, _ in ref):6.2f}s"
-        f" = {whole:4.2f}x (target <= {target}x{'' if whole <= target else ', OVER'})   per step"
+        f" = {whole:4.2f}x {verdict(whole, target)}   per step"
         f" {1e6 * loop_ours / steps:8.1f} vs {1e6 * loop_ref / steps:8.1f} us"
         f" = {loop_ours / loop_ref:4.2f}x",
         flush=True,
@@ -141,8 +137,8 @@ def sweep_row(folder: Path, repeat: int) -> None:
     rates = int(SWEEP_RATES.rsplit(":", 1)[1])
     sweep, one, ref = alternate(
         [
-            nandoctor("sweep", str(path), "--lr", SWEEP_RATES, "--format", "json"),
-            nandoctor("run", str(path), "--format", "json"),
+            nandoctor_command("sweep", str(path), "--lr", SWEEP_RATES, "--format", "json"),
+            nandoctor_command("run", str(path), "--format", "json"),
             bare(*case),
         ],
         repeat,
@@ -150,7 +146,7 @@ def sweep_row(folder: Path, repeat: int) -> None:
     s, o, b = (median(w for w, _ in side) for side in (sweep, one, ref))
     print(
         f"sweep  {rates} rates {s:6.2f}s vs one run {o:6.2f}s = {s / o:4.2f}x"
-        f" (target <= {SWEEP_TARGET}x{'' if s / o <= SWEEP_TARGET else ', OVER'});"
+        f" {verdict(s / o, SWEEP_TARGET)};"
         f" vs {rates} bare loops {rates * b:6.2f}s = {s / (rates * b):4.2f}x",
         flush=True,
     )
