@@ -20,6 +20,7 @@ from nandoctor.diagnosis.measures import (
     GROWTH_FACTOR,
     column_median,
     history_offset,
+    median,
     total_norm,
 )
 from nandoctor.engine.nn import SATURATION_TOL, activation
@@ -157,7 +158,7 @@ def _transient_spike(run: Observed, g: np.ndarray, total: np.ndarray) -> Finding
     peak = int(np.argmax(total))
     if peak == 0:
         return None
-    before = float(np.median(total[:peak]))
+    before = median(total[:peak])
     if not before > 0 or total[peak] < SPIKE_FACTOR * before:
         return None
     layer = int(np.argmax(g[peak])) + 1
@@ -181,7 +182,7 @@ def loss_not_decreasing(run: Observed) -> Iterator[Finding]:
     loss = run.outcome.loss[: run.n]
     k = max(1, int(run.n * LOSS_WINDOW))
     first, last = loss[:k], loss[-k:]
-    start, end = float(np.median(first)), float(np.median(last))
+    start, end = median(first), median(last)
     if not (np.isfinite(start) and np.isfinite(end)):
         return
     noise = NOISE_Z * math.hypot(_median_error(first), _median_error(last))
@@ -196,7 +197,7 @@ def loss_not_decreasing(run: Observed) -> Iterator[Finding]:
 
 def _median_error(window: np.ndarray) -> float:
     """Standard error of a window's median, from its median absolute deviation (robust)."""
-    mad = float(np.median(np.abs(window - np.median(window))))
+    mad = median(np.abs(window - median(window)))
     return MEDIAN_SE * MAD_TO_STD * mad / math.sqrt(len(window))
 
 
