@@ -164,9 +164,13 @@ def test_norms_from_the_flat_buffers_equal_the_per_parameter_ones(
         ([("relu", "batch"), ("sigmoid", "dropout"), ("linear", True)], [0.1, 0.5]),
     ],
 )
-def test_steps_reduced_together_equal_steps_reduced_one_by_one(monkeypatch, layers, rates):
+@pytest.mark.parametrize("copying", [True, False], ids=["copied", "reduced-at-the-step"])
+def test_steps_reduced_together_equal_steps_reduced_one_by_one(monkeypatch, layers, rates, copying):
     """The statistics of a batch of steps are those of each step taken alone, bit for bit,
-    with one replica or several, through a replica's failure, and are written when read."""
+    with one replica or several, through a replica's failure, and are written when read; with
+    the steps' arrays copied into the batch (small steps) or reduced as each step ends."""
+    if not copying:
+        monkeypatch.setattr(history, "BATCH_BYTES", 0)
 
     def layer(k, act, kind):
         out = {"units": 3 if k == len(layers) - 1 else 8, "activation": act}
@@ -192,7 +196,7 @@ def test_steps_reduced_together_equal_steps_reduced_one_by_one(monkeypatch, laye
         history.History, "flush", lambda h: flushes.append(len(h._pending.kept)) or real(h)
     )
     together = train(spec, rates)
-    assert max(flushes) > 1  # several steps were reduced at once
+    assert max(flushes) > 1  # several steps were written at once
     monkeypatch.setattr(history, "BATCH", 1)
     alone = train(spec, rates)
     for a, b in zip(together, alone, strict=True):
@@ -202,3 +206,30 @@ def test_steps_reduced_together_equal_steps_reduced_one_by_one(monkeypatch, laye
             assert np.array_equal(a.history[name], b.history[name], equal_nan=True), name
         for name in a.summary:
             assert np.array_equal(a.summary[name], b.summary[name], equal_nan=True), name
+
+
+@pytest.mark.parametrize("batch_bytes", [history.BATCH_BYTES, 0], ids=["copied", "reduced"])
+def test_max_abs_z_is_the_largest_absolute_value(monkeypatch, batch_bytes):
+    """Taken as max(max z, -min z) (no |z| written): the same number as max |z|, a NaN kept,
+    and +0, not -0, for a layer whose z are all zeros of either sign."""
+    monkeypatch.setattr(history, "BATCH_BYTES", batch_bytes)
+    rng = np.random.default_rng(3)
+    layers = [{"units": 4, "activation": "relu"}, {"units": 3, "activation": "linear"}]
+    spec = spec_from_dict({"model": {"layers": layers}})
+    h = history.History(2, 2, 10, slots=None, layer_specs=spec.model.layers)
+    steps = []
+    for step in range(1, 6):
+        zs = [rng.standard_normal((2, 5, 4)) * 10.0**step, rng.standard_normal((2, 5, 3))]
+        if step == 2:
+            zs[0][1] = -0.0
+            zs[1][0] = 0.0
+        if step == 4:
+            zs[1][1, 2, 1] = np.nan
+        grads = [np.ones((2, 4)), np.ones((2, 4)), np.ones((2, 3)), np.ones((2, 3))]
+        h.record(step, np.arange(2), zs, zs, ["relu", "linear"], grads, grads, grads, np.ones(2))
+        steps.append([np.abs(z).max(axis=(-2, -1)) for z in zs])
+    for r in range(2):
+        got = h.replica(r)["max_abs_z"]
+        want = np.array([[layer[r] for layer in step] for step in steps])
+        assert np.array_equal(got, want, equal_nan=True)
+        assert not np.signbit(got[1]).any()
