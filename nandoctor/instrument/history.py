@@ -43,9 +43,9 @@ STATS = (
 WINDOW = 4096  # steps kept at full resolution (the diagnosis reads these)
 CHUNK = 256  # steps folded into the summary at once as they leave the window
 BUCKETS = 512  # the summary's length; its buckets double in width when full
-BATCH = 32  # steps whose statistics are reduced together (at most a chunk) ...
-BATCH_BYTES = 1 << 16  # ... when what one step keeps of a replica is this small (else one by one)
-RING_BYTES = 1 << 20  # and at most as many steps as fit in this (many replicas: fewer steps)
+BATCH = 32  # steps whose rows are written together (at most a chunk); their arrays are ...
+BATCH_BYTES = 1 << 16  # ... copied and reduced together when a step keeps this little a replica,
+RING_BYTES = 1 << 20  # for as many steps as fit in this (many replicas: fewer); else each at once
 SMALL_FLAT = 1 << 12  # parameters of a replica up to which a step's squares are summed in 3 calls
 
 
