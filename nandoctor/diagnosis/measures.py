@@ -37,7 +37,7 @@ def total_norm(g: np.ndarray) -> np.ndarray:
 
 def median(values: np.ndarray) -> float:
     """The median of ``values`` (NaN if one is NaN), as ``np.median`` gives it but without its
-    first call importing ``numpy.ma`` (a fifth of a second's start-up for one number)."""
+    first call importing ``numpy.ma`` (20 ms of start-up, for one number)."""
     s = np.sort(np.ravel(values))
     n = len(s)
     if not n or np.isnan(s[-1]):  # a sort puts NaN last
