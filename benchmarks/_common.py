@@ -137,8 +137,12 @@ def bare_loops_in_one_process(runs: list[list[str]]) -> list[str]:
 
 def wall_seconds(*commands: list[str]) -> float:
     """Wall seconds of ``commands`` run one after another, each a whole process (exit 0 or 1,
-    as nandoctor's verdicts; anything else ends the benchmark with the command's stderr)."""
+    as nandoctor's verdicts; anything else ends the benchmark with the command's stderr). Both
+    sides run with compiled bytecode cached, as on a user's machine: ``PYTHONDONTWRITEBYTECODE``
+    (set on some CI images) would make every start of nandoctor compile its modules and
+    pydantic's again, a cost the bare side, one small script, hardly pays."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.perf_counter()
     for cmd in commands:
         done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
