@@ -42,7 +42,8 @@ def median(values: np.ndarray) -> float:
     n = len(s)
     if not n or np.isnan(s[-1]):  # a sort puts NaN last
         return math.nan
-    return float((s[(n - 1) // 2] + s[n // 2]) / 2)
+    with np.errstate(invalid="ignore"):  # -inf and inf in the middle: NaN, without a warning
+        return float((s[(n - 1) // 2] + s[n // 2]) / 2)
 
 
 def column_median(g: np.ndarray) -> np.ndarray:

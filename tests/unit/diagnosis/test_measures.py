@@ -34,6 +34,13 @@ def test_median_is_np_median(v):
     assert np.array_equal(median(v), expected, equal_nan=True)
 
 
+def test_infinities_of_both_signs_in_the_middle_give_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(median(np.array([np.inf, -np.inf])))
+        assert np.isnan(column_median(np.array([[np.inf], [-np.inf]]))).all()
+
+
 def test_empty_columns_have_no_median():
     assert np.isnan(column_median(np.zeros((0, 3)))).all()
     assert np.isnan(median(np.array([])))
