@@ -401,9 +401,8 @@ class Trainer:
         zs, acts, ins = [], [], [x]
         for w_at, b_at, fn in plan:
             z = ins[-1] @ params[w_at]
-            if (
-                b_at is not None
-            ):  # the same sums; (units,) broadcasts in half the time of (1,1,units)
+            # the same sums; a (units,) bias broadcasts in half the time of (1, 1, units)
+            if b_at is not None:
                 z += params[b_at][0] if one else params[b_at][:, None, :]
             a = fn.forward(z, naive)
             zs.append(z)
