@@ -161,17 +161,10 @@ class Record:
         self.steps = 0  # the last step written
         self.initial = np.full(columns, np.nan)  # step 1's row, kept once the ring overwrites it
 
-    def row(self, step: int) -> np.ndarray:
-        """The row to fill for ``step`` (1-based, each step once and in order): :meth:`rows_for`
-        of one step."""
-        at = self.rows_for(step, 1)  # first: it may grow the ring
-        return self.rows[at][0]
-
     def rows_for(self, first: int, count: int) -> slice | np.ndarray:
         """The ring positions of steps ``first .. first + count - 1`` (each step once and in
-        order, ``count`` at most a chunk), to be filled together: what :meth:`row` does for
-        each, done only at the steps where something happens (the ring grows, or a chunk of it
-        is folded into the summary)."""
+        order, ``count`` at most a chunk), to be filled together. The ring grows, or a chunk of
+        it is folded into the summary, only at the steps where that happens."""
         last = first + count - 1
         if first <= self.window:  # grow to hold them
             self._advance(min(last, self.window))
@@ -310,8 +303,9 @@ class History:
         On a small network a NumPy call costs about the same over 32 steps' arrays as over one
         step's, so a step's arrays are copied into a :class:`Batch` and :meth:`flush` takes the
         statistics of the batch together. A network whose step is larger than ``BATCH_BYTES`` a
-        replica is measured step by step, the sums of squares taken at once from the parameter
-        buffers without copying them. Every statistic is per step: batching never changes it.
+        replica has its arrays reduced now (its sums of squares read from the parameter buffers
+        without copying them) and its rows written with the batch's. Every statistic is per
+        step: batching never changes it.
         """
         if self._acts is not acts:
             self._prepare_columns(acts)
