@@ -135,20 +135,25 @@ def bare_loops_in_one_process(runs: list[list[str]]) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def wall_seconds(*commands: list[str]) -> float:
-    """Wall seconds of ``commands`` run one after another, each a whole process (exit 0 or 1,
-    as nandoctor's verdicts; anything else ends the benchmark with the command's stderr). Both
-    sides run with compiled bytecode cached, as on a user's machine: ``PYTHONDONTWRITEBYTECODE``
-    (set on some CI images) would make every start of nandoctor compile its modules and
-    pydantic's again, a cost the bare side, one small script, hardly pays."""
+def timed(cmd: list[str]) -> tuple[float, str]:
+    """Wall seconds and stdout of ``cmd``, a whole process (exit 0 or 1, as nandoctor's
+    verdicts; anything else ends the benchmark with the command's stderr). Both sides run with
+    compiled bytecode cached, as on a user's machine: ``PYTHONDONTWRITEBYTECODE`` (set on some CI
+    images) would make every start of nandoctor compile its modules and pydantic's again, a
+    cost the bare side, one small script, hardly pays."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.perf_counter()
-    for cmd in commands:
-        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr.decode(errors='replace')}")
-    return time.perf_counter() - started
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
+    return wall, done.stdout
+
+
+def wall_seconds(*commands: list[str]) -> float:
+    """Wall seconds of ``commands`` run one after another (see :func:`timed`)."""
+    return sum(timed(cmd)[0] for cmd in commands)
 
 
 def alternate(sides: dict[str, list[list[str]]], rounds: int) -> dict[str, float]:

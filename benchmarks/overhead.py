@@ -27,13 +27,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
-from _common import ROOT, bare_loop_command, nandoctor_command, verdict
+from _common import ROOT, bare_loop_command, nandoctor_command, timed, verdict
 
 CASES = {
     # name: (widths, hidden activation, dtype, batch, steps, samples, target)
@@ -61,20 +59,6 @@ def spec_dict(widths, act, dtype, batch, steps, samples) -> dict:
         "numerics": {"dtype": dtype},
         "train": {"steps": steps, "batch_size": batch, "learning_rate": 0.01},
     }
-
-
-def timed(cmd: list[str]) -> tuple[float, str]:
-    """Wall seconds of one whole process, and its stdout. Both sides run as on a user's machine,
-    with compiled bytecode cached (``PYTHONDONTWRITEBYTECODE``, set on some CI images, would make
-    every start of nandoctor compile its modules and pydantic's again; see ``alternate``)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - started
-    if done.returncode not in (0, 1):
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
-    return wall, done.stdout
 
 
 def bare(widths, act, dtype, batch, steps, samples) -> list[str]:
