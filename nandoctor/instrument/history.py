@@ -78,6 +78,8 @@ class Batch:
         self.flat = None
         if not copying:  # the columns never filled stay 0, as in a copying batch's block
             self.rows = np.zeros((size, len(loss), columns))
+            # each step's min z per layer, made max |z| with its max z at the flush
+            self.lows = np.zeros((size, len(loss), len(zs)))
             return
         self.loss = np.empty((size, *loss.shape))
         self.zs = [np.empty((size, *z.shape), z.dtype) for z in zs]
@@ -356,10 +358,11 @@ class History:
         if batch.copying:
             batch.add(kept, loss, zs, outputs, flat)
         else:  # reduced now, into the step's row
-            row = batch.rows[len(batch.kept)]
+            j = len(batch.kept)
+            row = batch.rows[j]
             with np.errstate(all="ignore"):  # bookkeeping: a NaN here is a value, not an event
                 row[:, 0] = loss
-                self._activation_stats(row, zs, outputs, dead)
+                self._activation_stats(row, zs, outputs, dead, batch.lows[j])
             batch.kept.append(kept)
         if batch.full:
             self.flush()
@@ -395,6 +398,8 @@ class History:
                 self._activation_stats(block, [z[:k] for z in batch.zs], outputs, dead)
             else:
                 block = batch.rows[:k]
+                top = block[:, :, self._col["max_abs_z"] : self._col["max_abs_z"] + self.layers]
+                self._max_abs(top, batch.lows[:k], out=top)
             flat = batch.flat[:k] if batch.flat is not None else None
             self._norms_into(block[:, :, self._norms_at :], kept, flat)
         rec = self.record_
@@ -406,18 +411,23 @@ class History:
         else:
             rec.rows[at[:, None], alive[None, :]] = block
 
-    def _activation_stats(self, out: np.ndarray, zs, outputs, dead) -> None:
+    def _activation_stats(self, out: np.ndarray, zs, outputs, dead, lows=None) -> None:
         """Fill the per-layer columns of ``out: (..., n, columns)`` read from the activations:
         ``zs`` per layer and ``outputs`` (the saturating layers' ``a``) ``(..., n, batch,
         units)``; ``dead``: per layer of ``_dead_bias``, its share from the bias gradient
-        ``(..., n)``."""
+        ``(..., n)``. With ``lows: (..., n, layers)`` (a step reduced alone), the max |z| column
+        gets the max z and ``lows`` the min z, for :meth:`_max_abs` to combine a batch at once."""
         col = self._col
         for i, fn in enumerate(self._fns):
             z = zs[i]
-            # max |z| without writing |z|: max(max z, -min z) (a NaN propagates; + 0 drops -0)
+            # max |z| without writing |z|: max(max z, -min z)
             top = np.maximum.reduce(z, axis=(-2, -1))
             bottom = np.minimum.reduce(z, axis=(-2, -1))
-            out[..., col["max_abs_z"] + i] = np.maximum(top, -bottom) + 0.0
+            if lows is None:
+                out[..., col["max_abs_z"] + i] = self._max_abs(top, bottom)
+            else:
+                out[..., col["max_abs_z"] + i] = top
+                lows[..., i] = bottom
             if i in self._dead_bias:
                 # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient 0
                 out[..., col["dead"] + i] = dead[self._dead_bias.index(i)]
@@ -431,6 +441,13 @@ class History:
                     out[..., col["weak"] + i] = weak
                 else:
                     out[..., col["saturated"] + i] = fn.saturated(a)
+
+    @staticmethod
+    def _max_abs(top: np.ndarray, bottom: np.ndarray, out=None) -> np.ndarray:
+        """max |z| from max z and min z: a NaN propagates, and + 0 makes a -0 +0."""
+        m = np.maximum(top, np.negative(bottom), out=out)
+        m += 0.0
+        return m
 
     def _norms_into(self, cols: np.ndarray, kept: list[Kept], flat) -> None:
         """``cols: (k, n, 3 layers)``: the gradient norms, weight norms and update ratios of the
