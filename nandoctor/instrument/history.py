@@ -59,6 +59,7 @@ class Kept(NamedTuple):
     squares: np.ndarray | None  # (n, 3 layers): their sums of squares, taken at the step
     norms: tuple | None  # (grad, weight, |delta W|) norms, each (n, layers), taken carefully
     dead: list[np.ndarray]  # per layer in History._dead_bias: (n,) share of zero bias gradients
+    # (a copying batch reduces them at the flush; a step reduced alone wrote them, keeps none)
 
 
 class Batch:
@@ -354,16 +355,15 @@ class History:
             norms3 = self._list_norms(grads, params, deltas)
         biases = [grads[self._bias[i]] for i in self._dead_bias]
         dead = [np.add.reduce(b == 0, axis=-1, dtype=np.float64) / b.shape[-1] for b in biases]
-        kept = Kept(step, copied, squares, norms3, dead)
         if batch.copying:
-            batch.add(kept, loss, zs, outputs, flat)
-        else:  # reduced now, into the step's row
+            batch.add(Kept(step, copied, squares, norms3, dead), loss, zs, outputs, flat)
+        else:  # reduced now, into the step's row (its dead shares too: the batch keeps none)
             j = len(batch.kept)
             row = batch.rows[j]
             with np.errstate(all="ignore"):  # bookkeeping: a NaN here is a value, not an event
                 row[:, 0] = loss
                 self._activation_stats(row, zs, outputs, dead, batch.lows[j])
-            batch.kept.append(kept)
+            batch.kept.append(Kept(step, copied, squares, norms3, []))
         if batch.full:
             self.flush()
 
