@@ -156,14 +156,30 @@ def wall_seconds(*commands: list[str]) -> float:
     return sum(timed(cmd)[0] for cmd in commands)
 
 
-def alternate(sides: dict[str, list[list[str]]], rounds: int) -> dict[str, float]:
+def in_turns(
+    sides: dict[str, list[list[str]]], rounds: int, warm_up: bool = False
+) -> dict[str, list[tuple[float, list[str]]]]:
     """Each side's commands (run one after another) once per round, the sides in turn, for
-    ``rounds`` rounds; the median wall seconds of each side."""
-    times: dict[str, list[float]] = {name: [] for name in sides}
+    ``rounds`` rounds: per side, every round's wall seconds and its commands' stdout. With
+    ``warm_up`` each side first runs once untimed (bytecode compiled and cached, files in the
+    page cache)."""
+    if warm_up:
+        for commands in sides.values():
+            wall_seconds(*commands)
+    runs: dict[str, list[tuple[float, list[str]]]] = {name: [] for name in sides}
     for _ in range(rounds):
         for name, commands in sides.items():
-            times[name].append(wall_seconds(*commands))
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            done = [timed(cmd) for cmd in commands]
+            runs[name].append((sum(wall for wall, _ in done), [out for _, out in done]))
+    return runs
+
+
+def alternate(sides: dict[str, list[list[str]]], rounds: int) -> dict[str, float]:
+    """The median wall seconds of each side, its commands run in turns (:func:`in_turns`)."""
+    return {
+        name: statistics.median(wall for wall, _ in runs)
+        for name, runs in in_turns(sides, rounds).items()
+    }
 
 
 def verdict(ratio: float, target: float | None) -> str:

@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from _common import ROOT, bare_loop_command, nandoctor_command, timed, verdict
+from _common import ROOT, bare_loop_command, in_turns, nandoctor_command, verdict
 
 CASES = {
     # name: (widths, hidden activation, dtype, batch, steps, samples, target)
@@ -76,15 +76,10 @@ def bare(widths, act, dtype, batch, steps, samples) -> list[str]:
 
 
 def alternate(cmds: list[list[str]], repeat: int) -> list[list[tuple[float, str]]]:
-    """Run each command once per round, ``repeat`` rounds; results per command. Each command
-    first runs once untimed (bytecode compiled and cached, files in the page cache)."""
-    for cmd in cmds:
-        timed(cmd)
-    out: list[list[tuple[float, str]]] = [[] for _ in cmds]
-    for _ in range(repeat):
-        for i, cmd in enumerate(cmds):
-            out[i].append(timed(cmd))
-    return out
+    """Each command once per round, ``repeat`` rounds, after one untimed run of each
+    (``_common.in_turns``): per command, every round's ``(wall seconds, stdout)``."""
+    runs = in_turns({str(i): [cmd] for i, cmd in enumerate(cmds)}, repeat, warm_up=True)
+    return [[(wall, out[0]) for wall, out in side] for side in runs.values()]
 
 
 def median(xs) -> float:
