@@ -426,7 +426,7 @@ class Trainer:
             w_at, b_at, _ = plan[i]
             np.matmul(ins[i].swapaxes(-1, -2), gz, out=into[w_at])
             if b_at is not None:
-                np.add.reduce(gz, axis=-2, out=into[b_at])
+                nn.bias_grad(gz, out=into[b_at])
             if i == 0:
                 break
             gz = gz @ params[w_at].swapaxes(-1, -2)
@@ -566,7 +566,7 @@ class Trainer:
         grads["W"] = np.matmul(np.swapaxes(a_in, -1, -2), gz, out=out.get("W"))
         if "b" in P:
             op("sum")
-            grads["b"] = np.add.reduce(gz, axis=-2, out=out.get("b"))
+            grads["b"] = nn.bias_grad(gz, out=out.get("b"))
         w.check(grads["W"], *([grads["b"]] if "b" in P else []))
         if not more:
             return gz
