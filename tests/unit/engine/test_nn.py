@@ -411,3 +411,27 @@ def test_the_watched_sigmoid_is_exact_never_flags_and_keeps_replicas_apart():
     np.testing.assert_allclose(both[0], exact[0].astype(float), rtol=1e-15, atol=0)
     assert both[0, 0, 1] > 0  # e^-720 is a subnormal, not 0
     assert np.array_equal(both[1], alone[0])  # replica 2 is what it is alone
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+@pytest.mark.parametrize("shape", [(32, 20), (512, 64)], ids=["dot", "reduce"])
+def test_bias_grad_sums_the_batch_alike_for_a_replica_alone_or_beside_others(dtype, shape):
+    """``nn.bias_grad`` is the batch sum, and a replica's sum does not depend on the replicas
+    beside it (sweeps equal single runs bit for bit)."""
+    gz = np.random.default_rng(0).standard_normal((8, *shape)).astype(dtype)
+    together = nn.bias_grad(gz)
+    atol = {np.float64: 1e-10, np.float32: 1e-3, np.float16: 0.5}[dtype]  # sums near 0
+    np.testing.assert_allclose(together, gz.astype(np.float64).sum(axis=-2), rtol=0, atol=atol)
+    for r in range(8):
+        out = np.empty((1, shape[1]), dtype)
+        alone = nn.bias_grad(gz[r : r + 1].copy(), out=out)
+        assert alone is out
+        assert np.array_equal(alone[0], together[r])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+@pytest.mark.parametrize("shape", [(32, 20), (512, 64)], ids=["dot", "reduce"])
+def test_bias_grad_raises_the_overflow_flag_the_watch_reads(dtype, shape):
+    gz = np.full((2, *shape), np.finfo(dtype).max / 4, dtype)
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        nn.bias_grad(gz)
