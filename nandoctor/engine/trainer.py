@@ -239,7 +239,8 @@ class Trainer:
         self._flat_step: tuple | None = None  # (grads, params, deltas) flat, of the fast update
         self._dropout = any(layer.dropout for layer in self.layers)
         self._plain = self._plain_plan()
-        self._lr: tuple = (None, None, None)  # (factor, live replicas, rates): this step's rates
+        # (factor, live replicas, rates (n,), rates (n, 1)): this step's rates
+        self._lr: tuple = (None, None, None, None)
         self._grads_flat: np.ndarray | None = None  # see _grad_views
         self._grads_views: list[np.ndarray] = []
         # without a history (instrumentation off) the losses are kept here, one (n,) per step
@@ -604,22 +605,25 @@ class Trainer:
         if train.clip_grad_value is not None:
             w.at("update", 1, ("gradient",))
             grads = optim.clip_by_value(grads, train.clip_grad_value)
-        factor = optim.schedule_factor(
-            train.schedule,
-            step,
-            train.steps,
-            train.lr_step_size,
-            train.lr_gamma,
-            train.warmup_steps,
-        )
-        factor_then, alive_then, lr = self._lr
+        factor = 1.0
+        if train.schedule != "constant":
+            factor = optim.schedule_factor(
+                train.schedule,
+                step,
+                train.steps,
+                train.lr_step_size,
+                train.lr_gamma,
+                train.warmup_steps,
+            )
+        factor_then, alive_then, lr, lr_column = self._lr
         if factor != factor_then or s.alive is not alive_then:  # else the same rates as before
             lr = (self.lrs[s.alive] * factor).astype(s.params[0].dtype)
-            self._lr = (factor, s.alive, lr)
+            lr_column = lr[:, None]  # against the flat buffers' (replicas, total)
+            self._lr = (factor, s.alive, lr, lr_column)
         # The flat path only where it is bit for bit the per-parameter one: not under mixed
         # precision or loss scaling (master weights, per-replica step counts, skipped steps).
         if self.master is None and s.scaler is None:
-            fast = self._flat_update(grads, step, lr)
+            fast = self._flat_update(grads, step, lr_column)
             if fast is not None:
                 if clipped:  # the history measures the gradients before clipping
                     fast = (fast[0], self.layout.views(self._flat_step[2]))
@@ -656,9 +660,10 @@ class Trainer:
 
     def _flat_update(self, grads: list[np.ndarray], step: int, lr: np.ndarray):
         """The optimiser over every parameter at once, on flat buffers (``engine.flat``): the
-        same element-wise arithmetic as the per-parameter update, in a few calls. Returns ``(new
-        params, deltas)`` as views, or None when a floating-point flag was raised: then the
-        caller redoes the step parameter by parameter, labelled, from the untouched state."""
+        same element-wise arithmetic as the per-parameter update, in a few calls. ``lr: (n,
+        1)``. Returns ``(new params, deltas)`` as views, or None when a floating-point flag was
+        raised: then the caller redoes the step parameter by parameter, labelled, from the
+        untouched state."""
         s, w, layout = self.state, self.watch, self.layout
         if self._flat is None or s.params is not self._flat[0]:  # first step, drop or replay
             state = {k: layout.gather(v) for k, v in s.opt.items()}
@@ -672,9 +677,7 @@ class Trainer:
         w.probe()
         written = self._grads_flat is not None and all(map(operator.is_, grads, self._grads_views))
         g = self._grads_flat if written else layout.gather(grads)
-        d = optim.delta(
-            self.train_spec.optimizer, 0, p, g, opt, step, optim.per_replica(lr, g), self.train_spec
-        )
+        d = optim.delta(self.train_spec.optimizer, 0, p, g, opt, step, lr, self.train_spec)
         # into the buffer the params do not live in: the state before the step stays untouched
         p_new, new = self._spare
         np.subtract(p, d, out=p_new)
@@ -683,7 +686,8 @@ class Trainer:
         self._spare = (p, s.params)
         self._flat = (new, p_new, {k: v[0] for k, v in opt.items()})
         self._flat_step = (g, p_new, d)
-        s.opt = {k: layout.views(v[0]) for k, v in opt.items()}
+        if opt:  # sgd keeps no state
+            s.opt = {k: layout.views(v[0]) for k, v in opt.items()}
         return new, None
 
     def _drop(self, rows: list[int]) -> None:
