@@ -127,8 +127,14 @@ def limit_shares(fn: ActivationFn, a: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def share_of(mask: np.ndarray) -> np.ndarray:
-    """The share of True over the last two axes of ``mask: (..., batch, units)``."""
-    return np.count_nonzero(mask, axis=(-2, -1)) / (mask.shape[-2] * mask.shape[-1])
+    """The share of True over the last two axes of ``mask: (..., batch, units)``, float64.
+
+    Counted exactly in the narrowest unsigned integer that holds the count: summing into 16 bits
+    takes a quarter of the time of ``count_nonzero``'s 64 (4 us against 16 over a sweep
+    group's 6 steps x 8 replicas x 32 x 20), and the same count divides alike."""
+    size = mask.shape[-2] * mask.shape[-1]
+    counter = np.uint16 if size <= 0xFFFF else np.uint32 if size <= 0xFFFFFFFF else np.uint64
+    return np.add.reduce(mask, axis=(-2, -1), dtype=counter) / size
 
 
 ACTIVATIONS: dict[str, ActivationFn] = {

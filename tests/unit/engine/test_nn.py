@@ -435,3 +435,15 @@ def test_bias_grad_raises_the_overflow_flag_the_watch_reads(dtype, shape):
     gz = np.full((2, *shape), np.finfo(dtype).max / 4, dtype)
     with np.errstate(over="raise"), pytest.raises(FloatingPointError):
         nn.bias_grad(gz)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 20), (2, 300, 300), (1, 1, 1)])
+def test_share_of_counts_every_true_exactly(shape):
+    """The share of True over the last two axes, equal to NumPy's own count, also where the count
+    needs more than 16 bits (300 x 300) and where every entry is True."""
+    rng = np.random.default_rng(0)
+    for mask in (rng.random(shape) < 0.3, np.ones(shape, bool), np.zeros(shape, bool)):
+        expected = np.count_nonzero(mask, axis=(-2, -1)) / (shape[-2] * shape[-1])
+        got = nn.share_of(mask)
+        assert got.dtype == np.float64
+        assert np.array_equal(got, expected)
