@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -208,7 +209,7 @@ def activation_grad(name: str, z: np.ndarray, a: np.ndarray, grad_a: np.ndarray)
     return fn.backward(z, a, grad_a)
 
 
-# ---------------------------------------------------------------- normalization
+# ---------------------------------------------------------------- dense layers
 SUM_BY_DOT = 1 << 13  # batch x units of one replica up to which a bias gradient is a dot product
 
 
@@ -226,18 +227,15 @@ def bias_grad(gz: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.add.reduce(gz, axis=-2, out=out)
 
 
-_ONES: dict[tuple, np.ndarray] = {}
-
-
-def _ones(n: int, dtype) -> np.ndarray:
-    key = (n, np.dtype(dtype))
-    ones = _ONES.get(key)
-    if ones is None:
-        ones = _ONES[key] = np.ones(n, dtype)
-        ones.flags.writeable = False
+@cache
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only vector of ``n`` ones, made once per length and dtype."""
+    ones = np.ones(n, dtype)
+    ones.flags.writeable = False
     return ones
 
 
+# ---------------------------------------------------------------- normalization
 NORM_AXIS = {"batch": -2, "layer": -1}  # batch: per unit over the batch; layer: per sample
 
 
