@@ -47,8 +47,8 @@ BATCH = 32  # steps whose rows are written together (at most a chunk); their arr
 BATCH_BYTES = 1 << 16  # ... copied and reduced together when a step keeps this little a replica,
 RING_BYTES = 1 << 20  # for as many steps as fit in this (many replicas: fewer); else each at once
 SMALL_FLAT = 1 << 12  # parameters of a replica up to which a step's squares are summed in 3 calls
-# The sums of squares the norms come from, in one form whatever took them: ``(..., n, 3 L)``, per
-# replica each layer's gradients (all its parameters), then its weights, then its weight updates.
+# The norms are made from sums of squares in one form, ``(..., n, 3 L)``: per replica each layer's
+# gradients (all its parameters), then its weights, then its weight updates (History._by_layer).
 
 
 class Kept(NamedTuple):
@@ -56,7 +56,9 @@ class Kept(NamedTuple):
 
     step: int
     copied: bool  # its parameter buffers are in the batch's ``flat``
-    squares: np.ndarray | None  # (n, 3 layers): their sums of squares, taken at the step
+    # their sums of squares, taken at the step: (3 n, slots) where History._by_slot, else (n,
+    # 3 layers), the norms' form
+    squares: np.ndarray | None
     norms: tuple | None  # (grad, weight, |delta W|) norms, each (n, layers), taken carefully
     dead: list[np.ndarray]  # per layer in History._dead_bias: (n,) share of zero bias gradients
     # (a copying batch reduces them at the flush; a step reduced alone wrote them, keeps none)
@@ -284,6 +286,8 @@ class History:
         spans = [(self._slot_bounds[m[0]][0], self._slot_bounds[m[-1]][1]) for m in self._members]
         weights = [self._slot_bounds[j] for j in self._weights]
         self._dot_spans = (spans, weights, weights)
+        # few parameters: a step's squares summed by slot in three calls, put by layer at the flush
+        self._by_slot = layout.total <= SMALL_FLAT
 
     def _prepare_columns(self, acts: list[str]) -> None:
         L = self.layers
@@ -343,8 +347,8 @@ class History:
             if batch.flat is not None:  # kept: summed with the batch
                 copied = True
             else:
-                if flat[0].shape[1] <= SMALL_FLAT:  # a batch's arithmetic
-                    squares = self._by_layer(self._copied_squares(np.concatenate(flat)[None]))[0]
+                if self._by_slot:  # a batch's arithmetic
+                    squares = self._copied_squares(np.concatenate(flat)[None])[0]
                 else:  # many values: a dot product per layer, nothing copied
                     squares = self._dot_squares(flat)
                 if not math.isfinite(np.add.reduce(squares, axis=None)):  # an overflowed square
@@ -464,6 +468,8 @@ class History:
             sq = self._by_layer(sq)
         elif all(s.squares is not None for s in kept):  # finite: checked at the step
             sq = kept[0].squares[None] if k == 1 else np.stack([s.squares for s in kept])
+            if self._by_slot:
+                sq = self._by_layer(sq)
         elif len(careful) < k:  # a mix (a step that took another path)
             sq = np.zeros((k, n, 3 * L))
             for j, s in enumerate(kept):
@@ -474,7 +480,7 @@ class History:
                     else:
                         careful[j] = self._careful_norms(flat[j])
                 elif s.squares is not None:
-                    sq[j] = s.squares
+                    sq[j] = self._by_layer(s.squares[None])[0] if self._by_slot else s.squares
         else:
             sq = None
         if sq is not None:
