@@ -8,7 +8,10 @@ median of ``--repeat`` pairs reported:
 - mid: 64-256-10 relu, float32, batch 256, 2,000 steps          target <= 1.3x
 - large: 784-1024-1024-10 relu, float32, batch 512, 100 steps   target <= 1.15x
 - sweep: ``nandoctor sweep`` of the small spec at 16 rates, against one ``run`` of it: <= 2.0x
-  (and, with no target, against 16 bare loops: trying the rates by hand)
+  (and, with no target, against 16 bare loops: trying the rates by hand). Under it, the same
+  ratio with nothing watched: a bare loop training the rates one core takes in a sweep (16 /
+  cores), stacked as the sweep stacks them, against the bare loop of one rate. Where that is
+  over 2.0x, arithmetic alone puts the target out of reach on this machine.
 
 The reference is ``bare_loop.py`` (same shapes, steps, batch and dtype; MSE and SGD; NumPy's
 default threads). "per step" compares the training loops alone: the bare loop's own timer
@@ -109,26 +112,47 @@ def row(name: str, case, folder: Path, repeat: int) -> None:
 def sweep_row(folder: Path, repeat: int) -> None:
     """The issue's measure: the sweep against one ``run`` of the small spec. Beside it, the honest
     reference: what trying 16 rates by hand costs, 16 bare loops of the small spec one after
-    another (one bare loop timed in the same rounds, times 16)."""
+    another (one bare loop timed in the same rounds, times 16). And the ratio the sweep would
+    have if watching cost nothing: a bare loop training, stacked, the rates one core takes in a
+    sweep (``bare_loop.py --replicas``), against the bare loop of one rate."""
     case = CASES["small"][:-1]
     path = folder / "small.yaml"
     path.write_text(yaml.safe_dump(spec_dict(*case)))
-    rates = int(SWEEP_RATES.rsplit(":", 1)[1])
-    sweep, one, ref = alternate(
+    start, stop, count = SWEEP_RATES.split(":")
+    rates = int(count)
+    per_core = -(-rates // available_cores())  # a sweep's replica group on each core
+    stacked = [*bare(*case), f"--replicas={per_core}", f"--lr={start}", f"--lr-high={stop}"]
+    sweep, one, ref, group = alternate(
         [
             nandoctor_command("sweep", str(path), "--lr", SWEEP_RATES, "--format", "json"),
             nandoctor_command("run", str(path), "--format", "json"),
             bare(*case),
+            stacked,
         ],
         repeat,
     )
-    s, o, b = (median(w for w, _ in side) for side in (sweep, one, ref))
+    s, o, b, g = (median(w for w, _ in side) for side in (sweep, one, ref, group))
     print(
         f"sweep  {rates} rates {s:6.2f}s vs one run {o:6.2f}s = {s / o:4.2f}x"
         f" {verdict(s / o, SWEEP_TARGET)};"
         f" vs {rates} bare loops {rates * b:6.2f}s = {s / (rates * b):4.2f}x",
         flush=True,
     )
+    loops = [median(float(out) for _, out in side) for side in (ref, group)]
+    print(
+        f"       unwatched: {per_core} rates stacked in one bare loop {g:6.2f}s vs one rate"
+        f" {b:6.2f}s = {g / b:4.2f}x (per step {loops[1] / loops[0]:4.2f}x): what the sweep's"
+        f" ratio would be on {available_cores()} cores if watching cost nothing",
+        flush=True,
+    )
+
+
+def available_cores() -> int:
+    """The cores this process may use, as ``nandoctor`` counts them for its workers."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def main() -> None:
