@@ -135,6 +135,20 @@ def bare_loops_in_one_process(runs: list[list[str]]) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def side_by_side(commands: list[list[str]]) -> list[str]:
+    """One python process that starts ``commands`` all at once and waits for them: work split
+    over the cores as a sweep's worker processes split it. Their stdouts, in order, one after
+    another; it fails if any of them does."""
+    code = (
+        "import subprocess, sys\n"
+        f"procs = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True) for c in {commands!r}]\n"
+        "outs = [p.communicate()[0] for p in procs]\n"
+        "sys.stdout.write(''.join(outs))\n"
+        "sys.exit(max(p.returncode for p in procs))\n"
+    )
+    return [sys.executable, "-c", code]
+
+
 def timed(cmd: list[str]) -> tuple[float, str]:
     """Wall seconds and stdout of ``cmd``, a whole process (exit 0 or 1, as nandoctor's
     verdicts; anything else ends the benchmark with the command's stderr). Both sides run with

@@ -9,9 +9,10 @@ median of ``--repeat`` pairs reported:
 - large: 784-1024-1024-10 relu, float32, batch 512, 100 steps   target <= 1.15x
 - sweep: ``nandoctor sweep`` of the small spec at 16 rates, against one ``run`` of it: <= 2.0x
   (and, with no target, against 16 bare loops: trying the rates by hand). Under it, the same
-  ratio with nothing watched: a bare loop training the rates one core takes in a sweep (16 /
-  cores), stacked as the sweep stacks them, against the bare loop of one rate. Where that is
-  over 2.0x, arithmetic alone puts the target out of reach on this machine.
+  ratio with nothing watched: the rates cut into one group per core as the sweep cuts them, each
+  group a bare loop of its rates stacked as the sweep stacks them, the groups side by side,
+  against the bare loop of one rate. Where that is over 2.0x, arithmetic alone puts the target
+  out of reach on this machine.
 
 The reference is ``bare_loop.py`` (same shapes, steps, batch and dtype; MSE and SGD; NumPy's
 default threads). "per step" compares the training loops alone: the bare loop's own timer
@@ -33,8 +34,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import yaml
-from _common import ROOT, bare_loop_command, in_turns, nandoctor_command, verdict
+from _common import ROOT, bare_loop_command, in_turns, nandoctor_command, side_by_side, verdict
 
 CASES = {
     # name: (widths, hidden activation, dtype, batch, steps, samples, target)
@@ -113,16 +115,28 @@ def sweep_row(folder: Path, repeat: int) -> None:
     """The issue's measure: the sweep against one ``run`` of the small spec. Beside it, the honest
     reference: what trying 16 rates by hand costs, 16 bare loops of the small spec one after
     another (one bare loop timed in the same rounds, times 16). And the ratio the sweep would
-    have if watching cost nothing: a bare loop training, stacked, the rates one core takes in a
-    sweep (``bare_loop.py --replicas``), against the bare loop of one rate."""
+    have if watching cost nothing: the rates cut into one group per core as the sweep cuts them,
+    each group a bare loop training its rates stacked (``bare_loop.py --replicas``), the groups'
+    processes side by side, against the bare loop of one rate."""
     case = CASES["small"][:-1]
     path = folder / "small.yaml"
     path.write_text(yaml.safe_dump(spec_dict(*case)))
     start, stop, count = SWEEP_RATES.split(":")
-    rates = int(count)
-    per_core = -(-rates // available_cores())  # a sweep's replica group on each core
-    stacked = [*bare(*case), f"--replicas={per_core}", f"--lr={start}", f"--lr-high={stop}"]
-    sweep, one, ref, group = alternate(
+    rates = np.geomspace(float(start), float(stop), int(count))
+    size = -(-len(rates) // available_cores())  # a sweep's replica group on each core
+    groups = [rates[i : i + size] for i in range(0, len(rates), size)]
+    stacked = side_by_side(
+        [
+            [
+                *bare(*case),
+                f"--replicas={len(g)}",
+                f"--lr={float(g[0])!r}",
+                f"--lr-high={float(g[-1])!r}",
+            ]
+            for g in groups
+        ]
+    )
+    sweep, one, ref, grouped = alternate(
         [
             nandoctor_command("sweep", str(path), "--lr", SWEEP_RATES, "--format", "json"),
             nandoctor_command("run", str(path), "--format", "json"),
@@ -131,18 +145,19 @@ def sweep_row(folder: Path, repeat: int) -> None:
         ],
         repeat,
     )
-    s, o, b, g = (median(w for w, _ in side) for side in (sweep, one, ref, group))
+    s, o, b, g = (median(w for w, _ in side) for side in (sweep, one, ref, grouped))
     print(
-        f"sweep  {rates} rates {s:6.2f}s vs one run {o:6.2f}s = {s / o:4.2f}x"
+        f"sweep  {len(rates)} rates {s:6.2f}s vs one run {o:6.2f}s = {s / o:4.2f}x"
         f" {verdict(s / o, SWEEP_TARGET)};"
-        f" vs {rates} bare loops {rates * b:6.2f}s = {s / (rates * b):4.2f}x",
+        f" vs {len(rates)} bare loops {len(rates) * b:6.2f}s = {s / (len(rates) * b):4.2f}x",
         flush=True,
     )
-    loops = [median(float(out) for _, out in side) for side in (ref, group)]
+    loop_one = median(float(out) for _, out in ref)
+    loop_groups = median(max(map(float, out.split())) for _, out in grouped)
     print(
-        f"       unwatched: {per_core} rates stacked in one bare loop {g:6.2f}s vs one rate"
-        f" {b:6.2f}s = {g / b:4.2f}x (per step {loops[1] / loops[0]:4.2f}x): what the sweep's"
-        f" ratio would be on {available_cores()} cores if watching cost nothing",
+        f"       unwatched: {len(groups)} bare loops of {size} stacked rates side by side"
+        f" {g:6.2f}s vs one rate {b:6.2f}s = {g / b:4.2f}x (per step"
+        f" {loop_groups / loop_one:4.2f}x): the sweep's ratio if watching cost nothing",
         flush=True,
     )
 
