@@ -230,3 +230,39 @@ def test_steps_caps_but_never_extends_the_budget():
     assert json.loads(r.stdout)["steps_run"] == 50
     r = invoke("run", CONFIGS / "loss_flat.yaml", "--steps", "5000", "--format", "json")
     assert json.loads(r.stdout)["steps_run"] == 200
+
+
+def test_commands_end_without_the_exit_collection_trace_leaves_python_its_own(monkeypatch):
+    """run and the other commands freeze the objects alive at exit (python's last collections
+    would walk them all); one registration however many commands a process runs; trace, which
+    runs the user's program, registers nothing."""
+    import atexit
+    import gc
+
+    registered: list = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    monkeypatch.setattr(
+        atexit, "unregister", lambda fn: registered.remove(fn) if fn in registered else None
+    )
+    for _ in range(3):
+        assert invoke("run", CONFIGS / "healthy.yaml", "--format", "json").exit_code == 0
+    assert registered == [gc.freeze]
+    registered.clear()
+    script = Path(__file__).resolve().parents[2] / "examples" / "softmax_raw_pixels.py"
+    invoke("trace", "--format", "json", script)
+    assert gc.freeze not in registered
+
+
+def test_files_a_run_writes_are_whole_after_a_quick_exit(tmp_path):
+    """A real process: what it writes (JSON on stdout, the HTML page, the trace) is complete
+    although python leaves the objects alive at exit to the operating system."""
+    page, trace = tmp_path / "run.html", tmp_path / "trace.npz"
+    cmd = [sys.executable, "-m", "nandoctor", "run", CONFIGS / "relu_high_lr.yaml"]
+    cmd += ["--format", "json", "--html", page, "--trace", trace]
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["status"] == "nonfinite"
+    assert page.read_text().rstrip().endswith("</html>")
+    with np.load(trace) as t:  # a whole zip archive, every column of every step
+        assert t["loss"].shape == (9,) and t["grad_norm"].shape == (9, 2)
+    assert "learning_rate: 1.5" in (tmp_path / "trace.spec.yaml").read_text()
