@@ -17,6 +17,8 @@ median of ``--repeat`` pairs reported:
 The reference is ``bare_loop.py`` (same shapes, steps, batch and dtype; MSE and SGD; NumPy's
 default threads). "per step" compares the training loops alone: the bare loop's own timer
 against the ``seconds`` nandoctor reports (training and diagnosis), both divided by the steps.
+"outside the loop" is the rest of each process (start-up, output, exit; the bare loop's data):
+a fixed cost, the larger share of a short run.
 
 On machines where OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set, they slow a current NumPy:
 benchmark with both unset (``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...``); the
@@ -107,6 +109,16 @@ def row(name: str, case, folder: Path, repeat: int) -> None:
         f" = {whole:4.2f}x {verdict(whole, target)}   per step"
         f" {1e6 * loop_ours / steps:8.1f} vs {1e6 * loop_ref / steps:8.1f} us"
         f" = {loop_ours / loop_ref:4.2f}x",
+        flush=True,
+    )
+    # what each process spends outside its timer, whatever the steps: start-up (imports, the
+    # spec), output and exit; the bare loop's data too (nandoctor's ``seconds`` holds its
+    # data preparation and diagnosis)
+    outside_ours = median(w - json.loads(out)["seconds"] for w, out in ours)
+    outside_ref = median(w - float(out) for w, out in ref)
+    print(
+        f"{'':6} outside the loop {outside_ours:5.2f}s vs {outside_ref:5.2f}s"
+        f" (+{outside_ours - outside_ref:4.2f}s whatever the steps)",
         flush=True,
     )
 
