@@ -253,7 +253,7 @@ def test_commands_end_without_the_exit_collection_trace_leaves_python_its_own(mo
     assert gc.freeze not in registered
 
 
-def test_files_a_run_writes_are_whole_after_a_quick_exit(tmp_path):
+def test_files_a_run_writes_are_whole_with_objects_frozen_at_exit(tmp_path):
     """A real process: what it writes (JSON on stdout, the HTML page, the trace) is complete
     although python leaves the objects alive at exit to the operating system."""
     page, trace = tmp_path / "run.html", tmp_path / "trace.npz"
