@@ -9,10 +9,9 @@ median of ``--repeat`` pairs reported:
 - large: 784-1024-1024-10 relu, float32, batch 512, 100 steps   target <= 1.15x
 - sweep: ``nandoctor sweep`` of the small spec at 16 rates, against one ``run`` of it: <= 2.0x
   (and, with no target, against 16 bare loops: trying the rates by hand). Under it, the same
-  ratio with nothing watched: the rates cut into one group per core as the sweep cuts them, each
-  group a bare loop of its rates stacked as the sweep stacks them, the groups side by side,
-  against the bare loop of one rate. Where that is over 2.0x, arithmetic alone puts the target
-  out of reach on this machine.
+  ratio with nothing watched: the sweep's own replica groups, each a bare loop of its rates
+  stacked as the sweep stacks them, the groups side by side, against the bare loop of one rate.
+  Where that is over 2.0x, arithmetic alone puts the target out of reach on this machine.
 
 The reference is ``bare_loop.py`` (same shapes, steps, batch and dtype; MSE and SGD; NumPy's
 default threads). "per step" compares the training loops alone: the bare loop's own timer
@@ -33,12 +32,17 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import yaml
 from _common import ROOT, bare_loop_command, in_turns, nandoctor_command, side_by_side, verdict
+
+sys.path.insert(0, str(ROOT))  # the code under test, as the timed processes import it
+from nandoctor.engine.setup import prepare  # noqa: E402
+from nandoctor.spec.models import load_spec  # noqa: E402
+from nandoctor.sweep import parse_rates, replica_groups  # noqa: E402 - how the sweep groups rates
 
 CASES = {
     # name: (widths, hidden activation, dtype, batch, steps, samples, target)
@@ -127,23 +131,22 @@ def sweep_row(folder: Path, repeat: int) -> None:
     """The issue's measure: the sweep against one ``run`` of the small spec. Beside it, the honest
     reference: what trying 16 rates by hand costs, 16 bare loops of the small spec one after
     another (one bare loop timed in the same rounds, times 16). And the ratio the sweep would
-    have if watching cost nothing: the rates cut into one group per core as the sweep cuts them,
-    each group a bare loop training its rates stacked (``bare_loop.py --replicas``), the groups'
-    processes side by side, against the bare loop of one rate."""
+    have if watching cost nothing: the sweep's own replica groups (``sweep.replica_groups``: one
+    per core here), each a bare loop training its rates stacked (``bare_loop.py --replicas``),
+    the groups' processes side by side, against the bare loop of one rate."""
     case = CASES["small"][:-1]
     path = folder / "small.yaml"
     path.write_text(yaml.safe_dump(spec_dict(*case)))
-    start, stop, count = SWEEP_RATES.split(":")
-    rates = np.geomspace(float(start), float(stop), int(count))
-    size = -(-len(rates) // available_cores())  # a sweep's replica group on each core
-    groups = [rates[i : i + size] for i in range(0, len(rates), size)]
+    rates = parse_rates(SWEEP_RATES)
+    spec = load_spec(path)
+    groups = replica_groups(spec, prepare(spec), rates)  # the sweep's own groups
     stacked = side_by_side(
         [
             [
                 *bare(*case),
                 f"--replicas={len(g)}",
-                f"--lr={float(g[0])!r}",
-                f"--lr-high={float(g[-1])!r}",
+                f"--lr={g[0]!r}",
+                f"--lr-high={g[-1]!r}",
             ]
             for g in groups
         ]
@@ -166,20 +169,13 @@ def sweep_row(folder: Path, repeat: int) -> None:
     )
     loop_one = median(float(out) for _, out in ref)
     loop_groups = median(max(map(float, out.split())) for _, out in grouped)
+    widest = max(map(len, groups))
     print(
-        f"       unwatched: {len(groups)} bare loops of {size} stacked rates side by side"
+        f"       unwatched: {len(groups)} bare loops of {widest} stacked rates side by side"
         f" {g:6.2f}s vs one rate {b:6.2f}s = {g / b:4.2f}x (per step"
         f" {loop_groups / loop_one:4.2f}x): the sweep's ratio if watching cost nothing",
         flush=True,
     )
-
-
-def available_cores() -> int:
-    """The cores this process may use, as ``nandoctor`` counts them for its workers."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def main() -> None:
