@@ -60,8 +60,6 @@ class Kept(NamedTuple):
     # 3 layers), the norms' form
     squares: np.ndarray | None
     norms: tuple | None  # (grad, weight, |delta W|) norms, each (n, layers), taken carefully
-    dead: list[np.ndarray]  # per layer in History._dead_bias: (n,) share of zero bias gradients
-    # (a copying batch reduces them at the flush; a step reduced alone wrote them, keeps none)
 
 
 class Batch:
@@ -72,17 +70,23 @@ class Batch:
     ``(size, 3 n, total)``), and the flush reduces them all at once: a copy costs less than
     keeping the step's own arrays, which would leave every later step to allocate cold memory.
     Otherwise (large steps, whose reductions cost more than a call) each step's arrays are
-    reduced as the step ends, into its row of ``rows`` ``(size, n, columns)``; the flush then
-    turns the kept sums of squares into norms and writes the rows, for all the steps at once."""
+    reduced as the step ends, into its row of ``rows`` ``(size, n, columns)``, its max and min
+    z into ``tops`` and ``lows`` ``(size, layers, n)`` and its sums of squares into ``squares``
+    ``(size, n, 3 layers)``; the flush then makes max |z| and the norms, and writes the rows,
+    for all the steps at once. Either way the bias gradients the dead shares are read from are
+    copied into ``biases`` (per layer ``(size, n, units)``) and counted at the flush."""
 
-    def __init__(self, size: int, loss, zs, outputs, flat, copying: bool, columns: int):
+    def __init__(self, size: int, loss, zs, outputs, flat, biases, copying: bool, columns: int):
         self.size, self.kept, self.copying = size, [], copying
         self.shape = zs[0].shape  # (n, batch, units): a batch holds steps of one shape
         self.flat = None
+        self.biases = [np.empty((size, *b.shape), b.dtype) for b in biases]
+        n = len(loss)
         if not copying:  # the columns never filled stay 0, as in a copying batch's block
-            self.rows = np.zeros((size, len(loss), columns))
-            # each step's min z per layer, made max |z| with its max z at the flush
-            self.lows = np.zeros((size, len(loss), len(zs)))
+            self.rows = np.zeros((size, n, columns))
+            self.tops = np.empty((size, len(zs), n), zs[0].dtype)
+            self.lows = np.empty((size, len(zs), n), zs[0].dtype)
+            self.squares = np.empty((size, n, 3 * len(zs)))
             return
         self.loss = np.empty((size, *loss.shape))
         self.zs = [np.empty((size, *z.shape), z.dtype) for z in zs]
@@ -300,6 +304,7 @@ class History:
         # read from the bias gradient, taken as the step ends (the buffer is reused)
         self._read_a = [i for i, fn in enumerate(self._fns) if fn.saturates]
         self._dead_bias = [i for i, fn in enumerate(self._fns) if fn.can_die and i in self._bias]
+        self._dead_bias_slots = [self._bias[i] for i in self._dead_bias]
         self._acts = acts
 
     def record(
@@ -334,40 +339,43 @@ class History:
         outputs = [activations[i] for i in self._read_a]
         if self._batch_size is None:
             self._choose_batch(zs, outputs, flat, len(alive))
+        biases = [grads[j] for j in self._dead_bias_slots]
         batch = self._batches.get(shape)
         if batch is None:
             buffers = flat if self._copying and self._slot_starts is not None else None
             columns = 1 + len(STATS) * self.layers
-            batch = Batch(self._batch_size, loss, zs, outputs, buffers, self._copying, columns)
+            batch = Batch(
+                self._batch_size, loss, zs, outputs, buffers, biases, self._copying, columns
+            )
             self._batches[shape] = batch
-        if not batch.kept:
+        j = len(batch.kept)
+        if not j:
             self._pending, self._pending_alive = batch, alive
+        for ring, b in zip(batch.biases, biases, strict=True):  # dead shares: counted at the flush
+            ring[j] = b
         copied, squares, norms3 = False, None, None
         if self._slot_starts is not None and flat is not None:
             if batch.flat is not None:  # kept: summed with the batch
                 copied = True
-            else:
-                if self._by_slot:  # a batch's arithmetic
-                    squares = self._copied_squares(np.concatenate(flat)[None])[0]
-                else:  # many values: a dot product per layer, nothing copied
-                    squares = self._dot_squares(flat)
+            elif self._by_slot:  # a batch's arithmetic
+                squares = self._copied_squares(np.concatenate(flat)[None])[0]
                 if not math.isfinite(np.add.reduce(squares, axis=None)):  # an overflowed square
+                    squares = None
+            else:  # many values: a dot product per layer, nothing copied
+                squares = batch.squares[j]
+                if not self._dot_squares(flat, squares):  # an overflowed square
                     squares = None
         if not copied and squares is None:
             if deltas is None:  # the flat update's: its buffer holds them
                 deltas = self._layout.views(flat[2])
             norms3 = self._list_norms(grads, params, deltas)
-        biases = [grads[self._bias[i]] for i in self._dead_bias]
-        dead = [np.add.reduce(b == 0, axis=-1, dtype=np.float64) / b.shape[-1] for b in biases]
         if batch.copying:
-            batch.add(Kept(step, copied, squares, norms3, dead), loss, zs, outputs, flat)
-        else:  # reduced now, into the step's row (its dead shares too: the batch keeps none)
-            j = len(batch.kept)
-            row = batch.rows[j]
+            batch.add(Kept(step, copied, squares, norms3), loss, zs, outputs, flat)
+        else:  # reduced now, into the step's row
+            batch.rows[j, :, 0] = loss
             with np.errstate(all="ignore"):  # bookkeeping: a NaN here is a value, not an event
-                row[:, 0] = loss
-                self._activation_stats(row, zs, outputs, dead, batch.lows[j])
-            batch.kept.append(Kept(step, copied, squares, norms3, []))
+                self._activation_stats(batch.rows[j], zs, outputs, batch.tops[j], batch.lows[j])
+            batch.kept.append(Kept(step, copied, squares, norms3))
         if batch.full:
             self.flush()
 
@@ -398,12 +406,17 @@ class History:
                 block = np.zeros((k, n, 1 + len(STATS) * self.layers))  # unfilled columns: 0
                 block[:, :, 0] = batch.loss[:k]
                 outputs = [a[:k] for a in batch.outputs]
-                dead = [np.array([s.dead[j] for s in kept]) for j in range(len(self._dead_bias))]
-                self._activation_stats(block, [z[:k] for z in batch.zs], outputs, dead)
+                self._activation_stats(block, [z[:k] for z in batch.zs], outputs)
             else:
                 block = batch.rows[:k]
-                top = block[:, :, self._col["max_abs_z"] : self._col["max_abs_z"] + self.layers]
-                self._max_abs(top, batch.lows[:k], out=top)
+                at = self._col["max_abs_z"]
+                top = self._max_abs(batch.tops[:k], batch.lows[:k])  # (k, layers, n)
+                block[:, :, at : at + self.layers] = top.swapaxes(1, 2)
+            dead = self._col["dead"]
+            for i, ring in zip(self._dead_bias, batch.biases, strict=True):
+                # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient 0
+                zero = np.add.reduce(ring[:k] == 0, axis=-1, dtype=np.float64)
+                block[:, :, dead + i] = zero / ring.shape[-1]
             flat = batch.flat[:k] if batch.flat is not None else None
             self._norms_into(block[:, :, self._norms_at :], kept, flat)
         rec = self.record_
@@ -415,26 +428,25 @@ class History:
         else:
             rec.rows[at[:, None], alive[None, :]] = block
 
-    def _activation_stats(self, out: np.ndarray, zs, outputs, dead, lows=None) -> None:
+    def _activation_stats(self, out: np.ndarray, zs, outputs, tops=None, lows=None) -> None:
         """Fill the per-layer columns of ``out: (..., n, columns)`` read from the activations:
         ``zs`` per layer and ``outputs`` (the saturating layers' ``a``) ``(..., n, batch,
-        units)``; ``dead``: per layer of ``_dead_bias``, its share from the bias gradient
-        ``(..., n)``. With ``lows: (..., n, layers)`` (a step reduced alone), the max |z| column
-        gets the max z and ``lows`` the min z, for :meth:`_max_abs` to combine a batch at once."""
+        units)``. With ``tops`` and ``lows`` ``(layers, n)`` (a step reduced alone), its max z
+        and min z go there, for :meth:`_max_abs` to combine a batch at once. The dead shares read
+        from bias gradients are the flush's."""
         col = self._col
         for i, fn in enumerate(self._fns):
             z = zs[i]
             # max |z| without writing |z|: max(max z, -min z)
-            top = np.maximum.reduce(z, axis=(-2, -1))
-            bottom = np.minimum.reduce(z, axis=(-2, -1))
-            if lows is None:
+            if tops is None:
+                top = np.maximum.reduce(z, axis=(-2, -1))
+                bottom = np.minimum.reduce(z, axis=(-2, -1))
                 out[..., col["max_abs_z"] + i] = self._max_abs(top, bottom)
             else:
-                out[..., col["max_abs_z"] + i] = top
-                lows[..., i] = bottom
+                np.maximum.reduce(z, axis=(-2, -1), out=tops[i])
+                np.minimum.reduce(z, axis=(-2, -1), out=lows[i])
             if i in self._dead_bias:
-                # z <= 0 for every sample <=> relu' = 0 on every row <=> bias gradient 0
-                out[..., col["dead"] + i] = dead[self._dead_bias.index(i)]
+                pass  # counted at the flush, from the bias gradients
             elif fn.can_die:  # no plain bias (use_bias false, a norm, dropout): read z itself
                 out[..., col["dead"] + i] = (~(z > 0).any(axis=-2)).mean(axis=-1)
             if fn.saturates:
@@ -511,21 +523,23 @@ class History:
             axis=-1,
         )
 
-    def _dot_squares(self, flat) -> np.ndarray:
-        """``(n, 3 layers)``: the sums of squares of the step's buffers ``flat`` (gradients,
-        weights, updates, each ``(n, total)``) in the form of the norms, in their dtype: one BLAS
-        dot product per replica and span, nothing copied (for a mid-size network's 20,000
-        values half the time of a dot product per parameter, a third of squaring and
-        ``reduceat``; three times as fast as ``einsum`` over a million)."""
-        n = len(flat[0])
-        sq = np.empty((n, 3 * self.layers), dtype=flat[0].dtype)
-        for r in range(n):
-            sq[r] = [
-                np.vdot(row[a:b], row[a:b])
-                for row, spans in zip((buf[r] for buf in flat), self._dot_spans, strict=True)
-                for a, b in spans
-            ]
-        return sq
+    def _dot_squares(self, flat, out: np.ndarray) -> bool:
+        """Write into ``out: (n, 3 layers)`` the sums of squares of the step's buffers ``flat``
+        (gradients, weights, updates, each ``(n, total)``) in the form of the norms, each taken
+        in their dtype: one BLAS dot product per replica and span, nothing copied (for a
+        mid-size network's 20,000 values half the time of a dot product per parameter, a third
+        of squaring and ``reduceat``; three times as fast as ``einsum`` over a million). False
+        if a square overflowed."""
+        dot = np.dot
+        for r, sq in enumerate(out):
+            k = 0
+            for buf, spans in zip(flat, self._dot_spans, strict=True):
+                row = buf[r]
+                for a, b in spans:
+                    v = row[a:b]
+                    sq[k] = dot(v, v)
+                    k += 1
+        return math.isfinite(sum(out.ravel().tolist()))
 
     def _careful_norms(self, copy: np.ndarray) -> tuple:
         """:meth:`_list_norms` of a step's copied buffers ``(3 n, total)``."""

@@ -223,6 +223,7 @@ def test_max_abs_z_is_the_largest_absolute_value(monkeypatch, batch_bytes):
     layers = [{"units": 4, "activation": "relu"}, {"units": 3, "activation": "linear"}]
     spec = spec_from_dict({"model": {"layers": layers}})
     h = history.History(2, 2, 10, slots=None, layer_specs=spec.model.layers)
+    alive = np.arange(2)  # one object, as the trainer passes it: the steps are written together
     steps = []
     for step in range(1, 6):
         zs = [rng.standard_normal((2, 5, 4)) * 10.0**step, rng.standard_normal((2, 5, 3))]
@@ -232,10 +233,38 @@ def test_max_abs_z_is_the_largest_absolute_value(monkeypatch, batch_bytes):
         if step == 4:
             zs[1][1, 2, 1] = np.nan
         grads = [np.ones((2, 4)), np.ones((2, 4)), np.ones((2, 3)), np.ones((2, 3))]
-        h.record(step, np.arange(2), zs, zs, ["relu", "linear"], grads, grads, grads, np.ones(2))
+        h.record(step, alive, zs, zs, ["relu", "linear"], grads, grads, grads, np.ones(2))
         steps.append([np.abs(z).max(axis=(-2, -1)) for z in zs])
     for r in range(2):
         got = h.replica(r)["max_abs_z"]
         want = np.array([[layer[r] for layer in step] for step in steps])
         assert np.array_equal(got, want, equal_nan=True)
         assert not np.signbit(got[1]).any()
+
+
+@pytest.mark.parametrize("batch_bytes", [history.BATCH_BYTES, 0], ids=["copied", "reduced"])
+def test_dead_share_counts_the_units_whose_bias_gradient_is_zero(monkeypatch, batch_bytes):
+    """A ReLU layer with a plain bias: its dead share is the share of units whose bias gradient
+    is exactly 0 that step (no sample reached them), per replica, whichever way the steps are
+    reduced; the buffer the gradients came in may be rewritten by the next step."""
+    monkeypatch.setattr(history, "BATCH_BYTES", batch_bytes)
+    layers = [{"units": 8, "activation": "relu"}, {"units": 3, "activation": "linear"}]
+    spec = spec_from_dict({"model": {"layers": layers}})
+    h = history.History(2, 2, 10, slots=None, layer_specs=spec.model.layers)
+    rng = np.random.default_rng(5)
+    bias_grad = np.empty((2, 8))  # reused, as the trainer reuses its gradient buffer
+    alive = np.arange(2)  # one object, as the trainer passes it: the steps are written together
+    want = []
+    for step in range(1, 8):
+        bias_grad[:] = rng.standard_normal((2, 8))
+        zero = rng.random((2, 8)) < step / 8
+        bias_grad[zero] = 0.0
+        want.append(zero.mean(axis=1))
+        zs = [rng.standard_normal((2, 5, 8)), rng.standard_normal((2, 5, 3))]
+        grads = [np.ones((2, 6, 8)), bias_grad, np.ones((2, 8, 3)), np.ones((2, 3))]
+        h.record(step, alive, zs, zs, ["relu", "linear"], grads, grads, grads, np.ones(2))
+    assert len(h._pending.kept) == 7  # not yet written: read below, as one batch
+    for r in range(2):
+        got = h.replica(r)["dead"]
+        assert np.array_equal(got[:, 0], [w[r] for w in want])
+        assert np.isnan(got[:, 1]).all() or not got[:, 1].any()  # a linear layer has none
