@@ -84,8 +84,10 @@ def fix(spec_path, output, dry_run, overrides, jobs, verify_full):
     else:
         emit(result.new_text, output)
     dest = "(dry run)" if dry_run else f"-> {output}"
+    # a change that keeps the values finite by stopping the learning is not called a fix
+    verb = "fixed by" if result.best.learns is not False else "kept finite, not fixed, by"
     click.echo(
-        f"{spec_path}: {d.cause.id} fixed by {result.change} {dest};"
+        f"{spec_path}: {d.cause.id} {verb} {result.change} {dest};"
         f" {result.best.evidence} [{result.seconds:.1f}s]"
     )
     sys.exit(0)

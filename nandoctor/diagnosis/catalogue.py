@@ -62,6 +62,9 @@ FACTORS: dict[str, Entry] = {
         "train.learning_rate",
     ),
     "unscaled_inputs": Entry("inputs far from unit scale with no preprocessing", "data.scale"),
+    "unscaled_targets": Entry(
+        "regression targets far from unit scale with no preprocessing", "data.target_preprocess"
+    ),
     "naive_softmax": Entry("numerics.mode naive: softmax without the max", "numerics.mode"),
     "naive_log": Entry("numerics.mode naive: log of a probability unclipped", "numerics.mode"),
     "naive_sigmoid": Entry("numerics.mode naive: 1 / (1 + exp(-z))", "numerics.mode"),
@@ -152,8 +155,13 @@ RECOMMENDATIONS: dict[str, Remedy] = {
         "leaky_relu alone removes it: units that stopped passing gradient are the mechanism",
     ),
     "add_norm_eps": Remedy(
-        "use norm_eps = 1e-5 (torch's default) in the layer's batch/layer norm",
+        "use norm_eps = 1e-5 (torch's default) in the failing norm and every other norm_eps 0",
         "a non-zero norm_eps alone removes it: the norm's unguarded division is the mechanism",
+    ),
+    "standardize_targets": Remedy(
+        "standardize the regression targets (data.target_preprocess: standardize)",
+        "standardized targets alone remove it: the targets' scale, which the loss and its "
+        "gradient grow with, is the mechanism",
     ),
     "drop_missing_rows": Remedy(
         "drop the rows holding a non-finite input or target (data.missing: drop_rows)",

@@ -16,7 +16,8 @@ from nandoctor.diagnosis.causes import Failure, where
 from nandoctor.diagnosis.findings import Finding, factor, fmt
 from nandoctor.diagnosis.measures import history_offset
 
-UNSCALED_INPUT = 100.0  # inputs larger than this in magnitude, unpreprocessed, are unscaled
+UNSCALED_INPUT = 100.0  # inputs (or targets) larger than this, unpreprocessed, are unscaled
+REGRESSION_LOSSES = ("mse", "mae", "huber")  # losses of real-valued targets
 HIGH_UPDATE_RATIO = 0.1  # updates above 10% of the weights' norm per step are too large
 
 Rule = Callable[[Failure, Finding], Iterator[Finding]]
@@ -48,6 +49,27 @@ def unscaled_inputs(f: Failure, cause: Finding) -> Iterator[Finding]:
             "unscaled_inputs",
             f"inputs reach |x| = {fmt(raw)} with no preprocessing",
             [f"max |x| = {fmt(raw)} (data.scale = {spec.data.scale}); standardized inputs are ~1"],
+        )
+
+
+def unscaled_targets(f: Failure, cause: Finding) -> Iterator[Finding]:
+    """Regression targets far from unit scale fed in with no preprocessing: the loss and its
+    gradient grow with them (squared, for mse)."""
+    y, spec = f.outcome.prepared.y, f.spec
+    if spec.data.target_preprocess != "none" or y is None or y.dtype.kind != "f" or not y.size:
+        return
+    if spec.loss.name not in REGRESSION_LOSSES:
+        return
+    with np.errstate(all="ignore"):
+        top = float(np.nanmax(np.abs(y))) if np.isfinite(y).any() else float("nan")
+    if math.isfinite(top) and top > UNSCALED_INPUT:
+        yield factor(
+            "unscaled_targets",
+            f"regression targets reach |y| = {fmt(top)} with no preprocessing",
+            [
+                f"max |y| = {fmt(top)}: the {spec.loss.name} loss and its gradient grow with "
+                "the targets; standardized targets are ~1"
+            ],
         )
 
 
@@ -115,6 +137,7 @@ def zero_eps(f: Failure, cause: Finding) -> Iterator[Finding]:
 FACTOR_RULES: tuple[Rule, ...] = (
     high_learning_rate,
     unscaled_inputs,
+    unscaled_targets,
     naive_numerics,
     low_precision,
     poor_init,

@@ -53,6 +53,9 @@ class Recommendation:
     evidence: str = ""
     final_loss: float | None = None  # of the confirming run, when it stayed finite
     steps_verified: int | None = None  # steps the confirming run ran from step 1 (its horizon)
+    # did the confirming run's loss fall (its last step's below its first)? None: not verified.
+    # A change can keep every value finite by stopping the learning (a rate too small to move).
+    learns: bool | None = None
 
 
 @dataclass

@@ -95,13 +95,23 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             add("stable_numerics", {"numerics.mode": "stable"})
         if "unscaled_inputs" in ids:
             add("standardize_inputs", {"data.preprocess": "standardize"})
+        if "unscaled_targets" in ids:
+            add("standardize_targets", {"data.target_preprocess": "standardize"})
         if spec.numerics.dtype == "float16":
             add("use_float32", {"numerics.dtype": "float32"})
             if spec.numerics.master_dtype is None and c != "bad_input":
                 add("use_mixed_precision", MIXED_PRECISION)
         if c == "division_by_zero" and norm_failure(outcome):
-            layer = outcome.first_nonfinite.layer
-            add("add_norm_eps", {f"model.layers.{layer - 1}.norm_eps": NORM_EPS})
+            # the failing layer's norm, and every other one as unguarded: fixing only the first
+            # to fail lets the next one fail the same way
+            failed = outcome.first_nonfinite.layer - 1
+            unguarded = {
+                i
+                for i, layer in enumerate(spec.model.layers)
+                if layer.norm != "none" and layer.norm_eps == 0
+            }
+            changes = {f"model.layers.{i}.norm_eps": NORM_EPS for i in sorted(unguarded | {failed})}
+            add("add_norm_eps", changes)
         elif c == "division_by_zero":
             eps = holdable(ADAM_EPS, dtype)
             held = float(np.asarray(ADAM_EPS, dtype))

@@ -42,15 +42,17 @@ class Trial:
     final_loss: float | None
     failed_step: int | None
     lost: str | None = None  # why there is no result (its worker process died)
+    initial_loss: float | None = None  # step 1's
 
 
 def _trial(o: Outcome) -> Trial:
-    last = o.loss[-1] if len(o.loss) else np.nan
+    first, last = (o.loss[0], o.loss[-1]) if len(o.loss) else (np.nan, np.nan)
     return Trial(
         finite=o.finite,
         steps_run=o.steps_run,
         final_loss=float(last) if np.isfinite(last) else None,
         failed_step=o.first_nonfinite.step if o.first_nonfinite else None,
+        initial_loss=float(first) if np.isfinite(first) else None,
     )
 
 
@@ -84,8 +86,16 @@ def _record(rec: Recommendation, trial: Trial, note: str = "") -> None:
     rec.final_loss = trial.final_loss
     rec.steps_verified = trial.steps_run
     if trial.finite:
-        loss = f", final loss {fmt(trial.final_loss)}" if trial.final_loss is not None else ""
+        first, last = trial.initial_loss, trial.final_loss
+        if first is not None and last is not None and trial.steps_run > 1:
+            rec.learns = last < first
+        loss = f", final loss {fmt(last)}" if last is not None else ""
         rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}{note}"
+        if rec.learns is False:
+            rec.evidence += (
+                f"; but its loss did not fall ({fmt(first)} at step 1, {fmt(last)} at the end):"
+                " it keeps the values finite by not learning"
+            )
     else:
         rec.evidence = f"still non-finite, at step {trial.failed_step}"
 
@@ -212,12 +222,14 @@ def verify(
 
 
 def rank(recs: list[Recommendation]) -> list[Recommendation]:
-    """Verified first, then the smallest change, then the lowest final loss."""
+    """Verified first (those whose loss fell before those whose loss did not), then the
+    smallest change, then the lowest final loss."""
 
     def key(r: Recommendation):
         loss = r.final_loss
         return (
             {True: 0, None: 1, False: 2}[r.verified],
+            r.learns is False,
             len(r.changes),
             loss if loss is not None else float("inf"),
         )

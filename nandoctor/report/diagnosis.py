@@ -177,6 +177,8 @@ def render(d: Diagnosis):
         lines = []
         for r in d.recommendations:
             tag = {True: "✓ verified", False: "✗ still fails", None: "untried"}[r.verified]
+            if r.learns is False:
+                tag += ", loss did not fall"
             change = ", ".join(f"{k}={v}" for k, v in r.changes.items())
             lines.append(
                 f"[{tag}] {r.id}: {r.summary}"

@@ -58,6 +58,67 @@ def test_zero_variance_norm_with_eps_0_is_division_by_zero_in_that_layers_norm(n
     assert "add_eps" not in {r.id for r in d.recommendations}  # the optimiser is not at fault
 
 
+def test_norm_eps_is_proposed_for_every_unguarded_norm_not_only_the_first_to_fail():
+    """Two batch norms with norm_eps 0 and a last batch of one row: the first fails first, but
+    guarding it alone lets the second fail the same way, so both are changed (and verified)."""
+    layers = [
+        {"units": 8, "activation": "relu", "norm": "batch", "norm_eps": 0.0},
+        {"units": 8, "activation": "relu", "norm": "batch", "norm_eps": 0.0},
+        {"units": 8, "activation": "tanh", "norm": "layer"},  # torch's eps already: unchanged
+        {"units": 2},
+    ]
+    spec = make(layers, {"samples": 65}, train={"steps": 30, "batch_size": 32})
+    d, outcome = examine(spec)
+    assert d.cause.id == "division_by_zero" and outcome.first_nonfinite.layer == 1
+    fix = rec(d, "add_norm_eps")
+    assert fix.changes == {"model.layers.0.norm_eps": 1e-5, "model.layers.1.norm_eps": 1e-5}
+    assert fix.verified is True, fix.evidence
+    one = spec.with_changes({"model.layers.0.norm_eps": 1e-5})  # what was proposed before
+    assert train(one)[0].first_nonfinite.layer == 2
+
+
+def test_unscaled_regression_targets_are_a_factor_and_standardizing_them_is_verified():
+    """Targets of ~1e5 (house prices) with no preprocessing: the mse gradient explodes. The
+    factor shows max |y|; standardized targets are the verified fix that learns, ranked above
+    the changes that stay finite only by not learning."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((128, 4))
+    y = (x @ rng.standard_normal((4, 1)) + 3.0) * 1e5
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp())
+    np.savez(folder / "prices.npz", x=x, y=y)
+    spec = spec_from_dict(
+        {
+            "seed": 0,
+            "data": {"source": "npz", "path": str(folder / "prices.npz")},
+            "model": {"layers": [{"units": 16, "activation": "relu"}, {"units": 1}]},
+            "train": {"steps": 200, "batch_size": 32, "learning_rate": 0.01},
+        }
+    )
+    d, outcome = examine(spec)
+    assert d.status == "nonfinite"
+    (factor,) = [f for f in d.contributing if f.id == "unscaled_targets"]
+    top = float(np.abs(y).max())
+    assert f"{top:.2e}" in factor.summary
+    fix = rec(d, "standardize_targets")
+    assert fix.changes == {"data.target_preprocess": "standardize"}
+    assert fix.verified is True and fix.learns is True, fix.evidence
+    assert d.recommendations[0] is fix
+    stalled = [r for r in d.recommendations if r.verified and r.learns is False]
+    assert all("did not fall" in r.evidence for r in stalled)
+    assert all(d.recommendations.index(r) > 0 for r in stalled)
+
+
+def test_scaled_targets_are_not_a_factor():
+    layers = [{"units": 50, "activation": "relu"}, {"units": 2}]
+    spec = make(layers, train={"steps": 40, "learning_rate": 5.0})
+    d, _ = examine(spec)
+    assert d.status == "nonfinite"
+    assert "unscaled_targets" not in {f.id for f in d.contributing}
+
+
 def test_the_same_norm_with_torchs_eps_stays_finite():
     layers = [{"units": 8, "activation": "tanh", "norm": "batch"}, {"units": 2}]
     spec = make(layers, {"samples": 65}, train={"steps": 30, "batch_size": 32})

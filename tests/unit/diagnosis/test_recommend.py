@@ -97,3 +97,24 @@ def test_a_lower_rate_below_the_dtypes_normals_is_its_smallest_normal_power_of_t
     assert rec.changes == {"train.learning_rate": 1e-4}
     assert rec.verified is False and rec.evidence.startswith("still non-finite, at step 1")
     assert lower_lr_recommendations(1e-4) == []  # nothing lower that float16 holds
+
+
+def test_a_verified_change_whose_loss_did_not_fall_is_marked_and_ranked_after_those_that_learn():
+    """Finite is what ``verified`` means; a change that stays finite by not learning (a rate too
+    small to move the weights) says so and comes after the verified ones whose loss fell."""
+    from nandoctor.diagnosis.findings import Recommendation
+    from nandoctor.diagnosis.verify import Trial, _record, rank
+
+    tiny = Recommendation("lower_learning_rate", "", {"a": 1})
+    scaled = Recommendation("standardize", "", {"x": 1, "y": 2})  # a larger change
+    failing = Recommendation("clip_gradients", "", {"b": 2})
+    _record(tiny, Trial(True, 1000, final_loss=1.1e11, failed_step=None, initial_loss=8.5e10))
+    _record(scaled, Trial(True, 1000, final_loss=0.03, failed_step=None, initial_loss=1.0))
+    _record(failing, Trial(False, 6, final_loss=None, failed_step=6))
+    assert (tiny.verified, tiny.learns) == (True, False)
+    assert "did not fall" in tiny.evidence and "8.50e+10" in tiny.evidence
+    assert (scaled.verified, scaled.learns) == (True, True)
+    assert "did not fall" not in scaled.evidence
+    assert failing.learns is None
+    # learning first, although the other is the smaller change
+    assert rank([failing, tiny, scaled]) == [scaled, tiny, failing]
