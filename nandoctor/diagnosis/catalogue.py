@@ -115,6 +115,12 @@ WARNINGS: dict[str, Entry] = {
         "loss scaling skipped many steps for inf/NaN gradients, or its scale collapsed below 1",
         "numerics.loss_scale",
     ),
+    "exploding_activations": Entry(
+        "max |z| multiplies layer after layer at the first step: the initial weights amplify "
+        "each layer's output (N(0, 1) weights where He or Xavier scaling keeps it ~1)",
+        "model.layers",
+        per_layer=True,
+    ),
 }
 # Warnings that belong to the story of a failure rather than beside it: a run that went
 # non-finite reports them through its cause, not as warnings.
@@ -145,6 +151,10 @@ RECOMMENDATIONS: dict[str, Remedy] = {
     "use_xavier_init": Remedy(
         "initialise the N(0, 1) squashing layers with Xavier scaling",
         "Xavier init alone removes it: the initial weight scale is the mechanism",
+    ),
+    "use_he_init": Remedy(
+        "initialise the amplifying layers with He (relu family) or Xavier (squashing) scaling",
+        "scaled init alone removes it: the initial weights' scale is the mechanism",
     ),
     "use_relu": Remedy(
         "use relu in the saturating hidden layers (He init)",

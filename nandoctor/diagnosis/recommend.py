@@ -73,6 +73,17 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
         if changes:
             add("use_xavier_init", changes)
 
+    def add_scaled_init():
+        """He init for the relu-family layers, Xavier for the squashing ones, where the init is
+        unscaled (normal or uniform: spread 1 whatever the fan-in)."""
+        changes = {
+            f"model.layers.{i}.init": "xavier" if activation(layer.activation).squashing else "he"
+            for i, layer in enumerate(spec.model.layers)
+            if layer.init in ("normal", "uniform")
+        }
+        if changes:
+            add("use_he_init", changes)
+
     def add_batch_norm():
         """Batch norm for a deep stack (two or more) of saturating hidden layers without one."""
         hidden = [
@@ -144,6 +155,8 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
         if w.id == "saturation":
             add_xavier()
             add_batch_norm()
+        if w.id == "exploding_activations":
+            add_scaled_init()
         if w.id == "oscillating_loss":
             lower_lr()
         if w.id == "skipped_steps" and spec.numerics.dtype == "float16":

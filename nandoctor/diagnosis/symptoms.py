@@ -40,6 +40,9 @@ MEDIAN_SE = 1.2533  # standard error of a median / that of a mean (sqrt(pi / 2))
 EXPLOSION_MIN_STEPS = 5  # a growth projection needs at least this many steps
 SPIKE_FACTOR = 1e3  # a gradient norm this many times its median before is an explosion
 ZERO_GRADIENT_STEPS = 10  # consecutive steps of exactly zero gradient that warrant a warning
+AMPLIFY = 4.0  # max |z| multiplied by at least this from one layer to the next ...
+AMPLIFY_LAYERS = 3  # ... at this many consecutive layers or more ...
+AMPLIFY_TOTAL = 1e3  # ... and by this much in all, at the first step: exploding activations
 
 
 @dataclass
@@ -236,6 +239,36 @@ def oscillating_loss(run: Observed) -> Iterator[Finding]:
         yield found
 
 
+def exploding_activations(run: Observed) -> Iterator[Finding]:
+    """At the first step, before any update, max |z| multiplies from layer to layer: the
+    initial weights amplify what each layer passes on (N(0, 1) weights over a fan-in of 128
+    multiply a ReLU layer's output by about 8)."""
+    z = run.history["max_abs_z"][0]
+    if len(z) <= AMPLIFY_LAYERS or not np.isfinite(z).all() or (z <= 0).any():
+        return
+    grows = z[1:] >= AMPLIFY * z[:-1]
+    start, length, at = 0, 0, None
+    for i, g in enumerate(np.append(grows, False)):  # the longest stretch of growing layers
+        if g and at is None:
+            at = i
+        elif not g and at is not None:
+            if i - at > length:
+                start, length = at, i - at
+            at = None
+    end = start + length
+    if length < AMPLIFY_LAYERS or z[end] < AMPLIFY_TOTAL * z[start]:
+        return
+    per = (z[end] / z[start]) ** (1 / length)
+    yield warning(
+        "exploding_activations",
+        f"at step {run.step(0)} max |z| grows x{fmt(per)} per layer from layer {start + 1} "
+        f"({fmt(z[start])}) to layer {end + 1} ({fmt(z[end])}): the initial weights amplify "
+        "each layer's output",
+        layer=end + 1,
+        step=run.step(0),
+    )
+
+
 def skipped_steps(run: Observed) -> Iterator[Finding]:
     """Dynamic loss scaling skipped many steps, or its scale collapsed."""
     found = networks.skipped_steps(run.outcome, run.n)
@@ -249,6 +282,7 @@ WARNING_RULES: tuple[Rule, ...] = (
     vanishing_gradient,
     zero_gradient,
     exploding_gradient,
+    exploding_activations,
     oscillating_loss,
     skipped_steps,
     loss_not_decreasing,

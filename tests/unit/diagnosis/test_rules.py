@@ -157,3 +157,41 @@ def test_each_contributing_factor_is_listed_once_with_each_layers_evidence():
     assert len(ids) == len(set(ids))
     (poor,) = [c for c in d.contributing if c.id == "poor_init"]
     assert [line.split(":")[0] for line in poor.evidence] == ["layer 1", "layer 2", "layer 3"]
+
+
+def deep_relu(init: str, depth: int = 6, steps: int = 5):
+    layers = [{"units": 64, "activation": "relu", "init": init} for _ in range(depth)]
+    return spec_from_dict(
+        {
+            "seed": 0,
+            "data": {"samples": 64, "features": 64, "outputs": 1},
+            "model": {"layers": [*layers, {"units": 1, "init": init}]},
+            "train": {"steps": steps, "batch_size": 32, "learning_rate": 1e-9},
+        }
+    )
+
+
+def test_activations_multiplied_layer_after_layer_at_the_first_step_are_a_warning():
+    """N(0, 1) weights over a fan-in of 64 multiply a ReLU layer's output by ~5.7: the warning
+    gives the growth per layer from the run's max |z|, and proposes He init."""
+    outcome = train(deep_relu("normal"))[0]
+    d = diagnose(outcome)
+    (w,) = [w for w in d.warnings if w.id == "exploding_activations"]
+    z = outcome.history["max_abs_z"][0]
+    assert w.step == 1 and w.layer >= 4
+    assert f"({z[0]:.3g})" in w.summary
+    per = (z[w.layer - 1] / z[0]) ** (1 / (w.layer - 1))
+    assert 4 <= per <= 10 and f"x{per:.3g} per layer" in w.summary
+    (rec,) = [r for r in d.recommendations if r.id == "use_he_init"]
+    assert set(rec.changes.values()) == {"he"} and len(rec.changes) == 7
+
+
+@pytest.mark.parametrize("init", ["he", "xavier"])
+def test_scaled_init_keeps_activations_level_and_has_no_such_warning(init):
+    d = diagnose(train(deep_relu(init))[0])
+    assert "exploding_activations" not in {w.id for w in d.warnings}
+
+
+def test_a_shallow_unscaled_network_is_not_flagged():
+    d = diagnose(train(deep_relu("normal", depth=2))[0])
+    assert "exploding_activations" not in {w.id for w in d.warnings}
