@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 
 
 def data_problem(spec: Spec, err: DataError) -> UsageProblem:
-    """A data file or value the run cannot use, located at the spec key that names it."""
-    line = spec.line_of(err.key) if spec.path else None
-    where = f"{spec.path}:{line}:1: " if line else (f"{spec.path}: " if spec.path else "")
-    return UsageProblem(f"{where}{err.key}: {err}")
+    """A data file or value the run cannot use, located at the spec key that names it (its
+    value's line and column, or its nearest parent's; the ``--set`` item that gave it)."""
+    if spec.path is None:
+        return UsageProblem(f"{err.key}: {err}")
+    return UsageProblem(str(spec.problem_at(err.key, str(err))))
 
 
 def train_one(spec: Spec, on_step: Callable[[int], None] | None = None) -> Outcome:

@@ -260,6 +260,10 @@ class Spec(_Section):
             out[key] = (item, value)
         return out
 
+    def problem_at(self, dotted_key: str, detail: str) -> Problem:
+        """A problem with ``dotted_key``'s value, located as validation locates its own."""
+        return self._origin.problem(dotted_key, detail)
+
     def line_of(self, dotted_key: str) -> int | None:
         """1-based line of ``dotted_key`` in the file, or of its nearest parent present there."""
         if self.path is None:

@@ -266,3 +266,24 @@ def test_files_a_run_writes_are_whole_with_objects_frozen_at_exit(tmp_path):
     with np.load(trace) as t:  # a whole zip archive, every column of every step
         assert t["loss"].shape == (9,) and t["grad_norm"].shape == (9, 2)
     assert "learning_rate: 1.5" in (tmp_path / "trace.spec.yaml").read_text()
+
+
+@pytest.mark.parametrize("style", ["block", "flow"])
+def test_a_data_problem_points_at_the_line_and_column_of_the_key_that_names_the_file(
+    tmp_path, style
+):
+    (tmp_path / "ragged.csv").write_text("a,b,y\n1,2,3\n4,5\n")
+    data = (
+        "data:\n  source: csv\n  path: ragged.csv\n  target: y\n"
+        if style == "block"
+        else "data: {source: csv, path: ragged.csv, target: y}\n"
+    )
+    spec = tmp_path / "s.yaml"
+    spec.write_text(data + "model:\n  layers:\n    - {units: 1}\n")
+    line, col = (3, 9) if style == "block" else (1, 27)
+    r = invoke("run", spec)
+    assert r.exit_code == 2
+    assert f"s.yaml:{line}:{col}: data.path: '" in r.output
+    assert "ragged.csv' line 3 has 2 fields" in r.output
+    r = invoke("run", spec, "--set", "data.path=ragged.csv")  # given on the command line
+    assert r.exit_code == 2 and r.output.startswith("--set data.path=ragged.csv: '")
