@@ -279,7 +279,8 @@ def _pinned_outputs(outcome: Outcome) -> str | None:
         share = (
             f"; {fmt(100 * sat[-1, -1])}% of last-layer outputs within {SATURATION_TOL} of a limit"
         )
+    ones = f", {out['exact_ones']} exactly 1" if "exact_ones" in out else ""
     return (
         f"last-layer outputs at step {first.step}: {out['exact_zeros']} of {out['size']} exactly 0"
-        f"{share}"
+        f"{ones}{share}"
     )

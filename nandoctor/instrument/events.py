@@ -90,6 +90,7 @@ def describe(a: np.ndarray) -> dict[str, float]:
         "max_abs": float(mag.max()) if mag.size else None,
         "min_abs": float(mag.min()) if mag.size else None,
         "exact_zeros": int(np.count_nonzero(a == 0)),
+        "exact_ones": int(np.count_nonzero(a == 1)),  # a probability's other limit
         "nonfinite": int(a.size - np.count_nonzero(finite)),
         "size": int(a.size),
     }

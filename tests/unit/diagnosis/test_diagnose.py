@@ -90,7 +90,12 @@ def test_blog_program_does_go_nan_when_pushed_into_log_of_exact_one():
     """What would turn it into NaN: outputs pinned at exactly 1 meeting a naive log (BCE)."""
     d = run_config("bce_saturated_naive")
     assert d.cause.id == "saturation"
-    assert any("exactly" in line for line in d.cause.evidence)
+    (pinned,) = [line for line in d.cause.evidence if line.startswith("last-layer outputs")]
+    out = d.first_nonfinite.inputs["output"]
+    assert out["exact_zeros"] + out["exact_ones"] > 0  # log(p) or log(1 - p) met its limit
+    assert f"{out['exact_zeros']} of {out['size']} exactly 0, {out['exact_ones']} exactly 1" in (
+        pinned
+    )
 
 
 def test_same_network_is_healthy_with_scaled_inputs():
