@@ -18,6 +18,7 @@ from nandoctor.diagnosis import networks
 from nandoctor.diagnosis.findings import Finding, cause, fmt
 from nandoctor.diagnosis.measures import DTYPE_MAX, GROWTH_MIN_STEPS, SIGMOID_EXACT_ONE, growth
 from nandoctor.engine.nn import SATURATION_TOL
+from nandoctor.engine.optim import SQUARED_STATE, split_state_tensor
 
 if TYPE_CHECKING:
     from nandoctor.engine.runs import Outcome
@@ -139,7 +140,7 @@ def unguarded_optimizer_division(f: Failure) -> Finding | None:
         return None
     eps = spec.train.eps
     g = first.inputs.get("gradient", {})
-    v = first.inputs.get("v_prev", {})
+    v = first.inputs.get("exp_avg_sq_prev") or first.inputs.get("square_avg_prev") or {}
     lines = [f.head, f"events in that op: {f.ops}"]
     if g.get("exact_zeros"):
         v_all_zero = v.get("exact_zeros") == v.get("size")
@@ -194,6 +195,50 @@ def pinned_outputs_in_loss(f: Failure) -> Finding | None:
     )
 
 
+def optimizer_state_overflow(f: Failure) -> Finding | None:
+    """The optimiser's running state overflowed (Adam's second moment from a squared gradient
+    beyond the dtype's square root): an inf there makes every later step exactly 0, so the
+    weights freeze silently. After growth it is an explosion, else a plain overflow."""
+    first, spec = f.first, f.spec
+    parts = split_state_tensor(first.tensor) if first.phase == "update" else None
+    if parts is None or "overflow" not in f.kinds:
+        return None
+    param, state = parts
+    dtype, optimizer = spec.numerics.dtype, spec.train.optimizer
+    top = float(np.finfo(f.outcome.prepared.dtype).max)  # the state's own dtype
+    lines = [f.head, f"events in that op: {f.ops}"]
+    g = first.inputs.get("gradient", {}).get("max_abs")
+    if first.op == "square" and g is not None:
+        lines.append(
+            f"the gradient of layer {first.layer}'s {param} reached |g| = {fmt(g)}; squared that "
+            f"is {fmt(g * g)}, beyond the largest value {fmt(top)}: any |g| above "
+            f"{fmt(np.sqrt(top))} overflows when squared"
+        )
+    if state in SQUARED_STATE:
+        lines.append(
+            f"with {state} = inf, {optimizer} divides the step by sqrt({state}) = inf: the update"
+            " is exactly 0 there and those weights stop moving, with no NaN to show it"
+        )
+    if f.growth_lines:
+        return cause(
+            "exploding_gradient",
+            f"gradient norms grew step over step until {optimizer}'s {state} overflowed",
+            [*lines, *f.growth_lines],
+            first.layer,
+            first.step,
+        )
+    lines += _no_growth_lines(f)[2:]
+    return cause(
+        "overflow",
+        f"{optimizer}'s {state} overflowed {dtype}: the gradient was too large to square"
+        if first.op == "square"
+        else f"{optimizer}'s {state} overflowed {dtype}",
+        lines,
+        first.layer,
+        first.step,
+    )
+
+
 def exploding_gradient(f: Failure) -> Finding | None:
     """The gradient norm grew step over step until a value overflowed."""
     if not f.growth_lines:
@@ -234,6 +279,7 @@ CAUSE_RULES: tuple[Callable[[Failure], Finding | None], ...] = (
     norm_division,
     unguarded_optimizer_division,
     pinned_outputs_in_loss,
+    optimizer_state_overflow,
     exploding_gradient,
     overflow,
     invalid_from_finite_inputs,

@@ -15,6 +15,7 @@ from nandoctor.diagnosis.catalogue import NAIVE_FACTORS, RECOMMENDATIONS
 from nandoctor.diagnosis.findings import Recommendation, fmt
 from nandoctor.diagnosis.networks import NORM_OPS
 from nandoctor.engine.nn import activation
+from nandoctor.engine.optim import split_state_tensor
 
 ADAM_EPS = 1e-8  # torch.optim's default eps, proposed when the dtype can hold it
 NORM_EPS = 1e-5  # torch's BatchNorm1d / LayerNorm default eps
@@ -35,6 +36,17 @@ def complete_rows(outcome) -> int:
 def norm_failure(outcome) -> bool:
     first = outcome.first_nonfinite
     return first is not None and first.phase == "forward" and first.op in NORM_OPS
+
+
+def state_overflow(outcome) -> bool:
+    """The first inf is the optimiser's state (a squared gradient too large for the dtype): a
+    bounded gradient norm keeps it finite."""
+    first = outcome.first_nonfinite
+    return (
+        first is not None
+        and first.phase == "update"
+        and split_state_tensor(first.tensor) is not None
+    )
 
 
 def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
@@ -87,7 +99,7 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
         c = cause.id
         if c in ("exploding_gradient", "overflow", "saturation") or "high_learning_rate" in ids:
             lower_lr()
-        if c == "exploding_gradient":
+        if c == "exploding_gradient" or state_overflow(outcome):
             add("clip_gradients", {"train.clip_grad_norm": 1.0})
         if spec.numerics.mode == "naive" and (
             c in ("overflow", "saturation", "bad_input") or ids & set(NAIVE_FACTORS)

@@ -156,3 +156,30 @@ def test_loss_not_decreasing_is_not_a_warning_for_random_gradient():
     )
     d = diagnose(train(spec)[0])
     assert "loss_not_decreasing" not in {w.id for w in d.warnings}
+
+
+def test_an_overflowing_second_moment_is_diagnosed_with_the_gradient_that_overflowed():
+    """float32 Adam on inputs x1e10: the step-1 gradient (~1e20) squared overflows v, the update
+    is 0 from then on and the weights freeze. The cause is the overflow of the state, with the
+    gradient's size and the square root bound; clipping and standardizing both verify."""
+    from nandoctor.examine import examine, verify_fixes
+
+    spec = spec_from_dict(
+        {
+            "data": {"samples": 64, "features": 4, "outputs": 1, "scale": 1e10},
+            "model": {"layers": [{"units": 1}]},
+            "numerics": {"dtype": "float32"},
+            "train": {"steps": 50, "learning_rate": 0.001, "optimizer": "adam"},
+        }
+    )
+    d, outcome = examine(spec)
+    assert d.status == "nonfinite"
+    assert (d.first_nonfinite.phase, d.first_nonfinite.tensor) == ("update", "weight_exp_avg_sq")
+    assert d.cause.id == "overflow" and "exp_avg_sq" in d.cause.summary
+    assert any("squared that is" in e and "1.84e+19" in e for e in d.cause.evidence)
+    assert any("stop moving" in e for e in d.cause.evidence)
+    assert "unscaled_inputs" in {c.id for c in d.contributing}
+    verify_fixes(d, outcome, jobs=1)
+    verdicts = {r.id: r.verified for r in d.recommendations}
+    assert verdicts["clip_gradients"] is True and verdicts["standardize_inputs"] is True
+    assert d.recommendations[0].verified is True
