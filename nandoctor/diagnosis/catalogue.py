@@ -134,6 +134,10 @@ RECOMMENDATIONS: dict[str, Remedy] = {
         "standardize the inputs",
         "standardized inputs alone remove it: the input scale is the mechanism",
     ),
+    "standardize_targets": Remedy(
+        "standardize the regression targets (data.target_preprocess: standardize)",
+        "standardized targets alone remove it: the target scale is the mechanism",
+    ),
     "use_float32": Remedy("train in float32", "float32 alone removes it: a float16 range problem"),
     "add_eps": Remedy(
         "use eps = 1e-8 in the optimizer's denominator",

@@ -83,13 +83,15 @@ def cast_overflow(f: Failure) -> Finding | None:
     first, spec = f.first, f.spec
     if first.phase != "data" or "overflow" not in {kind for _, kind in first.events}:
         return None
-    dtype = spec.numerics.dtype
+    dtype = str(np.dtype(f.outcome.prepared.dtype if first.tensor != "y" else _loss_dtype(spec)))
     top = float(np.finfo(dtype).max)
-    what = "initial weights" if first.tensor[:1] in "Wb" and first.tensor != "x" else "inputs"
+    what = {"x": "inputs", "y": "targets"}.get(first.tensor, "initial weights")
+    method = {"x": spec.data.preprocess, "y": spec.data.target_preprocess}.get(first.tensor)
+    done = f"after {method} (in float64)" if method not in (None, "none") else "as loaded"
     lines = [
         f.head,
         f"{fmt(100 * first.fraction)}% of the {what} ({first.tensor}) are beyond {dtype}'s largest"
-        f" value {fmt(top)}: finite as loaded, inf once cast to {dtype}",
+        f" value {fmt(top)}: finite {done}, inf once cast to {dtype}",
     ]
     if spec.data.scale != 1:
         lines.append(f"data.scale = {fmt(spec.data.scale)} multiplies every input")
@@ -305,6 +307,11 @@ def _no_growth_lines(f: Failure) -> list[str]:
         lines.append("no sustained growth of the gradient norm before the failure")
     lines.append(f"{dtype}'s largest finite value is {fmt(DTYPE_MAX[dtype])}")
     return lines
+
+
+def _loss_dtype(spec: Spec) -> str:
+    """The dtype targets are cast to: the loss's, the master dtype under mixed precision."""
+    return spec.numerics.master_dtype or spec.numerics.dtype
 
 
 def _last_activation(spec: Spec) -> str:

@@ -97,7 +97,12 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
 
     if cause is not None:
         c = cause.id
-        if c in ("exploding_gradient", "overflow", "saturation") or "high_learning_rate" in ids:
+        # a value the dtype could not hold as the data were cast: nothing has trained yet, so
+        # neither the learning rate nor master weights (the inputs stay float16) can change it
+        cast = outcome.first_nonfinite.phase == "data" and c == "overflow"
+        if not cast and (
+            c in ("exploding_gradient", "overflow", "saturation") or "high_learning_rate" in ids
+        ):
             lower_lr()
         if c == "exploding_gradient" or state_overflow(outcome):
             add("clip_gradients", {"train.clip_grad_norm": 1.0})
@@ -107,9 +112,11 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             add("stable_numerics", {"numerics.mode": "stable"})
         if "unscaled_inputs" in ids:
             add("standardize_inputs", {"data.preprocess": "standardize"})
+        if cast and outcome.first_nonfinite.tensor == "y":
+            add("standardize_targets", {"data.target_preprocess": "standardize"})
         if spec.numerics.dtype == "float16":
             add("use_float32", {"numerics.dtype": "float32"})
-            if spec.numerics.master_dtype is None and c != "bad_input":
+            if spec.numerics.master_dtype is None and c != "bad_input" and not cast:
                 add("use_mixed_precision", MIXED_PRECISION)
         if c == "division_by_zero" and norm_failure(outcome):
             layer = outcome.first_nonfinite.layer

@@ -343,3 +343,55 @@ def test_a_finite_update_scans_nothing(monkeypatch):
     monkeypatch.setattr(Trainer, "_flat_update", lambda self, *a: None)
     o = train(make(train__optimizer="adam", train__amsgrad=True))[0]
     assert o.first_nonfinite is None and "update" not in scanned
+
+
+def test_inputs_are_standardized_in_float64_before_the_cast_to_float16():
+    """Inputs of ~1e5 overflow float16 raw, not once standardized: the data are preprocessed in
+    float64 and only then cast, as a real pipeline does (incomes standardized, trained in AMP)."""
+    from nandoctor.engine.data import preprocess
+
+    spec = make(data__scale=1e5, data__preprocess="standardize", numerics__dtype="float16")
+    p = prepare(spec)
+    assert p.first_nonfinite is None and p.x.dtype == np.float16
+    raw = prepare(make(data__scale=1e5, numerics__dtype="float64")).x  # the same rows, unrounded
+    np.testing.assert_array_equal(p.x, preprocess(raw, "standardize", "stable").astype(np.float16))
+    assert p.raw_max_abs == float(np.abs(raw).max())  # measured before the cast, in float64
+
+
+def test_a_value_beyond_float16_after_preprocessing_is_still_the_data_phases_cast():
+    """Raw inputs beyond 65504 are reported where they are cast, with the op that did it."""
+    first = prepare(make(data__scale=1e5, numerics__dtype="float16")).first_nonfinite
+    assert (first.step, first.phase, first.tensor, first.op, first.value) == (
+        None,
+        "data",
+        "x",
+        "cast",
+        "inf",
+    )
+    assert ("cast", "overflow") in first.events
+
+
+def test_targets_are_standardized_in_float64_before_the_cast(tmp_path):
+    """``target_preprocess`` is done in float64 too: targets of ~1e5 overflow float16 when cast
+    raw, and stay finite when standardized first."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 3))
+    y = 1e5 * (2.0 + x @ np.array([1.0, -2.0, 0.5]))
+    (tmp_path / "d.csv").write_text(
+        "a,b,c,t\n" + "".join(f"{r[0]},{r[1]},{r[2]},{t}\n" for r, t in zip(x, y, strict=True))
+    )
+
+    def spec(**data):
+        return spec_from_dict(
+            {
+                "data": {"source": "csv", "path": str(tmp_path / "d.csv"), "target": "t", **data},
+                "model": {"layers": [{"units": 4, "activation": "tanh"}, {"units": 1}]},
+                "numerics": {"dtype": "float16"},
+            }
+        )
+
+    first = prepare(spec()).first_nonfinite
+    assert (first.phase, first.tensor, first.op) == ("data", "y", "cast")
+    p = prepare(spec(target_preprocess="standardize"))
+    assert p.first_nonfinite is None and p.y.dtype == np.float16
+    assert abs(float(p.y.astype(np.float64).mean())) < 1e-2
