@@ -18,6 +18,7 @@ from nandoctor.diagnosis import networks
 from nandoctor.diagnosis.findings import Finding, cause, fmt
 from nandoctor.diagnosis.measures import DTYPE_MAX, GROWTH_MIN_STEPS, SIGMOID_EXACT_ONE, growth
 from nandoctor.engine.nn import SATURATION_TOL
+from nandoctor.engine.optim import SQUARED_STATE, split_state_tensor
 
 if TYPE_CHECKING:
     from nandoctor.engine.runs import Outcome
@@ -82,13 +83,15 @@ def cast_overflow(f: Failure) -> Finding | None:
     first, spec = f.first, f.spec
     if first.phase != "data" or "overflow" not in {kind for _, kind in first.events}:
         return None
-    dtype = spec.numerics.dtype
+    dtype = str(np.dtype(f.outcome.prepared.dtype if first.tensor != "y" else _loss_dtype(spec)))
     top = float(np.finfo(dtype).max)
-    what = "initial weights" if first.tensor[:1] in "Wb" and first.tensor != "x" else "inputs"
+    what = {"x": "inputs", "y": "targets"}.get(first.tensor, "initial weights")
+    method = {"x": spec.data.preprocess, "y": spec.data.target_preprocess}.get(first.tensor)
+    done = f"after {method} (in float64)" if method not in (None, "none") else "as loaded"
     lines = [
         f.head,
         f"{fmt(100 * first.fraction)}% of the {what} ({first.tensor}) are beyond {dtype}'s largest"
-        f" value {fmt(top)}: finite as loaded, inf once cast to {dtype}",
+        f" value {fmt(top)}: finite {done}, inf once cast to {dtype}",
     ]
     if spec.data.scale != 1:
         lines.append(f"data.scale = {fmt(spec.data.scale)} multiplies every input")
@@ -139,7 +142,7 @@ def unguarded_optimizer_division(f: Failure) -> Finding | None:
         return None
     eps = spec.train.eps
     g = first.inputs.get("gradient", {})
-    v = first.inputs.get("v_prev", {})
+    v = first.inputs.get("exp_avg_sq_prev") or first.inputs.get("square_avg_prev") or {}
     lines = [f.head, f"events in that op: {f.ops}"]
     if g.get("exact_zeros"):
         v_all_zero = v.get("exact_zeros") == v.get("size")
@@ -194,6 +197,50 @@ def pinned_outputs_in_loss(f: Failure) -> Finding | None:
     )
 
 
+def optimizer_state_overflow(f: Failure) -> Finding | None:
+    """The optimiser's running state overflowed (Adam's second moment from a squared gradient
+    beyond the dtype's square root): an inf there makes every later step exactly 0, so the
+    weights freeze silently. After growth it is an explosion, else a plain overflow."""
+    first, spec = f.first, f.spec
+    parts = split_state_tensor(first.tensor) if first.phase == "update" else None
+    if parts is None or "overflow" not in f.kinds:
+        return None
+    param, state = parts
+    dtype, optimizer = spec.numerics.dtype, spec.train.optimizer
+    top = float(np.finfo(f.outcome.prepared.dtype).max)  # the state's own dtype
+    lines = [f.head, f"events in that op: {f.ops}"]
+    g = first.inputs.get("gradient", {}).get("max_abs")
+    if first.op == "square" and g is not None:
+        lines.append(
+            f"the gradient of layer {first.layer}'s {param} reached |g| = {fmt(g)}; squared that "
+            f"is {fmt(g * g)}, beyond the largest value {fmt(top)}: any |g| above "
+            f"{fmt(np.sqrt(top))} overflows when squared"
+        )
+    if state in SQUARED_STATE:
+        lines.append(
+            f"with {state} = inf, {optimizer} divides the step by sqrt({state}) = inf: the update"
+            " is exactly 0 there and those weights stop moving, with no NaN to show it"
+        )
+    if f.growth_lines:
+        return cause(
+            "exploding_gradient",
+            f"gradient norms grew step over step until {optimizer}'s {state} overflowed",
+            [*lines, *f.growth_lines],
+            first.layer,
+            first.step,
+        )
+    lines += _no_growth_lines(f)[2:]
+    return cause(
+        "overflow",
+        f"{optimizer}'s {state} overflowed {dtype}: the gradient was too large to square"
+        if first.op == "square"
+        else f"{optimizer}'s {state} overflowed {dtype}",
+        lines,
+        first.layer,
+        first.step,
+    )
+
+
 def exploding_gradient(f: Failure) -> Finding | None:
     """The gradient norm grew step over step until a value overflowed."""
     if not f.growth_lines:
@@ -234,6 +281,7 @@ CAUSE_RULES: tuple[Callable[[Failure], Finding | None], ...] = (
     norm_division,
     unguarded_optimizer_division,
     pinned_outputs_in_loss,
+    optimizer_state_overflow,
     exploding_gradient,
     overflow,
     invalid_from_finite_inputs,
@@ -259,6 +307,11 @@ def _no_growth_lines(f: Failure) -> list[str]:
         lines.append("no sustained growth of the gradient norm before the failure")
     lines.append(f"{dtype}'s largest finite value is {fmt(DTYPE_MAX[dtype])}")
     return lines
+
+
+def _loss_dtype(spec: Spec) -> str:
+    """The dtype targets are cast to: the loss's, the master dtype under mixed precision."""
+    return spec.numerics.master_dtype or spec.numerics.dtype
 
 
 def _last_activation(spec: Spec) -> str:

@@ -15,6 +15,7 @@ from nandoctor.diagnosis.catalogue import NAIVE_FACTORS, RECOMMENDATIONS
 from nandoctor.diagnosis.findings import Recommendation, fmt
 from nandoctor.diagnosis.networks import NORM_OPS
 from nandoctor.engine.nn import activation
+from nandoctor.engine.optim import split_state_tensor
 
 ADAM_EPS = 1e-8  # torch.optim's default eps, proposed when the dtype can hold it
 NORM_EPS = 1e-5  # torch's BatchNorm1d / LayerNorm default eps
@@ -35,6 +36,17 @@ def complete_rows(outcome) -> int:
 def norm_failure(outcome) -> bool:
     first = outcome.first_nonfinite
     return first is not None and first.phase == "forward" and first.op in NORM_OPS
+
+
+def state_overflow(outcome) -> bool:
+    """The first inf is the optimiser's state (a squared gradient too large for the dtype): a
+    bounded gradient norm keeps it finite."""
+    first = outcome.first_nonfinite
+    return (
+        first is not None
+        and first.phase == "update"
+        and split_state_tensor(first.tensor) is not None
+    )
 
 
 def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
@@ -96,9 +108,14 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
 
     if cause is not None:
         c = cause.id
-        if c in ("exploding_gradient", "overflow", "saturation") or "high_learning_rate" in ids:
+        # a value the dtype could not hold as the data were cast: nothing has trained yet, so
+        # neither the learning rate nor master weights (the inputs stay float16) can change it
+        cast = outcome.first_nonfinite.phase == "data" and c == "overflow"
+        if not cast and (
+            c in ("exploding_gradient", "overflow", "saturation") or "high_learning_rate" in ids
+        ):
             lower_lr()
-        if c == "exploding_gradient":
+        if c == "exploding_gradient" or state_overflow(outcome):
             add("clip_gradients", {"train.clip_grad_norm": 1.0})
         if spec.numerics.mode == "naive" and (
             c in ("overflow", "saturation", "bad_input") or ids & set(NAIVE_FACTORS)
@@ -106,11 +123,11 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             add("stable_numerics", {"numerics.mode": "stable"})
         if "unscaled_inputs" in ids:
             add("standardize_inputs", {"data.preprocess": "standardize"})
-        if "unscaled_targets" in ids:
+        if "unscaled_targets" in ids or (cast and outcome.first_nonfinite.tensor == "y"):
             add("standardize_targets", {"data.target_preprocess": "standardize"})
         if spec.numerics.dtype == "float16":
             add("use_float32", {"numerics.dtype": "float32"})
-            if spec.numerics.master_dtype is None and c != "bad_input":
+            if spec.numerics.master_dtype is None and c != "bad_input" and not cast:
                 add("use_mixed_precision", MIXED_PRECISION)
         if c == "division_by_zero" and norm_failure(outcome):
             # the failing layer's norm, and every other one as unguarded: fixing only the first

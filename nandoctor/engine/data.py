@@ -3,8 +3,8 @@
 Shapes: ``x`` is ``(n, features)`` float64. ``y`` is ``(n, outputs)`` float64 for regression and
 binary targets, ``(n,)`` int64 class indices for classification, and ``None`` for ``task: random``.
 
-Every function returns new arrays and never mutates its inputs. Everything is float64 here; the
-trainer casts to the run's dtype afterwards. Nothing here touches NumPy's floating-point error
+Every function returns new arrays and never mutates its inputs. Everything is float64 here,
+preprocessing included; ``engine.setup`` casts to the run's dtype after it, as real pipelines do. Nothing here touches NumPy's floating-point error
 state: the caller installs its own ``np.errstate`` to catch the first NaN (docs/spec.md,
 ``numerics.mode``), so a naive standardize of a zero-variance column divides 0 by 0 in the open.
 

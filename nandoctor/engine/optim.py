@@ -111,6 +111,34 @@ STATE = {
 }
 
 
+# torch.optim's name for each piece of state (``optimizer.state[p][name]``): what the watch calls
+# it in the update phase, after the parameter's own name (``weight_exp_avg_sq``)
+TORCH_STATE = {
+    "buf": "momentum_buffer",
+    "m": "exp_avg",
+    "v": "exp_avg_sq",
+    "v_max": "max_exp_avg_sq",
+    "sum": "sum",
+}
+# state that accumulates squared gradients: sqrt of it divides the step, so inf there makes the
+# step exactly 0 (the weights freeze) instead of making a NaN
+SQUARED_STATE = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum")
+
+
+def state_name(kind: str, key: str) -> str:
+    """torch's name of optimiser ``kind``'s state ``key`` (rmsprop's ``v`` is ``square_avg``)."""
+    return "square_avg" if kind == "rmsprop" and key == "v" else TORCH_STATE[key]
+
+
+def split_state_tensor(tensor: str) -> tuple[str, str] | None:
+    """``weight_exp_avg_sq`` -> ``("weight", "exp_avg_sq")``: the parameter and the optimiser
+    state an update-phase tensor name is made of; None for a parameter's own name."""
+    for name in sorted({*TORCH_STATE.values(), "square_avg"}, key=len, reverse=True):
+        if tensor.endswith(f"_{name}"):
+            return tensor[: -len(name) - 1], name
+    return None
+
+
 def init_state(kind: str, params: list[np.ndarray], amsgrad: bool = False) -> dict:
     """Zeroed optimiser state for ``params`` (adagrad: torch's initial_accumulator_value 0)."""
     names = STATE[kind] + (("v_max",) if amsgrad and kind in ("adam", "adamw") else ())

@@ -29,13 +29,13 @@ class PreparedRun:
     """A spec made ready to train: its data, initial weights and seeds, in the run's dtype."""
 
     spec: Spec
-    x: np.ndarray  # (samples, features), run dtype, preprocessed
+    x: np.ndarray  # (samples, features), preprocessed in float64, then cast to the run dtype
     y: np.ndarray | None  # (samples, outputs) run dtype, or (samples,) int class indices
     dtype: type
     init_params: list[np.ndarray]  # in ``slots`` order: W1 (in, out), b1 (out,), ... run dtype
     seeds: tuple  # SeedSequences for batches, random-gradient noise and dropout masks
-    raw_max_abs: float  # largest |input| before preprocessing, after scale
-    col_std: np.ndarray  # (features,) std of each input column before preprocessing
+    raw_max_abs: float  # largest |input| before preprocessing, after scale (float64)
+    col_std: np.ndarray  # (features,) std of each input column before preprocessing (float64)
     first_nonfinite: NonFinite | None = None  # a non-finite value in data or preprocessing
     events: dict[tuple, FPEvent] = field(default_factory=dict)
     slots: list[Slot] = field(default_factory=list)  # which parameter each init_params entry is
@@ -64,33 +64,46 @@ def prepare(spec: Spec) -> PreparedRun:
 
     watch = FPWatch(1)
     with watch.install():
+        # As a real pipeline does: load, preprocess in float64, then cast to the run's dtype.
+        # Each step is watched, so a NaN in the file, one made by preprocessing and a value the
+        # dtype cannot hold (float16 beyond 65504, still after preprocessing) are told apart.
         watch.at("data", None, ("x",))
         op("load")
         x = datamod.scale_and_corrupt(ds.x, spec.data.scale, spec.data.nan_fraction, data_rng)
         y, dropped = ds.y, 0
         if spec.data.missing == "drop_rows":
             x, y, dropped = datamod.drop_nonfinite_rows(x, y)
-        x = x.astype(dtype)
         watch.scan(x)
         loss_dtype = DTYPES[spec.numerics.master_dtype or spec.numerics.dtype]
-        if y is not None and y.dtype.kind == "f":
+        real_y = y is not None and y.dtype.kind == "f"
+        if real_y:
             watch.at("data", None, ("y",))
-            y = y.astype(loss_dtype)  # targets meet the outputs in the loss, in the loss dtype
+            y = y.astype(np.float64)
             watch.scan(y)
         with np.errstate(all="ignore"):
             raw_max = float(np.nanmax(np.abs(x))) if np.isfinite(x).any() else float("nan")
-            col_std = x.astype(np.float64).std(axis=0)
+            col_std = x.std(axis=0)
         if not watch.first_nonfinite:
             watch.at("preprocess", None, ("x",))
             op(spec.data.preprocess)
-            x = datamod.preprocess(x, spec.data.preprocess, spec.numerics.mode).astype(dtype)
+            x = datamod.preprocess(x, spec.data.preprocess, spec.numerics.mode)
             watch.scan(x)
-        if not watch.first_nonfinite and spec.data.target_preprocess != "none" and y is not None:
+        if not watch.first_nonfinite and spec.data.target_preprocess != "none" and real_y:
             watch.at("preprocess", None, ("y",))
             op(spec.data.target_preprocess)
-            method, mode = spec.data.target_preprocess, spec.numerics.mode
-            y = datamod.preprocess(y, method, mode).astype(loss_dtype)
+            y = datamod.preprocess(y, spec.data.target_preprocess, spec.numerics.mode)
             watch.scan(y)
+        watch.muted = bool(watch.first_nonfinite)  # cast anyway; the first failure is found
+        watch.at("data", None, ("x",))
+        op("cast")
+        x = x.astype(dtype)
+        watch.scan(x)
+        if real_y:
+            watch.at("data", None, ("y",))
+            op("cast")
+            y = y.astype(loss_dtype)  # targets meet the outputs in the loss, in the loss dtype
+            watch.scan(y)
+        watch.muted = False
         slots = layout(spec.model.layers)
         params = initial_params(spec, x.shape[1], np.random.default_rng(init_ss))
         if not watch.first_nonfinite:

@@ -635,13 +635,24 @@ class Trainer:
         if s.scaler is not None:  # torch counts only the updates applied
             opt_t = (s.scaler.opt_steps + 1).astype(np.float64)
         saved = {k: [v.copy() for v in vs] for k, vs in s.opt.items()} if skip is not None else None
+        names = [optim.state_name(train.optimizer, k) for k in s.opt]  # exp_avg, exp_avg_sq, ...
         new, deltas = [], []
         for j, (slot, p, g) in enumerate(zip(self.slots, s.params, grads, strict=True)):
+            # the new state is scanned before the parameter, in the order it is computed: an inf
+            # second moment leaves the parameter finite (the step is 0) and is the first inf
+            tensor = TENSOR[slot.name]
             w.at(
                 "update",
                 slot.layer + 1,
-                (TENSOR[slot.name],),
-                (("gradient", g), ("param", p), *((f"{k}_prev", v[j]) for k, v in s.opt.items())),
+                (*(f"{tensor}_{name}" for name in names), tensor),
+                (
+                    ("gradient", g),
+                    ("param", p),
+                    *(
+                        (f"{name}_prev", v[j])
+                        for name, v in zip(names, s.opt.values(), strict=True)
+                    ),
+                ),
             )
             tj = opt_t if np.isscalar(opt_t) else optim.per_replica(opt_t, p)
             d = optim.delta(train.optimizer, j, p, g, s.opt, tj, optim.per_replica(lr, p), train)
@@ -649,7 +660,7 @@ class Trainer:
                 d = np.where(optim.per_replica(skip, d), 0, d)
             op("subtract")
             p_new = p - d
-            w.check(p_new)
+            w.check(*(v[j] for v in s.opt.values()), p_new)
             new.append(p_new)
             deltas.append(d)
         if saved is not None:  # a skipped replica's optimiser state stays as it was

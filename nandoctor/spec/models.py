@@ -86,11 +86,13 @@ class DataSpec(_Section):
     path: str | None = _f(None, "csv | npz: the data file, relative to the spec.")
     target: str | list[str] | None = _f(None, "csv only: the target column, or a list of them.")
     nan_fraction: float = _f(0.0, "Fault injection: this share of inputs becomes NaN.", ge=0, le=1)
-    preprocess: Preprocess = _f("none", "Input preprocessing.")
+    preprocess: Preprocess = _f("none", "Input preprocessing, in float64 before the cast to dtype.")
     missing: Literal["keep", "drop_rows"] = _f(
         "keep", "keep: non-finite inputs/targets flow in; drop_rows: drop the rows holding them."
     )
-    target_preprocess: Preprocess = _f("none", "Regression targets' preprocessing.")
+    target_preprocess: Preprocess = _f(
+        "none", "Regression targets' preprocessing, in float64 before the cast."
+    )
     categorical: list[str] = _f([], "csv only: columns to one-hot (sorted distinct values).")
 
     @field_validator("target", mode="before")

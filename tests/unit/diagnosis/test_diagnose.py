@@ -161,3 +161,80 @@ def test_loss_not_decreasing_is_not_a_warning_for_random_gradient():
     )
     d = diagnose(train(spec)[0])
     assert "loss_not_decreasing" not in {w.id for w in d.warnings}
+
+
+def test_an_overflowing_second_moment_is_diagnosed_with_the_gradient_that_overflowed():
+    """float32 Adam on inputs x1e10: the step-1 gradient (~1e20) squared overflows v, the update
+    is 0 from then on and the weights freeze. The cause is the overflow of the state, with the
+    gradient's size and the square root bound; clipping and standardizing both verify."""
+    from nandoctor.examine import examine, verify_fixes
+
+    spec = spec_from_dict(
+        {
+            "data": {"samples": 64, "features": 4, "outputs": 1, "scale": 1e10},
+            "model": {"layers": [{"units": 1}]},
+            "numerics": {"dtype": "float32"},
+            "train": {"steps": 50, "learning_rate": 0.001, "optimizer": "adam"},
+        }
+    )
+    d, outcome = examine(spec)
+    assert d.status == "nonfinite"
+    assert (d.first_nonfinite.phase, d.first_nonfinite.tensor) == ("update", "weight_exp_avg_sq")
+    assert d.cause.id == "overflow" and "exp_avg_sq" in d.cause.summary
+    assert any("squared that is" in e and "1.84e+19" in e for e in d.cause.evidence)
+    assert any("stop moving" in e for e in d.cause.evidence)
+    assert "unscaled_inputs" in {c.id for c in d.contributing}
+    verify_fixes(d, outcome, jobs=1)
+    verdicts = {r.id: r.verified for r in d.recommendations}
+    assert verdicts["clip_gradients"] is True and verdicts["standardize_inputs"] is True
+    assert d.recommendations[0].verified is True
+
+
+def test_inputs_that_overflow_float16_when_cast_are_fixed_by_standardizing_them():
+    """Inputs of ~1e5 cast to float16: standardizing (now done before the cast) verifies; a lower
+    rate or float32 master weights cannot change the cast, so neither is proposed."""
+    from nandoctor.examine import examine, verify_fixes
+
+    spec = spec_from_dict(
+        {
+            "data": {"samples": 64, "features": 4, "outputs": 1, "scale": 1e5},
+            "model": {"layers": [{"units": 8, "activation": "relu"}, {"units": 1}]},
+            "numerics": {"dtype": "float16"},
+            "train": {"steps": 50, "learning_rate": 0.001, "optimizer": "sgd"},
+        }
+    )
+    d, outcome = examine(spec)
+    assert (d.first_nonfinite.phase, d.first_nonfinite.op) == ("data", "cast")
+    assert d.cause.id == "overflow" and "finite as loaded" in d.cause.evidence[1]
+    verify_fixes(d, outcome, jobs=1)
+    verdicts = {r.id: r.verified for r in d.recommendations}
+    assert set(verdicts) == {"standardize_inputs", "use_float32"}
+    assert (
+        verdicts["standardize_inputs"] is True and d.recommendations[0].id == "standardize_inputs"
+    )
+
+
+def test_targets_that_overflow_float16_when_cast_are_fixed_by_standardizing_them(tmp_path):
+    from nandoctor.examine import examine, verify_fixes
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3))
+    y = 1e5 * (2.0 + x @ np.array([1.0, -2.0, 0.5]))
+    (tmp_path / "d.csv").write_text(
+        "a,b,c,t\n" + "".join(f"{r[0]},{r[1]},{r[2]},{t}\n" for r, t in zip(x, y, strict=True))
+    )
+    spec = spec_from_dict(
+        {
+            "data": {"source": "csv", "path": str(tmp_path / "d.csv"), "target": "t"},
+            "model": {"layers": [{"units": 8, "activation": "relu"}, {"units": 1}]},
+            "numerics": {"dtype": "float16"},
+            "train": {"steps": 50, "learning_rate": 0.001, "optimizer": "sgd"},
+        }
+    )
+    d, outcome = examine(spec)
+    assert (d.first_nonfinite.phase, d.first_nonfinite.tensor) == ("data", "y")
+    assert "targets" in d.cause.summary
+    verify_fixes(d, outcome, jobs=1)
+    verdicts = {r.id: r.verified for r in d.recommendations}
+    assert verdicts["standardize_targets"] is True
+    assert "standardize_inputs" not in verdicts and "lower_learning_rate" not in verdicts

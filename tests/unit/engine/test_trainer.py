@@ -289,3 +289,109 @@ def test_the_unlabelled_plain_pass_is_bit_identical_and_never_the_one_reporting(
     first = [o.first_nonfinite and o.first_nonfinite.to_json() for o in (plain, labelled)]
     assert first[0] == first[1]
     assert (first[0] is not None) == (rate == 40.0)
+
+
+def huge_gradient(optimizer: str, **train_over):
+    """float32, inputs x1e10: the first gradient is ~1e20, beyond sqrt(float32 max) = 1.8e19, so
+    its square overflows while every other value of the step stays finite."""
+    return make(
+        data__scale=1e10,
+        numerics__dtype="float32",
+        train__optimizer=optimizer,
+        train__learning_rate=0.001,
+        **{f"train__{k}": v for k, v in train_over.items()},
+    )
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "amsgrad", "state"),
+    [
+        ("adam", False, "exp_avg_sq"),
+        ("adam", True, "exp_avg_sq"),  # max_exp_avg_sq follows it: the first inf is v's
+        ("adamw", False, "exp_avg_sq"),
+        ("rmsprop", False, "square_avg"),
+        ("adagrad", False, "sum"),
+    ],
+)
+def test_an_inf_in_the_optimizer_state_is_the_first_nonfinite_value(
+    monkeypatch, optimizer, amsgrad, state
+):
+    """A squared gradient that overflows makes the second moment inf and the step exactly 0: the
+    weights stay finite but freeze. The watch scans the new state as well as the parameter, and
+    the flat path (which redoes the flagged step labelled) and the labelled path agree."""
+    spec = huge_gradient(optimizer, amsgrad=amsgrad)
+    fast = train(spec)[0].first_nonfinite
+    monkeypatch.setattr(Trainer, "_flat_update", lambda self, *a: None)
+    slow = train(spec)[0].first_nonfinite
+    assert fast is not None
+    assert (fast.step, fast.phase, fast.layer, fast.tensor, fast.op, fast.value) == (
+        1,
+        "update",
+        1,
+        f"weight_{state}",
+        "square",
+        "inf",
+    )
+    assert fast.inputs["gradient"]["max_abs"] > np.sqrt(np.finfo(np.float32).max)
+    assert fast.to_json() == slow.to_json()
+
+
+def test_a_finite_update_scans_nothing(monkeypatch):
+    """No flag raised, no scan: a healthy step pays nothing for the state being watched."""
+    scanned = []
+    monkeypatch.setattr(FPWatch, "scan", lambda self, *a: scanned.append(self._where[0]))
+    monkeypatch.setattr(Trainer, "_flat_update", lambda self, *a: None)
+    o = train(make(train__optimizer="adam", train__amsgrad=True))[0]
+    assert o.first_nonfinite is None and "update" not in scanned
+
+
+def test_inputs_are_standardized_in_float64_before_the_cast_to_float16():
+    """Inputs of ~1e5 overflow float16 raw, not once standardized: the data are preprocessed in
+    float64 and only then cast, as a real pipeline does (incomes standardized, trained in AMP)."""
+    from nandoctor.engine.data import preprocess
+
+    spec = make(data__scale=1e5, data__preprocess="standardize", numerics__dtype="float16")
+    p = prepare(spec)
+    assert p.first_nonfinite is None and p.x.dtype == np.float16
+    raw = prepare(make(data__scale=1e5, numerics__dtype="float64")).x  # the same rows, unrounded
+    np.testing.assert_array_equal(p.x, preprocess(raw, "standardize", "stable").astype(np.float16))
+    assert p.raw_max_abs == float(np.abs(raw).max())  # measured before the cast, in float64
+
+
+def test_a_value_beyond_float16_after_preprocessing_is_still_the_data_phases_cast():
+    """Raw inputs beyond 65504 are reported where they are cast, with the op that did it."""
+    first = prepare(make(data__scale=1e5, numerics__dtype="float16")).first_nonfinite
+    assert (first.step, first.phase, first.tensor, first.op, first.value) == (
+        None,
+        "data",
+        "x",
+        "cast",
+        "inf",
+    )
+    assert ("cast", "overflow") in first.events
+
+
+def test_targets_are_standardized_in_float64_before_the_cast(tmp_path):
+    """``target_preprocess`` is done in float64 too: targets of ~1e5 overflow float16 when cast
+    raw, and stay finite when standardized first."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 3))
+    y = 1e5 * (2.0 + x @ np.array([1.0, -2.0, 0.5]))
+    (tmp_path / "d.csv").write_text(
+        "a,b,c,t\n" + "".join(f"{r[0]},{r[1]},{r[2]},{t}\n" for r, t in zip(x, y, strict=True))
+    )
+
+    def spec(**data):
+        return spec_from_dict(
+            {
+                "data": {"source": "csv", "path": str(tmp_path / "d.csv"), "target": "t", **data},
+                "model": {"layers": [{"units": 4, "activation": "tanh"}, {"units": 1}]},
+                "numerics": {"dtype": "float16"},
+            }
+        )
+
+    first = prepare(spec()).first_nonfinite
+    assert (first.phase, first.tensor, first.op) == ("data", "y", "cast")
+    p = prepare(spec(target_preprocess="standardize"))
+    assert p.first_nonfinite is None and p.y.dtype == np.float16
+    assert abs(float(p.y.astype(np.float64).mean())) < 1e-2
