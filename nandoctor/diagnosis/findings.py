@@ -53,8 +53,9 @@ class Recommendation:
     evidence: str = ""
     final_loss: float | None = None  # of the confirming run, when it stayed finite
     steps_verified: int | None = None  # steps the confirming run ran from step 1 (its horizon)
-    # did the confirming run's loss fall (its last step's below its first)? None: not verified.
-    # A change can keep every value finite by stopping the learning (a rate too small to move).
+    # did the confirming run's loss fall (measures.LossTrend: true beyond its noise, false not
+    # at all)? None: not verified, or too few or too noisy steps to tell. A change can keep
+    # every value finite by stopping the learning (a rate too small to move the weights).
     learns: bool | None = None
 
 

@@ -6,6 +6,7 @@ Each threshold is a statement about numbers rather than about a spec.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
 GROWTH_MIN_STEPS = 2  # complete steps (one update between them) growth can be seen over
 GROWTH_FACTOR = 100.0  # gradient norm rise over those steps that counts as explosive growth
 RISING_STEPS = 3  # the norm must rise step over step across the last this many steps
+LOSS_MIN_STEPS = 20  # a loss trend needs at least this many steps
+LOSS_WINDOW = 0.1  # the first and last tenth of the steps are compared, by their medians
+LOSS_FELL = 0.99  # a loss that ends above this fraction of where it started did not fall
+NOISE_Z = 2.0  # ... nor one whose fall is within this many standard errors of the medians
+MAD_TO_STD = 1.4826  # median absolute deviation -> standard deviation, for normal noise
+MEDIAN_SE = 1.2533  # standard error of a median / that of a mean (sqrt(pi / 2))
 
 # z beyond which 1 / (1 + exp(-z)) rounds to exactly 1 (measured per dtype).
 SIGMOID_EXACT_ONE = {"float64": 36.74, "float32": 16.64, "float16": 7.63}
@@ -44,6 +51,55 @@ def median(values: np.ndarray) -> float:
         return math.nan
     with np.errstate(invalid="ignore"):  # -inf and inf in the middle: NaN, without a warning
         return float((s[(n - 1) // 2] + s[n // 2]) / 2)
+
+
+@dataclass(frozen=True)
+class LossTrend:
+    """The median loss over the first and the last ``window`` steps, and the noise a change
+    between them must exceed (``NOISE_Z`` standard errors of the two medians)."""
+
+    start: float
+    end: float
+    window: int
+    noise: float
+
+    @property
+    def fell(self) -> bool:
+        """Fell by more than the noise."""
+        return self.end < self.start * LOSS_FELL and self.start - self.end > self.noise
+
+    @property
+    def flat(self) -> bool:
+        """Did not fall at all (ended within 1% of where it started, or above)."""
+        return self.end >= self.start * LOSS_FELL
+
+    def __str__(self) -> str:
+        k = self.window
+        return f"median loss over the first {k} steps {fmt(self.start)}, over the last {k} " + (
+            f"{fmt(self.end)}"
+        )
+
+
+def loss_trend(loss: np.ndarray) -> LossTrend | None:
+    """Did ``loss`` (one value per step) fall? Judged by medians, so one huge spike cannot move
+    either end, and a fall smaller than the windows' step-to-step noise is no fall. None for
+    fewer than ``LOSS_MIN_STEPS`` steps or a non-finite end."""
+    n = len(loss)
+    if n < LOSS_MIN_STEPS:
+        return None
+    k = max(1, int(n * LOSS_WINDOW))
+    first, last = loss[:k], loss[-k:]
+    start, end = median(first), median(last)
+    if not (np.isfinite(start) and np.isfinite(end)):
+        return None
+    noise = NOISE_Z * math.hypot(_median_error(first), _median_error(last))
+    return LossTrend(start, end, k, noise)
+
+
+def _median_error(window: np.ndarray) -> float:
+    """Standard error of a window's median, from its median absolute deviation (robust)."""
+    mad = median(np.abs(window - median(window)))
+    return MEDIAN_SE * MAD_TO_STD * mad / math.sqrt(len(window))
 
 
 def column_median(g: np.ndarray) -> np.ndarray:

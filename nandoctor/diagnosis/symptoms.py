@@ -20,6 +20,7 @@ from nandoctor.diagnosis.measures import (
     GROWTH_FACTOR,
     column_median,
     history_offset,
+    loss_trend,
     median,
     total_norm,
 )
@@ -31,12 +32,6 @@ if TYPE_CHECKING:
 SATURATED_WARN = 0.25  # share of a layer's units saturated (at some step) that warrants a warning
 DEAD_WARN = 0.5  # share of a ReLU layer's units dead for the whole batch
 VANISH_RATIO = 1e-4  # first layer's gradient norm below this times the last layer's
-LOSS_MIN_STEPS = 20  # a loss trend needs at least this many steps
-LOSS_WINDOW = 0.1  # the first and last tenth of the steps are compared, by their medians
-LOSS_FELL = 0.99  # a loss that ends above this fraction of where it started did not fall
-NOISE_Z = 2.0  # ... nor one whose fall is within this many standard errors of the medians
-MAD_TO_STD = 1.4826  # median absolute deviation -> standard deviation, for normal noise
-MEDIAN_SE = 1.2533  # standard error of a median / that of a mean (sqrt(pi / 2))
 EXPLOSION_MIN_STEPS = 5  # a growth projection needs at least this many steps
 SPIKE_FACTOR = 1e3  # a gradient norm this many times its median before is an explosion
 ZERO_GRADIENT_STEPS = 10  # consecutive steps of exactly zero gradient that warrant a warning
@@ -178,30 +173,23 @@ def _transient_spike(run: Observed, g: np.ndarray, total: np.ndarray) -> Finding
 
 def loss_not_decreasing(run: Observed) -> Iterator[Finding]:
     """The loss over the last tenth of the steps is no lower than over the first tenth, judged
-    by medians: one huge spike cannot move either end, and a fall smaller than the windows'
-    step-to-step noise is no fall."""
-    if run.outcome.spec.loss.name == "random_gradient" or run.n < LOSS_MIN_STEPS:
+    by medians (``measures.loss_trend``): one huge spike cannot move either end, and a fall
+    smaller than the windows' step-to-step noise is no fall."""
+    if run.outcome.spec.loss.name == "random_gradient":
         return
-    loss = run.outcome.loss[: run.n]
-    k = max(1, int(run.n * LOSS_WINDOW))
-    first, last = loss[:k], loss[-k:]
-    start, end = median(first), median(last)
-    if not (np.isfinite(start) and np.isfinite(end)):
+    trend = loss_trend(run.outcome.loss[: run.n])
+    if trend is None or trend.fell:
         return
-    noise = NOISE_Z * math.hypot(_median_error(first), _median_error(last))
-    if end < start * LOSS_FELL and start - end > noise:
-        return
+    noise = trend.noise
     yield warning(
         "loss_not_decreasing",
-        f"median loss over the first {k} steps {fmt(start)}, over the last {k} {fmt(end)}"
-        + (f" (a change within its step-to-step noise, ±{fmt(noise)})" if end < start else ""),
+        str(trend)
+        + (
+            f" (a change within its step-to-step noise, ±{fmt(noise)})"
+            if trend.end < trend.start
+            else ""
+        ),
     )
-
-
-def _median_error(window: np.ndarray) -> float:
-    """Standard error of a window's median, from its median absolute deviation (robust)."""
-    mad = median(np.abs(window - median(window)))
-    return MEDIAN_SE * MAD_TO_STD * mad / math.sqrt(len(window))
 
 
 def zero_gradient(run: Observed) -> Iterator[Finding]:
@@ -243,8 +231,15 @@ def exploding_activations(run: Observed) -> Iterator[Finding]:
     """At the first step, before any update, max |z| multiplies from layer to layer: the
     initial weights amplify what each layer passes on (N(0, 1) weights over a fan-in of 128
     multiply a ReLU layer's output by about 8)."""
-    z = run.history["max_abs_z"][0]
-    if len(z) <= AMPLIFY_LAYERS or not np.isfinite(z).all() or (z <= 0).any():
+    every = (run.outcome.history or {}).get("max_abs_z")
+    if every is None or not len(every):
+        return
+    # the first step's forward pass, even when that step failed later (in its backward pass or
+    # update) or in a deeper layer: the layers before the first non-finite z
+    z = every[0]
+    bad = np.flatnonzero(~np.isfinite(z) | (z <= 0))
+    z = z[: bad[0]] if len(bad) else z
+    if len(z) <= AMPLIFY_LAYERS:
         return
     grows = z[1:] >= AMPLIFY * z[:-1]
     start, length, at = 0, 0, None
@@ -290,10 +285,14 @@ WARNING_RULES: tuple[Rule, ...] = (
 
 
 def find_warnings(outcome: Outcome) -> list[Finding]:
-    """Every warning every rule sees over the run's complete steps, in rule order."""
+    """Every warning every rule sees over the run's complete steps, in rule order. A run that
+    failed at its first step has none complete, but its forward pass may still show
+    exploding activations."""
     run = Observed.of(outcome)
-    if run.n < 1 or not run.history:
+    if not outcome.history:
         return []
+    if run.n < 1:
+        return list(exploding_activations(run))
     return [found for rule in WARNING_RULES for found in rule(run)]
 
 

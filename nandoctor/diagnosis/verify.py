@@ -10,6 +10,7 @@ learning rate is found by halving, all halvings trained at once as replicas of o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from nandoctor.diagnosis.catalogue import RECOMMENDATIONS
 from nandoctor.diagnosis.diagnose import Diagnosis, Recommendation, fmt
+from nandoctor.diagnosis.measures import LossTrend, loss_trend
 from nandoctor.engine.data import DataError
 from nandoctor.engine.runs import Outcome, train
 from nandoctor.parallel import pmap
@@ -42,17 +44,18 @@ class Trial:
     final_loss: float | None
     failed_step: int | None
     lost: str | None = None  # why there is no result (its worker process died)
-    initial_loss: float | None = None  # step 1's
+    trend: LossTrend | None = None  # did its loss fall (too few steps, a random loss: None)
 
 
 def _trial(o: Outcome) -> Trial:
-    first, last = (o.loss[0], o.loss[-1]) if len(o.loss) else (np.nan, np.nan)
+    last = o.loss[-1] if len(o.loss) else np.nan
+    random = o.spec.loss.name == "random_gradient"  # a loss with nothing to learn
     return Trial(
         finite=o.finite,
         steps_run=o.steps_run,
         final_loss=float(last) if np.isfinite(last) else None,
         failed_step=o.first_nonfinite.step if o.first_nonfinite else None,
-        initial_loss=float(first) if np.isfinite(first) else None,
+        trend=None if random or not o.finite else loss_trend(o.loss),
     )
 
 
@@ -86,15 +89,17 @@ def _record(rec: Recommendation, trial: Trial, note: str = "") -> None:
     rec.final_loss = trial.final_loss
     rec.steps_verified = trial.steps_run
     if trial.finite:
-        first, last = trial.initial_loss, trial.final_loss
-        if first is not None and last is not None and trial.steps_run > 1:
-            rec.learns = last < first
+        last = trial.final_loss
+        trend = trial.trend  # learns: a fall beyond the noise; not: no fall at all; else unknown
+        rec.learns = (
+            None if trend is None else True if trend.fell else False if trend.flat else None
+        )
         loss = f", final loss {fmt(last)}" if last is not None else ""
         rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}{note}"
         if rec.learns is False:
             rec.evidence += (
-                f"; but its loss did not fall ({fmt(first)} at step 1, {fmt(last)} at the end):"
-                " it keeps the values finite by not learning"
+                f"; but its loss did not fall ({trial.trend}): it keeps the values finite by not"
+                " learning"
             )
     else:
         rec.evidence = f"still non-finite, at step {trial.failed_step}"
@@ -223,14 +228,16 @@ def verify(
 
 def rank(recs: list[Recommendation]) -> list[Recommendation]:
     """Verified first (those whose loss fell before those whose loss did not), then the
-    smallest change, then the lowest final loss."""
+    smallest change (a setting changed in several layers counts once: He init for every layer
+    is one idea), then the lowest final loss."""
 
     def key(r: Recommendation):
         loss = r.final_loss
+        settings = {re.sub(r"\.\d+\.", ".*.", k) for k in r.changes}
         return (
             {True: 0, None: 1, False: 2}[r.verified],
             r.learns is False,
-            len(r.changes),
+            len(settings),
             loss if loss is not None else float("inf"),
         )
 

@@ -101,20 +101,47 @@ def test_a_lower_rate_below_the_dtypes_normals_is_its_smallest_normal_power_of_t
 
 def test_a_verified_change_whose_loss_did_not_fall_is_marked_and_ranked_after_those_that_learn():
     """Finite is what ``verified`` means; a change that stays finite by not learning (a rate too
-    small to move the weights) says so and comes after the verified ones whose loss fell."""
+    small to move the weights) says so and comes after the verified ones whose loss fell. The
+    fall is judged as loss_not_decreasing judges it: medians of the first and last tenth, a
+    change within their noise is no fall."""
     from nandoctor.diagnosis.findings import Recommendation
+    from nandoctor.diagnosis.measures import loss_trend
     from nandoctor.diagnosis.verify import Trial, _record, rank
 
+    rng = np.random.default_rng(0)
+    # rising slowly under noise (as on unscaled house prices), its last step below its first
+    flat = 8.5e10 * np.linspace(1.0, 1.3, 1000) * (1 + 0.05 * rng.standard_normal(1000))
+    flat[-1] = 0.5 * flat[0]
+    falls = np.geomspace(1.0, 0.03, 1000) * (1 + 0.05 * rng.standard_normal(1000))
     tiny = Recommendation("lower_learning_rate", "", {"a": 1})
     scaled = Recommendation("standardize", "", {"x": 1, "y": 2})  # a larger change
     failing = Recommendation("clip_gradients", "", {"b": 2})
-    _record(tiny, Trial(True, 1000, final_loss=1.1e11, failed_step=None, initial_loss=8.5e10))
-    _record(scaled, Trial(True, 1000, final_loss=0.03, failed_step=None, initial_loss=1.0))
+    _record(tiny, Trial(True, 1000, float(flat[-1]), None, trend=loss_trend(flat)))
+    _record(scaled, Trial(True, 1000, float(falls[-1]), None, trend=loss_trend(falls)))
     _record(failing, Trial(False, 6, final_loss=None, failed_step=6))
     assert (tiny.verified, tiny.learns) == (True, False)
-    assert "did not fall" in tiny.evidence and "8.50e+10" in tiny.evidence
+    assert "did not fall (median loss over the first 100 steps 8.6" in tiny.evidence
     assert (scaled.verified, scaled.learns) == (True, True)
     assert "did not fall" not in scaled.evidence
     assert failing.learns is None
     # learning first, although the other is the smaller change
     assert rank([failing, tiny, scaled]) == [scaled, tiny, failing]
+    noisy = Recommendation("n", "", {})  # batch size 1: a 30% fall within the noise
+    loud = np.linspace(3.5, 2.4, 200) * rng.lognormal(0, 1.5, 200)
+    _record(noisy, Trial(True, 200, float(loud[-1]), None, trend=loss_trend(loud)))
+    assert noisy.verified is True and noisy.learns is None and "did not fall" not in noisy.evidence
+    short = Recommendation("s", "", {})
+    _record(short, Trial(True, 5, 1.0, None, trend=loss_trend(falls[:5])))
+    assert short.verified is True and short.learns is None  # too few steps to tell
+
+
+def test_a_setting_changed_in_every_layer_counts_as_one_change_when_ranking():
+    from nandoctor.diagnosis.findings import Recommendation
+    from nandoctor.diagnosis.verify import rank
+
+    he = Recommendation("use_he_init", "", {f"model.layers.{i}.init": "he" for i in range(15)})
+    clip = Recommendation("clip_gradients", "", {"train.clip_grad_norm": 1.0})
+    both = Recommendation("x", "", {"train.clip_grad_norm": 1.0, "train.learning_rate": 0.1})
+    for r, loss in ((he, 0.0064), (clip, 1.15e23), (both, 1e-5)):
+        r.verified, r.learns, r.final_loss = True, True, loss
+    assert rank([both, clip, he]) == [he, clip, both]  # one setting each, then the lower loss

@@ -195,3 +195,28 @@ def test_scaled_init_keeps_activations_level_and_has_no_such_warning(init):
 def test_a_shallow_unscaled_network_is_not_flagged():
     d = diagnose(train(deep_relu("normal", depth=2))[0])
     assert "exploding_activations" not in {w.id for w in d.warnings}
+
+
+def test_exploding_activations_are_seen_in_the_forward_pass_of_a_step_that_failed():
+    """15 ReLU layers of width 128 from N(0, 1), float32 Adam: the first step's gradient is too
+    large to square, so the run fails in its first update, with no complete step. Its forward
+    pass still shows max |z| multiplied layer after layer, and He init, proposed from that, is
+    the verified fix that learns, ranked first."""
+    layers = [{"units": 128, "activation": "relu", "init": "normal"} for _ in range(15)]
+    spec = spec_from_dict(
+        {
+            "seed": 0,
+            "data": {"samples": 256, "features": 128, "outputs": 1},
+            "model": {"layers": [*layers, {"units": 1, "init": "normal"}]},
+            "numerics": {"dtype": "float32"},
+            "train": {"steps": 200, "batch_size": 32, "learning_rate": 0.001, "optimizer": "adam"},
+        }
+    )
+    outcome = train(spec)[0]
+    assert outcome.first_nonfinite.step == 1 and outcome.first_nonfinite.phase == "update"
+    d = diagnose(outcome)
+    (w,) = [w for w in d.warnings if w.id == "exploding_activations"]
+    assert w.step == 1 and w.layer >= 10
+    d.recommendations = verify(d, outcome, jobs=1)
+    best = d.recommendations[0]
+    assert best.id == "use_he_init" and best.verified and best.learns, best.evidence
