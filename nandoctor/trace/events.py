@@ -87,6 +87,7 @@ class FirstNonFinite:
     variable: str | None = None  # silent only: the variable that first held it
     found_by: str = "callback"  # callback | second pass
     fingerprint: str | None = None  # to check that a re-run reached the same state
+    placeholders: list[dict] = field(default_factory=list)  # silent: NaN/Inf written before it
 
     def to_json(self) -> dict:
         out = {

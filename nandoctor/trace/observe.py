@@ -82,46 +82,55 @@ def _is_module(value) -> bool:
     return isinstance(value, types.ModuleType)
 
 
-def leftover_nan(namespaces: list[dict]) -> list[tuple[str, int, int]]:
-    """Variables still holding NaN at the end: (name, NaN count, size). Inf alone is a sentinel."""
-    found = []
-    for namespace in namespaces:
-        for name, a in arrays_in(namespace):
-            with npstate.errstate(all="ignore"):
-                count = int(np.count_nonzero(np.isnan(a)))
-            if count:
-                found.append((name, count, int(a.size)))
-    return found
-
-
-def saturation_warnings(namespaces: list[dict]) -> tuple[list[TraceWarning], list[str]]:
-    """Sigmoid-like arrays (values in [0, 1]) pinned at their limits, among the final variables."""
-    warnings, notes, seen = [], [], set()
-    for namespace in namespaces:
+def named_arrays(namespaces: list[tuple[str | None, dict]]):
+    """(name, float array) of each namespace, each array once; a function's locals are named
+    ``x (in main)``."""
+    seen = set()
+    for function, namespace in namespaces:
         for name, a in arrays_in(namespace):
             if id(a) in seen:
                 continue
             seen.add(id(a))
-            if a.size < 2 or not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-                continue
-            if np.all((a == 0) | (a == 1)):
-                continue  # a mask or one-hot labels, not a squashing function's output
-            pinned = float(((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)).mean())
-            partly = float((a * (1 - a) < PARTLY).mean())
-            if pinned >= SATURATED_WARN:
-                warnings.append(
-                    TraceWarning(
-                        "saturation",
-                        f"`{name}` ends with {100 * pinned:.0f}% of its {a.size} values within "
-                        f"{SATURATION_TOL} of 0 or 1 (saturated: near-zero derivative)",
-                    )
+            yield (f"{name} (in {function})" if function else name), a
+
+
+def leftover_nan(namespaces: list[tuple[str | None, dict]]) -> list[tuple[str, int, int]]:
+    """Variables still holding NaN at the end: (name, NaN count, size). Inf alone is a sentinel."""
+    found = []
+    for name, a in named_arrays(namespaces):
+        with npstate.errstate(all="ignore"):
+            count = int(np.count_nonzero(np.isnan(a)))
+        if count:
+            found.append((name, count, int(a.size)))
+    return found
+
+
+def saturation_warnings(
+    namespaces: list[tuple[str | None, dict]],
+) -> tuple[list[TraceWarning], list[str]]:
+    """Sigmoid-like arrays (values in [0, 1]) pinned at their limits, among the final variables."""
+    warnings, notes = [], []
+    for name, a in named_arrays(namespaces):
+        if a.size < 2 or not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            continue
+        if np.all((a == 0) | (a == 1)):
+            continue  # a mask or one-hot labels, not a squashing function's output
+        pinned = float(((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)).mean())
+        partly = float((a * (1 - a) < PARTLY).mean())
+        if pinned >= SATURATED_WARN:
+            warnings.append(
+                TraceWarning(
+                    "saturation",
+                    f"`{name}` ends with {100 * pinned:.0f}% of its {a.size} values within "
+                    f"{SATURATION_TOL} of 0 or 1 (saturated: near-zero derivative)",
                 )
-            elif partly > 0:
-                notes.append(
-                    f"`{name}` (values in [0, 1], {a.size} entries) ends with {100 * partly:.0f}% "
-                    f"partly saturated (p(1-p) under a tenth of its peak) and "
-                    f"{100 * pinned:.0f}% within {SATURATION_TOL} of 0 or 1"
-                )
+            )
+        elif partly > 0:
+            notes.append(
+                f"`{name}` (values in [0, 1], {a.size} entries) ends with {100 * partly:.0f}% "
+                f"partly saturated (p(1-p) under a tenth of its peak) and "
+                f"{100 * pinned:.0f}% within {SATURATION_TOL} of 0 or 1"
+            )
     return warnings, notes
 
 
