@@ -118,11 +118,13 @@ def _is_probability(n: dict) -> bool:
 
 def _zero(first, zeros) -> tuple[Cause, list[str]]:
     """A log or a division met an exact zero: saturation if a probability was pinned at 0 or 1."""
-    operand, numbers = zeros[-1] if zeros else ("?", {})
-    evidence = [
-        f"`{operand}` holds {numbers.get('exact_zeros', '?')} exact zero(s) of {numbers.get('size', '?')} "
-        f"entries when `{first.op}` ran at {_where(first)} ({first.value})"
-    ]
+    operand, numbers = zeros[-1] if zeros else (None, {})
+    evidence = []  # only what the numbers show: nothing when the operands could not be read
+    if operand is not None:
+        evidence.append(
+            f"`{operand}` holds {numbers['exact_zeros']} exact zero(s) of {numbers['size']} "
+            f"entries when `{first.op}` ran at {_where(first)} ({first.value})"
+        )
     pinned = [
         (name, n)
         for name, n in first.variables.items()

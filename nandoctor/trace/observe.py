@@ -43,17 +43,52 @@ def event_warnings(recorder: Recorder) -> tuple[list[TraceWarning], list[str]]:
         if site.absorbed and (
             recorder.first is None or (site.file, site.line) != _first_key(recorder)
         ):
-            summary = (
-                f"{site.kind} {site.count:,} time(s) at {_site_text(site)}, but the statement's "
-                "result stayed finite (an inf absorbed, e.g. 1/(1+inf) = 0: a sigmoid pinned at 0)"
-            )
-            if "exp" in source_line(site.file, site.line):
+            summary = absorbed_text(site)
+            if site.op in EXP_OPS:
                 warnings.append(
                     TraceWarning("saturation", summary, display_path(site.file), site.line)
                 )
             else:
                 notes.append(summary)
     return warnings, notes
+
+
+EXP_OPS = ("exp", "exp2", "expm1")
+KIND_WORDS = {
+    "overflow": "overflow(s)",
+    "invalid": "invalid-value event(s)",
+    "divide_by_zero": "divide-by-zero event(s)",
+}
+DISCARDING = ("where", "select", "nan_to_num", "nansum", "nanmean", "nanmax", "nanmin")
+
+
+def _made(site: Site) -> str:
+    what = f"`{site.op}`" if site.op and site.op != "?" else "an op"
+    made = site.value or ("nan" if site.kind == "invalid" else "inf")
+    return f"{site.count:,} {KIND_WORDS.get(site.kind, site.kind)} in {what} made {made}"
+
+
+def _by(site: Site) -> str:
+    if site.absorber in DISCARDING:
+        return f"`{site.absorber}` in the same statement discarded"
+    if site.absorber:
+        return f"`{site.absorber}` in the same statement absorbed"
+    return "the rest of the statement absorbed"
+
+
+def absorbed_text(site: Site) -> str:
+    """What an event whose statement stayed finite did, exactly: which op made which value,
+    which op absorbed it, how many of the events were checked, whether the program silenced it."""
+    checked = "" if site.absorbed >= site.count else f" ({site.absorbed:,} of them checked)"
+    text = (
+        f"{_made(site)} at {_site_text(site)} that {_by(site)}{checked}: the statement's result "
+        "stayed finite"
+    )
+    if site.op in EXP_OPS:
+        text += " (1/(1+inf) = 0: a sigmoid pinned at 0 or 1)"
+    if site.silenced:
+        text += "; the program silenced these itself (np.errstate/np.seterr 'ignore')"
+    return text
 
 
 def _first_key(recorder: Recorder) -> tuple:
@@ -135,11 +170,19 @@ def saturation_warnings(
 
 
 def finite_summary(recorder: Recorder) -> str:
+    """The verdict of a program that kept no NaN or Inf, saying exactly what was seen."""
     under = sum(recorder.underflow.values())
-    flagged = sum(s.count for s in recorder.sites.values())
-    parts = [f"{flagged:,} overflow/invalid/divide event(s), every one absorbed"] if flagged else []
+    sites = sorted(recorder.sites.values(), key=lambda site: -site.count)
+    parts = []
     if under:
         capped = " (counting stopped there, to stay cheap)" if recorder.underflow_capped else ""
         parts.append(f"{under:,} underflow event(s){capped}")
-    seen = "; ".join(parts) if parts else "no floating-point event at all"
-    return f"every value stayed finite: no operation created a NaN or an Inf ({seen})"
+    if not sites:
+        seen = "; ".join(parts) if parts else "no floating-point event at all"
+        return (
+            "no operation created a NaN or an Inf, and none was left in the variables nandoctor "
+            f"could read ({seen})"
+        )
+    made = "; ".join(f"{_made(site)} that {_by(site)}" for site in sites)
+    also = f"; {parts[0]}" if parts else ""
+    return f"no NaN or Inf reached a value the program kept: {made}{also}"

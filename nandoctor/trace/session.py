@@ -47,7 +47,7 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     if first is None:
         first = _silent(program, outcome, timeout, result)
     if first is None:
-        more, notes = saturation_warnings(_namespaces(outcome))
+        more, notes = saturation_warnings(_namespaces(outcome, returned=False))
         result.warnings += more
         result.notes.insert(0, result.unlocated or finite_summary(recorder))
         result.notes += notes
@@ -59,10 +59,12 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     return result
 
 
-def _namespaces(outcome: Outcome) -> list[tuple[str | None, dict]]:
-    """(function or None for the globals, variables) of every namespace left at the end."""
+def _namespaces(outcome: Outcome, returned: bool = True) -> list[tuple[str | None, dict]]:
+    """(function or None for the globals, variables) of every namespace left at the end;
+    ``returned``: with the kept frames of returned functions (a repeated function's may be an
+    earlier call's: good enough to look for NaN, not to describe the final state)."""
     raising = [(None, d) for d in outcome.frames_locals]
-    return [(None, outcome.globals), *raising, *outcome.returned_locals]
+    return [(None, outcome.globals), *raising, *(outcome.returned_locals if returned else [])]
 
 
 def _when(program, recorder: Recorder, first: FirstNonFinite, timeout: float, notes: list) -> list:
