@@ -21,9 +21,14 @@ def _when(first) -> str:
 def text(result: TraceResult) -> str:
     lines = []
     first = result.first
-    if first is None:
-        mark = "⚠ warnings" if result.warnings else "✓ healthy"
-        lines.append(f"{mark}: {result.script} created no NaN or Inf")
+    if first is None and result.program.failed:
+        lines.append(
+            f"✗ the program failed: {result.script} exited with code {result.program.exit_code}, "
+            "with no NaN or Inf before it failed"
+        )
+    elif first is None:
+        mark = "⚠ warnings" if result.warnings or result.unlocated else "✓ healthy"
+        lines.append(f"{mark}: {result.script} kept no NaN or Inf")
     else:
         what = (
             "came in (no operation created it)"

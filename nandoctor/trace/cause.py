@@ -79,11 +79,18 @@ def _bad_input_silent(first: FirstNonFinite) -> tuple[Cause, list[str]]:
     share = f"{count} {first.value} of {operand.get('size')} entries" if count else first.value
     evidence = [
         f"{what} first held a non-finite value ({share}) after {_where(first)}: `{first.source}`",
-        "no NumPy operation raised a floating-point flag for it: it came in with the data or a literal",
+        "no NumPy operation raised a floating-point flag for it: it came in with the data",
     ]
-    cause = Cause(
-        "bad_input", f"a non-finite value came in with the input at {_where(first)}", evidence
-    )
+    summary = f"a non-finite value came in with the input at {_where(first)}"
+    if first.placeholders:  # it may be computed from one: say so rather than blame the data
+        p = first.placeholders[0]
+        evidence[1] = (
+            "no NumPy operation raised a floating-point flag for it, and before it the program "
+            f"wrote {p['value']} itself into `{p['variable']}` at {p['file']}:{p['line']} "
+            f"(`{p['source']}`): it may be computed from that placeholder, or come from the data"
+        )
+        summary = f"a non-finite value no operation created reached {what} at {_where(first)}"
+    cause = Cause("bad_input", summary, evidence)
     advice = [
         "check the data where it is loaded (np.isfinite(x).all()) and drop or impute the missing "
         "values (e.g. np.nan_to_num, or fill with the column mean) before training"
@@ -111,11 +118,13 @@ def _is_probability(n: dict) -> bool:
 
 def _zero(first, zeros) -> tuple[Cause, list[str]]:
     """A log or a division met an exact zero: saturation if a probability was pinned at 0 or 1."""
-    operand, numbers = zeros[-1] if zeros else ("?", {})
-    evidence = [
-        f"`{operand}` holds {numbers.get('exact_zeros', '?')} exact zero(s) of {numbers.get('size', '?')} "
-        f"entries when `{first.op}` ran at {_where(first)} ({first.value})"
-    ]
+    operand, numbers = zeros[-1] if zeros else (None, {})
+    evidence = []  # only what the numbers show: nothing when the operands could not be read
+    if operand is not None:
+        evidence.append(
+            f"`{operand}` holds {numbers['exact_zeros']} exact zero(s) of {numbers['size']} "
+            f"entries when `{first.op}` ran at {_where(first)} ({first.value})"
+        )
     pinned = [
         (name, n)
         for name, n in first.variables.items()

@@ -30,6 +30,17 @@ BINARY = {
     ast.Mod: ("remainder", operator.mod),
     ast.Pow: ("power", operator.pow),
     ast.MatMult: ("matmul", operator.matmul),
+    ast.BitAnd: ("bitwise_and", operator.and_),
+    ast.BitOr: ("bitwise_or", operator.or_),
+    ast.BitXor: ("bitwise_xor", operator.xor),
+}
+COMPARE = {
+    ast.Gt: ("greater", operator.gt),
+    ast.GtE: ("greater_equal", operator.ge),
+    ast.Lt: ("less", operator.lt),
+    ast.LtE: ("less_equal", operator.le),
+    ast.Eq: ("equal", operator.eq),
+    ast.NotEq: ("not_equal", operator.ne),
 }
 UNARY = {ast.USub: ("negative", operator.neg), ast.UAdd: ("positive", operator.pos)}
 SAFE_BUILTINS = {abs, float, min, max, sum, len, int, round}
@@ -55,6 +66,7 @@ class LineReading:
     operands: list[tuple[str, dict]] = field(default_factory=list)  # (source text, numbers)
     value: str | None = None  # nan | inf | -inf: what the op produced
     absorbed: bool = False  # the statement's own result stayed finite (e.g. 1/(1+inf) = 0)
+    absorber: str | None = None  # the op that made it finite again (``divide``, ``where``)
     reproduced: bool = False  # the op was found by re-evaluation, not guessed
     node: ast.AST | None = None  # the op's node, to re-read its operands later
     names: dict[str, dict] = field(default_factory=dict)  # variables inside the operands
@@ -155,7 +167,10 @@ class FrameEvaluator:
                 return slice(*(None if n is None else self.eval(n) for n in (lo, hi, st)))
             case ast.Tuple(elts=elts) | ast.List(elts=elts):
                 return tuple(self.eval(e) for e in elts)
-            case ast.BinOp(left=left, op=op, right=right):
+            case ast.Compare(left=left, ops=[op], comparators=[right]) if type(op) in COMPARE:
+                args = [_numeric(self.eval(left)), _numeric(self.eval(right))]
+                return self.apply(node, COMPARE[type(op)][1], args)
+            case ast.BinOp(left=left, op=op, right=right) if type(op) in BINARY:
                 _, fn = BINARY[type(op)]
                 args = [_numeric(self.eval(left)), _numeric(self.eval(right))]
                 return self.apply(node, fn, args)
@@ -203,10 +218,12 @@ def _check_callable(fn) -> None:
 
 def op_name(node: ast.AST, fn=None) -> str:
     match node:
-        case ast.BinOp(op=op):
+        case ast.BinOp(op=op) if type(op) in BINARY:
             return BINARY[type(op)][0]
         case ast.UnaryOp(op=op):
             return UNARY[type(op)][0]
+        case ast.Compare(ops=[op]) if type(op) in COMPARE:
+            return COMPARE[type(op)][0]
         case ast.Call(func=ast.Attribute(attr=attr)):
             return attr
         case ast.Call(func=ast.Name(id=name)):
@@ -247,8 +264,22 @@ def read_line(frame: FrameType, stmt: ast.stmt | None, kind: str) -> LineReading
             reading.operands = _operands(node, args)
             reading.names = _names(node, evaluator)
             reading.reproduced = True
+            if reading.absorbed:
+                reading.absorber = _absorber(root, node, evaluator)
             return reading
     return _guess(stmt, kind, reading)
+
+
+def _absorber(root: ast.AST, node: ast.AST, evaluator: FrameEvaluator) -> str | None:
+    """The nearest op above ``node`` whose value is finite again: what absorbed its NaN/Inf."""
+    parents = {id(c): n for n in ast.walk(root) for c in ast.iter_child_nodes(n)}
+    up = parents.get(id(node))
+    while up is not None:
+        value = evaluator.values.get(id(up))
+        if _is_numeric(value) and value_kind(value) is None:
+            return op_name(up)
+        up = parents.get(id(up))
+    return None
 
 
 def _is_numeric(value) -> bool:
@@ -257,7 +288,7 @@ def _is_numeric(value) -> bool:
 
 def operand_nodes(node: ast.AST) -> list[ast.AST]:
     match node:
-        case ast.BinOp(left=left, right=right):
+        case ast.BinOp(left=left, right=right) | ast.Compare(left=left, comparators=[right]):
             return [left, right]
         case ast.UnaryOp(operand=operand):
             return [operand]

@@ -87,6 +87,7 @@ class FirstNonFinite:
     variable: str | None = None  # silent only: the variable that first held it
     found_by: str = "callback"  # callback | second pass
     fingerprint: str | None = None  # to check that a re-run reached the same state
+    placeholders: list[dict] = field(default_factory=list)  # silent: NaN/Inf written before it
 
     def to_json(self) -> dict:
         out = {
@@ -140,7 +141,11 @@ class Site:
     line: int
     kind: str
     count: int = 0
-    absorbed: int = 0  # events whose statement still produced a finite result
+    absorbed: int = 0  # events examined whose statement still produced a finite result
+    op: str | None = None  # of the first absorbed event: the op that raised the flag,
+    value: str | None = None  # the value it made (nan, inf, -inf),
+    absorber: str | None = None  # the op that made the statement finite again,
+    silenced: bool = False  # and whether the program had asked NumPy to ignore this kind
 
     def to_json(self) -> dict:
         return {
@@ -332,6 +337,9 @@ class Recorder:
         reading = read_line(frame, stmt, kind)
         if reading.absorbed:
             site.absorbed += 1
+            if site.op is None:
+                site.op, site.value, site.absorber = reading.op, reading.value, reading.absorber
+                site.silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
             return
         self.first = first_from_frame(frame, kind, reading)
         self.plan = rerun_plan(frame, reading.node)
@@ -399,7 +407,7 @@ def first_from_frame(frame, kind: str, reading) -> FirstNonFinite:
         source=stack[0].source,
         op=reading.op,
         kind=kind,
-        value=reading.value or ("nan" if kind == "invalid" else "inf"),
+        value=reading.value or _likely_value(kind, reading.op),
         stack=stack,
         operands=reading.operands,
         variables=reading.names,
@@ -411,6 +419,13 @@ def first_from_frame(frame, kind: str, reading) -> FirstNonFinite:
         first.iteration = iteration_from_target(loop_frame, loop)
     first.fingerprint = fingerprint(frame, first)
     return first
+
+
+def _likely_value(kind: str, op: str) -> str:
+    """What the op made, when the line could not be re-evaluated: log(0) is -inf."""
+    if kind == "invalid":
+        return "nan"
+    return "-inf" if kind == "divide_by_zero" and op.startswith("log") else "inf"
 
 
 def _stack(frames, line: int | None = None) -> list[Frame]:

@@ -43,17 +43,52 @@ def event_warnings(recorder: Recorder) -> tuple[list[TraceWarning], list[str]]:
         if site.absorbed and (
             recorder.first is None or (site.file, site.line) != _first_key(recorder)
         ):
-            summary = (
-                f"{site.kind} {site.count:,} time(s) at {_site_text(site)}, but the statement's "
-                "result stayed finite (an inf absorbed, e.g. 1/(1+inf) = 0: a sigmoid pinned at 0)"
-            )
-            if "exp" in source_line(site.file, site.line):
+            summary = absorbed_text(site)
+            if site.op in EXP_OPS:
                 warnings.append(
                     TraceWarning("saturation", summary, display_path(site.file), site.line)
                 )
             else:
                 notes.append(summary)
     return warnings, notes
+
+
+EXP_OPS = ("exp", "exp2", "expm1")
+KIND_WORDS = {
+    "overflow": "overflow(s)",
+    "invalid": "invalid-value event(s)",
+    "divide_by_zero": "divide-by-zero event(s)",
+}
+DISCARDING = ("where", "select", "nan_to_num", "nansum", "nanmean", "nanmax", "nanmin")
+
+
+def _made(site: Site) -> str:
+    what = f"`{site.op}`" if site.op and site.op != "?" else "an op"
+    made = site.value or ("nan" if site.kind == "invalid" else "inf")
+    return f"{site.count:,} {KIND_WORDS.get(site.kind, site.kind)} in {what} made {made}"
+
+
+def _by(site: Site) -> str:
+    if site.absorber in DISCARDING:
+        return f"`{site.absorber}` in the same statement discarded"
+    if site.absorber:
+        return f"`{site.absorber}` in the same statement absorbed"
+    return "the rest of the statement absorbed"
+
+
+def absorbed_text(site: Site) -> str:
+    """What an event whose statement stayed finite did, exactly: which op made which value,
+    which op absorbed it, how many of the events were checked, whether the program silenced it."""
+    checked = "" if site.absorbed >= site.count else f" ({site.absorbed:,} of them checked)"
+    text = (
+        f"{_made(site)} at {_site_text(site)} that {_by(site)}{checked}: the statement's result "
+        "stayed finite"
+    )
+    if site.op in EXP_OPS:
+        text += " (1/(1+inf) = 0: a sigmoid pinned at 0 or 1)"
+    if site.silenced:
+        text += "; the program silenced these itself (np.errstate/np.seterr 'ignore')"
+    return text
 
 
 def _first_key(recorder: Recorder) -> tuple:
@@ -82,55 +117,72 @@ def _is_module(value) -> bool:
     return isinstance(value, types.ModuleType)
 
 
-def leftover_nan(namespaces: list[dict]) -> list[tuple[str, int, int]]:
-    """Variables still holding NaN at the end: (name, NaN count, size). Inf alone is a sentinel."""
-    found = []
-    for namespace in namespaces:
-        for name, a in arrays_in(namespace):
-            with npstate.errstate(all="ignore"):
-                count = int(np.count_nonzero(np.isnan(a)))
-            if count:
-                found.append((name, count, int(a.size)))
-    return found
-
-
-def saturation_warnings(namespaces: list[dict]) -> tuple[list[TraceWarning], list[str]]:
-    """Sigmoid-like arrays (values in [0, 1]) pinned at their limits, among the final variables."""
-    warnings, notes, seen = [], [], set()
-    for namespace in namespaces:
+def named_arrays(namespaces: list[tuple[str | None, dict]]):
+    """(name, float array) of each namespace, each array once; a function's locals are named
+    ``x (in main)``."""
+    seen = set()
+    for function, namespace in namespaces:
         for name, a in arrays_in(namespace):
             if id(a) in seen:
                 continue
             seen.add(id(a))
-            if a.size < 2 or not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-                continue
-            if np.all((a == 0) | (a == 1)):
-                continue  # a mask or one-hot labels, not a squashing function's output
-            pinned = float(((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)).mean())
-            partly = float((a * (1 - a) < PARTLY).mean())
-            if pinned >= SATURATED_WARN:
-                warnings.append(
-                    TraceWarning(
-                        "saturation",
-                        f"`{name}` ends with {100 * pinned:.0f}% of its {a.size} values within "
-                        f"{SATURATION_TOL} of 0 or 1 (saturated: near-zero derivative)",
-                    )
+            yield (f"{name} (in {function})" if function else name), a
+
+
+def leftover_nan(namespaces: list[tuple[str | None, dict]]) -> list[tuple[str, int, int]]:
+    """Variables still holding NaN at the end: (name, NaN count, size). Inf alone is a sentinel."""
+    found = []
+    for name, a in named_arrays(namespaces):
+        with npstate.errstate(all="ignore"):
+            count = int(np.count_nonzero(np.isnan(a)))
+        if count:
+            found.append((name, count, int(a.size)))
+    return found
+
+
+def saturation_warnings(
+    namespaces: list[tuple[str | None, dict]],
+) -> tuple[list[TraceWarning], list[str]]:
+    """Sigmoid-like arrays (values in [0, 1]) pinned at their limits, among the final variables."""
+    warnings, notes = [], []
+    for name, a in named_arrays(namespaces):
+        if a.size < 2 or not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            continue
+        if np.all((a == 0) | (a == 1)):
+            continue  # a mask or one-hot labels, not a squashing function's output
+        pinned = float(((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)).mean())
+        partly = float((a * (1 - a) < PARTLY).mean())
+        if pinned >= SATURATED_WARN:
+            warnings.append(
+                TraceWarning(
+                    "saturation",
+                    f"`{name}` ends with {100 * pinned:.0f}% of its {a.size} values within "
+                    f"{SATURATION_TOL} of 0 or 1 (saturated: near-zero derivative)",
                 )
-            elif partly > 0:
-                notes.append(
-                    f"`{name}` (values in [0, 1], {a.size} entries) ends with {100 * partly:.0f}% "
-                    f"partly saturated (p(1-p) under a tenth of its peak) and "
-                    f"{100 * pinned:.0f}% within {SATURATION_TOL} of 0 or 1"
-                )
+            )
+        elif partly > 0:
+            notes.append(
+                f"`{name}` (values in [0, 1], {a.size} entries) ends with {100 * partly:.0f}% "
+                f"partly saturated (p(1-p) under a tenth of its peak) and "
+                f"{100 * pinned:.0f}% within {SATURATION_TOL} of 0 or 1"
+            )
     return warnings, notes
 
 
 def finite_summary(recorder: Recorder) -> str:
+    """The verdict of a program that kept no NaN or Inf, saying exactly what was seen."""
     under = sum(recorder.underflow.values())
-    flagged = sum(s.count for s in recorder.sites.values())
-    parts = [f"{flagged:,} overflow/invalid/divide event(s), every one absorbed"] if flagged else []
+    sites = sorted(recorder.sites.values(), key=lambda site: -site.count)
+    parts = []
     if under:
         capped = " (counting stopped there, to stay cheap)" if recorder.underflow_capped else ""
         parts.append(f"{under:,} underflow event(s){capped}")
-    seen = "; ".join(parts) if parts else "no floating-point event at all"
-    return f"every value stayed finite: no operation created a NaN or an Inf ({seen})"
+    if not sites:
+        seen = "; ".join(parts) if parts else "no floating-point event at all"
+        return (
+            "no operation created a NaN or an Inf, and none was left in the variables nandoctor "
+            f"could read ({seen})"
+        )
+    made = "; ".join(f"{_made(site)} that {_by(site)}" for site in sites)
+    also = f"; {parts[0]}" if parts else ""
+    return f"no NaN or Inf reached a value the program kept: {made}{also}"

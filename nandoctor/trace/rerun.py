@@ -6,7 +6,8 @@ output discarded, and writes what it found to OUT.json:
 - ``loop``: the iteration of the loop enclosing the first non-finite value, the failing op's
   operand magnitudes per iteration, and the failing frame's fingerprint (to tell whether the
   program repeated itself);
-- ``silent``: the first line whose assignment put a NaN or Inf into a user variable.
+- ``silent``: the first line whose assignment put a NaN or Inf into a user variable, or the
+  placeholders the program wrote itself (:mod:`.silent`) when there is none.
 
 A fresh process keeps the first run's module state out, and lets the line events (which slow
 the program down) stay out of the first run.
@@ -91,9 +92,11 @@ def _silent_pass(program: Program, out_path: str) -> None:
     def found(frame, line, name, numbers) -> None:
         sys.settrace(None)
         first = first_silent(frame, line, name, numbers)
-        _finish(out_path, {"found": True, "first": first.to_json()})
+        _finish(out_path, {"found": True, "first": first.to_json(), "placeholders": finder.seen})
 
-    _run(program, None, FirstNaNFinder(found))
+    finder = FirstNaNFinder(found)
+    _run(program, None, finder)
+    _finish(out_path, {"found": False, "placeholders": finder.seen})
 
 
 def _run(program: Program, armed, tracer) -> None:

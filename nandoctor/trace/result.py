@@ -34,12 +34,13 @@ class TraceResult:
     program: Outcome = field(default_factory=Outcome)
     notes: list[str] = field(default_factory=list)  # how the answer was found, in plain words
     seconds: float = 0.0
+    unlocated: str | None = None  # the program printed a nan/inf that no run could locate
 
     @property
     def status(self) -> str:
         if self.first is not None:
             return "nonfinite"
-        return "warning" if self.warnings else "healthy"
+        return "warning" if self.warnings or self.unlocated else "healthy"
 
     @property
     def exit_code(self) -> int:

@@ -1,13 +1,16 @@
 """Run a script or module as ``python`` would: same ``sys.argv``, ``__main__``, ``sys.path[0]``.
 
 The program's own exceptions and ``sys.exit`` are caught and kept as its outcome; its traceback
-is shown without nandoctor's frames, as ``python`` would show it.
+is shown without nandoctor's frames, as ``python`` would show it. The locals of the user's
+functions that have returned by the end (``main()``'s, in the usual layout) are kept too
+(:class:`FrameKeeper`), so that a NaN left there is seen like one left in the globals.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import runpy
 import sys
 import traceback
@@ -63,6 +66,8 @@ class Outcome:
     traceback_text: str | None = None  # the program's traceback, nandoctor's frames removed
     globals: dict = field(default_factory=dict)  # __main__'s globals at the end
     frames_locals: list[dict] = field(default_factory=list)  # locals of the raising frames
+    returned_locals: list[tuple[str, dict]] = field(default_factory=list)  # (function, locals)
+    printed_nonfinite: str | None = None  # the first line the program printed with nan or inf
 
     @property
     def failed(self) -> bool:
@@ -75,11 +80,94 @@ class Outcome:
         return {"exit_code": self.exit_code, "exception": exc}
 
 
-def run_program(program: Program) -> Outcome:
-    """Execute ``program`` in this process; its modules are forgotten afterwards."""
+class FrameKeeper:
+    """Holds the user's frames seen each time the garbage collector runs, so that their locals
+    outlive them: a frame object someone holds keeps its variables when its function returns.
+
+    Nothing runs per line or per call: the collector's callback runs about once per 700
+    container allocations, and loading data (where a NaN usually comes in) makes thousands, so
+    ``main()`` is seen while it runs. A function that returns before any collection is not.
+    Only the last frame of each code object is held (one call's locals per function).
+    """
+
+    def __init__(self):
+        self.frames: dict = {}  # code -> its latest frame seen
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase != "start":
+            return
+        from nandoctor.trace.frames import _USER_CODE, is_user_code
+
+        frame = sys._getframe(1)
+        while frame is not None:
+            code = frame.f_code
+            if _USER_CODE.get(code) or (code not in _USER_CODE and is_user_code(code)):
+                self.frames[code] = frame
+            frame = frame.f_back
+
+    @contextlib.contextmanager
+    def kept(self, outcome: Outcome):
+        import gc
+
+        gc.callbacks.append(self)
+        try:
+            yield
+        finally:
+            gc.callbacks.remove(self)
+            outcome.returned_locals = [
+                (code.co_name, dict(frame.f_locals))
+                for code, frame in self.frames.items()
+                if code.co_name != "<module>"  # a module's variables are its globals
+            ]
+            self.frames.clear()
+
+
+NONFINITE_TEXT = re.compile(r"(?<![\w.])-?(?:nan|inf)(?![\w(])")  # as Python and NumPy print them
+
+
+class WatchedStream:
+    """The program's sys.stdout or sys.stderr, passed through, noting the first line that shows
+    a ``nan`` or ``inf`` (one regular-expression search per write: writes are few)."""
+
+    def __init__(self, stream, outcome: Outcome):
+        self._stream, self._outcome = stream, outcome
+
+    def write(self, text):
+        if self._outcome.printed_nonfinite is None and isinstance(text, str):
+            hit = NONFINITE_TEXT.search(text)
+            if hit:
+                start = text.rfind("\n", 0, hit.start()) + 1
+                end = text.find("\n", hit.end())
+                self._outcome.printed_nonfinite = text[start : end if end >= 0 else None][:120]
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def watched_output(outcome: Outcome):
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = WatchedStream(saved[0], outcome), WatchedStream(saved[1], outcome)
+    try:
+        yield
+    finally:
+        for name, stream in zip(("stdout", "stderr"), saved, strict=True):
+            if isinstance(getattr(sys, name), WatchedStream):
+                setattr(sys, name, stream)
+
+
+def run_program(program: Program, *, watch: bool = False) -> Outcome:
+    """Execute ``program`` in this process; its modules are forgotten afterwards.
+
+    ``watch``: also keep the locals of the user's functions (:class:`FrameKeeper`) and note the
+    first nan or inf the program prints (:class:`WatchedStream`), for the first run of a trace."""
     from nandoctor.trace.frames import is_user_code
 
     outcome = Outcome()
+    keeper, watcher = contextlib.nullcontext(), contextlib.nullcontext()
+    if watch:
+        keeper, watcher = FrameKeeper().kept(outcome), watched_output(outcome)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     modules_before = set(sys.modules)
     if program.module:
@@ -93,7 +181,7 @@ def run_program(program: Program) -> Outcome:
     else:
         sys.path.append(path0)
     try:
-        with python_signals():
+        with python_signals(), keeper, watcher:
             if program.module:
                 outcome.globals = runpy.run_module(
                     program.target, run_name="__main__", alter_sys=True

@@ -29,7 +29,7 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     redirect = output_to_stderr() if output_to_stderr_ else contextlib.nullcontext()
     start = time.perf_counter()
     with redirect, recorder.armed():
-        outcome = run_program(program)
+        outcome = run_program(program, watch=True)
     seconds = time.perf_counter() - start
     if outcome.traceback_text:
         sys.stderr.write(outcome.traceback_text)
@@ -45,11 +45,11 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     if first is not None and first.loop is not None:
         growth = _when(program, recorder, first, timeout, result.notes)
     if first is None:
-        first = _silent(program, outcome, timeout, result.notes)
+        first = _silent(program, outcome, timeout, result)
     if first is None:
-        more, notes = saturation_warnings(_namespaces(outcome))
+        more, notes = saturation_warnings(_namespaces(outcome, returned=False))
         result.warnings += more
-        result.notes.insert(0, finite_summary(recorder))
+        result.notes.insert(0, result.unlocated or finite_summary(recorder))
         result.notes += notes
         return result
     from nandoctor.trace.cause import decide
@@ -59,8 +59,12 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     return result
 
 
-def _namespaces(outcome: Outcome) -> list[dict]:
-    return [outcome.globals, *outcome.frames_locals]
+def _namespaces(outcome: Outcome, returned: bool = True) -> list[tuple[str | None, dict]]:
+    """(function or None for the globals, variables) of every namespace left at the end;
+    ``returned``: with the kept frames of returned functions (a repeated function's may be an
+    earlier call's: good enough to look for NaN, not to describe the final state)."""
+    raising = [(None, d) for d in outcome.frames_locals]
+    return [(None, outcome.globals), *raising, *(outcome.returned_locals if returned else [])]
 
 
 def _when(program, recorder: Recorder, first: FirstNonFinite, timeout: float, notes: list) -> list:
@@ -90,23 +94,46 @@ def _when(program, recorder: Recorder, first: FirstNonFinite, timeout: float, no
     return [tuple(g) for g in found["growth"]]
 
 
-def _silent(program, outcome: Outcome, timeout: float, notes: list) -> FirstNonFinite | None:
-    """A NaN left in the variables that no event explains: find its line with a second pass."""
+def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite | None:
+    """A NaN no event explains, left in the variables or printed: find its line with a second
+    pass. None when there is none, or when it is only the program's own placeholders."""
     from nandoctor.trace.observe import leftover_nan
 
+    notes = result.notes
     leftovers = leftover_nan(_namespaces(outcome))
-    if not leftovers:
+    printed = outcome.printed_nonfinite
+    if leftovers:
+        name, count, size = leftovers[0]
+        seen = f"`{name}` ended holding {count} NaN of {size}"
+    elif printed is not None:
+        seen = f"the program printed `{printed.strip()}`"
+    else:
         return None
     from nandoctor.trace.rerun import launch
 
-    name, count, size = leftovers[0]
     notes.append(
-        f"no operation raised a flag, yet `{name}` ended holding {count} NaN of {size}: "
-        "located by a second, line-traced run (slower)"
+        f"no operation raised a flag, yet {seen}: searched by a second, line-traced run (slower)"
     )
-    found = launch({"mode": "silent", "program": program.to_json()}, timeout)
-    if found and found.get("found"):
-        return FirstNonFinite.from_json(found["first"])
+    found = launch({"mode": "silent", "program": program.to_json()}, timeout) or {}
+    placeholders = found.get("placeholders", [])
+    if found.get("found"):
+        first = FirstNonFinite.from_json(found["first"])
+        first.placeholders = placeholders
+        return first
+    for p in placeholders:
+        notes.append(
+            f"`{p['variable']}` holds {p['value']} the program wrote itself from a constant at "
+            f"{p['file']}:{p['line']} (`{p['source']}`): a placeholder, not data, not reported"
+        )
+    if placeholders and (found or not leftovers):
+        return None  # every NaN the second run met was a placeholder
+    if not leftovers:
+        result.unlocated = (
+            f"the program printed `{printed.strip()}`, but neither the first run (no flag, no NaN "
+            "left in the variables it could read) nor the line-traced second run found a NaN: "
+            "where it came from is unknown"
+        )
+        return None
     notes.append("the second run did not find the line (the program did not repeat itself?)")
     return FirstNonFinite(
         file=program.target,

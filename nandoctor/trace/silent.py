@@ -3,9 +3,16 @@
 A NaN read from a file or written as a literal raises no floating-point flag, so the callbacks
 never see it. When the program ends holding NaN and no event explains it, the program is run
 again with line events on the user's own code (slower: it says so); after each line, the
-variables that line assigned (and a function's return value) are checked. Infinities written
-from an ``inf`` literal on that line (``best = float('inf')``, ``np.full(n, np.inf)``) are
-sentinels, not bad input.
+variables that line assigned (and a function's return value) are checked.
+
+A NaN or Inf the program writes itself from a constant is a placeholder, not bad input:
+``best = float('inf')``, ``history = np.full(n, np.nan)``, ``x[i] = np.nan``, ``np.where(m, x,
+np.nan)``. The rule is read from the statement's syntax: it holds a nan/inf constant that is the
+value itself, an operand of arithmetic, or an argument of a call that only places values (``full``,
+``array``, ``where``, ...); a constant passed to any other call (``np.genfromtxt(...,
+filling_values=np.nan)``) is a reader's, and what it returns came from outside. The placeholder
+object (and its views) is then exempt, but any other value that later holds a NaN is reported,
+even one computed from the placeholder.
 """
 
 from __future__ import annotations
@@ -51,6 +58,56 @@ def assigned_by_line(filename: str) -> dict[int, tuple[str, ...]]:
     return {line: tuple(dict.fromkeys(names)) for line, names in out.items()}
 
 
+NONFINITE_NAMES = frozenset(
+    {"nan", "NaN", "NAN", "inf", "Inf", "Infinity", "infty", "PINF", "NINF"}
+)
+PLACING_CALLS = frozenset(
+    {"full", "full_like", "fill", "array", "asarray", "asanyarray", "float", "where", "select"}
+    | {"repeat", "tile", "broadcast_to", "append", "concatenate", "stack", "hstack", "vstack"}
+    | {"copyto", "put", "place", "putmask", "insert", "pad", "float16", "float32", "float64"}
+)
+
+
+def _is_nonfinite_constant(node: ast.AST) -> bool:
+    """``np.nan``, ``math.inf``, ``nan``, ``float('inf')``, ``1e999``."""
+    match node:
+        case ast.Attribute(attr=attr) | ast.Name(id=attr):
+            return attr in NONFINITE_NAMES
+        case ast.Call(
+            func=ast.Name(id="float") | ast.Attribute(), args=[ast.Constant(value=str(text))]
+        ):
+            try:
+                return not math.isfinite(float(text))
+            except ValueError:
+                return False
+        case ast.Constant(value=float(v)):
+            return not math.isfinite(v)
+    return False
+
+
+def _call_name(node: ast.Call) -> str:
+    match node.func:
+        case ast.Attribute(attr=name) | ast.Name(id=name):
+            return name
+    return ""
+
+
+def writes_constant(stmt: ast.stmt | None) -> bool:
+    """True when ``stmt`` writes a NaN/Inf from a constant of its own: a placeholder."""
+    if stmt is None:
+        return False
+    parents = {id(c): n for n in ast.walk(stmt) for c in ast.iter_child_nodes(n)}
+    for node in ast.walk(stmt):
+        if not _is_nonfinite_constant(node):
+            continue
+        up = parents.get(id(node))
+        while up is not None and not isinstance(up, ast.Call | ast.stmt):
+            up = parents.get(id(up))
+        if not isinstance(up, ast.Call) or _call_name(up) in PLACING_CALLS:
+            return True
+    return False
+
+
 def nonfinite_of(value) -> tuple[str, int, int] | None:
     """(kind, count, size) when ``value`` is a float (array) holding NaN or Inf."""
     if isinstance(value, float):
@@ -69,13 +126,18 @@ def nonfinite_of(value) -> tuple[str, int, int] | None:
     return None
 
 
+MAX_PLACEHOLDERS = 5  # placeholders named in the report
+
+
 class FirstNaNFinder:
     """A ``sys.settrace`` hook on user code that stops at the first variable holding NaN/Inf."""
 
     def __init__(self, on_found):
         self.on_found = on_found  # (frame, line, variable, (kind, count, size)) -> None
         self.last: dict[int, int] = {}
-        self.sentinels: set[tuple] = set()  # (code, name) written from an inf literal
+        self.sentinels: set[tuple] = set()  # (code, name) of a scalar written from a constant
+        self.placeholders: list = []  # arrays written from a nan/inf constant (held: ids stay)
+        self.seen: list[dict] = []  # where the placeholders were written, for the report
 
     def __call__(self, frame, event, arg):
         if not is_user_code(frame.f_code):
@@ -101,9 +163,10 @@ class FirstNaNFinder:
         if not names:
             return
         evaluator = FrameEvaluator(frame)
-        for name in names:
+        nodes = [ast.parse(name, mode="eval").body for name in names]  # alive: ids are memo keys
+        for name, node in zip(names, nodes, strict=True):
             try:
-                value = evaluator.eval(ast.parse(name, mode="eval").body)
+                value = evaluator.eval(node)
             except (Unsafe, Exception):
                 continue
             self._check(frame, line, name, value)
@@ -112,13 +175,25 @@ class FirstNaNFinder:
         found = nonfinite_of(value)
         if found is None:
             return
-        from nandoctor.trace.frames import source_line
+        if self._placeholder(value, (frame.f_code, name)):
+            return
+        from nandoctor.trace.frames import display_path, source_line, statement_at
 
-        if found[0] != "nan":
-            key = (frame.f_code, name)
-            if key in self.sentinels:
-                return
-            if "inf" in source_line(frame.f_code.co_filename, line):
-                self.sentinels.add(key)  # a sentinel written from an inf literal
-                return
+        filename = frame.f_code.co_filename
+        if name != "return value" and writes_constant(statement_at(filename, line)):
+            if isinstance(value, np.ndarray):
+                self.placeholders.append(value)
+            else:
+                self.sentinels.add((frame.f_code, name))
+            if len(self.seen) < MAX_PLACEHOLDERS:
+                where = {"file": display_path(filename), "line": line}
+                self.seen.append(where | {"variable": name, "value": found[0]})
+                self.seen[-1]["source"] = source_line(filename, line)
+            return
         self.on_found(frame, line, name, found)
+
+    def _placeholder(self, value, key: tuple) -> bool:
+        if not isinstance(value, np.ndarray):
+            return key in self.sentinels
+        base = value.base
+        return any(value is p or base is p for p in self.placeholders)

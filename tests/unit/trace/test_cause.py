@@ -84,3 +84,10 @@ def test_every_cause_id_is_from_the_catalogue():
     assert {"overflow", "exploding_gradient", "saturation", "division_by_zero", "bad_input"} <= set(
         CAUSES
     )
+
+
+def test_a_log_of_zero_whose_operands_could_not_be_read_has_no_placeholder_evidence():
+    f = first(op="log", kind="divide_by_zero")
+    cause, _ = decide(f, [])
+    assert cause.id == "division_by_zero"
+    assert not any("?" in e for e in cause.evidence)
