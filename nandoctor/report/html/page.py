@@ -86,7 +86,9 @@ def charts(items: list[Chart]) -> str:
     return "<div class='charts'>" + "".join(boxes) + "</div>"
 
 
-def verified_tag(verified: bool | None) -> str:
+def verified_tag(verified: bool | None, learns: bool | None = None) -> str:
+    if verified is True and learns is False:  # finite, by not learning
+        return "<span class='tag untried'>✓ verified, loss did not fall</span>"
     if verified is True:
         return "<span class='tag yes'>✓ verified</span>"
     if verified is False:

@@ -68,6 +68,11 @@ def test_run_page_holds_the_diagnosis_and_the_charts():
         assert r.id in page
     assert page.count("<svg class='chart'") == 6
     assert "untried" in page  # not verified here: the mark says so
+    first, second = d.recommendations[:2]
+    first.verified, first.learns = True, False  # finite by not learning: the mark says so too
+    second.verified, second.learns = True, True
+    page = run_page(d, spec.numerics.dtype)
+    assert page.count("✓ verified, loss did not fall") == 1 and page.count("✓ verified<") == 1
 
 
 def test_sweep_page_for_a_grid_has_a_stability_map():
