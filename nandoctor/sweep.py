@@ -382,7 +382,8 @@ def compare_note(point: GridPoint, spec) -> str:
     """One sentence comparing the measured edge with the classic bound 2 / lambda_max.
 
     Gradient descent on a quadratic with curvature lambda diverges above lr = 2 / lambda; with
-    heavy-ball momentum m (torch's SGD momentum) above 2 (1 + m) / lambda. Adam and RMSprop divide
+    heavy-ball momentum m (torch's SGD momentum) above 2 (1 + m) / lambda, with torch's Nesterov
+    momentum above 2 (1 + m) / ((1 + 2 m) lambda). Adam and RMSprop divide
     each step by a running gradient scale, so no such bound holds for their learning rate.
     """
     if point.sharpness is None or point.sharpness <= 0:
@@ -399,9 +400,11 @@ def compare_note(point: GridPoint, spec) -> str:
     edge = point.edge[0] if point.edge else point.max_stable_lr
     if edge is None:
         return f"2/lambda_max = {fmt(bound)}; no rate stayed finite"
-    name, ref = "2/lambda_max", bound
+    name, ref, m = "2/lambda_max", bound, t.momentum
     if t.optimizer == "momentum":
-        name, ref = f"2(1+{fmt(t.momentum)})/lambda_max", bound * (1 + t.momentum)
+        name, ref = f"2(1+{fmt(m)})/lambda_max", bound * (1 + m)
+    elif t.optimizer == "nesterov":  # torch's nesterov on a quadratic: lr lambda < 2(1+m)/(1+2m)
+        name, ref = f"2(1+{fmt(m)})/((1+2x{fmt(m)}) lambda_max)", bound * (1 + m) / (1 + 2 * m)
     what = "measured edge" if point.edge else "max stable lr"
     ratio = edge / ref
     open_ended = not any(r.status == "nonfinite" for r in point.runs)

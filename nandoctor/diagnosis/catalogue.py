@@ -62,6 +62,11 @@ FACTORS: dict[str, Entry] = {
         "train.learning_rate",
     ),
     "unscaled_inputs": Entry("inputs far from unit scale with no preprocessing", "data.scale"),
+    "high_weight_decay": Entry(
+        "learning rate x weight_decay of 1 or more: each step multiplies the weights by "
+        "1 - lr x weight_decay, which zeroes, flips or grows them",
+        "train.weight_decay",
+    ),
     "unscaled_targets": Entry(
         "regression targets far from unit scale with no preprocessing", "data.target_preprocess"
     ),
@@ -165,8 +170,13 @@ RECOMMENDATIONS: dict[str, Remedy] = {
         "leaky_relu alone removes it: units that stopped passing gradient are the mechanism",
     ),
     "add_norm_eps": Remedy(
-        "use norm_eps = 1e-5 (torch's default) in the failing norm and every other norm_eps 0",
+        "use norm_eps = 1e-5 (torch's default) in the failing norm and every norm whose eps is 0",
         "a non-zero norm_eps alone removes it: the norm's unguarded division is the mechanism",
+    ),
+    "lower_weight_decay": Remedy(
+        "use weight_decay = 0.01 (torch AdamW's default)",
+        "a smaller weight decay alone removes it: the decay multiplying the weights by "
+        "1 - lr x weight_decay each step is the mechanism",
     ),
     "standardize_targets": Remedy(
         "standardize the regression targets (data.target_preprocess: standardize)",

@@ -18,6 +18,11 @@ from nandoctor.diagnosis.measures import history_offset
 
 UNSCALED_INPUT = 100.0  # inputs (or targets) larger than this, unpreprocessed, are unscaled
 REGRESSION_LOSSES = ("mse", "mae", "huber")  # losses of real-valued targets
+# lr x weight_decay from which each step's factor 1 - lr x wd on the weights is 0 or below: the
+# decay alone zeroes or flips them (past 2, it grows them). Optimisers whose step is lr x (raw
+# gradient + wd x w), or decoupled (adamw); adam/rmsprop/adagrad rescale the decay term.
+DECAY_PER_STEP = 1.0
+DECAYING = ("sgd", "momentum", "nesterov", "adamw")
 HIGH_UPDATE_RATIO = 0.1  # updates above 10% of the weights' norm per step are too large
 
 Rule = Callable[[Failure, Finding], Iterator[Finding]]
@@ -71,6 +76,29 @@ def unscaled_targets(f: Failure, cause: Finding) -> Iterator[Finding]:
                 "the targets; standardized targets are ~1"
             ],
         )
+
+
+def high_weight_decay(f: Failure, cause: Finding) -> Iterator[Finding]:
+    """Weight decay so strong for the rate that the decay term alone zeroes, flips or grows
+    the weights each step (w <- (1 - lr x wd) w - lr x step)."""
+    t, lr = f.spec.train, f.outcome.learning_rate
+    if not t.weight_decay or t.optimizer not in DECAYING or lr * t.weight_decay < DECAY_PER_STEP:
+        return
+    factor_ = 1 - lr * t.weight_decay
+    does = "grows" if factor_ < -1 else "flips" if factor_ < 0 else "zeroes"
+    lines = [f"1 - lr x weight_decay = 1 - {fmt(lr)} x {fmt(t.weight_decay)} = {fmt(factor_)}"]
+    w = (f.outcome.history or {}).get("weight_norm")
+    off = history_offset(f.outcome)
+    if w is not None and len(w) > 1:
+        k = max(f.first.step - 1 - off, 1)  # the complete steps before the failure
+        first, last = np.nansum(w[0] ** 2) ** 0.5, np.nansum(w[k - 1] ** 2) ** 0.5
+        lines.append(f"weight norm {fmt(first)} at step {off + 1}, {fmt(last)} at step {off + k}")
+    yield factor(
+        "high_weight_decay",
+        f"train.weight_decay {fmt(t.weight_decay)} at lr {fmt(lr)}: each step the decay {does} "
+        f"the weights (x{fmt(factor_)})",
+        lines,
+    )
 
 
 def naive_numerics(f: Failure, cause: Finding) -> Iterator[Finding]:
@@ -138,6 +166,7 @@ FACTOR_RULES: tuple[Rule, ...] = (
     high_learning_rate,
     unscaled_inputs,
     unscaled_targets,
+    high_weight_decay,
     naive_numerics,
     low_precision,
     poor_init,

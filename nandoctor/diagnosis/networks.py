@@ -42,8 +42,10 @@ def norm_division(outcome, head: str) -> Finding | None:
             f"{inv['nonfinite']} of {inv['size']} {groups} had a variance of exactly 0"
             + (f" (this step's batch held {rows} row{'s' if rows != 1 else ''})" if rows else "")
         )
+    dtype = outcome.spec.numerics.dtype
+    lost = f" ({fmt(layer.norm_eps)} is 0 in {dtype})" if _is_zero_in(layer.norm_eps, dtype) else ""
     lines.append(
-        f"model.layers.{first.layer - 1}.norm_eps = {fmt(layer.norm_eps)}: nothing keeps "
+        f"model.layers.{first.layer - 1}.norm_eps = {fmt(layer.norm_eps)}{lost}: nothing keeps "
         "sqrt(var + norm_eps) away from 0, so 0 / 0 gave NaN"
     )
     return Finding(
@@ -54,6 +56,11 @@ def norm_division(outcome, head: str) -> Finding | None:
         first.layer,
         first.step,
     )
+
+
+def _is_zero_in(value: float, dtype: str) -> bool:
+    """A non-zero ``value`` that ``dtype`` rounds to 0 (norm_eps 1e-12 in float16)."""
+    return value != 0 and float(np.asarray(value, dtype)) == 0
 
 
 # ------------------------------------------------------------------ warnings

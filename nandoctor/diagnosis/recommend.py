@@ -123,6 +123,8 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             add("stable_numerics", {"numerics.mode": "stable"})
         if "unscaled_inputs" in ids:
             add("standardize_inputs", {"data.preprocess": "standardize"})
+        if "high_weight_decay" in ids:
+            add("lower_weight_decay", {"train.weight_decay": 0.01})
         if "unscaled_targets" in ids or (cast and outcome.first_nonfinite.tensor == "y"):
             add("standardize_targets", {"data.target_preprocess": "standardize"})
         if spec.numerics.dtype == "float16":
@@ -133,13 +135,23 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             # the failing layer's norm, and every other one as unguarded: fixing only the first
             # to fail lets the next one fail the same way
             failed = outcome.first_nonfinite.layer - 1
-            unguarded = {
+            unguarded = {  # norm_eps 0 as the dtype holds it (1e-12 is 0 in float16)
                 i
                 for i, layer in enumerate(spec.model.layers)
-                if layer.norm != "none" and layer.norm_eps == 0
+                if layer.norm != "none" and float(np.asarray(layer.norm_eps, dtype)) == 0
             }
-            changes = {f"model.layers.{i}.norm_eps": NORM_EPS for i in sorted(unguarded | {failed})}
-            add("add_norm_eps", changes)
+            layers = sorted(unguarded | {failed})
+            eps = holdable(NORM_EPS, dtype)
+            where = ", ".join(str(i + 1) for i in layers)
+            why = (
+                "torch's default" if eps == NORM_EPS else f"{fmt(NORM_EPS)} is subnormal in {dtype}"
+            )
+            add(
+                "add_norm_eps",
+                {f"model.layers.{i}.norm_eps": eps for i in layers},
+                f"use norm_eps = {fmt(eps)} ({why}) in the norm of layer"
+                f"{'s' if len(layers) > 1 else ''} {where}",
+            )
         elif c == "division_by_zero":
             eps = holdable(ADAM_EPS, dtype)
             held = float(np.asarray(ADAM_EPS, dtype))

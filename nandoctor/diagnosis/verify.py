@@ -98,9 +98,10 @@ def _record(rec: Recommendation, trial: Trial, note: str = "") -> None:
         rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}{note}"
         if rec.learns is False:
             rec.evidence += (
-                f"; but its loss did not fall ({trial.trend}): it keeps the values finite by not"
-                " learning"
+                f"; but its loss did not fall ({trend}): it keeps the values finite by not learning"
             )
+        elif trend is not None and rec.learns is None:
+            rec.evidence += f"; its loss fell within its step-to-step noise ({trend})"
     else:
         rec.evidence = f"still non-finite, at step {trial.failed_step}"
 
@@ -185,9 +186,11 @@ def verify(
             if not tried:  # no halving is a normal number of the dtype: confirm its own rate
                 todo.append(rec)
                 continue
-            if rate is None:
+            if rate is None:  # the change shown is the last one tried, as its evidence says
+                smallest = outcome.learning_rate / 2**tried
                 rec.verified = False
-                rec.evidence = f"still non-finite at lr {fmt(outcome.learning_rate / 2**tried)} ({tried} halvings)"
+                rec.changes = {"train.learning_rate": smallest}
+                rec.evidence = f"still non-finite at lr {fmt(smallest)} ({tried} halvings)"
             else:  # the halving run was a full run from step 1: it is the confirmation
                 rec.changes = {"train.learning_rate": rate}
                 rec.summary = f"lower the learning rate to {fmt(rate)} (the largest finite rate found by halving)"

@@ -489,7 +489,7 @@ def _cross_checks(s: Spec) -> list[tuple[str, str]]:
     if need and act not in (need, "linear"):
         msg = f"loss {loss} needs the last layer's activation {need} or linear (logits), not {act}"
         out.append((f"{last}.activation", msg))
-    out += _loss_checks(s.loss)
+    out += _loss_checks(s.loss) + _schedule_checks(s.train)
     if d.task == "random" and loss != "random_gradient":
         msg = f"data.task random has no targets: the loss must be random_gradient, not {loss}"
         out.append(("loss", msg))
@@ -527,6 +527,29 @@ def _loss_checks(loss: LossSpec) -> list[tuple[str, str]]:
     out = []
     if loss.label_smoothing and loss.name != "cross_entropy":
         out.append(("loss.label_smoothing", f"applies to cross_entropy only, not {loss.name}"))
+    if loss.delta != LossSpec.model_fields["delta"].default and loss.name != "huber":
+        out.append(("loss.delta", f"applies to huber only, not {loss.name}"))
+    return out
+
+
+# schedule keys -> the schedules that read them: one set for another schedule is not used, so
+# the run would not do what the spec seems to say (a warmup that never happens)
+_SCHEDULE_KEYS = {
+    "lr_step_size": ("step", "exponential"),
+    "lr_gamma": ("step", "exponential"),
+    "warmup_steps": ("warmup",),
+}
+
+
+def _schedule_checks(train: TrainSpec) -> list[tuple[str, str]]:
+    out = []
+    for key, schedules in _SCHEDULE_KEYS.items():
+        if getattr(train, key) != TrainSpec.model_fields[key].default and train.schedule not in (
+            schedules
+        ):
+            names = " or ".join(schedules)
+            msg = f"applies to schedule {names} only, not {train.schedule}: set train.schedule"
+            out.append((f"train.{key}", f"{msg} or remove it"))
     return out
 
 

@@ -564,3 +564,18 @@ def test_json_is_strict_and_finite():
     assert doc["max_stable_lr"] is None
     assert all(x["final_loss"] is None for x in doc["runs"])
     assert math.isfinite(doc["lambda_max"])
+
+
+def test_full_batch_nesterov_edge_sits_at_its_own_bound_and_the_note_names_it():
+    # torch's Nesterov momentum m on a quadratic diverges above lr lambda = 2 (1 + m) / (1 + 2 m)
+    spec = linear_spec(0, 64, 4, 2, dtype="float16").with_changes(
+        {"train.steps": 400, "train.optimizer": "nesterov", "train.momentum": 0.9}
+    )
+    (point,) = sweep(spec, [0.05, 10.0], [{}], edge=True)
+    ref = 2 / point.sharpness * 1.9 / 2.8
+    lo, hi = point.edge
+    assert 0.9 * ref < lo <= 1.1 * ref, (lo, hi, ref)
+    from nandoctor.sweep import compare_note
+
+    note = compare_note(point, spec)
+    assert "2(1+0.9)/((1+2x0.9) lambda_max)" in note and f"{ref:.3g}" in note

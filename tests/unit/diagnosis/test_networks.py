@@ -72,6 +72,7 @@ def test_norm_eps_is_proposed_for_every_unguarded_norm_not_only_the_first_to_fai
     assert d.cause.id == "division_by_zero" and outcome.first_nonfinite.layer == 1
     fix = rec(d, "add_norm_eps")
     assert fix.changes == {"model.layers.0.norm_eps": 1e-5, "model.layers.1.norm_eps": 1e-5}
+    assert fix.summary.endswith("in the norm of layers 1, 2")
     assert fix.verified is True, fix.evidence
     one = spec.with_changes({"model.layers.0.norm_eps": 1e-5})  # what was proposed before
     assert train(one)[0].first_nonfinite.layer == 2
@@ -228,3 +229,26 @@ def test_a_deep_saturating_stack_is_offered_batch_norm_and_sgd_explosions_adamw(
         "train.optimizer": "adamw",
         "train.learning_rate": 0.001,
     }
+
+
+@pytest.mark.parametrize(("optimizer", "fires"), [("adamw", True), ("sgd", True), ("adam", False)])
+def test_weight_decay_that_flips_the_weights_each_step_is_a_factor_and_its_fix_learns(
+    optimizer, fires
+):
+    """lr 0.1 x weight_decay 100: w <- -9 w - lr x step. The factor shows 1 - lr x wd and the
+    weight norm's growth; weight_decay 0.01 is verified and learns, ranked above a lower rate
+    (which stays finite with the weights pinned near 0). Adam rescales the decay term: not it."""
+    layers = [{"units": 32, "activation": "relu"}, {"units": 1}]
+    train_keys = {"steps": 300, "learning_rate": 0.1, "optimizer": optimizer}
+    spec = make(layers, {"samples": 256, "features": 10, "outputs": 1}, train=train_keys)
+    spec = spec.with_changes({"train.weight_decay": 100.0})
+    d, _ = examine(spec)
+    found = [f for f in d.contributing if f.id == "high_weight_decay"]
+    assert bool(found) == fires
+    if not fires:
+        return
+    assert d.status == "nonfinite"
+    assert "1 - 0.1 x 100 = -9" in found[0].evidence[0]
+    fix = d.recommendations[0]
+    assert fix.id == "lower_weight_decay" and fix.changes == {"train.weight_decay": 0.01}
+    assert fix.verified is True and fix.learns is True, fix.evidence

@@ -49,6 +49,9 @@ def test_set_reaches_into_a_shorthand_loss_and_keeps_a_mappings_keys(tmp_path):
     "extra, key, words",
     [
         ("loss: {name: mse, label_smoothing: 0.1}\n", "loss.label_smoothing", "cross_entropy only"),
+        ("loss: {name: mae, delta: 5.0}\n", "loss.delta", "huber only, not mae"),
+        ("train: {warmup_steps: 50}\n", "train.warmup_steps", "schedule warmup only, not constant"),
+        ("train: {schedule: cosine, lr_gamma: 0.5}\n", "train.lr_gamma", "step or exponential"),
         ("loss: {name: hubber}\n", "loss.name", "did you mean 'huber'"),
         (
             "numerics: {dtype: float32, master_dtype: float16}\n",
@@ -94,3 +97,10 @@ def test_the_json_schema_takes_the_loss_as_a_name_or_a_mapping():
     loss = json_schema()["properties"]["loss"]
     names, ref = loss["anyOf"]
     assert "huber" in names["enum"] and ref["$ref"].endswith("LossSpec")
+
+
+def test_keys_of_the_loss_and_schedule_in_use_are_accepted(tmp_path):
+    text = BASE + "loss: {name: huber, delta: 5.0}\ntrain: {schedule: warmup, warmup_steps: 50}\n"
+    spec = load_spec(write(tmp_path, text))
+    assert (spec.loss.delta, spec.train.warmup_steps) == (5.0, 50)
+    assert spec.with_changes({"train.schedule": "step", "train.warmup_steps": 100}).train.schedule
