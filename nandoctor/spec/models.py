@@ -544,9 +544,8 @@ _SCHEDULE_KEYS = {
 def _schedule_checks(train: TrainSpec) -> list[tuple[str, str]]:
     out = []
     for key, schedules in _SCHEDULE_KEYS.items():
-        if getattr(train, key) != TrainSpec.model_fields[key].default and train.schedule not in (
-            schedules
-        ):
+        unused = train.schedule not in schedules
+        if unused and getattr(train, key) != TrainSpec.model_fields[key].default:
             names = " or ".join(schedules)
             msg = f"applies to schedule {names} only, not {train.schedule}: set train.schedule"
             out.append((f"train.{key}", f"{msg} or remove it"))
