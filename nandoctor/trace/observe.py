@@ -76,6 +76,16 @@ def _by(site: Site) -> str:
     return "the rest of the statement absorbed"
 
 
+def _fate(site: Site) -> str:
+    if site.aborted >= site.count:
+        return (
+            f"{site.count:,} {KIND_WORDS.get(site.kind, site.kind)} at {_site_text(site)} raised "
+            "the program's own error (np.seterr 'raise' or a warnings filter 'error'), so the "
+            "statement assigned nothing"
+        )
+    return f"{_made(site)} that {_by(site)}"
+
+
 def absorbed_text(site: Site) -> str:
     """What an event whose statement stayed finite did, exactly: which op made which value,
     which op absorbed it, how many of the events were checked, whether the program silenced it."""
@@ -183,6 +193,6 @@ def finite_summary(recorder: Recorder) -> str:
             "no operation created a NaN or an Inf, and none was left in the variables nandoctor "
             f"could read ({seen})"
         )
-    made = "; ".join(f"{_made(site)} that {_by(site)}" for site in sites)
+    made = "; ".join(_fate(site) for site in sites)
     also = f"; {parts[0]}" if parts else ""
     return f"no NaN or Inf reached a value the program kept: {made}{also}"

@@ -196,7 +196,7 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
         tb = e.__traceback__
         while tb is not None and not is_user_code(tb.tb_frame.f_code):
             tb = tb.tb_next
-        outcome.traceback_text = "".join(traceback.format_exception(type(e), e, tb))
+        outcome.traceback_text = _user_traceback(e, tb)
         outcome.frames_locals = _raising_locals(tb)
     finally:
         sys.argv = saved_argv
@@ -231,6 +231,16 @@ def _exit_code(code) -> int:
         return code
     print(code, file=sys.stderr)
     return 1
+
+
+def _user_traceback(e: BaseException, tb) -> str:
+    """The program's traceback as python prints it: without the error callback's frame, which a
+    raise the program asked NumPy for (``np.seterr(all='raise')``) passes through."""
+    te = traceback.TracebackException(type(e), e, tb)
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    while te.stack and os.path.abspath(te.stack[-1].filename).startswith(here):
+        te.stack.pop()
+    return "".join(te.format())
 
 
 def _raising_locals(tb) -> list[dict]:

@@ -279,7 +279,7 @@ def test_the_programs_own_error_handling_is_honoured_and_still_recorded(tmp_path
     res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
     doc = json.loads(res.stdout)
     assert "caught" in res.stderr and "divide by zero" not in res.stderr
-    assert doc["first_nonfinite"]["line"] == 4
+    assert doc["first_nonfinite"]["line"] == 8  # line 4 raised: it kept nothing
     assert {(e["line"], e["kind"]) for e in doc["events"]} == {
         (4, "overflow"),
         (8, "divide_by_zero"),
@@ -474,3 +474,57 @@ def test_the_program_starts_before_the_report_and_diagnosis_are_imported(tmp_pat
     assert not heavy, f"imported by a healthy trace that never needs them: {sorted(heavy)}"
     assert "nandoctor.report.trace" in modules["exit"]  # the probe saw the report's imports
     assert not any(m.startswith("nandoctor.diagnosis") for m in modules["exit"])
+
+
+def test_the_programs_warnings_and_raises_are_numpys_own_words_and_places(tmp_path):
+    """A filter on NumPy's message ("... in exp") must take the same branch under trace."""
+    prog = _script(
+        tmp_path,
+        "import warnings\nimport numpy as np\n"
+        "warnings.filterwarnings('error', message='overflow encountered in exp')\n"
+        "try:\n    np.exp(np.array([1000.0]))\n    print('path: naive')\n"
+        "except RuntimeWarning:\n    print('path: stable')\n"
+        "warnings.resetwarnings()\n"
+        "with warnings.catch_warnings(record=True) as got:\n"
+        "    warnings.simplefilter('always')\n"
+        "    np.log(np.zeros(1))\n    np.mean(np.array([]))\n"
+        "for w in got:\n"
+        "    print(w.category.__name__, w.message, os.path.basename(w.filename), w.lineno)\n"
+        "np.seterr(all='raise')\n"
+        "try:\n    np.sqrt(-np.ones(1))\nexcept FloatingPointError as e:\n    print(e)\n",
+    )
+    prog.write_text("import os\n" + prog.read_text())
+    want = subprocess.run(
+        [sys.executable, str(prog)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "path: stable" in want and "invalid value encountered in sqrt" in want
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    assert res.stderr.strip().splitlines() == want.strip().splitlines()
+
+
+def test_a_raise_the_program_asked_numpy_for_ends_its_traceback_at_its_own_line(tmp_path):
+    prog = _script(
+        tmp_path, "import numpy as np\nnp.seterr(all='raise')\nnp.exp(np.ones(1) * -800)\n"
+    )
+    res = CliRunner().invoke(main, ["trace", str(prog)])
+    assert res.exit_code == 3
+    tb = res.stderr[res.stderr.index("Traceback") :]
+    files = [line for line in tb.splitlines() if line.strip().startswith("File ")]
+    assert "prog.py" in files[-1], tb
+    assert "FloatingPointError: underflow encountered in exp" in tb
+
+
+def test_a_statement_the_programs_warnings_filter_aborted_kept_no_value(tmp_path):
+    """filterwarnings('error') turns log(0) into an exception before anything is assigned."""
+    prog = _script(
+        tmp_path,
+        "import warnings\nimport numpy as np\nwarnings.filterwarnings('error')\n"
+        "h, restarts = np.array([0.0, 0.5]), 0\nfor _ in range(3):\n    try:\n"
+        "        cost = -np.mean(np.log(h))\n    except RuntimeWarning:\n"
+        "        restarts += 1\nprint('restarts:', restarts)\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 0 and doc["first_nonfinite"] is None, res.stdout
+    assert "restarts: 3" in res.stderr
+    assert [(e["line"], e["kind"], e["count"]) for e in doc["events"]] == [(7, "divide_by_zero", 3)]
