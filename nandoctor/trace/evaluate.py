@@ -251,7 +251,7 @@ def read_line(frame: FrameType, stmt: ast.stmt | None, kind: str) -> LineReading
     evaluator = FrameEvaluator(frame)
     try:
         result = evaluator.eval(root)
-        reading.absorbed = value_kind(result) is None and _is_numeric(result)
+        reading.absorbed = _finite_numbers(result)
     except Unsafe:
         pass
     except Exception:
@@ -280,6 +280,17 @@ def _absorber(root: ast.AST, node: ast.AST, evaluator: FrameEvaluator) -> str | 
             return op_name(up)
         up = parents.get(id(up))
     return None
+
+
+def _finite_numbers(value) -> bool:
+    """The statement's value is numbers, none NaN or Inf; a tuple's (``return A, cache``) too,
+    beside plain labels (``return p, "naive"``)."""
+    if _is_numeric(value):
+        return value_kind(value) is None
+    if isinstance(value, tuple | list):
+        numbers = [v for v in value if not isinstance(v, str | bytes | type(None))]
+        return bool(numbers) and all(_finite_numbers(v) for v in numbers)
+    return False
 
 
 def _is_numeric(value) -> bool:

@@ -400,6 +400,24 @@ def test_an_overflow_absorbed_by_a_sigmoid_is_not_called_no_inf_created(tmp_path
     assert "no operation created" not in res.stdout and "every value stayed" not in res.stdout
 
 
+@pytest.mark.parametrize(
+    "line",
+    ["A, cache = 1 / (1 + np.exp(-x)), x", "A, path = 1 / (1 + np.exp(-x)), 'naive'"],
+)
+def test_an_overflow_absorbed_inside_a_tuple_statement_is_absorbed_too(tmp_path, line):
+    prog = _script(tmp_path, f"import numpy as np\nx = np.array([-1000.0, 0.0])\n{line}\n")
+    r = trace_program(Program(str(prog)))
+    assert r.first is None and r.exit_code == 0
+    site = next(s for s in r.events if s.kind == "overflow")
+    assert (site.op, site.value, site.absorber) == ("exp", "inf", "divide")
+
+
+def test_a_tuple_statement_that_keeps_an_inf_is_still_reported(tmp_path):
+    prog = _script(tmp_path, "import numpy as np\nx = np.array([-1000.0])\nA, B = np.exp(-x), x\n")
+    r = trace_program(Program(str(prog)))
+    assert r.first is not None and (r.first.line, r.first.op) == (3, "exp")
+
+
 def test_a_program_that_crashed_without_nan_is_not_headlined_healthy(tmp_path):
     prog = _script(tmp_path, "import numpy as np\nnp.ones(3) @ np.ones(2)\n")
     res = CliRunner().invoke(main, ["trace", str(prog)])
