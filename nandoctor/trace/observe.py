@@ -141,8 +141,16 @@ def named_arrays(namespaces: list[tuple[str | None, dict]]):
 
 def leftover_nan(namespaces: list[tuple[str | None, dict]]) -> list[tuple[str, int, int]]:
     """Variables still holding NaN at the end: (name, NaN count, size). Inf alone is a sentinel."""
+    from nandoctor.trace.silent import float_values
+
     found = []
-    for name, a in named_arrays(namespaces):
+    numbers = [
+        (f"{name} (in {function})" if function else name, a)
+        for function, namespace in namespaces
+        for name, value in list(namespace.items())
+        if not name.startswith("__") and (a := float_values(value)) is not None
+    ]
+    for name, a in [*named_arrays(namespaces), *numbers]:
         with npstate.errstate(all="ignore"):
             count = int(np.count_nonzero(np.isnan(a)))
         if count:

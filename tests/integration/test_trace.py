@@ -546,3 +546,40 @@ def test_a_statement_the_programs_warnings_filter_aborted_kept_no_value(tmp_path
     assert res.exit_code == 0 and doc["first_nonfinite"] is None, res.stdout
     assert "restarts: 3" in res.stderr
     assert [(e["line"], e["kind"], e["count"]) for e in doc["events"]] == [(7, "divide_by_zero", 3)]
+
+
+def test_a_nan_in_a_list_of_floats_is_found_where_it_came_in(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\ndef main():\n"
+        "    scores = [float(s) for s in '0.11 0.10 nan'.split()]\n"
+        "    print('mean: %.3f' % np.mean(scores))\nmain()\n",
+    )
+    r = trace_program(Program(str(prog)))
+    assert r.exit_code == 1 and (r.first.line, r.first.variable) == (3, "scores")
+
+
+def test_a_printed_nan_no_run_locates_is_never_called_finite(tmp_path):
+    prog = _script(tmp_path, "print(float('nan'))\n")
+    res = CliRunner().invoke(main, ["trace", str(prog)])
+    assert res.exit_code == 1
+    assert "unlocated" in res.stdout and "kept no NaN" not in res.stdout
+
+
+def test_a_second_run_out_of_time_is_stopped_and_said(tmp_path, monkeypatch):
+    """A NaN held at the end whose second run is too slow: not located, no cause claimed."""
+    from nandoctor.trace import session
+
+    monkeypatch.setattr(session, "RERUN_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(session, "RERUN_FACTOR", 1.0)
+    prog = _script(
+        tmp_path,
+        "import subprocess, sys\n"
+        "subprocess.run([sys.executable, '-c', 'pass'])\n"
+        "for i in range(2_000_000):\n    pass\n"
+        "vals = [float(s) for s in '1 nan'.split()]\n",
+    )
+    r = trace_program(Program(str(prog)))
+    assert r.exit_code == 1 and r.first.line is None and r.cause is None
+    assert any("second run was stopped after" in n for n in r.notes)
+    assert any("started other processes" in n for n in r.notes)
