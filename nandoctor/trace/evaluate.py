@@ -263,6 +263,10 @@ def read_line(frame: FrameType, stmt: ast.stmt | None, kind: str) -> LineReading
             reading.value = value_kind(value)
             reading.operands = _operands(node, args)
             reading.names = _names(node, evaluator)
+            if isinstance(stmt, ast.AugAssign):  # read after the op: its result, not its operand
+                target = ast.unparse(stmt.target)
+                reading.operands = [(e, n) for e, n in reading.operands if e != target]
+                reading.names.pop(target, None)
             reading.reproduced = True
             if reading.absorbed:
                 reading.absorber = _absorber(root, node, evaluator)
@@ -338,6 +342,8 @@ def _guess(stmt: ast.stmt | None, kind: str, reading: LineReading) -> LineReadin
     if stmt is None:
         return reading
     ops = [op_name(n) for n in _post_order(stmt) if isinstance(n, ast.BinOp | ast.Call)]
+    if isinstance(stmt, ast.AugAssign) and type(stmt.op) in BINARY:  # its op runs last
+        ops.append(BINARY[type(stmt.op)][0])
     likely = [o for o in ops if o in LIKELY_OPS.get(kind, ())]
     reading.op = (likely or ops or ["?"])[0]
     return reading

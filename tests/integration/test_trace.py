@@ -583,3 +583,16 @@ def test_a_second_run_out_of_time_is_stopped_and_said(tmp_path, monkeypatch):
     assert r.exit_code == 1 and r.first.line is None and r.cause is None
     assert any("second run was stopped after" in n for n in r.notes)
     assert any("started other processes" in n for n in r.notes)
+
+
+def test_an_in_place_op_is_not_described_by_its_own_result(tmp_path):
+    """``s += x`` is read after it ran: ``s`` then holds the result, not the operand it was."""
+    prog = _script(
+        tmp_path,
+        "import numpy as np\ns = np.array([30000, 60000], dtype=np.float16)\n"
+        "x = np.full(2, 30000, dtype=np.float16)\nfor _ in range(2):\n    s += x\n",
+    )
+    r = trace_program(Program(str(prog)))
+    assert (r.first.line, r.first.op, r.cause.id) == (5, "add", "overflow")
+    assert [e for e, _ in r.first.operands] == ["x"]
+    assert not any("already held" in e for e in r.cause.evidence)
