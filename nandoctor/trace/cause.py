@@ -19,6 +19,7 @@ GROWTH = 10.0  # operands this many times larger than at the loop's first iterat
 MIN_ITERATIONS = 3  # iterations of history needed before calling a growth "exploding"
 LOG_OPS = {"log", "log2", "log10", "log1p"}
 DIVIDE_OPS = {"divide", "true_divide", "floor_divide", "reciprocal", "remainder", "mean"}
+REDUCING_OPS = {"mean", "average", "var", "std", "nanmean", "nanvar", "nanstd"}  # sum / count
 EXP_OPS = {"exp", "exp2", "expm1", "power", "cosh", "sinh"}
 
 
@@ -62,6 +63,9 @@ def decide(first: FirstNonFinite, growth: list[tuple[int, float]]) -> tuple[Caus
     carried = [(e, n) for e, n in first.operands if n.get("nonfinite")]
     if carried:
         return _bad_input_carried(first, carried)
+    empty = [(e, n) for e, n in first.operands if n.get("size") == 0]
+    if empty and first.op in REDUCING_OPS:
+        return _empty(first, empty)
     zeros = [(e, n) for e, n in first.operands if n.get("exact_zeros")]
     if first.kind == "divide_by_zero" or (
         first.kind == "invalid" and first.op in DIVIDE_OPS and zeros
@@ -112,8 +116,28 @@ def _bad_input_carried(first, carried) -> tuple[Cause, list[str]]:
     ]
 
 
+def _empty(first, empty) -> tuple[Cause, list[str]]:
+    """A mean (var, std) of nothing: its sum 0 divided by its count 0."""
+    e, n = empty[0]
+    evidence = [
+        f"`{e}` is empty (shape {tuple(n.get('shape', [0]))}) when `{first.op}` ran at "
+        f"{_where(first)}: its sum 0 is divided by its count 0 (0/0 = nan)"
+    ]
+    cause = Cause(
+        "division_by_zero", f"{first.op} of an empty selection at {_where(first)}", evidence
+    )
+    return cause, [
+        "handle the empty case before the mean (if the selection is empty, keep the previous "
+        "value or re-seed it), rather than averaging nothing"
+    ]
+
+
 def _is_probability(n: dict) -> bool:
-    return n.get("min") is not None and n["min"] >= 0 and n["max"] <= 1
+    """Values in [0, 1] with some strictly between: only exact 0s and 1s are a mask, one-hot
+    labels or counts, not a squashing function's output."""
+    if n.get("min") is None or n["min"] < 0 or n["max"] > 1:
+        return False
+    return n.get("exact_zeros", 0) + n.get("exact_ones", 0) + n.get("nonfinite", 0) < n["size"]
 
 
 def _zero(first, zeros) -> tuple[Cause, list[str]]:
@@ -177,6 +201,7 @@ def _invalid(first) -> tuple[Cause, list[str]]:
     evidence = [
         f"`{e}` ranges over [{fmt(n['min'])}, {fmt(n['max'])}] when `{first.op}` ran at {_where(first)}"
         for e, n in (negatives or first.operands)
+        if n.get("min") is not None
     ]
     cause = Cause(
         "domain_error", f"{first.op} outside its domain made NaN at {_where(first)}", evidence

@@ -341,11 +341,14 @@ class Recorder:
 
     def _recording(self, frame, kind: str, aborted: bool) -> None:
         self._busy = True
+        show = warnings._showwarnmsg  # re-evaluating np.mean([]) must not warn the program again
+        warnings._showwarnmsg = _quiet
         try:
             with npstate.errstate(all="ignore"):
                 self._record(frame, kind, aborted)
         finally:
             self._busy = False
+            warnings._showwarnmsg = show
 
     def _record(self, frame, kind: str, aborted: bool = False) -> None:
         """``aborted``: the program's error handling raised, so the statement kept no value."""
@@ -391,6 +394,10 @@ class Recorder:
             Site(c.co_filename, line, "underflow", n) for (c, line), n in self.underflow.items()
         ]
         return sorted([*self.sites.values(), *under], key=lambda s: (-s.count, s.file, s.line))
+
+
+def _quiet(message) -> None:
+    """Shows no warning: the one the re-evaluation of a line would repeat."""
 
 
 class _Log:

@@ -596,3 +596,23 @@ def test_an_in_place_op_is_not_described_by_its_own_result(tmp_path):
     assert (r.first.line, r.first.op, r.cause.id) == (5, "add", "overflow")
     assert [e for e, _ in r.first.operands] == ["x"]
     assert not any("already held" in e for e in r.cause.evidence)
+
+
+def test_the_mean_of_an_empty_selection_is_a_division_by_zero_with_the_selection_shown(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nX = np.arange(8.0).reshape(4, 2)\nlabels = np.array([0, 0, 1, 1])\n"
+        "C = np.array([X[labels == j].mean(axis=0) for j in range(3)])\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert doc["cause"]["id"] == "division_by_zero", doc["cause"]
+    assert "`X[labels == j]` is empty (shape (0, 2))" in doc["cause"]["evidence"][0]
+    done = subprocess.run(
+        [sys.executable, "-m", "nandoctor", "trace", str(prog)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.stderr.count("Mean of empty slice") == 1  # re-reading the line warns no more

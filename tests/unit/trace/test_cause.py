@@ -91,3 +91,14 @@ def test_a_log_of_zero_whose_operands_could_not_be_read_has_no_placeholder_evide
     cause, _ = decide(f, [])
     assert cause.id == "division_by_zero"
     assert not any("?" in e for e in cause.evidence)
+
+
+def test_counts_of_only_zeros_and_ones_are_not_a_saturated_probability():
+    """A bag-of-words matrix divided by row norms, one of them 0: a zero norm, not a sigmoid."""
+    counts = numbers(min=0.0, max=1.0, min_abs=0.0, exact_zeros=39, exact_ones=21, size=60)
+    norms = numbers(min=0.0, max=2.24, min_abs=0.0, exact_zeros=1, size=6)
+    f = first(op="divide", kind="invalid", operands=[("A", counts), ("norms", norms)])
+    f.variables = {"A": counts, "norms": norms}
+    cause, _ = decide(f, [])
+    assert cause.id == "division_by_zero"
+    assert not any("squashing" in e for e in cause.evidence)
