@@ -16,7 +16,6 @@ from nandoctor.diagnosis.catalogue import CAUSES
 from nandoctor.trace.events import FirstNonFinite
 
 GROWTH = 10.0  # operands this many times larger than at the loop's first iteration: a growth
-MIN_ITERATIONS = 3  # iterations of history needed before calling a growth "exploding"
 LOG_OPS = {"log", "log2", "log10", "log1p"}
 DIVIDE_OPS = {"divide", "true_divide", "floor_divide", "reciprocal", "remainder", "mean"}
 REDUCING_OPS = {"mean", "average", "var", "std", "nanmean", "nanvar", "nanstd"}  # sum / count
@@ -177,15 +176,30 @@ def _zero(first, zeros) -> tuple[Cause, list[str]]:
         for name, n in first.variables.items()
         if n.get("size") == 1 and n.get("exact_zeros") == 1 and name != operand
     ]
+    roles = _roles(first.source)
+    eps = [  # a float added to the denominator (or its floor) to keep it away from 0
+        name
+        for name in zero_scalars
+        if "added" in roles.get(name, ()) and first.variables[name].get("dtype", "").startswith("f")
+    ]
+    exponents = [name for name in zero_scalars if "exponent" in roles.get(name, ())]
+    evidence += [f"`{n}` is exactly 0: it cannot keep the denominator away from 0" for n in eps]
     evidence += [
-        f"`{n}` is exactly 0: it cannot keep the denominator away from 0" for n in zero_scalars
+        f"`{n}` is exactly 0 and is an exponent there: x ** 0 = 1, which makes `{operand}` "
+        "exactly 0"
+        for n in exponents
     ]
     if first.op in LOG_OPS:
         advice = ["add a small floor before the log (np.log(np.maximum(x, eps)))"]
-    elif zero_scalars:
+    elif eps:
         advice = [
-            f"give `{zero_scalars[0]}` a value the dtype can hold (1e-8 for float64/float32, 1e-4 "
+            f"give `{eps[0]}` a value the dtype can hold (1e-8 for float64/float32, 1e-4 "
             "for float16): an eps of 0 lets 0 / 0 through"
+        ]
+    elif exponents:
+        advice = [
+            f"divide by `{operand}` only once `{exponents[0]}` makes it non-zero (e.g. count "
+            f"`{exponents[0]}` up before this line, so it starts at 1), or guard the division"
         ]
     else:
         advice = [
@@ -194,6 +208,32 @@ def _zero(first, zeros) -> tuple[Cause, list[str]]:
         ]
     cause = Cause("division_by_zero", f"{first.op} by an exact zero at {_where(first)}", evidence)
     return cause, advice
+
+
+def _roles(source: str) -> dict[str, set[str]]:
+    """What each name or attribute does in the line: ``added`` (a term of ``+``, or an argument
+    of ``maximum``/``clip``: a floor) or ``exponent`` (the right side of ``**``)."""
+    import ast
+
+    try:
+        tree = ast.parse(source.strip())
+    except SyntaxError:
+        return {}
+    roles: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        parts: list[tuple[ast.AST, str]] = []
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            parts = [(node.left, "added"), (node.right, "added")]
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            parts = [(node.right, "exponent")]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) in FLOORS:
+            parts = [(a, "added") for a in node.args]
+        for sub, role in parts:
+            roles.setdefault(ast.unparse(sub), set()).add(role)
+    return roles
+
+
+FLOORS = {"maximum", "fmax", "clip"}
 
 
 def _invalid(first) -> tuple[Cause, list[str]]:
@@ -233,11 +273,7 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
         limit = _exp_limit(biggest["dtype"])
         if limit:
             evidence.append(f"{first.op} overflows {biggest['dtype']} beyond {fmt(limit)}")
-    grew = (
-        len(growth) >= MIN_ITERATIONS
-        and growth[0][1] > 0
-        and growth[-1][1] / growth[0][1] >= GROWTH
-    )
+    grew = len(growth) >= 2 and growth[0][1] > 0 and growth[-1][1] / growth[0][1] >= GROWTH
     if grew:
         (i0, m0), (i1, m1) = growth[0], growth[-1]
         evidence.append(
@@ -254,7 +290,7 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
             "clip the gradient norm before the update (g *= min(1, max_norm / np.linalg.norm(g)))",
         ]
         return cause, advice
-    if growth:
+    if growth:  # they did not grow GROWTH-fold: they were already about this large
         i0, m0 = growth[0]
         evidence.append(
             f"the operands were already max |x| = {fmt(m0)} at iteration {i0}: no growth was needed"
