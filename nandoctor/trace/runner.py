@@ -229,7 +229,9 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
                     program.target, run_name="__main__", alter_sys=True
                 )
             else:
-                outcome.globals = runpy.run_path(program.target, run_name="__main__")
+                outcome.globals = runpy.run_path(
+                    os.path.abspath(program.target), run_name="__main__"
+                )
     except SystemExit as e:
         outcome.exit_code = _exit_code(e.code)
     except BaseException as e:  # the program's own failure, whatever it is

@@ -616,3 +616,19 @@ def test_the_mean_of_an_empty_selection_is_a_division_by_zero_with_the_selection
         check=False,
     )
     assert done.stderr.count("Mean of empty slice") == 1  # re-reading the line warns no more
+
+
+def test_the_programs_warning_names_its_file_as_python_does(tmp_path):
+    """python runs a script by its absolute path: its warnings and tracebacks show that path."""
+    _script(tmp_path, "import numpy as np\nx = np.log(np.zeros(1))\n")
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+
+    def warning_lines(*cmd):
+        done = subprocess.run(
+            [sys.executable, *cmd, "prog.py"], cwd=tmp_path, capture_output=True, text=True, env=env
+        )
+        return [line for line in done.stderr.splitlines() if "RuntimeWarning" in line]
+
+    want = warning_lines()
+    assert want == [f"{tmp_path / 'prog.py'}:2: RuntimeWarning: divide by zero encountered in log"]
+    assert warning_lines("-m", "nandoctor", "trace") == want
