@@ -41,6 +41,8 @@ def text(result: TraceResult) -> str:
         )
         if first.line is None:
             what = "held at the end, not located"
+        elif "child" in first.found_by:
+            what = "held in a process the program started (events there are not watched)"
         lines.append(f"✗ non-finite: {result.script} — first {first.value} {what}")
         lines.append("")
         if first.line is None:

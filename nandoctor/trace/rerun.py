@@ -61,9 +61,22 @@ def launch(plan: dict, timeout: float) -> dict | None:
             return None
 
 
+_MAIN_PID = [os.getpid()]  # the second run's own process, set again by main()
+
+
 def _finish(out_path: str, found: dict) -> None:
+    """Write what was found and end. In a process the program started (a pool worker, which
+    inherits the line tracer), say so and end the second run's own process too: it would wait
+    for that worker forever."""
+    child = os.getpid() != _MAIN_PID[0]
+    if child:
+        found["in_child"] = True
     with open(out_path, "w") as f:
         json.dump(found, f)
+    if child:
+        import signal
+
+        os.kill(_MAIN_PID[0], signal.SIGKILL)
     os._exit(0)
 
 
@@ -126,6 +139,7 @@ def _run(program: Program, armed, tracer) -> None:
 
 
 def main(plan_path: str, out_path: str) -> None:
+    _MAIN_PID[0] = os.getpid()
     with open(plan_path) as f:
         plan = json.load(f)
     program = Program.from_json(plan["program"])

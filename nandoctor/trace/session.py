@@ -60,7 +60,8 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     from nandoctor.trace.cause import decide
 
     result.first = first
-    if first.line is not None:  # a NaN held but not located has no cause the numbers show
+    if first.line is not None and "child" not in first.found_by:
+        # a NaN not located, or met in a process whose events were not watched: no cause shown
         result.cause, result.advice = decide(first, growth)
     return result
 
@@ -128,6 +129,8 @@ def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite
     if found.get("found"):
         first = FirstNonFinite.from_json(found["first"])
         first.placeholders = placeholders
+        if found.get("in_child"):  # its events were not watched: no claim it came in as data
+            first.found_by = "second pass, in a child process"
         return first
     for p in placeholders:
         notes.append(

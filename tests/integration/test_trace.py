@@ -632,3 +632,19 @@ def test_the_programs_warning_names_its_file_as_python_does(tmp_path):
     want = warning_lines()
     assert want == [f"{tmp_path / 'prog.py'}:2: RuntimeWarning: divide by zero encountered in log"]
     assert warning_lines("-m", "nandoctor", "trace") == want
+
+
+def test_a_nan_made_in_a_pool_worker_is_located_there_without_a_cause_claimed(tmp_path):
+    """The worker's events are not watched: where it was first held, yes; 'came in as data', no."""
+    prog = _script(
+        tmp_path,
+        "import multiprocessing as mp\nimport numpy as np\n\n"
+        "def f(x):\n    y = np.array([x]) / np.array([x])\n    return float(y[0])\n\n"
+        "if __name__ == '__main__':\n"
+        "    with mp.get_context('fork').Pool(1) as pool:\n"
+        "        scores = pool.map(f, [0.0, 1.0])\n    print(scores)\n",
+    )
+    r = trace_program(Program(str(prog)))
+    assert r.exit_code == 1 and r.first.line == 5 and "child" in r.first.found_by
+    assert r.cause is None and r.seconds < 5
+    assert any("started other processes" in n for n in r.notes)
