@@ -26,8 +26,12 @@ def text(result: TraceResult) -> str:
             f"✗ the program failed: {result.script} exited with code {result.program.exit_code}, "
             "with no NaN or Inf before it failed"
         )
+    elif first is None and result.unlocated:
+        lines.append(
+            f"✗ unlocated: {result.script} printed a NaN or Inf that trace saw but could not locate"
+        )
     elif first is None:
-        mark = "⚠ warnings" if result.warnings or result.unlocated else "✓ healthy"
+        mark = "⚠ warnings" if result.warnings else "✓ healthy"
         lines.append(f"{mark}: {result.script} kept no NaN or Inf")
     else:
         what = (
@@ -35,13 +39,26 @@ def text(result: TraceResult) -> str:
             if first.kind == "silent"
             else f"created by {first.op} ({first.kind})"
         )
+        if first.line is None:
+            what = "held at the end, not located"
+        elif "child" in first.found_by:
+            what = "held in a process the program started (events there are not watched)"
         lines.append(f"✗ non-finite: {result.script} — first {first.value} {what}")
         lines.append("")
-        lines.append(f"  where  {first.file}:{first.line} in {first.function}")
-        lines.append(f"         {first.source}")
-        for frame in first.stack[1:]:
-            lines.append(f"    from {frame.file}:{frame.line} in {frame.function}: {frame.source}")
-        lines.append(f"  when   {_when(first)}")
+        if first.line is None:
+            n = first.operands[0][1] if first.operands else {}
+            lines.append(
+                f"  where  not located: `{first.variable}` held {n.get('nonfinite')} "
+                f"{first.value} of {n.get('size')} at the end of the run"
+            )
+        else:
+            lines.append(f"  where  {first.file}:{first.line} in {first.function}")
+            lines.append(f"         {first.source}")
+            for frame in first.stack[1:]:
+                lines.append(
+                    f"    from {frame.file}:{frame.line} in {frame.function}: {frame.source}"
+                )
+            lines.append(f"  when   {_when(first)}")
         for expr, n in first.operands:
             if n.get("max_abs") is not None or n.get("exact_zeros"):
                 lines.append(

@@ -16,9 +16,9 @@ from nandoctor.diagnosis.catalogue import CAUSES
 from nandoctor.trace.events import FirstNonFinite
 
 GROWTH = 10.0  # operands this many times larger than at the loop's first iteration: a growth
-MIN_ITERATIONS = 3  # iterations of history needed before calling a growth "exploding"
 LOG_OPS = {"log", "log2", "log10", "log1p"}
 DIVIDE_OPS = {"divide", "true_divide", "floor_divide", "reciprocal", "remainder", "mean"}
+REDUCING_OPS = {"mean", "average", "var", "std", "nanmean", "nanvar", "nanstd"}  # sum / count
 EXP_OPS = {"exp", "exp2", "expm1", "power", "cosh", "sinh"}
 
 
@@ -62,6 +62,9 @@ def decide(first: FirstNonFinite, growth: list[tuple[int, float]]) -> tuple[Caus
     carried = [(e, n) for e, n in first.operands if n.get("nonfinite")]
     if carried:
         return _bad_input_carried(first, carried)
+    empty = [(e, n) for e, n in first.operands if n.get("size") == 0]
+    if empty and first.op in REDUCING_OPS:
+        return _empty(first, empty)
     zeros = [(e, n) for e, n in first.operands if n.get("exact_zeros")]
     if first.kind == "divide_by_zero" or (
         first.kind == "invalid" and first.op in DIVIDE_OPS and zeros
@@ -112,8 +115,28 @@ def _bad_input_carried(first, carried) -> tuple[Cause, list[str]]:
     ]
 
 
+def _empty(first, empty) -> tuple[Cause, list[str]]:
+    """A mean (var, std) of nothing: its sum 0 divided by its count 0."""
+    e, n = empty[0]
+    evidence = [
+        f"`{e}` is empty (shape {tuple(n.get('shape', [0]))}) when `{first.op}` ran at "
+        f"{_where(first)}: its sum 0 is divided by its count 0 (0/0 = nan)"
+    ]
+    cause = Cause(
+        "division_by_zero", f"{first.op} of an empty selection at {_where(first)}", evidence
+    )
+    return cause, [
+        "handle the empty case before the mean (if the selection is empty, keep the previous "
+        "value or re-seed it), rather than averaging nothing"
+    ]
+
+
 def _is_probability(n: dict) -> bool:
-    return n.get("min") is not None and n["min"] >= 0 and n["max"] <= 1
+    """Values in [0, 1] with some strictly between: only exact 0s and 1s are a mask, one-hot
+    labels or counts, not a squashing function's output."""
+    if n.get("min") is None or n["min"] < 0 or n["max"] > 1:
+        return False
+    return n.get("exact_zeros", 0) + n.get("exact_ones", 0) + n.get("nonfinite", 0) < n["size"]
 
 
 def _zero(first, zeros) -> tuple[Cause, list[str]]:
@@ -153,15 +176,30 @@ def _zero(first, zeros) -> tuple[Cause, list[str]]:
         for name, n in first.variables.items()
         if n.get("size") == 1 and n.get("exact_zeros") == 1 and name != operand
     ]
+    roles = _roles(first.source)
+    eps = [  # a float added to the denominator (or its floor) to keep it away from 0
+        name
+        for name in zero_scalars
+        if "added" in roles.get(name, ()) and first.variables[name].get("dtype", "").startswith("f")
+    ]
+    exponents = [name for name in zero_scalars if "exponent" in roles.get(name, ())]
+    evidence += [f"`{n}` is exactly 0: it cannot keep the denominator away from 0" for n in eps]
     evidence += [
-        f"`{n}` is exactly 0: it cannot keep the denominator away from 0" for n in zero_scalars
+        f"`{n}` is exactly 0 and is an exponent there: x ** 0 = 1, which makes `{operand}` "
+        "exactly 0"
+        for n in exponents
     ]
     if first.op in LOG_OPS:
         advice = ["add a small floor before the log (np.log(np.maximum(x, eps)))"]
-    elif zero_scalars:
+    elif eps:
         advice = [
-            f"give `{zero_scalars[0]}` a value the dtype can hold (1e-8 for float64/float32, 1e-4 "
+            f"give `{eps[0]}` a value the dtype can hold (1e-8 for float64/float32, 1e-4 "
             "for float16): an eps of 0 lets 0 / 0 through"
+        ]
+    elif exponents:
+        advice = [
+            f"divide by `{operand}` only once `{exponents[0]}` makes it non-zero (e.g. count "
+            f"`{exponents[0]}` up before this line, so it starts at 1), or guard the division"
         ]
     else:
         advice = [
@@ -172,11 +210,38 @@ def _zero(first, zeros) -> tuple[Cause, list[str]]:
     return cause, advice
 
 
+def _roles(source: str) -> dict[str, set[str]]:
+    """What each name or attribute does in the line: ``added`` (a term of ``+``, or an argument
+    of ``maximum``/``clip``: a floor) or ``exponent`` (the right side of ``**``)."""
+    import ast
+
+    try:
+        tree = ast.parse(source.strip())
+    except SyntaxError:
+        return {}
+    roles: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        parts: list[tuple[ast.AST, str]] = []
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            parts = [(node.left, "added"), (node.right, "added")]
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            parts = [(node.right, "exponent")]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) in FLOORS:
+            parts = [(a, "added") for a in node.args]
+        for sub, role in parts:
+            roles.setdefault(ast.unparse(sub), set()).add(role)
+    return roles
+
+
+FLOORS = {"maximum", "fmax", "clip"}
+
+
 def _invalid(first) -> tuple[Cause, list[str]]:
     negatives = [(e, n) for e, n in first.operands if n.get("min") is not None and n["min"] < 0]
     evidence = [
         f"`{e}` ranges over [{fmt(n['min'])}, {fmt(n['max'])}] when `{first.op}` ran at {_where(first)}"
         for e, n in (negatives or first.operands)
+        if n.get("min") is not None
     ]
     cause = Cause(
         "domain_error", f"{first.op} outside its domain made NaN at {_where(first)}", evidence
@@ -208,11 +273,7 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
         limit = _exp_limit(biggest["dtype"])
         if limit:
             evidence.append(f"{first.op} overflows {biggest['dtype']} beyond {fmt(limit)}")
-    grew = (
-        len(growth) >= MIN_ITERATIONS
-        and growth[0][1] > 0
-        and growth[-1][1] / growth[0][1] >= GROWTH
-    )
+    grew = len(growth) >= 2 and growth[0][1] > 0 and growth[-1][1] / growth[0][1] >= GROWTH
     if grew:
         (i0, m0), (i1, m1) = growth[0], growth[-1]
         evidence.append(
@@ -229,7 +290,7 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
             "clip the gradient norm before the update (g *= min(1, max_norm / np.linalg.norm(g)))",
         ]
         return cause, advice
-    if growth:
+    if growth:  # they did not grow GROWTH-fold: they were already about this large
         i0, m0 = growth[0]
         evidence.append(
             f"the operands were already max |x| = {fmt(m0)} at iteration {i0}: no growth was needed"

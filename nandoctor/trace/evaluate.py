@@ -54,6 +54,9 @@ LIKELY_OPS = {
 }
 
 
+COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
+
+
 class Unsafe(Exception):
     """This node cannot be evaluated without possible side effects."""
 
@@ -78,8 +81,10 @@ def describe(value) -> dict | None:
         a = np.asarray(value)
     except Exception:
         return None
-    if a.dtype.kind not in "fciub" or a.size == 0:
+    if a.dtype.kind not in "fciub":
         return None
+    if a.size == 0:  # an empty selection: its mean is 0/0
+        return {"size": 0, "shape": list(a.shape), "dtype": str(a.dtype)}
     with npstate.errstate(all="ignore"):
         a = a.astype(np.float64) if a.dtype.kind != "c" else np.abs(a)
         finite = np.isfinite(a)
@@ -245,24 +250,36 @@ def statement_value(stmt: ast.stmt) -> ast.expr | None:
 def read_line(frame: FrameType, stmt: ast.stmt | None, kind: str) -> LineReading:
     """Re-evaluate ``stmt`` on ``frame`` to find the op that raised ``kind``, and its operands."""
     reading = LineReading()
-    root = statement_value(stmt) if stmt is not None else None
-    if root is None:
+    roots = [statement_value(stmt)] if stmt is not None else []
+    if stmt is not None and frame.f_code.co_name in COMPREHENSIONS:  # the frame of [... for j]
+        roots = [
+            n.value if isinstance(n, ast.DictComp) else n.elt
+            for n in ast.walk(stmt)
+            if isinstance(n, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp)
+        ]
+    roots = [r for r in roots if r is not None]
+    if not roots:
         return _guess(stmt, kind, reading)
-    evaluator = FrameEvaluator(frame)
-    try:
-        result = evaluator.eval(root)
-        reading.absorbed = value_kind(result) is None and _is_numeric(result)
-    except Unsafe:
-        pass
-    except Exception:
-        pass
+    for root in roots:
+        evaluator = FrameEvaluator(frame)
+        try:
+            result = evaluator.eval(root)
+            reading.absorbed = _finite_numbers(result)
+        except Exception:  # Unsafe included: not evaluable without side effects
+            reading.absorbed = False
+        if any(kind in kinds for _, kinds, _, _ in evaluator.raised):
+            break
     for node, kinds, value, args in evaluator.raised:
         if kind in kinds:
             reading.op = op_name(node)
             reading.node = node
             reading.value = value_kind(value)
-            reading.operands = _operands(node, args)
+            reading.operands = _operands(node, args, evaluator)
             reading.names = _names(node, evaluator)
+            if isinstance(stmt, ast.AugAssign):  # read after the op: its result, not its operand
+                target = ast.unparse(stmt.target)
+                reading.operands = [(e, n) for e, n in reading.operands if e != target]
+                reading.names.pop(target, None)
             reading.reproduced = True
             if reading.absorbed:
                 reading.absorber = _absorber(root, node, evaluator)
@@ -282,6 +299,17 @@ def _absorber(root: ast.AST, node: ast.AST, evaluator: FrameEvaluator) -> str | 
     return None
 
 
+def _finite_numbers(value) -> bool:
+    """The statement's value is numbers, none NaN or Inf; a tuple's (``return A, cache``) too,
+    beside plain labels (``return p, "naive"``)."""
+    if _is_numeric(value):
+        return value_kind(value) is None
+    if isinstance(value, tuple | list):
+        numbers = [v for v in value if not isinstance(v, str | bytes | type(None))]
+        return bool(numbers) and all(_finite_numbers(v) for v in numbers)
+    return False
+
+
 def _is_numeric(value) -> bool:
     return isinstance(value, int | float | complex | np.ndarray | np.generic)
 
@@ -297,7 +325,7 @@ def operand_nodes(node: ast.AST) -> list[ast.AST]:
     return []
 
 
-def _operands(node: ast.AST, args: list) -> list[tuple[str, dict]]:
+def _operands(node: ast.AST, args: list, evaluator: FrameEvaluator) -> list[tuple[str, dict]]:
     out = []
     for sub, value in zip(operand_nodes(node), args, strict=False):
         numbers = describe(value)
@@ -305,8 +333,11 @@ def _operands(node: ast.AST, args: list) -> list[tuple[str, dict]]:
             out.append((ast.unparse(sub), numbers))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
         owner = getattr(node.func, "value", None)
-        if owner is not None and not out:
-            out.append((ast.unparse(owner), {}))
+        if owner is not None and not out:  # x.mean(): the array it is called on
+            numbers = (
+                describe(evaluator.values.get(id(owner))) if id(owner) in evaluator.values else None
+            )
+            out.append((ast.unparse(owner), numbers or {}))
     return out
 
 
@@ -327,6 +358,8 @@ def _guess(stmt: ast.stmt | None, kind: str, reading: LineReading) -> LineReadin
     if stmt is None:
         return reading
     ops = [op_name(n) for n in _post_order(stmt) if isinstance(n, ast.BinOp | ast.Call)]
+    if isinstance(stmt, ast.AugAssign) and type(stmt.op) in BINARY:  # its op runs last
+        ops.append(BINARY[type(stmt.op)][0])
     likely = [o for o in ops if o in LIKELY_OPS.get(kind, ())]
     reading.op = (likely or ops or ["?"])[0]
     return reading

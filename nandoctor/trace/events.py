@@ -34,7 +34,12 @@ from nandoctor.trace.frames import (
     user_frames,
 )
 
-KINDS = {"overflow": "overflow", "invalid value": "invalid", "divide by zero": "divide_by_zero"}
+KINDS = {
+    "overflow": "overflow",
+    "invalid value": "invalid",
+    "divide by zero": "divide_by_zero",
+    "underflow": "underflow",
+}
 NUMPY_KEYS = {
     "overflow": "over",
     "invalid": "invalid",
@@ -47,6 +52,7 @@ MESSAGES = {
     "divide_by_zero": "divide by zero",
     "underflow": "underflow",
 }
+FLAGS = {"divide_by_zero": 1, "overflow": 2, "underflow": 4, "invalid": 8}  # NumPy's FPE bits
 UNDERFLOW_CAP = 100_000  # underflow events counted before counting stops (each costs ~1 us)
 ALWAYS_EXAMINE = 8  # events examined at each place before sampling only powers of two
 
@@ -142,6 +148,7 @@ class Site:
     kind: str
     count: int = 0
     absorbed: int = 0  # events examined whose statement still produced a finite result
+    aborted: int = 0  # events the program's own error handling turned into an exception
     op: str | None = None  # of the first absorbed event: the op that raised the flag,
     value: str | None = None  # the value it made (nan, inf, -inf),
     absorber: str | None = None  # the op that made the statement finite again,
@@ -224,17 +231,21 @@ class UserErrorState:
 
         return errstate
 
-    def apply(self, kind: str, flag: int, caller_depth: int) -> None:
+    def apply(self, kind: str, ufunc: str, stacklevel: int) -> None:
+        """Do what NumPy would have done, with NumPy's own words ("... encountered in exp").
+
+        ``stacklevel`` (for ``warnings.warn``, from here) names the frame that ran the ufunc:
+        NumPy warns from the innermost Python frame, a library's as well as the user's."""
         mode = self.modes[NUMPY_KEYS[kind]]
         if mode == "ignore":
             return
-        message = f"{MESSAGES[kind]} encountered"
+        message = f"{MESSAGES[kind]} encountered in {ufunc}"
         if mode == "warn":
-            warnings.warn(message, RuntimeWarning, stacklevel=caller_depth + 2)
+            warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
         elif mode == "raise":
             raise FloatingPointError(message)
         elif mode == "call" and self.call is not None:
-            self.call(MESSAGES[kind], flag)
+            self.call(MESSAGES[kind], FLAGS[kind])
         elif mode == "log" and self.call is not None:
             self.call.write(f"Warning: {message}\n")
         elif mode == "print":
@@ -275,13 +286,15 @@ class Recorder:
         self._busy = False
 
     # -- the callback: keep the underflow path short
-    def callback(self) -> Callable[[str, int], None]:
-        """The function NumPy calls: a closure over its state, the cheapest thing to call."""
+    def callback(self) -> _Log:
+        """What NumPy calls: in its "log" mode, ``write("Warning: overflow encountered in exp\\n")``
+        (unlike "call" mode this names the ufunc, which the program's own warnings need). The
+        ``write`` is a closure over the state, the cheapest thing to call."""
         getframe, user_code, counts = sys._getframe, _USER_CODE, self.underflow
         modes, slow, left = self.user_state.modes, self._event, [UNDERFLOW_CAP]
 
-        def on_fp_error(kind: str, flag: int) -> None:
-            if kind == "underflow":
+        def on_fp_error(message: str) -> None:
+            if message[9] == "u":  # "Warning: underflow encountered in ..."
                 frame = getframe(1)
                 code = frame.f_code
                 if user_code.get(code) and modes["under"] == "ignore":
@@ -292,44 +305,60 @@ class Recorder:
                         self.underflow_capped = True
                         npstate.seterr(under="ignore")
                     return
-            slow(kind, flag)
+            try:
+                slow(message)
+            except BaseException as e:  # the program's own raise/error: keep our frames out
+                raise e.with_traceback(None)  # noqa: B904 - the same exception
 
-        return on_fp_error
+        return _Log(on_fp_error)
 
-    def __call__(self, kind: str, flag: int) -> None:
-        self._event(kind, flag)
+    def __call__(self, kind: str, flag: int = 0) -> None:
+        self._event(f"Warning: {kind} encountered in ?\n")
 
-    def _event(self, kind: str, flag: int) -> None:
+    def _event(self, message: str) -> None:
         if self._busy:
             return
+        what, _, ufunc = message[9:].rstrip("\n").partition(" encountered in ")
+        kind = KINDS.get(what, what)
         frame = sys._getframe(2)
-        depth = 2
         while frame is not None and not is_user_code(frame.f_code):
             frame = frame.f_back
-            depth += 1
         if kind == "underflow":
             if frame is not None:
                 key = (frame.f_code, frame.f_lineno)
                 self.underflow[key] = self.underflow.get(key, 0) + 1
-            self.user_state.apply("underflow", flag, depth)
+            self.user_state.apply("underflow", ufunc, 3)
             return
-        kind = KINDS.get(kind, kind)
-        if frame is not None:
-            self._busy = True
-            try:
-                with npstate.errstate(all="ignore"):
-                    self._record(frame, kind)
-            finally:
-                self._busy = False
-        self.user_state.apply(kind, flag, depth)
+        if frame is None:
+            self.user_state.apply(kind, ufunc, 3)
+            return
+        try:  # first what the program asked for: a raise aborts the statement, nothing is kept
+            self.user_state.apply(kind, ufunc, 3)
+        except BaseException:
+            self._recording(frame, kind, aborted=True)
+            raise
+        self._recording(frame, kind, aborted=False)
 
-    def _record(self, frame, kind: str) -> None:
+    def _recording(self, frame, kind: str, aborted: bool) -> None:
+        self._busy = True
+        show = warnings._showwarnmsg  # re-evaluating np.mean([]) must not warn the program again
+        warnings._showwarnmsg = _quiet
+        try:
+            with npstate.errstate(all="ignore"):
+                self._record(frame, kind, aborted)
+        finally:
+            self._busy = False
+            warnings._showwarnmsg = show
+
+    def _record(self, frame, kind: str, aborted: bool = False) -> None:
+        """``aborted``: the program's error handling raised, so the statement kept no value."""
         key = (frame.f_code.co_filename, frame.f_lineno, kind)
         site = self.sites.get(key)
         if site is None:
             site = self.sites[key] = Site(frame.f_code.co_filename, frame.f_lineno, kind)
         site.count += 1
-        if self.first is not None or not _worth_examining(site.count):
+        site.aborted += aborted
+        if aborted or self.first is not None or not _worth_examining(site.count):
             return
         from nandoctor.trace.evaluate import read_line
 
@@ -352,7 +381,7 @@ class Recorder:
         """Record every event of the code run inside (over, invalid, divide; underflow counted)."""
         callback = self.callback()
         with self.user_state.patched(), _threads_armed(callback):
-            old = npstate.seterr(all="call")
+            old = npstate.seterr(all="log")
             old_call = npstate.seterrcall(callback)
             try:
                 yield self
@@ -367,6 +396,19 @@ class Recorder:
         return sorted([*self.sites.values(), *under], key=lambda s: (-s.count, s.file, s.line))
 
 
+def _quiet(message) -> None:
+    """Shows no warning: the one the re-evaluation of a line would repeat."""
+
+
+class _Log:
+    """NumPy's "log" error handler: an object with a ``write`` method."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, write: Callable[[str], None]):
+        self.write = write
+
+
 @contextlib.contextmanager
 def _threads_armed(callback):
     """Threads started meanwhile record too: NumPy 2 keeps the error state per context, so a
@@ -379,7 +421,7 @@ def _threads_armed(callback):
         run = thread.run
 
         def armed_run():
-            with npstate.errstate(all="call", call=callback):
+            with npstate.errstate(all="log", call=callback):
                 run()
 
         thread.run = armed_run

@@ -76,6 +76,16 @@ def _by(site: Site) -> str:
     return "the rest of the statement absorbed"
 
 
+def _fate(site: Site) -> str:
+    if site.aborted >= site.count:
+        return (
+            f"{site.count:,} {KIND_WORDS.get(site.kind, site.kind)} at {_site_text(site)} raised "
+            "the program's own error (np.seterr 'raise' or a warnings filter 'error'), so the "
+            "statement assigned nothing"
+        )
+    return f"{_made(site)} that {_by(site)}"
+
+
 def absorbed_text(site: Site) -> str:
     """What an event whose statement stayed finite did, exactly: which op made which value,
     which op absorbed it, how many of the events were checked, whether the program silenced it."""
@@ -131,8 +141,16 @@ def named_arrays(namespaces: list[tuple[str | None, dict]]):
 
 def leftover_nan(namespaces: list[tuple[str | None, dict]]) -> list[tuple[str, int, int]]:
     """Variables still holding NaN at the end: (name, NaN count, size). Inf alone is a sentinel."""
+    from nandoctor.trace.silent import float_values
+
     found = []
-    for name, a in named_arrays(namespaces):
+    numbers = [
+        (f"{name} (in {function})" if function else name, a)
+        for function, namespace in namespaces
+        for name, value in list(namespace.items())
+        if not name.startswith("__") and (a := float_values(value)) is not None
+    ]
+    for name, a in [*named_arrays(namespaces), *numbers]:
         with npstate.errstate(all="ignore"):
             count = int(np.count_nonzero(np.isnan(a)))
         if count:
@@ -183,6 +201,6 @@ def finite_summary(recorder: Recorder) -> str:
             "no operation created a NaN or an Inf, and none was left in the variables nandoctor "
             f"could read ({seen})"
         )
-    made = "; ".join(f"{_made(site)} that {_by(site)}" for site in sites)
+    made = "; ".join(_fate(site) for site in sites)
     also = f"; {parts[0]}" if parts else ""
     return f"no NaN or Inf reached a value the program kept: {made}{also}"

@@ -15,6 +15,7 @@ the program down) stay out of the first run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -25,22 +26,34 @@ from nandoctor.trace.runner import Program
 
 
 def launch(plan: dict, timeout: float) -> dict | None:
-    """Run a second pass of ``plan`` in a subprocess; its findings, or None if it did not finish."""
+    """Run a second pass of ``plan`` in a subprocess; its findings, ``{"timed_out": seconds}``
+    if it did not finish in time (it and any process it started are killed), or None."""
+    import signal
+
     with tempfile.TemporaryDirectory(prefix="nandoctor-trace-") as tmp:
         plan_path, out_path = os.path.join(tmp, "plan.json"), os.path.join(tmp, "out.json")
         with open(plan_path, "w") as f:
             json.dump(plan, f)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nandoctor.trace.rerun", plan_path, out_path],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own group: a pool it starts goes with it
+        )
         try:
-            subprocess.run(
-                [sys.executable, "-m", "nandoctor.trace.rerun", plan_path, out_path],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=timeout,
-                check=False,
-            )
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            return None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return {"timed_out": round(timeout, 1)}
+        finally:
+            if proc.poll() is None:  # interrupted while waiting
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # what it left behind (pool workers)
         try:
             with open(out_path) as f:
                 return json.load(f)
@@ -48,9 +61,22 @@ def launch(plan: dict, timeout: float) -> dict | None:
             return None
 
 
+_MAIN_PID = [os.getpid()]  # the second run's own process, set again by main()
+
+
 def _finish(out_path: str, found: dict) -> None:
+    """Write what was found and end. In a process the program started (a pool worker, which
+    inherits the line tracer), say so and end the second run's own process too: it would wait
+    for that worker forever."""
+    child = os.getpid() != _MAIN_PID[0]
+    if child:
+        found["in_child"] = True
     with open(out_path, "w") as f:
         json.dump(found, f)
+    if child:
+        import signal
+
+        os.kill(_MAIN_PID[0], signal.SIGKILL)
     os._exit(0)
 
 
@@ -113,6 +139,7 @@ def _run(program: Program, armed, tracer) -> None:
 
 
 def main(plan_path: str, out_path: str) -> None:
+    _MAIN_PID[0] = os.getpid()
     with open(plan_path) as f:
         plan = json.load(f)
     program = Program.from_json(plan["program"])

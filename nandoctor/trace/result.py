@@ -44,8 +44,9 @@ class TraceResult:
 
     @property
     def exit_code(self) -> int:
-        """0 nothing non-finite was created, 1 something was, 3 the program itself failed."""
-        if self.first is not None:
+        """0 nothing non-finite was kept, 1 something was (or a printed one was not located),
+        3 the program itself failed."""
+        if self.first is not None or (self.unlocated and not self.program.failed):
             return 1
         return 3 if self.program.failed else 0
 

@@ -68,6 +68,7 @@ class Outcome:
     frames_locals: list[dict] = field(default_factory=list)  # locals of the raising frames
     returned_locals: list[tuple[str, dict]] = field(default_factory=list)  # (function, locals)
     printed_nonfinite: str | None = None  # the first line the program printed with nan or inf
+    started_processes: bool = False  # multiprocessing or subprocess: events there are unseen
 
     @property
     def failed(self) -> bool:
@@ -157,6 +158,45 @@ def watched_output(outcome: Outcome):
                 setattr(sys, name, stream)
 
 
+PROCESS_EVENTS = frozenset(
+    {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system"}
+)
+_NOTING: list[Outcome | None] = [None]  # the outcome an audit event is noted on, while a run lasts
+
+
+def _on_audit(event: str, args) -> None:
+    if _NOTING[0] is not None and event in PROCESS_EVENTS:
+        _NOTING[0].started_processes = True
+
+
+@contextlib.contextmanager
+def noting_processes(outcome: Outcome):
+    """Note whether the program starts a process (a multiprocessing Process or Pool worker, a
+    subprocess): NumPy's error callback does not follow it there. An audit hook sees forks and
+    subprocesses; multiprocessing's own process counter sees its other start methods. Nothing
+    is imported for it (an audit hook stays for the process's life: it only compares a name)."""
+    if not _AUDITING[0]:
+        sys.addaudithook(_on_audit)
+        _AUDITING[0] = True
+    before = _process_count()
+    _NOTING[0] = outcome
+    try:
+        yield
+    finally:
+        _NOTING[0] = None
+        if _process_count() not in (before, None, "count(1)" if before is None else before):
+            outcome.started_processes = True
+
+
+_AUDITING = [False]
+
+
+def _process_count() -> str | None:
+    process = sys.modules.get("multiprocessing.process")
+    counter = getattr(process, "_process_counter", None)
+    return repr(counter) if counter is not None else None  # count(N): N processes created
+
+
 def run_program(program: Program, *, watch: bool = False) -> Outcome:
     """Execute ``program`` in this process; its modules are forgotten afterwards.
 
@@ -166,8 +206,10 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
 
     outcome = Outcome()
     keeper, watcher = contextlib.nullcontext(), contextlib.nullcontext()
+    children = contextlib.nullcontext()
     if watch:
         keeper, watcher = FrameKeeper().kept(outcome), watched_output(outcome)
+        children = noting_processes(outcome)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     modules_before = set(sys.modules)
     if program.module:
@@ -181,13 +223,15 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
     else:
         sys.path.append(path0)
     try:
-        with python_signals(), keeper, watcher:
+        with python_signals(), keeper, watcher, children:
             if program.module:
                 outcome.globals = runpy.run_module(
                     program.target, run_name="__main__", alter_sys=True
                 )
             else:
-                outcome.globals = runpy.run_path(program.target, run_name="__main__")
+                outcome.globals = runpy.run_path(
+                    os.path.abspath(program.target), run_name="__main__"
+                )
     except SystemExit as e:
         outcome.exit_code = _exit_code(e.code)
     except BaseException as e:  # the program's own failure, whatever it is
@@ -196,7 +240,7 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
         tb = e.__traceback__
         while tb is not None and not is_user_code(tb.tb_frame.f_code):
             tb = tb.tb_next
-        outcome.traceback_text = "".join(traceback.format_exception(type(e), e, tb))
+        outcome.traceback_text = _user_traceback(e, tb)
         outcome.frames_locals = _raising_locals(tb)
     finally:
         sys.argv = saved_argv
@@ -231,6 +275,16 @@ def _exit_code(code) -> int:
         return code
     print(code, file=sys.stderr)
     return 1
+
+
+def _user_traceback(e: BaseException, tb) -> str:
+    """The program's traceback as python prints it: without the error callback's frame, which a
+    raise the program asked NumPy for (``np.seterr(all='raise')``) passes through."""
+    te = traceback.TracebackException(type(e), e, tb)
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    while te.stack and os.path.abspath(te.stack[-1].filename).startswith(here):
+        te.stack.pop()
+    return "".join(te.format())
 
 
 def _raising_locals(tb) -> list[dict]:

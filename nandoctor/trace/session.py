@@ -18,8 +18,8 @@ from nandoctor.trace.runner import Outcome, Program, output_to_stderr, run_progr
 if TYPE_CHECKING:
     from nandoctor.trace.result import TraceResult
 
-RERUN_FACTOR = 10  # a second run may take this many times the first run's time (line events)
-RERUN_MIN_SECONDS = 60.0
+RERUN_FACTOR = 20  # a second run may take this many times the first run's time (line events)
+RERUN_MIN_SECONDS = 10.0  # and at least this long (start-up, imports)
 
 
 def trace_program(program: Program, *, output_to_stderr_: bool = False) -> TraceResult:
@@ -40,6 +40,11 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     result.events = recorder.events()
     result.warnings, result.notes = event_warnings(recorder)
     timeout = max(RERUN_MIN_SECONDS, RERUN_FACTOR * seconds)
+    if outcome.started_processes:
+        result.notes.append(
+            "the program started other processes (multiprocessing, subprocess): their "
+            "floating-point events are not watched, only the values that came back to this one"
+        )
     first = recorder.first
     growth: list = []
     if first is not None and first.loop is not None:
@@ -55,7 +60,9 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     from nandoctor.trace.cause import decide
 
     result.first = first
-    result.cause, result.advice = decide(first, growth)
+    if first.line is not None and "child" not in first.found_by:
+        # a NaN not located, or met in a process whose events were not watched: no cause shown
+        result.cause, result.advice = decide(first, growth)
     return result
 
 
@@ -74,6 +81,7 @@ def _when(program, recorder: Recorder, first: FirstNonFinite, timeout: float, no
     if first.iteration is not None and first.kind != "overflow":
         return []
     found = launch({"mode": "loop", "program": program.to_json(), **recorder.plan}, timeout)
+    _timed_out(found, notes)
     loop = f"{first.loop['file']}:{first.loop['line']}"
     if not found or not found.get("found"):
         if first.iteration is None:
@@ -112,13 +120,17 @@ def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite
     from nandoctor.trace.rerun import launch
 
     notes.append(
-        f"no operation raised a flag, yet {seen}: searched by a second, line-traced run (slower)"
+        f"no operation{' in this process' if outcome.started_processes else ''} raised a flag, "
+        f"yet {seen}: searched by a second, line-traced run (slower)"
     )
     found = launch({"mode": "silent", "program": program.to_json()}, timeout) or {}
+    _timed_out(found, notes)
     placeholders = found.get("placeholders", [])
     if found.get("found"):
         first = FirstNonFinite.from_json(found["first"])
         first.placeholders = placeholders
+        if found.get("in_child"):  # its events were not watched: no claim it came in as data
+            first.found_by = "second pass, in a child process"
         return first
     for p in placeholders:
         notes.append(
@@ -127,14 +139,18 @@ def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite
         )
     if placeholders and (found or not leftovers):
         return None  # every NaN the second run met was a placeholder
+    second = "the line-traced second run"
+    if "timed_out" in found:
+        second += " (stopped: out of time)"
     if not leftovers:
         result.unlocated = (
             f"the program printed `{printed.strip()}`, but neither the first run (no flag, no NaN "
-            "left in the variables it could read) nor the line-traced second run found a NaN: "
-            "where it came from is unknown"
+            f"left in the variables it could read) nor {second} found a NaN: where it came from "
+            "is unknown"
         )
         return None
-    notes.append("the second run did not find the line (the program did not repeat itself?)")
+    if "timed_out" not in found:
+        notes.append("the second run did not find the line (the program did not repeat itself?)")
     return FirstNonFinite(
         file=program.target,
         line=None,
@@ -148,3 +164,12 @@ def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite
         variable=name,
         found_by="end of run",
     )
+
+
+def _timed_out(found: dict | None, notes: list) -> None:
+    if found and "timed_out" in found:
+        notes.append(
+            f"the line-traced second run was stopped after {found['timed_out']:g} s "
+            f"({RERUN_FACTOR}x the first run, at least {RERUN_MIN_SECONDS:g} s): what it was to "
+            "find is unknown"
+        )

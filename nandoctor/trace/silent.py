@@ -108,8 +108,28 @@ def writes_constant(stmt: ast.stmt | None) -> bool:
     return False
 
 
+MAX_SEQUENCE = 100_000  # a list, tuple or dict of numbers longer than this is not read
+
+
+def float_values(value) -> np.ndarray | None:
+    """A list, tuple or dict (its values) of Python or NumPy numbers with at least one float,
+    as an array (``scores = [0.11, 0.10, nan]``); None for anything else."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if not isinstance(value, list | tuple) or not value or len(value) > MAX_SEQUENCE:
+        return None
+    if not all(isinstance(v, int | float | np.integer | np.floating) for v in value):
+        return None
+    if not any(isinstance(v, float | np.floating) for v in value):
+        return None
+    return np.asarray(value, dtype=np.float64)
+
+
 def nonfinite_of(value) -> tuple[str, int, int] | None:
-    """(kind, count, size) when ``value`` is a float (array) holding NaN or Inf."""
+    """(kind, count, size) when ``value`` is a float (array), or a list/tuple/dict of numbers,
+    holding NaN or Inf."""
+    if isinstance(value, list | tuple | dict):
+        value = float_values(value)
     if isinstance(value, float):
         if math.isfinite(value):
             return None
@@ -126,6 +146,7 @@ def nonfinite_of(value) -> tuple[str, int, int] | None:
     return None
 
 
+COMPREHENSIONS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
 MAX_PLACEHOLDERS = 5  # placeholders named in the report
 
 
@@ -150,7 +171,8 @@ class FirstNaNFinder:
         if previous is not None:
             self._check_line(frame, previous)
         if event == "return":
-            self._check(frame, previous or frame.f_lineno, "return value", arg)
+            if frame.f_code.co_name not in COMPREHENSIONS:  # its statement's target is named
+                self._check(frame, previous or frame.f_lineno, "return value", arg)
             self.last.pop(id(frame), None)
         else:
             self.last[id(frame)] = frame.f_lineno

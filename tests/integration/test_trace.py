@@ -279,7 +279,7 @@ def test_the_programs_own_error_handling_is_honoured_and_still_recorded(tmp_path
     res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
     doc = json.loads(res.stdout)
     assert "caught" in res.stderr and "divide by zero" not in res.stderr
-    assert doc["first_nonfinite"]["line"] == 4
+    assert doc["first_nonfinite"]["line"] == 8  # line 4 raised: it kept nothing
     assert {(e["line"], e["kind"]) for e in doc["events"]} == {
         (4, "overflow"),
         (8, "divide_by_zero"),
@@ -400,6 +400,24 @@ def test_an_overflow_absorbed_by_a_sigmoid_is_not_called_no_inf_created(tmp_path
     assert "no operation created" not in res.stdout and "every value stayed" not in res.stdout
 
 
+@pytest.mark.parametrize(
+    "line",
+    ["A, cache = 1 / (1 + np.exp(-x)), x", "A, path = 1 / (1 + np.exp(-x)), 'naive'"],
+)
+def test_an_overflow_absorbed_inside_a_tuple_statement_is_absorbed_too(tmp_path, line):
+    prog = _script(tmp_path, f"import numpy as np\nx = np.array([-1000.0, 0.0])\n{line}\n")
+    r = trace_program(Program(str(prog)))
+    assert r.first is None and r.exit_code == 0
+    site = next(s for s in r.events if s.kind == "overflow")
+    assert (site.op, site.value, site.absorber) == ("exp", "inf", "divide")
+
+
+def test_a_tuple_statement_that_keeps_an_inf_is_still_reported(tmp_path):
+    prog = _script(tmp_path, "import numpy as np\nx = np.array([-1000.0])\nA, B = np.exp(-x), x\n")
+    r = trace_program(Program(str(prog)))
+    assert r.first is not None and (r.first.line, r.first.op) == (3, "exp")
+
+
 def test_a_program_that_crashed_without_nan_is_not_headlined_healthy(tmp_path):
     prog = _script(tmp_path, "import numpy as np\nnp.ones(3) @ np.ones(2)\n")
     res = CliRunner().invoke(main, ["trace", str(prog)])
@@ -474,3 +492,159 @@ def test_the_program_starts_before_the_report_and_diagnosis_are_imported(tmp_pat
     assert not heavy, f"imported by a healthy trace that never needs them: {sorted(heavy)}"
     assert "nandoctor.report.trace" in modules["exit"]  # the probe saw the report's imports
     assert not any(m.startswith("nandoctor.diagnosis") for m in modules["exit"])
+
+
+def test_the_programs_warnings_and_raises_are_numpys_own_words_and_places(tmp_path):
+    """A filter on NumPy's message ("... in exp") must take the same branch under trace."""
+    prog = _script(
+        tmp_path,
+        "import warnings\nimport numpy as np\n"
+        "warnings.filterwarnings('error', message='overflow encountered in exp')\n"
+        "try:\n    np.exp(np.array([1000.0]))\n    print('path: naive')\n"
+        "except RuntimeWarning:\n    print('path: stable')\n"
+        "warnings.resetwarnings()\n"
+        "with warnings.catch_warnings(record=True) as got:\n"
+        "    warnings.simplefilter('always')\n"
+        "    np.log(np.zeros(1))\n    np.mean(np.array([]))\n"
+        "for w in got:\n"
+        "    print(w.category.__name__, w.message, os.path.basename(w.filename), w.lineno)\n"
+        "np.seterr(all='raise')\n"
+        "try:\n    np.sqrt(-np.ones(1))\nexcept FloatingPointError as e:\n    print(e)\n",
+    )
+    prog.write_text("import os\n" + prog.read_text())
+    want = subprocess.run(
+        [sys.executable, str(prog)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "path: stable" in want and "invalid value encountered in sqrt" in want
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    assert res.stderr.strip().splitlines() == want.strip().splitlines()
+
+
+def test_a_raise_the_program_asked_numpy_for_ends_its_traceback_at_its_own_line(tmp_path):
+    prog = _script(
+        tmp_path, "import numpy as np\nnp.seterr(all='raise')\nnp.exp(np.ones(1) * -800)\n"
+    )
+    res = CliRunner().invoke(main, ["trace", str(prog)])
+    assert res.exit_code == 3
+    tb = res.stderr[res.stderr.index("Traceback") :]
+    files = [line for line in tb.splitlines() if line.strip().startswith("File ")]
+    assert "prog.py" in files[-1], tb
+    assert "FloatingPointError: underflow encountered in exp" in tb
+
+
+def test_a_statement_the_programs_warnings_filter_aborted_kept_no_value(tmp_path):
+    """filterwarnings('error') turns log(0) into an exception before anything is assigned."""
+    prog = _script(
+        tmp_path,
+        "import warnings\nimport numpy as np\nwarnings.filterwarnings('error')\n"
+        "h, restarts = np.array([0.0, 0.5]), 0\nfor _ in range(3):\n    try:\n"
+        "        cost = -np.mean(np.log(h))\n    except RuntimeWarning:\n"
+        "        restarts += 1\nprint('restarts:', restarts)\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 0 and doc["first_nonfinite"] is None, res.stdout
+    assert "restarts: 3" in res.stderr
+    assert [(e["line"], e["kind"], e["count"]) for e in doc["events"]] == [(7, "divide_by_zero", 3)]
+
+
+def test_a_nan_in_a_list_of_floats_is_found_where_it_came_in(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\ndef main():\n"
+        "    scores = [float(s) for s in '0.11 0.10 nan'.split()]\n"
+        "    print('mean: %.3f' % np.mean(scores))\nmain()\n",
+    )
+    r = trace_program(Program(str(prog)))
+    assert r.exit_code == 1 and (r.first.line, r.first.variable) == (3, "scores")
+
+
+def test_a_printed_nan_no_run_locates_is_never_called_finite(tmp_path):
+    prog = _script(tmp_path, "print(float('nan'))\n")
+    res = CliRunner().invoke(main, ["trace", str(prog)])
+    assert res.exit_code == 1
+    assert "unlocated" in res.stdout and "kept no NaN" not in res.stdout
+
+
+def test_a_second_run_out_of_time_is_stopped_and_said(tmp_path, monkeypatch):
+    """A NaN held at the end whose second run is too slow: not located, no cause claimed."""
+    from nandoctor.trace import session
+
+    monkeypatch.setattr(session, "RERUN_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(session, "RERUN_FACTOR", 1.0)
+    prog = _script(
+        tmp_path,
+        "import subprocess, sys\n"
+        "subprocess.run([sys.executable, '-c', 'pass'])\n"
+        "for i in range(2_000_000):\n    pass\n"
+        "vals = [float(s) for s in '1 nan'.split()]\n",
+    )
+    r = trace_program(Program(str(prog)))
+    assert r.exit_code == 1 and r.first.line is None and r.cause is None
+    assert any("second run was stopped after" in n for n in r.notes)
+    assert any("started other processes" in n for n in r.notes)
+
+
+def test_an_in_place_op_is_not_described_by_its_own_result(tmp_path):
+    """``s += x`` is read after it ran: ``s`` then holds the result, not the operand it was."""
+    prog = _script(
+        tmp_path,
+        "import numpy as np\ns = np.array([30000, 60000], dtype=np.float16)\n"
+        "x = np.full(2, 30000, dtype=np.float16)\nfor _ in range(2):\n    s += x\n",
+    )
+    r = trace_program(Program(str(prog)))
+    assert (r.first.line, r.first.op, r.cause.id) == (5, "add", "overflow")
+    assert [e for e, _ in r.first.operands] == ["x"]
+    assert not any("already held" in e for e in r.cause.evidence)
+
+
+def test_the_mean_of_an_empty_selection_is_a_division_by_zero_with_the_selection_shown(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nX = np.arange(8.0).reshape(4, 2)\nlabels = np.array([0, 0, 1, 1])\n"
+        "C = np.array([X[labels == j].mean(axis=0) for j in range(3)])\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert doc["cause"]["id"] == "division_by_zero", doc["cause"]
+    assert "`X[labels == j]` is empty (shape (0, 2))" in doc["cause"]["evidence"][0]
+    done = subprocess.run(
+        [sys.executable, "-m", "nandoctor", "trace", str(prog)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.stderr.count("Mean of empty slice") == 1  # re-reading the line warns no more
+
+
+def test_the_programs_warning_names_its_file_as_python_does(tmp_path):
+    """python runs a script by its absolute path: its warnings and tracebacks show that path."""
+    _script(tmp_path, "import numpy as np\nx = np.log(np.zeros(1))\n")
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+
+    def warning_lines(*cmd):
+        done = subprocess.run(
+            [sys.executable, *cmd, "prog.py"], cwd=tmp_path, capture_output=True, text=True, env=env
+        )
+        return [line for line in done.stderr.splitlines() if "RuntimeWarning" in line]
+
+    want = warning_lines()
+    assert want == [f"{tmp_path / 'prog.py'}:2: RuntimeWarning: divide by zero encountered in log"]
+    assert warning_lines("-m", "nandoctor", "trace") == want
+
+
+def test_a_nan_made_in_a_pool_worker_is_located_there_without_a_cause_claimed(tmp_path):
+    """The worker's events are not watched: where it was first held, yes; 'came in as data', no."""
+    prog = _script(
+        tmp_path,
+        "import multiprocessing as mp\nimport numpy as np\n\n"
+        "def f(x):\n    y = np.array([x]) / np.array([x])\n    return float(y[0])\n\n"
+        "if __name__ == '__main__':\n"
+        "    with mp.get_context('fork').Pool(1) as pool:\n"
+        "        scores = pool.map(f, [0.0, 1.0])\n    print(scores)\n",
+    )
+    r = trace_program(Program(str(prog)))
+    assert r.exit_code == 1 and r.first.line == 5 and "child" in r.first.found_by
+    assert r.cause is None and r.seconds < 5
+    assert any("started other processes" in n for n in r.notes)

@@ -91,3 +91,53 @@ def test_a_log_of_zero_whose_operands_could_not_be_read_has_no_placeholder_evide
     cause, _ = decide(f, [])
     assert cause.id == "division_by_zero"
     assert not any("?" in e for e in cause.evidence)
+
+
+def test_counts_of_only_zeros_and_ones_are_not_a_saturated_probability():
+    """A bag-of-words matrix divided by row norms, one of them 0: a zero norm, not a sigmoid."""
+    counts = numbers(min=0.0, max=1.0, min_abs=0.0, exact_zeros=39, exact_ones=21, size=60)
+    norms = numbers(min=0.0, max=2.24, min_abs=0.0, exact_zeros=1, size=6)
+    f = first(op="divide", kind="invalid", operands=[("A", counts), ("norms", norms)])
+    f.variables = {"A": counts, "norms": norms}
+    cause, _ = decide(f, [])
+    assert cause.id == "division_by_zero"
+    assert not any("squashing" in e for e in cause.evidence)
+
+
+def test_a_jump_between_two_iterations_is_growth_not_already_large():
+    f = first(op="power", operands=[("err", numbers(max_abs=2.6e156))])
+    cause, _ = decide(f, [(1, 1.5e3), (2, 2.6e156)])
+    assert cause.id == "exploding_gradient"
+    assert not any("no growth was needed" in e for e in cause.evidence)
+    assert any("iteration 1" in e and "iteration 2" in e for e in cause.evidence)
+
+
+def _zero_scalar(dtype: str) -> dict:
+    return numbers(max_abs=0.0, min_abs=0.0, min=0.0, max=0.0, exact_zeros=1, size=1, dtype=dtype)
+
+
+def test_a_zero_exponent_is_not_advised_as_an_eps():
+    """``1 - b ** t`` at t = 0: a counter that starts at 0, not an eps of 0."""
+    f = first(
+        op="divide",
+        kind="divide_by_zero",
+        operands=[("m", numbers()), ("1 - b ** t", _zero_scalar("float64"))],
+        variables={"b": numbers(min=0.9, max=0.9, size=1), "t": _zero_scalar("int64")},
+    )
+    f.source = "m_hat = m / (1 - b ** t)"
+    cause, advice = decide(f, [])
+    assert cause.id == "division_by_zero"
+    assert any("`t` is exactly 0 and is an exponent" in e for e in cause.evidence)
+    assert not any("1e-8" in a for a in advice) and "`t`" in advice[0]
+
+
+def test_an_eps_of_zero_added_to_the_denominator_is_advised_a_value():
+    f = first(
+        op="divide",
+        kind="invalid",
+        operands=[("x", numbers(exact_zeros=2)), ("s + eps", numbers(exact_zeros=2))],
+        variables={"s": numbers(exact_zeros=2), "eps": _zero_scalar("float64")},
+    )
+    f.source = "y = x / (s + eps)"
+    _, advice = decide(f, [])
+    assert "give `eps` a value" in advice[0]
