@@ -21,11 +21,21 @@ def _when(first) -> str:
 def text(result: TraceResult) -> str:
     lines = []
     first = result.first
+    stop = result.stopped_by
     if first is None and result.program.failed:
         lines.append(
             f"✗ the program failed: {result.script} exited with code {result.program.exit_code}, "
             "with no NaN or Inf before it failed"
         )
+        if stop is not None:
+            lines += [
+                "",
+                f"  stopped at {stop.file}:{stop.line} in {stop.function}: the program's own error "
+                f"handling raised where {stop.op} would have made {stop.value} ({stop.kind})",
+                f"         {stop.source}",
+                f"  when   {_when(stop)}",
+            ]
+            lines += _operands(stop)
     elif first is None and result.unlocated:
         lines.append(
             f"✗ unlocated: {result.script} printed a NaN or Inf that trace saw but could not locate"
@@ -59,12 +69,7 @@ def text(result: TraceResult) -> str:
                     f"    from {frame.file}:{frame.line} in {frame.function}: {frame.source}"
                 )
             lines.append(f"  when   {_when(first)}")
-        for expr, n in first.operands:
-            if n.get("max_abs") is not None or n.get("exact_zeros"):
-                lines.append(
-                    f"  operand `{expr}`: max |x| {_num(n.get('max_abs'))}, min |x| "
-                    f"{_num(n.get('min_abs'))}, {n.get('exact_zeros', 0)} exact zeros of {n.get('size')}"
-                )
+        lines += _operands(first)
     if result.cause is not None:
         lines += ["", f"Cause: {result.cause.id} — {result.cause.summary}"]
         lines += [f"  • {e}" for e in result.cause.evidence]
@@ -84,6 +89,15 @@ def text(result: TraceResult) -> str:
             + (f" ({result.program.to_json()['exception']})" if result.program.exception else ""),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _operands(first) -> list[str]:
+    return [
+        f"  operand `{expr}`: max |x| {_num(n.get('max_abs'))}, min |x| "
+        f"{_num(n.get('min_abs'))}, {n.get('exact_zeros', 0)} exact zeros of {n.get('size')}"
+        for expr, n in first.operands
+        if n.get("max_abs") is not None or n.get("exact_zeros")
+    ]
 
 
 def _num(x) -> str:

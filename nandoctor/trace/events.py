@@ -280,6 +280,9 @@ class Recorder:
         self.underflow: dict[tuple, int] = {}
         self.underflow_capped = False  # counting stopped at UNDERFLOW_CAP: counts are lower bounds
         self.first: FirstNonFinite | None = None
+        # the first op whose flag the program's own handling turned into an exception (np.seterr
+        # 'raise', a warnings filter 'error'): what it would have made, read from its operands
+        self.stopped_by: FirstNonFinite | None = None
         self.plan: dict | None = None  # what a re-run needs to find the first event's loop again
         self.on_first = on_first
         self.user_state = user_state or UserErrorState()
@@ -358,6 +361,12 @@ class Recorder:
             site = self.sites[key] = Site(frame.f_code.co_filename, frame.f_lineno, kind)
         site.count += 1
         site.aborted += aborted
+        if aborted and self.first is None and self.stopped_by is None:
+            from nandoctor.trace.evaluate import read_line
+
+            stmt = statement_at(frame.f_code.co_filename, frame.f_lineno)
+            self.stopped_by = first_from_frame(frame, kind, read_line(frame, stmt, kind))
+            return
         if aborted or self.first is not None or not _worth_examining(site.count):
             return
         from nandoctor.trace.evaluate import read_line

@@ -35,6 +35,9 @@ class TraceResult:
     notes: list[str] = field(default_factory=list)  # how the answer was found, in plain words
     seconds: float = 0.0
     unlocated: str | None = None  # the program printed a nan/inf that no run could locate
+    # the op whose floating-point error the program's own handling raised, when that is how it
+    # failed: where and why it stopped, though no NaN or Inf was kept
+    stopped_by: FirstNonFinite | None = None
 
     @property
     def status(self) -> str:
@@ -55,6 +58,7 @@ class TraceResult:
             "script": self.script,
             "status": self.status,
             "first_nonfinite": self.first.to_json() if self.first else None,
+            "stopped_by": self.stopped_by.to_json() if self.stopped_by else None,
             "cause": self.cause.to_json() if self.cause else None,
             "warnings": [w.to_json() for w in self.warnings],
             "events": [e.to_json() for e in self.events],

@@ -56,6 +56,12 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
         result.warnings += more
         result.notes.insert(0, result.unlocated or finite_summary(recorder))
         result.notes += notes
+        stop = recorder.stopped_by
+        if outcome.failed and stop is not None and _raised_by_numpy(outcome):
+            from nandoctor.trace.cause import decide
+
+            result.stopped_by = stop
+            result.cause, result.advice = decide(stop, [])
         return result
     from nandoctor.trace.cause import decide
 
@@ -64,6 +70,12 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
         # a NaN not located, or met in a process whose events were not watched: no cause shown
         result.cause, result.advice = decide(first, growth)
     return result
+
+
+def _raised_by_numpy(outcome: Outcome) -> bool:
+    """The program failed with the error NumPy raises for a flag (np.seterr 'raise') or with a
+    RuntimeWarning turned into an error (a warnings filter 'error')."""
+    return isinstance(outcome.exception, FloatingPointError | RuntimeWarning)
 
 
 def _namespaces(outcome: Outcome, returned: bool = True) -> list[tuple[str | None, dict]]:

@@ -648,3 +648,37 @@ def test_a_nan_made_in_a_pool_worker_is_located_there_without_a_cause_claimed(tm
     assert r.exit_code == 1 and r.first.line == 5 and "child" in r.first.found_by
     assert r.cause is None and r.seconds < 5
     assert any("started other processes" in n for n in r.notes)
+
+
+@pytest.mark.parametrize(
+    "handling",
+    ['np.seterr(all="raise")', 'warnings.filterwarnings("error", category=RuntimeWarning)'],
+)
+def test_a_program_its_own_error_handling_stopped_says_where_and_why(tmp_path, handling):
+    """No NaN was kept (the statement raised), so the program failed (exit 3), but the report
+    says which op its own handling stopped, with the operands and the cause they show."""
+    prog = _script(
+        tmp_path,
+        f"import warnings\nimport numpy as np\n{handling}\n\n"
+        "def normalize(X):\n    mu, sd = X.mean(axis=0), X.std(axis=0)\n"
+        "    return (X - mu) / sd\n\n"
+        "X = np.c_[np.ones(8), np.arange(8.0)]\nprint(normalize(X))\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 3 and doc["first_nonfinite"] is None
+    stop = doc["stopped_by"]
+    assert (stop["line"], stop["op"], stop["function"]) == (7, "divide", "normalize")
+    assert doc["cause"]["id"] == "division_by_zero"
+    assert any("`sd` holds 1 exact zero" in e for e in doc["cause"]["evidence"])
+
+
+def test_a_program_that_failed_otherwise_names_no_stopping_op(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nnp.seterr(all='raise')\ntry:\n    np.log(np.zeros(2))\n"
+        "except FloatingPointError:\n    pass\nraise ValueError('unrelated')\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 3 and doc["stopped_by"] is None and doc["cause"] is None
