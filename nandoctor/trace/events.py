@@ -16,6 +16,7 @@ handling (``np.linalg``, array printing) uses NumPy's own ``errstate`` and is le
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import sys
 import warnings
 from collections.abc import Callable
@@ -177,14 +178,30 @@ class NonFiniteError(FloatingPointError):
 
 
 class UserErrorState:
-    """What the traced program asked NumPy to do on each kind of event, applied after recording."""
+    """What the traced program asked NumPy to do on each kind of event, applied after recording.
+
+    Kept per context, as NumPy 2 keeps its own: a thread starts from the state tracing began
+    with (NumPy's defaults), a ``contextvars.copy_context().run(f)`` sees its own changes only,
+    and one thread's ``np.seterr`` never reaches another."""
 
     def __init__(self):
-        self.modes = dict(npstate.geterr())  # over/under/divide/invalid -> mode
-        self.call = npstate.geterrcall()
+        self._initial = (dict(npstate.geterr()), npstate.geterrcall())
+        self._state: contextvars.ContextVar = contextvars.ContextVar("nandoctor_user_errstate")
+
+    def _get(self) -> tuple[dict, object]:
+        return self._state.get(self._initial)
+
+    @property
+    def modes(self) -> dict:  # over/under/divide/invalid -> mode (read only: set with seterr)
+        return self._get()[0]
+
+    @property
+    def call(self):
+        return self._get()[1]
 
     def seterr(self, all=None, divide=None, over=None, under=None, invalid=None):
-        old = dict(self.modes)
+        old, call = self._get()
+        modes = dict(old)
         for key, mode in (
             ("divide", divide),
             ("over", over),
@@ -195,14 +212,18 @@ class UserErrorState:
             if mode is not None:
                 if mode not in ("ignore", "warn", "raise", "call", "print", "log"):
                     raise ValueError(f"invalid error mode {mode!r}")
-                self.modes[key] = mode
-        return old
+                modes[key] = mode
+        self._state.set((modes, call))  # a new dict: a copied context keeps the one it had
+        return dict(old)
 
     def geterr(self):
         return dict(self.modes)
 
     def seterrcall(self, func):
-        old, self.call = self.call, func
+        with npstate.errstate():  # NumPy checks what it is given, in its own words
+            npstate.seterrcall(func)
+        modes, old = self._get()
+        self._state.set((modes, func))
         return old
 
     def geterrcall(self):
@@ -225,9 +246,9 @@ class UserErrorState:
                     self._old_call = state.seterrcall(self._call)
 
             def __exit__(self, *exc):
-                state.modes.update(self._old)  # in place: the recorder's fast path holds it
+                state.seterr(**self._old)
                 if self._call_given:
-                    state.call = self._old_call
+                    state.seterrcall(self._old_call)
 
         return errstate
 
@@ -244,9 +265,19 @@ class UserErrorState:
             warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
         elif mode == "raise":
             raise FloatingPointError(message)
-        elif mode == "call" and self.call is not None:
+        elif mode == "call" and self.call is None:  # as NumPy words it (two spaces too)
+            raise NameError(
+                f"python callback specified for {MESSAGES[kind]} (in  {ufunc}) but no function "
+                "found."
+            )
+        elif mode == "log" and self.call is None:
+            raise NameError(
+                f"log specified for {MESSAGES[kind]} (in {ufunc}) but no object with write "
+                "method found."
+            )
+        elif mode == "call":
             self.call(MESSAGES[kind], FLAGS[kind])
-        elif mode == "log" and self.call is not None:
+        elif mode == "log":
             self.call.write(f"Warning: {message}\n")
         elif mode == "print":
             print(f"Warning: {message}", file=sys.stderr)
@@ -294,13 +325,13 @@ class Recorder:
         (unlike "call" mode this names the ufunc, which the program's own warnings need). The
         ``write`` is a closure over the state, the cheapest thing to call."""
         getframe, user_code, counts = sys._getframe, _USER_CODE, self.underflow
-        modes, slow, left = self.user_state.modes, self._event, [UNDERFLOW_CAP]
+        user_state, slow, left = self.user_state, self._event, [UNDERFLOW_CAP]
 
         def on_fp_error(message: str) -> None:
             if message[9] == "u":  # "Warning: underflow encountered in ..."
                 frame = getframe(1)
                 code = frame.f_code
-                if user_code.get(code) and modes["under"] == "ignore":
+                if user_code.get(code) and user_state.modes["under"] == "ignore":
                     key = (code, frame.f_lineno)
                     counts[key] = counts.get(key, 0) + 1
                     left[0] -= 1

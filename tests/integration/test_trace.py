@@ -682,3 +682,45 @@ def test_a_program_that_failed_otherwise_names_no_stopping_op(tmp_path):
     res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
     doc = json.loads(res.stdout)
     assert res.exit_code == 3 and doc["stopped_by"] is None and doc["cause"] is None
+
+
+ERROR_STATE_PER_CONTEXT = """\
+import contextvars
+import threading
+import numpy as np
+
+np.seterr(divide="ignore")
+seen = []
+t = threading.Thread(target=lambda: seen.append(np.geterr()["divide"]))
+t.start()
+t.join()
+
+def raising():
+    np.seterr(divide="raise")
+    return np.geterr()["divide"]
+
+inside = contextvars.copy_context().run(raising)
+print(seen[0], inside, np.geterr()["divide"])
+for bad in (42, "x"):
+    try:
+        np.seterrcall(bad)
+    except TypeError as e:
+        print("TypeError", e)
+np.seterrcall(None)
+np.seterr(divide="call")
+try:
+    np.array([1.0]) / 0
+except NameError as e:
+    print("NameError", e)
+"""
+
+
+def test_the_programs_error_state_is_per_thread_and_context_and_checked_as_numpy_does(tmp_path):
+    """NumPy 2 keeps its error state per context: a new thread starts from the defaults, a
+    copied context's np.seterr stays there; bad callbacks are refused in NumPy's words. The
+    program prints the same under trace as under python."""
+    prog = _script(tmp_path, ERROR_STATE_PER_CONTEXT)
+    plain = subprocess.run([sys.executable, str(prog)], capture_output=True, text=True, check=True)
+    assert plain.stdout.splitlines()[0] == "warn raise ignore"  # what python itself gives
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    assert res.stderr == plain.stdout + plain.stderr
