@@ -130,11 +130,13 @@ def fix_spec(
     jobs: int | None = None,
     before_verify: Callable[[Diagnosis], Callable[..., None] | None] | None = None,
     full: bool = False,
+    dest: Path | None = None,
 ) -> FixResult:
     """Diagnose ``spec``; when it went non-finite, verify the recommendations by re-running and
     apply the best verified one to the spec's own text. ``before_verify(diagnosis)`` sees the
     diagnosis (its recommendations are verified in place) and may return a per-recommendation
-    ``on_done`` callback (a progress bar)."""
+    ``on_done`` callback (a progress bar). ``dest``: where the fixed spec will be written; its
+    relative file paths are rewritten to name the same files from there."""
     from nandoctor.examine import examine, verify_fixes
 
     started = time.perf_counter()
@@ -152,4 +154,7 @@ def fix_spec(
         for key, (item, value) in spec.overridden().items():
             base = apply_changes(base, {key: value}, f"--set {item}")
         new = apply_changes(base, best.changes, f"{best.id}, verified: {best.evidence}")
+        moved = spec.paths_from(dest.parent) if dest is not None and spec.path else {}
+        if moved:
+            new = apply_changes(new, moved, "the same file, from this spec's folder")
     return FixResult(diagnosis, best, text, new, time.perf_counter() - started)

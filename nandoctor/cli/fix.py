@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -63,7 +64,8 @@ def fix(spec_path, output, dry_run, overrides, jobs, verify_full):
 
     try:
         with ExitStack() as stack:
-            result = fix_spec(spec, jobs, before_verify, full=verify_full)
+            dest = Path(output) if output and not dry_run and output != "-" else None
+            result = fix_spec(spec, jobs, before_verify, full=verify_full, dest=dest)
     except Interrupted as stop:
         show_partial(spec_path, seen[0] if seen else None, stop)
         raise

@@ -99,13 +99,18 @@ def run(
 
 
 def write_trace(outcome, path: str) -> None:
+
     import yaml
 
-    from nandoctor.instrument.history import save
+    from nandoctor.instrument.history import save, spec_beside
 
+    spec, data = outcome.spec, outcome.spec.resolved()
+    for dotted, moved in (spec.paths_from(spec_beside(path).parent) if spec.path else {}).items():
+        section, key = dotted.split(".")
+        data[section][key] = moved  # the same file, named from where the spec is written
     resolved = (
         f"# trained with {outcome.threads} BLAS thread(s): --threads {outcome.threads} reproduces"
-        " it bit for bit\n" + yaml.safe_dump(outcome.spec.resolved(), sort_keys=False)
+        " it bit for bit\n" + yaml.safe_dump(data, sort_keys=False)
     )
     try:
         save(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import re
 import reprlib
 import types
@@ -246,6 +247,19 @@ class Spec(_Section):
         """A path from the spec, relative to the spec's folder unless absolute."""
         q = Path(p).expanduser()
         return q if q.is_absolute() else self.base_dir / q
+
+    def paths_from(self, folder: Path) -> dict[str, str]:
+        """The spec's relative file paths (``data.path``, ``model.weights``) rewritten for a
+        spec written into ``folder``: dotted key -> the same file, relative to ``folder``.
+        Only the ones that change; absolute paths stay as they are."""
+        out = {}
+        for key, p in (("data.path", self.data.path), ("model.weights", self.model.weights)):
+            if not p or Path(p).expanduser().is_absolute():
+                continue
+            moved = Path(os.path.relpath(self.resolve_path(p).resolve(), folder.resolve()))
+            if moved != Path(p):
+                out[key] = moved.as_posix()
+        return out
 
     def input_files(self) -> list[Path]:
         """The files a run of this spec reads: the spec itself, its data and its weights."""

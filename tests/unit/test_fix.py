@@ -231,3 +231,34 @@ def test_fix_with_set_writes_the_overrides_too(tmp_path):
     assert (written.train.steps, written.train.batch_size) == (40, 16)
     assert written.train.learning_rate < verified_with.train.learning_rate
     assert "--set train.steps=40" in out.read_text()
+
+
+@pytest.mark.parametrize("where", ["sub/fixed.yaml", "../elsewhere/fixed.yaml"])
+def test_a_fix_written_to_another_folder_still_names_the_spec_data(tmp_path, where):
+    """The spec's data path is relative to its own folder: written elsewhere, it is rewritten
+    to name the same file from there (and says so), so the fixed spec runs as written."""
+    (tmp_path / "proj").mkdir()
+    src = copy_config(tmp_path / "proj", "missing_values_csv")
+    out = tmp_path / "proj" / where
+    out.parent.mkdir(parents=True, exist_ok=True)
+    r = invoke("fix", src, "-o", out)
+    assert r.exit_code == 0, r.output
+    fixed = load_spec(out)
+    assert fixed.resolve_path(fixed.data.path).resolve() == (
+        load_spec(src).resolve_path(load_spec(src).data.path).resolve()
+    )
+    assert "the same file, from this spec's folder" in out.read_text()
+    run = invoke("run", out, "--format", "json", "--no-verify")
+    assert run.exit_code == 0, run.output
+
+
+def test_the_spec_beside_a_trace_in_another_folder_names_the_same_data(tmp_path):
+    src = copy_config(tmp_path, "missing_values_csv")
+    trace = tmp_path / "traces" / "t.npz"
+    trace.parent.mkdir()
+    r = invoke("run", src, "--set", "data.missing=drop_rows", "--trace", trace, "--format", "json")
+    assert r.exit_code == 0, r.output
+    beside = load_spec(tmp_path / "traces" / "t.spec.yaml")
+    assert beside.resolve_path(beside.data.path).resolve() == (tmp_path / "data").resolve() / (
+        Path(load_spec(src).data.path).name
+    )
