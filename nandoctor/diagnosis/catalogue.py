@@ -67,6 +67,10 @@ FACTORS: dict[str, Entry] = {
         "1 - lr x weight_decay, which zeroes, flips or grows them",
         "train.weight_decay",
     ),
+    "growing_schedule": Entry(
+        "a step/exponential schedule with lr_gamma > 1 raised the learning rate until it failed",
+        "train.lr_gamma",
+    ),
     "unscaled_targets": Entry(
         "regression targets far from unit scale with no preprocessing", "data.target_preprocess"
     ),
@@ -172,6 +176,11 @@ RECOMMENDATIONS: dict[str, Remedy] = {
     "add_norm_eps": Remedy(
         "use norm_eps = 1e-5 (torch's default) in the failing norm and every norm whose eps is 0",
         "a non-zero norm_eps alone removes it: the norm's unguarded division is the mechanism",
+    ),
+    "decay_schedule": Remedy(
+        "let the schedule decay the rate (lr_gamma 0.1, torch's StepLR default) instead of "
+        "raising it",
+        "a decaying schedule alone removes it: the rate the schedule grew is the mechanism",
     ),
     "lower_weight_decay": Remedy(
         "use weight_decay = 0.01 (torch AdamW's default)",

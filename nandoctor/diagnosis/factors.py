@@ -15,6 +15,7 @@ from nandoctor.diagnosis.catalogue import NAIVE_FACTOR_OF_OP
 from nandoctor.diagnosis.causes import Failure, where
 from nandoctor.diagnosis.findings import Finding, factor, fmt
 from nandoctor.diagnosis.measures import history_offset
+from nandoctor.engine.optim import schedule_factor
 
 UNSCALED_INPUT = 100.0  # inputs (or targets) larger than this, unpreprocessed, are unscaled
 REGRESSION_LOSSES = ("mse", "mae", "huber")  # losses of real-valued targets
@@ -38,12 +39,41 @@ def high_learning_rate(f: Failure, cause: Finding) -> Iterator[Finding]:
     peak = float(np.nanmax(r)) if np.isfinite(r).any() else float("nan")
     if peak > HIGH_UPDATE_RATIO:
         step = int(np.nanargmax(np.nanmax(r, axis=1))) + 1 + off
+        lr, rate = f.outcome.learning_rate, effective_rate(f, step)
+        raised = (
+            f" (the {f.spec.train.schedule} schedule had made it {fmt(rate)})"
+            if (rate > 1.5 * lr)
+            else ""
+        )
         yield factor(
             "high_learning_rate",
-            f"learning rate {fmt(f.outcome.learning_rate)} moved weights by up to "
+            f"learning rate {fmt(lr)}{raised} moved weights by up to "
             f"{fmt(100 * peak)}% of their norm in one step",
             [f"update/weight ratio {fmt(peak)} at step {step} (well-behaved runs: ~1e-3)"],
         )
+
+
+def effective_rate(f: Failure, step: int) -> float:
+    """The learning rate in effect at ``step``: the spec's times its schedule's factor."""
+    t = f.spec.train
+    k = schedule_factor(t.schedule, step, t.steps, t.lr_step_size, t.lr_gamma, t.warmup_steps)
+    return f.outcome.learning_rate * k
+
+
+def growing_schedule(f: Failure, cause: Finding) -> Iterator[Finding]:
+    """A step/exponential schedule with lr_gamma > 1 raised the rate until the run failed."""
+    t = f.spec.train
+    if t.schedule not in ("step", "exponential") or t.lr_gamma <= 1 or f.first.step is None:
+        return
+    lr, rate = f.outcome.learning_rate, effective_rate(f, max(f.first.step, 1))
+    if rate <= 2 * lr:
+        return
+    yield factor(
+        "growing_schedule",
+        f"train.lr_gamma {fmt(t.lr_gamma)} > 1: the {t.schedule} schedule raised the rate from "
+        f"{fmt(lr)} to {fmt(rate)} by step {f.first.step}",
+        [f"lr x lr_gamma ^ ((step - 1) / {t.lr_step_size}) = {fmt(rate)} at the failure"],
+    )
 
 
 def unscaled_inputs(f: Failure, cause: Finding) -> Iterator[Finding]:
@@ -57,17 +87,24 @@ def unscaled_inputs(f: Failure, cause: Finding) -> Iterator[Finding]:
         )
 
 
+def unscaled_target_scale(outcome) -> float | None:
+    """max |y| of regression targets fed in with no preprocessing when beyond
+    ``UNSCALED_INPUT``, else None."""
+    y, spec = outcome.prepared.y, outcome.spec
+    if spec.data.target_preprocess != "none" or y is None or y.dtype.kind != "f" or not y.size:
+        return None
+    if spec.loss.name not in REGRESSION_LOSSES:
+        return None
+    with np.errstate(all="ignore"):
+        top = float(np.nanmax(np.abs(y))) if np.isfinite(y).any() else float("nan")
+    return top if math.isfinite(top) and top > UNSCALED_INPUT else None
+
+
 def unscaled_targets(f: Failure, cause: Finding) -> Iterator[Finding]:
     """Regression targets far from unit scale fed in with no preprocessing: the loss and its
     gradient grow with them (squared, for mse)."""
-    y, spec = f.outcome.prepared.y, f.spec
-    if spec.data.target_preprocess != "none" or y is None or y.dtype.kind != "f" or not y.size:
-        return
-    if spec.loss.name not in REGRESSION_LOSSES:
-        return
-    with np.errstate(all="ignore"):
-        top = float(np.nanmax(np.abs(y))) if np.isfinite(y).any() else float("nan")
-    if math.isfinite(top) and top > UNSCALED_INPUT:
+    spec, top = f.spec, unscaled_target_scale(f.outcome)
+    if top is not None:
         yield factor(
             "unscaled_targets",
             f"regression targets reach |y| = {fmt(top)} with no preprocessing",
@@ -167,6 +204,7 @@ FACTOR_RULES: tuple[Rule, ...] = (
     unscaled_inputs,
     unscaled_targets,
     high_weight_decay,
+    growing_schedule,
     naive_numerics,
     low_precision,
     poor_init,

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from nandoctor.diagnosis.catalogue import NAIVE_FACTORS, RECOMMENDATIONS
+from nandoctor.diagnosis.factors import unscaled_target_scale
 from nandoctor.diagnosis.findings import Recommendation, fmt
 from nandoctor.diagnosis.networks import NORM_OPS
 from nandoctor.engine.nn import activation
@@ -123,6 +124,8 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             add("stable_numerics", {"numerics.mode": "stable"})
         if "unscaled_inputs" in ids:
             add("standardize_inputs", {"data.preprocess": "standardize"})
+        if "growing_schedule" in ids:
+            add("decay_schedule", {"train.lr_gamma": 0.1})
         if "high_weight_decay" in ids:
             add("lower_weight_decay", {"train.weight_decay": 0.01})
         if "unscaled_targets" in ids or (cast and outcome.first_nonfinite.tensor == "y"):
@@ -188,6 +191,8 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             add_scaled_init()
         if w.id == "oscillating_loss":
             lower_lr()
+        if w.id in ("skipped_steps", "loss_not_decreasing") and unscaled_target_scale(outcome):
+            add("standardize_targets", {"data.target_preprocess": "standardize"})
         if w.id == "skipped_steps" and spec.numerics.dtype == "float16":
             add("use_float32", {"numerics.dtype": "float32"})
         if w.id == "exploding_gradient":

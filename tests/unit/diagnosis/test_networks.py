@@ -252,3 +252,40 @@ def test_weight_decay_that_flips_the_weights_each_step_is_a_factor_and_its_fix_l
     fix = d.recommendations[0]
     assert fix.id == "lower_weight_decay" and fix.changes == {"train.weight_decay": 0.01}
     assert fix.verified is True and fix.learns is True, fix.evidence
+
+
+def test_a_schedule_that_raises_the_rate_is_named_with_the_rate_it_reached():
+    """lr 0.002 doubled every 50 steps: the failure comes from the rate the schedule reached,
+    which the factors show (not 0.002 alone), and a decaying schedule is verified."""
+    layers = [{"units": 32, "activation": "relu"}, {"units": 1}]
+    train_keys = {"steps": 600, "learning_rate": 0.002, "schedule": "exponential"}
+    spec = make(layers, {"samples": 512, "features": 10, "outputs": 1}, train=train_keys)
+    spec = spec.with_changes({"train.lr_gamma": 2.0, "train.lr_step_size": 50})
+    d, outcome = examine(spec)
+    assert d.status == "nonfinite"
+    (grown,) = [f for f in d.contributing if f.id == "growing_schedule"]
+    step = outcome.first_nonfinite.step
+    reached = 0.002 * 2.0 ** ((step - 1) / 50)
+    assert f"to {reached:.3g} by step {step}" in grown.summary
+    fix = rec(d, "decay_schedule")
+    assert fix.changes == {"train.lr_gamma": 0.1} and fix.verified is True, fix.evidence
+
+
+def test_a_run_stuck_on_unscaled_targets_is_advised_to_standardize_them(tmp_path):
+    """Finite, but the loss does not fall: with targets of ~1e6 and a small rate, standardizing
+    the targets is proposed (untried: nothing failed); with scaled targets it is not."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((256, 4))
+    for scale, proposed in ((1e6, True), (1.0, False)):
+        np.savez(tmp_path / "d.npz", x=x, y=(x @ rng.standard_normal((4, 1))) * scale + 3 * scale)
+        spec = spec_from_dict(
+            {
+                "seed": 0,
+                "data": {"source": "npz", "path": str(tmp_path / "d.npz")},
+                "model": {"layers": [{"units": 8, "activation": "relu"}, {"units": 1}]},
+                "train": {"steps": 200, "batch_size": 32, "learning_rate": 1e-12},
+            }
+        )
+        d = diagnose(train(spec)[0])
+        assert "loss_not_decreasing" in {w.id for w in d.warnings}
+        assert ("standardize_targets" in {r.id for r in d.recommendations}) == proposed
