@@ -109,7 +109,9 @@ def skipped_steps(outcome, n: int) -> Finding | None:
     )
     return Finding(
         "skipped_steps",
-        f"loss scaling skipped {log['skipped']} of {n} steps for inf/NaN gradients ({settled}); "
+        # of the steps the scaler saw: the failing step too, when it got that far
+        f"loss scaling skipped {log['skipped']} of {log.get('seen') or n} steps for inf/NaN "
+        f"gradients ({settled}); "
         f"the scale went from {fmt(log['scale_first'])} to {fmt(log['scale_last'])}"
         + (" - it collapsed: gradients overflow even unscaled" if collapsed else ""),
         [

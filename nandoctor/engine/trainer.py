@@ -143,16 +143,19 @@ class SkipLog:
     scale_first: np.ndarray
     scale_last: np.ndarray
     scale_min: np.ndarray
+    seen: np.ndarray  # steps recorded (a failing step's too, when it reached the scaler)
 
     @classmethod
     def create(cls, n: int) -> SkipLog:
         ints = [np.zeros(n, int) for _ in range(5)]
-        return cls(*ints, np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.inf))
+        nans = np.full(n, np.nan), np.full(n, np.nan)
+        return cls(*ints, *nans, np.full(n, np.inf), np.zeros(n, int))
 
     def record(self, step: int, alive: np.ndarray, scale: np.ndarray, finite: np.ndarray):
         """Step ``step`` used ``scale`` for the live replicas ``alive``; ``finite`` says which
         applied their update (the others skipped it)."""
         skip = ~finite
+        self.seen[alive] += 1
         if step == 1:
             self.scale_first[alive] = scale
         self.scale_last[alive] = scale

@@ -170,7 +170,8 @@ def test_skipped_steps_are_not_the_first_nonfinite_but_a_collapsing_scale_warns(
     assert (log["scale_first"], log["scale_last"]) == (65536.0, 65536.0 * 0.5**11)
     d = diagnose(outcome)
     assert d.status == "warning"
-    assert "skipped_steps" in {w.id for w in d.warnings}
+    (w,) = [w for w in d.warnings if w.id == "skipped_steps"]
+    assert log["seen"] == 12 and "skipped 12 of 12 steps" in w.summary
 
 
 def test_a_few_skips_at_the_start_are_normal_and_do_not_warn():
