@@ -152,6 +152,7 @@ def unguarded_optimizer_division(f: Failure) -> Finding | None:
             "exactly 0 there"
             + (f" (v was all zero before the step-{first.step} update)" if v_all_zero else "")
         )
+        lines += _dead_units_behind(f)
     held = float(np.asarray(eps, dtype=f.outcome.prepared.dtype))
     lines.append(
         f"the denominator sqrt(v) + eps had no guard: eps = {fmt(eps)}"
@@ -164,6 +165,21 @@ def unguarded_optimizer_division(f: Failure) -> Finding | None:
         first.layer,
         first.step,
     )
+
+
+def _dead_units_behind(f: Failure) -> list[str]:
+    """Why a gradient was exactly 0: ReLU layers dead for the whole batch at the failing step
+    (their units pass no gradient), read from that step's history row."""
+    dead = (f.outcome.history or {}).get("dead")
+    row = f.first.step - f.outcome.history_start if f.first.step else None
+    if dead is None or row is None or not 0 <= row < len(dead):
+        return []
+    return [
+        f"layer {i + 1}: {fmt(100 * share)}% of its ReLU units output 0 for every sample at step "
+        f"{f.first.step}, so no gradient reaches them"
+        for i, share in enumerate(dead[row])
+        if np.isfinite(share) and share >= 0.5
+    ]
 
 
 def pinned_outputs_in_loss(f: Failure) -> Finding | None:

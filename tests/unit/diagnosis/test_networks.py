@@ -290,3 +290,14 @@ def test_a_run_stuck_on_unscaled_targets_is_advised_to_standardize_them(tmp_path
         d = diagnose(train(spec)[0])
         assert "loss_not_decreasing" in {w.id for w in d.warnings}
         assert ("standardize_targets" in {r.id for r in d.recommendations}) == proposed
+
+
+def test_an_exactly_zero_gradient_behind_a_division_is_explained_by_the_dead_units():
+    """Adagrad with eps 0 behind ReLUs whose bias (-20) kills every unit: the division by
+    sqrt(0) + 0 is the cause, and the evidence says why the gradient was 0."""
+    layers = [{"units": 32, "activation": "relu", "bias": -20.0}, {"units": 1}]
+    train_keys = {"steps": 50, "learning_rate": 0.1, "optimizer": "adagrad", "eps": 0.0}
+    spec = make(layers, {"samples": 256, "features": 8, "outputs": 1}, train=train_keys)
+    d = diagnose(train(spec)[0])
+    assert d.cause.id == "division_by_zero"
+    assert any("layer 1: 100% of its ReLU units output 0" in e for e in d.cause.evidence)
