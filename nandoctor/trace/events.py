@@ -531,7 +531,7 @@ def first_silent(frame, line: int, variable: str, found: tuple) -> FirstNonFinit
     kind, count, size = found
     frames = user_frames(frame)
     stack = _stack(frames, line)
-    loop_frame, loop = innermost_loop(frames)
+    loop_frame, loop = innermost_loop(frames, line)  # the frame already stands on the next line
     first = FirstNonFinite(
         file=stack[0].file,
         line=line,

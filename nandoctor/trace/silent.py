@@ -11,7 +11,8 @@ np.nan)``. The rule is read from the statement's syntax: it holds a nan/inf cons
 value itself, an operand of arithmetic, or an argument of a call that only places values (``full``,
 ``array``, ``where``, ...); a constant passed to any other call (``np.genfromtxt(...,
 filling_values=np.nan)``) is a reader's, and what it returns came from outside. The placeholder
-object (and its views) is then exempt, but any other value that later holds a NaN is reported,
+object (and its views, and any name bound to it: ``best = loss``, ``min(best, loss)``) is then
+exempt, but any other value that later holds a NaN is reported,
 even one computed from the placeholder.
 """
 
@@ -157,6 +158,7 @@ class FirstNaNFinder:
         self.on_found = on_found  # (frame, line, variable, (kind, count, size)) -> None
         self.last: dict[int, int] = {}
         self.sentinels: set[tuple] = set()  # (code, name) of a scalar written from a constant
+        self.scalars: list = []  # those scalars themselves: a name bound to one is the placeholder
         self.placeholders: list = []  # arrays written from a nan/inf constant (held: ids stay)
         self.seen: list[dict] = []  # where the placeholders were written, for the report
 
@@ -207,6 +209,7 @@ class FirstNaNFinder:
                 self.placeholders.append(value)
             else:
                 self.sentinels.add((frame.f_code, name))
+                self.scalars.append(value)
             if len(self.seen) < MAX_PLACEHOLDERS:
                 where = {"file": display_path(filename), "line": line}
                 self.seen.append(where | {"variable": name, "value": found[0]})
@@ -216,6 +219,7 @@ class FirstNaNFinder:
 
     def _placeholder(self, value, key: tuple) -> bool:
         if not isinstance(value, np.ndarray):
-            return key in self.sentinels
+            # ``best = loss`` or ``best = min(best, loss)`` binds the placeholder object itself
+            return key in self.sentinels or any(value is p for p in self.scalars)
         base = value.base
         return any(value is p or base is p for p in self.placeholders)

@@ -307,6 +307,30 @@ def test_sentinels_are_not_bad_input(tmp_path):
     assert res.exit_code == 0 and json.loads(res.stdout)["status"] == "healthy"
 
 
+def test_a_name_bound_to_a_placeholder_is_the_placeholder_not_data_coming_in(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nloss = np.inf\nprint(f'loss: {loss}')\nbest = loss\n"
+        "for t in range(3):\n    loss = 1.0 / (t + 1)\n    best = min(best, loss)\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 0 and doc["status"] == "healthy" and doc["cause"] is None
+    assert any("placeholder" in n and ":2" in n for n in doc["notes"])
+
+
+def test_data_kept_on_the_line_before_a_loop_is_outside_that_loop(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nx = np.array([float(s) for s in '1 nan 3'.split()])\n"
+        "for t in range(2):\n    y = x * 2\nprint(y)\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 1 and doc["cause"]["id"] == "bad_input"
+    assert doc["first_nonfinite"]["line"] == 2 and doc["first_nonfinite"]["loop"] is None
+
+
 MAIN_LOADS_A_CSV = """\
 import os
 
