@@ -90,7 +90,7 @@ def describe(value) -> dict | None:
         finite = np.isfinite(a)
         vals = a[finite]
         mag = np.abs(vals)
-        return {
+        out = {
             "max_abs": float(mag.max()) if mag.size else None,
             "min_abs": float(mag.min()) if mag.size else None,
             "min": float(vals.min()) if vals.size else None,
@@ -101,6 +101,14 @@ def describe(value) -> dict | None:
             "size": int(a.size),
             "dtype": str(np.asarray(value).dtype),
         }
+        if out["nonfinite"]:  # which kinds, and whether whole rows (last axis) are non-finite
+            out |= {"nan": int(np.isnan(a).sum()), "posinf": int((a == np.inf).sum())}
+            out["neginf"] = int((a == -np.inf).sum())
+            if a.ndim >= 2 and a.shape[-1]:
+                bad_rows = ~finite.any(axis=-1)
+                out["rows"], out["full_rows"] = bad_rows.size, int(bad_rows.sum())
+                out["full_rows_neginf"] = int((a == -np.inf).all(axis=-1).sum())
+        return out
 
 
 def value_kind(value) -> str | None:

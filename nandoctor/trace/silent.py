@@ -109,6 +109,40 @@ def writes_constant(stmt: ast.stmt | None) -> bool:
     return False
 
 
+def last_assignment(filename: str, first: int, before: int, name: str) -> ast.stmt | None:
+    """The last statement in lines [first, before) of ``filename`` that assigns ``name``."""
+    tree = parsed(filename)
+    if tree is None:
+        return None
+    best = None
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            continue
+        if not first <= node.lineno < before or (best and node.lineno < best.lineno):
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if any(ast.unparse(t) == name for tgt in targets for t in _store_targets(tgt)):
+            best = node
+    return best
+
+
+def placeholder_origin(filename: str, first: int, before: int, name: str) -> dict | None:
+    """Where ``name``, an operand holding NaN/Inf at line ``before``, was last written from a
+    constant of the program's own (``x = np.where(m, x, -np.inf)``), directly or through one
+    assignment that reads such a name (``mx = x.max()``): ``{"line", "source", "via"}``."""
+    stmt = last_assignment(filename, first, before, name)
+    if stmt is None:
+        return None
+    if writes_constant(stmt):
+        return {"line": stmt.lineno, "source": ast.unparse(stmt), "via": None}
+    read = [n.id for n in ast.walk(stmt.value) if isinstance(n, ast.Name)] if stmt.value else []
+    for other in dict.fromkeys(read):
+        source = last_assignment(filename, first, stmt.lineno, other)
+        if other != name and source is not None and writes_constant(source):
+            return {"line": source.lineno, "source": ast.unparse(source), "via": other}
+    return None
+
+
 MAX_SEQUENCE = 100_000  # a list, tuple or dict of numbers longer than this is not read
 
 

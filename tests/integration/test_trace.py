@@ -331,6 +331,28 @@ def test_data_kept_on_the_line_before_a_loop_is_outside_that_loop(tmp_path):
     assert doc["first_nonfinite"]["line"] == 2 and doc["first_nonfinite"]["loop"] is None
 
 
+FULLY_MASKED_ROW = """\
+import numpy as np
+
+scores = np.array([[1.0, 2.0], [0.5, 3.0]])
+mask = np.array([[True, False], [False, False]])
+scores = np.where(mask, scores, -np.inf)
+m = scores.max(axis=-1, keepdims=True)
+e = np.exp(scores - m)
+print(e)
+"""
+
+
+def test_a_nan_from_the_programs_own_minus_inf_mask_names_it_and_the_masked_row(tmp_path):
+    res = CliRunner().invoke(main, ["trace", str(_script(tmp_path, FULLY_MASKED_ROW))])
+    assert res.exit_code == 1
+    assert "own -inf placeholder written at " in res.stdout and "prog.py:5\n" in res.stdout
+    assert "1 of 2 rows were entirely masked (all -inf)" in res.stdout
+    assert "-inf - (-inf) = nan" in res.stdout and "-1e9" in res.stdout
+    assert "check the inputs where they are loaded" not in res.stdout
+    assert "operand `scores`: max |x| 1, min |x| 1, 0 exact zeros, 3 non-finite of 4" in res.stdout
+
+
 MAIN_LOADS_A_CSV = """\
 import os
 
