@@ -382,13 +382,16 @@ def _post_order(node: ast.AST):
 def operand_magnitude(frame: FrameType, node: ast.AST) -> float | None:
     """Largest finite |x| over the op's operands, evaluated on ``frame`` (for growth history)."""
     evaluator = FrameEvaluator(frame)
-    best = None
-    for sub in operand_nodes(node):
+
+    def numbers_of(sub: ast.AST) -> dict | None:
         try:
-            value = evaluator.eval(sub)
+            return describe(evaluator.eval(sub))
         except Exception:
-            continue
-        numbers = describe(value)
-        if numbers and numbers["max_abs"] is not None:
-            best = numbers["max_abs"] if best is None else max(best, numbers["max_abs"])
+            return None
+
+    measured = [n for n in map(numbers_of, operand_nodes(node)) if n is not None]
+    if not measured and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        owner = numbers_of(node.func.value)  # (err ** 2).sum(): the array it is called on
+        measured = [owner] if owner is not None else []
+    best = max((n["max_abs"] for n in measured if n.get("max_abs") is not None), default=None)
     return best if best is None or math.isfinite(best) else None

@@ -353,6 +353,30 @@ def test_a_nan_from_the_programs_own_minus_inf_mask_names_it_and_the_masked_row(
     assert "operand `scores`: max |x| 1, min |x| 1, 0 exact zeros, 3 non-finite of 4" in res.stdout
 
 
+DIVERGING_METHOD_SUM = """\
+import numpy as np
+
+rng = np.random.default_rng(5)
+X = np.c_[np.ones(50), rng.uniform(500, 4000, 50)]
+y = 150 * X[:, 1]
+theta = np.zeros(2)
+for i in range(100):
+    err = X @ theta - y
+    cost = (err ** 2).sum()
+    theta = theta - 0.01 * X.T @ err / len(y)
+print(cost)
+"""
+
+
+def test_a_method_reduction_of_an_expression_keeps_its_growth_history(tmp_path):
+    prog = _script(tmp_path, DIVERGING_METHOD_SUM)
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 1 and doc["first_nonfinite"]["op"] == "sum"
+    assert doc["cause"]["id"] == "exploding_gradient"
+    assert any("the operands grew from" in e for e in doc["cause"]["evidence"])
+
+
 MAIN_LOADS_A_CSV = """\
 import os
 
