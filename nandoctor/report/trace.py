@@ -94,9 +94,11 @@ def text(result: TraceResult) -> str:
 def _operands(first) -> list[str]:
     return [
         f"  operand `{expr}`: max |x| {_num(n.get('max_abs'))}, min |x| "
-        f"{_num(n.get('min_abs'))}, {n.get('exact_zeros', 0)} exact zeros of {n.get('size')}"
+        f"{_num(n.get('min_abs'))}, {n.get('exact_zeros', 0)} exact zeros"
+        + (f", {n['nonfinite']} non-finite" if n.get("nonfinite") else "")
+        + f" of {n.get('size')}"
         for expr, n in first.operands
-        if n.get("max_abs") is not None or n.get("exact_zeros")
+        if n.get("max_abs") is not None or n.get("exact_zeros") or n.get("nonfinite")
     ]
 
 

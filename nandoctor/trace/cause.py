@@ -102,6 +102,9 @@ def _bad_input_silent(first: FirstNonFinite) -> tuple[Cause, list[str]]:
 
 
 def _bad_input_carried(first, carried) -> tuple[Cause, list[str]]:
+    placed = [(e, n) for e, n in carried if n.get("placeholder")]
+    if placed:
+        return _from_placeholder(first, carried, placed)
     evidence = [
         f"`{e}` already held {n['nonfinite']} non-finite of {n['size']} entries when `{first.op}` "
         f"ran at {_where(first)}, and no earlier operation raised a flag"
@@ -113,6 +116,67 @@ def _bad_input_carried(first, carried) -> tuple[Cause, list[str]]:
     return cause, [
         "check the inputs where they are loaded (np.isfinite(x).all()); clean them first"
     ]
+
+
+def _kinds(n: dict) -> str:
+    kinds = [f"{n[k]} {k.replace('neg', '-').replace('pos', '')}" for k in NONFINITE_KINDS]
+    return ", ".join(k for k in kinds if not k.startswith("0 "))
+
+
+NONFINITE_KINDS = ("nan", "posinf", "neginf")
+
+
+def _placed_kind(n: dict) -> str:
+    kinds = [k for k, name in zip(NONFINITE_KINDS, ("nan", "inf", "-inf"), strict=True) if n.get(k)]
+    return (
+        {"nan": "nan", "posinf": "inf", "neginf": "-inf"}[kinds[0]]
+        if len(kinds) == 1
+        else "non-finite"
+    )
+
+
+def _from_placeholder(first, carried, placed) -> tuple[Cause, list[str]]:
+    """A NaN computed from a NaN/Inf the program wrote itself, e.g. a whole row masked with -inf
+    whose max is -inf too: ``scores - max`` is -inf - (-inf) = nan."""
+    e, n = placed[0]
+    origin = n["placeholder"]
+    at = f"{first.file}:{origin['line']}"
+    evidence = []
+    for name, numbers in carried:
+        p = numbers.get("placeholder")
+        how = ""
+        if p and p["via"]:
+            how = f", computed from `{p['via']}`, which the program wrote at {first.file}:{p['line']} (`{p['source']}`)"
+        elif p:
+            how = f", written by the program itself at {first.file}:{p['line']} (`{p['source']}`)"
+        evidence.append(
+            f"`{name}` held {numbers['nonfinite']} non-finite of {numbers['size']} entries "
+            f"({_kinds(numbers)}) when `{first.op}` ran at {_where(first)}{how}"
+        )
+    rows = max((numbers.get("full_rows_neginf", 0) for _, numbers in carried), default=0)
+    full = max((numbers.get("full_rows", 0) for _, numbers in carried), default=0)
+    advice = []
+    if rows or full:
+        row_kind = "all -inf" if rows else "all non-finite"
+        total = max(numbers.get("rows", 0) for _, numbers in carried)
+        line = f"{max(rows, full)} of {total} rows were entirely masked ({row_kind})"
+        if rows and first.op in {"subtract", "add"}:
+            line += f": their max is -inf too, so `{first.op}` computes -inf - (-inf) = nan"
+        evidence.append(line)
+        advice.append(
+            "guard fully masked rows (e.g. skip them, or zero their output with "
+            "np.where(mask.any(axis=-1, keepdims=True), out, 0)), or mask with a large finite "
+            "negative such as -1e9 or np.finfo(x.dtype).min instead of -inf"
+        )
+    advice.append(
+        "keep the placeholder out of arithmetic that can meet it on both sides (inf - inf, "
+        "0 * inf), or write a finite sentinel instead"
+    )
+    summary = (
+        f"{first.value or 'nan'} computed by {first.op} at {_where(first)} from the program's "
+        f"own {_placed_kind(n)} placeholder written at {at}"
+    )
+    return Cause("bad_input", summary, evidence), advice
 
 
 def _empty(first, empty) -> tuple[Cause, list[str]]:

@@ -90,7 +90,7 @@ def describe(value) -> dict | None:
         finite = np.isfinite(a)
         vals = a[finite]
         mag = np.abs(vals)
-        return {
+        out = {
             "max_abs": float(mag.max()) if mag.size else None,
             "min_abs": float(mag.min()) if mag.size else None,
             "min": float(vals.min()) if vals.size else None,
@@ -101,6 +101,14 @@ def describe(value) -> dict | None:
             "size": int(a.size),
             "dtype": str(np.asarray(value).dtype),
         }
+        if out["nonfinite"]:  # which kinds, and whether whole rows (last axis) are non-finite
+            out |= {"nan": int(np.isnan(a).sum()), "posinf": int((a == np.inf).sum())}
+            out["neginf"] = int((a == -np.inf).sum())
+            if a.ndim >= 2 and a.shape[-1]:
+                bad_rows = ~finite.any(axis=-1)
+                out["rows"], out["full_rows"] = bad_rows.size, int(bad_rows.sum())
+                out["full_rows_neginf"] = int((a == -np.inf).all(axis=-1).sum())
+        return out
 
 
 def value_kind(value) -> str | None:
@@ -374,13 +382,16 @@ def _post_order(node: ast.AST):
 def operand_magnitude(frame: FrameType, node: ast.AST) -> float | None:
     """Largest finite |x| over the op's operands, evaluated on ``frame`` (for growth history)."""
     evaluator = FrameEvaluator(frame)
-    best = None
-    for sub in operand_nodes(node):
+
+    def numbers_of(sub: ast.AST) -> dict | None:
         try:
-            value = evaluator.eval(sub)
+            return describe(evaluator.eval(sub))
         except Exception:
-            continue
-        numbers = describe(value)
-        if numbers and numbers["max_abs"] is not None:
-            best = numbers["max_abs"] if best is None else max(best, numbers["max_abs"])
+            return None
+
+    measured = [n for n in map(numbers_of, operand_nodes(node)) if n is not None]
+    if not measured and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        owner = numbers_of(node.func.value)  # (err ** 2).sum(): the array it is called on
+        measured = [owner] if owner is not None else []
+    best = max((n["max_abs"] for n in measured if n.get("max_abs") is not None), default=None)
     return best if best is None or math.isfinite(best) else None

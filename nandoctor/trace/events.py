@@ -482,6 +482,7 @@ def first_from_frame(frame, kind: str, reading) -> FirstNonFinite:
     frames = user_frames(frame)
     stack = _stack(frames)
     loop_frame, loop = innermost_loop(frames)
+    _placeholder_origins(frames[0], reading.operands)
     first = FirstNonFinite(
         file=stack[0].file,
         line=stack[0].line,
@@ -501,6 +502,18 @@ def first_from_frame(frame, kind: str, reading) -> FirstNonFinite:
         first.iteration = iteration_from_target(loop_frame, loop)
     first.fingerprint = fingerprint(frame, first)
     return first
+
+
+def _placeholder_origins(frame, operands: list[tuple[str, dict]]) -> None:
+    """Mark each operand already holding NaN/Inf that the program wrote from its own constant."""
+    from nandoctor.trace.silent import placeholder_origin
+
+    code = frame.f_code
+    for expr, numbers in operands:
+        if numbers.get("nonfinite") and expr.isidentifier():
+            origin = placeholder_origin(code.co_filename, code.co_firstlineno, frame.f_lineno, expr)
+            if origin is not None:
+                numbers["placeholder"] = origin
 
 
 def _likely_value(kind: str, op: str) -> str:
@@ -531,7 +544,7 @@ def first_silent(frame, line: int, variable: str, found: tuple) -> FirstNonFinit
     kind, count, size = found
     frames = user_frames(frame)
     stack = _stack(frames, line)
-    loop_frame, loop = innermost_loop(frames)
+    loop_frame, loop = innermost_loop(frames, line)  # the frame already stands on the next line
     first = FirstNonFinite(
         file=stack[0].file,
         line=line,

@@ -115,11 +115,12 @@ def loops_in(filename: str) -> tuple[Loop, ...]:
     )
 
 
-def enclosing_loop(frame: FrameType) -> Loop | None:
-    """The innermost loop of ``frame``'s own code that holds the line it is executing."""
+def enclosing_loop(frame: FrameType, line: int | None = None) -> Loop | None:
+    """The innermost loop of ``frame``'s own code that holds ``line`` (default: the line it is
+    executing)."""
     code = frame.f_code
     first, last = code.co_firstlineno, _last_line(code)
-    line = frame.f_lineno
+    line = frame.f_lineno if line is None else line
     inside = [
         loop
         for loop in loops_in(code.co_filename)
@@ -135,10 +136,13 @@ def _last_line(code: CodeType) -> int:
     return max(lines, default=code.co_firstlineno)
 
 
-def innermost_loop(frames: list[FrameType]) -> tuple[FrameType, Loop] | tuple[None, None]:
-    """Search outward through the user's frames for the first one executing inside a loop."""
-    for frame in frames:
-        loop = enclosing_loop(frame)
+def innermost_loop(
+    frames: list[FrameType], line: int | None = None
+) -> tuple[FrameType, Loop] | tuple[None, None]:
+    """Search outward through the user's frames for the first one executing inside a loop;
+    ``line``, when given, is where the innermost frame stands (a line already left)."""
+    for i, frame in enumerate(frames):
+        loop = enclosing_loop(frame, line if i == 0 else None)
         if loop is not None:
             return frame, loop
     return None, None

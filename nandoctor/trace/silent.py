@@ -11,7 +11,8 @@ np.nan)``. The rule is read from the statement's syntax: it holds a nan/inf cons
 value itself, an operand of arithmetic, or an argument of a call that only places values (``full``,
 ``array``, ``where``, ...); a constant passed to any other call (``np.genfromtxt(...,
 filling_values=np.nan)``) is a reader's, and what it returns came from outside. The placeholder
-object (and its views) is then exempt, but any other value that later holds a NaN is reported,
+object (and its views, and any name bound to it: ``best = loss``, ``min(best, loss)``) is then
+exempt, but any other value that later holds a NaN is reported,
 even one computed from the placeholder.
 """
 
@@ -108,6 +109,40 @@ def writes_constant(stmt: ast.stmt | None) -> bool:
     return False
 
 
+def last_assignment(filename: str, first: int, before: int, name: str) -> ast.stmt | None:
+    """The last statement in lines [first, before) of ``filename`` that assigns ``name``."""
+    tree = parsed(filename)
+    if tree is None:
+        return None
+    best = None
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            continue
+        if not first <= node.lineno < before or (best and node.lineno < best.lineno):
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if any(ast.unparse(t) == name for tgt in targets for t in _store_targets(tgt)):
+            best = node
+    return best
+
+
+def placeholder_origin(filename: str, first: int, before: int, name: str) -> dict | None:
+    """Where ``name``, an operand holding NaN/Inf at line ``before``, was last written from a
+    constant of the program's own (``x = np.where(m, x, -np.inf)``), directly or through one
+    assignment that reads such a name (``mx = x.max()``): ``{"line", "source", "via"}``."""
+    stmt = last_assignment(filename, first, before, name)
+    if stmt is None:
+        return None
+    if writes_constant(stmt):
+        return {"line": stmt.lineno, "source": ast.unparse(stmt), "via": None}
+    read = [n.id for n in ast.walk(stmt.value) if isinstance(n, ast.Name)] if stmt.value else []
+    for other in dict.fromkeys(read):
+        source = last_assignment(filename, first, stmt.lineno, other)
+        if other != name and source is not None and writes_constant(source):
+            return {"line": source.lineno, "source": ast.unparse(source), "via": other}
+    return None
+
+
 MAX_SEQUENCE = 100_000  # a list, tuple or dict of numbers longer than this is not read
 
 
@@ -157,6 +192,7 @@ class FirstNaNFinder:
         self.on_found = on_found  # (frame, line, variable, (kind, count, size)) -> None
         self.last: dict[int, int] = {}
         self.sentinels: set[tuple] = set()  # (code, name) of a scalar written from a constant
+        self.scalars: list = []  # those scalars themselves: a name bound to one is the placeholder
         self.placeholders: list = []  # arrays written from a nan/inf constant (held: ids stay)
         self.seen: list[dict] = []  # where the placeholders were written, for the report
 
@@ -207,6 +243,7 @@ class FirstNaNFinder:
                 self.placeholders.append(value)
             else:
                 self.sentinels.add((frame.f_code, name))
+                self.scalars.append(value)
             if len(self.seen) < MAX_PLACEHOLDERS:
                 where = {"file": display_path(filename), "line": line}
                 self.seen.append(where | {"variable": name, "value": found[0]})
@@ -216,6 +253,7 @@ class FirstNaNFinder:
 
     def _placeholder(self, value, key: tuple) -> bool:
         if not isinstance(value, np.ndarray):
-            return key in self.sentinels
+            # ``best = loss`` or ``best = min(best, loss)`` binds the placeholder object itself
+            return key in self.sentinels or any(value is p for p in self.scalars)
         base = value.base
         return any(value is p or base is p for p in self.placeholders)

@@ -307,6 +307,76 @@ def test_sentinels_are_not_bad_input(tmp_path):
     assert res.exit_code == 0 and json.loads(res.stdout)["status"] == "healthy"
 
 
+def test_a_name_bound_to_a_placeholder_is_the_placeholder_not_data_coming_in(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nloss = np.inf\nprint(f'loss: {loss}')\nbest = loss\n"
+        "for t in range(3):\n    loss = 1.0 / (t + 1)\n    best = min(best, loss)\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 0 and doc["status"] == "healthy" and doc["cause"] is None
+    assert any("placeholder" in n and ":2" in n for n in doc["notes"])
+
+
+def test_data_kept_on_the_line_before_a_loop_is_outside_that_loop(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nx = np.array([float(s) for s in '1 nan 3'.split()])\n"
+        "for t in range(2):\n    y = x * 2\nprint(y)\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 1 and doc["cause"]["id"] == "bad_input"
+    assert doc["first_nonfinite"]["line"] == 2 and doc["first_nonfinite"]["loop"] is None
+
+
+FULLY_MASKED_ROW = """\
+import numpy as np
+
+scores = np.array([[1.0, 2.0], [0.5, 3.0]])
+mask = np.array([[True, False], [False, False]])
+scores = np.where(mask, scores, -np.inf)
+m = scores.max(axis=-1, keepdims=True)
+e = np.exp(scores - m)
+print(e)
+"""
+
+
+def test_a_nan_from_the_programs_own_minus_inf_mask_names_it_and_the_masked_row(tmp_path):
+    res = CliRunner().invoke(main, ["trace", str(_script(tmp_path, FULLY_MASKED_ROW))])
+    assert res.exit_code == 1
+    assert "own -inf placeholder written at " in res.stdout and "prog.py:5\n" in res.stdout
+    assert "1 of 2 rows were entirely masked (all -inf)" in res.stdout
+    assert "-inf - (-inf) = nan" in res.stdout and "-1e9" in res.stdout
+    assert "check the inputs where they are loaded" not in res.stdout
+    assert "operand `scores`: max |x| 1, min |x| 1, 0 exact zeros, 3 non-finite of 4" in res.stdout
+
+
+DIVERGING_METHOD_SUM = """\
+import numpy as np
+
+rng = np.random.default_rng(5)
+X = np.c_[np.ones(50), rng.uniform(500, 4000, 50)]
+y = 150 * X[:, 1]
+theta = np.zeros(2)
+for i in range(100):
+    err = X @ theta - y
+    cost = (err ** 2).sum()
+    theta = theta - 0.01 * X.T @ err / len(y)
+print(cost)
+"""
+
+
+def test_a_method_reduction_of_an_expression_keeps_its_growth_history(tmp_path):
+    prog = _script(tmp_path, DIVERGING_METHOD_SUM)
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    doc = json.loads(res.stdout)
+    assert res.exit_code == 1 and doc["first_nonfinite"]["op"] == "sum"
+    assert doc["cause"]["id"] == "exploding_gradient"
+    assert any("the operands grew from" in e for e in doc["cause"]["evidence"])
+
+
 MAIN_LOADS_A_CSV = """\
 import os
 
