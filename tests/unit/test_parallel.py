@@ -4,7 +4,6 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -43,15 +42,13 @@ def test_an_exception_in_a_worker_propagates():
 
 
 def first_waits_for_second(args):
-    """Item 0 returns only once item 1's worker has exited (sent its result and ended)."""
+    """Item 0 returns only once the parent has taken item 1's result (its on_arrival wrote the
+    marker): waiting for item 1's worker to exit was not enough, since a parent slow to poll
+    could then find both results waiting and take item 0's first."""
     index, marker = args
     if index == 1:
-        marker.write_text(str(os.getpid()))
         return index
-    while not marker.exists() or not marker.read_text():
-        time.sleep(0.01)
-    stat = Path(f"/proc/{marker.read_text()}/stat")
-    while stat.exists() and stat.read_text().rpartition(")")[2].split()[0] != "Z":
+    while not marker.exists() or marker.read_text() != "1":
         time.sleep(0.01)
     return index
 
@@ -59,13 +56,13 @@ def first_waits_for_second(args):
 @fork_only
 def test_on_arrival_reports_each_result_as_it_finishes_on_done_keeps_input_order(tmp_path):
     arrived, done = [], []
-    marker = tmp_path / "second.pid"
+    marker = tmp_path / "arrived"  # the last index the parent took
     got = pmap(
         first_waits_for_second,
         [(0, marker), (1, marker)],
         2,
         done.append,
-        on_arrival=lambda i, r: arrived.append((i, r)),
+        on_arrival=lambda i, r: arrived.append((i, r)) or marker.write_text(str(i)),
     )
     assert got == done == [0, 1]
     assert arrived == [(1, 1), (0, 0)]
