@@ -175,6 +175,12 @@ def _script(tmp_path: Path, body: str, name: str = "prog.py") -> Path:
     return path
 
 
+def trace_json(prog: Path):
+    """``nandoctor trace --format json PROG``: the click result and its JSON document."""
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
+    return res, json.loads(res.stdout)
+
+
 def test_json_shape_follows_the_contract(tmp_path):
     prog = _script(
         tmp_path,
@@ -276,8 +282,7 @@ def test_the_programs_own_error_handling_is_honoured_and_still_recorded(tmp_path
         "try:\n    np.exp(np.array([1000.0]))\nexcept FloatingPointError:\n    print('caught')\n"
         "with np.errstate(divide='ignore'):\n    z = np.log(np.zeros(1))\n",
     )
-    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
-    doc = json.loads(res.stdout)
+    res, doc = trace_json(prog)
     assert "caught" in res.stderr and "divide by zero" not in res.stderr
     assert doc["first_nonfinite"]["line"] == 8  # line 4 raised: it kept nothing
     assert {(e["line"], e["kind"]) for e in doc["events"]} == {
@@ -313,8 +318,7 @@ def test_a_name_bound_to_a_placeholder_is_the_placeholder_not_data_coming_in(tmp
         "import numpy as np\nloss = np.inf\nprint(f'loss: {loss}')\nbest = loss\n"
         "for t in range(3):\n    loss = 1.0 / (t + 1)\n    best = min(best, loss)\n",
     )
-    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
-    doc = json.loads(res.stdout)
+    res, doc = trace_json(prog)
     assert res.exit_code == 0 and doc["status"] == "healthy" and doc["cause"] is None
     assert any("placeholder" in n and ":2" in n for n in doc["notes"])
 
@@ -325,8 +329,7 @@ def test_data_kept_on_the_line_before_a_loop_is_outside_that_loop(tmp_path):
         "import numpy as np\nx = np.array([float(s) for s in '1 nan 3'.split()])\n"
         "for t in range(2):\n    y = x * 2\nprint(y)\n",
     )
-    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
-    doc = json.loads(res.stdout)
+    res, doc = trace_json(prog)
     assert res.exit_code == 1 and doc["cause"]["id"] == "bad_input"
     assert doc["first_nonfinite"]["line"] == 2 and doc["first_nonfinite"]["loop"] is None
 
@@ -370,8 +373,7 @@ print(cost)
 
 def test_a_method_reduction_of_an_expression_keeps_its_growth_history(tmp_path):
     prog = _script(tmp_path, DIVERGING_METHOD_SUM)
-    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
-    doc = json.loads(res.stdout)
+    res, doc = trace_json(prog)
     assert res.exit_code == 1 and doc["first_nonfinite"]["op"] == "sum"
     assert doc["cause"]["id"] == "exploding_gradient"
     assert any("the operands grew from" in e for e in doc["cause"]["evidence"])
@@ -403,8 +405,7 @@ if __name__ == "__main__":
 def test_a_nan_loaded_inside_main_is_found_though_mains_locals_are_gone_at_the_end(tmp_path):
     (tmp_path / "d.csv").write_text("a,b\n1,2\n3,\n5,6\n")
     prog = _script(tmp_path, MAIN_LOADS_A_CSV)
-    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
-    doc = json.loads(res.stdout)
+    res, doc = trace_json(prog)
     assert res.exit_code == 1 and "mse nan" in res.stderr
     f = doc["first_nonfinite"]
     assert (f["kind"], f["value"], f["line"], f["function"]) == ("silent", "nan", 7, "load")
@@ -419,8 +420,7 @@ def test_a_nan_placeholder_the_program_fills_as_it_trains_is_not_bad_input(tmp_p
         "for t in range(4):\n    loss = 1.0 / (t + 1)\n    history[t] = loss\n"
         "    best = min(best, loss)\nprint('best', np.nanmin(history), history[:5])\n",
     )
-    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
-    doc = json.loads(res.stdout)
+    res, doc = trace_json(prog)
     assert res.exit_code == 0 and doc["status"] == "healthy" and doc["cause"] is None
     assert any("placeholder" in n and ":2" in n for n in doc["notes"])
 
@@ -431,8 +431,7 @@ def test_a_nan_computed_from_a_placeholder_is_still_reported_where_it_is_kept(tm
         "import numpy as np\nhistory = np.full(3, np.nan)\nhistory[:2] = [1.0, 2.0]\n"
         "mean = history.mean()\nprint(mean)\n",
     )
-    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
-    doc = json.loads(res.stdout)
+    res, doc = trace_json(prog)
     assert res.exit_code == 1
     assert (doc["first_nonfinite"]["line"], doc["first_nonfinite"]["variable"]) == (4, "mean")
     assert any("placeholder" in e for e in doc["cause"]["evidence"])
@@ -501,8 +500,7 @@ def test_an_event_in_a_thread_the_program_starts_is_recorded(tmp_path):
         "import threading\nimport numpy as np\n\ndef work():\n    np.sqrt(np.array([-1.0]))\n\n"
         "t = threading.Thread(target=work)\nt.start()\nt.join()\n",
     )
-    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
-    doc = json.loads(res.stdout)
+    res, doc = trace_json(prog)
     assert res.exit_code == 1 and doc["first_nonfinite"]["line"] == 5
     assert doc["first_nonfinite"]["op"] == "sqrt" and doc["cause"]["id"] == "domain_error"
 
@@ -611,8 +609,7 @@ def test_a_statement_the_programs_warnings_filter_aborted_kept_no_value(tmp_path
         "        cost = -np.mean(np.log(h))\n    except RuntimeWarning:\n"
         "        restarts += 1\nprint('restarts:', restarts)\n",
     )
-    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
-    doc = json.loads(res.stdout)
+    res, doc = trace_json(prog)
     assert res.exit_code == 0 and doc["first_nonfinite"] is None, res.stdout
     assert "restarts: 3" in res.stderr
     assert [(e["line"], e["kind"], e["count"]) for e in doc["events"]] == [(7, "divide_by_zero", 3)]
@@ -674,8 +671,7 @@ def test_the_mean_of_an_empty_selection_is_a_division_by_zero_with_the_selection
         "import numpy as np\nX = np.arange(8.0).reshape(4, 2)\nlabels = np.array([0, 0, 1, 1])\n"
         "C = np.array([X[labels == j].mean(axis=0) for j in range(3)])\n",
     )
-    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
-    doc = json.loads(res.stdout)
+    res, doc = trace_json(prog)
     assert doc["cause"]["id"] == "division_by_zero", doc["cause"]
     assert "`X[labels == j]` is empty (shape (0, 2))" in doc["cause"]["evidence"][0]
     done = subprocess.run(
@@ -734,8 +730,7 @@ def test_a_program_its_own_error_handling_stopped_says_where_and_why(tmp_path, h
         "    return (X - mu) / sd\n\n"
         "X = np.c_[np.ones(8), np.arange(8.0)]\nprint(normalize(X))\n",
     )
-    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
-    doc = json.loads(res.stdout)
+    res, doc = trace_json(prog)
     assert res.exit_code == 3 and doc["first_nonfinite"] is None
     stop = doc["stopped_by"]
     assert (stop["line"], stop["op"], stop["function"]) == (7, "divide", "normalize")
@@ -749,8 +744,7 @@ def test_a_program_that_failed_otherwise_names_no_stopping_op(tmp_path):
         "import numpy as np\nnp.seterr(all='raise')\ntry:\n    np.log(np.zeros(2))\n"
         "except FloatingPointError:\n    pass\nraise ValueError('unrelated')\n",
     )
-    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
-    doc = json.loads(res.stdout)
+    res, doc = trace_json(prog)
     assert res.exit_code == 3 and doc["stopped_by"] is None and doc["cause"] is None
 
 
