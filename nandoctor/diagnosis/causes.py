@@ -83,7 +83,8 @@ def cast_overflow(f: Failure) -> Finding | None:
     first, spec = f.first, f.spec
     if first.phase != "data" or "overflow" not in {kind for _, kind in first.events}:
         return None
-    dtype = str(np.dtype(f.outcome.prepared.dtype if first.tensor != "y" else _loss_dtype(spec)))
+    prepared = f.outcome.prepared  # the arrays as cast: the targets in the loss's dtype
+    dtype = str(prepared.y.dtype if first.tensor == "y" else np.dtype(prepared.dtype))
     top = float(np.finfo(dtype).max)
     what = {"x": "inputs", "y": "targets"}.get(first.tensor, "initial weights")
     method = {"x": spec.data.preprocess, "y": spec.data.target_preprocess}.get(first.tensor)
@@ -323,11 +324,6 @@ def _no_growth_lines(f: Failure) -> list[str]:
         lines.append("no sustained growth of the gradient norm before the failure")
     lines.append(f"{dtype}'s largest finite value is {fmt(DTYPE_MAX[dtype])}")
     return lines
-
-
-def _loss_dtype(spec: Spec) -> str:
-    """The dtype targets are cast to: the loss's, the master dtype under mixed precision."""
-    return spec.numerics.master_dtype or spec.numerics.dtype
 
 
 def _last_activation(spec: Spec) -> str:

@@ -32,6 +32,11 @@ SIGMOID_EXACT_ONE = {"float64": 36.74, "float32": 16.64, "float16": 7.63}
 DTYPE_MAX = {"float64": np.finfo(np.float64).max, "float32": 3.4e38, "float16": 65504.0}
 
 
+def held_as_zero(value: float, dtype: str) -> bool:
+    """``value`` is 0 once ``dtype`` holds it (0 itself, or norm_eps 1e-12 in float16)."""
+    return float(np.asarray(value, dtype)) == 0
+
+
 def history_offset(outcome: Outcome) -> int:
     """Steps before the first row of the history (0 unless the run outgrew its window)."""
     return outcome.history_start - 1
@@ -73,11 +78,14 @@ class LossTrend:
         """Did not fall at all (ended within 1% of where it started, or above)."""
         return self.end >= self.start * LOSS_FELL
 
+    @property
+    def learned(self) -> bool | None:
+        """True: fell beyond the noise; False: did not fall at all; None: a fall within noise."""
+        return True if self.fell else False if self.flat else None
+
     def __str__(self) -> str:
         k = self.window
-        return f"median loss over the first {k} steps {fmt(self.start)}, over the last {k} " + (
-            f"{fmt(self.end)}"
-        )
+        return f"median loss over the first {k} steps {fmt(self.start)}, over the last {k} {fmt(self.end)}"
 
 
 def loss_trend(loss: np.ndarray) -> LossTrend | None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from nandoctor.diagnosis.findings import Finding, fmt
+from nandoctor.diagnosis.measures import DTYPE_MAX, held_as_zero
 
 NORM_OPS = ("batch_norm", "layer_norm")
-DTYPE_MAX = {"float16": 65504.0, "float32": float(np.finfo(np.float32).max)}
 
 OSCILLATION_WINDOW = 40  # last steps examined for an oscillating loss
 OSCILLATION_MIN_STEPS = 12  # fewer steps than this say nothing about a trend of swings
@@ -43,7 +43,11 @@ def norm_division(outcome, head: str) -> Finding | None:
             + (f" (this step's batch held {rows} row{'s' if rows != 1 else ''})" if rows else "")
         )
     dtype = outcome.spec.numerics.dtype
-    lost = f" ({fmt(layer.norm_eps)} is 0 in {dtype})" if _is_zero_in(layer.norm_eps, dtype) else ""
+    lost = (
+        f" ({fmt(layer.norm_eps)} is 0 in {dtype})"
+        if layer.norm_eps != 0 and held_as_zero(layer.norm_eps, dtype)
+        else ""
+    )
     lines.append(
         f"model.layers.{first.layer - 1}.norm_eps = {fmt(layer.norm_eps)}{lost}: nothing keeps "
         "sqrt(var + norm_eps) away from 0, so 0 / 0 gave NaN"
@@ -56,11 +60,6 @@ def norm_division(outcome, head: str) -> Finding | None:
         first.layer,
         first.step,
     )
-
-
-def _is_zero_in(value: float, dtype: str) -> bool:
-    """A non-zero ``value`` that ``dtype`` rounds to 0 (norm_eps 1e-12 in float16)."""
-    return value != 0 and float(np.asarray(value, dtype)) == 0
 
 
 # ------------------------------------------------------------------ warnings

@@ -14,6 +14,7 @@ import numpy as np
 from nandoctor.diagnosis.catalogue import NAIVE_FACTORS, RECOMMENDATIONS
 from nandoctor.diagnosis.factors import unscaled_target_scale
 from nandoctor.diagnosis.findings import Recommendation, fmt
+from nandoctor.diagnosis.measures import held_as_zero
 from nandoctor.diagnosis.networks import NORM_OPS
 from nandoctor.engine.nn import activation
 from nandoctor.engine.optim import split_state_tensor
@@ -141,7 +142,7 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             unguarded = {  # norm_eps 0 as the dtype holds it (1e-12 is 0 in float16)
                 i
                 for i, layer in enumerate(spec.model.layers)
-                if layer.norm != "none" and float(np.asarray(layer.norm_eps, dtype)) == 0
+                if layer.norm != "none" and held_as_zero(layer.norm_eps, dtype)
             }
             layers = sorted(unguarded | {failed})
             eps = holdable(NORM_EPS, dtype)

@@ -211,7 +211,13 @@ def zero_gradient(run: Observed) -> Iterator[Finding]:
 
 def _longest_zero_stretch(column: np.ndarray) -> tuple[int, int]:
     """(first row, length) of the longest run of exact zeros in ``column`` (0, 0 if none)."""
-    zero = np.concatenate([[0], (column == 0).astype(np.int8), [0]])
+    return _longest_run(column == 0)
+
+
+def _longest_run(mask: np.ndarray) -> tuple[int, int]:
+    """(first index, length) of the longest run of True in ``mask`` (the first such; 0, 0 if
+    none)."""
+    zero = np.concatenate([[0], mask.astype(np.int8), [0]])
     edges = np.flatnonzero(np.diff(zero))
     if not len(edges):
         return 0, 0
@@ -241,15 +247,7 @@ def exploding_activations(run: Observed) -> Iterator[Finding]:
     z = z[: bad[0]] if len(bad) else z
     if len(z) <= AMPLIFY_LAYERS:
         return
-    grows = z[1:] >= AMPLIFY * z[:-1]
-    start, length, at = 0, 0, None
-    for i, g in enumerate(np.append(grows, False)):  # the longest stretch of growing layers
-        if g and at is None:
-            at = i
-        elif not g and at is not None:
-            if i - at > length:
-                start, length = at, i - at
-            at = None
+    start, length = _longest_run(z[1:] >= AMPLIFY * z[:-1])  # the longest stretch of growth
     end = start + length
     if length < AMPLIFY_LAYERS or z[end] < AMPLIFY_TOTAL * z[start]:
         return

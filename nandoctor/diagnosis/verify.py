@@ -90,10 +90,8 @@ def _record(rec: Recommendation, trial: Trial, note: str = "") -> None:
     rec.steps_verified = trial.steps_run
     if trial.finite:
         last = trial.final_loss
-        trend = trial.trend  # learns: a fall beyond the noise; not: no fall at all; else unknown
-        rec.learns = (
-            None if trend is None else True if trend.fell else False if trend.flat else None
-        )
+        trend = trial.trend
+        rec.learns = trend.learned if trend is not None else None
         loss = f", final loss {fmt(last)}" if last is not None else ""
         rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}{note}"
         if rec.learns is False:

@@ -301,7 +301,7 @@ class History:
         assert STATS[-3:] == ("grad_norm", "weight_norm", "update_ratio")
         self._fns = [activation(a) for a in acts]
         # the layers whose outputs the statistics read (saturation), and whose dead share is
-        # read from the bias gradient, taken as the step ends (the buffer is reused)
+        # read from the bias gradient (copied at the step: the buffer is reused; counted at flush)
         self._read_a = [i for i, fn in enumerate(self._fns) if fn.saturates]
         self._dead_bias = [i for i, fn in enumerate(self._fns) if fn.can_die and i in self._bias]
         self._dead_bias_slots = [self._bias[i] for i in self._dead_bias]
@@ -445,9 +445,9 @@ class History:
             else:
                 np.maximum.reduce(z, axis=(-2, -1), out=tops[i])
                 np.minimum.reduce(z, axis=(-2, -1), out=lows[i])
-            if i in self._dead_bias:
-                pass  # counted at the flush, from the bias gradients
-            elif fn.can_die:  # no plain bias (use_bias false, a norm, dropout): read z itself
+            # a layer with a plain bias: its dead share is counted at the flush, from the bias
+            # gradients; without one (use_bias false, a norm, dropout): read z itself
+            if fn.can_die and i not in self._dead_bias:
                 out[..., col["dead"] + i] = (~(z > 0).any(axis=-2)).mean(axis=-1)
             if fn.saturates:
                 a = outputs[self._read_a.index(i)]
