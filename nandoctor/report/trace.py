@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from nandoctor.trace.events import IN_CHILD
 from nandoctor.trace.result import TraceResult
 
 
@@ -51,7 +52,7 @@ def text(result: TraceResult) -> str:
         )
         if first.line is None:
             what = "held at the end, not located"
-        elif "child" in first.found_by:
+        elif first.found_by == IN_CHILD:
             what = "held in a process the program started (events there are not watched)"
         lines.append(f"✗ non-finite: {result.script} — first {first.value} {what}")
         lines.append("")

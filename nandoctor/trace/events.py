@@ -58,6 +58,10 @@ UNDERFLOW_CAP = 100_000  # underflow events counted before counting stops (each 
 ALWAYS_EXAMINE = 8  # events examined at each place before sampling only powers of two
 
 
+# found_by of a NaN the second pass met in a process the program started (events unwatched)
+IN_CHILD = "second pass, in a child process"
+
+
 @dataclass
 class Frame:
     file: str
@@ -92,7 +96,7 @@ class FirstNonFinite:
     iteration_note: str | None = None  # why the iteration is unknown, when it is
     loop: dict | None = None  # {"file", "line"} of the innermost enclosing loop
     variable: str | None = None  # silent only: the variable that first held it
-    found_by: str = "callback"  # callback | second pass
+    found_by: str = "callback"  # callback | second pass | IN_CHILD | end of run
     fingerprint: str | None = None  # to check that a re-run reached the same state
     placeholders: list[dict] = field(default_factory=list)  # silent: NaN/Inf written before it
 
@@ -190,6 +194,12 @@ class UserErrorState:
 
     def _get(self) -> tuple[dict, object]:
         return self._state.get(self._initial)
+
+    def modes_getter(self) -> Callable[[], dict]:
+        """A cheap function of no argument giving :attr:`modes` in the running context, for the
+        underflow fast path (no property, no method lookup per event)."""
+        get, initial = self._state.get, self._initial
+        return lambda: get(initial)[0]
 
     @property
     def modes(self) -> dict:  # over/under/divide/invalid -> mode (read only: set with seterr)
@@ -317,6 +327,7 @@ class Recorder:
         self.plan: dict | None = None  # what a re-run needs to find the first event's loop again
         self.on_first = on_first
         self.user_state = user_state or UserErrorState()
+        self.own_errors: list[str] = []  # nandoctor's own failures while recording (a bug)
         self._busy = False
 
     # -- the callback: keep the underflow path short
@@ -325,13 +336,14 @@ class Recorder:
         (unlike "call" mode this names the ufunc, which the program's own warnings need). The
         ``write`` is a closure over the state, the cheapest thing to call."""
         getframe, user_code, counts = sys._getframe, _USER_CODE, self.underflow
-        user_state, slow, left = self.user_state, self._event, [UNDERFLOW_CAP]
+        slow, left = self._event, [UNDERFLOW_CAP]
+        modes = self.user_state.modes_getter()  # the program's modes in the running context
 
         def on_fp_error(message: str) -> None:
             if message[9] == "u":  # "Warning: underflow encountered in ..."
                 frame = getframe(1)
                 code = frame.f_code
-                if user_code.get(code) and user_state.modes["under"] == "ignore":
+                if user_code.get(code) and modes()["under"] == "ignore":
                     key = (code, frame.f_lineno)
                     counts[key] = counts.get(key, 0) + 1
                     left[0] -= 1
@@ -346,9 +358,6 @@ class Recorder:
 
         return _Log(on_fp_error)
 
-    def __call__(self, kind: str, flag: int = 0) -> None:
-        self._event(f"Warning: {kind} encountered in ?\n")
-
     def _event(self, message: str) -> None:
         if self._busy:
             return
@@ -357,64 +366,69 @@ class Recorder:
         frame = sys._getframe(2)
         while frame is not None and not is_user_code(frame.f_code):
             frame = frame.f_back
-        if kind == "underflow":
-            if frame is not None:
-                key = (frame.f_code, frame.f_lineno)
-                self.underflow[key] = self.underflow.get(key, 0) + 1
-            self.user_state.apply("underflow", ufunc, 3)
-            return
-        if frame is None:
-            self.user_state.apply(kind, ufunc, 3)
-            return
+        if kind == "underflow" and frame is not None:
+            key = (frame.f_code, frame.f_lineno)
+            self.underflow[key] = self.underflow.get(key, 0) + 1
+        watched = kind != "underflow" and frame is not None
         try:  # first what the program asked for: a raise aborts the statement, nothing is kept
             self.user_state.apply(kind, ufunc, 3)
         except BaseException:
-            self._recording(frame, kind, aborted=True)
+            if watched:
+                self._recording(frame, kind, aborted=True)
             raise
-        self._recording(frame, kind, aborted=False)
+        if watched:
+            self._recording(frame, kind, aborted=False)
 
     def _recording(self, frame, kind: str, aborted: bool) -> None:
+        """Record the event, from inside the program's NumPy op: nandoctor's own failure here
+        must never become the program's, so it is kept as a note, not raised."""
         self._busy = True
         show = warnings._showwarnmsg  # re-evaluating np.mean([]) must not warn the program again
         warnings._showwarnmsg = _quiet
         try:
             with npstate.errstate(all="ignore"):
-                self._record(frame, kind, aborted)
+                try:
+                    found = self._record(frame, kind, aborted)
+                except Exception as e:  # a bug of ours: reported, never the program's
+                    self.own_errors.append(f"{type(e).__name__}: {e}")
+                    found = False
+                if found and self.on_first is not None:  # may raise, on purpose
+                    self._busy = False
+                    self.on_first(self.first, frame)
         finally:
             self._busy = False
             warnings._showwarnmsg = show
 
-    def _record(self, frame, kind: str, aborted: bool = False) -> None:
-        """``aborted``: the program's error handling raised, so the statement kept no value."""
+    def _record(self, frame, kind: str, aborted: bool = False) -> bool:
+        """Count the event and examine it; True when it is the first non-finite value kept.
+        ``aborted``: the program's error handling raised, so the statement kept no value."""
         key = (frame.f_code.co_filename, frame.f_lineno, kind)
         site = self.sites.get(key)
         if site is None:
             site = self.sites[key] = Site(frame.f_code.co_filename, frame.f_lineno, kind)
         site.count += 1
         site.aborted += aborted
-        if aborted and self.first is None and self.stopped_by is None:
-            from nandoctor.trace.evaluate import read_line
-
-            stmt = statement_at(frame.f_code.co_filename, frame.f_lineno)
-            self.stopped_by = first_from_frame(frame, kind, read_line(frame, stmt, kind))
-            return
-        if aborted or self.first is not None or not _worth_examining(site.count):
-            return
+        if self.first is not None:
+            return False
+        stops = aborted and self.stopped_by is None  # the op the program's own handling stopped
+        if not stops and (aborted or not _worth_examining(site.count)):
+            return False
         from nandoctor.trace.evaluate import read_line
 
         stmt = statement_at(frame.f_code.co_filename, frame.f_lineno)
         reading = read_line(frame, stmt, kind)
+        if stops:
+            self.stopped_by = first_from_frame(frame, kind, reading)
+            return False
         if reading.absorbed:
             site.absorbed += 1
             if site.op is None:
                 site.op, site.value, site.absorber = reading.op, reading.value, reading.absorber
                 site.silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
-            return
+            return False
         self.first = first_from_frame(frame, kind, reading)
         self.plan = rerun_plan(frame, reading.node)
-        if self.on_first is not None:
-            self._busy = False
-            self.on_first(self.first, frame)
+        return True
 
     @contextlib.contextmanager
     def armed(self):

@@ -41,19 +41,17 @@ def launch(plan: dict, timeout: float) -> dict | None:
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own group: a pool it starts goes with it
         )
+        timed_out = False
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:  # in time, late or interrupted: the group goes (what it left: pool workers)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if timed_out:
             return {"timed_out": round(timeout, 1)}
-        finally:
-            if proc.poll() is None:  # interrupted while waiting
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # what it left behind (pool workers)
         try:
             with open(out_path) as f:
                 return json.load(f)

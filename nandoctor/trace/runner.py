@@ -17,6 +17,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from nandoctor.errors import UsageProblem
+from nandoctor.trace.frames import is_user_code
 
 
 @dataclass(frozen=True)
@@ -97,13 +98,10 @@ class FrameKeeper:
     def __call__(self, phase: str, info: dict) -> None:
         if phase != "start":
             return
-        from nandoctor.trace.frames import _USER_CODE, is_user_code
-
         frame = sys._getframe(1)
         while frame is not None:
-            code = frame.f_code
-            if _USER_CODE.get(code) or (code not in _USER_CODE and is_user_code(code)):
-                self.frames[code] = frame
+            if is_user_code(frame.f_code):  # cached per code object
+                self.frames[frame.f_code] = frame
             frame = frame.f_back
 
     @contextlib.contextmanager
@@ -202,8 +200,6 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
 
     ``watch``: also keep the locals of the user's functions (:class:`FrameKeeper`) and note the
     first nan or inf the program prints (:class:`WatchedStream`), for the first run of a trace."""
-    from nandoctor.trace.frames import is_user_code
-
     outcome = Outcome()
     keeper, watcher = contextlib.nullcontext(), contextlib.nullcontext()
     children = contextlib.nullcontext()
@@ -288,8 +284,6 @@ def _user_traceback(e: BaseException, tb) -> str:
 
 
 def _raising_locals(tb) -> list[dict]:
-    from nandoctor.trace.frames import is_user_code
-
     found = []
     while tb is not None:
         if is_user_code(tb.tb_frame.f_code):

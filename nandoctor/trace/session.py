@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from nandoctor.trace.events import FirstNonFinite, Recorder
+from nandoctor.trace.events import IN_CHILD, FirstNonFinite, Recorder
 from nandoctor.trace.runner import Outcome, Program, output_to_stderr, run_program
 
 if TYPE_CHECKING:
@@ -39,6 +39,11 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     result = TraceResult(script=program.label, program=outcome, seconds=seconds)
     result.events = recorder.events()
     result.warnings, result.notes = event_warnings(recorder)
+    if recorder.own_errors:  # kept out of the program; said, so it can be reported
+        result.notes.append(
+            "nandoctor failed while examining an event (please report it): "
+            + "; ".join(dict.fromkeys(recorder.own_errors))
+        )
     timeout = max(RERUN_MIN_SECONDS, RERUN_FACTOR * seconds)
     if outcome.started_processes:
         result.notes.append(
@@ -66,7 +71,7 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     from nandoctor.trace.cause import decide
 
     result.first = first
-    if first.line is not None and "child" not in first.found_by:
+    if first.line is not None and first.found_by != IN_CHILD:
         # a NaN not located, or met in a process whose events were not watched: no cause shown
         result.cause, result.advice = decide(first, growth)
     return result
@@ -142,7 +147,7 @@ def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite
         first = FirstNonFinite.from_json(found["first"])
         first.placeholders = placeholders
         if found.get("in_child"):  # its events were not watched: no claim it came in as data
-            first.found_by = "second pass, in a child process"
+            first.found_by = IN_CHILD
         return first
     for p in placeholders:
         notes.append(

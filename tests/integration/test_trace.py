@@ -788,3 +788,18 @@ def test_the_programs_error_state_is_per_thread_and_context_and_checked_as_numpy
     assert plain.stdout.splitlines()[0] == "warn raise ignore"  # what python itself gives
     res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog)])
     assert res.stderr == plain.stdout + plain.stderr
+
+
+def test_a_failure_of_nandoctors_own_examination_never_becomes_the_programs(tmp_path, monkeypatch):
+    """The examination runs inside the program's NumPy op: a bug there is kept as a note, and
+    the program goes on as under python."""
+    import nandoctor.trace.evaluate as evaluate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("examination bug")
+
+    monkeypatch.setattr(evaluate, "read_line", broken)
+    prog = _script(tmp_path, "import numpy as np\nx = np.log(np.zeros(2))\nprint('went on')\n")
+    r = trace_program(Program(str(prog)))
+    assert not r.program.failed and r.program.exit_code == 0
+    assert any("nandoctor failed while examining" in n and "examination bug" in n for n in r.notes)
