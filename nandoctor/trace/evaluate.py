@@ -20,6 +20,7 @@ from types import FrameType, ModuleType
 import numpy as np
 
 from nandoctor.trace import npstate
+from nandoctor.trace.frames import COMPREHENSIONS
 
 BINARY = {
     ast.Add: ("add", operator.add),
@@ -52,9 +53,6 @@ LIKELY_OPS = {
     "divide_by_zero": ("log", "divide", "log2", "log10", "reciprocal", "power"),
     "invalid": ("divide", "sqrt", "log", "subtract", "multiply", "add", "arccos", "arcsin"),
 }
-
-
-COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 
 
 class Unsafe(Exception):

@@ -504,7 +504,7 @@ def first_from_frame(frame, kind: str, reading) -> FirstNonFinite:
         source=stack[0].source,
         op=reading.op,
         kind=kind,
-        value=reading.value or _likely_value(kind, reading.op),
+        value=reading.value or likely_value(kind, reading.op),
         stack=stack,
         operands=reading.operands,
         variables=reading.names,
@@ -530,7 +530,7 @@ def _placeholder_origins(frame, operands: list[tuple[str, dict]]) -> None:
                 numbers["placeholder"] = origin
 
 
-def _likely_value(kind: str, op: str) -> str:
+def likely_value(kind: str, op: str) -> str:
     """What the op made, when the line could not be re-evaluated: log(0) is -inf."""
     if kind == "invalid":
         return "nan"

@@ -41,6 +41,10 @@ def is_user_file(filename: str) -> bool:
     return not path.startswith(_LIBRARY_ROOTS)
 
 
+# the code names of comprehension frames: their statement is the enclosing one's
+COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
+
+
 def is_user_code(code: CodeType) -> bool:
     known = _USER_CODE.get(code)
     if known is None:

@@ -9,11 +9,14 @@
 
 from __future__ import annotations
 
+import ast
+
 import numpy as np
 
 from nandoctor.trace import npstate
-from nandoctor.trace.events import Recorder, Site
-from nandoctor.trace.frames import display_path, source_line
+from nandoctor.trace.evaluate import op_name
+from nandoctor.trace.events import Recorder, Site, likely_value
+from nandoctor.trace.frames import display_path, source_line, statement_at
 from nandoctor.trace.result import TraceWarning
 
 SATURATION_TOL = 1e-3  # outputs this close to 0 or 1 are saturated (as run's history)
@@ -31,7 +34,7 @@ def event_warnings(recorder: Recorder) -> tuple[list[TraceWarning], list[str]]:
     for (code, line), count in sorted(recorder.underflow.items(), key=lambda kv: -kv[1]):
         site = Site(code.co_filename, line, "underflow", count)
         times = f"{count:,}{'+' if recorder.underflow_capped else ''} time(s)"
-        if "exp" in source_line(site.file, line):
+        if _calls_exponential(site.file, line):
             summary = (
                 f"exp underflowed {times} at {_site_text(site)}: its result was exactly 0 "
                 "there, a sigmoid or softmax pinned at exactly 0 or 1 (saturated)"
@@ -44,7 +47,7 @@ def event_warnings(recorder: Recorder) -> tuple[list[TraceWarning], list[str]]:
             recorder.first is None or (site.file, site.line) != _first_key(recorder)
         ):
             summary = absorbed_text(site)
-            if site.op in EXP_OPS:
+            if site.op in EXPONENTIALS:
                 warnings.append(
                     TraceWarning("saturation", summary, display_path(site.file), site.line)
                 )
@@ -53,7 +56,17 @@ def event_warnings(recorder: Recorder) -> tuple[list[TraceWarning], list[str]]:
     return warnings, notes
 
 
-EXP_OPS = ("exp", "exp2", "expm1")
+EXPONENTIALS = ("exp", "exp2", "expm1")  # a sigmoid's or softmax's: pinned when they under/overflow
+
+
+def _calls_exponential(file: str, line: int) -> bool:
+    """The statement at ``file:line`` calls an exponential (read from its syntax)."""
+    stmt = statement_at(file, line)
+    return stmt is not None and any(
+        isinstance(node, ast.Call) and op_name(node) in EXPONENTIALS for node in ast.walk(stmt)
+    )
+
+
 KIND_WORDS = {
     "overflow": "overflow(s)",
     "invalid": "invalid-value event(s)",
@@ -64,7 +77,7 @@ DISCARDING = ("where", "select", "nan_to_num", "nansum", "nanmean", "nanmax", "n
 
 def _made(site: Site) -> str:
     what = f"`{site.op}`" if site.op and site.op != "?" else "an op"
-    made = site.value or ("nan" if site.kind == "invalid" else "inf")
+    made = site.value or likely_value(site.kind, site.op or "")
     return f"{site.count:,} {KIND_WORDS.get(site.kind, site.kind)} in {what} made {made}"
 
 
@@ -94,7 +107,7 @@ def absorbed_text(site: Site) -> str:
         f"{_made(site)} at {_site_text(site)} that {_by(site)}{checked}: the statement's result "
         "stayed finite"
     )
-    if site.op in EXP_OPS:
+    if site.op in EXPONENTIALS:
         text += " (1/(1+inf) = 0: a sigmoid pinned at 0 or 1)"
     if site.silenced:
         text += "; the program silenced these itself (np.errstate/np.seterr 'ignore')"

@@ -25,7 +25,8 @@ from functools import lru_cache
 import numpy as np
 
 from nandoctor.trace import npstate
-from nandoctor.trace.frames import is_user_code, parsed
+from nandoctor.trace.evaluate import op_name
+from nandoctor.trace.frames import COMPREHENSIONS, is_user_code, parsed
 
 
 def _store_targets(target: ast.expr) -> list[ast.expr]:
@@ -86,13 +87,6 @@ def _is_nonfinite_constant(node: ast.AST) -> bool:
     return False
 
 
-def _call_name(node: ast.Call) -> str:
-    match node.func:
-        case ast.Attribute(attr=name) | ast.Name(id=name):
-            return name
-    return ""
-
-
 def writes_constant(stmt: ast.stmt | None) -> bool:
     """True when ``stmt`` writes a NaN/Inf from a constant of its own: a placeholder."""
     if stmt is None:
@@ -104,7 +98,7 @@ def writes_constant(stmt: ast.stmt | None) -> bool:
         up = parents.get(id(node))
         while up is not None and not isinstance(up, ast.Call | ast.stmt):
             up = parents.get(id(up))
-        if not isinstance(up, ast.Call) or _call_name(up) in PLACING_CALLS:
+        if not isinstance(up, ast.Call) or op_name(up) in PLACING_CALLS:
             return True
     return False
 
@@ -181,7 +175,6 @@ def nonfinite_of(value) -> tuple[str, int, int] | None:
     return None
 
 
-COMPREHENSIONS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
 MAX_PLACEHOLDERS = 5  # placeholders named in the report
 
 
