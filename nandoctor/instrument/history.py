@@ -371,10 +371,9 @@ class History:
             norms3 = self._list_norms(grads, params, deltas)
         if batch.copying:
             batch.add(Kept(step, copied, squares, norms3), loss, zs, outputs, flat)
-        else:  # reduced now, into the step's row
+        else:  # reduced now, into the step's row (events muted by the caller: see above)
             batch.rows[j, :, 0] = loss
-            with np.errstate(all="ignore"):  # bookkeeping: a NaN here is a value, not an event
-                self._activation_stats(batch.rows[j], zs, outputs, batch.tops[j], batch.lows[j])
+            self._activation_stats(batch.rows[j], zs, outputs, batch.tops[j], batch.lows[j])
             batch.kept.append(Kept(step, copied, squares, norms3))
         if batch.full:
             self.flush()
