@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from nandoctor.trace.events import IN_CHILD
+from nandoctor.trace.events import IN_CHILD, PRINTED
 from nandoctor.trace.result import TraceResult
 
 
@@ -37,10 +37,6 @@ def text(result: TraceResult) -> str:
                 f"  when   {_when(stop)}",
             ]
             lines += _operands(stop)
-    elif first is None and result.unlocated:
-        lines.append(
-            f"✗ unlocated: {result.script} printed a NaN or Inf that trace saw but could not locate"
-        )
     elif first is None:
         mark = "⚠ warnings" if result.warnings else "✓ healthy"
         lines.append(f"{mark}: {result.script} kept no NaN or Inf")
@@ -50,13 +46,17 @@ def text(result: TraceResult) -> str:
             if first.kind == "silent"
             else f"created by {first.op} ({first.kind})"
         )
-        if first.line is None:
+        if first.found_by == PRINTED:
+            what = "printed, not located"
+        elif first.line is None:
             what = "held at the end, not located"
         elif first.found_by == IN_CHILD:
             what = "held in a process the program started (events there are not watched)"
         lines.append(f"✗ non-finite: {result.script} — first {first.value} {what}")
         lines.append("")
-        if first.line is None:
+        if first.found_by == PRINTED:
+            lines.append(f"  where  not located: the program printed `{first.source}`")
+        elif first.line is None:
             n = first.operands[0][1] if first.operands else {}
             lines.append(
                 f"  where  not located: `{first.variable}` held {n.get('nonfinite')} "

@@ -60,6 +60,8 @@ ALWAYS_EXAMINE = 8  # events examined at each place before sampling only powers 
 
 # found_by of a NaN the second pass met in a process the program started (events unwatched)
 IN_CHILD = "second pass, in a child process"
+# found_by of a NaN or Inf known only from the program's output: printed, held nowhere trace saw
+PRINTED = "printed output"
 
 
 @dataclass
@@ -96,7 +98,7 @@ class FirstNonFinite:
     iteration_note: str | None = None  # why the iteration is unknown, when it is
     loop: dict | None = None  # {"file", "line"} of the innermost enclosing loop
     variable: str | None = None  # silent only: the variable that first held it
-    found_by: str = "callback"  # callback | second pass | IN_CHILD | end of run
+    found_by: str = "callback"  # callback | second pass | IN_CHILD | end of run | PRINTED
     fingerprint: str | None = None  # to check that a re-run reached the same state
     placeholders: list[dict] = field(default_factory=list)  # silent: NaN/Inf written before it
 

@@ -34,7 +34,6 @@ class TraceResult:
     program: Outcome = field(default_factory=Outcome)
     notes: list[str] = field(default_factory=list)  # how the answer was found, in plain words
     seconds: float = 0.0
-    unlocated: str | None = None  # the program printed a nan/inf that no run could locate
     # the op whose floating-point error the program's own handling raised, when that is how it
     # failed: where and why it stopped, though no NaN or Inf was kept
     stopped_by: FirstNonFinite | None = None
@@ -43,13 +42,13 @@ class TraceResult:
     def status(self) -> str:
         if self.first is not None:
             return "nonfinite"
-        return "warning" if self.warnings or self.unlocated else "healthy"
+        return "warning" if self.warnings else "healthy"
 
     @property
     def exit_code(self) -> int:
-        """0 nothing non-finite was kept, 1 something was (or a printed one was not located),
-        3 the program itself failed."""
-        if self.first is not None or (self.unlocated and not self.program.failed):
+        """0 nothing non-finite was kept, 1 something was (or was printed), 3 the program itself
+        failed."""
+        if self.first is not None:
             return 1
         return 3 if self.program.failed else 0
 

@@ -121,24 +121,61 @@ class FrameKeeper:
             self.frames.clear()
 
 
-NONFINITE_TEXT = re.compile(r"(?<![\w.])-?(?:nan|inf)(?![\w(])")  # as Python and NumPy print them
+# A nan or inf as Python, NumPy, pandas and JSON print a value (case aside): not inside a word
+# ("banana", "info", "nanoseconds") nor a call ("inf(").
+NONFINITE_TOKEN = re.compile(r"(?<![\w.])[-+]?(?:nan|inf(?:inity)?)(?![\w(])", re.IGNORECASE)
+# Where a printed value ends: the line's end, a closing bracket or separator, or the next value.
+VALUE_ENDS = re.compile(r"\s*(?:$|[\]\)\},;|]|[-+]?(?:\d|\.\d|nan\b|inf))", re.IGNORECASE)
+# Words that make a following "nan" or "inf" prose about one ("no nan", "checking for inf").
+NOT_A_VALUE_AFTER = frozenset({"no", "not", "any", "without", "for", "or", "and", "a", "the"})
+LINE_ENDS = re.compile(r"[\r\n]")  # a progress bar's \r ends a line too
+
+
+def printed_value(line: str) -> str | None:
+    """The first nan or inf ``line`` (one printed line) shows as a value (``loss: nan``, ``[nan
+    1.]``, ``tensor(inf)``, ``epoch 3 loss nan``), as ``nan``, ``inf`` or ``-inf``; None when its
+    words only name one (``no nan found``, ``checking for inf values``): a message about NaN is
+    not a NaN."""
+    for hit in NONFINITE_TOKEN.finditer(line):
+        before = line[: hit.start()].split()
+        if before and before[-1].lower() in NOT_A_VALUE_AFTER:
+            continue
+        if VALUE_ENDS.match(line, hit.end()):
+            token = hit.group().lower()
+            return "nan" if "nan" in token else "-inf" if token.startswith("-") else "inf"
+    return None
 
 
 class WatchedStream:
-    """The program's sys.stdout or sys.stderr, passed through, noting the first line that shows
-    a ``nan`` or ``inf`` (one regular-expression search per write: writes are few)."""
+    """The program's sys.stdout or sys.stderr, passed through, noting the first whole line that
+    shows a ``nan`` or ``inf`` value (:func:`printed_value`). Lines are judged whole: ``print``
+    writes each argument apart (``print("no", "nan")`` is three writes), and writes are few."""
+
+    MAX_LINE = 4096  # a longer line is judged by its first part
 
     def __init__(self, stream, outcome: Outcome):
         self._stream, self._outcome = stream, outcome
+        self._line = ""  # the line written so far, until its end
 
     def write(self, text):
         if self._outcome.printed_nonfinite is None and isinstance(text, str):
-            hit = NONFINITE_TEXT.search(text)
-            if hit:
-                start = text.rfind("\n", 0, hit.start()) + 1
-                end = text.find("\n", hit.end())
-                self._outcome.printed_nonfinite = text[start : end if end >= 0 else None][:120]
+            *ended, self._line = LINE_ENDS.split(self._line + text)
+            for line in ended:
+                self._note(line)
+            if len(self._line) > self.MAX_LINE:
+                self._note(self._line)
+                self._line = ""
         return self._stream.write(text)
+
+    def _note(self, line: str) -> None:
+        if self._outcome.printed_nonfinite is None and printed_value(line[: self.MAX_LINE]):
+            self._outcome.printed_nonfinite = line[:120]
+
+    def end(self) -> None:
+        """The program has finished: judge its last line, if it did not end it."""
+        if self._line:
+            self._note(self._line)
+            self._line = ""
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
@@ -147,10 +184,13 @@ class WatchedStream:
 @contextlib.contextmanager
 def watched_output(outcome: Outcome):
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = WatchedStream(saved[0], outcome), WatchedStream(saved[1], outcome)
+    watched = WatchedStream(saved[0], outcome), WatchedStream(saved[1], outcome)
+    sys.stdout, sys.stderr = watched
     try:
         yield
     finally:
+        for stream in watched:
+            stream.end()
         for name, stream in zip(("stdout", "stderr"), saved, strict=True):
             if isinstance(getattr(sys, name), WatchedStream):
                 setattr(sys, name, stream)

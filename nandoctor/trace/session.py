@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from nandoctor.trace.events import IN_CHILD, FirstNonFinite, Recorder
+from nandoctor.trace.events import IN_CHILD, PRINTED, FirstNonFinite, Recorder
 from nandoctor.trace.runner import Outcome, Program, output_to_stderr, run_program
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     if first is None:
         more, notes = saturation_warnings(_namespaces(outcome, returned=False))
         result.warnings += more
-        result.notes.insert(0, result.unlocated or finite_summary(recorder))
+        result.notes.insert(0, finite_summary(recorder))
         result.notes += notes
         stop = recorder.stopped_by
         if outcome.failed and stop is not None and _raised_by_numpy(outcome):
@@ -159,13 +159,26 @@ def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite
     second = "the line-traced second run"
     if "timed_out" in found:
         second += " (stopped: out of time)"
-    if not leftovers:
-        result.unlocated = (
+    if not leftovers:  # printed: one was made, though no run saw where
+        from nandoctor.trace.runner import printed_value
+
+        notes.insert(
+            0,
             f"the program printed `{printed.strip()}`, but neither the first run (no flag, no NaN "
-            f"left in the variables it could read) nor {second} found a NaN: where it came from "
-            "is unknown"
+            f"left in the variables it could read) nor {second} found one: where it came from is "
+            "unknown",
         )
-        return None
+        return FirstNonFinite(
+            file=program.target,
+            line=None,
+            function="?",
+            source=printed.strip(),
+            op="?",
+            kind="silent",
+            value=printed_value(printed),
+            stack=[],
+            found_by=PRINTED,
+        )
     if "timed_out" not in found:
         notes.append("the second run did not find the line (the program did not repeat itself?)")
     return FirstNonFinite(

@@ -630,7 +630,27 @@ def test_a_printed_nan_no_run_locates_is_never_called_finite(tmp_path):
     prog = _script(tmp_path, "print(float('nan'))\n")
     res = CliRunner().invoke(main, ["trace", str(prog)])
     assert res.exit_code == 1
-    assert "unlocated" in res.stdout and "kept no NaN" not in res.stdout
+    assert "printed, not located" in res.stdout and "kept no NaN" not in res.stdout
+    res, doc = trace_json(prog)  # exit 1 and the status agree, as for run
+    first = doc["first_nonfinite"]
+    assert (res.exit_code, doc["status"], doc["cause"]) == (1, "nonfinite", None)
+    assert (first["line"], first["value"], first["found_by"]) == (None, "nan", "printed output")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "print('no nan found')\n",
+        "print('checking for inf values: none')\n",
+        "print('no', 'nan', 'in', 'the', 'loss')\n",  # one line, written a word at a time
+        "import sys\nsys.stdout.write('nan-safe mode')\n",
+    ],
+)
+def test_words_about_nan_are_not_a_printed_nan(tmp_path, body):
+    """A message that names NaN is not one: no second run, no claim, exit 0."""
+    res, doc = trace_json(_script(tmp_path, "import numpy as np\n" + body))
+    assert (res.exit_code, doc["status"], doc["first_nonfinite"]) == (0, "healthy", None)
+    assert not any("second" in n for n in doc["notes"]), doc["notes"]
 
 
 def test_a_second_run_out_of_time_is_stopped_and_said(tmp_path, monkeypatch):
