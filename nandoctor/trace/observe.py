@@ -181,6 +181,14 @@ def saturation_warnings(
             continue
         if np.all((a == 0) | (a == 1)):
             continue  # a mask or one-hot labels, not a squashing function's output
+        levels = _grid_levels(a)
+        if levels is not None:  # pixels / 255: data on a grid, whatever share of it is 0
+            notes.append(
+                f"`{name}` (values in [0, 1], {a.size} entries) takes only {levels} distinct "
+                "values between its limits: data on a grid (pixels / 255?), not a squashing "
+                "function's output, so not read for saturation"
+            )
+            continue
         pinned = float(((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)).mean())
         partly = float((a * (1 - a) < PARTLY).mean())
         if pinned >= SATURATED_WARN:
@@ -198,6 +206,21 @@ def saturation_warnings(
                 f"{100 * pinned:.0f}% within {SATURATION_TOL} of 0 or 1"
             )
     return warnings, notes
+
+
+GRID_MIN = 64  # values strictly between the limits needed to judge whether they lie on a grid
+GRID_REPEATS = 4  # each distinct value held this many times on average: a grid, not a function
+
+
+def _grid_levels(a: np.ndarray) -> int | None:
+    """The distinct values of ``a`` between its saturation limits when they repeat like data on
+    a grid (image pixels k / 255, ratings k / 10), else None. A sigmoid or softmax output is
+    continuous: its values between the limits are all but never equal to one another."""
+    inside = a[(a >= SATURATION_TOL) & (a <= 1 - SATURATION_TOL)]
+    if inside.size < GRID_MIN:
+        return None
+    levels = np.unique(inside).size
+    return levels if levels * GRID_REPEATS <= inside.size else None
 
 
 def finite_summary(recorder: Recorder) -> str:
