@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import math
+import weakref
 from functools import lru_cache
 
 import numpy as np
@@ -185,8 +186,12 @@ class FirstNaNFinder:
         self.on_found = on_found  # (frame, line, variable, (kind, count, size)) -> None
         self.last: dict[int, int] = {}
         self.sentinels: set[tuple] = set()  # (code, name) of a scalar written from a constant
-        self.scalars: list = []  # those scalars themselves: a name bound to one is the placeholder
-        self.placeholders: list = []  # arrays written from a nan/inf constant (held: ids stay)
+        # those scalars themselves, by id (held, so their ids stay theirs): a name bound to one
+        # is the placeholder (one per name: a name seen again is a sentinel already)
+        self.scalars: dict[int, object] = {}
+        # arrays written from a nan/inf constant, by id; weakly held: one the program dropped
+        # leaves (its id may be reused), so a loop's new placeholder each pass costs nothing
+        self.placeholders: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.seen: list[dict] = []  # where the placeholders were written, for the report
 
     def __call__(self, frame, event, arg):
@@ -233,10 +238,10 @@ class FirstNaNFinder:
         filename = frame.f_code.co_filename
         if name != "return value" and writes_constant(statement_at(filename, line)):
             if isinstance(value, np.ndarray):
-                self.placeholders.append(value)
+                self.placeholders[id(value)] = value
             else:
                 self.sentinels.add((frame.f_code, name))
-                self.scalars.append(value)
+                self.scalars[id(value)] = value
             if len(self.seen) < MAX_PLACEHOLDERS:
                 where = {"file": display_path(filename), "line": line}
                 self.seen.append(where | {"variable": name, "value": found[0]})
@@ -247,6 +252,7 @@ class FirstNaNFinder:
     def _placeholder(self, value, key: tuple) -> bool:
         if not isinstance(value, np.ndarray):
             # ``best = loss`` or ``best = min(best, loss)`` binds the placeholder object itself
-            return key in self.sentinels or any(value is p for p in self.scalars)
+            return key in self.sentinels or self.scalars.get(id(value)) is value
         base = value.base
-        return any(value is p or base is p for p in self.placeholders)
+        held = self.placeholders.get
+        return held(id(value)) is value or (base is not None and held(id(base)) is base)

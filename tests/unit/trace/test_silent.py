@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nandoctor.trace.silent import writes_constant
@@ -36,3 +38,32 @@ def test_a_nan_or_inf_written_from_a_constant_is_a_placeholder(source):
 )
 def test_what_a_reader_returns_or_a_computation_makes_is_not_a_placeholder(source):
     assert not writes_constant(ast.parse(source).body[0])
+
+
+def test_placeholders_a_loop_writes_every_pass_are_not_all_kept():
+    """np.full(n, np.nan) and float('inf') each pass of a long loop: the second run keeps
+    neither every array alive nor a scalar per pass (nor slows as they would pile up)."""
+    import gc
+    import sys
+
+    from nandoctor.trace.silent import FirstNaNFinder
+
+    finder = FirstNaNFinder(on_found=lambda *a: None)
+    frame = sys._getframe()
+    source = Path(__file__).read_text().splitlines()
+
+    def line_of(text: str) -> int:
+        return next(i for i, line in enumerate(source, 1) if line.strip() == text)
+
+    at_history = line_of("history = np.full(1000, np.nan)")
+    at_best = line_of('best = float("inf")')
+    for _ in range(2000):
+        history = np.full(1000, np.nan)
+        best = float("inf")
+        finder._check(frame, at_history, "history", history)
+        finder._check(frame, at_best, "best", best)
+    gc.collect()
+    assert len(finder.placeholders) == 1  # the one still bound to `history`
+    assert len(finder.scalars) == 1
+    assert finder._placeholder(history[2:], (frame.f_code, "view"))  # a view of a held one
+    assert finder._placeholder(best, (frame.f_code, "best"))  # the name written from a constant
