@@ -240,7 +240,7 @@ def _zero(first, zeros) -> tuple[Cause, list[str]]:
         for name, n in first.variables.items()
         if n.get("size") == 1 and n.get("exact_zeros") == 1 and name != operand
     ]
-    roles = _roles(first.source)
+    roles = _roles(first)
     eps = [  # a float added to the denominator (or its floor) to keep it away from 0
         name
         for name in zero_scalars
@@ -274,15 +274,20 @@ def _zero(first, zeros) -> tuple[Cause, list[str]]:
     return cause, advice
 
 
-def _roles(source: str) -> dict[str, set[str]]:
-    """What each name or attribute does in the line: ``added`` (a term of ``+``, or an argument
-    of ``maximum``/``clip``: a floor) or ``exponent`` (the right side of ``**``)."""
+def _roles(first: FirstNonFinite) -> dict[str, set[str]]:
+    """What each name or attribute does in the statement at ``first``'s line (all of it, when it
+    spans several lines): ``added`` (a term of ``+``, or an argument of ``maximum``/``clip``: a
+    floor) or ``exponent`` (the right side of ``**``)."""
     import ast
 
-    try:
-        tree = ast.parse(source.strip())
-    except SyntaxError:
-        return {}
+    from nandoctor.trace.frames import statement_at
+
+    tree = statement_at(first.file, first.line) if first.line is not None else None
+    if tree is None:
+        try:
+            tree = ast.parse(first.source.strip())
+        except SyntaxError:
+            return {}
     roles: dict[str, set[str]] = {}
     for node in ast.walk(tree):
         parts: list[tuple[ast.AST, str]] = []

@@ -823,3 +823,16 @@ def test_a_failure_of_nandoctors_own_examination_never_becomes_the_programs(tmp_
     r = trace_program(Program(str(prog)))
     assert not r.program.failed and r.program.exit_code == 0
     assert any("nandoctor failed while examining" in n and "examination bug" in n for n in r.notes)
+
+
+def test_an_eps_of_zero_on_the_next_line_of_its_statement_is_still_named(tmp_path):
+    """The division's line holds only part of the statement: its roles are read from all of it."""
+    prog = _script(
+        tmp_path,
+        "import numpy as np\neps = 0.0\nv = np.zeros(3)\ng = np.zeros(3)\n"
+        "step = g / (np.sqrt(v)\n            + eps)\n",
+    )
+    r = trace_program(Program(str(prog)))
+    assert r.exit_code == 1 and r.cause.id == "division_by_zero"
+    assert any("`eps` is exactly 0" in e for e in r.cause.evidence), r.cause.evidence
+    assert any("give `eps` a value" in a for a in r.advice), r.advice
