@@ -174,18 +174,26 @@ def in_turns(
     sides: dict[str, list[list[str]]], rounds: int, warm_up: bool = False
 ) -> dict[str, list[tuple[float, list[str]]]]:
     """Each side's commands (run one after another) once per round, the sides in turn, for
-    ``rounds`` rounds: per side, every round's wall seconds and its commands' stdout. With
-    ``warm_up`` each side first runs once untimed (bytecode compiled and cached, files in the
-    page cache)."""
+    ``rounds`` rounds: per side, every round's wall seconds and its commands' stdout. The order
+    of the sides reverses every other round (A B, B A, ...), so a machine that speeds up or slows
+    down during a round favours neither side. With ``warm_up`` each side first runs once untimed
+    (bytecode compiled and cached, files in the page cache)."""
     if warm_up:
         for commands in sides.values():
             wall_seconds(*commands)
     runs: dict[str, list[tuple[float, list[str]]]] = {name: [] for name in sides}
-    for _ in range(rounds):
-        for name, commands in sides.items():
-            done = [timed(cmd) for cmd in commands]
+    for i in range(rounds):
+        for name in list(sides)[:: -1 if i % 2 else 1]:
+            done = [timed(cmd) for cmd in sides[name]]
             runs[name].append((sum(wall for wall, _ in done), [out for _, out in done]))
     return runs
+
+
+def paired_ratio(ours: list[float], ref: list[float]) -> tuple[float, float, float]:
+    """The median of the rounds' ratios ``ours[i] / ref[i]`` (each pair run side by side, so a
+    slow spell of the machine lands on both), with the lowest and the highest."""
+    ratios = sorted(o / r for o, r in zip(ours, ref, strict=True))
+    return statistics.median(ratios), ratios[0], ratios[-1]
 
 
 def alternate(sides: dict[str, list[list[str]]], rounds: int) -> dict[str, float]:

@@ -1,8 +1,9 @@
 """What the doctor costs: ``nandoctor run`` against the bare NumPy loop a user would write.
 
 Four rows, each a whole process timed from outside (start-up, data, training, diagnosis, output),
-the two sides alternating so that load from elsewhere on the machine lands on both alike, the
-median of ``--repeat`` pairs reported:
+the two sides alternating (the order reversed every other round) so that load from elsewhere
+on the machine lands on both alike; the ratio reported is the median of the ``--repeat``
+rounds' own ratios (each pair run side by side), with the lowest and highest round:
 
 - small: 10-20-5 sigmoid, float64, batch 32, 20,000 steps      target <= 2.0x
 - mid: 64-256-10 relu, float32, batch 256, 2,000 steps          target <= 1.3x
@@ -37,7 +38,15 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from _common import ROOT, bare_loop_command, in_turns, nandoctor_command, side_by_side, verdict
+from _common import (
+    ROOT,
+    bare_loop_command,
+    in_turns,
+    nandoctor_command,
+    paired_ratio,
+    side_by_side,
+    verdict,
+)
 
 sys.path.insert(0, str(ROOT))  # the code under test, as the timed processes import it
 from nandoctor.engine.setup import prepare  # noqa: E402
@@ -105,14 +114,15 @@ def row(name: str, case, folder: Path, repeat: int) -> None:
     ours, ref = alternate(
         [nandoctor_command("run", str(path), "--format", "json"), bare(*shape)], repeat
     )
-    whole = median(w for w, _ in ours) / median(w for w, _ in ref)
-    loop_ours = median(json.loads(out)["seconds"] for _, out in ours)
-    loop_ref = median(float(out) for _, out in ref)
+    whole, low, high = paired_ratio([w for w, _ in ours], [w for w, _ in ref])
+    loops_ours = [json.loads(out)["seconds"] for _, out in ours]
+    loops_ref = [float(out) for _, out in ref]
+    loop_ours, loop_ref = median(loops_ours), median(loops_ref)
     print(
         f"{name:6} whole {median(w for w, _ in ours):6.2f}s vs {median(w for w, _ in ref):6.2f}s"
-        f" = {whole:4.2f}x {verdict(whole, target)}   per step"
+        f" = {whole:4.2f}x {verdict(whole, target)} (rounds {low:4.2f}-{high:4.2f}x)   per step"
         f" {1e6 * loop_ours / steps:8.1f} vs {1e6 * loop_ref / steps:8.1f} us"
-        f" = {loop_ours / loop_ref:4.2f}x",
+        f" = {paired_ratio(loops_ours, loops_ref)[0]:4.2f}x",
         flush=True,
     )
     # what each process spends outside its timer, whatever the steps: start-up (imports, the
@@ -161,19 +171,24 @@ def sweep_row(folder: Path, repeat: int) -> None:
         repeat,
     )
     s, o, b, g = (median(w for w, _ in side) for side in (sweep, one, ref, grouped))
+    w_sweep, w_one, w_ref, w_grouped = ([w for w, _ in side] for side in (sweep, one, ref, grouped))
+    ratio, low, high = paired_ratio(w_sweep, w_one)
+    by_hand = paired_ratio(w_sweep, [len(rates) * w for w in w_ref])[0]
     print(
-        f"sweep  {len(rates)} rates {s:6.2f}s vs one run {o:6.2f}s = {s / o:4.2f}x"
-        f" {verdict(s / o, SWEEP_TARGET)};"
-        f" vs {len(rates)} bare loops {len(rates) * b:6.2f}s = {s / (len(rates) * b):4.2f}x",
+        f"sweep  {len(rates)} rates {s:6.2f}s vs one run {o:6.2f}s = {ratio:4.2f}x"
+        f" {verdict(ratio, SWEEP_TARGET)} (rounds {low:4.2f}-{high:4.2f}x);"
+        f" vs {len(rates)} bare loops {len(rates) * b:6.2f}s = {by_hand:4.2f}x",
         flush=True,
     )
-    loop_one = median(float(out) for _, out in ref)
-    loop_groups = median(max(map(float, out.split())) for _, out in grouped)
+    loops_one = [float(out) for _, out in ref]
+    loops_groups = [max(map(float, out.split())) for _, out in grouped]
+    floor, low, high = paired_ratio(w_grouped, w_ref)
     widest = max(map(len, groups))
     print(
         f"       unwatched: {len(groups)} bare loops of {widest} stacked rates side by side"
-        f" {g:6.2f}s vs one rate {b:6.2f}s = {g / b:4.2f}x (per step"
-        f" {loop_groups / loop_one:4.2f}x): the sweep's ratio if watching cost nothing",
+        f" {g:6.2f}s vs one rate {b:6.2f}s = {floor:4.2f}x (rounds {low:4.2f}-{high:4.2f}x;"
+        f" per step {paired_ratio(loops_groups, loops_one)[0]:4.2f}x): the sweep's ratio if"
+        " watching cost nothing",
         flush=True,
     )
 
