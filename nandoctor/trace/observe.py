@@ -209,18 +209,24 @@ def saturation_warnings(
 
 
 GRID_MIN = 64  # values strictly between the limits needed to judge whether they lie on a grid
-GRID_REPEATS = 4  # each distinct value held this many times on average: a grid, not a function
+GRID_REPEATS = 4  # each distinct value held this many times on average: data, or a collapse ...
+GRID_TOL = 1e-6  # ... told apart by the values' all being whole multiples of their smallest gap
 
 
 def _grid_levels(a: np.ndarray) -> int | None:
-    """The distinct values of ``a`` between its saturation limits when they repeat like data on
-    a grid (image pixels k / 255, ratings k / 10), else None. A sigmoid or softmax output is
-    continuous: its values between the limits are all but never equal to one another."""
+    """The distinct values of ``a`` between its saturation limits when they lie on a grid, as
+    data do (image pixels k / 255, ratings k / 10): repeated, and each a whole multiple of the
+    smallest gap between them; else None. A sigmoid or softmax output is continuous: its values
+    are all but never equal, and when they are (a collapsed network, every row alike) they sit
+    at no common step."""
     inside = a[(a >= SATURATION_TOL) & (a <= 1 - SATURATION_TOL)]
     if inside.size < GRID_MIN:
         return None
-    levels = np.unique(inside).size
-    return levels if levels * GRID_REPEATS <= inside.size else None
+    levels = np.unique(inside)
+    if levels.size < 2 or levels.size * GRID_REPEATS > inside.size:
+        return None
+    steps = levels / np.diff(levels).min()
+    return levels.size if np.abs(steps - np.rint(steps)).max() <= GRID_TOL else None
 
 
 def finite_summary(recorder: Recorder) -> str:

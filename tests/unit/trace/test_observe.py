@@ -33,3 +33,14 @@ def test_a_few_continuous_values_between_the_limits_are_not_called_a_grid():
     p = np.r_[np.full(450, 1.0), np.linspace(0.2, 0.8, 50)]
     warnings, _ = _warned(p=p)
     assert len(warnings) == 1
+
+
+def test_a_collapsed_output_repeating_its_rows_is_not_called_data():
+    """Dead hidden units give every row the same logits: the softmax repeats, but at no common
+    step, so it is still read for saturation (here: pinned rows, warned)."""
+    logits = np.array([[0.3, -1.2, 2.0], [-9.0, -8.5, 9.0], [0.1, 0.0, 0.2]])
+    rows = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    p = np.repeat(rows, [100, 150, 50], axis=0)  # 300 rows, 3 distinct
+    warnings, notes = _warned(p=p)
+    assert not any("grid" in n for n in notes), notes
+    assert len(warnings) == 1 and warnings[0].startswith("`p` ends with")
