@@ -210,6 +210,31 @@ def activation_grad(name: str, z: np.ndarray, a: np.ndarray, grad_a: np.ndarray)
 
 
 # ---------------------------------------------------------------- dense layers
+def half_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul(a, b, out=out)``; of two float16 arrays, through float32 BLAS.
+
+    NumPy has no float16 BLAS: its own loop converts every element to float32, sums the products
+    in float32 and rounds each result to float16 once, 20-100x slower than BLAS (a 256 x 64 x 256
+    product: 18 ms against 0.4). The products of two float16 are exact in float32, so BLAS on
+    the float32 copies, rounded to float16 once, is that same arithmetic: the same bits wherever
+    BLAS sums a result's terms in order (measured: every product up to 256 terms a result),
+    and otherwise the same float32 sum in blocks, as float16 hardware accumulates. An overflow
+    of float16 shows as NumPy's overflow flag at the rounding, as before. Other dtypes (a float16
+    network's float64 copy, as ``sweep.sharpness`` makes) go to ``np.matmul``."""
+    if a.dtype != np.float16 or b.dtype != np.float16:
+        return np.matmul(a, b, out=out)
+    wide = np.matmul(a.astype(np.float32), b.astype(np.float32))
+    if out is None:
+        return wide.astype(np.float16)
+    np.copyto(out, wide, casting="same_kind")
+    return out
+
+
+def matmul_for(dtype) -> Callable[..., np.ndarray]:
+    """The matmul a network of ``dtype`` computes with: NumPy's, or :func:`half_matmul`."""
+    return half_matmul if np.dtype(dtype) == np.float16 else np.matmul
+
+
 SUM_BY_DOT = 1 << 13  # batch x units of one replica up to which a bias gradient is a dot product
 
 

@@ -199,6 +199,7 @@ class Trainer:
         num = prepared.spec.numerics
         self.naive = num.mode == "naive"
         self.dtype = prepared.dtype  # forward and backward
+        self.matmul = nn.matmul_for(self.dtype)  # float16: through float32 BLAS
         self.master = DTYPES[num.master_dtype] if num.master_dtype else None
         self.loss_dtype = self.master or self.dtype  # losses run in float32 under autocast
         lrs = np.atleast_1d(
@@ -406,11 +407,11 @@ class Trainer:
         watch's labels: the same NumPy calls on the same arrays in the same order, so the same
         numbers. Run under the watch's probe; a step that raised any floating-point flag is
         redone labelled, so what the watch reports never comes from here."""
-        plan, naive, loss_spec = self._plain, self.naive, self.spec.loss
+        plan, naive, loss_spec, matmul = self._plain, self.naive, self.spec.loss, self.matmul
         one = len(params[0]) == 1  # one replica: its bias broadcasts as a vector
         zs, acts, ins = [], [], [x]
         for w_at, b_at, fn in plan:
-            z = ins[-1] @ params[w_at]
+            z = matmul(ins[-1], params[w_at])
             # the same sums; a (units,) bias broadcasts in half the time of (1, 1, units)
             if b_at is not None:
                 z += params[b_at][0] if one else params[b_at][:, None, :]
@@ -434,12 +435,12 @@ class Trainer:
             gz = gz.astype(zs[-1].dtype)
         for i in reversed(range(len(plan))):
             w_at, b_at, _ = plan[i]
-            np.matmul(ins[i].swapaxes(-1, -2), gz, out=into[w_at])
+            matmul(ins[i].swapaxes(-1, -2), gz, out=into[w_at])
             if b_at is not None:
                 nn.bias_grad(gz, out=into[b_at])
             if i == 0:
                 break
-            gz = gz @ params[w_at].swapaxes(-1, -2)
+            gz = matmul(gz, params[w_at].swapaxes(-1, -2))
             gz = plan[i - 1][2].backward(zs[i - 1], acts[i - 1], gz)
         return loss, into, zs, acts
 
@@ -501,7 +502,7 @@ class Trainer:
             (("x" if i == 0 else "input", a_in), ("W", P["W"])),
         )
         op("matmul")
-        z = a_in @ P["W"]
+        z = self.matmul(a_in, P["W"])
         if "b" in P:
             z += P["b"][:, None, :]
         w.check(z)
@@ -573,7 +574,7 @@ class Trainer:
             w.check(gz, grads["gamma"], grads["beta"])
         w.at("backward", i + 1, ("weight_gradient", "bias_gradient"), (("delta", gz),))
         op("matmul")
-        grads["W"] = np.matmul(np.swapaxes(a_in, -1, -2), gz, out=out.get("W"))
+        grads["W"] = self.matmul(np.swapaxes(a_in, -1, -2), gz, out=out.get("W"))
         if "b" in P:
             op("sum")
             grads["b"] = nn.bias_grad(gz, out=out.get("b"))
@@ -582,7 +583,7 @@ class Trainer:
             return gz
         w.at("backward", i + 1, ("input_gradient",), (("delta", gz), ("W", P["W"])))
         op("matmul")
-        ga = gz @ np.swapaxes(P["W"], -1, -2)
+        ga = self.matmul(gz, np.swapaxes(P["W"], -1, -2))
         w.check(ga)
         return ga
 

@@ -447,3 +447,31 @@ def test_share_of_counts_every_true_exactly(shape):
         got = nn.share_of(mask)
         assert got.dtype == np.float64
         assert np.array_equal(got, expected)
+
+
+# ---------------------------------------------------------------- float16 matmul
+@pytest.mark.parametrize(("m", "k", "n"), [(32, 10, 20), (256, 64, 256), (64, 256, 10)])
+def test_half_matmul_is_numpys_float16_matmul_bit_for_bit(m, k, n):
+    """NumPy's own float16 loop (float32 sums, rounded once) and float32 BLAS rounded once agree
+    wherever BLAS sums a result's terms in order, here up to 256 terms; stacked and into ``out``
+    as the trainer calls it."""
+    rng = np.random.default_rng(k)
+    a = (rng.standard_normal((m, k)) * 3).astype(np.float16)
+    b = (rng.standard_normal((2, k, n)) * 3).astype(np.float16)
+    assert np.array_equal(nn.half_matmul(a, b), np.matmul(a, b))
+    out = np.empty((2, m, n), np.float16)
+    assert nn.half_matmul(a, b, out=out) is out and np.array_equal(out, np.matmul(a, b))
+
+
+def test_half_matmul_overflow_raises_the_flag_the_watch_reads():
+    big = np.full((2, 2), 200, np.float16)  # 2 * 200 * 200 = 80,000 > 65,504
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError, match="overflow"):
+        nn.half_matmul(big, big)
+
+
+def test_half_matmul_leaves_other_dtypes_to_numpy():
+    """A float16 network's float64 copy (sweep's sharpness) is multiplied in float64."""
+    a = np.full((2, 2), 1 + 1e-12)  # 1.0 in float32: a float32 product would give exactly 2
+    got = nn.half_matmul(a, a)
+    assert got.dtype == np.float64 and np.array_equal(got, np.matmul(a, a)) and got[0, 0] != 2.0
+    assert nn.matmul_for("float16") is nn.half_matmul and nn.matmul_for("float32") is np.matmul
