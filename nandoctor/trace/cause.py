@@ -118,21 +118,19 @@ def _bad_input_carried(first, carried) -> tuple[Cause, list[str]]:
     ]
 
 
+# the counts an operand's numbers keep of each non-finite kind, and how each is written
+NONFINITE_LABELS = {"nan": "nan", "posinf": "inf", "neginf": "-inf"}
+
+
 def _kinds(n: dict) -> str:
-    kinds = [f"{n[k]} {k.replace('neg', '-').replace('pos', '')}" for k in NONFINITE_KINDS]
-    return ", ".join(k for k in kinds if not k.startswith("0 "))
-
-
-NONFINITE_KINDS = ("nan", "posinf", "neginf")
+    """The non-finite values an operand held: ``2 nan, 1 -inf``."""
+    return ", ".join(f"{n[k]} {label}" for k, label in NONFINITE_LABELS.items() if n.get(k))
 
 
 def _placed_kind(n: dict) -> str:
-    kinds = [k for k, name in zip(NONFINITE_KINDS, ("nan", "inf", "-inf"), strict=True) if n.get(k)]
-    return (
-        {"nan": "nan", "posinf": "inf", "neginf": "-inf"}[kinds[0]]
-        if len(kinds) == 1
-        else "non-finite"
-    )
+    """The one kind of non-finite value a placeholder holds (``nan``), else ``non-finite``."""
+    held = [label for k, label in NONFINITE_LABELS.items() if n.get(k)]
+    return held[0] if len(held) == 1 else "non-finite"
 
 
 def _from_placeholder(first, carried, placed) -> tuple[Cause, list[str]]:

@@ -27,7 +27,7 @@ import numpy as np
 
 from nandoctor.trace import npstate
 from nandoctor.trace.evaluate import op_name
-from nandoctor.trace.frames import COMPREHENSIONS, is_user_code, parsed
+from nandoctor.trace.frames import COMPREHENSIONS, is_user_code, parsed, statement_at
 
 
 def _store_targets(target: ast.expr) -> list[ast.expr]:
@@ -105,20 +105,14 @@ def writes_constant(stmt: ast.stmt | None) -> bool:
 
 
 def last_assignment(filename: str, first: int, before: int, name: str) -> ast.stmt | None:
-    """The last statement in lines [first, before) of ``filename`` that assigns ``name``."""
-    tree = parsed(filename)
-    if tree is None:
-        return None
-    best = None
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
-            continue
-        if not first <= node.lineno < before or (best and node.lineno < best.lineno):
-            continue
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        if any(ast.unparse(t) == name for tgt in targets for t in _store_targets(tgt)):
-            best = node
-    return best
+    """The last statement in lines [first, before) of ``filename`` that assigns ``name`` (an
+    ``=``, ``+=`` or annotated assignment; not a ``for`` target)."""
+    lines = [n for n, names in assigned_by_line(filename).items() if name in names]
+    for line in sorted((n for n in lines if first <= n < before), reverse=True):
+        stmt = statement_at(filename, line)
+        if isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign) and stmt.lineno == line:
+            return stmt
+    return None
 
 
 def placeholder_origin(filename: str, first: int, before: int, name: str) -> dict | None:
@@ -233,7 +227,7 @@ class FirstNaNFinder:
             return
         if self._placeholder(value, (frame.f_code, name)):
             return
-        from nandoctor.trace.frames import display_path, source_line, statement_at
+        from nandoctor.trace.frames import display_path, source_line
 
         filename = frame.f_code.co_filename
         if name != "return value" and writes_constant(statement_at(filename, line)):
