@@ -121,29 +121,50 @@ class FrameKeeper:
             self.frames.clear()
 
 
-# A nan or inf as Python, NumPy, pandas and JSON print a value (case aside): not inside a word
-# ("banana", "info", "nanoseconds") nor a call ("inf(").
-NONFINITE_TOKEN = re.compile(r"(?<![\w.])[-+]?(?:nan|inf(?:inity)?)(?![\w(])", re.IGNORECASE)
-# Where a printed value ends: the line's end, a closing bracket or separator, or the next value.
-VALUE_ENDS = re.compile(r"\s*(?:$|[\]\)\},;|]|[-+]?(?:\d|\.\d|nan\b|inf))", re.IGNORECASE)
-# Words that make a following "nan" or "inf" prose about one ("no nan", "checking for inf").
-NOT_A_VALUE_AFTER = frozenset({"no", "not", "any", "without", "for", "or", "and", "a", "the"})
+# nan or inf as Python, NumPy and torch print a value: lower case (prose and column headers say
+# "NaN", "Inf"; a log level is "INF"), not inside a word ("banana", "info") nor a call ("inf(").
+NONFINITE_TOKEN = re.compile(r"(?<![\w.])-?(?:nan|inf)(?![\w(])")
+NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?[eE][-+]?\d+|nan|inf)[,;]?")
+COUNT = re.compile(r"\d+")  # "0 nan values", "12 inf": how many, not a value
+# Words after which "nan" or "inf" is prose about one ("no nan", "checking for inf").
+NOT_A_VALUE_AFTER = frozenset(
+    {"no", "not", "any", "without", "with", "for", "of", "or", "and", "a", "the", "contains"}
+)
 LINE_ENDS = re.compile(r"[\r\n]")  # a progress bar's \r ends a line too
 
 
 def printed_value(line: str) -> str | None:
-    """The first nan or inf ``line`` (one printed line) shows as a value (``loss: nan``, ``[nan
-    1.]``, ``tensor(inf)``, ``epoch 3 loss nan``), as ``nan``, ``inf`` or ``-inf``; None when its
-    words only name one (``no nan found``, ``checking for inf values``): a message about NaN is
-    not a NaN."""
+    """The first nan or inf ``line`` (one printed line) shows as a value, as ``nan``, ``inf``
+    or ``-inf``; None when it only names one. A value stands where a program prints one: alone
+    (``print(x)``), after ``:`` or ``=`` (``loss: nan``, ``loss=nan``), inside a printed array,
+    list or call (``[1. nan]``, ``[0.5, nan]``, ``tensor(inf)``), or after a label at the end of
+    the line or before a separator (``epoch 3 loss nan``); not a count (``0 nan``), not prose
+    (``no nan found``, ``checking for inf``), not a column header, not an argument beside a name
+    (``norm(x, inf)``)."""
     for hit in NONFINITE_TOKEN.finditer(line):
-        before = line[: hit.start()].split()
-        if before and before[-1].lower() in NOT_A_VALUE_AFTER:
-            continue
-        if VALUE_ENDS.match(line, hit.end()):
-            token = hit.group().lower()
-            return "nan" if "nan" in token else "-inf" if token.startswith("-") else "inf"
+        if _is_value(line[: hit.start()], line[hit.end() :]):
+            token = hit.group()
+            return "nan" if token == "nan" else token
     return None
+
+
+def _is_value(before: str, after: str) -> bool:
+    words, rest = [w.lstrip("[(") for w in before.split()], after.strip()
+    ends = not rest or rest[0] in ",;|)]}"  # the line's end or a separator
+    if not words:  # the line starts with it: alone, or the first of several printed values
+        return ends or bool(NUMBER.match(rest.split()[0]))
+    last, prev = words[-1], before.rstrip()[-1]
+    if prev in ":=":  # loss: nan, loss=nan, {'loss': nan}
+        return True
+    if prev in "[(":  # [nan 1.], tensor(nan), array([nan]); not prose "(NaN)" after a space
+        return before.endswith("[") or not before[:-1].endswith(" ")
+    if prev == ",":  # a list's item: only beside another number ([0.5, nan]; not norm(x, inf))
+        return bool(NUMBER.fullmatch(last))
+    if NUMBER.fullmatch(last) and not COUNT.fullmatch(last):  # [ 1. nan]: inside a bracket
+        return "[" in before or "(" in before
+    if COUNT.fullmatch(last) or last.lower() in NOT_A_VALUE_AFTER or NONFINITE_TOKEN.match(last):
+        return False
+    return ends  # loss nan, "epoch 3 loss nan | acc 0.5"
 
 
 class WatchedStream:

@@ -12,19 +12,22 @@ from nandoctor.trace.runner import Outcome, WatchedStream, printed_value
 @pytest.mark.parametrize(
     ("line", "value"),
     [
-        ("nan", "nan"),
+        ("nan", "nan"),  # print(x)
         ("loss: nan", "nan"),
-        ("epoch 3 loss nan", "nan"),
-        ("[ 1. nan]", "nan"),
+        ("step 10 loss=nan", "nan"),
+        ("epoch 3 loss nan", "nan"),  # print("epoch", 3, "loss", loss)
+        ("Epoch 1: train loss nan val loss nan", "nan"),
+        ("loss nan | acc 0.5", "nan"),
+        ("[ 1. nan]", "nan"),  # a NumPy array
+        (" [nan  3.]]", "nan"),  # its second row
         ("array([nan,  1.])", "nan"),
+        ("[0.5, nan]", "nan"),  # a list
+        ("(nan, 1.0)", "nan"),
         ("tensor(inf)", "inf"),
         ("np.float64(-inf)", "-inf"),
         ("{'loss': nan}", "nan"),
         ("x=inf, y=2", "inf"),
-        ("0    NaN", "nan"),  # pandas
-        ('{"loss": Infinity}', "inf"),  # json.dumps
-        ("| nan |", "nan"),
-        ("loss became NaN, stopping", "nan"),
+        ("nan 1.0", "nan"),  # print(a, b)
     ],
 )
 def test_a_printed_value_is_seen(line, value):
@@ -35,16 +38,27 @@ def test_a_printed_value_is_seen(line, value):
     "line",
     [
         "no nan found",
-        "No NaN or Inf in the gradients",
         "checking for nan values",
         "is there a nan?",
         "nan check passed",
         "nan-safe mode",
         "There was no nan",
+        "nan: False",
         "info: inference took 3 nanoseconds",
         "banana",
         "math.inf(",
         "",
+        # counts, headers, prose in capitals, a log level, an argument: none is a value
+        "age: 0 NaN, 0 Inf",
+        "checked 0 inf / 0 nan",
+        "weights: 0 nan, 0 inf",
+        "column   mean   std   nan   inf",
+        "dropped 3 rows with NaN",
+        "missing (NaN): 0",
+        "Warning: input contains NaN; using nanmean",
+        "No NaN or Inf in the gradients",
+        "[19:00:56 INF] epoch 0 loss 7.3270",
+        "norm(x, inf) = 3.2",
     ],
 )
 def test_words_about_one_are_not(line):
