@@ -20,7 +20,7 @@ from nandoctor.trace.frames import display_path, source_line, statement_at
 from nandoctor.trace.result import TraceWarning
 
 SATURATION_TOL = 1e-3  # outputs this close to 0 or 1 are saturated (as run's history)
-SATURATED_WARN = 0.25  # share of an array's entries saturated that warrants a warning
+SATURATED_SHARE = 0.25  # share of an array's entries near its limits that a note calls out
 PARTLY = 0.025  # p(1 - p) under a tenth of its peak 0.25: a partly saturated unit
 
 
@@ -171,11 +171,13 @@ def leftover_nan(namespaces: list[tuple[str | None, dict]]) -> list[tuple[str, i
     return found
 
 
-def saturation_warnings(
-    namespaces: list[tuple[str | None, dict]],
-) -> tuple[list[TraceWarning], list[str]]:
-    """Sigmoid-like arrays (values in [0, 1]) pinned at their limits, among the final variables."""
-    warnings, notes = [], []
+def saturation_notes(namespaces: list[tuple[str | None, dict]]) -> list[str]:
+    """What the final arrays in [0, 1] show near their limits, as notes, never warnings: from its
+    numbers alone an array cannot say whether it is a hidden sigmoid (saturated: its derivative
+    is near zero), an output trained with cross-entropy (confident: expected there), or data
+    (clipped, rates, scaled: 0 and 1 are values). A saturation warning needs an op's evidence
+    (``exp`` underflowing, from the events)."""
+    notes = []
     for name, a in named_arrays(namespaces):
         if a.size < 2 or not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
             continue
@@ -186,18 +188,17 @@ def saturation_warnings(
             notes.append(
                 f"`{name}` (values in [0, 1], {a.size} entries) takes only {levels} distinct "
                 "values between its limits: data on a grid (pixels / 255?), not a squashing "
-                "function's output, so not read for saturation"
+                "function's output"
             )
             continue
         pinned = float(((a < SATURATION_TOL) | (a > 1 - SATURATION_TOL)).mean())
         partly = float((a * (1 - a) < PARTLY).mean())
-        if pinned >= SATURATED_WARN:
-            warnings.append(
-                TraceWarning(
-                    "saturation",
-                    f"`{name}` ends with {100 * pinned:.0f}% of its {a.size} values within "
-                    f"{SATURATION_TOL} of 0 or 1 (saturated: near-zero derivative)",
-                )
+        if pinned >= SATURATED_SHARE:
+            notes.append(
+                f"`{name}` (values in [0, 1], {a.size} entries) ends with {100 * pinned:.0f}% "
+                f"within {SATURATION_TOL} of 0 or 1: saturated if it is a hidden layer's "
+                "sigmoid (near-zero derivative); expected if it is a confident output trained "
+                "with cross-entropy, or data"
             )
         elif partly > 0:
             notes.append(
@@ -205,7 +206,7 @@ def saturation_warnings(
                 f"partly saturated (p(1-p) under a tenth of its peak) and "
                 f"{100 * pinned:.0f}% within {SATURATION_TOL} of 0 or 1"
             )
-    return warnings, notes
+    return notes
 
 
 GRID_MIN = 64  # values strictly between the limits needed to judge whether they lie on a grid

@@ -33,7 +33,7 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     seconds = time.perf_counter() - start
     if outcome.traceback_text:
         sys.stderr.write(outcome.traceback_text)
-    from nandoctor.trace.observe import event_warnings, finite_summary, saturation_warnings
+    from nandoctor.trace.observe import event_warnings, finite_summary, saturation_notes
     from nandoctor.trace.result import TraceResult
 
     result = TraceResult(script=program.label, program=outcome, seconds=seconds)
@@ -57,10 +57,8 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     if first is None:
         first = _silent(program, outcome, timeout, result)
     if first is None:
-        more, notes = saturation_warnings(_namespaces(outcome, returned=False))
-        result.warnings += more
         result.notes.insert(0, finite_summary(recorder))
-        result.notes += notes
+        result.notes += saturation_notes(_namespaces(outcome, returned=False))
         stop = recorder.stopped_by
         if outcome.failed and stop is not None and _raised_by_numpy(outcome):
             from nandoctor.trace.cause import decide
