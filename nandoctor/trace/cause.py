@@ -193,12 +193,21 @@ def _empty(first, empty) -> tuple[Cause, list[str]]:
     ]
 
 
+SQUASHED_MIN_SIZE = 16  # from this size a squashing output pinned at 0 or 1 has company near it
+
+
 def _is_probability(n: dict) -> bool:
-    """Values in [0, 1] with some strictly between: only exact 0s and 1s are a mask, one-hot
-    labels or counts, not a squashing function's output."""
+    """Values in [0, 1] with some strictly between, as a squashing function (sigmoid, softmax)
+    leaves them: only exact 0s and 1s are a mask, one-hot labels or counts; values on a grid
+    (counts / total) are data; and a large array whose exact 0s or 1s have no value near them
+    was cut there (clipped, thresholded), not squashed."""
     if n.get("min") is None or n["min"] < 0 or n["max"] > 1:
         return False
-    return n.get("exact_zeros", 0) + n.get("exact_ones", 0) + n.get("nonfinite", 0) < n["size"]
+    if n.get("exact_zeros", 0) + n.get("exact_ones", 0) + n.get("nonfinite", 0) >= n["size"]:
+        return False
+    if n.get("on_grid"):
+        return False
+    return n["size"] < SQUASHED_MIN_SIZE or n.get("near_limits", 1) > 0
 
 
 def _zero(first, zeros) -> tuple[Cause, list[str]]:

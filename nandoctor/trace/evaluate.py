@@ -73,6 +73,22 @@ class LineReading:
     names: dict[str, dict] = field(default_factory=dict)  # variables inside the operands
 
 
+LIMIT_TOL = 1e-3  # a value in (0, 1) this close to 0 or 1 is near its limit (as saturation)
+GRID_TOL = 1e-6  # how far from a whole multiple of the grid's step a value may round
+
+
+def on_grid(values: np.ndarray) -> bool:
+    """Whether ``values`` take at least 3 distinct values, each a whole multiple of the smallest
+    gap between them and 0: data on a grid (counts / total, pixels / 255), not the continuous
+    output of a function such as a sigmoid, whose values sit at no common step."""
+    levels = np.unique(values)
+    if levels.size < 3:
+        return False
+    step = min(np.diff(levels).min(), abs(levels[0])) or np.diff(levels).min()
+    steps = levels / step
+    return bool(np.abs(steps - np.rint(steps)).max() <= GRID_TOL)
+
+
 def describe(value) -> dict | None:
     """Summary numbers of one operand: sizes, max/min |x| among finite entries, exact 0s and 1s."""
     try:
@@ -99,6 +115,11 @@ def describe(value) -> dict | None:
             "size": int(a.size),
             "dtype": str(np.asarray(value).dtype),
         }
+        pinned = out["exact_zeros"] or out["exact_ones"]
+        if pinned and vals.size and out["min"] >= 0 and out["max"] <= 1:
+            inside = vals[(vals > 0) & (vals < 1)]  # what a pinned 0 or 1 sits among
+            near = (inside < LIMIT_TOL) | (inside > 1 - LIMIT_TOL)
+            out |= {"near_limits": int(np.count_nonzero(near)), "on_grid": on_grid(inside)}
         if out["nonfinite"]:  # which kinds, and whether whole rows (last axis) are non-finite
             out |= {"nan": int(np.isnan(a).sum()), "posinf": int((a == np.inf).sum())}
             out["neginf"] = int((a == -np.inf).sum())

@@ -14,7 +14,7 @@ import ast
 import numpy as np
 
 from nandoctor.trace import npstate
-from nandoctor.trace.evaluate import op_name
+from nandoctor.trace.evaluate import on_grid, op_name
 from nandoctor.trace.events import Recorder, Site, likely_value
 from nandoctor.trace.frames import display_path, source_line, statement_at
 from nandoctor.trace.result import TraceWarning
@@ -210,8 +210,7 @@ def saturation_notes(namespaces: list[tuple[str | None, dict]]) -> list[str]:
 
 
 GRID_MIN = 64  # values strictly between the limits needed to judge whether they lie on a grid
-GRID_REPEATS = 4  # each distinct value held this many times on average: data, or a collapse ...
-GRID_TOL = 1e-6  # ... told apart by the values' all being whole multiples of their smallest gap
+GRID_REPEATS = 4  # each distinct value held this many times on average: data, or a collapse
 
 
 def _grid_levels(a: np.ndarray) -> int | None:
@@ -224,10 +223,9 @@ def _grid_levels(a: np.ndarray) -> int | None:
     if inside.size < GRID_MIN:
         return None
     levels = np.unique(inside)
-    if levels.size < 2 or levels.size * GRID_REPEATS > inside.size:
+    if levels.size * GRID_REPEATS > inside.size:
         return None
-    steps = levels / np.diff(levels).min()
-    return levels.size if np.abs(steps - np.rint(steps)).max() <= GRID_TOL else None
+    return levels.size if on_grid(levels) else None
 
 
 def finite_summary(recorder: Recorder) -> str:

@@ -141,3 +141,40 @@ def test_an_eps_of_zero_added_to_the_denominator_is_advised_a_value():
     f.source = "y = x / (s + eps)"
     _, advice = decide(f, [])
     assert "give `eps` a value" in advice[0]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param([0, 0, 0.005, 0.01, 0.125, 0.3, 0.56], id="counts / total (on a grid)"),
+        pytest.param([0.0] * 40 + [0.05 + 0.9 * k / 59 for k in range(60)], id="thresholded"),
+    ],
+)
+def test_log_of_zeros_in_data_is_a_log_of_zero_not_saturation(values):
+    """Empty histogram bins, or values the program cut to 0, sit on a grid or with nothing near
+    0: no squashing function pinned them, so the log met a zero, not a saturated sigmoid."""
+    import numpy as np
+
+    from nandoctor.trace.evaluate import describe
+
+    p = describe(np.array(values))
+    f = first(
+        op="log",
+        kind="divide_by_zero",
+        operands=[("p", p)],
+        variables={"p": p},
+    )
+    cause, advice = decide(f, [])
+    assert cause.id == "division_by_zero" and any("floor before the log" in a for a in advice)
+
+
+def test_a_sigmoid_pinned_at_zero_among_values_near_it_is_saturation():
+    import numpy as np
+
+    from nandoctor.trace.evaluate import describe
+
+    z = np.linspace(-800, 5, 64)
+    with np.errstate(over="ignore"):  # exp(800) = inf: 1 / (1 + inf) = 0, as a sigmoid pins
+        p = describe(1 / (1 + np.exp(-z)))  # exactly 0 below -709.8, tiny values just above
+    f = first(op="log", kind="divide_by_zero", operands=[("p", p)], variables={"p": p})
+    assert p["exact_zeros"] and p["near_limits"] and decide(f, [])[0].id == "saturation"
