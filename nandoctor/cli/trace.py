@@ -15,7 +15,12 @@ FORMATS = ("text", "json")
 @click.command(
     context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_interspersed_args": False}
 )
-@click.option("-m", "module", metavar="MODULE", help="Run a module, as python -m MODULE does.")
+@click.option(
+    "-m",
+    "module",
+    is_flag=True,
+    help="Run the module named next (-m MODULE [ARGS]...), as python -m MODULE does.",
+)
 @click.option(
     "--format",
     "fmt",
@@ -25,7 +30,7 @@ FORMATS = ("text", "json")
     help="Output format (json: the program's own output goes to stderr).",
 )
 @html_option
-@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[SCRIPT.py] [ARGS]...")
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="SCRIPT.py|MODULE [ARGS]...")
 def trace(module, fmt, html, argv):
     """Run a Python program as python would, and report where, when and why it first created
     a NaN or an Inf.
@@ -43,12 +48,11 @@ def trace(module, fmt, html, argv):
     from nandoctor.trace.runner import Program
     from nandoctor.trace.session import trace_program
 
-    if module:
-        program = Program(module, tuple(argv), module=True)
-    elif argv:
-        program = Program(argv[0], tuple(argv[1:]))
-    else:
+    # The module, like the script, is the first argument: options parsing stops there, so all
+    # that follows is the program's own (`-m trainer --help` is the trainer's --help).
+    if not argv:
         fail_usage("trace: give a SCRIPT.py to run, or -m MODULE")
+    program = Program(argv[0], tuple(argv[1:]), module=module)
     if html:
         html = check_html(html, [] if module else [argv[0]])
     started_in = Path.cwd()  # the program may change directory; its paths are relative to here

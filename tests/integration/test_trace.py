@@ -274,6 +274,18 @@ def test_module_mode_runs_as_python_dash_m(tmp_path, monkeypatch):
     assert doc["first_nonfinite"]["op"] == "log" and "__main__" in res.stderr
 
 
+def test_options_after_the_module_are_the_programs_own(tmp_path, monkeypatch):
+    """As after a script, and as python -m does: `-m mod --help --format json` passes both on."""
+    (tmp_path / "cli_prog.py").write_text("import sys\nprint('argv:', sys.argv[1:])\n")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["trace", "-m", "cli_prog", "--help", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert "argv: ['--help', '--format', 'json']" in res.stdout
+    assert "Usage:" not in res.stdout and "healthy" in res.stdout  # the text report, not JSON
+    res = CliRunner().invoke(main, ["trace", "-m"])
+    assert res.exit_code == 2 and "-m MODULE" in res.stderr
+
+
 def test_the_programs_own_error_handling_is_honoured_and_still_recorded(tmp_path):
     prog = _script(
         tmp_path,
