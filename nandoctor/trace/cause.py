@@ -349,12 +349,16 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
         limit = _exp_limit(biggest["dtype"])
         if limit:
             evidence.append(f"{first.op} overflows {biggest['dtype']} beyond {fmt(limit)}")
-    grew = len(growth) >= 2 and growth[0][1] > 0 and growth[-1][1] / growth[0][1] >= GROWTH
+    # growth is measured from the first iteration the operands were not all 0 (zero-initialised
+    # weights: 0 at iteration 1 is where growth starts, not a size they already had)
+    nonzero = [(i, m) for i, m in growth if m > 0]
+    grew = len(nonzero) >= 2 and nonzero[-1][1] / nonzero[0][1] >= GROWTH
     if grew:
-        (i0, m0), (i1, m1) = growth[0], growth[-1]
+        (i0, m0), (i1, m1) = nonzero[0], nonzero[-1]
+        start = f"0 at iteration {growth[0][0]}, " if growth[0][1] == 0 else ""
         evidence.append(
-            f"the operands grew from max |x| = {fmt(m0)} at iteration {i0} to {fmt(m1)} at "
-            f"iteration {i1} (×{fmt(m1 / m0)}): each update made them larger"
+            f"the operands grew from {start}max |x| = {fmt(m0)} at iteration {i0} to {fmt(m1)} "
+            f"at iteration {i1} (×{fmt(m1 / m0)}): each update made them larger"
         )
         cause = Cause(
             "exploding_gradient",
@@ -367,7 +371,7 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
         ]
         return cause, advice
     if growth:  # they did not grow GROWTH-fold: they were already about this large
-        i0, m0 = growth[0]
+        i0, m0 = nonzero[0] if nonzero else growth[0]
         evidence.append(
             f"the operands were already max |x| = {fmt(m0)} at iteration {i0}: no growth was needed"
         )

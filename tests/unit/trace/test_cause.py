@@ -178,3 +178,13 @@ def test_a_sigmoid_pinned_at_zero_among_values_near_it_is_saturation():
         p = describe(1 / (1 + np.exp(-z)))  # exactly 0 below -709.8, tiny values just above
     f = first(op="log", kind="divide_by_zero", operands=[("p", p)], variables={"p": p})
     assert p["exact_zeros"] and p["near_limits"] and decide(f, [])[0].id == "saturation"
+
+
+def test_zero_initialised_operands_that_grew_are_an_exploding_gradient():
+    """w = np.zeros(n): the operands are 0 at iteration 1, then grow each update until exp
+    overflows. Growth counts from their first non-zero size, not from 0 ('already 0')."""
+    f = first(operands=[("X @ w", numbers(max_abs=1.09e46))])
+    cause, advice = decide(f, [(1, 0.0), (2, 3.1), (3, 4.4e4), (4, 1.09e46)])
+    assert cause.id == "exploding_gradient" and any("lower the step size" in a for a in advice)
+    assert any("from 0 at iteration 1, max |x| = 3.1 at iteration 2" in e for e in cause.evidence)
+    assert not any("already" in e for e in cause.evidence)
