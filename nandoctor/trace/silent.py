@@ -171,6 +171,50 @@ def nonfinite_of(value) -> tuple[str, int, int] | None:
 
 
 MAX_PLACEHOLDERS = 5  # placeholders named in the report
+TAKING_CALLS = frozenset({"zip", "enumerate", "reversed", "iter", "list", "tuple"})
+# what an index that only picks elements is made of: a[0], a[-1], a[1:], a[i]
+INDEXING = (ast.Constant, ast.Slice, ast.UnaryOp, ast.unaryop, ast.Name, ast.expr_context)
+
+
+def _taken_from(text: str) -> list[str]:
+    """The names a one-line assignment or ``for`` header only takes elements out of (``x = a``,
+    ``x = a[0]``, ``for u, v in zip(a[:-1], a[1:]):``); [] when it computes anything."""
+    try:
+        tree = ast.parse(text + " pass" if text.startswith("for ") else text)
+    except SyntaxError:
+        return []
+    stmt = tree.body[0] if tree.body else None
+    if isinstance(stmt, ast.Assign):
+        source = stmt.value
+    elif isinstance(stmt, ast.For):
+        source = stmt.iter
+    else:
+        return []
+    names: list[str] = []
+
+    def takes(node: ast.AST) -> bool:
+        match node:
+            case ast.Name(id=name):
+                names.append(name)
+                return True
+            case ast.Subscript(value=inner, slice=index):
+                return takes(inner) and all(isinstance(n, INDEXING) for n in ast.walk(index))
+            case ast.Call(func=ast.Name(id=fn), args=args, keywords=[]) if fn in TAKING_CALLS:
+                return all(takes(a) for a in args)
+        return False
+
+    return names if takes(source) else []
+
+
+def _holds(a: np.ndarray, v: float) -> bool:
+    """Whether ``a`` holds the non-finite value ``v`` (a NaN, or an Inf of that sign)."""
+    return bool(np.isnan(a).any() if math.isnan(v) else (a == v).any())
+
+
+def _is_numbers(value) -> bool:
+    return (
+        isinstance(value, float | np.floating | np.ndarray) and np.asarray(value).dtype.kind == "f"
+    )
 
 
 class FirstNaNFinder:
@@ -225,7 +269,7 @@ class FirstNaNFinder:
         found = nonfinite_of(value)
         if found is None:
             return
-        if self._placeholder(value, (frame.f_code, name)):
+        if self._placeholder(value, (frame.f_code, name)) or self._taken_out(frame, line, value):
             return
         from nandoctor.trace.frames import display_path, source_line
 
@@ -242,6 +286,25 @@ class FirstNaNFinder:
                 self.seen[-1]["source"] = source_line(filename, line)
             return
         self.on_found(frame, line, name, found)
+
+    def _taken_out(self, frame, line: int, value) -> bool:
+        """``lo = edges[0]``, ``for lo, hi in zip(edges[:-1], edges[1:])``: the statement only
+        takes elements out of a placeholder array (indexing, iterating, zipping; no arithmetic,
+        no reduction) and ``value`` holds no non-finite value that array does not: the program's
+        own constant still. ``history.mean()`` computes from one: not taken out."""
+        from nandoctor.trace.frames import source_line
+
+        if not self.placeholders or not _is_numbers(value):
+            return False
+        sources = []
+        for name in _taken_from(source_line(frame.f_code.co_filename, line)):
+            read = frame.f_locals.get(name, frame.f_globals.get(name))
+            if isinstance(read, np.ndarray) and self._placeholder(read, (None, name)):
+                sources.append(read)
+        with npstate.errstate(all="ignore"):
+            held = np.asarray(value, dtype=float)
+            bad = held[~np.isfinite(held)].ravel()[:64]
+            return any(all(_holds(p, v) for v in bad) for p in sources)
 
     def _placeholder(self, value, key: tuple) -> bool:
         if not isinstance(value, np.ndarray):

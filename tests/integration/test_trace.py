@@ -848,3 +848,27 @@ def test_an_eps_of_zero_on_the_next_line_of_its_statement_is_still_named(tmp_pat
     assert r.exit_code == 1 and r.cause.id == "division_by_zero"
     assert any("`eps` is exactly 0" in e for e in r.cause.evidence), r.cause.evidence
     assert any("give `eps` a value" in a for a in r.advice), r.advice
+
+
+def test_an_element_taken_out_of_a_placeholder_is_the_placeholder_still(tmp_path):
+    """Bin edges written with -inf and inf, printed, then read an element or a pair at a time:
+    the program's own constants, not data that came in."""
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nedges = np.array([-np.inf, 18.0, 35.0, np.inf])\n"
+        "print('bins:', edges)\nlo = edges[0]\n"
+        "for a, b in zip(edges[:-1], edges[1:]):\n    print(f'[{a}, {b})')\n",
+    )
+    res, doc = trace_json(prog)
+    assert (res.exit_code, doc["status"], doc["first_nonfinite"]) == (0, "healthy", None)
+    assert any("`edges` holds" in n and "placeholder" in n for n in doc["notes"]), doc["notes"]
+
+
+def test_a_value_computed_from_a_placeholder_element_is_still_reported(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nedges = np.array([-np.inf, 1.0])\nlo = edges[0]\n"
+        "x = np.float64(2.0)\nwith np.errstate(all='ignore'):\n    y = lo * 0 + x\n",
+    )
+    res, doc = trace_json(prog)
+    assert res.exit_code == 1 and doc["first_nonfinite"]["line"] == 6
