@@ -25,22 +25,27 @@ import tempfile
 from nandoctor.trace.runner import Program
 
 
-def launch(plan: dict, timeout: float) -> dict | None:
-    """Run a second pass of ``plan`` in a subprocess; its findings, ``{"timed_out": seconds}``
-    if it did not finish in time (it and any process it started are killed), or None."""
+def launch(plan: dict, timeout: float, stdin: list[str] | None = None) -> dict | None:
+    """Run a second pass of ``plan`` in a subprocess, its stdin the text ``stdin`` (what the
+    first run read; else empty); its findings, ``{"timed_out": seconds}`` if it did not finish
+    in time (it and any process it started are killed), or None."""
     import signal
 
     with tempfile.TemporaryDirectory(prefix="nandoctor-trace-") as tmp:
         plan_path, out_path = os.path.join(tmp, "plan.json"), os.path.join(tmp, "out.json")
+        in_path = os.path.join(tmp, "stdin.txt")
         with open(plan_path, "w") as f:
             json.dump(plan, f)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nandoctor.trace.rerun", plan_path, out_path],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # its own group: a pool it starts goes with it
-        )
+        with open(in_path, "w", encoding=sys.stdin.encoding if sys.stdin else "utf-8") as f:
+            f.writelines(stdin or [])
+        with open(in_path, "rb") as given:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "nandoctor.trace.rerun", plan_path, out_path],
+                stdin=given,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # its own group: a pool it starts goes with it
+            )
         timed_out = False
         try:
             proc.wait(timeout=timeout)

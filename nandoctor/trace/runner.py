@@ -69,6 +69,7 @@ class Outcome:
     frames_locals: list[dict] = field(default_factory=list)  # locals of the raising frames
     returned_locals: list[tuple[str, dict]] = field(default_factory=list)  # (function, locals)
     printed_nonfinite: str | None = None  # the first line the program printed with nan or inf
+    stdin_read: list[str] | None = None  # what it read from sys.stdin (for the second run)
     started_processes: bool = False  # multiprocessing or subprocess: events there are unseen
 
     @property
@@ -202,6 +203,66 @@ class WatchedStream:
         return getattr(self._stream, name)
 
 
+class RecordedStdin:
+    """The program's sys.stdin, passed through, keeping the text it reads (up to ``LIMIT``
+    characters; beyond, ``outcome.stdin_read`` is None), so that a second run reads the same:
+    its own stdin is gone by then. Reads of ``sys.stdin.buffer`` or file descriptor 0 are not
+    kept."""
+
+    LIMIT = 64 << 20
+
+    def __init__(self, stream, outcome: Outcome):
+        self._stream, self._outcome, self._size = stream, outcome, 0
+        outcome.stdin_read = []
+
+    def _keep(self, text):
+        kept = self._outcome.stdin_read
+        if kept is not None and isinstance(text, str) and text:
+            self._size += len(text)
+            if self._size > self.LIMIT:
+                self._outcome.stdin_read = None
+            else:
+                kept.append(text)
+        return text
+
+    def read(self, *args):
+        return self._keep(self._stream.read(*args))
+
+    def readline(self, *args):
+        return self._keep(self._stream.readline(*args))
+
+    def readlines(self, *args):
+        lines = self._stream.readlines(*args)
+        self._keep("".join(lines))
+        return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def recorded_stdin(outcome: Outcome):
+    saved = sys.stdin
+    if saved is None:
+        yield
+        return
+    sys.stdin = RecordedStdin(saved, outcome)
+    try:
+        yield
+    finally:
+        if isinstance(sys.stdin, RecordedStdin):
+            sys.stdin = saved
+
+
 @contextlib.contextmanager
 def watched_output(outcome: Outcome):
     saved = sys.stdout, sys.stderr
@@ -263,10 +324,10 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
     first nan or inf the program prints (:class:`WatchedStream`), for the first run of a trace."""
     outcome = Outcome()
     keeper, watcher = contextlib.nullcontext(), contextlib.nullcontext()
-    children = contextlib.nullcontext()
+    children, reader = contextlib.nullcontext(), contextlib.nullcontext()
     if watch:
         keeper, watcher = FrameKeeper().kept(outcome), watched_output(outcome)
-        children = noting_processes(outcome)
+        children, reader = noting_processes(outcome), recorded_stdin(outcome)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     modules_before = set(sys.modules)
     if program.module:
@@ -280,7 +341,7 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
     else:
         sys.path.append(path0)
     try:
-        with python_signals(), keeper, watcher, children:
+        with python_signals(), keeper, watcher, children, reader:
             if program.module:
                 outcome.globals = runpy.run_module(
                     program.target, run_name="__main__", alter_sys=True

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from nandoctor.trace.events import IN_CHILD, PRINTED, FirstNonFinite, Recorder
-from nandoctor.trace.runner import Outcome, Program, output_to_stderr, run_program
+from nandoctor.trace.runner import Outcome, Program, RecordedStdin, output_to_stderr, run_program
 
 if TYPE_CHECKING:
     from nandoctor.trace.result import TraceResult
@@ -45,6 +45,11 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
             + "; ".join(dict.fromkeys(recorder.own_errors))
         )
     timeout = max(RERUN_MIN_SECONDS, RERUN_FACTOR * seconds)
+    if outcome.stdin_read is None:
+        result.notes.append(
+            f"the program read more than {RecordedStdin.LIMIT >> 20} MB from stdin: a second run, "
+            "if one is needed, reads an empty stdin instead"
+        )
     if outcome.started_processes:
         result.notes.append(
             "the program started other processes (multiprocessing, subprocess): their "
@@ -53,7 +58,7 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     first = recorder.first
     growth: list = []
     if first is not None and first.loop is not None:
-        growth = _when(program, recorder, first, timeout, result.notes)
+        growth = _when(program, recorder, first, timeout, result.notes, outcome.stdin_read)
     if first is None:
         first = _silent(program, outcome, timeout, result)
     if first is None:
@@ -89,13 +94,17 @@ def _namespaces(outcome: Outcome, returned: bool = True) -> list[tuple[str | Non
     return [(None, outcome.globals), *raising, *(outcome.returned_locals if returned else [])]
 
 
-def _when(program, recorder: Recorder, first: FirstNonFinite, timeout: float, notes: list) -> list:
-    """The iteration (if the loop variable did not tell) and the operands' growth, by a re-run."""
+def _when(
+    program, recorder: Recorder, first: FirstNonFinite, timeout: float, notes: list, stdin
+) -> list:
+    """The iteration (if the loop variable did not tell) and the operands' growth, by a re-run
+    (given ``stdin``, what the first run read)."""
     from nandoctor.trace.rerun import launch
 
     if first.iteration is not None and first.kind != "overflow":
         return []
-    found = launch({"mode": "loop", "program": program.to_json(), **recorder.plan}, timeout)
+    plan = {"mode": "loop", "program": program.to_json(), **recorder.plan}
+    found = launch(plan, timeout, stdin)
     _timed_out(found, notes)
     loop = f"{first.loop['file']}:{first.loop['line']}"
     if not found or not found.get("found"):
@@ -138,7 +147,8 @@ def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite
         f"no operation{' in this process' if outcome.started_processes else ''} raised a flag, "
         f"yet {seen}: searched by a second, line-traced run (slower)"
     )
-    found = launch({"mode": "silent", "program": program.to_json()}, timeout) or {}
+    found = launch({"mode": "silent", "program": program.to_json()}, timeout, outcome.stdin_read)
+    found = found or {}
     _timed_out(found, notes)
     placeholders = found.get("placeholders", [])
     if found.get("found"):

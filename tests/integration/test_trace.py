@@ -872,3 +872,24 @@ def test_a_value_computed_from_a_placeholder_element_is_still_reported(tmp_path)
     )
     res, doc = trace_json(prog)
     assert res.exit_code == 1 and doc["first_nonfinite"]["line"] == 6
+
+
+def test_the_second_run_reads_the_same_stdin_as_the_first(tmp_path):
+    """Data piped in with a missing value: the second run, which finds the line that let the NaN
+    in, is given what the first read, so it names the reader's line, not a later one."""
+    prog = _script(
+        tmp_path,
+        "import sys\nimport numpy as np\n\ndef main():\n"
+        "    data = np.genfromtxt(sys.stdin, delimiter=',')\n"
+        "    means = data.mean(axis=0)\n    print('means:', means)\n\nmain()\n",
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "nandoctor", "trace", "--format", "json", str(prog)],
+        input="1,2\n3,\n5,6\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    doc = json.loads(res.stdout)
+    assert res.returncode == 1 and doc["cause"]["id"] == "bad_input"
+    assert (doc["first_nonfinite"]["line"], doc["first_nonfinite"]["variable"]) == (5, "data")
