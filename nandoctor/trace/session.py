@@ -95,7 +95,7 @@ def _namespaces(outcome: Outcome, returned: bool = True) -> list[tuple[str | Non
 
 
 def _when(
-    program, recorder: Recorder, first: FirstNonFinite, timeout: float, notes: list, stdin
+    program, recorder: Recorder, first: FirstNonFinite, timeout: float, notes: list, stdin=None
 ) -> list:
     """The iteration (if the loop variable did not tell) and the operands' growth, by a re-run
     (given ``stdin``, what the first run read)."""
