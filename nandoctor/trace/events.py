@@ -15,6 +15,7 @@ handling (``np.linalg``, array printing) uses NumPy's own ``errstate`` and is le
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import contextvars
 import sys
@@ -429,7 +430,10 @@ class Recorder:
                 site.silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
             return False
         self.first = first_from_frame(frame, kind, reading)
-        self.plan = rerun_plan(frame, reading.node)
+        # an in-place op (acc *= c) is not reproduced once its target holds the result: the
+        # second run measures the statement's op from the line's start, where acc is the operand
+        in_place = stmt if isinstance(stmt, ast.AugAssign) and reading.node is None else None
+        self.plan = rerun_plan(frame, reading.node or in_place)
         return True
 
     @contextlib.contextmanager

@@ -135,18 +135,22 @@ def per_iteration(history: list[tuple[int | None, float]]) -> list[tuple[int, fl
 
 
 def find_node(filename: str, line: int, position: tuple | None) -> ast.AST | None:
-    """The expression node at ``position`` (lineno, col, end_lineno, end_col) in ``filename``."""
+    """The expression node at ``position`` (lineno, col, end_lineno, end_col) in ``filename``;
+    at an in-place statement's (``acc *= c``), the op it runs, ``acc * c``, as the first run
+    read it (``evaluate.statement_value``): measured at its line's start, ``acc`` is still the
+    operand the op was given."""
+    from nandoctor.trace.evaluate import statement_value
     from nandoctor.trace.frames import parsed
 
     tree = parsed(filename)
     if tree is None or position is None:
         return None
     for node in ast.walk(tree):
-        if isinstance(node, ast.expr) and (
+        if isinstance(node, ast.expr | ast.AugAssign) and (
             node.lineno,
             node.col_offset,
             node.end_lineno,
             node.end_col_offset,
         ) == tuple(position):
-            return node
+            return statement_value(node) if isinstance(node, ast.AugAssign) else node
     return None
