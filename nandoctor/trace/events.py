@@ -328,6 +328,7 @@ class Recorder:
         # 'raise', a warnings filter 'error'): what it would have made, read from its operands
         self.stopped_by: FirstNonFinite | None = None
         self.plan: dict | None = None  # what a re-run needs to find the first event's loop again
+        self.first_silenced = False  # the program had set 'ignore' for the first value's error
         self.on_first = on_first
         self.user_state = user_state or UserErrorState()
         self.own_errors: list[str] = []  # nandoctor's own failures while recording (a bug)
@@ -430,6 +431,7 @@ class Recorder:
                 site.silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
             return False
         self.first = first_from_frame(frame, kind, reading)
+        self.first_silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
         # an in-place op (acc *= c) is not reproduced once its target holds the result: the
         # second run measures the statement's op from the line's start, where acc is the operand
         in_place = stmt if isinstance(stmt, ast.AugAssign) and reading.node is None else None

@@ -74,6 +74,13 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     from nandoctor.trace.cause import decide
 
     result.first = first
+    if first is recorder.first and recorder.first_silenced:
+        result.notes.append(
+            f"the program silenced {first.kind.replace('_', ' ')} errors here itself "
+            f"(np.errstate/np.seterr 'ignore'), so it expected them; its statement kept the "
+            f"{first.value}, so it is reported (a value replaced before any use need not arise: "
+            "np.divide(a, b, out=np.zeros_like(a), where=b != 0), np.where)"
+        )
     if first.line is not None and first.found_by != IN_CHILD:
         # a NaN not located, or met in a process whose events were not watched: no cause shown
         result.cause, result.advice = decide(first, growth)

@@ -907,3 +907,19 @@ def test_an_in_place_op_that_overflows_has_its_growth_measured(tmp_path):
     assert (r.first.line, r.first.op, r.first.iteration) == (4, "multiply", 41)
     assert r.cause.id == "exploding_gradient"
     assert any("grew from" in e and "iteration 41" in e for e in r.cause.evidence)
+
+
+def test_a_value_the_program_silenced_itself_is_reported_and_says_so(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nclicks, views = np.array([1.0, 0.0]), np.array([2.0, 0.0])\n"
+        "with np.errstate(divide='ignore', invalid='ignore'):\n    ctr = clicks / views\n"
+        "ctr[~np.isfinite(ctr)] = 0.0\n",
+    )
+    res, doc = trace_json(prog)
+    assert res.exit_code == 1 and doc["first_nonfinite"]["line"] == 4
+    assert any("silenced" in n and "errors here itself" in n for n in doc["notes"]), doc["notes"]
+    res, doc = trace_json(
+        _script(tmp_path, "import numpy as np\nx = np.log(np.zeros(1))\n", "b.py")
+    )
+    assert not any("silenced" in n for n in doc["notes"])
