@@ -572,7 +572,8 @@ class Trainer:
             g_hat, grads["gamma"], grads["beta"] = nn.affine_grad(cache["z_hat"], P["gamma"], gz)
             gz = nn.normalize_grad(self.layers[i].norm, cache["z_hat"], cache["inv_std"], g_hat)
             w.check(gz, grads["gamma"], grads["beta"])
-        w.at("backward", i + 1, ("weight_gradient", "bias_gradient"), (("delta", gz),))
+        made = ("weight_gradient", "bias_gradient") if "b" in P else ("weight_gradient",)
+        w.at("backward", i + 1, made, (("delta", gz),))
         op("matmul")
         grads["W"] = self.matmul(np.swapaxes(a_in, -1, -2), gz, out=out.get("W"))
         if "b" in P:

@@ -395,3 +395,24 @@ def test_targets_are_standardized_in_float64_before_the_cast(tmp_path):
     p = prepare(spec(target_preprocess="standardize"))
     assert p.first_nonfinite is None and p.y.dtype == np.float16
     assert abs(float(p.y.astype(np.float64).mean())) < 1e-2
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_a_layer_without_bias_that_overflows_is_located_not_a_crash(dtype):
+    """The backward pass names the tensors it makes: without a bias, the weight gradient alone
+    (naming a bias gradient too made the watch's scan fail on the first event)."""
+    spec = spec_from_dict(
+        {
+            "data": {"samples": 64, "features": 6, "outputs": 3},
+            "model": {
+                "layers": [
+                    {"units": 16, "activation": "relu", "use_bias": False},
+                    {"units": 3, "activation": "linear", "use_bias": False},
+                ]
+            },
+            "numerics": {"dtype": dtype},
+            "train": {"steps": 40, "batch_size": 8, "learning_rate": 100.0},
+        }
+    )
+    first = train(spec)[0].first_nonfinite
+    assert first is not None and first.step >= 1 and first.phase in ("forward", "backward", "loss")
