@@ -475,3 +475,17 @@ def test_half_matmul_leaves_other_dtypes_to_numpy():
     got = nn.half_matmul(a, a)
     assert got.dtype == np.float64 and np.array_equal(got, np.matmul(a, a)) and got[0, 0] != 2.0
     assert nn.matmul_for("float16") is nn.half_matmul and nn.matmul_for("float32") is np.matmul
+
+
+def test_a_float16_loss_sum_that_overflows_is_named_the_sum():
+    """1024 squares of 10 are 100 each: the float16 sum (102,400) overflows, not the square."""
+    from nandoctor.instrument.events import FPWatch
+
+    watch = FPWatch(1)
+    watch.at("loss", None, ("loss", "loss_gradient"))
+    z = np.full((1, 1024, 1), 10, np.float16)
+    with watch.install():
+        nn.loss_and_grad(
+            "mse", "linear", z, z, np.zeros((1024, 1), np.float16), False, reduction="sum"
+        )
+    assert [(op, kind) for *_, op, kind in watch.events] == [("sum", "overflow")]
