@@ -216,11 +216,12 @@ def half_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> 
     NumPy has no float16 BLAS: its own loop converts every element to float32, sums the products
     in float32 and rounds each result to float16 once, 20-100x slower than BLAS (a 256 x 64 x 256
     product: 18 ms against 0.4). The products of two float16 are exact in float32, so BLAS on
-    the float32 copies, rounded to float16 once, is that same arithmetic: the same bits wherever
-    BLAS sums a result's terms in order (measured: every product up to 256 terms a result),
-    and otherwise the same float32 sum in blocks, as float16 hardware accumulates. An overflow
-    of float16 shows as NumPy's overflow flag at the rounding, as before. Other dtypes (a float16
-    network's float64 copy, as ``sweep.sharpness`` makes) go to ``np.matmul``."""
+    the float32 copies, rounded to float16 once, is that arithmetic (float32 accumulation, as
+    float16 hardware does) with the terms summed in BLAS's order rather than one by one: a
+    result may differ from NumPy's in its last float16 bit (about 1 in 2,000 results), so a
+    float16 run follows its own trajectory, the same in every command that trains it. An
+    overflow of float16 shows as NumPy's overflow flag at the rounding, as before. Other dtypes
+    (a float16 network's float64 copy, as ``sweep.sharpness`` makes) go to ``np.matmul``."""
     if a.dtype != np.float16 or b.dtype != np.float16:
         return np.matmul(a, b, out=out)
     wide = np.matmul(a.astype(np.float32), b.astype(np.float32))
