@@ -367,8 +367,13 @@ class Trainer:
         if scale is None:
             return grads, finite
         with np.errstate(all="ignore"):  # a skipped step's inf/NaN are expected here
-            inv = (1.0 / scale).astype(dtype)
-            grads = [g * optim.per_replica(inv, g) for g in grads]
+            # unscaled in float32 at least, rounded once (pure float16: 1 / 65536 is subnormal)
+            wide = np.promote_types(dtype, np.float32)
+            inv = (1.0 / scale).astype(wide)
+            grads = [
+                (g.astype(wide, copy=False) * optim.per_replica(inv, g)).astype(dtype, copy=False)
+                for g in grads
+            ]
             for g in grads:
                 finite &= np.isfinite(g.reshape(n, -1)).all(axis=1)
         return grads, finite
@@ -553,8 +558,9 @@ class Trainer:
             w.provisional = scale is not None
             w.at("backward", len(self.layers), ("loss_gradient",), (("loss_gradient", gz),))
             op("scale")
-            if scale is not None:
-                gz = gz * optim.per_replica(scale, gz).astype(gz.dtype)
+            if scale is not None:  # in float32 at least: float16 holds no 65536 (torch's start)
+                wide = np.promote_types(gz.dtype, np.float32)
+                gz = gz.astype(wide, copy=False) * optim.per_replica(scale, gz).astype(wide)
             op("cast")
             gz = gz.astype(compute)
             w.check(gz)

@@ -5,6 +5,7 @@ alone (dropout, norms, loss scaling included)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from nandoctor.engine.runs import train
 from nandoctor.engine.setup import prepare
@@ -72,3 +73,28 @@ def test_replicas_skip_steps_independently():
     for run, rate in zip(runs, [1e-4, 1e-3], strict=True):
         (single,) = train(spec, lrs=[rate])
         assert single.scaling == run.scaling and run.scaling["skipped"] > 0
+
+
+@pytest.mark.parametrize("scale", [65536.0, "dynamic"])
+def test_a_float16_network_scaled_by_65536_applies_its_updates(scale):
+    """float16 holds no 65536 (its largest is 65504): the scale is applied and removed in float32
+    and the result rounded once, so the scaled gradients are finite and the steps apply."""
+
+    def spec(loss_scale):
+        return spec_from_dict(
+            {
+                "data": {"samples": 256, "features": 8, "outputs": 1, "noise": 0.01},
+                "model": {
+                    "layers": [
+                        {"units": 8, "activation": "tanh"},
+                        {"units": 1, "activation": "linear"},
+                    ]
+                },
+                "numerics": {"dtype": "float16", "loss_scale": loss_scale},
+                "train": {"steps": 20, "batch_size": "full", "learning_rate": 0.05},
+            }
+        )
+
+    scaled, plain = train(spec(scale))[0], train(spec(None))[0]
+    assert scaled.loss[-1] < 0.5 * scaled.loss[0]
+    assert scaled.loss[-1] == pytest.approx(plain.loss[-1], rel=0.01)
