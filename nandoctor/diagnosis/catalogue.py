@@ -17,7 +17,7 @@ list.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,17 @@ class Entry:
 
 @dataclass(frozen=True)
 class Remedy:
-    """A recommendation id: what it changes and the sentence its confirming experiment prints."""
+    """A recommendation id: what it changes and the sentence its confirming experiment prints;
+    ``unless``: per other remedy, the sentence instead when that one was tried and failed (its
+    failure refutes the mechanism ``confirms`` names)."""
 
     meaning: str
     confirms: str
+    unless: dict[str, str] = field(default_factory=dict)
+
+    def confirmed(self, failed: set[str]) -> str:
+        """The sentence a confirming experiment prints, given the remedies that failed."""
+        return next((text for rid, text in self.unless.items() if rid in failed), self.confirms)
 
 
 CAUSES: dict[str, Entry] = {
@@ -200,6 +207,11 @@ RECOMMENDATIONS: dict[str, Remedy] = {
         "keep float32 master weights and scale the loss dynamically (torch.amp's recipe)",
         "float32 master weights with dynamic loss scaling remove it: float16's range is the "
         "mechanism, and the float16 forward pass can stay",
+        unless={
+            "use_float32": "float32 master weights with dynamic loss scaling keep it finite, yet "
+            "float32 alone does not remove it: the scaler skips the steps whose gradients "
+            "overflow, so float16's range is not the mechanism"
+        },
     ),
     "use_batch_norm": Remedy(
         "batch-normalize the saturating hidden layers",

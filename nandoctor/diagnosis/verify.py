@@ -216,9 +216,10 @@ def verify(
         if near:
             rec.evidence += f"; {near}"
     if diagnosis.cause is not None:
+        failed = {rec.id for rec in recs if rec.verified is False}
         for rec in recs:
             if rec.verified:
-                confirms = RECOMMENDATIONS[rec.id].confirms
+                confirms = RECOMMENDATIONS[rec.id].confirmed(failed)
                 diagnosis.cause.evidence.append(f"experiment: {confirms} ({rec.evidence})")
             elif rec.verified is False:
                 diagnosis.cause.evidence.append(

@@ -83,3 +83,17 @@ def test_every_declared_id_is_used_by_the_diagnosis():
     naive = set(catalogue.NAIVE_FACTOR_OF_OP.values())  # chosen through that table
     for ident in [*CAUSES, *FACTORS, *WARNINGS, *RECOMMENDATIONS]:
         assert f'"{ident}"' in source or ident in naive, ident
+
+
+def test_a_confirmation_refuted_by_a_failed_experiment_says_so():
+    """Mixed precision keeps a run finite by skipping the steps whose gradients overflow: when
+    float32 alone did not remove the failure, float16's range is not what it confirms."""
+    from nandoctor.diagnosis.catalogue import RECOMMENDATIONS
+
+    mixed = RECOMMENDATIONS["use_mixed_precision"]
+    assert "float16's range is the mechanism" in mixed.confirmed(set())
+    refuted = mixed.confirmed({"use_float32", "clip_gradients"})
+    assert "float32 alone does not remove it" in refuted and "not the mechanism" in refuted
+    assert RECOMMENDATIONS["use_float32"].confirmed({"use_mixed_precision"}) == (
+        RECOMMENDATIONS["use_float32"].confirms
+    )
