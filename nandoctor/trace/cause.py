@@ -19,7 +19,6 @@ GROWTH = 10.0  # operands this many times larger than at the loop's first iterat
 LOG_OPS = {"log", "log2", "log10", "log1p"}
 DIVIDE_OPS = {"divide", "true_divide", "floor_divide", "reciprocal", "remainder", "mean"}
 REDUCING_OPS = {"mean", "average", "var", "std", "nanmean", "nanvar", "nanstd"}  # sum / count
-EXP_OPS = {"exp", "exp2", "expm1", "power", "cosh", "sinh"}
 
 
 @dataclass
@@ -376,12 +375,19 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
             f"the operands were already max |x| = {fmt(m0)} at iteration {i0}: no growth was needed"
         )
     cause = Cause("overflow", f"{first.op} overflowed at {_where(first)}", evidence)
-    if first.op in EXP_OPS:
+    dtype = biggest["dtype"] if biggest is not None else None
+    if first.op in ("exp", "exp2", "expm1"):
         advice = [
             "subtract the row max before exp (a max-shifted softmax: np.exp(z - z.max(axis=1, keepdims=True))), "
             "or use log-sum-exp for the loss",
             "standardize the inputs (raw pixel values 0-255 make huge logits)",
         ]
     else:
-        advice = ["standardize the inputs and use a dtype wide enough for the values (float64)"]
+        advice = ["rescale the values before this op (standardize the inputs)"]
+    if dtype in ("float16", "float32"):
+        largest = float(np.finfo(dtype).max)
+        advice.append(
+            f"compute this op in a wider dtype (x.astype(np.float64)): {dtype}'s largest finite "
+            f"value is {fmt(largest)}"
+        )
     return cause, advice

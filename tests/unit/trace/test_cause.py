@@ -188,3 +188,13 @@ def test_zero_initialised_operands_that_grew_are_an_exploding_gradient():
     assert cause.id == "exploding_gradient" and any("lower the step size" in a for a in advice)
     assert any("from 0 at iteration 1, max |x| = 3.1 at iteration 2" in e for e in cause.evidence)
     assert not any("already" in e for e in cause.evidence)
+
+
+def test_a_float16_power_overflow_is_advised_a_wider_dtype_not_a_softmax():
+    """(x - mu) ** 2 of a layer norm in float16: no exp, no logits; float16 holds up to 65504."""
+    f = first(op="power", operands=[("x - mu", numbers(max_abs=410.0, dtype="float16"))])
+    cause, advice = decide(f, [])
+    assert cause.id == "overflow" and not any("exp" in a for a in advice)
+    assert any(
+        "wider dtype" in a and "65504" in a.replace(",", "") or "6.55e+04" in a for a in advice
+    )
