@@ -195,6 +195,4 @@ def test_a_float16_power_overflow_is_advised_a_wider_dtype_not_a_softmax():
     f = first(op="power", operands=[("x - mu", numbers(max_abs=410.0, dtype="float16"))])
     cause, advice = decide(f, [])
     assert cause.id == "overflow" and not any("exp" in a for a in advice)
-    assert any(
-        "wider dtype" in a and "65504" in a.replace(",", "") or "6.55e+04" in a for a in advice
-    )
+    assert any("wider dtype" in a and "6.55e+04" in a for a in advice)
