@@ -206,7 +206,14 @@ def _is_probability(n: dict) -> bool:
         return False
     if n.get("on_grid"):
         return False
-    return n["size"] < SQUASHED_MIN_SIZE or n.get("near_limits", 1) > 0
+    if n["size"] < SQUASHED_MIN_SIZE:
+        return True
+    # company near the limit it is pinned at: np.where(img > 0.3, img, 0) has values near 1,
+    # none near its zeros
+    return bool(
+        (n.get("exact_zeros") and n.get("near_zero", 1))
+        or (n.get("exact_ones") and n.get("near_one", 1))
+    )
 
 
 def _zero(first, zeros) -> tuple[Cause, list[str]]:

@@ -118,8 +118,11 @@ def describe(value) -> dict | None:
         pinned = out["exact_zeros"] or out["exact_ones"]
         if pinned and vals.size and out["min"] >= 0 and out["max"] <= 1:
             inside = vals[(vals > 0) & (vals < 1)]  # what a pinned 0 or 1 sits among
-            near = (inside < LIMIT_TOL) | (inside > 1 - LIMIT_TOL)
-            out |= {"near_limits": int(np.count_nonzero(near)), "on_grid": on_grid(inside)}
+            out |= {
+                "near_zero": int(np.count_nonzero(inside < LIMIT_TOL)),
+                "near_one": int(np.count_nonzero(inside > 1 - LIMIT_TOL)),
+                "on_grid": on_grid(inside),
+            }
         if out["nonfinite"]:  # which kinds, and whether whole rows (last axis) are non-finite
             out |= {"nan": int(np.isnan(a).sum()), "posinf": int((a == np.inf).sum())}
             out["neginf"] = int((a == -np.inf).sum())
@@ -284,6 +287,8 @@ def read_line(frame: FrameType, stmt: ast.stmt | None, kind: str) -> LineReading
             for n in ast.walk(stmt)
             if isinstance(n, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp)
         ]
+    elif stmt is not None and frame.f_code.co_name == "<lambda>":  # the lambda's body ran
+        roots = [n.body for n in ast.walk(stmt) if isinstance(n, ast.Lambda)]
     roots = [r for r in roots if r is not None]
     if not roots:
         return _guess(stmt, kind, reading)

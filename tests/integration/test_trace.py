@@ -923,3 +923,15 @@ def test_a_value_the_program_silenced_itself_is_reported_and_says_so(tmp_path):
         _script(tmp_path, "import numpy as np\nx = np.log(np.zeros(1))\n", "b.py")
     )
     assert not any("silenced" in n for n in doc["notes"])
+
+
+def test_a_lambda_sigmoid_that_absorbs_its_overflow_is_not_a_failure(tmp_path):
+    """The op ran in the lambda's frame: its body is what is re-read, as a def's return is."""
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nsigmoid = lambda x: 1 / (1 + np.exp(-x))\n"
+        "p = sigmoid(np.array([-1000.0, 0.0, 3.0]))\n",
+    )
+    res, doc = trace_json(prog)
+    assert (res.exit_code, doc["status"]) == (0, "warning")
+    assert [w["id"] for w in doc["warnings"]] == ["saturation"]

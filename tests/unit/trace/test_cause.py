@@ -148,6 +148,9 @@ def test_an_eps_of_zero_added_to_the_denominator_is_advised_a_value():
     [
         pytest.param([0, 0, 0.005, 0.01, 0.125, 0.3, 0.56], id="counts / total (on a grid)"),
         pytest.param([0.0] * 40 + [0.05 + 0.9 * k / 59 for k in range(60)], id="thresholded"),
+        pytest.param(
+            [0.0] * 40 + [0.3 + 0.69995 * k / 59 for k in range(60)], id="masked, near 1 only"
+        ),
     ],
 )
 def test_log_of_zeros_in_data_is_a_log_of_zero_not_saturation(values):
@@ -177,7 +180,7 @@ def test_a_sigmoid_pinned_at_zero_among_values_near_it_is_saturation():
     with np.errstate(over="ignore"):  # exp(800) = inf: 1 / (1 + inf) = 0, as a sigmoid pins
         p = describe(1 / (1 + np.exp(-z)))  # exactly 0 below -709.8, tiny values just above
     f = first(op="log", kind="divide_by_zero", operands=[("p", p)], variables={"p": p})
-    assert p["exact_zeros"] and p["near_limits"] and decide(f, [])[0].id == "saturation"
+    assert p["exact_zeros"] and p["near_zero"] and decide(f, [])[0].id == "saturation"
 
 
 def test_zero_initialised_operands_that_grew_are_an_exploding_gradient():
