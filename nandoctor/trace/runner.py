@@ -150,19 +150,28 @@ def printed_value(line: str) -> str | None:
 
 
 def _is_value(before: str, after: str) -> bool:
-    words, rest = [w.lstrip("[(") for w in before.split()], after.strip()
+    # each word as its last bracket leaves it: "tensor([1.," -> "1.,"
+    words = [w.rsplit("[", 1)[-1].rsplit("(", 1)[-1] for w in before.split()]
+    rest, head = after.strip(), before.rstrip()
     ends = not rest or rest[0] in ",;|)]}"  # the line's end or a separator
+    if rest[:1] in ")]" and rest[1:].strip()[:1].isalpha():  # "[inf] model loaded": a tag
+        return False
     if not words:  # the line starts with it: alone, or the first of several printed values
         return ends or bool(NUMBER.match(rest.split()[0]))
-    last, prev = words[-1], before.rstrip()[-1]
+    last, prev = words[-1], head[-1]
+    if head.endswith(("==", "!=", "<=", ">=")) or prev in "<>":  # x == inf? a comparison
+        return False
     if prev in ":=":  # loss: nan, loss=nan, {'loss': nan}
         return True
-    if prev in "[(":  # [nan 1.], tensor(nan), array([nan]); not prose "(NaN)" after a space
-        return before.endswith("[") or not before[:-1].endswith(" ")
+    if prev == "[":  # [nan 1.], [  nan 1.] (NumPy pads to the column's width)
+        return ends or bool(NUMBER.match(rest.split()[0]))
+    if prev == "(":  # tensor(nan), (-inf, 5.0); not prose: "(nan-safe)", "missing (nan):"
+        call = head[:-1] != "" and not head[:-1].endswith(" ")
+        return ends and (rest[:1] == "," or call)
     if prev == ",":  # a list's item: only beside another number ([0.5, nan]; not norm(x, inf))
         return bool(NUMBER.fullmatch(last))
-    if NUMBER.fullmatch(last) and not COUNT.fullmatch(last):  # [ 1. nan]: inside a bracket
-        return "[" in before or "(" in before
+    if last == "..." or NUMBER.fullmatch(last) and not COUNT.fullmatch(last):
+        return "[" in before or "(" in before  # [ 1. nan], [0. 1. ... nan 4.]: inside a bracket
     if COUNT.fullmatch(last) or last.lower() in NOT_A_VALUE_AFTER or NONFINITE_TOKEN.match(last):
         return False
     return ends  # loss nan, "epoch 3 loss nan | acc 0.5"

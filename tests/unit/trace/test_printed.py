@@ -28,6 +28,10 @@ from nandoctor.trace.runner import Outcome, WatchedStream, printed_value
         ("{'loss': nan}", "nan"),
         ("x=inf, y=2", "inf"),
         ("nan 1.0", "nan"),  # print(a, b)
+        ("[ 0.  1.  2. ... nan  4.  5.]", "nan"),  # a summarised array
+        ("[   nan 1.]", "nan"),  # NumPy pads to the column's width
+        ("tensor([1., nan, 3.])", "nan"),
+        ("bins: (-inf, 5.0)", "-inf"),  # a tuple
     ],
 )
 def test_a_printed_value_is_seen(line, value):
@@ -59,6 +63,12 @@ def test_a_printed_value_is_seen(line, value):
         "No NaN or Inf in the gradients",
         "[19:00:56 INF] epoch 0 loss 7.3270",
         "norm(x, inf) = 3.2",
+        "[nan check] passed",  # a tag
+        "[inf] model loaded",
+        "x == inf? False",  # a comparison
+        "loss != nan",
+        "(nan-safe) mean computed",
+        "missing (nan): 0",
     ],
 )
 def test_words_about_one_are_not(line):
