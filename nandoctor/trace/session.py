@@ -166,7 +166,7 @@ def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite
         return first
     for p in placeholders:
         notes.append(
-            f"`{p['variable']}` holds {p['value']} the program wrote itself from a constant at "
+            f"`{p['variable']}` was given {p['value']} the program wrote itself from a constant at "
             f"{p['file']}:{p['line']} (`{p['source']}`): a placeholder, not data, not reported"
         )
     if placeholders and (found or not leftovers):

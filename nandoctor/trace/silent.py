@@ -288,13 +288,15 @@ class FirstNaNFinder:
         self.on_found(frame, line, name, found)
 
     def _taken_out(self, frame, line: int, value) -> bool:
-        """``lo = edges[0]``, ``for lo, hi in zip(edges[:-1], edges[1:])``: the statement only
-        takes elements out of a placeholder array (indexing, iterating, zipping; no arithmetic,
-        no reduction) and ``value`` holds no non-finite value that array does not: the program's
-        own constant still. ``history.mean()`` computes from one: not taken out."""
+        """``lo = edges[0]``, ``for e in edges:``, ``curve = list(hist)``: the statement only
+        takes elements out of a placeholder array (indexing, iterating, zipping, listing; no
+        arithmetic, no reduction) and ``value`` holds no non-finite value that array does not:
+        the program's own constant still, and so is a name later bound to it (``last = e``).
+        ``history.mean()`` computes from one: not taken out."""
         from nandoctor.trace.frames import source_line
 
-        if not self.placeholders or not _is_numbers(value):
+        held = float_values(value) if isinstance(value, list | tuple | dict) else value
+        if not self.placeholders or not _is_numbers(held):
             return False
         sources = []
         for name in _taken_from(source_line(frame.f_code.co_filename, line)):
@@ -302,9 +304,14 @@ class FirstNaNFinder:
             if isinstance(read, np.ndarray) and self._placeholder(read, (None, name)):
                 sources.append(read)
         with npstate.errstate(all="ignore"):
-            held = np.asarray(value, dtype=float)
+            held = np.asarray(held, dtype=float)
             bad = held[~np.isfinite(held)].ravel()[:64]
-            return any(all(_holds(p, v) for v in bad) for p in sources)
+            taken = any(all(_holds(p, v) for v in bad) for p in sources)
+        if taken and isinstance(value, np.ndarray):
+            self.placeholders[id(value)] = value
+        elif taken:
+            self.scalars[id(value)] = value
+        return taken
 
     def _placeholder(self, value, key: tuple) -> bool:
         if not isinstance(value, np.ndarray):

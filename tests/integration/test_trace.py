@@ -935,3 +935,13 @@ def test_a_lambda_sigmoid_that_absorbs_its_overflow_is_not_a_failure(tmp_path):
     res, doc = trace_json(prog)
     assert (res.exit_code, doc["status"]) == (0, "warning")
     assert [w["id"] for w in doc["warnings"]] == ["saturation"]
+
+
+def test_a_placeholder_iterated_listed_and_rebound_is_the_placeholder_still(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nedges = np.array([-np.inf, 0.0, np.inf])\nprint(edges)\n"
+        "for e in edges:\n    last = e\nhist = np.full(3, np.nan)\ncurve = list(hist)\n",
+    )
+    res, doc = trace_json(prog)
+    assert (res.exit_code, doc["status"], doc["first_nonfinite"]) == (0, "healthy", None)
