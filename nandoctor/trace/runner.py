@@ -41,6 +41,11 @@ class Program:
 
     def check(self) -> None:
         """Usage problems before anything runs: no such script or module."""
+        if self.module and self.target.endswith(".py"):  # find_spec would import "a.b" to look
+            raise UsageProblem(  # for "a.b.py": run the user's module, untraced, to say no
+                f"-m {self.target}: give the module's name, without .py "
+                f"(-m {self.target[:-3]}), or the script's path without -m"
+            )
         if self.module:
             import importlib.util
 

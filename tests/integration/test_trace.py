@@ -284,6 +284,9 @@ def test_options_after_the_module_are_the_programs_own(tmp_path, monkeypatch):
     assert "Usage:" not in res.stdout and "healthy" in res.stdout  # the text report, not JSON
     res = CliRunner().invoke(main, ["trace", "-m"])
     assert res.exit_code == 2 and "-m MODULE" in res.stderr
+    res = CliRunner().invoke(main, ["trace", "-m", "cli_prog.py"])  # not run to find it missing
+    assert res.exit_code == 2 and "without .py (-m cli_prog)" in res.stderr
+    assert "argv:" not in res.stdout
 
 
 def test_the_programs_own_error_handling_is_honoured_and_still_recorded(tmp_path):
