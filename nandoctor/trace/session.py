@@ -175,8 +175,20 @@ def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite
     if "timed_out" in found:
         second += " (stopped: out of time)"
     if not leftovers:  # printed: one was made, though no run saw where
+        from nandoctor.trace.frames import display_path, source_line
         from nandoctor.trace.runner import printed_value
+        from nandoctor.trace.silent import constant_written
 
+        value = printed_value(printed)
+        script = outcome.globals.get("__file__")
+        own = constant_written(script, value) if isinstance(script, str) else None
+        if own is not None:  # argparse's default=float("inf"), printed in a Namespace
+            notes.append(
+                f"the program printed `{printed.strip()}`, and writes {value} itself as a "
+                f"constant at {display_path(script)}:{own.lineno} "
+                f"(`{source_line(script, own.lineno)}`): taken as that placeholder, not reported"
+            )
+            return None
         notes.insert(
             0,
             f"the program printed `{printed.strip()}`, but neither the first run (no flag, no NaN "
@@ -190,7 +202,7 @@ def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite
             source=printed.strip(),
             op="?",
             kind="silent",
-            value=printed_value(printed),
+            value=value,
             stack=[],
             found_by=PRINTED,
         )

@@ -88,6 +88,17 @@ def _is_nonfinite_constant(node: ast.AST) -> bool:
     return False
 
 
+def constant_written(filename: str, kind: str) -> ast.AST | None:
+    """The first NaN (``kind`` "nan") or Inf ("inf", "-inf": either sign) constant written in
+    ``filename``'s source (``default=float("inf")``, ``np.nan``), or None."""
+    tree = parsed(filename)
+    want_nan = kind == "nan"
+    for node in ast.walk(tree) if tree is not None else ():
+        if _is_nonfinite_constant(node) and ("nan" in ast.unparse(node).lower()) == want_nan:
+            return node
+    return None
+
+
 def writes_constant(stmt: ast.stmt | None) -> bool:
     """True when ``stmt`` writes a NaN/Inf from a constant of its own: a placeholder."""
     if stmt is None:

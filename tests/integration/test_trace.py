@@ -642,7 +642,7 @@ def test_a_nan_in_a_list_of_floats_is_found_where_it_came_in(tmp_path):
 
 
 def test_a_printed_nan_no_run_locates_is_never_called_finite(tmp_path):
-    prog = _script(tmp_path, "print(float('nan'))\n")
+    prog = _script(tmp_path, "print(float(' nan '.strip()))\n")  # parsed, not a constant
     res = CliRunner().invoke(main, ["trace", str(prog)])
     assert res.exit_code == 1
     assert "printed, not located" in res.stdout and "kept no NaN" not in res.stdout
@@ -948,3 +948,16 @@ def test_a_placeholder_iterated_listed_and_rebound_is_the_placeholder_still(tmp_
     )
     res, doc = trace_json(prog)
     assert (res.exit_code, doc["status"], doc["first_nonfinite"]) == (0, "healthy", None)
+
+
+def test_a_printed_inf_the_program_writes_as_a_constant_is_its_placeholder(tmp_path):
+    """argparse's default=float('inf') ('no clipping'), printed in the Namespace."""
+    prog = _script(
+        tmp_path,
+        "import argparse\np = argparse.ArgumentParser()\n"
+        "p.add_argument('--clip', type=float, default=float('inf'))\n"
+        "args = p.parse_args([])\nprint(args)\n",
+    )
+    res, doc = trace_json(prog)
+    assert (res.exit_code, doc["status"], doc["first_nonfinite"]) == (0, "healthy", None)
+    assert any("writes inf itself as a constant" in n and ":3" in n for n in doc["notes"])
