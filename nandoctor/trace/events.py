@@ -432,10 +432,7 @@ class Recorder:
             return False
         self.first = first_from_frame(frame, kind, reading)
         self.first_silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
-        # an in-place op (acc *= c) is not reproduced once its target holds the result: the
-        # second run measures the statement's op from the line's start, where acc is the operand
-        in_place = stmt if isinstance(stmt, ast.AugAssign) and reading.node is None else None
-        self.plan = rerun_plan(frame, reading.node or in_place)
+        self.plan = rerun_plan(frame, reading.node or _in_place(stmt))
         return True
 
     @contextlib.contextmanager
@@ -586,6 +583,18 @@ def first_silent(frame, line: int, variable: str, found: tuple) -> FirstNonFinit
 
         first.iteration = iteration_from_target(loop_frame, loop)
     return first
+
+
+def _in_place(stmt) -> ast.AST | None:
+    """The op of an in-place statement (``acc *= c``; ``np.multiply(acc, c, out=acc)``), which
+    is not reproduced once its target holds the result: the second run measures it from the
+    line's start, where the target is still the operand. None for any other statement."""
+    if isinstance(stmt, ast.AugAssign):
+        return stmt
+    call = getattr(stmt, "value", None)
+    if isinstance(call, ast.Call) and any(k.arg == "out" for k in call.keywords):
+        return call
+    return None
 
 
 def rerun_plan(frame, node) -> dict:

@@ -898,13 +898,13 @@ def test_the_second_run_reads_the_same_stdin_as_the_first(tmp_path):
     assert (doc["first_nonfinite"]["line"], doc["first_nonfinite"]["variable"]) == (5, "data")
 
 
-def test_an_in_place_op_that_overflows_has_its_growth_measured(tmp_path):
+@pytest.mark.parametrize("op", ["acc *= np.float32(9.0)", "np.multiply(acc, 9.0, out=acc)"])
+def test_an_in_place_op_that_overflows_has_its_growth_measured(tmp_path, op):
     """acc *= c overflowing at pass 41: once acc holds inf the op does not re-raise, so the
     second run measures the statement from its line's start, where acc is still the operand."""
     prog = _script(
         tmp_path,
-        "import numpy as np\nacc = np.ones(10, dtype=np.float32)\n"
-        "for i in range(45):\n    acc *= np.float32(9.0)\n",
+        f"import numpy as np\nacc = np.ones(10, dtype=np.float32)\nfor i in range(45):\n    {op}\n",
     )
     r = trace_program(Program(str(prog)))
     assert (r.first.line, r.first.op, r.first.iteration) == (4, "multiply", 41)
