@@ -558,8 +558,10 @@ def _stack(frames, line: int | None = None) -> list[Frame]:
     return stack
 
 
-def first_silent(frame, line: int, variable: str, found: tuple) -> FirstNonFinite:
-    """The first non-finite value no operation created: the line that put it in ``variable``."""
+def first_silent(frame, line: int, variable: str, found: tuple, passes=None) -> FirstNonFinite:
+    """The first non-finite value no operation created: the line that put it in ``variable``;
+    ``passes(frame, loop)``: the pass a loop is in, counted by the run (for a loop whose
+    variable is not a counter: ``for row in rows``)."""
     kind, count, size = found
     frames = user_frames(frame)
     stack = _stack(frames, line)
@@ -582,6 +584,8 @@ def first_silent(frame, line: int, variable: str, found: tuple) -> FirstNonFinit
         from nandoctor.trace.loops import iteration_from_target
 
         first.iteration = iteration_from_target(loop_frame, loop)
+        if first.iteration is None and passes is not None:
+            first.iteration = passes(loop_frame, loop)
     return first
 
 

@@ -120,7 +120,7 @@ def _silent_pass(program: Program, out_path: str) -> None:
 
     def found(frame, line, name, numbers) -> None:
         sys.settrace(None)
-        first = first_silent(frame, line, name, numbers)
+        first = first_silent(frame, line, name, numbers, finder.pass_of)
         _finish(out_path, {"found": True, "first": first.to_json(), "placeholders": finder.seen})
 
     finder = FirstNaNFinder(found)

@@ -228,6 +228,29 @@ def _is_numbers(value) -> bool:
     )
 
 
+def _loop_headers(code) -> dict:
+    """header line -> ``frames.Loop``, for the loops of ``code`` itself (kept by the code's id
+    with the code object held, so that a line event costs one dict lookup, not a code hash)."""
+    held = _HEADERS.get(id(code))
+    if held is None or held[0] is not code:
+        held = _HEADERS[id(code)] = (code, _headers_of(code))
+    return held[1]
+
+
+_HEADERS: dict[int, tuple] = {}
+
+
+def _headers_of(code) -> dict:
+    from nandoctor.trace.frames import _last_line, loops_in
+
+    first, last = code.co_firstlineno, _last_line(code)
+    return {
+        loop.line: loop
+        for loop in loops_in(code.co_filename)
+        if code.co_name == "<module>" or first < loop.line <= last
+    }
+
+
 class FirstNaNFinder:
     """A ``sys.settrace`` hook on user code that stops at the first variable holding NaN/Inf."""
 
@@ -242,6 +265,9 @@ class FirstNaNFinder:
         # leaves (its id may be reused), so a loop's new placeholder each pass costs nothing
         self.placeholders: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.seen: list[dict] = []  # where the placeholders were written, for the report
+        # per frame, the pass each loop of its code is in: its header's line events, counted
+        # from 1 each time the loop is entered from outside its body (as loops.LoopCounter)
+        self.passes: dict[int, dict[int, int]] = {}
 
     def __call__(self, frame, event, arg):
         if not is_user_code(frame.f_code):
@@ -257,9 +283,20 @@ class FirstNaNFinder:
             if frame.f_code.co_name not in COMPREHENSIONS:  # its statement's target is named
                 self._check(frame, previous or frame.f_lineno, "return value", arg)
             self.last.pop(id(frame), None)
+            self.passes.pop(id(frame), None)
         else:
-            self.last[id(frame)] = frame.f_lineno
+            line = frame.f_lineno
+            loop = _loop_headers(frame.f_code).get(line)
+            if loop is not None:
+                passes = self.passes.setdefault(id(frame), {})
+                inside = previous is not None and loop.line <= previous <= loop.end
+                passes[line] = passes.get(line, 0) + 1 if inside else 1
+            self.last[id(frame)] = line
         return self.local
+
+    def pass_of(self, frame, loop) -> int | None:
+        """The pass ``frame`` is in of ``loop`` (a ``frames.Loop`` of its code), as counted."""
+        return self.passes.get(id(frame), {}).get(loop.line)
 
     def _check_line(self, frame, line: int) -> None:
         from nandoctor.trace.evaluate import FrameEvaluator, Unsafe

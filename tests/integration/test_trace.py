@@ -961,3 +961,21 @@ def test_a_printed_inf_the_program_writes_as_a_constant_is_its_placeholder(tmp_p
     res, doc = trace_json(prog)
     assert (res.exit_code, doc["status"], doc["first_nonfinite"]) == (0, "healthy", None)
     assert any("writes inf itself as a constant" in n and ":3" in n for n in doc["notes"])
+
+
+def test_a_nan_from_the_data_in_a_loop_over_rows_has_its_pass_counted(tmp_path):
+    """No op made it, so the line-traced second run finds it; its loop variable is a row, not a
+    counter, so that run counts the loop's passes itself (the body's last line, checked as the
+    header fires again, still belongs to the pass before)."""
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nraw = '1,2;3,4;5,x;7,8'\nrows = []\nfor text in raw.split(';'):\n"
+        "    rows.append(np.genfromtxt([text], delimiter=','))\n"
+        "acc = np.zeros(2)\nfor r in rows:\n    acc = acc + r\n",
+    )
+    r = trace_program(Program(str(prog)))
+    assert r.exit_code == 1 and r.first.found_by == "second pass"
+    # the first variable holding it: r, bound at the header of the loop over rows in its third
+    # pass (appending to a list is not an assignment the second run reads)
+    assert (r.first.line, r.first.variable, r.first.iteration) == (7, "r", 3)
+    assert r.first.loop["line"] == 7
