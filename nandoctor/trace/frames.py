@@ -119,17 +119,28 @@ def loops_in(filename: str) -> tuple[Loop, ...]:
     )
 
 
+def loops_of(code: CodeType) -> list[Loop]:
+    """The loops of ``code`` itself (a module's: all in its file; a function's: those between its
+    ``def`` line and its last line)."""
+    first, last = code.co_firstlineno, _last_line(code)
+    return [
+        loop
+        for loop in loops_in(code.co_filename)
+        if code.co_name == "<module>" or first < loop.line <= last
+    ]
+
+
+def next_pass(count: int | None, previous: int | None, loop: Loop) -> int:
+    """The pass ``loop`` is in at a line event on its header: the next one when the line before
+    (``previous``) was inside the loop, 1 when the loop is entered from outside it."""
+    return (count or 0) + 1 if previous is not None and loop.contains(previous) else 1
+
+
 def enclosing_loop(frame: FrameType, line: int | None = None) -> Loop | None:
     """The innermost loop of ``frame``'s own code that holds ``line`` (default: the line it is
     executing)."""
-    code = frame.f_code
-    first, last = code.co_firstlineno, _last_line(code)
     line = frame.f_lineno if line is None else line
-    inside = [
-        loop
-        for loop in loops_in(code.co_filename)
-        if loop.contains(line) and (code.co_name == "<module>" or first < loop.line <= last)
-    ]
+    inside = [loop for loop in loops_of(frame.f_code) if loop.contains(line)]
     if not inside:
         return None
     return max(inside, key=lambda loop: loop.line)

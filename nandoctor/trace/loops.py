@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 from types import FrameType
 
-from nandoctor.trace.frames import Loop
+from nandoctor.trace.frames import Loop, next_pass
 
 
 def _rebinds(body: list[ast.stmt], name: str) -> bool:
@@ -73,7 +73,8 @@ class LoopCounter:
         op_line: int,
         op_node: ast.AST | None,
     ):
-        self.loop_code, self.loop_line, self.loop_end = loop_code, loop_line, loop_end
+        self.loop_code, self.loop_line = loop_code, loop_line
+        self.loop = Loop(loop_code[0], loop_line, loop_end, None)  # its lines, for next_pass
         self.op_code, self.op_line, self.op_node = op_code, op_line, op_node
         self.state: dict[int, list] = {}  # id(frame) -> [iteration, last line]
         self.current: list = [None, None]
@@ -100,8 +101,7 @@ class LoopCounter:
         if key == self.loop_code:
             st = self.state.setdefault(id(frame), [None, None])
             if line == self.loop_line:
-                inside = st[1] is not None and self.loop_line <= st[1] <= self.loop_end
-                st[0] = (st[0] or 0) + 1 if inside else 1
+                st[0] = next_pass(st[0], st[1], self.loop)
             st[1] = line
         if key == self.op_code and line == self.op_line and self.op_node is not None:
             self._record_operands(frame)

@@ -27,7 +27,13 @@ import numpy as np
 
 from nandoctor.trace import npstate
 from nandoctor.trace.evaluate import op_name
-from nandoctor.trace.frames import COMPREHENSIONS, is_user_code, parsed, statement_at
+from nandoctor.trace.frames import (
+    COMPREHENSIONS,
+    is_user_code,
+    next_pass,
+    parsed,
+    statement_at,
+)
 
 
 def _store_targets(target: ast.expr) -> list[ast.expr]:
@@ -241,14 +247,9 @@ _HEADERS: dict[int, tuple] = {}
 
 
 def _headers_of(code) -> dict:
-    from nandoctor.trace.frames import _last_line, loops_in
+    from nandoctor.trace.frames import loops_of
 
-    first, last = code.co_firstlineno, _last_line(code)
-    return {
-        loop.line: loop
-        for loop in loops_in(code.co_filename)
-        if code.co_name == "<module>" or first < loop.line <= last
-    }
+    return {loop.line: loop for loop in loops_of(code)}
 
 
 class FirstNaNFinder:
@@ -265,8 +266,7 @@ class FirstNaNFinder:
         # leaves (its id may be reused), so a loop's new placeholder each pass costs nothing
         self.placeholders: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.seen: list[dict] = []  # where the placeholders were written, for the report
-        # per frame, the pass each loop of its code is in: its header's line events, counted
-        # from 1 each time the loop is entered from outside its body (as loops.LoopCounter)
+        # per frame, the pass each loop of its code is in (frames.next_pass, as loops.LoopCounter)
         self.passes: dict[int, dict[int, int]] = {}
 
     def __call__(self, frame, event, arg):
@@ -289,8 +289,7 @@ class FirstNaNFinder:
             loop = _loop_headers(frame.f_code).get(line)
             if loop is not None:
                 passes = self.passes.setdefault(id(frame), {})
-                inside = previous is not None and loop.line <= previous <= loop.end
-                passes[line] = passes.get(line, 0) + 1 if inside else 1
+                passes[line] = next_pass(passes.get(line), previous, loop)
             self.last[id(frame)] = line
         return self.local
 
