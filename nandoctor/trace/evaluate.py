@@ -84,8 +84,7 @@ def on_grid(values: np.ndarray) -> bool:
     levels = np.unique(values)
     if levels.size < 3:
         return False
-    step = min(np.diff(levels).min(), abs(levels[0])) or np.diff(levels).min()
-    steps = levels / step
+    steps = levels / np.diff(np.union1d([0.0], levels)).min()  # the smallest gap, 0 included
     return bool(np.abs(steps - np.rint(steps)).max() <= GRID_TOL)
 
 
