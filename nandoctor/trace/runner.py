@@ -150,7 +150,7 @@ def printed_value(line: str) -> str | None:
     for hit in NONFINITE_TOKEN.finditer(line):
         if _is_value(line[: hit.start()], line[hit.end() :]):
             token = hit.group()
-            return "nan" if token == "nan" else token
+            return "nan" if token.endswith("nan") else token  # a "-nan" is a NaN
     return None
 
 

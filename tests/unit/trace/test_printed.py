@@ -32,6 +32,7 @@ from nandoctor.trace.runner import Outcome, WatchedStream, printed_value
         ("[   nan 1.]", "nan"),  # NumPy pads to the column's width
         ("tensor([1., nan, 3.])", "nan"),
         ("bins: (-inf, 5.0)", "-inf"),  # a tuple
+        ("x: -nan", "nan"),  # a NaN with its sign bit set is a NaN
     ],
 )
 def test_a_printed_value_is_seen(line, value):
