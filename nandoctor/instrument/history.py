@@ -45,7 +45,9 @@ CHUNK = 256  # steps folded into the summary at once as they leave the window
 BUCKETS = 512  # the summary's length; its buckets double in width when full
 BATCH = 32  # steps whose rows are written together (at most a chunk); their arrays are ...
 BATCH_BYTES = 1 << 16  # ... copied and reduced together when a step keeps this little a replica,
-RING_BYTES = 1 << 20  # for as many steps as fit in this (many replicas: fewer); else each at once
+RING_BYTES = 1 << 22  # for as many steps as fit in this (many replicas: fewer); else each at once
+# (4 MB: a sweep group of 8 replicas of a small spec flushes every 32 steps, not every 7: a flush
+# costs ~40 us whatever its steps, and a group's step 72 us against 79 with 1 MB)
 SMALL_FLAT = 1 << 12  # parameters of a replica up to which a step's squares are summed in 3 calls
 # The norms are made from sums of squares in one form, ``(..., n, 3 L)``: per replica each layer's
 # gradients (all its parameters), then its weights, then its weight updates (History._by_layer).
@@ -123,10 +125,14 @@ class Summary:
         self.last = np.full((buckets, *columns), np.nan)
         self.used = 0  # buckets holding at least one step
 
-    def copy(self) -> Summary:
+    def copy(self, col: int | None = None) -> Summary:
+        """A copy; of column ``col`` only (its replica, as ``[:, col : col + 1]``) if given."""
         other = Summary.__new__(Summary)
         other.__dict__.update(self.__dict__)
-        other.min, other.max, other.last = self.min.copy(), self.max.copy(), self.last.copy()
+        part = slice(None) if col is None else slice(col, col + 1)
+        other.min, other.max, other.last = (
+            a[:, part].copy() for a in (self.min, self.max, self.last)
+        )
         return other
 
     def _double(self) -> None:
@@ -206,18 +212,21 @@ class Record:
             self.summary.fold(step - self.window, self.rows[at : at + self.chunk])
         self.steps = step
 
-    def recent(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(steps, rows)`` of the window in step order."""
+    def recent(self, col: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, rows)`` of the window in step order; of column ``col`` only (one replica,
+        as ``[:, col : col + 1]``) if given: a sweep group reads each replica's rows, not all."""
         n = min(self.steps, self.window)
         first = self.steps - n + 1
         at = (first - 1) % self.window
         order = (np.arange(n) + at) % self.window
-        return np.arange(first, self.steps + 1), self.rows[order]
+        rows = self.rows if col is None else self.rows[:, col : col + 1]
+        return np.arange(first, self.steps + 1), rows[order]
 
-    def whole(self) -> Summary:
-        """The summary of every step so far (the window's unfolded rows folded into a copy)."""
-        s = self.summary.copy()
-        steps, rows = self.recent()
+    def whole(self, col: int | None = None) -> Summary:
+        """The summary of every step so far (the window's unfolded rows folded into a copy); of
+        column ``col`` only if given (see :meth:`recent`)."""
+        s = self.summary.copy(col)
+        steps, rows = self.recent(col)
         folded = max(0, self.steps - self.window + self.chunk - 1) // self.chunk * self.chunk
         if self.steps > self.window:  # steps up to ``folded`` are in the summary already
             keep = steps > folded
@@ -556,9 +565,7 @@ class History:
         rec = Record.__new__(Record)
         rec.__dict__.update(self.record_.__dict__)
         rec.rows = self.record_.rows[:, r : r + 1].copy()
-        rec.summary = self.record_.summary.copy()
-        for name in ("min", "max", "last"):
-            setattr(rec.summary, name, getattr(rec.summary, name)[:, r : r + 1].copy())
+        rec.summary = self.record_.summary.copy(r)
         rec.initial = self.record_.initial[r : r + 1].copy()
         self.retired[r] = rec
 
@@ -577,8 +584,8 @@ class History:
         ``(steps kept,)``, ``step`` -> the 1-based step of each row (1, 2, ... unless the run
         outgrew the window)."""
         rec, col = self._of(r)
-        steps, rows = rec.recent()
-        out = self._columns(rows[:, col])
+        steps, rows = rec.recent(col)
+        out = self._columns(rows[:, 0])
         out["step"] = steps
         return out
 
@@ -592,10 +599,10 @@ class History:
         ``<stat>_min``, ``<stat>_max``, ``<stat>_last`` -> ``(buckets, layers)`` (``loss_*``:
         ``(buckets,)``)."""
         rec, col = self._of(r)
-        s = rec.whole()
+        s = rec.whole(col)
         out = {"step": np.arange(s.used) * s.width + 1}
         for kind in ("min", "max", "last"):
-            for name, v in self._columns(getattr(s, kind)[: s.used, col]).items():
+            for name, v in self._columns(getattr(s, kind)[: s.used, 0]).items():
                 out[f"{name}_{kind}"] = v
         return out
 
