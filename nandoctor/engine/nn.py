@@ -124,7 +124,21 @@ def limit_shares(fn: ActivationFn, a: np.ndarray) -> tuple[np.ndarray, np.ndarra
     ``a: (..., batch, units)``, both from one distance to the limits: two arrays of shape
     ``a.shape[:-2]`` (float64)."""
     d = fn.limit_distance(a)
-    return share_of(d < SATURATION_TOL), share_of(d < fn.weak_within)
+    near = np.less(d, SATURATION_TOL)
+    saturated = share_of(near)
+    return saturated, share_of(np.less(d, fn.weak_within, out=near))
+
+
+def _sigmoid_distance(a: np.ndarray) -> np.ndarray:
+    """``min(a, 1 - a)``: how far each sigmoid output is from its nearer limit (one array)."""
+    d = 1 - a
+    return np.minimum(a, d, out=d)
+
+
+def _tanh_distance(a: np.ndarray) -> np.ndarray:
+    """``1 - |a|``: how far each tanh output is from its nearer limit (one array)."""
+    d = np.abs(a)
+    return np.subtract(1, d, out=d)
 
 
 def share_of(mask: np.ndarray) -> np.ndarray:
@@ -167,14 +181,14 @@ ACTIVATIONS: dict[str, ActivationFn] = {
         forward=lambda z, naive: np.tanh(z),
         backward=lambda z, a, g: g * (1 - a * a),
         op="tanh",
-        limit_distance=lambda a: 1 - np.abs(a),
+        limit_distance=_tanh_distance,
         weak_within=1 - WEAK_TANH,
     ),
     "sigmoid": ActivationFn(
         forward=_sigmoid,
         backward=lambda z, a, g: g * (a * (1 - a)),
         op="exp",
-        limit_distance=lambda a: np.minimum(a, 1 - a),
+        limit_distance=_sigmoid_distance,
         weak_within=WEAK_SIGMOID,
     ),
     "softmax": ActivationFn(
