@@ -331,6 +331,30 @@ def _invalid(first) -> tuple[Cause, list[str]]:
     return cause, ["keep the argument in the op's domain (e.g. np.sqrt(np.maximum(v, 0)) + eps)"]
 
 
+def _grew_untrained(first, grew_by: str, passes: int, evidence: list[str]):
+    """Operands that grew over the passes of a loop that steps no variable (a recurrence such as
+    ``h = W @ h``, a factor of the loop variable): an overflow, with its growth, not a training
+    step's explosion -- a smaller learning rate would not change it."""
+    loop = f"{first.loop['file']}:{first.loop['line']}"
+    evidence.append(
+        f"{grew_by}: they grew from one pass of the loop at {loop} to the next, and that loop "
+        "updates no variable by a step (x -= ..., x = x - ...), so no training step made them grow"
+    )
+    cause = Cause(
+        "overflow",
+        f"values grew over {passes} passes of the loop at {loop} until {first.op} overflowed "
+        f"at {_where(first)}",
+        evidence,
+    )
+    advice = [
+        f"find what makes them grow on each pass of the loop at {loop}: a recurrence "
+        "(h = W @ h with a large W: scale W down, or bound h with tanh) or a factor that grows "
+        "with the loop variable",
+        "rescale the values before this op",
+    ]
+    return cause, advice
+
+
 def _is_literal(expr: str) -> bool:
     try:
         float(expr)
@@ -359,13 +383,18 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
     # weights: 0 at iteration 1 is where growth starts, not a size they already had)
     nonzero = [(i, m) for i, m in growth if m > 0]
     grew = len(nonzero) >= 2 and nonzero[-1][1] / nonzero[0][1] >= GROWTH
+    # a growth is a training step's only where the loop steps a variable (W -= lr * g ...)
+    trained = first.loop is None or first.loop.get("updates", True)
     if grew:
         (i0, m0), (i1, m1) = nonzero[0], nonzero[-1]
         start = f"0 at iteration {growth[0][0]}, " if growth[0][1] == 0 else ""
-        evidence.append(
+        grew_by = (
             f"the operands grew from {start}max |x| = {fmt(m0)} at iteration {i0} to {fmt(m1)} "
-            f"at iteration {i1} (×{fmt(m1 / m0)}): each update made them larger"
+            f"at iteration {i1} (×{fmt(m1 / m0)})"
         )
+        if not trained:
+            return _grew_untrained(first, grew_by, i1, evidence)
+        evidence.append(f"{grew_by}: each update made them larger")
         cause = Cause(
             "exploding_gradient",
             f"values grew over {i1} iterations until {first.op} overflowed at {_where(first)}",

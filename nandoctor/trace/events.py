@@ -497,6 +497,16 @@ def _worth_examining(count: int) -> bool:
     return count <= ALWAYS_EXAMINE or (count & (count - 1)) == 0
 
 
+def _loop_json(loop) -> dict | None:
+    """``first_nonfinite.loop``: where the innermost enclosing loop is, and whether its body
+    updates a variable by a step (``loops.updates_a_variable``: what a growth is blamed on)."""
+    if loop is None:
+        return None
+    from nandoctor.trace.loops import updates_a_variable
+
+    return {"file": display_path(loop.file), "line": loop.line, "updates": updates_a_variable(loop)}
+
+
 def first_from_frame(frame, kind: str, reading) -> FirstNonFinite:
     frames = user_frames(frame)
     stack = _stack(frames)
@@ -513,7 +523,7 @@ def first_from_frame(frame, kind: str, reading) -> FirstNonFinite:
         stack=stack,
         operands=reading.operands,
         variables=reading.names,
-        loop={"file": display_path(loop.file), "line": loop.line} if loop else None,
+        loop=_loop_json(loop),
     )
     if loop is not None:
         from nandoctor.trace.loops import iteration_from_target
@@ -576,7 +586,7 @@ def first_silent(frame, line: int, variable: str, found: tuple, passes=None) -> 
         value=kind,
         stack=stack,
         operands=[(variable, {"nonfinite": count, "size": size})],
-        loop={"file": display_path(loop.file), "line": loop.line} if loop else None,
+        loop=_loop_json(loop),
         variable=variable,
         found_by="second pass",
     )

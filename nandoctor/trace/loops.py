@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 from types import FrameType
 
-from nandoctor.trace.frames import Loop, next_pass
+from nandoctor.trace.frames import Loop, next_pass, parsed
 
 
 def _rebinds(body: list[ast.stmt], name: str) -> bool:
@@ -26,6 +26,90 @@ def _rebinds(body: list[ast.stmt], name: str) -> bool:
         for node in ast.walk(stmt):
             if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Store):
                 return True
+    return False
+
+
+# a call by one of these names may update what the loop trains (``opt.step()``, ``update(W, g)``)
+UPDATE_CALLS = (
+    "update", "step", "optim", "sgd", "adam", "backward", "backprop", "grad", "train", "fit",
+    "learn", "descent", "apply",
+)  # fmt: skip
+# modules whose functions, and names of functions and methods, that never step a variable
+PURE_MODULES = {"np", "numpy", "math", "cmath", "random", "time", "os", "sys", "json", "pd", "plt"}
+PURE_CALLS = {
+    "print", "len", "range", "enumerate", "zip", "min", "max", "abs", "sum", "float", "int",
+    "str", "list", "dict", "tuple", "set", "round", "isinstance", "sorted", "reversed", "map",
+    "filter", "format", "repr", "any", "all", "append", "extend", "mean", "reshape", "astype",
+    "copy", "item", "tolist", "dot", "transpose", "flatten", "ravel", "std", "var", "argmax",
+    "argmin", "write", "join", "clip", "squeeze", "get", "items", "keys", "values", "exp", "log",
+    "standard_normal", "normal", "uniform", "random", "randn", "rand", "choice", "permutation",
+    "shuffle", "integers",
+}  # fmt: skip
+
+
+def updates_a_variable(loop: Loop) -> bool:
+    """Whether ``loop`` changes a variable by a step, as a training loop does: in its body, or
+    in a function of the same file it calls (``W -= lr * g``, ``W = W - lr * g``, ``v = mu * v -
+    lr * g``, ``np.subtract(W, d, out=W)``), or by a call whose name says it may (``opt.step()``,
+    ``sgd_update(...)``) or that cannot be read (a function of another module). A recurrence
+    (``h = np.tanh(W @ h)``) or a factor of the loop variable is not one: values that grow over
+    the passes of a loop without such a step did not grow by training."""
+    tree = parsed(loop.file)
+    defs: dict[str, list] = {}
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            defs.setdefault(node.name, []).append(node)
+    body = list(loop.node.body) + list(getattr(loop.node, "orelse", []))
+    return _steps_in(body, defs, set())
+
+
+def _steps_in(statements: list, defs: dict, followed: set) -> bool:
+    todo = list(statements)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            continue  # defined here, run only if called
+        if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Sub | ast.Add):
+            return True
+        if isinstance(node, ast.Assign) and _steps(node):
+            return True
+        if isinstance(node, ast.Call) and _call_steps(node, defs, followed):
+            return True
+        todo.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def _call_steps(call: ast.Call, defs: dict, followed: set) -> bool:
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    if any(word in name.lower() for word in UPDATE_CALLS):
+        return True
+    if name in ("subtract", "add") and any(k.arg == "out" for k in call.keywords):
+        return True
+    if isinstance(func, ast.Attribute) and ast.unparse(func.value).split(".")[0] in PURE_MODULES:
+        return False
+    if name in defs:  # a function of this file: what its body does
+        if name in followed:
+            return False
+        followed.add(name)
+        return any(_steps_in(d.body, defs, followed) for d in defs[name])
+    return name not in PURE_CALLS  # unknown: it may step a variable
+
+
+def _steps(node: ast.Assign) -> bool:
+    """``W = W - lr * g``, ``W = (1 - lr * wd) * W - lr * g``, ``v = mu * v - lr * g``,
+    ``W = np.subtract(W, d)``: the target, or a multiple of it, plus or minus a change."""
+    targets = {ast.unparse(t) for t in node.targets}
+    value = node.value
+    if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Sub | ast.Add):
+        left = value.left
+        if isinstance(left, ast.BinOp) and isinstance(left.op, ast.Mult):
+            return bool({ast.unparse(left.left), ast.unparse(left.right)} & targets)
+        return ast.unparse(left) in targets
+    if isinstance(value, ast.Call) and value.args:
+        func = value.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        return name in ("subtract", "add") and ast.unparse(value.args[0]) in targets
     return False
 
 

@@ -149,6 +149,7 @@ def test_adam_eps_zero_in_a_helper_module_is_found_there_with_its_call_site_and_
     assert f.loop == {
         "file": "examples/adam_eps0/train.py",
         "line": line_of(train, "for xb, yb in batches("),
+        "updates": True,  # adam_step: a call whose name says it steps
     }
     assert f.iteration == 1
     assert r.cause.id == "division_by_zero"
@@ -908,8 +909,10 @@ def test_an_in_place_op_that_overflows_has_its_growth_measured(tmp_path, op):
     )
     r = trace_program(Program(str(prog)))
     assert (r.first.line, r.first.op, r.first.iteration) == (4, "multiply", 41)
-    assert r.cause.id == "exploding_gradient"
     assert any("grew from" in e and "iteration 41" in e for e in r.cause.evidence)
+    # acc *= 9 is a growth, not a training step: no learning rate to blame
+    assert r.cause.id == "overflow" and r.first.loop["updates"] is False
+    assert any("no training step" in e for e in r.cause.evidence)
 
 
 def test_a_value_the_program_silenced_itself_is_reported_and_says_so(tmp_path):

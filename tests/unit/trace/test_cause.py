@@ -199,3 +199,20 @@ def test_a_float16_power_overflow_is_advised_a_wider_dtype_not_a_softmax():
     cause, advice = decide(f, [])
     assert cause.id == "overflow" and not any("exp" in a for a in advice)
     assert any("wider dtype" in a and "6.55e+04" in a for a in advice)
+
+
+def test_a_growth_over_a_loop_that_steps_no_variable_is_not_blamed_on_training():
+    f = first(op="matmul", operands=[("h", numbers(max_abs=1e160))])
+    f.loop = {"file": "rnn.py", "line": 7, "updates": False}
+    cause, advice = decide(f, [(1, 2.0), (2, 50.0), (3, 1e80), (4, 1e160)])
+    assert cause.id == "overflow" and "4 passes of the loop at rnn.py:7" in cause.summary
+    assert not any("update made" in e for e in cause.evidence)
+    assert any("no training step" in e for e in cause.evidence)
+    assert not any("learning rate" in a for a in advice) and "rnn.py:7" in advice[0]
+
+
+def test_a_growth_over_a_loop_that_steps_a_variable_is_an_exploding_gradient():
+    f = first(op="matmul", operands=[("W", numbers(max_abs=1e160))])
+    f.loop = {"file": "fit.py", "line": 2, "updates": True}
+    cause, _ = decide(f, [(1, 2.0), (2, 50.0), (3, 1e80), (4, 1e160)])
+    assert cause.id == "exploding_gradient"

@@ -1,0 +1,81 @@
+"""Whether a loop steps a variable, as training does: what a growth over its passes is blamed on."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+
+import pytest
+
+from nandoctor.trace.frames import loops_in
+from nandoctor.trace.loops import updates_a_variable
+
+
+def first_loop(tmp_path, source: str):
+    path = tmp_path / "prog.py"
+    path.write_text(textwrap.dedent(source))
+    return min(loops_in(str(path)), key=lambda loop: loop.line)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "W -= lr * g",
+        "self.W += v",
+        "W = W - lr * g",
+        "W = (1 - lr * wd) * W - lr * g",
+        "v = mu * v - lr * g",
+        "W = np.subtract(W, d)",
+        "np.subtract(W, d, out=W)",
+        "opt.step()",
+        "model.fit(x, y)",
+        "loss = some_library.run(x)",  # a function it cannot read may step a variable
+        "for p, g in zip(ps, gs):\n        p -= lr * g",
+    ],
+)
+def test_a_training_step_in_the_loop_is_an_update(tmp_path, body):
+    loop = first_loop(tmp_path, f"for epoch in range(9):\n    {body}\n")
+    assert updates_a_variable(loop)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "h = np.tanh(W @ h + U @ x[t])",  # a recurrence through time
+        "h = W @ h + x[t]",
+        "z = np.exp(x * t)\n    print(t, z.mean())",  # a factor of the loop variable
+        "out.append(np.sqrt(h).sum())",
+    ],
+)
+def test_a_loop_without_a_step_is_not_an_update(tmp_path, body):
+    loop = first_loop(tmp_path, f"for t in range(9):\n    {body}\n")
+    assert not updates_a_variable(loop)
+
+
+def test_a_step_in_a_function_the_loop_calls_counts_and_one_without_does_not(tmp_path):
+    source = """
+        import numpy as np
+
+        def forward(W, x):
+            return np.exp(x @ W)
+
+        def epoch(W, x, lr):
+            out = forward(W, x)
+            W -= lr * out.mean()
+            return out
+
+        for i in range(5):
+            epoch(W, x, 0.1)
+        for i in range(5):
+            forward(W, x)
+    """
+    path = tmp_path / "prog.py"
+    path.write_text(textwrap.dedent(source))
+    calls_epoch, calls_forward = sorted(loops_in(str(path)), key=lambda loop: loop.line)
+    assert updates_a_variable(calls_epoch)
+    assert not updates_a_variable(calls_forward)
+
+
+def test_a_function_defined_in_the_loop_runs_only_when_called(tmp_path):
+    loop = first_loop(tmp_path, "for t in range(9):\n    def f():\n        W -= 1\n    h = h * 2\n")
+    assert isinstance(loop.node, ast.For) and not updates_a_variable(loop)
