@@ -32,11 +32,19 @@ def memory_terms(spec) -> dict[str, tuple[int, str]]:
     d, layers = spec.data, spec.model.layers
     synthetic = d.source == "synthetic"
     features = d.features if synthetic else 1  # a file's width is known only once it is read
+    last = f"model.layers.{len(layers) - 1}.units"
     terms: dict[str, tuple[int, str]] = {}
     if synthetic:
-        key = "data.samples" if d.samples >= d.features else "data.features"
-        size = d.samples * (d.features + d.outputs) * BYTES * DATA_COPIES
-        terms[key] = (size, f"{d.samples:,} samples x {d.features:,} features")
+        outputs = d.outputs or layers[-1].units
+        # the inputs and the targets: blame the largest of their factors (an omitted
+        # data.outputs is the last layer's width: that is the key to change)
+        factors = {"data.samples": d.samples, "data.features": d.features, last: outputs}
+        key = max(factors, key=factors.__getitem__)
+        size = d.samples * (d.features + outputs) * BYTES * DATA_COPIES
+        terms[key] = (
+            size,
+            f"the data: {d.samples:,} samples x ({d.features:,} features + {outputs:,} outputs)",
+        )
     sizes = []
     fan_in = features
     for layer in layers:
@@ -46,33 +54,37 @@ def memory_terms(spec) -> dict[str, tuple[int, str]]:
     batch = d.samples if spec.train.batch_size == "full" else spec.train.batch_size
     batch = min(batch, d.samples) if synthetic else batch
     activations = batch * sum(layer.units for layer in layers) * BYTES * ACTIVATION_COPIES
-    terms[f"model.layers.{widest}.units"] = (
-        sum(sizes) + activations,
-        f"the weights of {len(layers)} layer(s) and the activations of a {batch:,}-sample batch",
+    key = f"model.layers.{widest}.units"
+    size, what = terms.get(key, (0, ""))
+    model = (
+        f"the weights of {len(layers)} layer(s) with their gradients and optimizer state, and "
+        f"the activations of a {batch:,}-sample batch"
     )
+    terms[key] = (size + sum(sizes) + activations, f"{what} and {model}" if what else model)
     return terms
 
 
 def size_problems(spec, memory: int | None = None) -> list[tuple[str, str]]:
-    """(key, message) when the run would need more memory than the machine has, or more steps
-    than could finish (the per-step history is bounded: steps cost time, not memory)."""
+    """(key, message) when the run would need more memory than the machine has, and when it has
+    more steps than could finish (the per-step history is bounded: steps cost time, not memory)."""
+    problems = []
     steps = spec.train.steps
     if steps > MAX_STEPS:
         days = steps * FASTEST_STEP / 86400
-        return [
+        problems.append(
             (
                 "train.steps",
                 f"{steps:,} steps would take at least {days:,.0f} days even at a microsecond a"
                 f" step; at most {MAX_STEPS:,}",
             )
-        ]
+        )
     memory = memory or machine_memory()
     terms = memory_terms(spec)
     total = sum(size for size, _ in terms.values())
     if total <= memory:
-        return []
+        return problems
     key, (size, what) = max(terms.items(), key=lambda kv: kv[1][0])
-    return [
+    return problems + [
         (
             key,
             f"this run would need about {_bytes(total)} of memory ({_bytes(size)} for {what}),"

@@ -47,6 +47,30 @@ def test_the_estimate_grows_with_the_spec_and_fits_ordinary_specs():
     assert key == "data.samples" and "MB" in message
 
 
+def test_outputs_that_follow_a_huge_last_layer_are_blamed_on_that_layer_not_the_samples():
+    """100 samples x 10 features are 8 KB; their 10^12 targets (data.outputs follows the last
+    layer's units) are what does not fit: the key to change is the layer's."""
+    spec = {
+        "data": {"source": "synthetic", "samples": 100, "features": 10},
+        "model": {"layers": [{"units": 10**12}]},
+    }
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(spec)
+    (p,) = info.value.problems
+    assert p.key == "model.layers.0.units" and "1,000,000,000,000 outputs" in p.message
+
+
+def test_too_many_steps_and_too_much_memory_are_both_reported():
+    spec = {
+        "data": {"source": "synthetic", "samples": 10**11, "features": 10},
+        "model": {"layers": [{"units": 8, "activation": "relu"}, {"units": 5}]},
+        "train": {"steps": 10**14},
+    }
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(spec)
+    assert {p.key for p in info.value.problems} == {"train.steps", "data.samples"}
+
+
 def test_an_exponential_schedule_that_overflows_is_an_infinite_rate_not_a_crash():
     assert schedule_factor("exponential", 10, 100, 1, 1e300, 1) == float("inf")
     assert schedule_factor("step", 10, 100, 1, 1e300, 1) == float("inf")
