@@ -107,27 +107,62 @@ def parsed(filename: str) -> ast.Module | None:
         return None
 
 
+COMPREHENSION_NODES = ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp
+# the comprehensions that run in a code object of their own; since Python 3.12 (PEP 709) list,
+# set and dict comprehensions run inline in the code around them, generator expressions do not
+OWN_CODE = {
+    "<genexpr>": ast.GeneratorExp,
+    **(
+        {}
+        if sys.version_info >= (3, 12)
+        else {"<listcomp>": ast.ListComp, "<setcomp>": ast.SetComp, "<dictcomp>": ast.DictComp}
+    ),
+}
+
+
 @lru_cache(maxsize=256)
 def loops_in(filename: str) -> tuple[Loop, ...]:
+    """Every loop of ``filename``: ``for`` and ``while`` statements and comprehensions."""
     tree = parsed(filename)
     if tree is None:
         return ()
     return tuple(
         Loop(filename, n.lineno, n.end_lineno or n.lineno, n)
         for n in ast.walk(tree)
-        if isinstance(n, ast.For | ast.While | ast.AsyncFor)
+        if isinstance(n, ast.For | ast.While | ast.AsyncFor | COMPREHENSION_NODES)
     )
 
 
 def loops_of(code: CodeType) -> list[Loop]:
     """The loops of ``code`` itself (a module's: all in its file; a function's: those between its
-    ``def`` line and its last line)."""
+    ``def`` line and its last line; a comprehension's own code: that comprehension). A
+    comprehension that runs in its own code object is not a loop of the code around it."""
+    own = OWN_CODE.get(code.co_name)
+    if own is not None:
+        return _comprehension_of(code, own)
     first, last = code.co_firstlineno, _last_line(code)
+    own_kinds = tuple(OWN_CODE.values())
     return [
         loop
         for loop in loops_in(code.co_filename)
-        if code.co_name == "<module>" or first < loop.line <= last
+        if (code.co_name == "<module>" or first < loop.line <= last)
+        and not isinstance(loop.node, own_kinds)
     ]
+
+
+def _comprehension_of(code: CodeType, kind: type) -> list[Loop]:
+    """The comprehension ``code`` runs: of its kind, at its first line, and the innermost one
+    whose columns hold the code's (``[[f(x) for x in row] for row in m]`` is two)."""
+    columns = [c for line, _, c, _ in code.co_positions() if line == code.co_firstlineno and c]
+    start = min(columns, default=0)
+    found = [
+        loop
+        for loop in loops_in(code.co_filename)
+        if isinstance(loop.node, kind)
+        and loop.line == code.co_firstlineno
+        and loop.node.col_offset <= start
+    ]
+    return [max(found, key=lambda loop: loop.node.col_offset)] if found else []
 
 
 def next_pass(count: int | None, previous: int | None, loop: Loop) -> int:
@@ -136,11 +171,18 @@ def next_pass(count: int | None, previous: int | None, loop: Loop) -> int:
     return (count or 0) + 1 if previous is not None and loop.contains(previous) else 1
 
 
-def enclosing_loop(frame: FrameType, line: int | None = None) -> Loop | None:
+def enclosing_loop(
+    frame: FrameType, line: int | None = None, comprehensions: bool = True
+) -> Loop | None:
     """The innermost loop of ``frame``'s own code that holds ``line`` (default: the line it is
-    executing)."""
+    executing); a ``for`` or ``while`` statement only, unless ``comprehensions``."""
     line = frame.f_lineno if line is None else line
-    inside = [loop for loop in loops_of(frame.f_code) if loop.contains(line)]
+    inside = [
+        loop
+        for loop in loops_of(frame.f_code)
+        if loop.contains(line)
+        and (comprehensions or not isinstance(loop.node, COMPREHENSION_NODES))
+    ]
     if not inside:
         return None
     return max(inside, key=lambda loop: loop.line)
@@ -155,11 +197,15 @@ def innermost_loop(
     frames: list[FrameType], line: int | None = None
 ) -> tuple[FrameType, Loop] | tuple[None, None]:
     """Search outward through the user's frames for the first one executing inside a loop;
-    ``line``, when given, is where the innermost frame stands (a line already left)."""
-    for i, frame in enumerate(frames):
-        loop = enclosing_loop(frame, line if i == 0 else None)
-        if loop is not None:
-            return frame, loop
+    ``line``, when given, is where the innermost frame stands (a line already left). A ``for``
+    or ``while`` loop first, wherever it is: a training loop's pass tells more than that of a
+    comprehension inside it (``[np.exp(x @ w) for w in W]``); a comprehension only when no such
+    loop encloses the line."""
+    for comprehensions in (False, True):
+        for i, frame in enumerate(frames):
+            loop = enclosing_loop(frame, line if i == 0 else None, comprehensions)
+            if loop is not None:
+                return frame, loop
     return None, None
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 from types import FrameType
 
-from nandoctor.trace.frames import Loop, next_pass, parsed
+from nandoctor.trace.frames import COMPREHENSION_NODES, Loop, next_pass, parsed
 
 
 def _rebinds(body: list[ast.stmt], name: str) -> bool:
@@ -59,8 +59,16 @@ def updates_a_variable(loop: Loop) -> bool:
     for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             defs.setdefault(node.name, []).append(node)
-    body = list(loop.node.body) + list(getattr(loop.node, "orelse", []))
-    return _steps_in(body, defs, set())
+    return _steps_in(_body(loop.node), defs, set())
+
+
+def _body(node: ast.AST) -> list[ast.AST]:
+    """What a loop runs on each pass: a statement's body (and ``else``), a comprehension's
+    element (a dict's key and value) and conditions."""
+    if isinstance(node, COMPREHENSION_NODES):
+        parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+        return parts + [cond for gen in node.generators for cond in gen.ifs]
+    return list(node.body) + list(getattr(node, "orelse", []))
 
 
 def _steps_in(statements: list, defs: dict, followed: set) -> bool:
@@ -113,11 +121,35 @@ def _steps(node: ast.Assign) -> bool:
     return False
 
 
+def _comprehension_pass(frame: FrameType) -> int | None:
+    """The pass a comprehension running in its own frame is in: how many items its outermost
+    iterator (the frame's ``.0``) has handed out, read from what the iterator would pickle as
+    (a list, tuple or range iterator's index; for ``enumerate`` and ``zip``, their first
+    iterator's).
+    None for any other iterator (a generator, a dict's), or a comprehension run inline."""
+    iterator = frame.f_locals.get(".0")
+    for _ in range(4):  # zip(zip(...)) nests
+        try:
+            how = iterator.__reduce__()
+        except Exception:
+            return None
+        args = how[1] if len(how) > 1 else ()
+        if how[0] in (zip, enumerate) and args:  # what the first iterator inside has given
+            iterator = args[0]
+            continue
+        if len(how) == 3 and isinstance(how[2], int) and getattr(how[0], "__name__", "") == "iter":
+            return how[2]
+        return None
+    return None
+
+
 def iteration_from_target(frame: FrameType, loop: Loop) -> int | None:
     """The iteration read from a ``range``/``enumerate`` loop variable, or None if not that form."""
     from nandoctor.trace.evaluate import FrameEvaluator
 
     node = loop.node
+    if isinstance(node, COMPREHENSION_NODES):
+        return _comprehension_pass(frame)
     if not isinstance(node, ast.For) or not isinstance(node.iter, ast.Call):
         return None
     func = node.iter.func

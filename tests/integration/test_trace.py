@@ -982,3 +982,42 @@ def test_a_nan_from_the_data_in_a_loop_over_rows_has_its_pass_counted(tmp_path):
     # pass (appending to a list is not an assignment the second run reads)
     assert (r.first.line, r.first.variable, r.first.iteration) == (7, "r", 3)
     assert r.first.loop["line"] == 7
+
+
+ENTROPY_IN_A_COMPREHENSION = """\
+import numpy as np
+def entropy(p):
+    return -np.sum(p * np.log(p))
+dists = [np.array([0.5, 0.5]), np.array([0.9, 0.1]), np.array([1.0, 0.0]), np.array([0.2, 0.8])]
+ents = [entropy(d) for d in dists]
+"""
+
+
+def test_a_comprehension_is_a_loop_and_its_pass_is_read_from_its_iterator(tmp_path):
+    """The third distribution holds the 0 whose log is -inf: pass 3 of the comprehension, read
+    without a second run (the comprehension's iterator says how many items it handed out)."""
+    r = trace_program(Program(str(_script(tmp_path, ENTROPY_IN_A_COMPREHENSION))))
+    assert (r.first.line, r.first.iteration, r.first.loop["line"]) == (3, 3, 5)
+    assert not any("second run" in n for n in r.notes)
+
+
+def test_a_dict_comprehension_over_items_is_counted_by_a_second_run(tmp_path):
+    body = (
+        "import numpy as np\n"
+        "per_class = {0: [0.3, 0.25], 1: [0.1], 2: [], 3: [0.9]}\n"
+        "means = {c: np.mean(v) for c, v in per_class.items()}\n"
+    )
+    r = trace_program(Program(str(_script(tmp_path, body))))
+    assert (r.first.line, r.first.iteration, r.first.loop["line"]) == (3, 3, 3)
+
+
+def test_a_loop_around_a_comprehension_is_the_one_whose_pass_is_told(tmp_path):
+    """exp(200 * 4) overflows in the comprehension in epoch 4: the epoch is what tells."""
+    body = (
+        "import numpy as np\n"
+        "W = [np.full(3, 100.0), np.full(3, 200.0)]\n"
+        "for epoch in range(1, 6):\n"
+        "    h = [np.exp(w * epoch) for w in W]\n"
+    )
+    r = trace_program(Program(str(_script(tmp_path, body))))
+    assert (r.first.line, r.first.iteration, r.first.loop["line"]) == (4, 4, 3)
