@@ -111,6 +111,7 @@ def bad_input(f: Failure) -> Finding | None:
         lines.append(
             f"{fmt(100 * first.fraction)}% of {first.tensor} entries are non-finite as loaded"
         )
+        lines += _nonfinite_as_loaded(f)
         if spec.data.nan_fraction:
             lines.append(f"data.nan_fraction = {spec.data.nan_fraction} injects them on purpose")
         summary = f"the data held {first.value} before any step ran"
@@ -120,15 +121,48 @@ def bad_input(f: Failure) -> Finding | None:
     else:
         stds = f.outcome.prepared.col_std
         zero = np.flatnonzero(stds == 0)
-        columns = ", ".join(str(c + 1) for c in zero[:8])
+        names = f.outcome.prepared.feature_names
+        columns = ", ".join(
+            f"{c + 1} ({names[c]})" if names and c < len(names) else str(c + 1) for c in zero[:8]
+        )
         lines.append(
-            f"{len(zero)} feature(s) have zero variance (columns {columns}); "
+            f"{len(zero)} feature(s) have zero variance "
+            f"({'column' if len(zero) == 1 else 'columns'} {columns}); "
             f"{spec.numerics.mode} {spec.data.preprocess} divided by their std (or range) of 0"
             if len(zero)
             else f"{spec.data.preprocess} produced {first.value}"
         )
         summary = f"preprocessing ({spec.data.preprocess}) produced {first.value}"
     return cause("bad_input", summary, lines)
+
+
+def _nonfinite_as_loaded(f: Failure) -> list[str]:
+    """Where the data's non-finite entries are: the columns of the inputs and of the targets
+    that hold any (named when the CSV named them), the targets too when the inputs came first."""
+    prepared, data = f.outcome.prepared, f.spec.data
+    targets = [data.target] if isinstance(data.target, str) else list(data.target or [])
+    lines = []
+    for tensor, values, names in (
+        ("x", prepared.x, prepared.feature_names),
+        ("y", prepared.y, tuple(targets) or None),
+    ):
+        if values is None or not np.issubdtype(values.dtype, np.floating):
+            continue
+        bad = ~np.isfinite(values.reshape(len(values), -1))
+        counts = bad.sum(axis=0)
+        if not counts.any():
+            continue
+        where = np.flatnonzero(counts)
+        columns = [
+            f"{int(counts[c])} in column {c + 1}"
+            + (f" ({names[c]})" if names and c < len(names) else "")
+            for c in where[:8]
+        ]
+        if len(where) > 8:
+            columns.append(f"{len(where) - 8} more column(s)")
+        label = {"x": "inputs (x)", "y": "targets (y)"}[tensor]
+        lines.append(f"{label}: non-finite entries: {', '.join(columns)}")
+    return lines
 
 
 def norm_division(f: Failure) -> Finding | None:

@@ -40,6 +40,7 @@ class PreparedRun:
     events: dict[tuple, FPEvent] = field(default_factory=dict)
     slots: list[Slot] = field(default_factory=list)  # which parameter each init_params entry is
     dropped_rows: int = 0  # rows removed by data.missing: drop_rows
+    feature_names: tuple[str, ...] | None = None  # a CSV's names of the columns of x
 
 
 def load_dataset(spec: Spec, rng: np.random.Generator) -> datamod.Dataset:
@@ -125,6 +126,7 @@ def prepare(spec: Spec) -> PreparedRun:
         events=watch.events,
         slots=slots,
         dropped_rows=dropped,
+        feature_names=ds.feature_names,
     )
 
 

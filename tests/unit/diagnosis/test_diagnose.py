@@ -238,3 +238,48 @@ def test_targets_that_overflow_float16_when_cast_are_fixed_by_standardizing_them
     verdicts = {r.id: r.verified for r in d.recommendations}
     assert verdicts["standardize_targets"] is True
     assert "standardize_inputs" not in verdicts and "lower_learning_rate" not in verdicts
+
+
+def test_a_constant_csv_column_is_named_in_the_evidence(tmp_path):
+    """The column's position alone ('columns 3') sends the user counting; its header name does
+    not: both, from the CSV the run read."""
+    rows = ["size,city,age,price"] + [f"{i % 7},1,{i % 5},{i}" for i in range(20)]
+    (tmp_path / "houses.csv").write_text("\n".join(rows) + "\n")
+    spec = spec_from_dict(
+        {
+            "data": {
+                "source": "csv",
+                "path": "houses.csv",
+                "target": "price",
+                "preprocess": "standardize",
+            },
+            "model": {"layers": [{"units": 4, "activation": "relu"}, {"units": 1}]},
+            "numerics": {"mode": "naive"},
+            "train": {"steps": 5},
+        },
+        base_dir=tmp_path,
+    )
+    d = diagnose(train(spec)[0])
+    assert d.cause.id == "bad_input"
+    assert any("(column 2 (city))" in e for e in d.cause.evidence)
+
+
+def test_non_finite_data_is_located_by_column_in_the_inputs_and_the_targets(tmp_path):
+    """An inf in an input column came first; the NaN in the target column is said too, so the
+    user fixes both in one go."""
+    rows = ["area,rooms,price"] + [f"{50 + i},{i % 4},{100 + i}" for i in range(12)]
+    rows[3] = "inf,2,150"
+    rows[7] = "60,3,nan"
+    (tmp_path / "h.csv").write_text("\n".join(rows) + "\n")
+    spec = spec_from_dict(
+        {
+            "data": {"source": "csv", "path": "h.csv", "target": "price"},
+            "model": {"layers": [{"units": 4, "activation": "relu"}, {"units": 1}]},
+            "train": {"steps": 5},
+        },
+        base_dir=tmp_path,
+    )
+    d = diagnose(train(spec)[0])
+    assert d.cause.id == "bad_input" and d.first_nonfinite.tensor == "x"
+    assert "inputs (x): non-finite entries: 1 in column 1 (area)" in d.cause.evidence
+    assert "targets (y): non-finite entries: 1 in column 1 (price)" in d.cause.evidence
