@@ -17,7 +17,7 @@ import numpy as np
 from nandoctor.diagnosis import networks
 from nandoctor.diagnosis.findings import Finding, cause, fmt
 from nandoctor.diagnosis.measures import DTYPE_MAX, GROWTH_MIN_STEPS, SIGMOID_EXACT_ONE, growth
-from nandoctor.engine.nn import SATURATION_TOL
+from nandoctor.engine.nn import saturated_what
 from nandoctor.engine.optim import SQUARED_STATE, split_state_tensor
 
 if TYPE_CHECKING:
@@ -374,10 +374,9 @@ def _pinned_outputs(outcome: Outcome) -> str | None:
         return None
     sat = outcome.history.get("saturated") if outcome.history else None
     share = ""
-    if sat is not None and len(sat):
-        share = (
-            f"; {fmt(100 * sat[-1, -1])}% of last-layer outputs within {SATURATION_TOL} of a limit"
-        )
+    if sat is not None and len(sat) and np.isfinite(sat[-1, -1]):
+        act = outcome.spec.model.layers[-1].activation
+        share = f"; {fmt(100 * sat[-1, -1])}% of last-layer {saturated_what(act)}"
     ones = f", {out['exact_ones']} exactly 1" if "exact_ones" in out else ""
     return (
         f"last-layer outputs at step {first.step}: {out['exact_zeros']} of {out['size']} exactly 0"

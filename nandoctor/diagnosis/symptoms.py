@@ -24,7 +24,7 @@ from nandoctor.diagnosis.measures import (
     median,
     total_norm,
 )
-from nandoctor.engine.nn import SATURATION_TOL, activation
+from nandoctor.engine.nn import activation, saturated_what
 
 if TYPE_CHECKING:
     from nandoctor.engine.runs import Outcome
@@ -80,8 +80,8 @@ def saturation(run: Observed) -> Iterator[Finding]:
         k = int(np.nanargmax(col))
         yield warning(
             "saturation",
-            f"layer {i + 1} ({act}): {fmt(100 * col[k])}% of outputs within "
-            f"{SATURATION_TOL} of their limits at step {run.step(k)}"
+            f"layer {i + 1} ({act}): {fmt(100 * col[k])}% of {saturated_what(act)} at step "
+            f"{run.step(k)}"
             f" (step {run.step(0)}: {fmt(100 * col[0])}%, last: {fmt(100 * col[-1])}%)",
             layer=i + 1,
             step=run.step(k),

@@ -62,7 +62,10 @@ def verdict(d: Diagnosis) -> Text:
         msg = f"{mark} healthy: every value finite"
     loss = ""
     if d.loss_initial is not None:
-        loss = f"  loss {fmt(d.loss_initial)} → {fmt(d.loss_final) if d.loss_final is not None else 'non-finite'}"
+        last = "non-finite" if d.loss_final is None else fmt(d.loss_final)
+        if d.status == "nonfinite" and d.loss_final is not None:
+            last += f" (then {d.first_nonfinite.value})"  # the failure came after the loss
+        loss = f"  loss {fmt(d.loss_initial)} → {last}"
     return Text.assemble(
         (msg, STYLE[d.status]),
         f"   {d.name}: {d.steps_run}/{d.steps_budget} steps, lr {fmt(d.learning_rate)}{loss}",

@@ -1,6 +1,7 @@
 """The CLI through click's CliRunner: exit codes, one JSON document, errors without tracebacks."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -287,3 +288,12 @@ def test_a_data_problem_points_at_the_line_and_column_of_the_key_that_names_the_
     assert "ragged.csv' line 3 has 2 fields" in r.output
     r = invoke("run", spec, "--set", "data.path=ragged.csv")  # given on the command line
     assert r.exit_code == 2 and r.output.startswith("--set data.path=ragged.csv: '")
+
+
+def test_the_header_of_a_run_that_failed_after_its_loss_says_the_nan_came_next():
+    """Adam with eps 0 goes NaN in the update of step 1: the loss shown last is finite, and the
+    header must not read as a run whose loss stayed put."""
+    r = invoke("run", CONFIGS / "adam_eps_zero.yaml", "--no-verify")
+    header = r.output.splitlines()[0]
+    assert r.exit_code == 1 and "(then nan)" in header
+    assert re.search(r"loss \S+ → \S+ \(then nan\)", header)

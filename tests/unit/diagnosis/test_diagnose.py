@@ -283,3 +283,22 @@ def test_non_finite_data_is_located_by_column_in_the_inputs_and_the_targets(tmp_
     assert d.cause.id == "bad_input" and d.first_nonfinite.tensor == "x"
     assert "inputs (x): non-finite entries: 1 in column 1 (area)" in d.cause.evidence
     assert "targets (y): non-finite entries: 1 in column 1 (price)" in d.cause.evidence
+
+
+def test_a_softmax_layers_saturation_is_told_as_the_share_of_pinned_rows():
+    """A softmax saturates by rows (top probability above 1 - 1e-6), not by outputs within 1e-3
+    of a limit: the warning says which share it measured."""
+    spec = spec_from_dict(
+        {
+            "data": {"source": "synthetic", "task": "classification", "samples": 256,
+                     "features": 20, "outputs": 10, "scale": 100},
+            "model": {"layers": [{"units": 32, "activation": "relu"},
+                                 {"units": 10, "activation": "softmax"}]},
+            "loss": "cross_entropy",
+            "train": {"steps": 20},
+        }
+    )  # fmt: skip
+    d = diagnose(train(spec)[0])
+    (w,) = [w for w in d.warnings if w.id == "saturation"]
+    assert "rows whose top probability is above 1 - 1e-6" in w.summary
+    assert "outputs within" not in w.summary
