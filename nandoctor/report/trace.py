@@ -16,7 +16,11 @@ def _when(first) -> str:
         return f"iteration unknown of {loop}" + (
             f" ({first.iteration_note})" if first.iteration_note else ""
         )
-    return f"iteration {first.iteration} of {loop}"
+    return f"iteration {first.iteration} of {loop}" + "".join(
+        f", in {'iteration ' + str(o['iteration']) if o['iteration'] else 'a pass'} of the loop "
+        f"at {o['file']}:{o['line']}"
+        for o in first.loop.get("outer", [])
+    )
 
 
 def text(result: TraceResult) -> str:

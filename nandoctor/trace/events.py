@@ -31,6 +31,7 @@ from nandoctor.trace.frames import (
     display_path,
     innermost_loop,
     is_user_code,
+    outer_loops,
     source_line,
     statement_at,
     user_frames,
@@ -497,14 +498,27 @@ def _worth_examining(count: int) -> bool:
     return count <= ALWAYS_EXAMINE or (count & (count - 1)) == 0
 
 
-def _loop_json(loop) -> dict | None:
-    """``first_nonfinite.loop``: where the innermost enclosing loop is, and whether its body
-    updates a variable by a step (``loops.updates_a_variable``: what a growth is blamed on)."""
+def _loop_json(loop, frames=(), loop_frame=None) -> dict | None:
+    """``first_nonfinite.loop``: where the innermost enclosing loop is, whether its body
+    updates a variable by a step (``loops.updates_a_variable``: what a growth is blamed on), and
+    the loops around it (``outer``, innermost first) with their passes where their loop
+    variables tell them."""
     if loop is None:
         return None
-    from nandoctor.trace.loops import updates_a_variable
+    from nandoctor.trace.loops import iteration_from_target, updates_a_variable
 
-    return {"file": display_path(loop.file), "line": loop.line, "updates": updates_a_variable(loop)}
+    out = {"file": display_path(loop.file), "line": loop.line, "updates": updates_a_variable(loop)}
+    around = outer_loops(list(frames), loop_frame, loop) if loop_frame is not None else []
+    if around:
+        out["outer"] = [
+            {
+                "file": display_path(other.file),
+                "line": other.line,
+                "iteration": iteration_from_target(frame, other),
+            }
+            for frame, other in around
+        ]
+    return out
 
 
 def first_from_frame(frame, kind: str, reading) -> FirstNonFinite:
@@ -523,7 +537,7 @@ def first_from_frame(frame, kind: str, reading) -> FirstNonFinite:
         stack=stack,
         operands=reading.operands,
         variables=reading.names,
-        loop=_loop_json(loop),
+        loop=_loop_json(loop, frames, loop_frame),
     )
     if loop is not None:
         from nandoctor.trace.loops import iteration_from_target
@@ -586,7 +600,7 @@ def first_silent(frame, line: int, variable: str, found: tuple, passes=None) -> 
         value=kind,
         stack=stack,
         operands=[(variable, {"nonfinite": count, "size": size})],
-        loop=_loop_json(loop),
+        loop=_loop_json(loop, frames, loop_frame),
         variable=variable,
         found_by="second pass",
     )

@@ -150,6 +150,13 @@ def test_adam_eps_zero_in_a_helper_module_is_found_there_with_its_call_site_and_
         "file": "examples/adam_eps0/train.py",
         "line": line_of(train, "for xb, yb in batches("),
         "updates": True,  # adam_step: a call whose name says it steps
+        "outer": [  # the epoch loop around the batch loop
+            {
+                "file": "examples/adam_eps0/train.py",
+                "line": line_of(train, "for epoch in"),
+                "iteration": 1,
+            }
+        ],
     }
     assert f.iteration == 1
     assert r.cause.id == "division_by_zero"
@@ -1021,3 +1028,27 @@ def test_a_loop_around_a_comprehension_is_the_one_whose_pass_is_told(tmp_path):
     )
     r = trace_program(Program(str(_script(tmp_path, body))))
     assert (r.first.line, r.first.iteration, r.first.loop["line"]) == (4, 4, 3)
+
+
+def test_the_loops_around_the_innermost_are_told_with_their_passes(tmp_path):
+    """The batch loop's pass alone (4) hides the epoch (31): both are said, innermost first."""
+    body = (
+        "import numpy as np\n"
+        "rng = np.random.default_rng(12)\n"
+        "X = rng.normal(size=(40, 2))\n"
+        "y = X @ np.array([2.0, -1.0])\n"
+        "w = np.zeros(2)\n"
+        "for epoch in range(40):\n"
+        "    for b in range(0, 40, 10):\n"
+        "        xb, yb = X[b:b+10], y[b:b+10]\n"
+        "        w -= 0.9 * 2 * xb.T @ (xb @ w - yb)\n"
+        "        loss = np.mean((X @ w - y) ** 2)\n"
+    )
+    prog = _script(tmp_path, body)
+    r = trace_program(Program(str(prog)))
+    assert (r.first.line, r.first.iteration, r.first.loop["line"]) == (10, 4, 7)
+    assert r.first.loop["outer"] == [{"file": str(prog), "line": 6, "iteration": 31}]
+    res = CliRunner().invoke(main, ["trace", str(prog)])
+    assert f"iteration 4 of the loop at {prog}:7, in iteration 31 of the loop at {prog}:6" in (
+        " ".join(res.output.split())
+    )
