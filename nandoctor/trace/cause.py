@@ -328,7 +328,21 @@ def _invalid(first) -> tuple[Cause, list[str]]:
     cause = Cause(
         "domain_error", f"{first.op} outside its domain made NaN at {_where(first)}", evidence
     )
-    return cause, ["keep the argument in the op's domain (e.g. np.sqrt(np.maximum(v, 0)) + eps)"]
+    return cause, [DOMAIN_ADVICE.get(first.op, DOMAIN_ADVICE["sqrt"])]
+
+
+# how to keep each op's argument in its domain
+DOMAIN_ADVICE = {
+    "sqrt": "keep the argument in the op's domain: np.sqrt(np.maximum(v, 0) + eps)",
+    "log": "keep the argument positive: np.log(np.maximum(x, eps)) (or np.log1p for 1 + x)",
+    "log2": "keep the argument positive: np.log2(np.maximum(x, eps))",
+    "log10": "keep the argument positive: np.log10(np.maximum(x, eps))",
+    "log1p": "keep the argument above -1: np.log1p(np.maximum(x, -1 + eps))",
+    "arcsin": "keep the argument in [-1, 1]: np.arcsin(np.clip(x, -1, 1))",
+    "arccos": "keep the argument in [-1, 1]: np.arccos(np.clip(x, -1, 1))",
+    "arctanh": "keep the argument in (-1, 1): np.arctanh(np.clip(x, -1 + eps, 1 - eps))",
+    "power": "a negative base to a fractional power is NaN: take np.abs(x) ** p, or clip x at 0",
+}
 
 
 def _grew_untrained(first, grew_by: str, passes: int, evidence: list[str]):

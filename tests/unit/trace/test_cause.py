@@ -216,3 +216,17 @@ def test_a_growth_over_a_loop_that_steps_a_variable_is_an_exploding_gradient():
     f.loop = {"file": "fit.py", "line": 2, "updates": True}
     cause, _ = decide(f, [(1, 2.0), (2, 50.0), (3, 1e80), (4, 1e160)])
     assert cause.id == "exploding_gradient"
+
+
+@pytest.mark.parametrize(
+    ("op", "fix"),
+    [
+        ("log", "np.log(np.maximum(x, eps))"),
+        ("sqrt", "np.sqrt(np.maximum(v, 0)"),
+        ("arcsin", "np.clip(x, -1, 1)"),
+    ],
+)
+def test_a_domain_error_is_advised_for_its_own_op(op, fix):
+    f = first(op=op, kind="invalid", operands=[("x", numbers(min=-0.5, max=2.0))])
+    cause, advice = decide(f, [])
+    assert cause.id == "domain_error" and fix in advice[0]
