@@ -105,6 +105,7 @@ def show_partial(spec_path: str, diagnosis, stop: Interrupted) -> None:
         for r in diagnosis.recommendations:
             change = ", ".join(f"{k}={v}" for k, v in r.changes.items())
             tag = {True: "verified", False: "still fails", None: "untried"}[r.verified]
+            tag = "diverging" if r.diverging else tag
             line = f"  [{tag}] {r.id} ({change})" + (f": {r.evidence}" if r.evidence else "")
             console.print(line, markup=False)
     stage = VERIFYING if diagnosis is not None else TRAINING

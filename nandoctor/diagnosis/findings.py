@@ -57,6 +57,9 @@ class Recommendation:
     # at all)? None: not verified, or too few or too noisy steps to tell. A change can keep
     # every value finite by stopping the learning (a rate too small to move the weights).
     learns: bool | None = None
+    # did the confirming run stay finite while its loss grew orders of magnitude
+    # (measures.LossTrend.diverged)? Such a change is not verified. None: not verified.
+    diverging: bool | None = None
 
 
 @dataclass

@@ -26,6 +26,11 @@ LOSS_FELL = 0.99  # a loss that ends above this fraction of where it started did
 NOISE_Z = 2.0  # ... nor one whose fall is within this many standard errors of the medians
 MAD_TO_STD = 1.4826  # median absolute deviation -> standard deviation, for normal noise
 MEDIAN_SE = 1.2533  # standard error of a median / that of a mean (sqrt(pi / 2))
+# A loss whose last tenth's median ends this many times above where it started -- the smaller of
+# step 1's loss and the first tenth's median -- is diverging: heading for overflow, not learning
+# too slowly. Step 1's loss counts because one huge update at step 2 can lift the whole first
+# tenth (a loss of 6e10 at step 1, 1.6e23 at step 2, 5.8e17 after: it never came back down).
+DIVERGE_FACTOR = 1e3
 
 # z beyond which 1 / (1 + exp(-z)) rounds to exactly 1 (measured per dtype).
 SIGMOID_EXACT_ONE = {"float64": 36.74, "float32": 16.64, "float16": 7.63}
@@ -67,16 +72,31 @@ class LossTrend:
     end: float
     window: int
     noise: float
+    initial: float = math.nan  # the loss of step 1, before any update
+
+    @property
+    def origin(self) -> float:
+        """Where the loss started: the smaller of step 1's loss and the first window's median."""
+        return min(self.start, self.initial) if math.isfinite(self.initial) else self.start
+
+    @property
+    def diverged(self) -> bool:
+        """Ended ``DIVERGE_FACTOR`` times or more above where it started (:attr:`origin`)."""
+        return self.origin > 0 and self.end > DIVERGE_FACTOR * self.origin
 
     @property
     def fell(self) -> bool:
-        """Fell by more than the noise."""
-        return self.end < self.start * LOSS_FELL and self.start - self.end > self.noise
+        """Fell by more than the noise (and did not end orders of magnitude above step 1)."""
+        return (
+            self.end < self.start * LOSS_FELL
+            and self.start - self.end > self.noise
+            and not self.diverged
+        )
 
     @property
     def flat(self) -> bool:
-        """Did not fall at all (ended within 1% of where it started, or above)."""
-        return self.end >= self.start * LOSS_FELL
+        """Did not fall at all (ended within 1% of where it started, or above, or diverged)."""
+        return self.end >= self.start * LOSS_FELL or self.diverged
 
     @property
     def learned(self) -> bool | None:
@@ -86,6 +106,18 @@ class LossTrend:
     def __str__(self) -> str:
         k = self.window
         return f"median loss over the first {k} steps {fmt(self.start)}, over the last {k} {fmt(self.end)}"
+
+    def divergence(self) -> str:
+        """The numbers that make it diverging: 'the loss grew from A to B (xC)'."""
+        where = (
+            "at step 1"
+            if self.origin < self.start
+            else f"(median of the first {self.window} steps)"
+        )
+        return (
+            f"the loss grew from {fmt(self.origin)} {where} to {fmt(self.end)} (median of the "
+            f"last {self.window}; x{fmt(self.end / self.origin)}, over x{fmt(DIVERGE_FACTOR)})"
+        )
 
 
 def loss_trend(loss: np.ndarray) -> LossTrend | None:
@@ -101,7 +133,7 @@ def loss_trend(loss: np.ndarray) -> LossTrend | None:
     if not (np.isfinite(start) and np.isfinite(end)):
         return None
     noise = NOISE_Z * math.hypot(_median_error(first), _median_error(last))
-    return LossTrend(start, end, k, noise)
+    return LossTrend(start, end, k, noise, float(loss[0]))
 
 
 def _median_error(window: np.ndarray) -> float:

@@ -10,6 +10,7 @@ learning rate is found by halving, all halvings trained at once as replicas of o
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ from nandoctor.parallel import pmap
 HORIZON_FACTOR = 10
 HORIZON_FLOOR = 1000
 HALVINGS = 16  # lower learning rates tried: lr/2 ... lr/2**16
+# A rate k times lower moves the weights k times less per step, so it takes about k times as
+# many steps to reach the state the original died in (0.3k to 1.7k measured on the tester's
+# specs). A k-fold lower rate is verified over at least RATE_MARGIN x k x the failure step.
+RATE_MARGIN = 2
 SCREEN_MARGIN = 2  # a screen runs this many times as far past the snapshot as the failure was
 # Changes a snapshot can be replayed with: same parameters, same optimiser state layout.
 REPLAYABLE = ("train.learning_rate", "train.clip_grad_norm", "train.clip_grad_value", "train.eps")
@@ -69,15 +74,25 @@ def verification_horizon(outcome: Outcome, full: bool = False) -> int:
     return min(budget, max(HORIZON_FLOOR, HORIZON_FACTOR * (failed or 0)))
 
 
-def _horizon_note(outcome: Outcome, horizon: int) -> str:
+def rate_horizon(outcome: Outcome, until: int, factor: float) -> int:
+    """Steps a rate ``factor`` times lower than the failing one is verified over: at least
+    ``until`` (the horizon of every candidate) and RATE_MARGIN x ``factor`` x the failure step,
+    at most the budget. A lower rate reaches the failing state later, not never: lr 5 died at
+    step 50 and lr 5/32 at step 1,319, past a 1,000-step horizon."""
+    failed = (outcome.first_nonfinite.step or 0) if outcome.first_nonfinite else 0
+    return min(outcome.steps_budget, max(until, math.ceil(RATE_MARGIN * factor * failed)))
+
+
+def _horizon_note(outcome: Outcome, horizon: int, factor: float | None = None) -> str:
     budget = outcome.steps_budget
     if horizon >= budget:
         return ""
     failed = outcome.first_nonfinite.step if outcome.first_nonfinite else 0
-    return (
-        f" (of a {budget:,}-step budget: verified over {HORIZON_FACTOR}x the failure step"
-        f" {failed}, at least {HORIZON_FLOOR:,}; --verify-full runs it all)"
-    )
+    if factor is not None and horizon > max(HORIZON_FLOOR, HORIZON_FACTOR * (failed or 0)):
+        why = f"{RATE_MARGIN} x the rate's {fmt(factor)}-fold reduction x the failure step {failed}"
+    else:
+        why = f"{HORIZON_FACTOR}x the failure step {failed}, at least {HORIZON_FLOOR:,}"
+    return f" (of a {budget:,}-step budget: verified over {why}; --verify-full runs it all)"
 
 
 def _record(rec: Recommendation, trial: Trial, note: str = "") -> None:
@@ -88,9 +103,16 @@ def _record(rec: Recommendation, trial: Trial, note: str = "") -> None:
     rec.verified = trial.finite
     rec.final_loss = trial.final_loss
     rec.steps_verified = trial.steps_run
-    if trial.finite:
+    trend = trial.trend
+    if trial.finite and trend is not None and trend.diverged:
+        # finite only because the budget ran out first: not a fix
+        rec.verified, rec.diverging = False, True
+        rec.evidence = (
+            f"finite for {trial.steps_run} steps but {trend.divergence()}: diverging{note}"
+        )
+    elif trial.finite:
+        rec.diverging = False
         last = trial.final_loss
-        trend = trial.trend
         rec.learns = trend.learned if trend is not None else None
         loss = f", final loss {fmt(last)}" if last is not None else ""
         rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}{note}"
@@ -138,26 +160,63 @@ def screen(outcome: Outcome, changes: dict) -> str | None:
     return f"{where}: non-finite again at step {o.first_nonfinite.step}"
 
 
-def largest_finite_lr(
-    outcome: Outcome, until: int | None = None
-) -> tuple[float | None, Outcome | None, int]:
-    """Halve the learning rate until a run stays finite through step ``until`` (default: the
-    whole budget), all halvings trained from step 1 at once as replicas of one batched run.
+@dataclass
+class Halving:
+    """What halving the learning rate found: the largest rate that stayed finite over its own
+    horizon (:func:`rate_horizon`) and did not diverge, with its run (or None); how many rates
+    were tried; and the last one rejected for diverging while finite, with its run."""
+
+    rate: float | None
+    run: Outcome | None
+    tried: int
+    diverging: tuple[float, Outcome] | None = None
+
+
+def largest_finite_lr(outcome: Outcome, until: int | None = None) -> Halving:
+    """Halve the learning rate until a run stays finite through its :func:`rate_horizon` (at
+    least ``until``, default the whole budget) without diverging, all halvings trained from
+    step 1 at once as replicas of one batched run.
+
+    The horizon grows with the reduction, so the halvings are decided in stages: each stage
+    trains the rates still undecided up to the horizon of the largest of them, which is then
+    accepted (finite, not diverging) or rejected; rates that went non-finite before it are
+    rejected with it (their own horizons are longer). A 1,000,000-step spec whose rate lr/2
+    holds trains one stage of ``until`` steps, as before.
 
     Only rates the run's dtype holds as normal numbers are tried: a rate that rounds to 0 (or to
-    a subnormal) would "stay finite" by not training at all.
-
-    Returns the largest finite rate and its run (or None, None) and the number of rates tried."""
+    a subnormal) would "stay finite" by not training at all."""
     lr = outcome.learning_rate
     rates = lr / 2.0 ** np.arange(1, HALVINGS + 1)
     rates = rates[rates >= np.finfo(outcome.prepared.dtype).tiny]
     if not len(rates):
-        return None, None, 0
-    runs = train(outcome.spec, lrs=rates, prepared=outcome.prepared, until=until, snapshots=False)
-    for rate, o in zip(rates, runs, strict=True):
-        if o.finite:
-            return float(rate), o, len(rates)
-    return None, None, len(rates)
+        return Halving(None, None, 0)
+    until = until or outcome.steps_budget
+    horizons = [rate_horizon(outcome, until, lr / r) for r in rates]
+    pending = list(range(len(rates)))
+    diverging = None
+    while pending:
+        stage = horizons[pending[0]]
+        runs = train(
+            outcome.spec,
+            lrs=rates[pending],
+            prepared=outcome.prepared,
+            until=stage,
+            snapshots=False,
+        )
+        alive = []
+        for i, o in zip(pending, runs, strict=True):
+            if not o.finite:
+                continue  # non-finite before ``stage``, within its own horizon
+            if horizons[i] > stage or alive:
+                alive.append(i)  # decided at a later stage
+                continue
+            trend = _trial(o).trend
+            if trend is not None and trend.diverged:
+                diverging = (float(rates[i]), o)
+                continue
+            return Halving(float(rates[i]), o, len(rates), diverging)
+        pending = alive
+    return Halving(None, None, len(rates), diverging)
 
 
 def verify(
@@ -175,24 +234,37 @@ def verify(
     if outcome.first_nonfinite is None or not recs:
         return recs
     spec = outcome.spec
+    lr = outcome.learning_rate
     until = verification_horizon(outcome, full)
     note = _horizon_note(outcome, until)
     todo: list[Recommendation] = []
     for rec in recs:
         if rec.id == "lower_learning_rate":
-            rate, run, tried = largest_finite_lr(outcome, until)
+            halving = largest_finite_lr(outcome, until)
+            rate, run, tried = halving.rate, halving.run, halving.tried
             if not tried:  # no halving is a normal number of the dtype: confirm its own rate
                 todo.append(rec)
                 continue
-            if rate is None:  # the change shown is the last one tried, as its evidence says
-                smallest = outcome.learning_rate / 2**tried
+            if rate is None and halving.diverging:  # finite, but heading for overflow
+                rate, run = halving.diverging
+                rec.changes = {"train.learning_rate": rate}
+                _record(rec, _trial(run), _horizon_note(outcome, run.steps_run, lr / rate))
+                rec.evidence = (
+                    f"no halving down to lr {fmt(lr / 2**tried)} stayed finite without "
+                    f"diverging; lr {fmt(rate)}: {rec.evidence}"
+                )
+            elif rate is None:  # the change shown is the last one tried, as its evidence says
+                smallest = lr / 2**tried
                 rec.verified = False
                 rec.changes = {"train.learning_rate": smallest}
                 rec.evidence = f"still non-finite at lr {fmt(smallest)} ({tried} halvings)"
             else:  # the halving run was a full run from step 1: it is the confirmation
                 rec.changes = {"train.learning_rate": rate}
-                rec.summary = f"lower the learning rate to {fmt(rate)} (the largest finite rate found by halving)"
-                _record(rec, _trial(run), note)
+                rec.summary = (
+                    f"lower the learning rate to {fmt(rate)} (the largest rate found by halving "
+                    "that stayed finite without diverging)"
+                )
+                _record(rec, _trial(run), _horizon_note(outcome, run.steps_run, lr / rate))
             _done(on_done, rec)
             continue
         todo.append(rec)
@@ -217,9 +289,18 @@ def verify(
             rec.evidence += f"; {near}"
     if diagnosis.cause is not None:
         failed = {rec.id for rec in recs if rec.verified is False}
+        budget = outcome.steps_budget
         for rec in recs:
-            if rec.verified:
+            if rec.verified and rec.learns is False:  # finite, but no evidence of a fix
+                diagnosis.cause.evidence.append(
+                    f"experiment: {rec.id} keeps the values finite but its loss did not fall, "
+                    f"so it does not show what removes the failure ({rec.evidence})"
+                )
+            elif rec.verified:
                 confirms = RECOMMENDATIONS[rec.id].confirmed(failed)
+                steps = rec.steps_verified or 0
+                if steps < budget:  # no claim past what was run
+                    confirms = f"over the {steps:,} steps verified (of {budget:,}), {confirms}"
                 diagnosis.cause.evidence.append(f"experiment: {confirms} ({rec.evidence})")
             elif rec.verified is False:
                 diagnosis.cause.evidence.append(

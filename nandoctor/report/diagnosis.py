@@ -182,6 +182,8 @@ def render(d: Diagnosis):
             tag = {True: "✓ verified", False: "✗ still fails", None: "untried"}[r.verified]
             if r.learns is False:
                 tag += ", loss did not fall"
+            if r.diverging:
+                tag = "✗ diverging"
             change = ", ".join(f"{k}={v}" for k, v in r.changes.items())
             lines.append(
                 f"[{tag}] {r.id}: {r.summary}"

@@ -87,6 +87,7 @@ def diagnosis_text(d: Diagnosis) -> str:
         lines += [f"- {x}" for x in d.cause.evidence]
     for r in d.recommendations:
         mark = {True: "verified", False: "still fails", None: "untried"}[r.verified]
+        mark = "diverging" if r.diverging else mark
         lines.append(f"- [{mark}] {r.id}: {r.summary}")
     return "\n".join(lines)
 

@@ -86,7 +86,11 @@ def charts(items: list[Chart]) -> str:
     return "<div class='charts'>" + "".join(boxes) + "</div>"
 
 
-def verified_tag(verified: bool | None, learns: bool | None = None) -> str:
+def verified_tag(
+    verified: bool | None, learns: bool | None = None, diverging: bool | None = None
+) -> str:
+    if diverging:  # finite, with a loss heading for overflow
+        return "<span class='tag no'>✗ diverging</span>"
     if verified is True and learns is False:  # finite, by not learning
         return "<span class='tag untried'>✓ verified, loss did not fall</span>"
     if verified is True:

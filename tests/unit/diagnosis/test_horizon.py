@@ -65,3 +65,55 @@ def test_a_million_step_spec_that_dies_early_answers_in_seconds_and_little_memor
     # Sized to the budget, this allocated 2.1 GB and ran for over ten minutes.
     assert peak_mb < 400
     assert seconds < 120  # generous for a shared machine; it takes a few seconds
+
+
+def test_a_lowered_rate_is_verified_over_its_reduction_times_the_failure_step():
+    """A rate k times lower reaches the failing state about k times later: its horizon is at
+    least RATE_MARGIN x k x the failure step (capped at the budget), never less than the others'."""
+    from nandoctor.diagnosis.verify import RATE_MARGIN, rate_horizon
+
+    o = outcome(50, 5_000)
+    base = verification_horizon(o)
+    assert rate_horizon(o, base, 2) == base  # a small reduction: the common horizon
+    assert rate_horizon(o, base, 16) == RATE_MARGIN * 16 * 50
+    assert rate_horizon(o, base, 1024) == 5_000  # never past the budget
+
+
+def test_the_proposed_lower_rate_stays_finite_over_the_whole_budget_when_re_run_alone():
+    """Naive BCE at lr 5 dies at step 50; lr 5/32 stays finite for 1,000 steps (the old
+    horizon) and dies later, inside the budget. The rate proposed as verified must hold when the
+    user re-runs the spec with it, as `run --set` does."""
+    from nandoctor.engine.runs import train
+    from nandoctor.examine import examine, verify_fixes
+    from nandoctor.spec.models import spec_from_dict
+
+    spec = spec_from_dict(
+        {
+            "seed": 0,
+            "data": {"task": "binary", "samples": 256, "features": 10, "outputs": 1},
+            "model": {
+                "layers": [
+                    {"units": 20, "activation": "tanh", "init": "xavier"},
+                    {"units": 1, "activation": "sigmoid", "init": "xavier"},
+                ]
+            },
+            "loss": "bce",
+            "numerics": {"dtype": "float32", "mode": "naive"},
+            "train": {"steps": 3000, "batch_size": "full", "learning_rate": 5.0},
+        }
+    )
+    diagnosis, out = examine(spec)
+    failed = diagnosis.first_nonfinite.step
+    verify_fixes(diagnosis, out, jobs=1)
+    (rec,) = [r for r in diagnosis.recommendations if r.id == "lower_learning_rate"]
+    assert rec.verified is True, rec.evidence
+    rate = rec.changes["train.learning_rate"]
+    alone = train(spec.with_changes({"train.learning_rate": rate}), snapshots=False)[0]
+    assert alone.finite, f"lr {rate} went non-finite at step {alone.first_nonfinite.step}"
+    from nandoctor.diagnosis.verify import RATE_MARGIN
+
+    assert rec.steps_verified >= min(3000, RATE_MARGIN * (5.0 / rate) * failed)
+    # the experiment claims no more than the steps it ran
+    (line,) = [e for e in diagnosis.cause.evidence if "lower learning rate" in e]
+    if rec.steps_verified < 3000:
+        assert f"over the {rec.steps_verified:,} steps verified" in line

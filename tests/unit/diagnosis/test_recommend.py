@@ -145,3 +145,64 @@ def test_a_setting_changed_in_every_layer_counts_as_one_change_when_ranking():
     for r, loss in ((he, 0.0064), (clip, 1.15e23), (both, 1e-5)):
         r.verified, r.learns, r.final_loss = True, True, loss
     assert rank([both, clip, he]) == [he, clip, both]  # one setting each, then the lower loss
+
+
+def test_a_change_whose_loss_grew_by_orders_of_magnitude_is_diverging_not_verified():
+    """Finite for the steps it ran, but heading for overflow: the loss of its last tenth is over
+    DIVERGE_FACTOR times where it started. Not a fix, and the evidence gives the numbers."""
+    from nandoctor.diagnosis.findings import Recommendation
+    from nandoctor.diagnosis.measures import DIVERGE_FACTOR, loss_trend
+    from nandoctor.diagnosis.verify import Trial, _record
+
+    rng = np.random.default_rng(0)
+    grows = np.geomspace(0.6, 5e15, 1000) * (1 + 0.05 * rng.standard_normal(1000))
+    rec = Recommendation("lower_learning_rate", "", {"train.learning_rate": 0.075})
+    trend = loss_trend(grows)
+    _record(rec, Trial(True, 1000, float(grows[-1]), None, trend=trend))
+    assert trend.end > DIVERGE_FACTOR * trend.origin
+    assert (rec.verified, rec.diverging) == (False, True)
+    assert rec.evidence.startswith("finite for 1000 steps but the loss grew from 0.6")
+    assert "diverging" in rec.evidence
+    # a loss that rose a little is not diverging: verified, not learning
+    mild = np.linspace(1.0, 3.0, 1000)
+    calm = Recommendation("clip_gradients", "", {"train.clip_grad_norm": 1.0})
+    _record(calm, Trial(True, 1000, 3.0, None, trend=loss_trend(mild)))
+    assert (calm.verified, calm.learns, calm.diverging) == (True, False, False)
+
+
+def test_halving_proposes_the_largest_rate_that_neither_overflows_nor_diverges():
+    """Nesterov momentum 0.99 at lr 0.3 overflows; at lr/4 it stays finite over the budget while
+    its loss climbs towards overflow. The rate proposed is one whose re-run did not diverge,
+    and no experiment says a diverging change removes the failure."""
+    from nandoctor.diagnosis.measures import loss_trend
+    from nandoctor.engine.runs import train
+
+    spec = spec_from_dict(
+        {
+            "seed": 0,
+            "data": {"task": "regression", "samples": 512, "features": 20, "outputs": 1},
+            "model": {"layers": [{"units": 64, "activation": "tanh"}, {"units": 1}]},
+            "train": {
+                "steps": 1000,
+                "batch_size": 32,
+                "learning_rate": 0.3,
+                "optimizer": "nesterov",
+                "momentum": 0.99,
+            },
+        }
+    )
+    diagnosis, out = examine(spec)
+    assert diagnosis.status == "nonfinite"
+    verify_fixes(diagnosis, out, jobs=1)
+    (rec,) = [r for r in diagnosis.recommendations if r.id == "lower_learning_rate"]
+    rate = rec.changes["train.learning_rate"]
+    alone = train(spec.with_changes({"train.learning_rate": rate}), snapshots=False)[0]
+    assert alone.finite and not loss_trend(alone.loss).diverged
+    # every larger halving went non-finite or diverged within the budget
+    larger = [0.3 / 2**k for k in range(1, 17) if 0.3 / 2**k > rate]
+    for o in train(spec, lrs=larger, snapshots=False):
+        assert not o.finite or loss_trend(o.loss).diverged
+    for r in diagnosis.recommendations:
+        if r.diverging:
+            assert r.verified is False and "diverging" in r.evidence
+            assert not any("removes it" in e and r.evidence in e for e in diagnosis.cause.evidence)
