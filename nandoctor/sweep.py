@@ -19,6 +19,7 @@ import numpy as np
 from nandoctor.cluster import active_backend
 from nandoctor.diagnosis.diagnose import diagnose, fmt
 from nandoctor.diagnosis.findings import Status
+from nandoctor.diagnosis.measures import loss_trend
 from nandoctor.engine.runs import train
 from nandoctor.engine.setup import prepare
 from nandoctor.engine.trainer import Trainer
@@ -142,6 +143,14 @@ class RateRun:
     settings: dict = field(default_factory=dict)
     probe: bool = False  # tried by the --edge bisection, not in the --lr list
     threads: int = 1  # BLAS threads it trained with (nandoctor.parallel.threads_for)
+    # finite, but its loss grew by orders of magnitude (measures.LossTrend.diverged): heading
+    # for overflow, not stable
+    diverging: bool = False
+
+    @property
+    def stable(self) -> bool:
+        """Stayed finite without diverging."""
+        return self.status != "nonfinite" and not self.diverging
 
     def to_json(self) -> dict:
         return {
@@ -152,6 +161,7 @@ class RateRun:
             "first_nonfinite": self.first_nonfinite,
             "cause": self.cause,
             "final_loss": self.final_loss,
+            "diverging": self.diverging,
         }
 
 
@@ -160,7 +170,7 @@ class GridPoint:
     settings: dict
     runs: list[RateRun]
     max_stable_lr: float | None
-    edge: tuple[float, float] | None = None  # (last finite, first non-finite) after --edge
+    edge: tuple[float, float] | None = None  # (last stable, first non-finite or diverging), --edge
     sharpness: float | None = None  # lambda_max of the loss Hessian at initialisation
     sharpness_note: str = ""
     has_loss: bool = True  # False for random_gradient: its "loss" is not one to plot
@@ -258,16 +268,26 @@ def _chunk(args, on_step=None) -> list[RateRun]:
                 final_loss=d.loss_final,
                 settings=settings,
                 threads=o.threads,
+                diverging=diverging(o),
             )
         )
     return out
 
 
+def diverging(o) -> bool:
+    """``o`` stayed finite while its loss grew by orders of magnitude (a loss to learn only)."""
+    if not o.finite or o.spec.loss.name == "random_gradient":
+        return False
+    trend = loss_trend(o.loss)
+    return bool(trend is not None and trend.diverged)
+
+
 def max_stable(runs: list[RateRun]) -> float | None:
-    """The largest rate that stayed finite with no failing rate below it (docs/output.md)."""
+    """The largest rate that stayed finite without diverging, with no failing or diverging
+    rate below it (docs/output.md)."""
     best = None
     for r in sorted(runs, key=lambda r: r.learning_rate):
-        if r.status == "nonfinite":
+        if not r.stable:
             break
         best = r.learning_rate
     return best
@@ -295,9 +315,7 @@ def edge_bracket(runs: list[RateRun]) -> tuple[float, float] | None:
     ordered = sorted(runs, key=lambda r: r.learning_rate)
     lo = max_stable(ordered)
     above = [
-        r.learning_rate
-        for r in ordered
-        if r.status == "nonfinite" and (lo is None or r.learning_rate > lo)
+        r.learning_rate for r in ordered if not r.stable and (lo is None or r.learning_rate > lo)
     ]
     if lo is None or not above:
         return None
@@ -316,7 +334,7 @@ def _narrowed(bracket, runs: list[RateRun], probe: RateRun) -> tuple[float, floa
     probe.probe = True
     runs.append(probe)
     lo, hi = bracket
-    return (lo, probe.learning_rate) if probe.status == "nonfinite" else (probe.learning_rate, hi)
+    return (probe.learning_rate, hi) if probe.stable else (lo, probe.learning_rate)
 
 
 def sharpness(
@@ -407,10 +425,10 @@ def compare_note(point: GridPoint, spec) -> str:
         name, ref = f"2(1+{fmt(m)})/((1+2x{fmt(m)}) lambda_max)", bound * (1 + m) / (1 + 2 * m)
     what = "measured edge" if point.edge else "max stable lr"
     ratio = edge / ref
-    open_ended = not any(r.status == "nonfinite" for r in point.runs)
+    open_ended = all(r.stable for r in point.runs)
     if open_ended:
         return (
-            f"every rate tried stayed finite: the edge is above {fmt(edge)}, which is"
+            f"every rate tried stayed finite without diverging: the edge is above {fmt(edge)}, which is"
             f" {fmt(ratio)}x the bound {name} = {fmt(ref)}"
         )
     full = t.batch_size == "full" or t.batch_size >= (point.samples or spec.data.samples)

@@ -44,7 +44,7 @@ def table(point: GridPoint, title: str | None = None) -> Table:
         where = (f["phase"] + (f" layer {f['layer']}" if f["layer"] else "")) if f else "-"
         t.add_row(
             fmt(r.learning_rate) + ("*" if r.probe else " " if probes else ""),
-            Text(r.status, style=style[r.status]),
+            Text(r.status + (", diverging" if r.diverging else ""), style=style[r.status]),
             str(r.steps_run),
             where,
             r.cause or "-",
@@ -167,11 +167,21 @@ def _finished_point(p: GridPoint) -> list:
         if p.edge
         else ""
     )
+    above = [
+        r.learning_rate
+        for r in p.runs
+        if r.diverging and (p.max_stable_lr is None or r.learning_rate > p.max_stable_lr)
+    ]
+    why = (
+        f" ({fmt(min(above))} stayed finite but its loss diverged: not stable)"
+        if above and not p.edge
+        else ""
+    )
     return [
         table(p),
         Text(""),
         Chart(p),
-        Text(f"max stable learning rate: {stable}{edge}", style="bold"),
+        Text(f"max stable learning rate: {stable}{edge}{why}", style="bold"),
         Text(p.sharpness_note),
         Text(""),
     ]

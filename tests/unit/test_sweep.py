@@ -406,7 +406,7 @@ def test_json_document_shape():
     assert {"spec", "runs", "max_stable_lr", "lambda_max", "lr_bound"} <= set(doc)
     assert doc["spec"].endswith("relu_high_lr.yaml")
     keys = {"learning_rate", "status", "steps_run", "first_nonfinite", "cause", "final_loss"}
-    assert all(set(run) == keys for run in doc["runs"])
+    assert all(set(run) == keys | {"diverging"} for run in doc["runs"])
     assert [x["status"] != "nonfinite" for x in doc["runs"]] == [True, True, False]
     assert doc["runs"][2]["first_nonfinite"]["phase"] in ("forward", "loss", "backward", "update")
     assert doc["max_stable_lr"] == 1.0
@@ -579,3 +579,36 @@ def test_full_batch_nesterov_edge_sits_at_its_own_bound_and_the_note_names_it():
 
     note = compare_note(point, spec)
     assert "2(1+0.9)/((1+2x0.9) lambda_max)" in note and f"{ref:.3g}" in note
+
+
+def test_a_rate_whose_loss_diverged_is_not_stable():
+    """Nesterov momentum 0.99: a rate can stay finite for the whole budget while its loss climbs
+    by orders of magnitude towards overflow. Such a run is flagged ``diverging`` (as its single
+    run's loss shows) and the largest stable rate sits below it."""
+    from nandoctor.diagnosis.measures import loss_trend
+
+    spec = spec_from_dict(
+        {
+            "seed": 0,
+            "data": {"task": "regression", "samples": 512, "features": 20, "outputs": 1},
+            "model": {"layers": [{"units": 64, "activation": "tanh"}, {"units": 1}]},
+            "train": {
+                "steps": 200,
+                "batch_size": 32,
+                "learning_rate": 0.3,
+                "optimizer": "nesterov",
+                "momentum": 0.99,
+            },
+        }
+    )
+    runs = run_rates(spec, [0.01, 0.0548, 0.128], {})
+    for r in runs:
+        o = train(spec.with_changes({"train.learning_rate": r.learning_rate}))[0]
+        assert as_tuple(r) == single(spec, r.learning_rate)
+        assert r.diverging == (o.finite and loss_trend(o.loss).diverged), r.learning_rate
+    diverged = [r for r in runs if r.diverging]
+    assert diverged and all(r.status != "nonfinite" for r in diverged)  # finite, not stable
+    best = max_stable(runs)
+    assert best is not None and best < min(r.learning_rate for r in diverged)
+    assert all(not r.diverging for r in runs if r.learning_rate <= best)
+    assert runs[0].to_json()["diverging"] is False

@@ -31,7 +31,8 @@ def runs_table(points: list[GridPoint]) -> str:
                 [
                     *(e(p.settings[k]) for k in keys),
                     e(fmt(r.learning_rate)) + (" *" if r.probe else ""),
-                    f"<span class='tag {r.status}'>{e(r.status)}</span>",
+                    f"<span class='tag {r.status}'>{e(r.status)}</span>"
+                    + (" <span class='tag nonfinite'>diverging</span>" if r.diverging else ""),
                     e(r.steps_run),
                     e(where),
                     e(r.cause),
