@@ -115,7 +115,9 @@ WARNINGS: dict[str, Entry] = {
         "train.learning_rate",
     ),
     "loss_not_decreasing": Entry(
-        "the median loss at the end is no lower than at the start", "train.learning_rate"
+        "the median loss at the end is no lower than at the start, or is over 1000 times "
+        "step 1's loss (diverging)",
+        "train.learning_rate",
     ),
     "zero_gradient": Entry(
         "a layer's gradient is exactly 0 at every step of a stretch: its parameters never move",

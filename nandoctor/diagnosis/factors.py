@@ -76,10 +76,18 @@ def growing_schedule(f: Failure, cause: Finding) -> Iterator[Finding]:
     )
 
 
+def unscaled_input_scale(outcome) -> float | None:
+    """max |x| of inputs fed in with no preprocessing when beyond ``UNSCALED_INPUT``, else None."""
+    raw = outcome.prepared.raw_max_abs
+    if outcome.spec.data.preprocess == "none" and math.isfinite(raw) and raw > UNSCALED_INPUT:
+        return raw
+    return None
+
+
 def unscaled_inputs(f: Failure, cause: Finding) -> Iterator[Finding]:
     """Inputs far from unit scale fed in with no preprocessing."""
     raw, spec = f.outcome.prepared.raw_max_abs, f.spec
-    if spec.data.preprocess == "none" and math.isfinite(raw) and raw > UNSCALED_INPUT:
+    if unscaled_input_scale(f.outcome) is not None:
         yield factor(
             "unscaled_inputs",
             f"inputs reach |x| = {fmt(raw)} with no preprocessing",

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from nandoctor.diagnosis.catalogue import NAIVE_FACTORS, RECOMMENDATIONS
-from nandoctor.diagnosis.factors import unscaled_target_scale
+from nandoctor.diagnosis.factors import unscaled_input_scale, unscaled_target_scale
 from nandoctor.diagnosis.findings import Recommendation, fmt
 from nandoctor.diagnosis.measures import held_as_zero
 from nandoctor.diagnosis.networks import NORM_OPS
@@ -192,6 +192,8 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             add_scaled_init()
         if w.id == "oscillating_loss":
             lower_lr()
+        if w.id in ("loss_not_decreasing", "exploding_gradient") and unscaled_input_scale(outcome):
+            add("standardize_inputs", {"data.preprocess": "standardize"})
         if w.id in ("skipped_steps", "loss_not_decreasing") and unscaled_target_scale(outcome):
             add("standardize_targets", {"data.target_preprocess": "standardize"})
         if w.id == "skipped_steps" and spec.numerics.dtype == "float16":

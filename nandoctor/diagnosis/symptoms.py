@@ -174,11 +174,16 @@ def _transient_spike(run: Observed, g: np.ndarray, total: np.ndarray) -> Finding
 def loss_not_decreasing(run: Observed) -> Iterator[Finding]:
     """The loss over the last tenth of the steps is no lower than over the first tenth, judged
     by medians (``measures.loss_trend``): one huge spike cannot move either end, and a fall
-    smaller than the windows' step-to-step noise is no fall."""
+    smaller than the windows' step-to-step noise is no fall. A loss that ended orders of
+    magnitude above where it started (step 1's loss, or the first tenth's median) is diverging,
+    whatever it did between."""
     if run.outcome.spec.loss.name == "random_gradient":
         return
     trend = loss_trend(run.outcome.loss[: run.n])
     if trend is None or trend.fell:
+        return
+    if trend.diverged:  # a jump at step 2 can lift the whole first tenth: judged from step 1
+        yield warning("loss_not_decreasing", f"diverging: {trend.divergence()}")
         return
     noise = trend.noise
     yield warning(

@@ -220,3 +220,32 @@ def test_exploding_activations_are_seen_in_the_forward_pass_of_a_step_that_faile
     d.recommendations = verify(d, outcome, jobs=1)
     best = d.recommendations[0]
     assert best.id == "use_he_init" and best.verified and best.learns, best.evidence
+
+
+def test_a_loss_that_ended_orders_of_magnitude_above_step_1_is_flagged():
+    """Raw house prices: step 2's update lifts the loss from ~6e10 to ~1e23, the ReLUs die and
+    the loss then falls slowly, so the first tenth's median is above the last tenth's. It still
+    ended orders of magnitude above step 1: a diverging loss, and the unscaled data are what to
+    standardize."""
+    from pathlib import Path
+
+    from nandoctor.diagnosis.findings import fmt
+    from nandoctor.diagnosis.measures import DIVERGE_FACTOR, median
+
+    houses = Path(__file__).resolve().parents[3] / "configs" / "data" / "houses.csv"
+    data = {
+        "source": "csv",
+        "path": str(houses),
+        "target": "price",
+        "categorical": ["district"],
+        "missing": "drop_rows",
+    }
+    run = train(spec(RELU_NET[:1] + [{"units": 1}], data=data, steps=200, learning_rate=1e-3))[0]
+    loss = run.loss
+    k = len(loss) // 10
+    assert run.finite and median(loss[-k:]) > DIVERGE_FACTOR * loss[0]
+    d = diagnose(run)
+    (w,) = [w for w in d.warnings if w.id == "loss_not_decreasing"]
+    assert "diverging" in w.summary and fmt(loss[0]) in w.summary
+    ids = {r.id for r in d.recommendations}
+    assert {"standardize_inputs", "standardize_targets"} <= ids
