@@ -224,6 +224,12 @@ RECOMMENDATIONS: dict[str, Remedy] = {
         "AdamW (per-parameter step sizes, decoupled weight decay) at a rate of at most 1e-3",
         "AdamW alone removes it: the raw gradient's size driving the step is the mechanism",
     ),
+    "larger_batch": Remedy(
+        "train on batches of more than one row: batch norm over one row has variance exactly 0 "
+        "and outputs beta whatever the input",
+        "batches of more than one row alone remove it: batch norm over a single row, whose "
+        "variance is exactly 0, is the mechanism",
+    ),
     "remove_nan_inputs": Remedy(
         "stop injecting NaN into the inputs",
         "removing the NaN inputs removes it: the data are the cause",

@@ -60,6 +60,9 @@ class Recommendation:
     # did the confirming run stay finite while its loss grew orders of magnitude
     # (measures.LossTrend.diverged)? Such a change is not verified. None: not verified.
     diverging: bool | None = None
+    # layers (from 1) whose gradients were exactly 0 at every step of the confirming run: the
+    # change keeps the values finite but those layers never learn (learns is then false)
+    frozen_layers: list[int] | None = None
 
 
 @dataclass

@@ -21,6 +21,7 @@ from nandoctor.engine.optim import split_state_tensor
 
 ADAM_EPS = 1e-8  # torch.optim's default eps, proposed when the dtype can hold it
 NORM_EPS = 1e-5  # torch's BatchNorm1d / LayerNorm default eps
+BATCH = 32  # Keras' default batch size, proposed when batch norm sees one row per batch
 MIXED_PRECISION = {"numerics.master_dtype": "float32", "numerics.loss_scale": "dynamic"}
 PLAIN_SGD = ("sgd", "momentum", "nesterov")  # step = lr * raw gradient: no per-parameter scaling
 
@@ -156,6 +157,11 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
                 f"use norm_eps = {fmt(eps)} ({why}) in the norm of layer"
                 f"{'s' if len(layers) > 1 else ''} {where}",
             )
+            rows = len(outcome.prepared.x)
+            per_batch = rows if spec.train.batch_size == "full" else spec.train.batch_size
+            if spec.model.layers[failed].norm == "batch" and per_batch == 1 and rows > 1:
+                # one row per batch: its variance is 0 at every step, with or without eps
+                add("larger_batch", {"train.batch_size": min(BATCH, rows)})
         elif c == "division_by_zero":
             eps = holdable(ADAM_EPS, dtype)
             held = float(np.asarray(ADAM_EPS, dtype))

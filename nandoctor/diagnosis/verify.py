@@ -50,17 +50,26 @@ class Trial:
     failed_step: int | None
     lost: str | None = None  # why there is no result (its worker process died)
     trend: LossTrend | None = None  # did its loss fall (too few steps, a random loss: None)
+    # layers (from 1) whose weight and bias gradients were exactly 0 at every recorded step, and
+    # how many steps that was: such a layer never moves (batch norm over one row outputs beta)
+    frozen: tuple[int, ...] = ()
+    frozen_steps: int = 0
 
 
 def _trial(o: Outcome) -> Trial:
     last = o.loss[-1] if len(o.loss) else np.nan
     random = o.spec.loss.name == "random_gradient"  # a loss with nothing to learn
+    g = (o.history or {}).get("grad_norm")
+    rows = 0 if g is None or not o.finite else min(len(g), o.steps_run)
+    frozen = tuple(int(i) + 1 for i in np.flatnonzero((g[:rows] == 0).all(axis=0))) if rows else ()
     return Trial(
         finite=o.finite,
         steps_run=o.steps_run,
         final_loss=float(last) if np.isfinite(last) else None,
         failed_step=o.first_nonfinite.step if o.first_nonfinite else None,
         trend=None if random or not o.finite else loss_trend(o.loss),
+        frozen=frozen,
+        frozen_steps=rows,
     )
 
 
@@ -122,6 +131,15 @@ def _record(rec: Recommendation, trial: Trial, note: str = "") -> None:
             )
         elif trend is not None and rec.learns is None:
             rec.evidence += f"; its loss fell within its step-to-step noise ({trend})"
+        if trial.frozen:  # finite, but part of the network never trains
+            rec.learns = False
+            rec.frozen_layers = list(trial.frozen)
+            layers = ", ".join(str(i) for i in trial.frozen)
+            s = "s" if len(trial.frozen) > 1 else ""
+            rec.evidence += (
+                f"; but layer{s} {layers}: weight and bias gradients exactly 0 at every one of "
+                f"its {trial.frozen_steps} steps, so th{'ose' if s else 'at'} layer{s} never learn{'' if s else 's'}"
+            )
     else:
         rec.evidence = f"still non-finite, at step {trial.failed_step}"
 
@@ -293,8 +311,8 @@ def verify(
         for rec in recs:
             if rec.verified and rec.learns is False:  # finite, but no evidence of a fix
                 diagnosis.cause.evidence.append(
-                    f"experiment: {rec.id} keeps the values finite but its loss did not fall, "
-                    f"so it does not show what removes the failure ({rec.evidence})"
+                    f"experiment: {rec.id} keeps the values finite, but its re-run does not "
+                    f"learn, so it does not show what removes the failure ({rec.evidence})"
                 )
             elif rec.verified:
                 confirms = RECOMMENDATIONS[rec.id].confirmed(failed)

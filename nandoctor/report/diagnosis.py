@@ -180,7 +180,10 @@ def render(d: Diagnosis):
         lines = []
         for r in d.recommendations:
             tag = {True: "✓ verified", False: "✗ still fails", None: "untried"}[r.verified]
-            if r.learns is False:
+            if r.frozen_layers:
+                layers = ", ".join(str(i) for i in r.frozen_layers)
+                tag += f", layer {layers} never learns"
+            elif r.learns is False:
                 tag += ", loss did not fall"
             if r.diverging:
                 tag = "✗ diverging"

@@ -262,3 +262,43 @@ def test_the_spec_beside_a_trace_in_another_folder_names_the_same_data(tmp_path)
     assert beside.resolve_path(beside.data.path).resolve() == (tmp_path / "data").resolve() / (
         Path(load_spec(src).data.path).name
     )
+
+
+def test_a_fix_that_leaves_a_layer_with_zero_gradient_at_every_step_is_not_fixed(tmp_path):
+    """Batch norm over batches of one row: with norm_eps > 0 the values stay finite, but the
+    normalized row is always 0, so the layer outputs beta and its weights never get a gradient.
+    A verified change whose re-run shows a layer frozen like that does not learn; `fix` writes
+    a change whose re-run has no such layer, or says 'kept finite, not fixed'."""
+    import numpy as np
+
+    spec_path = tmp_path / "bn_one_row.yaml"
+    spec_path.write_text(
+        "seed: 0\n"
+        "data: {source: synthetic, task: regression, samples: 64, features: 8, outputs: 1}\n"
+        "model:\n  layers:\n"
+        "    - {units: 16, activation: relu, norm: batch, norm_eps: 0.0}\n"
+        "    - {units: 1, activation: linear}\n"
+        "loss: mse\n"
+        "train: {steps: 60, batch_size: 1, learning_rate: 0.01}\n"
+    )
+    spec = load_spec(spec_path)
+    o = train(spec)[0]
+    d = diagnose(o)
+    verify(d, o, jobs=1)
+    for r in d.recommendations:
+        if not r.verified:
+            continue
+        g = train(spec.with_changes(r.changes))[0].history["grad_norm"]
+        frozen = [i + 1 for i in np.flatnonzero((g == 0).all(axis=0))]
+        assert (r.frozen_layers or []) == frozen, r.id
+        if frozen:
+            assert r.learns is False and "never learns" in r.evidence
+    out = tmp_path / "fixed.yaml"
+    res = invoke("fix", spec_path, "-o", out)
+    assert res.exit_code == 0, res.output
+    fixed = load_spec(out)
+    g = train(fixed)[0].history["grad_norm"]
+    if (g == 0).all(axis=0).any():
+        assert "kept finite, not fixed" in res.output
+    else:
+        assert " fixed by " in res.output

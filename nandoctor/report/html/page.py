@@ -87,10 +87,16 @@ def charts(items: list[Chart]) -> str:
 
 
 def verified_tag(
-    verified: bool | None, learns: bool | None = None, diverging: bool | None = None
+    verified: bool | None,
+    learns: bool | None = None,
+    diverging: bool | None = None,
+    frozen: list[int] | None = None,
 ) -> str:
     if diverging:  # finite, with a loss heading for overflow
         return "<span class='tag no'>✗ diverging</span>"
+    if verified is True and frozen:  # finite, with a layer that never moves
+        layers = ", ".join(str(i) for i in frozen)
+        return f"<span class='tag untried'>✓ verified, layer {layers} never learns</span>"
     if verified is True and learns is False:  # finite, by not learning
         return "<span class='tag untried'>✓ verified, loss did not fall</span>"
     if verified is True:

@@ -73,7 +73,7 @@ def recommendations_section(d: Diagnosis) -> list[str]:
         return []
     rows = [
         [
-            verified_tag(r.verified, r.learns, r.diverging),
+            verified_tag(r.verified, r.learns, r.diverging, r.frozen_layers),
             f"<b>{e(r.id)}</b>",
             e(r.summary),
             "<code>" + e(", ".join(f"{k}={v}" for k, v in r.changes.items())) + "</code>",
