@@ -1,8 +1,10 @@
 """Prove a diagnosis by experiment: re-run the spec with one change at a time.
 
 Candidates come from the diagnosis (its recommendations), never a blind list. Every candidate is
-*confirmed* by a run from step 1 over the spec's whole budget, which stops as soon as a value goes
-non-finite (disproved early). A candidate that only changes training hyper-parameters is also
+*confirmed* by a run from step 1 over a horizon sized to the failure (:func:`verification_horizon`;
+a lowered rate over :func:`rate_horizon`, longer as the rate is lower), which stops as soon as a
+value goes non-finite (disproved early). A run that stays finite while its loss diverges, or
+leaves a layer that never gets a gradient, is not a fix. A candidate that only changes training hyper-parameters is also
 replayed from the snapshot taken shortly before the failure, which says whether the change would
 have rescued the run there (evidence about the mechanism, reported beside the verdict). The lower
 learning rate is found by halving, all halvings trained at once as replicas of one batched run.
@@ -135,10 +137,9 @@ def _record(rec: Recommendation, trial: Trial, note: str = "") -> None:
             rec.learns = False
             rec.frozen_layers = list(trial.frozen)
             layers = ", ".join(str(i) for i in trial.frozen)
-            s = "s" if len(trial.frozen) > 1 else ""
             rec.evidence += (
-                f"; but layer{s} {layers}: weight and bias gradients exactly 0 at every one of "
-                f"its {trial.frozen_steps} steps, so th{'ose' if s else 'at'} layer{s} never learn{'' if s else 's'}"
+                f"; but layer {layers} had weight and bias gradients of exactly 0 at every one "
+                f"of its {trial.frozen_steps} steps: it never learns"
             )
     else:
         rec.evidence = f"still non-finite, at step {trial.failed_step}"
