@@ -70,8 +70,16 @@ def decide(first: FirstNonFinite, growth: list[tuple[int, float]]) -> tuple[Caus
     ):
         return _zero(first, zeros)
     if first.kind == "invalid":
-        return _invalid(first)
-    return _overflow(first, growth)
+        cause, advice = _invalid(first)
+    else:
+        cause, advice = _overflow(first, growth)
+    if first.no_flag:
+        cause.evidence.append(
+            f"`{first.op}` made {first.value} from finite operands and raised no NumPy "
+            f"floating-point flag ({first.no_flag} raises none): the line-traced second run saw "
+            "its operands finite before the line ran, so it was made there, not read from data"
+        )
+    return cause, advice
 
 
 def _bad_input_silent(first: FirstNonFinite) -> tuple[Cause, list[str]]:

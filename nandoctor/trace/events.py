@@ -103,6 +103,9 @@ class FirstNonFinite:
     found_by: str = "callback"  # callback | second pass | IN_CHILD | end of run | PRINTED
     fingerprint: str | None = None  # to check that a re-run reached the same state
     placeholders: list[dict] = field(default_factory=list)  # silent: NaN/Inf written before it
+    # made from finite operands by an op that raises no NumPy flag: which kind of op it is
+    # ("Python float arithmetic", "np.einsum"); found by the line-traced second run
+    no_flag: str | None = None
 
     def to_json(self) -> dict:
         out = {
@@ -123,6 +126,8 @@ class FirstNonFinite:
             out["iteration_note"] = self.iteration_note
         if self.variable:
             out["variable"] = self.variable
+        if self.no_flag:
+            out["no_flag"] = self.no_flag
         out["found_by"] = self.found_by
         return out
 
@@ -145,6 +150,7 @@ class FirstNonFinite:
             loop=d["loop"],
             variable=d.get("variable"),
             found_by=d.get("found_by", "callback"),
+            no_flag=d.get("no_flag"),
         )
 
 
@@ -582,10 +588,13 @@ def _stack(frames, line: int | None = None) -> list[Frame]:
     return stack
 
 
-def first_silent(frame, line: int, variable: str, found: tuple, passes=None) -> FirstNonFinite:
-    """The first non-finite value no operation created: the line that put it in ``variable``;
-    ``passes(frame, loop)``: the pass a loop is in, counted by the run (for a loop whose
-    variable is not a counter: ``for row in rows``)."""
+def first_silent(
+    frame, line: int, variable: str, found: tuple, passes=None, made: dict | None = None
+) -> FirstNonFinite:
+    """The first non-finite value no flagged operation created: the line that put it in
+    ``variable``; ``passes(frame, loop)``: the pass a loop is in, counted by the run (for a loop
+    whose variable is not a counter: ``for row in rows``); ``made``: the op of that line that
+    made it from finite operands without a flag (``silent.created_by``), when one did."""
     kind, count, size = found
     frames = user_frames(frame)
     stack = _stack(frames, line)
@@ -610,6 +619,11 @@ def first_silent(frame, line: int, variable: str, found: tuple, passes=None) -> 
         first.iteration = iteration_from_target(loop_frame, loop)
         if first.iteration is None and passes is not None:
             first.iteration = passes(loop_frame, loop)
+    if made is not None:
+        first.op, first.value = made["op"], made["value"]
+        first.kind = "invalid" if made["value"] == "nan" else "overflow"
+        first.operands, first.variables = made["operands"], made["names"]
+        first.no_flag = "Python float arithmetic" if made["python"] else f"np.{made['op']}"
     return first
 
 

@@ -6,8 +6,9 @@ output discarded, and writes what it found to OUT.json:
 - ``loop``: the iteration of the loop enclosing the first non-finite value, the failing op's
   operand magnitudes per iteration, and the failing frame's fingerprint (to tell whether the
   program repeated itself);
-- ``silent``: the first line whose assignment put a NaN or Inf into a user variable, or the
-  placeholders the program wrote itself (:mod:`.silent`) when there is none.
+- ``silent``: the first line whose assignment put a NaN or Inf into a user variable (and the op
+  that made it there from finite numbers without a flag, if one did), the placeholders the
+  program wrote itself, and the values computed from them only (:mod:`.silent`).
 
 A fresh process keeps the first run's module state out, and lets the line events (which slow
 the program down) stay out of the first run.
@@ -118,14 +119,17 @@ def _silent_pass(program: Program, out_path: str) -> None:
     from nandoctor.trace.events import first_silent
     from nandoctor.trace.silent import FirstNaNFinder
 
-    def found(frame, line, name, numbers) -> None:
+    def found(frame, line, name, numbers, made) -> None:
         sys.settrace(None)
-        first = first_silent(frame, line, name, numbers, finder.pass_of)
-        _finish(out_path, {"found": True, "first": first.to_json(), "placeholders": finder.seen})
+        first = first_silent(frame, line, name, numbers, finder.pass_of, made)
+        _finish(out_path, {"found": True, "first": first.to_json(), **seen()})
+
+    def seen() -> dict:
+        return {"placeholders": finder.seen, "derived": finder.derived}
 
     finder = FirstNaNFinder(found)
     _run(program, None, finder)
-    _finish(out_path, {"found": False, "placeholders": finder.seen})
+    _finish(out_path, {"found": False, **seen()})
 
 
 def _run(program: Program, armed, tracer) -> None:

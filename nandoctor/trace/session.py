@@ -57,7 +57,15 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
         )
     first = recorder.first
     growth: list = []
-    if first is not None and first.loop is not None:
+    if first is not None and _carried_in(first):  # where did what it met first appear?
+        earlier = _silent(program, outcome, timeout, result, met=first)
+        if earlier is not None:
+            result.notes.append(
+                f"`{first.op}` at {first.file}:{first.line} then met it ({first.kind}, "
+                f"{first.value}): reported where it first appeared"
+            )
+            first = earlier
+    if first is recorder.first and first is not None and first.loop is not None:
         growth = _when(program, recorder, first, timeout, result.notes, outcome.stdin_read)
     if first is None:
         first = _silent(program, outcome, timeout, result)
@@ -133,15 +141,26 @@ def _when(
     return [tuple(g) for g in found["growth"]]
 
 
-def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite | None:
-    """A NaN no event explains, left in the variables or printed: find its line with a second
-    pass. None when there is none, or when it is only the program's own placeholders."""
+def _carried_in(first: FirstNonFinite) -> bool:
+    """An operand of the flagged op already held NaN/Inf that the program did not write itself
+    from a constant: no flag said where it appeared."""
+    return any(n.get("nonfinite") and not n.get("placeholder") for _, n in first.operands)
+
+
+def _silent(
+    program, outcome: Outcome, timeout: float, result, met: FirstNonFinite | None = None
+) -> FirstNonFinite | None:
+    """A NaN no event explains, left in the variables or printed, or carried into the flagged op
+    ``met``: find its line with a second pass. None when there is none, or when it is only the
+    program's own placeholders (and values computed from them alone, not kept to the end)."""
     from nandoctor.trace.observe import leftover_nan
 
     notes = result.notes
-    leftovers = leftover_nan(_namespaces(outcome))
-    printed = outcome.printed_nonfinite
-    if leftovers:
+    leftovers = [] if met else leftover_nan(_namespaces(outcome))
+    printed = None if met else outcome.printed_nonfinite
+    if met is not None:
+        seen = f"`{met.op}` at {met.file}:{met.line} met operands already holding NaN/Inf"
+    elif leftovers:
         name, count, size = leftovers[0]
         seen = f"`{name}` ended holding {count} NaN of {size}"
     elif printed is not None:
@@ -150,8 +169,9 @@ def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite
         return None
     from nandoctor.trace.rerun import launch
 
+    flag = "no earlier operation" if met else "no operation"
     notes.append(
-        f"no operation{' in this process' if outcome.started_processes else ''} raised a flag, "
+        f"{flag}{' in this process' if outcome.started_processes else ''} raised a flag, "
         f"yet {seen}: searched by a second, line-traced run (slower)"
     )
     found = launch({"mode": "silent", "program": program.to_json()}, timeout, outcome.stdin_read)
@@ -164,13 +184,29 @@ def _silent(program, outcome: Outcome, timeout: float, result) -> FirstNonFinite
         if found.get("in_child"):  # its events were not watched: no claim it came in as data
             first.found_by = IN_CHILD
         return first
+    derived = found.get("derived", [])
+    held = {name.split(" (in ")[0] for name, _, _ in leftovers}
+    kept = [d for d in derived if d["variable"] in held]
+    if kept:  # computed from a placeholder, and kept to the end: reported where it was made
+        first = FirstNonFinite.from_json(kept[0])
+        first.placeholders = placeholders
+        return first
+    if met is not None:
+        return None
     for p in placeholders:
         notes.append(
             f"`{p['variable']}` was given {p['value']} the program wrote itself from a constant at "
             f"{p['file']}:{p['line']} (`{p['source']}`): a placeholder, not data, not reported"
         )
-    if placeholders and (found or not leftovers):
-        return None  # every NaN the second run met was a placeholder
+    for d in derived:
+        sources = ", ".join(f"`{n}`" for n in d["from"])
+        notes.append(
+            f"`{d['variable']}` held {d['value']} after {d['file']}:{d['line']} "
+            f"(`{d['source']}`), computed only from the program's own constants ({sources}): carried from them, "
+            "not data nor made from finite numbers, and not kept to the end: not reported"
+        )
+    if (placeholders or derived) and (found or not leftovers):
+        return None  # every NaN the second run met was a placeholder or computed from one
     second = "the line-traced second run"
     if "timed_out" in found:
         second += " (stopped: out of time)"

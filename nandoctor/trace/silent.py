@@ -67,6 +67,22 @@ def assigned_by_line(filename: str) -> dict[int, tuple[str, ...]]:
     return {line: tuple(dict.fromkeys(names)) for line, names in out.items()}
 
 
+@lru_cache(maxsize=256)
+def read_by_line(filename: str) -> dict[int, tuple[str, ...]]:
+    """line -> the names each assignment or ``return`` starting there reads (``w = w - lr * g``:
+    ``w``, ``lr``, ``g``; ``acc *= c``: ``acc``, ``c``), to keep their values before it runs."""
+    tree = parsed(filename)
+    out: dict[int, list[str]] = {}
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Return):
+            reads = [node.value] if node.value is not None else []
+            if isinstance(node, ast.AugAssign):
+                reads.append(node.target)
+            names = [n.id for r in reads for n in ast.walk(r) if isinstance(n, ast.Name)]
+            out.setdefault(node.lineno, []).extend(names)
+    return {line: tuple(dict.fromkeys(names)) for line, names in out.items()}
+
+
 NONFINITE_NAMES = frozenset(
     {"nan", "NaN", "NAN", "inf", "Inf", "Infinity", "infty", "PINF", "NINF"}
 )
@@ -146,6 +162,59 @@ def placeholder_origin(filename: str, first: int, before: int, name: str) -> dic
         source = last_assignment(filename, first, stmt.lineno, other)
         if other != name and source is not None and writes_constant(source):
             return {"line": source.lineno, "source": ast.unparse(source), "via": other}
+    return None
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, bool | int | float | np.generic):
+        return not isinstance(value, np.str_ | np.bytes_)
+    return isinstance(value, np.ndarray) and value.dtype.kind in "biufc"
+
+
+def created_by(frame, line: int, inputs: dict) -> dict | None:
+    """The op of the statement at ``line`` that made a NaN or Inf from finite numbers without a
+    NumPy flag (Python float arithmetic, ``np.einsum``), re-evaluated on what its names held
+    before it ran (``inputs``): ``{"op", "operands", "names", "value", "python"}``. None when an
+    input was not a number (a path, a string: what a reader or ``float(s)`` returns is data) or
+    the op cannot be read without side effects."""
+    import types
+
+    from nandoctor.trace.evaluate import (
+        FrameEvaluator,
+        _names,
+        _operands,
+        statement_value,
+        value_kind,
+    )
+
+    numbers = [v for v in inputs.values() if not isinstance(v, types.ModuleType)]
+    if not numbers or not all(_is_number(v) for v in numbers):
+        return None
+    stmt = statement_at(frame.f_code.co_filename, line)
+    root = statement_value(stmt) if stmt is not None else None
+    if root is None:
+        return None
+    before = types.SimpleNamespace(f_locals={**frame.f_locals, **inputs}, f_globals=frame.f_globals)
+    evaluator = FrameEvaluator(before)
+    try:
+        with npstate.errstate(all="ignore"):
+            evaluator.eval(root)
+    except Exception:  # Unsafe included: a call nandoctor does not repeat
+        return None
+    for node, _, value, args in evaluator.raised:
+        made = value_kind(value)
+        given = [a for a in args if not isinstance(a, str)]
+        if made is None or not given or not all(_is_number(a) for a in given):
+            continue
+        if any(value_kind(a) is not None for a in given):
+            return None  # carried in, not made here
+        return {
+            "op": op_name(node),
+            "operands": _operands(node, args, evaluator),
+            "names": _names(node, evaluator),
+            "value": made,
+            "python": all(isinstance(a, int | float) for a in given),
+        }
     return None
 
 
@@ -256,7 +325,8 @@ class FirstNaNFinder:
     """A ``sys.settrace`` hook on user code that stops at the first variable holding NaN/Inf."""
 
     def __init__(self, on_found):
-        self.on_found = on_found  # (frame, line, variable, (kind, count, size)) -> None
+        # (frame, line, variable, (kind, count, size), created_by(...) or None) -> None
+        self.on_found = on_found
         self.last: dict[int, int] = {}
         self.sentinels: set[tuple] = set()  # (code, name) of a scalar written from a constant
         # those scalars themselves, by id (held, so their ids stay theirs): a name bound to one
@@ -268,6 +338,11 @@ class FirstNaNFinder:
         self.seen: list[dict] = []  # where the placeholders were written, for the report
         # per frame, the pass each loop of its code is in (frames.next_pass, as loops.LoopCounter)
         self.passes: dict[int, dict[int, int]] = {}
+        # per frame, (line, {name: value}) the statement there read, kept before it ran
+        self.inputs: dict[int, tuple[int, dict]] = {}
+        # values computed only from the program's own constants (``best - val`` with ``best =
+        # np.inf``): where each variable first held one, as ``first_silent`` JSON
+        self.derived: list[dict] = []
 
     def __call__(self, frame, event, arg):
         if not is_user_code(frame.f_code):
@@ -284,6 +359,7 @@ class FirstNaNFinder:
                 self._check(frame, previous or frame.f_lineno, "return value", arg)
             self.last.pop(id(frame), None)
             self.passes.pop(id(frame), None)
+            self.inputs.pop(id(frame), None)
         else:
             line = frame.f_lineno
             loop = _loop_headers(frame.f_code).get(line)
@@ -291,7 +367,24 @@ class FirstNaNFinder:
                 passes = self.passes.setdefault(id(frame), {})
                 passes[line] = next_pass(passes.get(line), previous, loop)
             self.last[id(frame)] = line
+            self._keep_inputs(frame, line)
         return self.local
+
+    def _keep_inputs(self, frame, line: int) -> None:
+        """What the names the statement at ``line`` reads hold before it runs (references: an
+        array changed in place is seen as it is after)."""
+        names = read_by_line(frame.f_code.co_filename).get(line)
+        if not names:
+            self.inputs.pop(id(frame), None)
+            return
+        scopes = (frame.f_locals, frame.f_globals)
+        kept = {}
+        for name in names:
+            for scope in scopes:
+                if name in scope:
+                    kept[name] = scope[name]
+                    break
+        self.inputs[id(frame)] = (line, kept)
 
     def pass_of(self, frame, loop) -> int | None:
         """The pass ``frame`` is in of ``loop`` (a ``frames.Loop`` of its code), as counted."""
@@ -332,7 +425,29 @@ class FirstNaNFinder:
                 self.seen.append(where | {"variable": name, "value": found[0]})
                 self.seen[-1]["source"] = source_line(filename, line)
             return
-        self.on_found(frame, line, name, found)
+        kept_line, inputs = self.inputs.get(id(frame), (None, {}))
+        inputs = inputs if kept_line == line else {}
+        carried = {n: v for n, v in inputs.items() if nonfinite_of(v) is not None}
+        code = frame.f_code
+        if carried and all(self._placeholder(v, (code, n)) for n, v in carried.items()):
+            self._derived(frame, line, name, value, found, sorted(carried))
+            return
+        made = None if carried or name == "return value" else created_by(frame, line, inputs)
+        self.on_found(frame, line, name, found, made)
+
+    def _derived(self, frame, line: int, name: str, value, found: tuple, sources: list) -> None:
+        """``value`` was computed from the program's own constants only: not data, not made by
+        an op from finite numbers. It is exempt as they are, and noted where first seen."""
+        if isinstance(value, np.ndarray):
+            self.placeholders[id(value)] = value
+        else:
+            self.scalars[id(value)] = value
+        if any(d["variable"] == name for d in self.derived) or len(self.derived) >= 5:
+            return
+        from nandoctor.trace.events import first_silent
+
+        first = first_silent(frame, line, name, found, self.pass_of).to_json()
+        self.derived.append(first | {"from": sources})
 
     def _taken_out(self, frame, line: int, value) -> bool:
         """``lo = edges[0]``, ``for e in edges:``, ``curve = list(hist)``: the statement only

@@ -1052,3 +1052,50 @@ def test_the_loops_around_the_innermost_are_told_with_their_passes(tmp_path):
     assert f"iteration 4 of the loop at {prog}:7, in iteration 31 of the loop at {prog}:6" in (
         " ".join(res.output.split())
     )
+
+
+def test_a_value_computed_only_from_the_programs_own_constants_is_not_bad_input(tmp_path):
+    """An early-stopping loop: ``lowest - x`` is inf while ``lowest`` is still the program's own
+    inf, and a log it fills leaves NaN slots it wrote itself. Nothing came in, nothing was made:
+    healthy, with the value computed from the sentinel named in a note."""
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nlog = np.full(8, np.nan)\nlowest = float('inf')\n"
+        "for k in range(3):\n    x = 2.0 - k * 0.5\n    log[k] = x\n    gap = lowest - x\n"
+        "    if gap > 0.1:\n        lowest = x\nprint(lowest)\n",
+    )
+    res, doc = trace_json(prog)
+    assert (res.exit_code, doc["status"], doc["cause"]) == (0, "healthy", None)
+    assert any("`gap`" in n and "own constants (`lowest`)" in n for n in doc["notes"])
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "op", "no_flag"),
+    [
+        # Python floats overflow to inf silently: no NumPy flag, yet the line made it
+        (
+            "w = 2.0\nfor k in range(30):\n    g = w * w * w\n    w = w - g\n",
+            3,
+            "multiply",
+            "Python",
+        ),
+        # einsum's sum of products overflows without a flag; the subtract after it flags inf-inf
+        (
+            "import numpy as np\nb = np.full((3, 2), 1e250)\ng = np.einsum('ij,ij->i', b, b)\n"
+            "d = g - g\n",
+            3,
+            "einsum",
+            "np.einsum",
+        ),
+    ],
+)
+def test_an_inf_made_from_finite_numbers_without_a_flag_is_made_there_not_data(
+    tmp_path, body, line, op, no_flag
+):
+    res, doc = trace_json(_script(tmp_path, body))
+    f = doc["first_nonfinite"]
+    assert res.exit_code == 1 and (f["line"], f["op"], f["kind"]) == (line, op, "overflow")
+    assert f["no_flag"].startswith(no_flag) and f["found_by"] == "second pass"
+    assert f["iteration"] == (7 if f["loop"] else None)  # |w| 1.3e188 at 7: w * w overflows
+    assert doc["cause"]["id"] == "overflow"
+    assert any("raised no NumPy floating-point flag" in e for e in doc["cause"]["evidence"])
