@@ -364,8 +364,9 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
                 outcome.globals = runpy.run_path(
                     os.path.abspath(program.target), run_name="__main__"
                 )
-    except SystemExit as e:
+    except SystemExit as e:  # its variables are still what it ends with: looked at as for a raise
         outcome.exit_code = _exit_code(e.code)
+        outcome.frames_locals = _raising_locals(e.__traceback__)
     except BaseException as e:  # the program's own failure, whatever it is
         outcome.exit_code = 130 if isinstance(e, KeyboardInterrupt) else 1
         outcome.exception = e

@@ -1099,3 +1099,17 @@ def test_an_inf_made_from_finite_numbers_without_a_flag_is_made_there_not_data(
     assert f["iteration"] == (7 if f["loop"] else None)  # |w| 1.3e188 at 7: w * w overflows
     assert doc["cause"]["id"] == "overflow"
     assert any("raised no NumPy floating-point flag" in e for e in doc["cause"]["evidence"])
+
+
+@pytest.mark.parametrize(("ending", "code"), [("sys.exit(0)", 0), ("sys.exit(4)", 4)])
+def test_a_nan_held_when_the_program_calls_sys_exit_is_found(tmp_path, ending, code):
+    """sys.exit is how a script ends, not a failure of nandoctor's reading: the variables it
+    ends with are looked at as for a normal end or a raise, and its exit code is kept."""
+    prog = _script(
+        tmp_path,
+        "import sys\nimport numpy as np\nvals = np.array([float(t) for t in '1 nan 2'.split()])\n"
+        f"if np.isnan(vals).any():\n    {ending}\n",
+    )
+    res, doc = trace_json(prog)
+    assert res.exit_code == 1 and doc["program"]["exit_code"] == code
+    assert (doc["first_nonfinite"]["line"], doc["cause"]["id"]) == (3, "bad_input")
