@@ -47,11 +47,13 @@ def _where(first: FirstNonFinite) -> str:
     return f"{first.file}:{first.line}"
 
 
-def _exp_limit(dtype: str) -> float | None:
+def _exp_limit(dtype: str, op: str = "exp") -> float | None:
+    """The largest argument ``op`` (exp, expm1, exp2) takes in ``dtype`` without overflowing."""
     try:
-        return float(np.log(np.finfo(np.dtype(dtype)).max))
+        largest = np.finfo(np.dtype(dtype)).max
     except (TypeError, ValueError):
         return None
+    return float(np.log2(largest) if op == "exp2" else np.log(largest))
 
 
 def decide(first: FirstNonFinite, growth: list[tuple[int, float]]) -> tuple[Cause, list[str]]:
@@ -385,6 +387,29 @@ def _is_literal(expr: str) -> bool:
     return True
 
 
+def _no_large_growth(measured: list[tuple[int, float]], limit: float | None) -> str:
+    """What the operands' sizes over the iterations show, when they did not grow ``GROWTH``-fold
+    (nor past the op's ``limit``): "no growth was needed" only when that is what they show, the
+    first measured iteration being the failing one or already beyond the limit."""
+    (i0, m0), (i1, m1) = measured[0], measured[-1]
+    if limit is not None and m0 >= limit:
+        return (
+            f"the operands were already max |x| = {fmt(m0)} at iteration {i0}, beyond the op's "
+            f"limit {fmt(limit)}: no growth was needed"
+        )
+    if len(measured) == 1:
+        return f"the operands were max |x| = {fmt(m0)} at iteration {i0}, where it overflowed"
+    if m1 > m0:
+        return (
+            f"the operands grew from max |x| = {fmt(m0)} at iteration {i0} to {fmt(m1)} at "
+            f"iteration {i1} (×{fmt(m1 / m0)}, less than {GROWTH:g}-fold)"
+        )
+    return (
+        f"the operands were max |x| = {fmt(m0)} at iteration {i0} and {fmt(m1)} at iteration "
+        f"{i1}: they did not grow"
+    )
+
+
 def _overflow(first, growth) -> tuple[Cause, list[str]]:
     biggest = max(
         (n for _, n in first.operands if n.get("max_abs") is not None),
@@ -397,14 +422,17 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
             evidence.append(
                 f"max |{e}| = {fmt(n['max_abs'])} ({n['dtype']}) when `{first.op}` overflowed at {_where(first)}"
             )
+    limit = None  # the op's largest operand that does not overflow, where it is known
     if first.op in ("exp", "exp2", "expm1") and biggest is not None:
-        limit = _exp_limit(biggest["dtype"])
+        limit = _exp_limit(biggest["dtype"], first.op)
         if limit:
             evidence.append(f"{first.op} overflows {biggest['dtype']} beyond {fmt(limit)}")
     # growth is measured from the first iteration the operands were not all 0 (zero-initialised
     # weights: 0 at iteration 1 is where growth starts, not a size they already had)
     nonzero = [(i, m) for i, m in growth if m > 0]
-    grew = len(nonzero) >= 2 and nonzero[-1][1] / nonzero[0][1] >= GROWTH
+    # grown GROWTH-fold, or past the op's limit from below it: either way the growth made it
+    crossed = len(nonzero) >= 2 and limit is not None and nonzero[0][1] < limit <= nonzero[-1][1]
+    grew = crossed or (len(nonzero) >= 2 and nonzero[-1][1] / nonzero[0][1] >= GROWTH)
     # a growth is a training step's only where the loop steps a variable (W -= lr * g ...)
     trained = first.loop is None or first.loop.get("updates", True)
     if grew:
@@ -414,6 +442,11 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
             f"the operands grew from {start}max |x| = {fmt(m0)} at iteration {i0} to {fmt(m1)} "
             f"at iteration {i1} (×{fmt(m1 / m0)})"
         )
+        if crossed:
+            grew_by += (
+                f"; at iteration {i0} they were below {first.op}'s limit {fmt(limit)}, so it "
+                "overflowed only once they had grown"
+            )
         if not trained:
             return _grew_untrained(first, grew_by, i1, evidence)
         evidence.append(f"{grew_by}: each update made them larger")
@@ -427,11 +460,8 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
             "clip the gradient norm before the update (g *= min(1, max_norm / np.linalg.norm(g)))",
         ]
         return cause, advice
-    if growth:  # they did not grow GROWTH-fold: they were already about this large
-        i0, m0 = nonzero[0] if nonzero else growth[0]
-        evidence.append(
-            f"the operands were already max |x| = {fmt(m0)} at iteration {i0}: no growth was needed"
-        )
+    if growth:  # they did not grow GROWTH-fold, nor past a known limit: said as measured
+        evidence.append(_no_large_growth(nonzero or growth[:1], limit))
     cause = Cause("overflow", f"{first.op} overflowed at {_where(first)}", evidence)
     dtype = biggest["dtype"] if biggest is not None else None
     if first.op in ("exp", "exp2", "expm1"):

@@ -194,7 +194,8 @@ class LoopCounter:
         self.op_code, self.op_line, self.op_node = op_code, op_line, op_node
         self.state: dict[int, list] = {}  # id(frame) -> [iteration, last line]
         self.current: list = [None, None]
-        self.history: list[tuple[int | None, float]] = []  # (iteration, max |operand|)
+        # (iteration, max |operand|) since the loop was last entered: the entry that fails
+        self.history: list[tuple[int | None, float]] = []
 
     @staticmethod
     def key(code) -> tuple:
@@ -218,6 +219,8 @@ class LoopCounter:
             st = self.state.setdefault(id(frame), [None, None])
             if line == self.loop_line:
                 st[0] = next_pass(st[0], st[1], self.loop)
+                if st[0] == 1:  # entered anew (train(lr) called again): its own growth only
+                    self.history.clear()
             st[1] = line
         if key == self.op_code and line == self.op_line and self.op_node is not None:
             self._record_operands(frame)

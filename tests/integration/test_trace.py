@@ -1113,3 +1113,23 @@ def test_a_nan_held_when_the_program_calls_sys_exit_is_found(tmp_path, ending, c
     res, doc = trace_json(prog)
     assert res.exit_code == 1 and doc["program"]["exit_code"] == code
     assert (doc["first_nonfinite"]["line"], doc["cause"]["id"]) == (3, "bad_input")
+
+
+def test_the_growth_history_is_that_of_the_call_whose_loop_failed(tmp_path):
+    """A rate search calls fit(lr) several times: the stable calls' iterations are not mixed
+    into the growth of the call that overflowed."""
+    prog = _script(
+        tmp_path,
+        "import numpy as np\n\ndef fit(lr, n):\n    w = 0.0\n    k = 0\n    while k < n:\n"
+        "        r = 2.0 * w - 7.0\n        sq = np.float64(r) ** 2\n        w = w - lr * 4.0 * r\n"
+        "        k += 1\n    return sq\n\nfor lr in [0.05, 0.02, 0.9]:\n    print(lr, fit(lr, 300))\n",
+    )
+    r = trace_program(Program(str(prog)))
+    assert (r.first.line, r.first.op) == (8, "power") and r.cause.id == "exploding_gradient"
+    grew = [e for e in r.cause.evidence if "grew from" in e]
+    assert (
+        grew
+        and "at iteration 1 " in grew[0]
+        and "no growth was needed" not in " ".join(r.cause.evidence)
+    )
+    assert f"iteration {r.first.iteration} " in grew[0]

@@ -230,3 +230,24 @@ def test_a_domain_error_is_advised_for_its_own_op(op, fix):
     f = first(op=op, kind="invalid", operands=[("x", numbers(min=-0.5, max=2.0))])
     cause, advice = decide(f, [])
     assert cause.id == "domain_error" and fix in advice[0]
+
+
+@pytest.mark.parametrize(
+    ("op", "growth"),
+    [
+        ("exp", [(1, 400.0), (2, 720.0)]),  # exp(400) is finite: the growth to 720 overflowed it
+        ("multiply", [(1, 3e152), (2, 2e153)]),  # no known limit; they grew, under 10-fold
+    ],
+)
+def test_no_growth_needed_is_never_said_of_operands_that_grew(op, growth):
+    f = first(op=op, operands=[("z", numbers(max_abs=growth[-1][1]))])
+    cause, _ = decide(f, growth)
+    assert not any("no growth was needed" in e for e in cause.evidence), cause.evidence
+    assert any("grew from" in e and "iteration 2" in e for e in cause.evidence), cause.evidence
+
+
+def test_no_growth_needed_is_said_of_operands_beyond_the_ops_limit_from_the_start():
+    f = first(operands=[("z", numbers(max_abs=800.0))])
+    cause, _ = decide(f, [(1, 750.0), (2, 800.0)])
+    assert cause.id == "overflow"
+    assert any("beyond the op's limit" in e and "no growth was needed" in e for e in cause.evidence)
