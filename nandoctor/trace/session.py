@@ -119,9 +119,10 @@ def _when(
     if first.iteration is not None and first.kind != "overflow":
         return []
     plan = {"mode": "loop", "program": program.to_json(), **recorder.plan}
+    loop = f"{first.loop['file']}:{first.loop['line']}"
+    _ran_again(notes, f"to count the passes of the loop at {loop} and measure its operands")
     found = launch(plan, timeout, stdin)
     _timed_out(found, notes)
-    loop = f"{first.loop['file']}:{first.loop['line']}"
     if not found or not found.get("found"):
         if first.iteration is None:
             first.iteration_note = "a second run did not reach the same event"
@@ -174,6 +175,7 @@ def _silent(
         f"{flag}{' in this process' if outcome.started_processes else ''} raised a flag, "
         f"yet {seen}: searched by a second, line-traced run (slower)"
     )
+    _ran_again(notes, "line-traced, to find the line that first held it")
     found = launch({"mode": "silent", "program": program.to_json()}, timeout, outcome.stdin_read)
     found = found or {}
     _timed_out(found, notes)
@@ -256,6 +258,15 @@ def _silent(
         operands=[(name, {"nonfinite": count, "size": size})],
         variable=name,
         found_by="end of run",
+    )
+
+
+def _ran_again(notes: list, purpose: str) -> None:
+    """Say that the program is run once more: what it writes is written twice."""
+    notes.append(
+        f"the program was run a second time ({purpose}), its output discarded: anything it "
+        "writes (files, logs, checkpoints) was written again, and a program that reads back "
+        "what it wrote (resuming from its checkpoint) started from that the second time"
     )
 
 

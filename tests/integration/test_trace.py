@@ -1133,3 +1133,26 @@ def test_the_growth_history_is_that_of_the_call_whose_loop_failed(tmp_path):
         and "no growth was needed" not in " ".join(r.cause.evidence)
     )
     assert f"iteration {r.first.iteration} " in grew[0]
+
+
+def test_each_second_run_is_said_to_write_what_the_program_writes_again(tmp_path):
+    """The program appends to a log: a second run (here to count a while loop's passes) appends
+    again, and the report says so, in its notes, as often as it happened."""
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nwith open('runs.log', 'a') as f:\n    f.write('ran\\n')\n"
+        "x = np.array([1.0, 0.0])\nk = 0\nwhile k < 2:\n    y = 1.0 / x\n    k += 1\n",
+    )
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        res, doc = trace_json(prog)
+        healthy, healthy_doc = trace_json(_script(tmp_path, "x = 1.0\n", "ok.py"))
+        text = CliRunner().invoke(main, ["trace", str(prog)]).stdout
+    finally:
+        os.chdir(old)
+    runs = (tmp_path / "runs.log").read_text().count("ran") // 2  # the text trace ran it too
+    again = [n for n in doc["notes"] if "run a second time" in n and "written again" in n]
+    assert res.exit_code == 1 and len(again) == runs - 1 >= 1
+    assert not any("second time" in n for n in healthy_doc["notes"])
+    assert "written again" in text
