@@ -74,6 +74,9 @@ class Outcome:
     frames_locals: list[dict] = field(default_factory=list)  # locals of the raising frames
     returned_locals: list[tuple[str, dict]] = field(default_factory=list)  # (function, locals)
     printed_nonfinite: str | None = None  # the first line the program printed with nan or inf
+    # the first printed line whose nan/inf is only a value given on the command line, echoed
+    # (``Namespace(clip=inf)`` after ``--clip inf``): (line, the argument as given)
+    printed_echo: tuple[str, str] | None = None
     stdin_read: list[str] | None = None  # what it read from sys.stdin (for the second run)
     started_processes: bool = False  # multiprocessing or subprocess: events there are unseen
 
@@ -139,6 +142,16 @@ NOT_A_VALUE_AFTER = frozenset(
 LINE_ENDS = re.compile(r"[\r\n]")  # a progress bar's \r ends a line too
 
 
+def value_spans(line: str) -> list[tuple[int, int, str]]:
+    """(start, end, nan | inf | -inf) of each nan or inf ``line`` shows as a value
+    (:func:`printed_value`)."""
+    return [
+        (hit.start(), hit.end(), "nan" if hit.group().endswith("nan") else hit.group())
+        for hit in NONFINITE_TOKEN.finditer(line)
+        if _is_value(line[: hit.start()], line[hit.end() :])
+    ]
+
+
 def printed_value(line: str) -> str | None:
     """The first nan or inf ``line`` (one printed line) shows as a value, as ``nan``, ``inf``
     or ``-inf``; None when it only names one. A value stands where a program prints one: alone
@@ -147,11 +160,78 @@ def printed_value(line: str) -> str | None:
     the line or before a separator (``epoch 3 loss nan``); not a count (``0 nan``), not prose
     (``no nan found``, ``checking for inf``), not a column header, not an argument beside a name
     (``norm(x, inf)``)."""
-    for hit in NONFINITE_TOKEN.finditer(line):
-        if _is_value(line[: hit.start()], line[hit.end() :]):
-            token = hit.group()
-            return "nan" if token.endswith("nan") else token  # a "-nan" is a NaN
+    spans = value_spans(line)  # a "-nan" is a NaN
+    return spans[0][2] if spans else None
+
+
+def argv_nonfinite(args: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """The options given a NaN or Inf on the command line: option name (as given and with ``_``
+    for ``-``) -> (nan | inf | -inf, the argument as given): ``--clip inf``, ``--tol=nan``."""
+    import math
+
+    found = {}
+    for i, arg in enumerate(args):
+        if not arg.startswith("-") or arg[1:2].isdigit() or arg[1:2] == ".":
+            continue
+        name, eq, value = arg.lstrip("-").partition("=")
+        given = arg
+        if not eq and i + 1 < len(args):
+            value, given = args[i + 1], f"{arg} {args[i + 1]}"
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        if not math.isfinite(number):
+            kind = "nan" if math.isnan(number) else ("inf" if number > 0 else "-inf")
+            for key in (name, name.replace("-", "_")):
+                found[key] = (kind, given)
+    return found
+
+
+def _echoed(before: str, kind: str, options: dict) -> str | None:
+    """The argument as given when the value just after ``before`` is an option's, printed beside
+    its name (``clip=``, ``clip: ``, ``'clip': ``), else None."""
+    head = before.rstrip(" '\"").rstrip("=:").rstrip(" '\"")
+    for name, (given_kind, given) in options.items():
+        if given_kind == kind and re.search(rf"(?<![\w-]){re.escape(name)}$", head):
+            return given
     return None
+
+
+def _literal_spans(filename: str, line: str) -> list[tuple[int, int]]:
+    """Where ``line`` holds, verbatim, a string literal of ``filename``'s source that names a nan
+    or inf (an f-string's literal parts included): text the program wrote, not a value."""
+    from nandoctor.trace.frames import parsed
+
+    spans = []
+    for literal in _nonfinite_literals(parsed(filename)):
+        start = line.find(literal)
+        while start >= 0:
+            spans.append((start, start + len(literal)))
+            start = line.find(literal, start + 1)
+    return spans
+
+
+_LITERALS: dict[int, tuple] = {}
+
+
+def _nonfinite_literals(tree) -> tuple[str, ...]:
+    import ast
+
+    if tree is None:
+        return ()
+    held = _LITERALS.get(id(tree))
+    if held is None or held[0] is not tree:
+        texts = {  # with words beside the nan/inf: float("nan") is a value's spelling, not prose
+            node.value.strip()
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and NONFINITE_TOKEN.search(node.value)
+            and re.search(r"[^\W\d_]", NONFINITE_TOKEN.sub("", node.value))
+        }
+        held = _LITERALS[id(tree)] = (tree, tuple(texts))
+    return held[1]
 
 
 def _is_value(before: str, after: str) -> bool:
@@ -189,12 +269,19 @@ class WatchedStream:
 
     MAX_LINE = 4096  # a longer line is judged by its first part
 
-    def __init__(self, stream, outcome: Outcome):
+    def __init__(self, stream, outcome: Outcome, options: dict | None = None):
         self._stream, self._outcome = stream, outcome
+        self._options = options or {}  # argv_nonfinite of the program's arguments
         self._line = ""  # the line written so far, until its end
+        self._file: str | None = None  # the user file that wrote to it last
 
     def write(self, text):
         if self._outcome.printed_nonfinite is None and isinstance(text, str):
+            frame = sys._getframe(1)
+            while frame is not None and not is_user_code(frame.f_code):
+                frame = frame.f_back
+            if frame is not None:
+                self._file = frame.f_code.co_filename
             *ended, self._line = LINE_ENDS.split(self._line + text)
             for line in ended:
                 self._note(line)
@@ -204,8 +291,27 @@ class WatchedStream:
         return self._stream.write(text)
 
     def _note(self, line: str) -> None:
-        if self._outcome.printed_nonfinite is None and printed_value(line[: self.MAX_LINE]):
-            self._outcome.printed_nonfinite = line[:120]
+        """Keep ``line`` if it shows a nan or inf value the program computed: not one inside a
+        string literal of the file that printed it (prose the program wrote), nor an option's
+        value given on the command line printed beside its name (noted apart)."""
+        if self._outcome.printed_nonfinite is not None:
+            return
+        line = line[: self.MAX_LINE]
+        spans = value_spans(line)
+        if not spans:
+            return
+        literals = _literal_spans(self._file, line) if self._file else []
+        echo = None
+        for start, end, kind in spans:
+            if any(a <= start and end <= b for a, b in literals):
+                continue
+            given = _echoed(line[:start], kind, self._options)
+            if given is None:
+                self._outcome.printed_nonfinite = line[:120]
+                return
+            echo = echo or given
+        if echo is not None and self._outcome.printed_echo is None:
+            self._outcome.printed_echo = (line[:120], echo)
 
     def end(self) -> None:
         """The program has finished: judge its last line, if it did not end it."""
@@ -278,9 +384,10 @@ def recorded_stdin(outcome: Outcome):
 
 
 @contextlib.contextmanager
-def watched_output(outcome: Outcome):
+def watched_output(outcome: Outcome, args: tuple[str, ...] = ()):
     saved = sys.stdout, sys.stderr
-    watched = WatchedStream(saved[0], outcome), WatchedStream(saved[1], outcome)
+    options = argv_nonfinite(args)
+    watched = WatchedStream(saved[0], outcome, options), WatchedStream(saved[1], outcome, options)
     sys.stdout, sys.stderr = watched
     try:
         yield
@@ -340,7 +447,7 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
     keeper, watcher = contextlib.nullcontext(), contextlib.nullcontext()
     children, reader = contextlib.nullcontext(), contextlib.nullcontext()
     if watch:
-        keeper, watcher = FrameKeeper().kept(outcome), watched_output(outcome)
+        keeper, watcher = FrameKeeper().kept(outcome), watched_output(outcome, program.args)
         children, reader = noting_processes(outcome), recorded_stdin(outcome)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     modules_before = set(sys.modules)

@@ -55,6 +55,12 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
             "the program started other processes (multiprocessing, subprocess): their "
             "floating-point events are not watched, only the values that came back to this one"
         )
+    if outcome.printed_echo is not None:
+        line, given = outcome.printed_echo
+        result.notes.append(
+            f"the program printed `{line.strip()}`: its non-finite value there is the one given "
+            f"on its command line (`{given}`), echoed, not one it computed: not reported"
+        )
     first = recorder.first
     growth: list = []
     if first is not None and _carried_in(first):  # where did what it met first appear?

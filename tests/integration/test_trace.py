@@ -1156,3 +1156,18 @@ def test_each_second_run_is_said_to_write_what_the_program_writes_again(tmp_path
     assert res.exit_code == 1 and len(again) == runs - 1 >= 1
     assert not any("second time" in n for n in healthy_doc["notes"])
     assert "written again" in text
+
+
+def test_an_inf_given_on_the_command_line_and_printed_back_is_not_the_programs(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import argparse\nimport numpy as np\np = argparse.ArgumentParser()\n"
+        "p.add_argument('--cap', type=float, default=1.0)\nargs = p.parse_args()\nprint(args)\n"
+        "print('note: cap=inf disables the cap')\nw = np.ones(2)\n"
+        "print('w', np.minimum(w, args.cap))\n",
+    )
+    res = CliRunner().invoke(main, ["trace", "--format", "json", str(prog), "--cap", "inf"])
+    doc = json.loads(res.stdout)
+    assert (res.exit_code, doc["status"], doc["first_nonfinite"]) == (0, "healthy", None)
+    assert any("command line (`--cap inf`)" in n for n in doc["notes"]), doc["notes"]
+    assert not any("second time" in n for n in doc["notes"])

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from nandoctor.trace.runner import Outcome, WatchedStream, printed_value
+from nandoctor.trace.runner import Outcome, WatchedStream, argv_nonfinite, printed_value
 
 
 @pytest.mark.parametrize(
@@ -82,15 +82,38 @@ def test_a_line_is_judged_whole_across_writes():
     for part in ("no", " ", "nan", " ", "here", "\n"):  # print("no", "nan", "here")
         out.write(part)
     assert seen.printed_nonfinite is None
-    for part in ("step 3 ", "loss", " ", "nan", "\r"):  # a progress line ends with \r
+    nan = str(float("nan"))  # computed: a literal of this file would be prose it wrote
+    for part in ("step 3 ", "loss", " ", nan, "\r"):  # a progress line ends with \r
         out.write(part)
-    assert seen.printed_nonfinite == "step 3 loss nan"
+    assert seen.printed_nonfinite == "step 3 loss " + nan
 
 
 def test_a_last_line_without_its_end_is_judged_at_the_end():
     seen = Outcome()
     out = WatchedStream(io.StringIO(), seen)
-    out.write("loss: inf")
+    out.write(f"loss: {float('inf')}")  # computed: a literal of this file would be prose
     assert seen.printed_nonfinite is None
     out.end()
-    assert seen.printed_nonfinite == "loss: inf"
+    assert seen.printed_nonfinite == "loss: " + "inf"
+
+
+def test_a_line_the_source_holds_as_a_string_literal_is_prose_not_a_value():
+    """The file that prints (this one) holds the first line verbatim in a literal: text the
+    program wrote. A value computed at run time and printed after it still counts, and so does
+    a bare float("nan") spelling, which is a value's, not prose."""
+    seen = Outcome()
+    out = WatchedStream(io.StringIO(), seen)
+    out.write("settings: max_norm=inf (clipping off), nan guard on\n")
+    assert seen.printed_nonfinite is None
+    out.write(f"objective={float('nan')}\n")
+    assert seen.printed_nonfinite == "objective=" + "nan"  # (not a literal of this file)
+
+
+@pytest.mark.parametrize("args", [("--max-norm", "inf"), ("--max-norm=inf",)])
+def test_an_options_value_given_on_the_command_line_and_echoed_is_noted_not_kept(args):
+    seen = Outcome()
+    out = WatchedStream(io.StringIO(), seen, argv_nonfinite(args))
+    out.write(f"Namespace(max_norm={float('inf')}, lr=0.1)\n")
+    assert seen.printed_nonfinite is None and seen.printed_echo[1] == " ".join(args)
+    out.write(f"grad norm: {float('inf')}\n")  # not beside the option's name: computed
+    assert seen.printed_nonfinite == "grad norm: " + "inf"
