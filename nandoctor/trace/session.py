@@ -149,9 +149,11 @@ def _when(
 
 
 def _carried_in(first: FirstNonFinite) -> bool:
-    """An operand of the flagged op already held NaN/Inf that the program did not write itself
-    from a constant: no flag said where it appeared."""
-    return any(n.get("nonfinite") and not n.get("placeholder") for _, n in first.operands)
+    """Operands of the flagged op already held NaN/Inf, none of it the program's own placeholder
+    (``scores - scores.max()`` of a -inf mask is explained by the mask): no flag said where it
+    appeared."""
+    carried = [n for _, n in first.operands if n.get("nonfinite")]
+    return bool(carried) and not any(n.get("placeholder") for n in carried)
 
 
 def _silent(
@@ -270,9 +272,9 @@ def _silent(
 def _ran_again(notes: list, purpose: str) -> None:
     """Say that the program is run once more: what it writes is written twice."""
     notes.append(
-        f"the program was run a second time ({purpose}), its output discarded: anything it "
-        "writes (files, logs, checkpoints) was written again, and a program that reads back "
-        "what it wrote (resuming from its checkpoint) started from that the second time"
+        f"the program was run a second time ({purpose}), its output discarded: what it writes "
+        "(files, logs, checkpoints) was written again, and one that resumes from its own "
+        "checkpoint started from it then"
     )
 
 

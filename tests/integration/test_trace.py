@@ -1171,3 +1171,16 @@ def test_an_inf_given_on_the_command_line_and_printed_back_is_not_the_programs(t
     assert (res.exit_code, doc["status"], doc["first_nonfinite"]) == (0, "healthy", None)
     assert any("command line (`--cap inf`)" in n for n in doc["notes"]), doc["notes"]
     assert not any("second time" in n for n in doc["notes"])
+
+
+def test_an_op_meeting_the_programs_own_mask_needs_no_second_run(tmp_path):
+    """scores - scores.max() of a fully -inf row: the mask explains the -inf the subtract met
+    (its max is computed from it), so no run looks for where it appeared."""
+    inline = FULLY_MASKED_ROW.replace(
+        "m = scores.max(axis=-1, keepdims=True)\ne = np.exp(scores - m)",
+        "e = np.exp(scores - scores.max(axis=-1, keepdims=True))",
+    )
+    res, doc = trace_json(_script(tmp_path, inline))
+    assert res.exit_code == 1 and doc["first_nonfinite"]["line"] == 6
+    assert doc["cause"]["id"] == "bad_input" and "placeholder" in doc["cause"]["summary"]
+    assert not any("second time" in n for n in doc["notes"]), doc["notes"]
