@@ -432,7 +432,7 @@ class FirstNaNFinder:
         if carried and all(self._placeholder(v, (code, n)) for n, v in carried.items()):
             self._derived(frame, line, name, value, found, sorted(carried))
             return
-        made = None if carried or name == "return value" else created_by(frame, line, inputs)
+        made = None if carried else created_by(frame, line, inputs)
         self.on_found(frame, line, name, found, made)
 
     def _derived(self, frame, line: int, name: str, value, found: tuple, sources: list) -> None:

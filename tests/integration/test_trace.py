@@ -1079,6 +1079,14 @@ def test_a_value_computed_only_from_the_programs_own_constants_is_not_bad_input(
             "multiply",
             "Python",
         ),
+        # made in a function's return, called from the loop
+        (
+            "def cube(v):\n    return v * v * v\n\nw = 2.0\nfor k in range(30):\n"
+            "    w = w - cube(w)\n",
+            2,
+            "multiply",
+            "Python",
+        ),
         # einsum's sum of products overflows without a flag; the subtract after it flags inf-inf
         (
             "import numpy as np\nb = np.full((3, 2), 1e250)\ng = np.einsum('ij,ij->i', b, b)\n"
