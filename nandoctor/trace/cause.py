@@ -94,6 +94,8 @@ def _bad_input_silent(first: FirstNonFinite) -> tuple[Cause, list[str]]:
         "no NumPy operation raised a floating-point flag for it: it came in with the data",
     ]
     summary = f"a non-finite value came in with the input at {_where(first)}"
+    if first.computed_from:  # the second run saw it computed from placeholders alone
+        return _computed_from_placeholders(first, what)
     if first.placeholders:  # it may be computed from one: say so rather than blame the data
         p = first.placeholders[0]
         evidence[1] = (
@@ -108,6 +110,31 @@ def _bad_input_silent(first: FirstNonFinite) -> tuple[Cause, list[str]]:
         "values (e.g. np.nan_to_num, or fill with the column mean) before training"
     ]
     return cause, advice
+
+
+def _computed_from_placeholders(first: FirstNonFinite, what: str) -> tuple[Cause, list[str]]:
+    """A NaN kept to the end that was computed only from NaN/Inf the program wrote itself
+    (``history.mean()`` over the unfilled slots of ``np.full(n, np.nan)``): not data."""
+    names = ", ".join(f"`{n}`" for n in first.computed_from)
+    written = [p for p in first.placeholders if p["variable"] in first.computed_from]
+    evidence = [
+        f"{what} first held {first.value} after {_where(first)} (`{first.source}`), computed only "
+        f"from {names}, and still held it at the end"
+    ]
+    evidence += [
+        f"`{p['variable']}` held {p['value']} the program wrote itself at {p['file']}:{p['line']} "
+        f"(`{p['source']}`): a placeholder, not data"
+        for p in written
+    ]
+    summary = (
+        f"{first.value} computed at {_where(first)} from the program's own placeholder "
+        f"({names}), kept to the end"
+    )
+    advice = [
+        "compute only over what was filled in (history[:n], or np.nanmean / np.nanmin, which "
+        "skip NaN slots), or write a finite sentinel instead of the placeholder"
+    ]
+    return Cause("bad_input", summary, evidence), advice
 
 
 def _bad_input_carried(first, carried) -> tuple[Cause, list[str]]:

@@ -106,6 +106,8 @@ class FirstNonFinite:
     # made from finite operands by an op that raises no NumPy flag: which kind of op it is
     # ("Python float arithmetic", "np.einsum"); found by the line-traced second run
     no_flag: str | None = None
+    # silent: computed only from these variables, which held the program's own placeholders
+    computed_from: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         out = {
@@ -128,6 +130,8 @@ class FirstNonFinite:
             out["variable"] = self.variable
         if self.no_flag:
             out["no_flag"] = self.no_flag
+        if self.computed_from:
+            out["computed_from"] = self.computed_from
         out["found_by"] = self.found_by
         return out
 
@@ -151,6 +155,7 @@ class FirstNonFinite:
             variable=d.get("variable"),
             found_by=d.get("found_by", "callback"),
             no_flag=d.get("no_flag"),
+            computed_from=d.get("computed_from", d.get("from", [])),
         )
 
 

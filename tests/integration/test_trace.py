@@ -1192,3 +1192,19 @@ def test_an_op_meeting_the_programs_own_mask_needs_no_second_run(tmp_path):
     assert res.exit_code == 1 and doc["first_nonfinite"]["line"] == 6
     assert doc["cause"]["id"] == "bad_input" and "placeholder" in doc["cause"]["summary"]
     assert not any("second time" in n for n in doc["notes"]), doc["notes"]
+
+
+def test_a_nan_computed_only_from_a_placeholder_and_kept_is_not_said_to_come_from_data(tmp_path):
+    prog = _script(
+        tmp_path,
+        "import numpy as np\nscores = np.full(4, np.nan)\nscores[0] = 0.5\n"
+        "total = scores.sum()\nprint('total', total)\n",
+    )
+    res, doc = trace_json(prog)
+    f = doc["first_nonfinite"]
+    assert res.exit_code == 1 and (f["line"], f["variable"]) == (4, "total")
+    assert f["computed_from"] == ["scores"]
+    assert not any(
+        "data" in e and "placeholder, not data" not in e for e in doc["cause"]["evidence"]
+    )
+    assert not any("check the data" in a for a in doc["advice"])
