@@ -108,6 +108,8 @@ class FirstNonFinite:
     no_flag: str | None = None
     # silent: computed only from these variables, which held the program's own placeholders
     computed_from: list[str] = field(default_factory=list)
+    # made without a flag: (pass, largest operand) of the loop around it, from the second run
+    growth: list[tuple[int, float]] = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict:
         out = {

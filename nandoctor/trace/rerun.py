@@ -122,7 +122,8 @@ def _silent_pass(program: Program, out_path: str) -> None:
     def found(frame, line, name, numbers, made) -> None:
         sys.settrace(None)
         first = first_silent(frame, line, name, numbers, finder.pass_of, made)
-        _finish(out_path, {"found": True, "first": first.to_json(), **seen()})
+        growth = finder.growth_at(frame, line) if made else []
+        _finish(out_path, {"found": True, "first": first.to_json(), "growth": growth, **seen()})
 
     def seen() -> dict:
         return {"placeholders": finder.seen, "derived": finder.derived}

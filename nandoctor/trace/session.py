@@ -97,7 +97,7 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
         )
     if first.line is not None and first.found_by != IN_CHILD:
         # a NaN not located, or met in a process whose events were not watched: no cause shown
-        result.cause, result.advice = decide(first, growth)
+        result.cause, result.advice = decide(first, growth or first.growth)
     return result
 
 
@@ -191,6 +191,7 @@ def _silent(
     if found.get("found"):
         first = FirstNonFinite.from_json(found["first"])
         first.placeholders = placeholders
+        first.growth = [tuple(g) for g in found.get("growth", [])]
         if found.get("in_child"):  # its events were not watched: no claim it came in as data
             first.found_by = IN_CHILD
         return first

@@ -218,6 +218,52 @@ def created_by(frame, line: int, inputs: dict) -> dict | None:
     return None
 
 
+MAX_SIZES = 4096  # input sizes kept per statement (the first passes, then the latest)
+MAX_MEASURED = 1024  # an array input larger than this is not measured at each line
+
+
+def _magnitude(values) -> float | None:
+    """The largest finite |x| among number inputs (scalars, arrays up to MAX_MEASURED)."""
+    best = None
+    for v in values:
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, int | float | np.floating | np.integer):
+            m = abs(float(v))
+        elif isinstance(v, np.ndarray) and 0 < v.size <= MAX_MEASURED and v.dtype.kind in "iuf":
+            m = float(np.abs(v).max())  # abs and max raise no flag on finite numbers
+            if not math.isfinite(m):  # some entries non-finite: the finite ones
+                with npstate.errstate(all="ignore"):
+                    a = np.abs(v[np.isfinite(v)])
+                m = float(a.max()) if a.size else math.nan
+        else:
+            continue
+        if math.isfinite(m):
+            best = m if best is None else max(best, m)
+    return best
+
+
+_AROUND: dict[tuple, object] = {}  # (code, line) -> the innermost loop of code holding line
+
+
+def _pass_around(frame, line: int, passes: dict) -> int | None:
+    """The pass (as counted in ``passes``) of the innermost loop around ``line`` of ``frame``,
+    or of a caller's loop around its call."""
+    from nandoctor.trace.frames import enclosing_loop
+
+    while frame is not None:
+        if is_user_code(frame.f_code):
+            key = (frame.f_code, line)
+            if key not in _AROUND:
+                _AROUND[key] = enclosing_loop(frame, line)
+            loop = _AROUND[key]
+            if loop is not None:
+                return passes.get(id(frame), {}).get(loop.line)
+        frame = frame.f_back
+        line = frame.f_lineno if frame is not None else 0
+    return None
+
+
 MAX_SEQUENCE = 100_000  # a list, tuple or dict of numbers longer than this is not read
 
 
@@ -343,6 +389,10 @@ class FirstNaNFinder:
         # values computed only from the program's own constants (``best - val`` with ``best =
         # np.inf``): where each variable first held one, as ``first_silent`` JSON
         self.derived: list[dict] = []
+        # (code, line) -> [(pass, max |input|)]: the sizes of a statement's finite number inputs
+        # at each pass of the loop around it, since that loop was last entered (the growth of an
+        # op that made an Inf without a flag)
+        self.sizes: dict[tuple, list[tuple[int, float]]] = {}
 
     def __call__(self, frame, event, arg):
         if not is_user_code(frame.f_code):
@@ -385,6 +435,28 @@ class FirstNaNFinder:
                     kept[name] = scope[name]
                     break
         self.inputs[id(frame)] = (line, kept)
+        self._keep_size(frame, line, kept.values())
+
+    def _keep_size(self, frame, line: int, values) -> None:
+        size = _magnitude(values)
+        if size is None:
+            return
+        found = _pass_around(frame, line, self.passes)
+        if found is None:
+            return
+        history = self.sizes.setdefault((frame.f_code, line), [])
+        if found == 1 and history and history[-1][0] != 1:
+            history.clear()  # the loop entered anew (a function called again)
+        history.append((found, size))
+        if len(history) > MAX_SIZES:  # the first passes and the latest ones
+            del history[MAX_SIZES // 4 : len(history) - MAX_SIZES // 2]
+
+    def growth_at(self, frame, line: int) -> list[tuple[int, float]]:
+        """The largest input size of each pass at ``line`` of ``frame``'s code, in order."""
+        best: dict[int, float] = {}
+        for found, size in self.sizes.get((frame.f_code, line), []):
+            best[found] = max(best.get(found, 0.0), size)
+        return sorted(best.items())
 
     def pass_of(self, frame, loop) -> int | None:
         """The pass ``frame`` is in of ``loop`` (a ``frames.Loop`` of its code), as counted."""
