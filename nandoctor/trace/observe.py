@@ -228,8 +228,9 @@ def _grid_levels(a: np.ndarray) -> int | None:
     return levels.size if on_grid(levels) else None
 
 
-def finite_summary(recorder: Recorder) -> str:
-    """The verdict of a program that kept no NaN or Inf, saying exactly what was seen."""
+def finite_summary(recorder: Recorder, placeholders: bool = False) -> str:
+    """The verdict of a program that kept no NaN or Inf, saying exactly what was seen;
+    ``placeholders``: the variables still held NaN the program wrote itself (named below)."""
     under = sum(recorder.underflow.values())
     sites = sorted(recorder.sites.values(), key=lambda site: -site.count)
     parts = []
@@ -238,10 +239,13 @@ def finite_summary(recorder: Recorder) -> str:
         parts.append(f"{under:,} underflow event(s){capped}")
     if not sites:
         seen = "; ".join(parts) if parts else "no floating-point event at all"
-        return (
-            "no operation created a NaN or an Inf, and none was left in the variables nandoctor "
-            f"could read ({seen})"
+        left = (
+            "none was left in the variables nandoctor could read but the program's own placeholders"
+            if placeholders
+            else "none was left in the variables nandoctor could read"
         )
+        return f"no operation created a NaN or an Inf, and {left} ({seen})"
     made = "; ".join(_fate(site) for site in sites)
     also = f"; {parts[0]}" if parts else ""
-    return f"no NaN or Inf reached a value the program kept: {made}{also}"
+    but = " but the program's own placeholders" if placeholders else ""
+    return f"no NaN or Inf{but} reached a value the program kept: {made}{also}"

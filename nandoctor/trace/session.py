@@ -76,7 +76,10 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     if first is None:
         first = _silent(program, outcome, timeout, result)
     if first is None:
-        result.notes.insert(0, finite_summary(recorder))
+        from nandoctor.trace.observe import leftover_nan
+
+        placeholders = bool(leftover_nan(_namespaces(outcome)))  # a NaN left, judged one
+        result.notes.insert(0, finite_summary(recorder, placeholders))
         result.notes += saturation_notes(_namespaces(outcome, returned=False))
         stop = recorder.stopped_by
         if outcome.failed and stop is not None and _raised_by_numpy(outcome):

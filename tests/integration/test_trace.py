@@ -1067,6 +1067,8 @@ def test_a_value_computed_only_from_the_programs_own_constants_is_not_bad_input(
     res, doc = trace_json(prog)
     assert (res.exit_code, doc["status"], doc["cause"]) == (0, "healthy", None)
     assert any("`gap`" in n and "own constants (`lowest`)" in n for n in doc["notes"])
+    # `log` still holds its NaN slots: the verdict says so, not that nothing was left
+    assert "but the program's own placeholders" in doc["notes"][0], doc["notes"][0]
 
 
 @pytest.mark.parametrize(
