@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 RERUN_FACTOR = 20  # a second run may take this many times the first run's time (line events)
 RERUN_MIN_SECONDS = 10.0  # and at least this long (start-up, imports)
+MAX_DERIVED_NOTES = 5  # values computed from placeholders alone, named in the notes
 
 
 def trace_program(program: Program, *, output_to_stderr_: bool = False) -> TraceResult:
@@ -212,7 +213,7 @@ def _silent(
             f"`{p['variable']}` was given {p['value']} the program wrote itself from a constant at "
             f"{p['file']}:{p['line']} (`{p['source']}`): a placeholder, not data, not reported"
         )
-    for d in derived:
+    for d in derived[:MAX_DERIVED_NOTES]:
         sources = ", ".join(f"`{n}`" for n in d["from"])
         notes.append(
             f"`{d['variable']}` held {d['value']} after {d['file']}:{d['line']} "

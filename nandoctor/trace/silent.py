@@ -19,6 +19,7 @@ even one computed from the placeholder.
 from __future__ import annotations
 
 import ast
+import contextlib
 import math
 import weakref
 from functools import lru_cache
@@ -435,7 +436,8 @@ class FirstNaNFinder:
                     kept[name] = scope[name]
                     break
         self.inputs[id(frame)] = (line, kept)
-        self._keep_size(frame, line, kept.values())
+        with contextlib.suppress(Exception):  # a number too large for a float (10**400)
+            self._keep_size(frame, line, kept.values())
 
     def _keep_size(self, frame, line: int, values) -> None:
         size = _magnitude(values)
@@ -499,7 +501,10 @@ class FirstNaNFinder:
             return
         kept_line, inputs = self.inputs.get(id(frame), (None, {}))
         inputs = inputs if kept_line == line else {}
-        carried = {n: v for n, v in inputs.items() if nonfinite_of(v) is not None}
+        try:
+            carried = {n: v for n, v in inputs.items() if nonfinite_of(v) is not None}
+        except Exception:  # an input not readable as numbers (a list of huge ints)
+            carried, inputs = {}, {}
         code = frame.f_code
         if carried and all(self._placeholder(v, (code, n)) for n, v in carried.items()):
             self._derived(frame, line, name, value, found, sorted(carried))
@@ -514,8 +519,8 @@ class FirstNaNFinder:
             self.placeholders[id(value)] = value
         else:
             self.scalars[id(value)] = value
-        if any(d["variable"] == name for d in self.derived) or len(self.derived) >= 5:
-            return
+        if any(d["variable"] == name for d in self.derived):  # each variable once, all kept:
+            return  # one of them still holding it at the end is reported
         from nandoctor.trace.events import first_silent
 
         first = first_silent(frame, line, name, found, self.pass_of).to_json()

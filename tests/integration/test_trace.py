@@ -1215,3 +1215,18 @@ def test_a_nan_computed_only_from_a_placeholder_and_kept_is_not_said_to_come_fro
         "data" in e and "placeholder, not data" not in e for e in doc["cause"]["evidence"]
     )
     assert not any("check the data" in a for a in doc["advice"])
+
+
+def test_a_kept_nan_from_a_placeholder_is_reported_however_many_came_before_it(tmp_path):
+    """Many values computed from a sentinel and dropped, then one from a NaN placeholder kept
+    to the end: the notes name a few, the kept one is still found, and huge Python ints read
+    by a statement do not stop the search."""
+    gaps = "".join(f"g{i} = top - {i}\n" for i in range(8))
+    prog = _script(
+        tmp_path,
+        "import numpy as np\ntop = np.inf\nslots = np.full(3, np.nan)\nn = 10**400\nn2 = n * 2\n"
+        f"{gaps}avg = slots.mean()\n",
+    )
+    res, doc = trace_json(prog)
+    f = doc["first_nonfinite"]
+    assert res.exit_code == 1 and (f["variable"], f["computed_from"]) == ("avg", ["slots"])
