@@ -50,6 +50,8 @@ def text(result: TraceResult) -> str:
             if first.kind == "silent"
             else f"created by {first.op} ({first.kind})"
         )
+        if first.kind == "silent" and first.no_flag:
+            what = f"made by {first.op} from finite inputs (no NumPy flag)"
         if first.computed_from:
             what = "computed from the program's own placeholder (no operation created it)"
         if first.found_by == PRINTED:

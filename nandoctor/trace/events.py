@@ -626,7 +626,10 @@ def first_silent(
         first.iteration = iteration_from_target(loop_frame, loop)
         if first.iteration is None and passes is not None:
             first.iteration = passes(loop_frame, loop)
-    if made is not None:
+    if made is not None and made.get("unread"):  # a call not re-run: which op, unknown
+        first.op, first.operands = made["op"], made["operands"]
+        first.no_flag = f"a call nandoctor does not re-run (`{made['op']}`)"
+    elif made is not None:
         first.op, first.value = made["op"], made["value"]
         first.kind = "invalid" if made["value"] == "nan" else "overflow"
         first.operands, first.variables = made["operands"], made["names"]

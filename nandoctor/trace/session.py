@@ -99,7 +99,15 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
             f"{first.value}, so it is reported (a value replaced before any use need not arise: "
             "np.divide(a, b, out=np.zeros_like(a), where=b != 0), np.where)"
         )
-    if first.line is not None and first.found_by != IN_CHILD:
+    if first.kind == "silent" and first.no_flag:  # made by a call not re-run: no cause read
+        result.notes.insert(
+            0,
+            f"`{first.variable}` first held {first.value} after `{first.op}` ran at "
+            f"{first.file}:{first.line} on inputs that were all finite numbers: that call made "
+            "it (it raised no NumPy flag); nandoctor does not re-run it, so which op and why are "
+            "unknown, and no cause is given",
+        )
+    elif first.line is not None and first.found_by != IN_CHILD:
         # a NaN not located, or met in a process whose events were not watched: no cause shown
         result.cause, result.advice = decide(first, growth or first.growth)
     return result

@@ -219,6 +219,33 @@ def created_by(frame, line: int, inputs: dict) -> dict | None:
     return None
 
 
+def unread_call(frame, line: int, inputs: dict, value: str) -> dict | None:
+    """When every name the statement at ``line`` read held finite numbers before it ran and it
+    calls what nandoctor does not re-run (a library's or the user's function): that call made
+    the NaN/Inf, it did not come in with data. ``{"op", "unread": True, ...}``, else None."""
+    import types
+
+    from nandoctor.trace.evaluate import describe
+
+    numbers = {n: v for n, v in inputs.items() if not isinstance(v, types.ModuleType)}
+    if not numbers or not all(_is_number(v) for v in numbers.values()):
+        return None
+    stmt = statement_at(frame.f_code.co_filename, line)
+    calls = [n for n in ast.walk(stmt) if isinstance(n, ast.Call)] if stmt is not None else []
+    if not calls or any(
+        isinstance(n, ast.Constant) and isinstance(n.value, str | bytes) for n in ast.walk(stmt)
+    ):
+        return None  # no call, or a path or text given to one: a reader's
+    return {
+        "op": ast.unparse(calls[0].func),
+        "operands": [(n, d) for n, v in numbers.items() if (d := describe(v)) is not None],
+        "names": {},
+        "value": value,
+        "python": False,
+        "unread": True,
+    }
+
+
 MAX_SIZES = 4096  # input sizes kept per statement (the first passes, then the latest)
 MAX_MEASURED = 1024  # an array input larger than this is not measured at each line
 
@@ -510,6 +537,8 @@ class FirstNaNFinder:
             self._derived(frame, line, name, value, found, sorted(carried))
             return
         made = None if carried else created_by(frame, line, inputs)
+        if made is None and not carried:
+            made = unread_call(frame, line, inputs, found[0])
         self.on_found(frame, line, name, found, made)
 
     def _derived(self, frame, line: int, name: str, value, found: tuple, sources: list) -> None:

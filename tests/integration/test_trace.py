@@ -1230,3 +1230,23 @@ def test_a_kept_nan_from_a_placeholder_is_reported_however_many_came_before_it(t
     res, doc = trace_json(prog)
     f = doc["first_nonfinite"]
     assert res.exit_code == 1 and (f["variable"], f["computed_from"]) == ("avg", ["slots"])
+
+
+def test_an_inf_made_by_a_call_not_re_run_is_that_calls_with_no_cause_claimed(tmp_path):
+    """A library call on finite numbers returned inf without a flag: nandoctor does not re-run
+    it, so it names the call and the finite inputs, says which op and why are unknown, and
+    claims no cause -- not bad input."""
+    prog = _script(
+        tmp_path,
+        "import functools\nimport operator\nside = 1e200\n"
+        "area = functools.reduce(operator.mul, (side, side))\nprint(area - area)\n",
+    )
+    res, doc = trace_json(prog)
+    f = doc["first_nonfinite"]
+    assert res.exit_code == 1 and (f["line"], f["op"], f["kind"]) == (
+        4,
+        "functools.reduce",
+        "silent",
+    )
+    assert "does not re-run" in f["no_flag"] and doc["cause"] is None
+    assert "made it" in doc["notes"][0] and "unknown" in doc["notes"][0]
