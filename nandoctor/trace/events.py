@@ -633,7 +633,10 @@ def first_silent(
         first.op, first.value = made["op"], made["value"]
         first.kind = "invalid" if made["value"] == "nan" else "overflow"
         first.operands, first.variables = made["operands"], made["names"]
-        first.no_flag = "Python float arithmetic" if made["python"] else f"np.{made['op']}"
+        if made.get("flagged"):  # it does raise one: unwatched where it ran (a child process)
+            first.kind = made["flagged"][0]
+        else:
+            first.no_flag = "Python float arithmetic" if made["python"] else f"np.{made['op']}"
     return first
 
 

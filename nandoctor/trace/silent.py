@@ -202,7 +202,7 @@ def created_by(frame, line: int, inputs: dict) -> dict | None:
             evaluator.eval(root)
     except Exception:  # Unsafe included: a call nandoctor does not repeat
         return None
-    for node, _, value, args in evaluator.raised:
+    for node, kinds, value, args in evaluator.raised:
         made = value_kind(value)
         given = [a for a in args if not isinstance(a, str)]
         if made is None or not given or not all(_is_number(a) for a in given):
@@ -214,7 +214,10 @@ def created_by(frame, line: int, inputs: dict) -> dict | None:
             "operands": _operands(node, args, evaluator),
             "names": _names(node, evaluator),
             "value": made,
-            "python": all(isinstance(a, int | float) for a in given),
+            # Python's own numbers (np.float64 is a float too, but NumPy's arithmetic)
+            "python": all(type(a) in (int, float) for a in given),
+            # the flags the op raises when re-run (a process whose events were not watched)
+            "flagged": sorted(kinds),
         }
     return None
 

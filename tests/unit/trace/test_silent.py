@@ -67,3 +67,30 @@ def test_placeholders_a_loop_writes_every_pass_are_not_all_kept():
     assert len(finder.scalars) == 1
     assert finder._placeholder(history[2:], (frame.f_code, "view"))  # a view of a held one
     assert finder._placeholder(best, (frame.f_code, "best"))  # the name written from a constant
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "python", "flagged"),
+    [
+        (1e300, 1e300, True, []),  # Python floats: inf, and no flag
+        (np.float64(1e300), np.float64(1e300), False, ["overflow"]),  # NumPy's: it flags
+    ],
+)
+def test_what_made_a_value_from_finite_numbers_says_whether_it_raises_a_flag(
+    tmp_path, a, b, python, flagged
+):
+    """np.float64 is a Python float subclass, but its arithmetic is NumPy's and raises a flag:
+    a value it made where events were not watched (a child process) must not be said to come
+    from an op that raises none."""
+    from types import SimpleNamespace
+
+    from nandoctor.trace.silent import created_by
+
+    path = tmp_path / "prog.py"
+    path.write_text("p = a * b\n")
+    frame = SimpleNamespace(
+        f_code=SimpleNamespace(co_filename=str(path)), f_locals={}, f_globals={}, f_lineno=1
+    )
+    made = created_by(frame, 1, {"a": a, "b": b})
+    assert (made["op"], made["value"]) == ("multiply", "inf")
+    assert (made["python"], made["flagged"]) == (python, flagged)
