@@ -17,7 +17,7 @@ def _when(first) -> str:
             f" ({first.iteration_note})" if first.iteration_note else ""
         )
     return f"iteration {first.iteration} of {loop}" + "".join(
-        f", in {'iteration ' + str(o['iteration']) if o['iteration'] else 'a pass'} of the loop "
+        f", in {'iteration ' + str(o['iteration']) + ' of ' if o['iteration'] else ''}the loop "
         f"at {o['file']}:{o['line']}"
         for o in first.loop.get("outer", [])
     )
