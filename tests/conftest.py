@@ -36,3 +36,30 @@ def _small_relu(steps: int = 40, **train_keys):
 def small():
     """``small(steps=40, **train_keys)``: a spec factory for the sweep and interruption tests."""
     return _small_relu
+
+
+def _nesterov_high_momentum(steps: int):
+    """A 20-64-1 tanh regression at lr 0.3 with Nesterov momentum 0.99: lower rates stay finite
+    for the budget while their loss climbs by orders of magnitude (diverging, not stable)."""
+    from nandoctor.spec.models import spec_from_dict
+
+    return spec_from_dict(
+        {
+            "seed": 0,
+            "data": {"task": "regression", "samples": 512, "features": 20, "outputs": 1},
+            "model": {"layers": [{"units": 64, "activation": "tanh"}, {"units": 1}]},
+            "train": {
+                "steps": steps,
+                "batch_size": 32,
+                "learning_rate": 0.3,
+                "optimizer": "nesterov",
+                "momentum": 0.99,
+            },
+        }
+    )
+
+
+@pytest.fixture
+def high_momentum():
+    """``high_momentum(steps)``: the spec factory of the diverging-rate tests."""
+    return _nesterov_high_momentum

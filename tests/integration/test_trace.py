@@ -1000,34 +1000,43 @@ ents = [entropy(d) for d in dists]
 """
 
 
+def where_when(tmp_path, body: str):
+    """Trace ``body``: its result and (line, iteration, loop line) of its first non-finite value."""
+    r = trace_program(Program(str(_script(tmp_path, body))))
+    return r, (r.first.line, r.first.iteration, r.first.loop["line"])
+
+
 def test_a_comprehension_is_a_loop_and_its_pass_is_read_from_its_iterator(tmp_path):
     """The third distribution holds the 0 whose log is -inf: pass 3 of the comprehension, read
     without a second run (the comprehension's iterator says how many items it handed out)."""
-    r = trace_program(Program(str(_script(tmp_path, ENTROPY_IN_A_COMPREHENSION))))
-    assert (r.first.line, r.first.iteration, r.first.loop["line"]) == (3, 3, 5)
-    assert not any("second run" in n for n in r.notes)
+    r, found = where_when(tmp_path, ENTROPY_IN_A_COMPREHENSION)
+    assert found == (3, 3, 5) and not any("second run" in n for n in r.notes)
 
 
-def test_a_dict_comprehension_over_items_is_counted_by_a_second_run(tmp_path):
-    body = (
-        "import numpy as np\n"
-        "per_class = {0: [0.3, 0.25], 1: [0.1], 2: [], 3: [0.9]}\n"
-        "means = {c: np.mean(v) for c, v in per_class.items()}\n"
-    )
-    r = trace_program(Program(str(_script(tmp_path, body))))
-    assert (r.first.line, r.first.iteration, r.first.loop["line"]) == (3, 3, 3)
+DICT_COMPREHENSION_OVER_ITEMS = """\
+import numpy as np
+per_class = {0: [0.3, 0.25], 1: [0.1], 2: [], 3: [0.9]}
+means = {c: np.mean(v) for c, v in per_class.items()}
+"""
+COMPREHENSION_IN_AN_EPOCH_LOOP = """\
+import numpy as np
+W = [np.full(3, 100.0), np.full(3, 200.0)]
+for epoch in range(1, 6):
+    h = [np.exp(w * epoch) for w in W]
+"""
 
 
-def test_a_loop_around_a_comprehension_is_the_one_whose_pass_is_told(tmp_path):
-    """exp(200 * 4) overflows in the comprehension in epoch 4: the epoch is what tells."""
-    body = (
-        "import numpy as np\n"
-        "W = [np.full(3, 100.0), np.full(3, 200.0)]\n"
-        "for epoch in range(1, 6):\n"
-        "    h = [np.exp(w * epoch) for w in W]\n"
-    )
-    r = trace_program(Program(str(_script(tmp_path, body))))
-    assert (r.first.line, r.first.iteration, r.first.loop["line"]) == (4, 4, 3)
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        # a dict's item iterator does not say its pass: the second run counts it (class 2)
+        (DICT_COMPREHENSION_OVER_ITEMS, (3, 3, 3)),
+        # exp(200 * 4) overflows in the comprehension in epoch 4: the epoch is what tells
+        (COMPREHENSION_IN_AN_EPOCH_LOOP, (4, 4, 3)),
+    ],
+)
+def test_the_pass_told_of_a_comprehension_and_of_a_loop_around_one(tmp_path, body, found):
+    assert where_when(tmp_path, body)[1] == found
 
 
 def test_the_loops_around_the_innermost_are_told_with_their_passes(tmp_path):
@@ -1044,9 +1053,9 @@ def test_the_loops_around_the_innermost_are_told_with_their_passes(tmp_path):
         "        w -= 0.9 * 2 * xb.T @ (xb @ w - yb)\n"
         "        loss = np.mean((X @ w - y) ** 2)\n"
     )
-    prog = _script(tmp_path, body)
-    r = trace_program(Program(str(prog)))
-    assert (r.first.line, r.first.iteration, r.first.loop["line"]) == (10, 4, 7)
+    r, found = where_when(tmp_path, body)
+    prog = tmp_path / "prog.py"
+    assert found == (10, 4, 7)
     assert r.first.loop["outer"] == [{"file": str(prog), "line": 6, "iteration": 31}]
     res = CliRunner().invoke(main, ["trace", str(prog)])
     assert f"iteration 4 of the loop at {prog}:7, in iteration 31 of the loop at {prog}:6" in (

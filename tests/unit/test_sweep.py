@@ -581,26 +581,13 @@ def test_full_batch_nesterov_edge_sits_at_its_own_bound_and_the_note_names_it():
     assert "2(1+0.9)/((1+2x0.9) lambda_max)" in note and f"{ref:.3g}" in note
 
 
-def test_a_rate_whose_loss_diverged_is_not_stable():
+def test_a_rate_whose_loss_diverged_is_not_stable(high_momentum):
     """Nesterov momentum 0.99: a rate can stay finite for the whole budget while its loss climbs
     by orders of magnitude towards overflow. Such a run is flagged ``diverging`` (as its single
     run's loss shows) and the largest stable rate sits below it."""
     from nandoctor.diagnosis.measures import loss_trend
 
-    spec = spec_from_dict(
-        {
-            "seed": 0,
-            "data": {"task": "regression", "samples": 512, "features": 20, "outputs": 1},
-            "model": {"layers": [{"units": 64, "activation": "tanh"}, {"units": 1}]},
-            "train": {
-                "steps": 200,
-                "batch_size": 32,
-                "learning_rate": 0.3,
-                "optimizer": "nesterov",
-                "momentum": 0.99,
-            },
-        }
-    )
+    spec = high_momentum(200)
     runs = run_rates(spec, [0.01, 0.0548, 0.128], {})
     for r in runs:
         o = train(spec.with_changes({"train.learning_rate": r.learning_rate}))[0]

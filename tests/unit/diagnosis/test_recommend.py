@@ -170,27 +170,14 @@ def test_a_change_whose_loss_grew_by_orders_of_magnitude_is_diverging_not_verifi
     assert (calm.verified, calm.learns, calm.diverging) == (True, False, False)
 
 
-def test_halving_proposes_the_largest_rate_that_neither_overflows_nor_diverges():
+def test_halving_proposes_the_largest_rate_that_neither_overflows_nor_diverges(high_momentum):
     """Nesterov momentum 0.99 at lr 0.3 overflows; at lr/4 it stays finite over the budget while
     its loss climbs towards overflow. The rate proposed is one whose re-run did not diverge,
     and no experiment says a diverging change removes the failure."""
     from nandoctor.diagnosis.measures import loss_trend
     from nandoctor.engine.runs import train
 
-    spec = spec_from_dict(
-        {
-            "seed": 0,
-            "data": {"task": "regression", "samples": 512, "features": 20, "outputs": 1},
-            "model": {"layers": [{"units": 64, "activation": "tanh"}, {"units": 1}]},
-            "train": {
-                "steps": 1000,
-                "batch_size": 32,
-                "learning_rate": 0.3,
-                "optimizer": "nesterov",
-                "momentum": 0.99,
-            },
-        }
-    )
+    spec = high_momentum(1000)
     diagnosis, out = examine(spec)
     assert diagnosis.status == "nonfinite"
     verify_fixes(diagnosis, out, jobs=1)
