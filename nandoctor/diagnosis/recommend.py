@@ -52,16 +52,29 @@ def state_overflow(outcome) -> bool:
     )
 
 
+# changes that act only through the weight updates
+UPDATE_ONLY = ("lower_learning_rate", "clip_gradients", "use_adamw", "decay_schedule")
+
+
 def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
     spec = outcome.spec
     ids = {f.id for f in contributing}
     lr = outcome.learning_rate
     dtype = spec.numerics.dtype
     recs: list[Recommendation] = []
+    # went non-finite in step 1 before its update: the initial weights did it, and no change
+    # of how the weights are updated (rate, clipping, optimizer) can
+    first = outcome.first_nonfinite
+    untrained = (
+        first is not None and first.step == 1 and first.phase in ("forward", "loss", "backward")
+    )
 
     def add(rid: str, changes: dict, summary: str | None = None) -> None:
         """Propose ``changes`` with every number as the run's dtype holds it, unless they would
-        leave the spec as it is (a recommendation never repeats the current value)."""
+        leave the spec as it is (a recommendation never repeats the current value) or change
+        only how weights are updated when none had been."""
+        if untrained and rid in UPDATE_ONLY:
+            return
         changes = {key: holdable(value, dtype) for key, value in changes.items()}
         if changes_nothing(spec, changes):
             return
