@@ -186,12 +186,21 @@ def growth(outcome: Outcome) -> list[str]:
     last = off + rows
     layer = int(np.argmax(g[-1])) + 1
     per_step = rise ** (1 / max(rows - 1, 1))
-    w = outcome.history["weight_norm"][:rows]
-    w = w[np.isfinite(w).all(axis=1)]
-    return [
+    lines = [
         f"gradient norm rose from {fmt(total[0])} at step {off + 1} to {fmt(total[-1])} "
         f"at step {last} (x{fmt(rise)}, about x{fmt(per_step)} per step)",
         f"layer {layer} carried the largest gradient: {fmt(g[-1, layer - 1])} at step {last}",
-        f"weight norms went from {', '.join(fmt(v) for v in w[0])} to "
-        f"{', '.join(fmt(v) for v in w[-1])} (layers 1..{w.shape[1]})",
     ]
+    # a row's weight norm is after that step's update: the failing step ran with the weights of
+    # the step before it (its own update, from its huge gradient, came after the failing op)
+    used = first.step - 1 - off
+    w = outcome.history["weight_norm"][: max(used, 0)]
+    steps = off + 1 + np.flatnonzero(np.isfinite(w).all(axis=1))
+    w = w[np.isfinite(w).all(axis=1)]
+    if len(w) >= 2:
+        lines.append(
+            f"weight norms went from {', '.join(fmt(v) for v in w[0])} after step {steps[0]} to "
+            f"{', '.join(fmt(v) for v in w[-1])} after step {steps[-1]}, the weights step "
+            f"{first.step} ran with (layers 1..{w.shape[1]})"
+        )
+    return lines

@@ -302,3 +302,17 @@ def test_a_softmax_layers_saturation_is_told_as_the_share_of_pinned_rows():
     (w,) = [w for w in d.warnings if w.id == "saturation"]
     assert "rows whose top probability is above 1 - 1e-6" in w.summary
     assert "outputs within" not in w.summary
+
+
+def test_the_weight_norms_quoted_are_those_the_failing_step_ran_with():
+    """A row's weight norm is taken after its step's update; the failing step's own update (from
+    its huge gradient) came after the op that failed, so the evidence stops the step before."""
+    from nandoctor.diagnosis.findings import fmt
+
+    outcome = train(load_spec(CONFIGS / "relu_high_lr.yaml"))[0]
+    d = diagnose(outcome)
+    step = d.first_nonfinite.step
+    (line,) = [e for e in d.cause.evidence if e.startswith("weight norms went")]
+    used = outcome.history["weight_norm"][step - 2]  # after step - 1's update
+    assert f"after step {step - 1}, the weights step {step} ran with" in line
+    assert ", ".join(fmt(v) for v in used) in line
