@@ -387,10 +387,20 @@ def _grew_untrained(first, grew_by: str, passes: int, evidence: list[str]):
     ``h = W @ h``, a factor of the loop variable): an overflow, with its growth, not a training
     step's explosion -- a smaller learning rate would not change it."""
     loop = f"{first.loop['file']}:{first.loop['line']}"
-    evidence.append(
+    training = [o for o in first.loop.get("outer", []) if o.get("updates")]
+    said = (
         f"{grew_by}: they grew from one pass of the loop at {loop} to the next, and that loop "
-        "updates no variable by a step (x -= ..., x = x - ...), so no training step made them grow"
+        "updates no variable by a step (x -= ..., x = x - ...)"
     )
+    if training:  # a recurrence inside a training loop: what it multiplies by may have trained
+        around = f"{training[0]['file']}:{training[0]['line']}"
+        said += (
+            f"; the loop at {around} around it does step variables, so what this loop starts "
+            "from or multiplies by may have grown in training"
+        )
+    else:
+        said += ", so no training step made them grow"
+    evidence.append(said)
     cause = Cause(
         "overflow",
         f"values grew over {passes} passes of the loop at {loop} until {first.op} overflowed "
@@ -403,6 +413,10 @@ def _grew_untrained(first, grew_by: str, passes: int, evidence: list[str]):
         "with the loop variable",
         "rescale the values before this op",
     ]
+    if training:
+        advice.insert(
+            1, f"if the weights it uses grew in the loop at {around}, lower its step size"
+        )
     return cause, advice
 
 

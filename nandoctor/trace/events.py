@@ -528,6 +528,7 @@ def _loop_json(loop, frames=(), loop_frame=None) -> dict | None:
                 "file": display_path(other.file),
                 "line": other.line,
                 "iteration": iteration_from_target(frame, other),
+                "updates": updates_a_variable(other),
             }
             for frame, other in around
         ]

@@ -77,7 +77,11 @@ def _steps_in(statements: list, defs: dict, followed: set) -> bool:
         node = todo.pop()
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
             continue  # defined here, run only if called
-        if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Sub | ast.Add):
+        if (
+            isinstance(node, ast.AugAssign)
+            and isinstance(node.op, ast.Sub | ast.Add)
+            and not _is_number(node.value)  # k += 1 counts passes, it steps nothing
+        ):
             return True
         if isinstance(node, ast.Assign) and _steps(node):
             return True
@@ -85,6 +89,13 @@ def _steps_in(statements: list, defs: dict, followed: set) -> bool:
             return True
         todo.extend(ast.iter_child_nodes(node))
     return False
+
+
+def _is_number(node: ast.AST) -> bool:
+    """A literal number (``1``, ``-1``, ``0.5``)."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        node = node.operand
+    return isinstance(node, ast.Constant) and isinstance(node.value, int | float)
 
 
 def _call_steps(call: ast.Call, defs: dict, followed: set) -> bool:

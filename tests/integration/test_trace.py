@@ -155,6 +155,7 @@ def test_adam_eps_zero_in_a_helper_module_is_found_there_with_its_call_site_and_
                 "file": "examples/adam_eps0/train.py",
                 "line": line_of(train, "for epoch in"),
                 "iteration": 1,
+                "updates": True,
             }
         ],
     }
@@ -1056,7 +1057,9 @@ def test_the_loops_around_the_innermost_are_told_with_their_passes(tmp_path):
     r, found = where_when(tmp_path, body)
     prog = tmp_path / "prog.py"
     assert found == (10, 4, 7)
-    assert r.first.loop["outer"] == [{"file": str(prog), "line": 6, "iteration": 31}]
+    assert r.first.loop["outer"] == [
+        {"file": str(prog), "line": 6, "iteration": 31, "updates": True}
+    ]
     res = CliRunner().invoke(main, ["trace", str(prog)])
     assert f"iteration 4 of the loop at {prog}:7, in iteration 31 of the loop at {prog}:6" in (
         " ".join(res.output.split())

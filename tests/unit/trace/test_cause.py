@@ -251,3 +251,20 @@ def test_no_growth_needed_is_said_of_operands_beyond_the_ops_limit_from_the_star
     cause, _ = decide(f, [(1, 750.0), (2, 800.0)])
     assert cause.id == "overflow"
     assert any("beyond the op's limit" in e and "no growth was needed" in e for e in cause.evidence)
+
+
+def test_a_recurrence_inside_a_training_loop_names_the_loop_that_trains():
+    """h = Wh @ h grows through time (no step in that loop), but Wh -= ... in the epoch loop
+    around it grew Wh: 'no training step made them grow' would be false there."""
+    f = first(op="matmul", operands=[("h", numbers(max_abs=1e306))])
+    f.loop = {
+        "file": "rnn.py",
+        "line": 9,
+        "updates": False,
+        "outer": [{"file": "rnn.py", "line": 7, "iteration": 2, "updates": True}],
+    }
+    cause, advice = decide(f, [(1, 1e76), (3, 1e200), (5, 1e306)])
+    assert cause.id == "overflow"
+    assert not any("no training step" in e for e in cause.evidence)
+    assert any("the loop at rnn.py:7 around it does step variables" in e for e in cause.evidence)
+    assert any("rnn.py:7, lower its step size" in a for a in advice)

@@ -45,6 +45,7 @@ def test_a_training_step_in_the_loop_is_an_update(tmp_path, body):
         "h = W @ h + x[t]",
         "z = np.exp(x * t)\n    print(t, z.mean())",  # a factor of the loop variable
         "out.append(np.sqrt(h).sum())",
+        "acc = acc * 9.0\n    k += 1",  # a counter counts passes, it steps nothing
     ],
 )
 def test_a_loop_without_a_step_is_not_an_update(tmp_path, body):
