@@ -356,6 +356,8 @@ FLOORS = {"maximum", "fmax", "clip"}
 
 
 def _invalid(first) -> tuple[Cause, list[str]]:
+    if first.op not in DOMAIN_ADVICE:  # einsum, matmul, sum, subtract of finite numbers
+        return _cancelled_overflow(first)
     negatives = [(e, n) for e, n in first.operands if n.get("min") is not None and n["min"] < 0]
     evidence = [
         f"`{e}` ranges over [{fmt(n['min'])}, {fmt(n['max'])}] when `{first.op}` ran at {_where(first)}"
@@ -366,6 +368,24 @@ def _invalid(first) -> tuple[Cause, list[str]]:
         "domain_error", f"{first.op} outside its domain made NaN at {_where(first)}", evidence
     )
     return cause, [DOMAIN_ADVICE.get(first.op, DOMAIN_ADVICE["sqrt"])]
+
+
+def _cancelled_overflow(first) -> tuple[Cause, list[str]]:
+    """NaN from finite operands by an op with no domain to leave (a sum, a product, einsum):
+    something inside it overflowed to +-inf and met its opposite (inf - inf) or a 0 (0 x inf)."""
+    evidence = [
+        f"max |{e}| = {fmt(n['max_abs'])} ({n['dtype']}) when `{first.op}` ran at {_where(first)}"
+        for e, n in first.operands
+        if n.get("max_abs") is not None and not _is_literal(e)
+    ]
+    evidence.append(
+        f"{first.op} has no domain to leave: from finite operands, NaN means a sum or product "
+        "inside it overflowed to +-inf and met its opposite (inf - inf) or a zero (0 x inf)"
+    )
+    cause = Cause(
+        "overflow", f"{first.op} overflowed inside and made NaN at {_where(first)}", evidence
+    )
+    return cause, ["rescale the values before this op (standardize the inputs, scale W down)"]
 
 
 # how to keep each op's argument in its domain
@@ -379,6 +399,10 @@ DOMAIN_ADVICE = {
     "arccos": "keep the argument in [-1, 1]: np.arccos(np.clip(x, -1, 1))",
     "arctanh": "keep the argument in (-1, 1): np.arctanh(np.clip(x, -1 + eps, 1 - eps))",
     "power": "a negative base to a fractional power is NaN: take np.abs(x) ** p, or clip x at 0",
+    "float_power": "a negative base to a fractional power is NaN: clip the base at 0",
+    "arccosh": "keep the argument at 1 or above: np.arccosh(np.maximum(x, 1))",
+    "remainder": "a remainder by 0 (or of inf) is NaN: guard the divisor",
+    "fmod": "a remainder by 0 (or of inf) is NaN: guard the divisor",
 }
 
 

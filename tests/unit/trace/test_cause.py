@@ -268,3 +268,12 @@ def test_a_recurrence_inside_a_training_loop_names_the_loop_that_trains():
     assert not any("no training step" in e for e in cause.evidence)
     assert any("the loop at rnn.py:7 around it does step variables" in e for e in cause.evidence)
     assert any("rnn.py:7, lower its step size" in a for a in advice)
+
+
+@pytest.mark.parametrize("op", ["einsum", "matmul", "sum"])
+def test_nan_from_finite_operands_of_an_op_with_no_domain_is_an_overflow_inside_it(op):
+    """np.einsum('i,i->', [1e308, -1e308], [10, 10]): +inf and -inf summed; no domain was left."""
+    f = first(op=op, kind="invalid", operands=[("a", numbers(max_abs=1e308, min=-1e308))])
+    cause, advice = decide(f, [])
+    assert cause.id == "overflow" and any("inf - inf" in e for e in cause.evidence)
+    assert not any("sqrt" in a for a in advice)
