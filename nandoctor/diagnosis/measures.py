@@ -31,6 +31,9 @@ MEDIAN_SE = 1.2533  # standard error of a median / that of a mean (sqrt(pi / 2))
 # too slowly. Step 1's loss counts because one huge update at step 2 can lift the whole first
 # tenth (a loss of 6e10 at step 1, 1.6e23 at step 2, 5.8e17 after: it never came back down).
 DIVERGE_FACTOR = 1e3
+# a loss whose last tenth ends this far below step 1's loss fell, even when it had already
+# fallen within its first tenth (a run that converges fast: first and last tenth alike)
+FAST_FELL = 0.1
 
 # z beyond which 1 / (1 + exp(-z)) rounds to exactly 1 (measured per dtype).
 SIGMOID_EXACT_ONE = {"float64": 36.74, "float32": 16.64, "float16": 7.63}
@@ -85,9 +88,21 @@ class LossTrend:
         return self.origin > 0 and self.end > DIVERGE_FACTOR * self.origin
 
     @property
-    def fell(self) -> bool:
-        """Fell by more than the noise (and did not end orders of magnitude above step 1)."""
+    def fell_fast(self) -> bool:
+        """Ended an order of magnitude (``FAST_FELL``) below step 1's loss: it learned, however
+        alike its first and last tenth are (it converged within the first)."""
         return (
+            math.isfinite(self.initial)
+            and self.initial > 0
+            and self.end < FAST_FELL * self.initial
+            and not self.diverged
+        )
+
+    @property
+    def fell(self) -> bool:
+        """Fell by more than the noise (and did not end orders of magnitude above step 1), or
+        fast (:attr:`fell_fast`)."""
+        return self.fell_fast or (
             self.end < self.start * LOSS_FELL
             and self.start - self.end > self.noise
             and not self.diverged
@@ -96,7 +111,7 @@ class LossTrend:
     @property
     def flat(self) -> bool:
         """Did not fall at all (ended within 1% of where it started, or above, or diverged)."""
-        return self.end >= self.start * LOSS_FELL or self.diverged
+        return not self.fell_fast and (self.end >= self.start * LOSS_FELL or self.diverged)
 
     @property
     def learned(self) -> bool | None:
@@ -105,7 +120,10 @@ class LossTrend:
 
     def __str__(self) -> str:
         k = self.window
-        return f"median loss over the first {k} steps {fmt(self.start)}, over the last {k} {fmt(self.end)}"
+        said = f"median loss over the first {k} steps {fmt(self.start)}, over the last {k} {fmt(self.end)}"
+        if self.fell_fast and not self.end < self.start * LOSS_FELL:
+            said = f"loss {fmt(self.initial)} at step 1; {said}: it fell within the first {k}"
+        return said
 
     def divergence(self) -> str:
         """The numbers that make it diverging: 'the loss grew from A to B (xC)'."""

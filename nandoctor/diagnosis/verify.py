@@ -329,7 +329,8 @@ def verify(
 
 
 def rank(recs: list[Recommendation]) -> list[Recommendation]:
-    """Verified first (those whose loss fell before those whose loss did not), then the
+    """Verified first (those whose loss fell, then those whose fall was within its noise, then
+    those whose loss did not fall), then the
     smallest change (a setting changed in several layers counts once: He init for every layer
     is one idea), then the lowest final loss."""
 
@@ -338,7 +339,7 @@ def rank(recs: list[Recommendation]) -> list[Recommendation]:
         settings = {re.sub(r"\.\d+\.", ".*.", k) for k in r.changes}
         return (
             {True: 0, None: 1, False: 2}[r.verified],
-            r.learns is False,
+            {True: 0, None: 1, False: 2}[r.learns],  # fell, within noise, did not fall
             len(settings),
             loss if loss is not None else float("inf"),
         )

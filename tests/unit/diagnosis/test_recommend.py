@@ -207,3 +207,23 @@ def test_a_failure_before_the_first_update_is_not_treated_with_the_update():
     after, _ = examine(load_spec(configs / "relu_high_lr.yaml"))
     assert after.first_nonfinite.step > 1
     assert "lower_learning_rate" in {r.id for r in after.recommendations}
+
+
+def test_a_verified_change_that_learns_outranks_one_whose_fall_was_within_noise():
+    """clip (one setting, its loss fell within noise) was written by `fix` over adamw (two
+    settings, its loss fell): learning comes before the size of the change."""
+    from nandoctor.diagnosis.findings import Recommendation
+    from nandoctor.diagnosis.verify import rank
+
+    noisy = Recommendation("clip_gradients", "", {"train.clip_grad_norm": 1.0})
+    learns = Recommendation(
+        "use_adamw", "", {"train.optimizer": "adamw", "train.learning_rate": 1e-3}
+    )
+    flat = Recommendation("lower_learning_rate", "", {"train.learning_rate": 1e-6})
+    for rec, learned in ((noisy, None), (learns, True), (flat, False)):
+        rec.verified, rec.learns = True, learned
+    assert [r.id for r in rank([noisy, flat, learns])] == [
+        "use_adamw",
+        "clip_gradients",
+        "lower_learning_rate",
+    ]

@@ -249,3 +249,17 @@ def test_a_loss_that_ended_orders_of_magnitude_above_step_1_is_flagged():
     assert "diverging" in w.summary and fmt(loss[0]) in w.summary
     ids = {r.id for r in d.recommendations}
     assert {"standardize_inputs", "standardize_targets"} <= ids
+
+
+def test_a_loss_that_converged_within_its_first_tenth_learned():
+    """6.4 at step 1, the optimum 0.0093 from step 20 of 300: the first and last tenth have the
+    same median, yet it fell 700-fold. Not 'loss_not_decreasing', and a change like it learns."""
+    from nandoctor.diagnosis.measures import loss_trend
+
+    loss = np.maximum(6.4 * 0.6 ** np.arange(300), 0.00929)
+    trend = loss_trend(loss)
+    assert trend.start == trend.end  # the medians alone cannot tell
+    assert trend.learned is True and not trend.flat
+    assert "at step 1" in str(trend)
+    slow = loss_trend(np.full(300, 6.4) * (1 + 1e-4 * np.sin(np.arange(300))))
+    assert slow.learned is False  # flat from step 1: still no fall
