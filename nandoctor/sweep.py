@@ -19,7 +19,7 @@ import numpy as np
 from nandoctor.cluster import active_backend
 from nandoctor.diagnosis.diagnose import diagnose, fmt
 from nandoctor.diagnosis.findings import Status
-from nandoctor.diagnosis.measures import loss_trend
+from nandoctor.diagnosis.measures import run_loss_trend
 from nandoctor.engine.runs import train
 from nandoctor.engine.setup import prepare
 from nandoctor.engine.trainer import Trainer
@@ -278,7 +278,7 @@ def diverging(o) -> bool:
     """``o`` stayed finite while its loss grew by orders of magnitude (a loss to learn only)."""
     if not o.finite or o.spec.loss.name == "random_gradient":
         return False
-    trend = loss_trend(o.loss)
+    trend = run_loss_trend(o)
     return bool(trend is not None and trend.diverged)
 
 

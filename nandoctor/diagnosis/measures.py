@@ -76,6 +76,10 @@ class LossTrend:
     window: int
     noise: float
     initial: float = math.nan  # the loss of step 1, before any update
+    # a run longer than the history's window: its first tenth is read from the run's summary,
+    # one value (the last loss) per ``every`` steps, and its last from ``last_window`` steps
+    every: int = 1
+    last_window: int = 0
 
     @property
     def origin(self) -> float:
@@ -119,8 +123,12 @@ class LossTrend:
         return True if self.fell else False if self.flat else None
 
     def __str__(self) -> str:
-        k = self.window
-        said = f"median loss over the first {k} steps {fmt(self.start)}, over the last {k} {fmt(self.end)}"
+        k, last = self.window, self.last_window or self.window
+        sampled = f" (one value per {self.every} steps)" if self.every > 1 else ""
+        said = (
+            f"median loss over the first {k} steps {fmt(self.start)}{sampled}, over the last "
+            f"{last} {fmt(self.end)}"
+        )
         if self.fell_fast and not self.end < self.start * LOSS_FELL:
             said = f"loss {fmt(self.initial)} at step 1; {said}: it fell within the first {k}"
         return said
@@ -134,24 +142,49 @@ class LossTrend:
         )
         return (
             f"the loss grew from {fmt(self.origin)} {where} to {fmt(self.end)} (median of the "
-            f"last {self.window}; x{fmt(self.end / self.origin)}, over x{fmt(DIVERGE_FACTOR)})"
+            f"last {self.last_window or self.window}; x{fmt(self.end / self.origin)}, over "
+            f"x{fmt(DIVERGE_FACTOR)})"
         )
 
 
 def loss_trend(loss: np.ndarray) -> LossTrend | None:
-    """Did ``loss`` (one value per step) fall? Judged by medians, so one huge spike cannot move
-    either end, and a fall smaller than the windows' step-to-step noise is no fall. None for
-    fewer than ``LOSS_MIN_STEPS`` steps or a non-finite end."""
+    """Did ``loss`` (one value per step, from step 1) fall? Judged by medians, so one huge spike
+    cannot move either end, and a fall smaller than the windows' step-to-step noise is no fall.
+    None for fewer than ``LOSS_MIN_STEPS`` steps or a non-finite end."""
     n = len(loss)
     if n < LOSS_MIN_STEPS:
         return None
     k = max(1, int(n * LOSS_WINDOW))
-    first, last = loss[:k], loss[-k:]
+    return _trend(loss[:k], loss[-k:], k, float(loss[0]))
+
+
+def run_loss_trend(outcome, kept: int | None = None) -> LossTrend | None:
+    """:func:`loss_trend` of a run, over its first ``kept`` rows of history (default all). A run
+    longer than the history's window keeps full-resolution losses for its last steps only: its
+    first tenth is then read from the run's summary (the last loss of each bucket wholly inside
+    it), never from the window's first rows, which are late steps."""
+    loss = outcome.loss if kept is None else outcome.loss[:kept]
+    start = outcome.history_start
+    summary = outcome.summary
+    if start <= 1 or not summary or "loss_last" not in summary:
+        return loss_trend(loss)
+    n = start - 1 + len(loss)  # the steps the run had reached
+    k = max(1, int(n * LOSS_WINDOW))
+    steps = summary["step"]
+    every = int(steps[1] - steps[0]) if len(steps) > 1 else 1
+    first = summary["loss_last"][steps + every - 1 <= k]
+    if len(first) < 3 or len(loss) < LOSS_MIN_STEPS:
+        return None  # too coarse to say
+    last = loss[-min(k, len(loss)) :]
+    return _trend(first, last, k, outcome.loss_initial, every, len(last))
+
+
+def _trend(first, last, k: int, initial: float, every: int = 1, last_window: int = 0):
     start, end = median(first), median(last)
     if not (np.isfinite(start) and np.isfinite(end)):
         return None
     noise = NOISE_Z * math.hypot(_median_error(first), _median_error(last))
-    return LossTrend(start, end, k, noise, float(loss[0]))
+    return LossTrend(start, end, k, noise, float(initial), every, last_window)
 
 
 def _median_error(window: np.ndarray) -> float:

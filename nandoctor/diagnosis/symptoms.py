@@ -20,8 +20,8 @@ from nandoctor.diagnosis.measures import (
     GROWTH_FACTOR,
     column_median,
     history_offset,
-    loss_trend,
     median,
+    run_loss_trend,
     total_norm,
 )
 from nandoctor.engine.nn import activation, saturated_what
@@ -179,7 +179,7 @@ def loss_not_decreasing(run: Observed) -> Iterator[Finding]:
     whatever it did between."""
     if run.outcome.spec.loss.name == "random_gradient":
         return
-    trend = loss_trend(run.outcome.loss[: run.n])
+    trend = run_loss_trend(run.outcome, run.n)
     if trend is None or trend.fell:
         return
     if trend.diverged:  # a jump at step 2 can lift the whole first tenth: judged from step 1

@@ -21,7 +21,7 @@ import numpy as np
 
 from nandoctor.diagnosis.catalogue import RECOMMENDATIONS
 from nandoctor.diagnosis.diagnose import Diagnosis, Recommendation, fmt
-from nandoctor.diagnosis.measures import LossTrend, loss_trend
+from nandoctor.diagnosis.measures import LossTrend, run_loss_trend
 from nandoctor.engine.data import DataError
 from nandoctor.engine.runs import Outcome, train
 from nandoctor.parallel import pmap
@@ -69,7 +69,7 @@ def _trial(o: Outcome) -> Trial:
         steps_run=o.steps_run,
         final_loss=float(last) if np.isfinite(last) else None,
         failed_step=o.first_nonfinite.step if o.first_nonfinite else None,
-        trend=None if random or not o.finite else loss_trend(o.loss),
+        trend=None if random or not o.finite else run_loss_trend(o),
         frozen=frozen,
         frozen_steps=rows,
     )

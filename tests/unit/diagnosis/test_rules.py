@@ -2,6 +2,8 @@
 rules (a short explosion, parameters that never move, a flat loss behind a spike, one entry per
 contributing factor) and checks it against the numbers of a real run."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,8 @@ from nandoctor.diagnosis.diagnose import diagnose
 from nandoctor.diagnosis.verify import verify
 from nandoctor.engine.runs import train
 from nandoctor.spec.models import spec_from_dict
+
+CONFIGS = Path(__file__).parents[3] / "configs"
 
 
 def spec(layers, loss="mse", data=None, numerics=None, **train_keys):
@@ -263,3 +267,22 @@ def test_a_loss_that_converged_within_its_first_tenth_learned():
     assert "at step 1" in str(trend)
     slow = loss_trend(np.full(300, 6.4) * (1 + 1e-4 * np.sin(np.arange(300))))
     assert slow.learned is False  # flat from step 1: still no fall
+
+
+def test_a_run_longer_than_the_window_is_judged_from_its_real_first_tenth():
+    """6,000 steps keep full-resolution losses for the last 4,096 only: the first tenth (steps
+    1-600) is read from the run's summary, not from the window's first rows (steps 1905-2504,
+    which are 5 times lower here)."""
+    from nandoctor.diagnosis.measures import loss_trend, median, run_loss_trend
+    from nandoctor.spec.models import load_spec
+
+    spec = load_spec(CONFIGS / "healthy.yaml").with_changes({"train.steps": 6000})
+    o = train(spec, snapshots=False)[0]
+    assert o.history_start > 1  # the window no longer holds step 1
+    every_step = train(spec, instrument=False, snapshots=False)[0].loss
+    truth = median(every_step[:600])
+    trend = run_loss_trend(o)
+    assert trend.window == 600 and trend.every > 1
+    assert abs(trend.start - truth) < 0.2 * truth
+    assert loss_trend(o.loss).start < 0.5 * truth  # what the window's first rows would say
+    assert "over the first 600 steps" in str(trend) and "one value per" in str(trend)
