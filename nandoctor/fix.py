@@ -93,6 +93,8 @@ def _add_comment(node, key, comment: str) -> None:
         node.yaml_add_eol_comment(comment, key)
         return
     first, newline, rest = token.value.partition("\n")
+    if comment in first:  # two changed keys on one line (a flow mapping): one comment
+        return
     token.value = f"{first.rstrip()}; {comment}{newline}{rest}"
 
 

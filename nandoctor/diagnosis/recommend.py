@@ -83,7 +83,7 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
 
     def lower_lr() -> None:
         """A tenth of the rate, or the smallest the dtype holds when that is still lower."""
-        lower = holdable(lr / 10, dtype)
+        lower = holdable(float(f"{lr / 10:.6g}"), dtype)  # 0.11, not 0.11000000000000001
         if lower < lr:
             add(
                 "lower_learning_rate",

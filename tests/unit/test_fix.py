@@ -302,3 +302,13 @@ def test_a_fix_that_leaves_a_layer_with_zero_gradient_at_every_step_is_not_fixed
         assert "kept finite, not fixed" in res.output
     else:
         assert " fixed by " in res.output
+
+
+def test_two_changes_on_one_flow_mapping_line_get_one_comment():
+    from nandoctor.fix import apply_changes
+
+    text = "train: {steps: 10, optimizer: sgd, learning_rate: 0.5}\n"
+    out = apply_changes(
+        text, {"train.optimizer": "adamw", "train.learning_rate": 0.001}, "use_adamw"
+    )
+    assert out.count("nandoctor fix: use_adamw") == 1 and "adamw" in out and "0.001" in out
