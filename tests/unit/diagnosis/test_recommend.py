@@ -230,12 +230,12 @@ def test_a_verified_change_that_learns_outranks_one_whose_fall_was_within_noise(
 
 
 def test_a_proposed_rate_is_written_as_a_person_would():
-    """A tenth of 3.3000000000000003 (1.1 * 3) is proposed as 0.33, not 0.33000000000000007."""
+    """A tenth of 2.3 is proposed as 0.23, not 0.22999999999999998."""
     from pathlib import Path
 
     from nandoctor.spec.models import load_spec
 
     spec = load_spec(Path(__file__).parents[3] / "configs" / "relu_high_lr.yaml")
-    diagnosis, _ = examine(spec.with_changes({"train.learning_rate": 1.1 * 3}))
+    diagnosis, _ = examine(spec.with_changes({"train.learning_rate": 2.3}))
     (rec,) = [r for r in diagnosis.recommendations if r.id == "lower_learning_rate"]
-    assert rec.changes == {"train.learning_rate": 0.33}
+    assert rec.changes == {"train.learning_rate": 0.23}
