@@ -71,9 +71,14 @@ def fix(spec_path, output, dry_run, overrides, jobs, verify_full):
         raise
     d = result.diagnosis
     if d.status != "nonfinite":
-        click.echo(
-            f"{spec_path}: nothing to fix: every value stayed finite over {d.steps_run} steps"
-        )
+        said = f"{spec_path}: nothing to fix: every value stayed finite over {d.steps_run} steps"
+        diverging = [w for w in d.warnings if w.summary.startswith("diverging")]
+        if diverging:  # finite only because the steps ran out: say so, do not call it fine
+            said += (
+                f", but its loss is {diverging[0].summary}: it is heading for overflow (`run` "
+                "shows the warnings; more steps would go non-finite)"
+            )
+        click.echo(said)
         sys.exit(0)
     if result.best is None:
         stderr_console().print(

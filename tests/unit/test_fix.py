@@ -312,3 +312,19 @@ def test_two_changes_on_one_flow_mapping_line_get_one_comment():
         text, {"train.optimizer": "adamw", "train.learning_rate": 0.001}, "use_adamw"
     )
     assert out.count("nandoctor fix: use_adamw") == 1 and "adamw" in out and "0.001" in out
+
+
+def test_nothing_to_fix_says_when_a_finite_run_is_diverging(tmp_path):
+    """Plain regression just above 2/lambda_max: finite for its 300 steps while its loss grows by
+    orders of magnitude. Nothing is written (no value went non-finite), but 'nothing to fix'
+    must not read as 'fine'."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "seed: 0\n"
+        "data: {source: synthetic, task: regression, samples: 256, features: 10, outputs: 1}\n"
+        "model: {layers: [{units: 1, activation: linear}]}\n"
+        "train: {steps: 300, batch_size: full, learning_rate: 1.1}\n"
+    )
+    r = invoke("fix", spec, "-o", tmp_path / "out.yaml")
+    assert r.exit_code == 0 and not (tmp_path / "out.yaml").exists()
+    assert "nothing to fix" in r.output and "heading for overflow" in r.output
