@@ -9,12 +9,14 @@ functions that have returned by the end (``main()``'s, in the usual layout) are 
 from __future__ import annotations
 
 import contextlib
+import linecache
 import os
 import re
 import runpy
 import sys
 import traceback
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from nandoctor.errors import UsageProblem
 from nandoctor.trace.frames import is_user_code
@@ -198,6 +200,13 @@ def _echoed(before: str, kind: str, options: dict) -> str | None:
     return None
 
 
+@lru_cache(maxsize=64)
+def _source_lines(filename: str) -> frozenset[str]:
+    """The stripped lines of ``filename``'s source (a RuntimeWarning prints the line it warns
+    about: ``rel = (best - val) / best  # inf/inf = nan at first`` is that, not a value)."""
+    return frozenset(text.strip() for text in linecache.getlines(filename) if text.strip())
+
+
 def _literal_spans(filename: str, line: str) -> list[tuple[int, int]]:
     """Where ``line`` holds, verbatim, a string literal of ``filename``'s source that names a nan
     or inf (an f-string's literal parts included): text the program wrote, not a value."""
@@ -300,6 +309,8 @@ class WatchedStream:
         spans = value_spans(line)
         if not spans:
             return
+        if self._file and line.strip() in _source_lines(self._file):
+            return  # a line of its source, shown by a warning or a traceback: code, not a value
         literals = _literal_spans(self._file, line) if self._file else []
         echo = None
         for start, end, kind in spans:

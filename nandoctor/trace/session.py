@@ -64,6 +64,14 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
         )
     first = recorder.first
     growth: list = []
+    if first is not None and _from_placeholders_not_kept(first, outcome):
+        result.notes.append(
+            f"`{first.op}` at {first.file}:{first.line} made {first.value} from the program's "
+            "own placeholder (a NaN/Inf it wrote itself), and no variable held a NaN at the end: "
+            "it did not last, so it is not reported (a value computed from placeholders is "
+            "reported when the program keeps it)"
+        )
+        first = None
     if first is not None and _carried_in(first):  # where did what it met first appear?
         earlier = _silent(program, outcome, timeout, result, met=first)
         if earlier is not None:
@@ -158,6 +166,36 @@ def _when(
         first.iteration = found["iteration"]
         notes.append(f"iteration counted by a second run with line events on the loop at {loop}")
     return [tuple(g) for g in found["growth"]]
+
+
+def _from_placeholders_not_kept(first: FirstNonFinite, outcome: Outcome) -> bool:
+    """The flagged op met only the program's own placeholders (``rel = (best - val) / best``
+    while ``best`` is still ``np.inf``) and the run ended with no variable holding NaN: a
+    transient value of the program's own sentinels, as when no flag is raised (np.float64
+    raises one where a Python float does not), not a failure."""
+    from nandoctor.trace.observe import leftover_nan
+
+    carried = [(e, n) for e, n in first.operands if n.get("nonfinite")]
+    if first.found_by != "callback" or not carried:
+        return False
+    placed = {e for e, n in first.operands if n.get("placeholder")}
+    for expr, numbers in carried:
+        if numbers.get("placeholder"):
+            continue
+        # an expression (``best - val``) whose non-finite names are all placeholders
+        held = [v for v in _names_in(expr) if first.variables.get(v, {}).get("nonfinite")]
+        if not held or not set(held) <= placed:
+            return False
+    return not leftover_nan(_namespaces(outcome))
+
+
+def _names_in(expr: str) -> list[str]:
+    import ast
+
+    try:
+        return [n.id for n in ast.walk(ast.parse(expr, mode="eval")) if isinstance(n, ast.Name)]
+    except SyntaxError:
+        return []
 
 
 def _carried_in(first: FirstNonFinite) -> bool:
