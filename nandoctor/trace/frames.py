@@ -212,10 +212,10 @@ def innermost_loop(
 def outer_loops(
     frames: list[FrameType], loop_frame: FrameType, loop: Loop, limit: int = 3
 ) -> list[tuple[FrameType, Loop]]:
-    """The ``for``/``while`` loops around ``loop`` (in ``loop_frame``, one of ``frames``),
-    innermost first, at most ``limit``: those of its own code that hold it, then those of the
-    frames that called it (the epoch loop around a batch loop, the training loop around the
-    ``forward()`` call whose loop failed)."""
+    """The loops around ``loop`` (in ``loop_frame``, one of ``frames``), innermost first, at
+    most ``limit``: those of its own code that hold it, then those of the frames that called it
+    (the epoch loop around a batch loop, the training loop around the ``forward()`` call whose
+    loop failed, the comprehension ``[train(lr) for lr in rates]`` around a training loop)."""
     found: list[tuple[FrameType, Loop]] = []
     start = next((i for i, f in enumerate(frames) if f is loop_frame), len(frames))
     for i in range(start, len(frames)):
@@ -226,7 +226,6 @@ def outer_loops(
             for other in loops_of(frame.f_code)
             if other is not loop
             and other.contains(line)
-            and not isinstance(other.node, COMPREHENSION_NODES)
             and (frame is not loop_frame or other.line < loop.line)
         ]
         found += [(frame, other) for other in sorted(around, key=lambda o: -o.line)]

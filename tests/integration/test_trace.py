@@ -1288,3 +1288,22 @@ def test_a_flagged_nan_from_a_sentinel_that_does_not_last_is_a_note(tmp_path):
     assert (res.exit_code, doc["status"], doc["first_nonfinite"]) == (0, "healthy", None)
     assert any("did not last" in n and ":9" in n for n in doc["notes"])
     assert not any("printed" in n for n in doc["notes"])
+
+
+def test_a_comprehension_around_a_training_loop_tells_which_item(tmp_path):
+    """[train(lr) for lr in rates]: the third rate diverges; its training loop's pass alone would
+    not say which rate."""
+    body = (
+        "import numpy as np\n"
+        "X = np.array([[3.0, 1.0], [1.0, 2.0]]); y = np.array([1.0, -1.0])\n"
+        "def train(lr):\n"
+        "    w = np.zeros(2)\n"
+        "    for step in range(1, 2000):\n"
+        "        err = X @ w - y\n"
+        "        w -= lr * X.T @ err\n"
+        "    return w\n"
+        "out = [train(lr) for lr in [0.01, 0.1, 1.0]]\n"
+    )
+    r, _ = where_when(tmp_path, body)
+    assert r.first.loop["line"] == 5
+    assert [(o["line"], o["iteration"]) for o in r.first.loop["outer"]] == [(9, 3)]
