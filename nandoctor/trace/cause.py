@@ -533,7 +533,8 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
         advice = [
             "subtract the row max before exp (a max-shifted softmax: np.exp(z - z.max(axis=1, keepdims=True))), "
             "or use log-sum-exp for the loss",
-            "standardize the inputs (raw pixel values 0-255 make huge logits)",
+            "if the inputs are unscaled (raw pixels 0-255, prices), standardize them: huge inputs "
+            "make huge logits",
         ]
     else:
         advice = ["rescale the values before this op (standardize the inputs)"]
