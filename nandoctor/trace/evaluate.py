@@ -360,8 +360,9 @@ def _operands(node: ast.AST, args: list, evaluator: FrameEvaluator) -> list[tupl
     out = []
     for sub, value in zip(operand_nodes(node), args, strict=False):
         numbers = describe(value)
-        if numbers is not None:
-            out.append((ast.unparse(sub), numbers))
+        expr = ast.unparse(sub)
+        if numbers is not None and all(expr != e for e, _ in out):  # einsum(.., err, err): once
+            out.append((expr, numbers))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
         owner = getattr(node.func, "value", None)
         if owner is not None and not out:  # x.mean(): the array it is called on

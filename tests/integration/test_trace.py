@@ -1307,3 +1307,15 @@ def test_a_comprehension_around_a_training_loop_tells_which_item(tmp_path):
     r, _ = where_when(tmp_path, body)
     assert r.first.loop["line"] == 5
     assert [(o["line"], o["iteration"]) for o in r.first.loop["outer"]] == [(9, 3)]
+
+
+def test_an_operand_given_twice_is_described_once(tmp_path):
+    """np.einsum('i,i->', err, err) reads err twice: one description of it, not two."""
+    body = (
+        "import numpy as np\n"
+        "err = np.full(4, 1e160)\n"
+        "for k in range(3):\n"
+        "    loss = np.einsum('i,i->', err, err) * np.float64(k)\n"
+    )
+    r, _ = where_when(tmp_path, body)
+    assert [e for e, _ in r.first.operands].count("err") == 1
