@@ -8,6 +8,7 @@ start-up under ``nandoctor trace`` stays close to ``python``'s own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -34,7 +35,12 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     seconds = time.perf_counter() - start
     if outcome.traceback_text:
         sys.stderr.write(outcome.traceback_text)
-    from nandoctor.trace.observe import event_warnings, finite_summary, saturation_notes
+    from nandoctor.trace.observe import (
+        event_warnings,
+        finite_summary,
+        leftover_nan,
+        saturation_notes,
+    )
     from nandoctor.trace.result import TraceResult
 
     result = TraceResult(script=program.label, program=outcome, seconds=seconds)
@@ -62,9 +68,11 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
             f"the program printed `{line.strip()}`: its non-finite value there is the one given "
             f"on its command line (`{given}`), echoed, not one it computed: not reported"
         )
+    # the variables still holding NaN at the end: read once, when first needed (every array)
+    leftovers = functools.cache(lambda: leftover_nan(_namespaces(outcome)))
     first = recorder.first
     growth: list = []
-    if first is not None and _from_placeholders_not_kept(first, outcome):
+    if first is not None and _from_placeholders_not_kept(first, leftovers):
         result.notes.append(
             f"`{first.op}` at {first.file}:{first.line} made {first.value} from the program's "
             "own placeholder (a NaN/Inf it wrote itself), and no variable held a NaN at the end: "
@@ -73,7 +81,7 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
         )
         first = None
     if first is not None and _carried_in(first):  # where did what it met first appear?
-        earlier = _silent(program, outcome, timeout, result, met=first)
+        earlier = _silent(program, outcome, timeout, result, leftovers, met=first)
         if earlier is not None:
             result.notes.append(
                 f"`{first.op}` at {first.file}:{first.line} then met it ({first.kind}, "
@@ -83,11 +91,9 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
     if first is recorder.first and first is not None and first.loop is not None:
         growth = _when(program, recorder, first, timeout, result.notes, outcome.stdin_read)
     if first is None:
-        first = _silent(program, outcome, timeout, result)
+        first = _silent(program, outcome, timeout, result, leftovers)
     if first is None:
-        from nandoctor.trace.observe import leftover_nan
-
-        placeholders = bool(leftover_nan(_namespaces(outcome)))  # a NaN left, judged one
+        placeholders = bool(leftovers())  # a NaN left, judged one
         result.notes.insert(0, finite_summary(recorder, placeholders))
         result.notes += saturation_notes(_namespaces(outcome, returned=False))
         stop = recorder.stopped_by
@@ -168,13 +174,12 @@ def _when(
     return [tuple(g) for g in found["growth"]]
 
 
-def _from_placeholders_not_kept(first: FirstNonFinite, outcome: Outcome) -> bool:
+def _from_placeholders_not_kept(first: FirstNonFinite, leftovers) -> bool:
     """The flagged op met only the program's own placeholders (``rel = (best - val) / best``
     while ``best`` is still ``np.inf``) and the run ended with no variable holding NaN: a
     transient value of the program's own sentinels, as when no flag is raised (np.float64
-    raises one where a Python float does not), not a failure."""
-    from nandoctor.trace.observe import leftover_nan
-
+    raises one where a Python float does not), not a failure. ``leftovers()``: the variables
+    holding NaN at the end."""
     carried = [(e, n) for e, n in first.operands if n.get("nonfinite")]
     if first.found_by != "callback" or not carried:
         return False
@@ -186,7 +191,7 @@ def _from_placeholders_not_kept(first: FirstNonFinite, outcome: Outcome) -> bool
         held = [v for v in _names_in(expr) if first.variables.get(v, {}).get("nonfinite")]
         if not held or not set(held) <= placed:
             return False
-    return not leftover_nan(_namespaces(outcome))
+    return not leftovers()
 
 
 def _names_in(expr: str) -> list[str]:
@@ -207,15 +212,14 @@ def _carried_in(first: FirstNonFinite) -> bool:
 
 
 def _silent(
-    program, outcome: Outcome, timeout: float, result, met: FirstNonFinite | None = None
+    program, outcome: Outcome, timeout: float, result, held, met: FirstNonFinite | None = None
 ) -> FirstNonFinite | None:
-    """A NaN no event explains, left in the variables or printed, or carried into the flagged op
-    ``met``: find its line with a second pass. None when there is none, or when it is only the
-    program's own placeholders (and values computed from them alone, not kept to the end)."""
-    from nandoctor.trace.observe import leftover_nan
-
+    """A NaN no event explains, left in the variables (``held()``: those holding NaN at the end)
+    or printed, or carried into the flagged op ``met``: find its line with a second pass. None
+    when there is none, or when it is only the program's own placeholders (and values computed
+    from them alone, not kept to the end)."""
     notes = result.notes
-    leftovers = [] if met else leftover_nan(_namespaces(outcome))
+    leftovers = [] if met else held()
     printed = None if met else outcome.printed_nonfinite
     if met is not None:
         seen = f"`{met.op}` at {met.file}:{met.line} met operands already holding NaN/Inf"
