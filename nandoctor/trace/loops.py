@@ -16,6 +16,7 @@ that fail. Instead:
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from types import FrameType
 
 from nandoctor.trace.frames import COMPREHENSION_NODES, Loop, next_pass, parsed
@@ -54,12 +55,18 @@ def updates_a_variable(loop: Loop) -> bool:
     ``sgd_update(...)``) or that cannot be read (a function of another module). A recurrence
     (``h = np.tanh(W @ h)``) or a factor of the loop variable is not one: values that grow over
     the passes of a loop without such a step did not grow by training."""
-    tree = parsed(loop.file)
+    return _steps_in(_body(loop.node), _functions(loop.file), set())
+
+
+@lru_cache(maxsize=256)
+def _functions(filename: str) -> dict[str, list]:
+    """The functions (and methods) ``filename`` defines, by name."""
+    tree = parsed(filename)
     defs: dict[str, list] = {}
     for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             defs.setdefault(node.name, []).append(node)
-    return _steps_in(_body(loop.node), defs, set())
+    return defs
 
 
 def _body(node: ast.AST) -> list[ast.AST]:
@@ -80,7 +87,7 @@ def _steps_in(statements: list, defs: dict, followed: set) -> bool:
         if (
             isinstance(node, ast.AugAssign)
             and isinstance(node.op, ast.Sub | ast.Add)
-            and not _is_number(node.value)  # k += 1 counts passes, it steps nothing
+            and not _is_literal_number(node.value)  # k += 1 counts passes, it steps nothing
         ):
             return True
         if isinstance(node, ast.Assign) and _steps(node):
@@ -91,7 +98,7 @@ def _steps_in(statements: list, defs: dict, followed: set) -> bool:
     return False
 
 
-def _is_number(node: ast.AST) -> bool:
+def _is_literal_number(node: ast.AST) -> bool:
     """A literal number (``1``, ``-1``, ``0.5``)."""
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         node = node.operand
