@@ -210,10 +210,8 @@ def _source_lines(filename: str) -> frozenset[str]:
 def _literal_spans(filename: str, line: str) -> list[tuple[int, int]]:
     """Where ``line`` holds, verbatim, a string literal of ``filename``'s source that names a nan
     or inf (an f-string's literal parts included): text the program wrote, not a value."""
-    from nandoctor.trace.frames import parsed
-
     spans = []
-    for literal in _nonfinite_literals(parsed(filename)):
+    for literal in _nonfinite_literals(filename):
         start = line.find(literal)
         while start >= 0:
             spans.append((start, start + len(literal)))
@@ -221,17 +219,19 @@ def _literal_spans(filename: str, line: str) -> list[tuple[int, int]]:
     return spans
 
 
-_LITERALS: dict[int, tuple] = {}
-
-
-def _nonfinite_literals(tree) -> tuple[str, ...]:
+@lru_cache(maxsize=64)
+def _nonfinite_literals(filename: str) -> tuple[str, ...]:
+    """The string literals of ``filename`` with words beside a nan/inf (``float("nan")`` is a
+    value's spelling, not prose)."""
     import ast
 
+    from nandoctor.trace.frames import parsed
+
+    tree = parsed(filename)
     if tree is None:
         return ()
-    held = _LITERALS.get(id(tree))
-    if held is None or held[0] is not tree:
-        texts = {  # with words beside the nan/inf: float("nan") is a value's spelling, not prose
+    return tuple(
+        {
             node.value.strip()
             for node in ast.walk(tree)
             if isinstance(node, ast.Constant)
@@ -239,8 +239,7 @@ def _nonfinite_literals(tree) -> tuple[str, ...]:
             and NONFINITE_TOKEN.search(node.value)
             and re.search(r"[^\W\d_]", NONFINITE_TOKEN.sub("", node.value))
         }
-        held = _LITERALS[id(tree)] = (tree, tuple(texts))
-    return held[1]
+    )
 
 
 def _is_value(before: str, after: str) -> bool:
