@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nandoctor.diagnosis.catalogue import CAUSES
+from nandoctor.trace.evaluate import EXPONENTIALS
 from nandoctor.trace.events import FirstNonFinite
 
 GROWTH = 10.0  # operands this many times larger than at the loop's first iteration: a growth
@@ -367,7 +368,7 @@ def _invalid(first) -> tuple[Cause, list[str]]:
     cause = Cause(
         "domain_error", f"{first.op} outside its domain made NaN at {_where(first)}", evidence
     )
-    return cause, [DOMAIN_ADVICE.get(first.op, DOMAIN_ADVICE["sqrt"])]
+    return cause, [DOMAIN_ADVICE[first.op]]  # an op with a domain: _invalid sent others away
 
 
 def _cancelled_overflow(first) -> tuple[Cause, list[str]]:
@@ -488,7 +489,7 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
                 f"max |{e}| = {fmt(n['max_abs'])} ({n['dtype']}) when `{first.op}` overflowed at {_where(first)}"
             )
     limit = None  # the op's largest operand that does not overflow, where it is known
-    if first.op in ("exp", "exp2", "expm1") and biggest is not None:
+    if first.op in EXPONENTIALS and biggest is not None:
         limit = _exp_limit(biggest["dtype"], first.op)
         if limit:
             evidence.append(f"{first.op} overflows {biggest['dtype']} beyond {fmt(limit)}")
@@ -529,7 +530,7 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
         evidence.append(_no_large_growth(nonzero or growth[:1], limit))
     cause = Cause("overflow", f"{first.op} overflowed at {_where(first)}", evidence)
     dtype = biggest["dtype"] if biggest is not None else None
-    if first.op in ("exp", "exp2", "expm1"):
+    if first.op in EXPONENTIALS:
         advice = [
             "subtract the row max before exp (a max-shifted softmax: np.exp(z - z.max(axis=1, keepdims=True))), "
             "or use log-sum-exp for the loss",

@@ -55,6 +55,9 @@ LIKELY_OPS = {
 }
 
 
+EXPONENTIALS = ("exp", "exp2", "expm1")  # a sigmoid's or softmax's: pinned when they under/overflow
+
+
 class Unsafe(Exception):
     """This node cannot be evaluated without possible side effects."""
 

@@ -14,7 +14,7 @@ import ast
 import numpy as np
 
 from nandoctor.trace import npstate
-from nandoctor.trace.evaluate import on_grid, op_name
+from nandoctor.trace.evaluate import EXPONENTIALS, on_grid, op_name
 from nandoctor.trace.events import Recorder, Site, likely_value
 from nandoctor.trace.frames import display_path, source_line, statement_at
 from nandoctor.trace.result import TraceWarning
@@ -54,9 +54,6 @@ def event_warnings(recorder: Recorder) -> tuple[list[TraceWarning], list[str]]:
             else:
                 notes.append(summary)
     return warnings, notes
-
-
-EXPONENTIALS = ("exp", "exp2", "expm1")  # a sigmoid's or softmax's: pinned when they under/overflow
 
 
 def _calls_exponential(file: str, line: int) -> bool:
