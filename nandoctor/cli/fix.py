@@ -71,11 +71,13 @@ def fix(spec_path, output, dry_run, overrides, jobs, verify_full):
         raise
     d = result.diagnosis
     if d.status != "nonfinite":
+        from nandoctor.diagnosis.symptoms import diverging_loss
+
         said = f"{spec_path}: nothing to fix: every value stayed finite over {d.steps_run} steps"
-        diverging = [w for w in d.warnings if w.summary.startswith("diverging")]
+        diverging = diverging_loss(d.warnings)
         if diverging:  # finite only because the steps ran out: say so, do not call it fine
             said += (
-                f", but its loss is {diverging[0].summary}: it is heading for overflow (`run` "
+                f", but its loss is {diverging.summary}: it is heading for overflow (`run` "
                 "shows the warnings; more steps would go non-finite)"
             )
         click.echo(said)

@@ -171,6 +171,17 @@ def _transient_spike(run: Observed, g: np.ndarray, total: np.ndarray) -> Finding
     )
 
 
+DIVERGING = "diverging: "  # how a loss_not_decreasing warning of a diverging loss begins
+
+
+def diverging_loss(warnings: list[Finding]) -> Finding | None:
+    """The ``loss_not_decreasing`` warning that says the loss diverged, if one is there."""
+    return next(
+        (w for w in warnings if w.id == "loss_not_decreasing" and w.summary.startswith(DIVERGING)),
+        None,
+    )
+
+
 def loss_not_decreasing(run: Observed) -> Iterator[Finding]:
     """The loss over the last tenth of the steps is no lower than over the first tenth, judged
     by medians (``measures.loss_trend``): one huge spike cannot move either end, and a fall
@@ -183,7 +194,7 @@ def loss_not_decreasing(run: Observed) -> Iterator[Finding]:
     if trend is None or trend.fell:
         return
     if trend.diverged:  # a jump at step 2 can lift the whole first tenth: judged from step 1
-        yield warning("loss_not_decreasing", f"diverging: {trend.divergence()}")
+        yield warning("loss_not_decreasing", f"{DIVERGING}{trend.divergence()}")
         return
     noise = trend.noise
     yield warning(
