@@ -329,10 +329,10 @@ def verify(
 
 
 def rank(recs: list[Recommendation]) -> list[Recommendation]:
-    """Verified first (those whose loss fell, then those whose fall was within its noise, then
-    those whose loss did not fall), then the
-    smallest change (a setting changed in several layers counts once: He init for every layer
-    is one idea), then the lowest final loss."""
+    """Verified first; among them those whose loss fell, then those whose fall was within its
+    noise, then those whose loss did not fall; then the smallest change (a setting changed in
+    several layers counts once: He init for every layer is one idea), then the lowest final
+    loss."""
 
     def key(r: Recommendation):
         loss = r.final_loss
