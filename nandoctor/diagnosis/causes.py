@@ -16,8 +16,13 @@ import numpy as np
 
 from nandoctor.diagnosis import networks
 from nandoctor.diagnosis.findings import Finding, cause, fmt
-from nandoctor.diagnosis.measures import DTYPE_MAX, GROWTH_MIN_STEPS, SIGMOID_EXACT_ONE, growth
-from nandoctor.engine.nn import saturated_what
+from nandoctor.diagnosis.measures import (
+    DTYPE_MAX,
+    GROWTH_MIN_STEPS,
+    SIGMOID_EXACT_ONE,
+    growth,
+    saturated_what,
+)
 from nandoctor.engine.optim import SQUARED_STATE, split_state_tensor
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nandoctor.diagnosis.findings import fmt
+from nandoctor.engine.nn import SATURATION_TOL, SOFTMAX_PINNED
 from nandoctor.engine.optim import combine
 
 if TYPE_CHECKING:
@@ -255,3 +256,14 @@ def growth(outcome: Outcome) -> list[str]:
             f"{first.step} ran with (layers 1..{w.shape[1]})"
         )
     return lines
+
+
+def saturated_what(act: str) -> str:
+    """What the ``saturated`` statistic of a layer of ``act`` is a share of, in words."""
+    if act == "softmax":
+        return f"rows whose top probability is above 1 - {_short_exponent(1 - SOFTMAX_PINNED)} (pinned)"
+    return f"outputs within {SATURATION_TOL} of their limits"
+
+
+def _short_exponent(x: float) -> str:
+    return f"{x:.0e}".replace("e-0", "e-")

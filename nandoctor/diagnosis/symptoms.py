@@ -22,9 +22,10 @@ from nandoctor.diagnosis.measures import (
     history_offset,
     median,
     run_loss_trend,
+    saturated_what,
     total_norm,
 )
-from nandoctor.engine.nn import activation, saturated_what
+from nandoctor.engine.nn import activation
 
 if TYPE_CHECKING:
     from nandoctor.engine.runs import Outcome

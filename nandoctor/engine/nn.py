@@ -119,17 +119,6 @@ def _softmax(z: np.ndarray, naive: bool) -> np.ndarray:
     return e / s
 
 
-def saturated_what(act: str) -> str:
-    """What the ``saturated`` statistic of a layer of ``act`` is a share of, in words."""
-    if act == "softmax":
-        return f"rows whose top probability is above 1 - {_short_exponent(1 - SOFTMAX_PINNED)} (pinned)"
-    return f"outputs within {SATURATION_TOL} of their limits"
-
-
-def _short_exponent(x: float) -> str:
-    return f"{x:.0e}".replace("e-0", "e-")
-
-
 def limit_shares(fn: ActivationFn, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The share of saturated outputs and of weak derivatives of a squashing activation's
     ``a: (..., batch, units)``, both from one distance to the limits: two arrays of shape
