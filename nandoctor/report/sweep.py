@@ -6,15 +6,15 @@ import csv
 import io
 import json
 import math
-
-from rich import box
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from nandoctor.diagnosis.diagnose import fmt
 from nandoctor.interrupt import StoppedTraining
 from nandoctor.sweep import EDGE_RTOL, GridPoint, SweepSoFar
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
 
 
 def _label(settings: dict) -> str:
@@ -24,6 +24,10 @@ def _label(settings: dict) -> str:
 def table(point: GridPoint, title: str | None = None) -> Table:
     """One row per rate: its status, the steps it ran, where and why it first went non-finite,
     and its final loss. Rates added by the --edge bisection are starred."""
+    from rich import box  # on use: a JSON or CSV report never loads rich
+    from rich.table import Table
+    from rich.text import Text
+
     probes = any(r.probe for r in point.runs)
     t = Table(
         box=box.SIMPLE,
@@ -69,6 +73,8 @@ def chart(point: GridPoint, width: int = 60, height: int = 8) -> Text:
     """Final loss against learning rate, both on log scales: ``o`` a finite run, ``x`` a
     non-finite one (on the top row), ``|`` the max stable rate, ``:`` the bound 2/lambda_max.
     Without a loss to plot (random_gradient has none) the finite runs share one row."""
+    from rich.text import Text
+
     rates = [r.learning_rate for r in point.runs]
     edge = point.max_stable_lr
     bound = _bound(point)
@@ -152,6 +158,8 @@ class Chart:
 
 
 def render(spec, points: list[GridPoint]):
+    from rich.console import Group
+
     parts = []
     for p in points:
         parts += _finished_point(p)
@@ -160,6 +168,8 @@ def render(spec, points: list[GridPoint]):
 
 def _finished_point(p: GridPoint) -> list:
     """A grid point's table, chart, largest stable rate and lambda_max note."""
+    from rich.text import Text
+
     stable = fmt(p.max_stable_lr) if p.max_stable_lr is not None else "none"
     edge = (
         f" (edge between {fmt(p.edge[0])} and {fmt(p.edge[1])}, within"
@@ -201,6 +211,9 @@ def render_interrupted(spec, so_far: SweepSoFar, training: StoppedTraining | Non
     shows it; the finished rates of a grid point that was under way, with the rates it had not
     finished; then one line saying where it stopped and that the report is partial.
     ``training``: where the run training in this process stood, if one was."""
+    from rich.console import Group
+    from rich.text import Text
+
     n = len(so_far.grid)
     parts = []
     for p in range(n):
