@@ -14,6 +14,7 @@ watch (``nandoctor.instrument.events``) can say *which* op overflowed or produce
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -49,10 +50,11 @@ class ActivationFn:
     weak derivatives (None where they cannot occur), and whether a unit can die (ReLU: no
     gradient at all once ``z <= 0`` for every sample).
 
-    An element-wise squashing function (sigmoid, tanh) gives each output's distance from its
-    nearest limit: an output is saturated within SATURATION_TOL of it, and its derivative weak
-    within ``weak_within`` (:func:`limit_shares`). A softmax saturates by rows instead:
-    ``saturated(a)`` is its share of pinned rows.
+    An element-wise squashing function (sigmoid, tanh) is monotonic and odd about its middle, so
+    an output is within a distance of its nearer limit exactly where ``|z|`` is beyond a bound:
+    it is saturated within SATURATION_TOL of the limit (``|z| > saturated_beyond``) and its
+    derivative weak (``|z| > weak_beyond``; :func:`limit_shares`). A softmax saturates by rows
+    instead: ``saturated(a)`` is its share of pinned rows.
     """
 
     forward: Forward
@@ -61,8 +63,8 @@ class ActivationFn:
     default_init: Literal["he", "xavier"] = "xavier"
     saturated: Share | None = None  # the row-wise kind (softmax)
     can_die: bool = False
-    limit_distance: Callable[[np.ndarray], np.ndarray] | None = None  # the element-wise kind
-    weak_within: float | None = None
+    saturated_beyond: float | None = None  # the element-wise kind: bounds on |z|
+    weak_beyond: float | None = None
 
     @property
     def saturates(self) -> bool:
@@ -72,7 +74,7 @@ class ActivationFn:
     @property
     def squashing(self) -> bool:
         """Element-wise and bounded: a unit's derivative fades as its output nears a limit."""
-        return self.limit_distance is not None
+        return self.saturated_beyond is not None
 
 
 def _sigmoid(z: np.ndarray, naive: bool) -> np.ndarray:
@@ -119,26 +121,29 @@ def _softmax(z: np.ndarray, naive: bool) -> np.ndarray:
     return e / s
 
 
-def limit_shares(fn: ActivationFn, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The share of saturated outputs and of weak derivatives of a squashing activation's
-    ``a: (..., batch, units)``, both from one distance to the limits: two arrays of shape
-    ``a.shape[:-2]`` (float64)."""
-    d = fn.limit_distance(a)
-    near = np.less(d, SATURATION_TOL)
-    saturated = share_of(near)
-    return saturated, share_of(np.less(d, fn.weak_within, out=near))
+def limit_shares(fn: ActivationFn, abs_z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The share of saturated outputs and of weak derivatives of a squashing activation, from the
+    magnitudes of its inputs ``abs_z = |z|: (..., batch, units)``: two arrays of shape
+    ``abs_z.shape[:-2]`` (float64). Read from ``z`` rather than the outputs, the statistics need
+    no copy of the outputs, and the ``|z|`` that gives max |z| gives these too."""
+    beyond = np.greater(abs_z, _below(abs_z.dtype, fn.saturated_beyond))
+    saturated = share_of(beyond)
+    return saturated, share_of(np.greater(abs_z, _below(abs_z.dtype, fn.weak_beyond), out=beyond))
 
 
-def _sigmoid_distance(a: np.ndarray) -> np.ndarray:
-    """``min(a, 1 - a)``: how far each sigmoid output is from its nearer limit (one array)."""
-    d = 1 - a
-    return np.minimum(a, d, out=d)
+@cache
+def _below(dtype: np.dtype, bound: float) -> np.generic:
+    """The largest value of ``dtype`` not above ``bound``: a value of that dtype exceeds it exactly
+    when it exceeds ``bound`` (a bound rounded up would miss a float16 |z| equal to it)."""
+    b = np.asarray(bound, dtype=dtype)
+    if float(b) > bound:
+        b = np.nextafter(b, -np.inf, dtype=dtype)
+    return b[()]
 
 
-def _tanh_distance(a: np.ndarray) -> np.ndarray:
-    """``1 - |a|``: how far each tanh output is from its nearer limit (one array)."""
-    d = np.abs(a)
-    return np.subtract(1, d, out=d)
+def _sigmoid_beyond(distance: float) -> float:
+    """|z| beyond which sigmoid(z) is within ``distance`` of 0 or 1: ``log((1 - d) / d)``."""
+    return math.log((1 - distance) / distance)
 
 
 def share_of(mask: np.ndarray) -> np.ndarray:
@@ -181,15 +186,15 @@ ACTIVATIONS: dict[str, ActivationFn] = {
         forward=lambda z, naive: np.tanh(z),
         backward=lambda z, a, g: g * (1 - a * a),
         op="tanh",
-        limit_distance=_tanh_distance,
-        weak_within=1 - WEAK_TANH,
+        saturated_beyond=math.atanh(1 - SATURATION_TOL),
+        weak_beyond=math.atanh(WEAK_TANH),
     ),
     "sigmoid": ActivationFn(
         forward=_sigmoid,
         backward=lambda z, a, g: g * (a * (1 - a)),
         op="exp",
-        limit_distance=_sigmoid_distance,
-        weak_within=WEAK_SIGMOID,
+        saturated_beyond=_sigmoid_beyond(SATURATION_TOL),
+        weak_beyond=_sigmoid_beyond(WEAK_SIGMOID),
     ),
     "softmax": ActivationFn(
         forward=_softmax,

@@ -309,9 +309,10 @@ class History:
         self._norms_at = col["grad_norm"]  # grad_norm, weight_norm, update_ratio are consecutive
         assert STATS[-3:] == ("grad_norm", "weight_norm", "update_ratio")
         self._fns = [activation(a) for a in acts]
-        # the layers whose outputs the statistics read (saturation), and whose dead share is
-        # read from the bias gradient (copied at the step: the buffer is reused; counted at flush)
-        self._read_a = [i for i, fn in enumerate(self._fns) if fn.saturates]
+        # the layers whose outputs the statistics read (a softmax's pinned rows: the squashing
+        # layers' saturation is read from z), and whose dead share is read from the bias
+        # gradient (copied at the step: the buffer is reused; counted at the flush)
+        self._read_a = [i for i, fn in enumerate(self._fns) if fn.saturated is not None]
         self._dead_bias = [i for i, fn in enumerate(self._fns) if fn.can_die and i in self._bias]
         self._dead_bias_slots = [self._bias[i] for i in self._dead_bias]
         self._acts = acts
@@ -438,15 +439,19 @@ class History:
 
     def _activation_stats(self, out: np.ndarray, zs, outputs, tops=None, lows=None) -> None:
         """Fill the per-layer columns of ``out: (..., n, columns)`` read from the activations:
-        ``zs`` per layer and ``outputs`` (the saturating layers' ``a``) ``(..., n, batch,
+        ``zs`` per layer and ``outputs`` (the softmax layers' ``a``) ``(..., n, batch,
         units)``. With ``tops`` and ``lows`` ``(layers, n)`` (a step reduced alone), its max z
         and min z go there, for :meth:`_max_abs` to combine a batch at once. The dead shares read
         from bias gradients are the flush's."""
         col = self._col
         for i, fn in enumerate(self._fns):
             z = zs[i]
-            # max |z| without writing |z|: max(max z, -min z)
-            if tops is None:
+            # a squashing layer's saturation is read from |z|, which gives max |z| too; else max
+            # |z| without writing |z|: max(max z, -min z)
+            abs_z = np.abs(z) if fn.squashing else None
+            if tops is None and abs_z is not None:
+                out[..., col["max_abs_z"] + i] = np.maximum.reduce(abs_z, axis=(-2, -1))
+            elif tops is None:
                 top = np.maximum.reduce(z, axis=(-2, -1))
                 bottom = np.minimum.reduce(z, axis=(-2, -1))
                 out[..., col["max_abs_z"] + i] = self._max_abs(top, bottom)
@@ -457,14 +462,12 @@ class History:
             # gradients; without one (use_bias false, a norm, dropout): read z itself
             if fn.can_die and i not in self._dead_bias:
                 out[..., col["dead"] + i] = (~(z > 0).any(axis=-2)).mean(axis=-1)
-            if fn.saturates:
-                a = outputs[self._read_a.index(i)]
-                if fn.limit_distance is not None:
-                    sat, weak = limit_shares(fn, a)
-                    out[..., col["saturated"] + i] = sat
-                    out[..., col["weak"] + i] = weak
-                else:
-                    out[..., col["saturated"] + i] = fn.saturated(a)
+            if abs_z is not None:
+                sat, weak = limit_shares(fn, abs_z)
+                out[..., col["saturated"] + i] = sat
+                out[..., col["weak"] + i] = weak
+            elif fn.saturated is not None:
+                out[..., col["saturated"] + i] = fn.saturated(outputs[self._read_a.index(i)])
 
     @staticmethod
     def _max_abs(top: np.ndarray, bottom: np.ndarray, out=None) -> np.ndarray:

@@ -493,3 +493,29 @@ def test_a_float16_loss_sum_that_overflows_is_named_the_sum():
             "mse", "linear", z, z, np.zeros((1024, 1), np.float16), False, reduction="sum"
         )
     assert [(op, kind) for *_, op, kind in watch.events] == [("sum", "overflow")]
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_limit_shares_from_z_count_the_outputs_near_their_limits(name, dtype):
+    """Saturated: an output within SATURATION_TOL of its nearer limit; weak: a derivative under a
+    tenth of its peak. Read from |z|, the counts are those of the outputs, computed exactly (in
+    float64 from float64 z), including every |z| of the dtype next to either bound."""
+    fn = nn.activation(name)
+    rng = np.random.default_rng(0)
+    edges = []
+    for bound in (fn.saturated_beyond, fn.weak_beyond):
+        b = np.asarray(bound, dtype)
+        edges += [np.nextafter(b, -np.inf, dtype=dtype), b, np.nextafter(b, np.inf, dtype=dtype)]
+    z = np.concatenate([rng.standard_normal(2000) * 5, edges, np.negative(edges)]).astype(dtype)
+    z = z[: len(z) // 20 * 20].reshape(1, -1, 20)
+    exact = z.astype(np.float64)
+    if name == "sigmoid":
+        distance = 1 / (1 + np.exp(np.abs(exact)))  # min(a, 1 - a)
+        weak = distance < nn.WEAK_SIGMOID
+    else:
+        distance = 1 - np.tanh(np.abs(exact))
+        weak = np.tanh(np.abs(exact)) > nn.WEAK_TANH
+    sat, weak_share = nn.limit_shares(fn, np.abs(z))
+    assert sat[0] == (distance < nn.SATURATION_TOL).mean()
+    assert weak_share[0] == weak.mean()
