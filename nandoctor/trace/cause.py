@@ -356,6 +356,44 @@ def _roles(first: FirstNonFinite) -> dict[str, set[str]]:
 FLOORS = {"maximum", "fmax", "clip"}
 
 
+def _in_a_sigmoid(first: FirstNonFinite) -> bool:
+    """The exponential at ``first`` feeds a sigmoid, ``1 / (1 + exp(-z))``: in its own statement,
+    or through the variable it is assigned to (``e = np.exp(-z)``, then ``1 / (1 + e)``) in the
+    same function. A softmax divides by a sum of exponentials instead."""
+    import ast
+
+    from nandoctor.trace.frames import parsed, statement_at
+
+    stmt = statement_at(first.file, first.line) if first.line is not None else None
+    if stmt is None:
+        return False
+    feeds = {
+        ast.unparse(n)
+        for n in ast.walk(stmt)
+        if isinstance(n, ast.Call)
+        and getattr(n.func, "attr", getattr(n.func, "id", None)) in EXPONENTIALS
+    }
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        feeds.add(ast.unparse(stmt.targets[0]))
+    tree = parsed(first.file)
+    scope = [stmt]
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(
+            n is stmt for n in ast.walk(node)
+        ):
+            scope = [node]  # the innermost is found last
+    for root in scope:
+        for node in ast.walk(root):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+                den = node.right
+                if isinstance(den, ast.BinOp) and isinstance(den.op, ast.Add):
+                    sides = [den.left, den.right]
+                    ones = [x for x in sides if isinstance(x, ast.Constant) and x.value == 1]
+                    if ones and any(ast.unparse(x) in feeds for x in sides):
+                        return True
+    return False
+
+
 def _invalid(first) -> tuple[Cause, list[str]]:
     if first.op not in DOMAIN_ADVICE:  # einsum, matmul, sum, subtract of finite numbers
         return _cancelled_overflow(first)
@@ -530,7 +568,14 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
         evidence.append(_no_large_growth(nonzero or growth[:1], limit))
     cause = Cause("overflow", f"{first.op} overflowed at {_where(first)}", evidence)
     dtype = biggest["dtype"] if biggest is not None else None
-    if first.op in EXPONENTIALS:
+    if first.op in EXPONENTIALS and _in_a_sigmoid(first):
+        advice = [
+            "compute the sigmoid without overflow: np.exp(-np.logaddexp(0, -z)) or "
+            "scipy.special.expit(z) (exp(-z) overflows once z < -709 in float64; 1/(1+exp(-z)) "
+            "is then exactly 0), or clip z first (np.clip(z, -500, 500))",
+            "keep the pre-activations small: standardize the inputs, a lower step size",
+        ]
+    elif first.op in EXPONENTIALS:
         advice = [
             "subtract the row max before exp (a max-shifted softmax: np.exp(z - z.max(axis=1, keepdims=True))), "
             "or use log-sum-exp for the loss",

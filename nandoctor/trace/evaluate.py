@@ -74,6 +74,9 @@ class LineReading:
     reproduced: bool = False  # the op was found by re-evaluation, not guessed
     node: ast.AST | None = None  # the op's node, to re-read its operands later
     names: dict[str, dict] = field(default_factory=dict)  # variables inside the operands
+    result: object = None  # the value the statement keeps (its root expression's)
+    # kept in a variable that the next statements reading it absorbed: (op, line) of the first
+    later: tuple[str, int] | None = None
 
 
 LIMIT_TOL = 1e-3  # a value in (0, 1) this close to 0 or 1 is near its limit (as saturation)
@@ -299,8 +302,9 @@ def read_line(frame: FrameType, stmt: ast.stmt | None, kind: str) -> LineReading
         try:
             result = evaluator.eval(root)
             reading.absorbed = _finite_numbers(result)
+            reading.result = result
         except Exception:  # Unsafe included: not evaluable without side effects
-            reading.absorbed = False
+            reading.absorbed, reading.result = False, None
         if any(kind in kinds for _, kinds, _, _ in evaluator.raised):
             break
     for node, kinds, value, args in evaluator.raised:
@@ -422,3 +426,106 @@ def operand_magnitude(frame: FrameType, node: ast.AST) -> float | None:
         measured = [owner] if owner is not None else []
     best = max((n["max_abs"] for n in measured if n.get("max_abs") is not None), default=None)
     return best if best is None or math.isfinite(best) else None
+
+
+class _Overlay(FrameEvaluator):
+    """A frame's values as they will be a few statements on: ``known`` (by source text, a name or
+    an attribute such as ``self.e``) holds what earlier statements kept, ``unknown`` what a
+    statement that was not evaluated assigned (reading it is :class:`Unsafe`)."""
+
+    def __init__(self, frame: FrameType, known: dict[str, object], unknown: set[str]):
+        super().__init__(frame)
+        self.known, self.unknown = known, unknown
+
+    def _eval(self, node: ast.AST):
+        if isinstance(node, ast.Name | ast.Attribute):
+            text = ast.unparse(node)
+            if text in self.known:
+                return self.known[text]
+            if text in self.unknown:
+                raise Unsafe(text)
+        return super()._eval(node)
+
+
+def _target_text(stmt: ast.stmt) -> str | None:
+    """The one name or attribute a plain assignment binds (``e = ...``, ``self.e = ...``)."""
+    match stmt:
+        case (
+            ast.Assign(targets=[ast.Name() | ast.Attribute() as target])
+            | ast.AnnAssign(target=ast.Name() | ast.Attribute() as target)
+        ):
+            return ast.unparse(target)
+    return None
+
+
+def _stored(stmt: ast.stmt) -> set[str]:
+    """Every name and attribute ``stmt`` (compound ones included) assigns, as source text."""
+    return {
+        ast.unparse(n)
+        for n in ast.walk(stmt)
+        if isinstance(n, ast.Name | ast.Attribute) and isinstance(n.ctx, ast.Store | ast.Del)
+    }
+
+
+def _block_of(filename: str, stmt: ast.stmt) -> tuple[list[ast.stmt], int] | None:
+    """The list of statements ``stmt`` belongs to, and its index there."""
+    from nandoctor.trace.frames import parsed
+
+    tree = parsed(filename)
+    for node in ast.walk(tree) if tree is not None else ():
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if isinstance(block, list) and any(s is stmt for s in block):
+                return block, next(i for i, s in enumerate(block) if s is stmt)
+    return None
+
+
+def absorbed_later(frame: FrameType, stmt: ast.stmt | None, reading: LineReading):
+    """``(op, line)`` when the Inf that ``stmt`` keeps in one variable (``e = np.exp(-z)``) is
+    absorbed by every later statement of its block that reads it (``return 1 / (1 + e)``): each
+    is re-evaluated on the frame, with that variable given the Inf and what the statements
+    between assigned, and each stays finite. None when any does not, when one cannot be
+    evaluated without side effects, or when nothing reads it (then it is simply kept).
+
+    The Inf is then a temporary split over two lines, as ``1 / (1 + np.exp(-z))`` is in one."""
+    target = _target_text(stmt) if stmt is not None else None
+    if target is None or value_kind(reading.result) not in ("inf", "-inf"):
+        return None
+    found = _block_of(frame.f_code.co_filename, stmt)
+    if found is None:
+        return None
+    block, index = found
+    known: dict[str, object] = {target: reading.result}
+    unknown: set[str] = set()
+    first = None
+    for later in block[index + 1 :]:
+        read = {ast.unparse(n) for n in ast.walk(later) if isinstance(n, ast.Name | ast.Attribute)}
+        stored = _stored(later)
+        if target in read:
+            root = statement_value(later)
+            if root is None or isinstance(later, ast.Expr):  # a call for its effect, an if: unknown
+                return None
+            evaluator = _Overlay(frame, known, unknown)
+            try:
+                value = evaluator.eval(root)
+            except Exception:
+                return None
+            if not _finite_numbers(value):
+                return None
+            if first is None:
+                node = next(
+                    n
+                    for n in ast.walk(root)
+                    if isinstance(n, ast.Name | ast.Attribute) and ast.unparse(n) == target
+                )
+                first = (_absorber(root, node, evaluator) or op_name(root), later.lineno)
+            bound = _target_text(later)
+            if bound is not None:
+                known[bound] = value
+                stored.discard(bound)
+        for name in stored:
+            known.pop(name, None)
+            unknown.add(name)
+        if target in unknown or isinstance(later, ast.Return | ast.Raise):
+            break  # the Inf is no longer held there, or the function ends
+    return first

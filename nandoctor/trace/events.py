@@ -175,6 +175,8 @@ class Site:
     value: str | None = None  # the value it made (nan, inf, -inf),
     absorber: str | None = None  # the op that made the statement finite again,
     silenced: bool = False  # and whether the program had asked NumPy to ignore this kind
+    # the line of the later statement that absorbed it, when the statement kept it in a variable
+    absorbed_at: int | None = None
 
     def to_json(self) -> dict:
         return {
@@ -431,17 +433,22 @@ class Recorder:
         stops = aborted and self.stopped_by is None  # the op the program's own handling stopped
         if not stops and (aborted or not _worth_examining(site.count)):
             return False
-        from nandoctor.trace.evaluate import read_line
+        from nandoctor.trace.evaluate import absorbed_later, read_line
 
         stmt = statement_at(frame.f_code.co_filename, frame.f_lineno)
         reading = read_line(frame, stmt, kind)
         if stops:
             self.stopped_by = first_from_frame(frame, kind, reading)
             return False
+        if not reading.absorbed and reading.reproduced:  # kept in a variable: read after?
+            reading.later = absorbed_later(frame, stmt, reading)
+            if reading.later is not None:
+                reading.absorbed, reading.absorber = True, reading.later[0]
         if reading.absorbed:
             site.absorbed += 1
             if site.op is None:
                 site.op, site.value, site.absorber = reading.op, reading.value, reading.absorber
+                site.absorbed_at = reading.later[1] if reading.later else None
                 site.silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
             return False
         self.first = first_from_frame(frame, kind, reading)

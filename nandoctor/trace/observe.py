@@ -79,6 +79,12 @@ def _made(site: Site) -> str:
 
 
 def _by(site: Site) -> str:
+    if site.absorbed_at is not None:  # kept in a variable, absorbed where it was read
+        what = f"`{site.absorber}`" if site.absorber and site.absorber != "?" else "the statement"
+        return (
+            f"{what} at line {site.absorbed_at} (`{source_line(site.file, site.absorbed_at)}`), "
+            "the next statement to read it, absorbed"
+        )
     if site.absorber in DISCARDING:
         return f"`{site.absorber}` in the same statement discarded"
     if site.absorber:
@@ -100,10 +106,12 @@ def absorbed_text(site: Site) -> str:
     """What an event whose statement stayed finite did, exactly: which op made which value,
     which op absorbed it, how many of the events were checked, whether the program silenced it."""
     checked = "" if site.absorbed >= site.count else f" ({site.absorbed:,} of them checked)"
-    text = (
-        f"{_made(site)} at {_site_text(site)} that {_by(site)}{checked}: the statement's result "
-        "stayed finite"
+    kept = (
+        "every later statement of its block that read it stayed finite"
+        if site.absorbed_at is not None
+        else "the statement's result stayed finite"
     )
+    text = f"{_made(site)} at {_site_text(site)} that {_by(site)}{checked}: {kept}"
     if site.op in EXPONENTIALS:
         text += " (1/(1+inf) = 0: a sigmoid pinned at 0 or 1)"
     if site.silenced:

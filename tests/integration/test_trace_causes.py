@@ -1,0 +1,82 @@
+"""nandoctor trace on small programs from bug reports: the cause and the numbers it rests on.
+
+Each program is traced as a user would trace it; what is asserted is read from the numbers it
+produced, never from its name or its lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nandoctor.trace.runner import Program
+from nandoctor.trace.session import trace_program
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+def traced(tmp_path: Path, body: str, *args: str):
+    path = tmp_path / "prog.py"
+    path.write_text(body)
+    return trace_program(Program(str(path), tuple(args)))
+
+
+SIGMOID_ON_TWO_LINES = """\
+import numpy as np
+def sigmoid(z):
+    e = np.exp(-z)
+    return 1.0 / (1.0 + e)
+print(sigmoid(np.array([-1000.0, 0.0, 5.0])))
+"""
+SIGMOID_CACHED_ON_AN_OBJECT = """\
+import numpy as np
+class Sigmoid:
+    def forward(self, z):
+        self.e = np.exp(-z)
+        self.out = 1.0 / (1.0 + self.e)
+        return self.out
+    def backward(self, g):
+        return g * self.out * (1 - self.out)
+s = Sigmoid()
+print(s.forward(np.array([-1000.0, 0.0, 5.0])), s.backward(np.ones(3)))
+"""
+
+
+@pytest.mark.parametrize("body", [SIGMOID_ON_TWO_LINES, SIGMOID_CACHED_ON_AN_OBJECT])
+def test_an_inf_the_next_statement_absorbs_is_a_saturation_not_a_failure(tmp_path, body):
+    """exp(1000) = inf kept in a variable for one line, then 1/(1+inf) = 0: the program's values
+    are all finite, as with the one-line sigmoid."""
+    r = traced(tmp_path, body)
+    assert r.first is None and r.exit_code == 0 and r.status == "warning"
+    assert [w.id for w in r.warnings] == ["saturation"]
+    site = next(s for s in r.events if s.kind == "overflow")
+    assert (site.op, site.value, site.absorber, site.absorbed_at) == (
+        "exp",
+        "inf",
+        "divide",
+        4 if body is SIGMOID_ON_TWO_LINES else 5,
+    )
+    assert "the next statement to read it" in r.notes[0]
+
+
+def test_an_inf_a_later_statement_turns_into_nan_is_still_reported(tmp_path):
+    """A softmax over two lines: inf / inf = nan in the next statement, so the exp is the first."""
+    body = (
+        "import numpy as np\ndef softmax(z):\n    e = np.exp(z)\n"
+        "    return e / e.sum(axis=1, keepdims=True)\n"
+        "print(softmax(np.array([[1000.0, 1.0]])))\n"
+    )
+    r = traced(tmp_path, body)
+    assert r.exit_code == 1 and (r.first.line, r.first.op) == (3, "exp")
+    assert r.cause.id == "overflow" and "max-shifted softmax" in r.advice[0]
+
+
+def test_an_exp_overflow_in_a_sigmoid_gets_sigmoid_advice_not_softmax(tmp_path):
+    """np.seterr(all='raise') stops the sigmoid's exp: the advice is for a sigmoid."""
+    body = (
+        "import numpy as np\nnp.seterr(all='raise')\n"
+        "z = np.array([-1000.0, 1.0])\np = 1 / (1 + np.exp(-z))\n"
+    )
+    r = traced(tmp_path, body)
+    assert r.exit_code == 3 and r.stopped_by.op == "exp"
+    assert "sigmoid" in r.advice[0] and not any("softmax" in a for a in r.advice)
