@@ -395,6 +395,15 @@ def _in_a_sigmoid(first: FirstNonFinite) -> bool:
 
 
 def _invalid(first) -> tuple[Cause, list[str]]:
+    inside = first.ufunc is not None and first.ufunc.split()[-1] in DIVIDE_OPS
+    if (
+        first.op not in DOMAIN_ADVICE
+        and inside
+        and first.op not in DIVIDE_OPS
+        and first.operands
+        and all(_moderate(n) for _, n in first.operands)
+    ):  # np.corrcoef, np.std: a divide inside them, on numbers that cannot overflow
+        return _zero_over_zero_inside(first)
     if first.op not in DOMAIN_ADVICE:  # einsum, matmul, sum, subtract of finite numbers
         return _cancelled_overflow(first)
     negatives = [(e, n) for e, n in first.operands if n.get("min") is not None and n["min"] < 0]
@@ -407,6 +416,42 @@ def _invalid(first) -> tuple[Cause, list[str]]:
         "domain_error", f"{first.op} outside its domain made NaN at {_where(first)}", evidence
     )
     return cause, [DOMAIN_ADVICE[first.op]]  # an op with a domain: _invalid sent others away
+
+
+def _moderate(n: dict) -> bool:
+    """Finite numbers too small for any sum of products of them to overflow their dtype."""
+    try:
+        largest = float(np.finfo(np.dtype(n.get("dtype", "float64"))).max)
+    except (TypeError, ValueError):
+        largest = float(np.finfo(np.float64).max)
+    if n.get("max_abs") is None or n.get("nonfinite"):
+        return False
+    return n["max_abs"] ** 2 * max(n.get("size", 1), 1) < largest
+
+
+def _zero_over_zero_inside(first) -> tuple[Cause, list[str]]:
+    """NaN from a NumPy function whose inputs were finite and moderate, raised by a divide inside
+    it (``np.corrcoef`` of a constant column, ``np.std(x, ddof=1)`` of one value): no overflow
+    can happen there, so the divide met 0 / 0."""
+    sizes = [
+        f"max |{e}| = {fmt(n['max_abs'])} ({n['dtype']}, {n['size']} entries)"
+        for e, n in first.operands
+        if n.get("max_abs") is not None
+    ]
+    evidence = [
+        f"`{first.op}` made NaN at {_where(first)} and the flag was raised by `{first.ufunc}` "
+        f"inside it, on finite operands ({'; '.join(sizes)}): far too small to overflow, so the "
+        "divide met 0 / 0 (a spread of exactly 0, as a constant column's std, or a count of 0, "
+        "as n - ddof with a single value)"
+    ]
+    cause = Cause(
+        "division_by_zero", f"0 / 0 inside {first.op} made NaN at {_where(first)}", evidence
+    )
+    return cause, [
+        "drop the constant (zero-variance) columns before this op, and give it enough values "
+        "(np.std(x, ddof=1) needs at least 2); or guard the division (np.divide(a, b, "
+        "out=np.zeros_like(a), where=b != 0))"
+    ]
 
 
 def _cancelled_overflow(first) -> tuple[Cause, list[str]]:

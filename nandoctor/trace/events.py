@@ -110,6 +110,9 @@ class FirstNonFinite:
     computed_from: list[str] = field(default_factory=list)
     # made without a flag: (pass, largest operand) of the loop around it, from the second run
     growth: list[tuple[int, float]] = field(default_factory=list, repr=False)
+    # the NumPy ufunc that raised the flag, as NumPy names it ("divide", "scalar divide"): inside
+    # a library function (np.corrcoef), the op that really made the value
+    ufunc: str | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         out = {
@@ -394,12 +397,12 @@ class Recorder:
             self.user_state.apply(kind, ufunc, 3)
         except BaseException:
             if watched:
-                self._recording(frame, kind, aborted=True)
+                self._recording(frame, kind, aborted=True, ufunc=ufunc)
             raise
         if watched:
-            self._recording(frame, kind, aborted=False)
+            self._recording(frame, kind, aborted=False, ufunc=ufunc)
 
-    def _recording(self, frame, kind: str, aborted: bool) -> None:
+    def _recording(self, frame, kind: str, aborted: bool, ufunc: str | None = None) -> None:
         """Record the event, from inside the program's NumPy op: nandoctor's own failure here
         must never become the program's, so it is kept as a note, not raised."""
         self._busy = True
@@ -408,7 +411,7 @@ class Recorder:
         try:
             with npstate.errstate(all="ignore"):
                 try:
-                    found = self._record(frame, kind, aborted)
+                    found = self._record(frame, kind, aborted, ufunc)
                 except Exception as e:  # a bug of ours: reported, never the program's
                     self.own_errors.append(f"{type(e).__name__}: {e}")
                     found = False
@@ -419,7 +422,7 @@ class Recorder:
             self._busy = False
             warnings._showwarnmsg = show
 
-    def _record(self, frame, kind: str, aborted: bool = False) -> bool:
+    def _record(self, frame, kind: str, aborted: bool = False, ufunc: str | None = None) -> bool:
         """Count the event and examine it; True when it is the first non-finite value kept.
         ``aborted``: the program's error handling raised, so the statement kept no value."""
         key = (frame.f_code.co_filename, frame.f_lineno, kind)
@@ -438,7 +441,7 @@ class Recorder:
         stmt = statement_at(frame.f_code.co_filename, frame.f_lineno)
         reading = read_line(frame, stmt, kind)
         if stops:
-            self.stopped_by = first_from_frame(frame, kind, reading)
+            self.stopped_by = first_from_frame(frame, kind, reading, ufunc)
             return False
         if not reading.absorbed and reading.reproduced:  # kept in a variable: read after?
             reading.later = absorbed_later(frame, stmt, reading)
@@ -451,7 +454,7 @@ class Recorder:
                 site.absorbed_at = reading.later[1] if reading.later else None
                 site.silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
             return False
-        self.first = first_from_frame(frame, kind, reading)
+        self.first = first_from_frame(frame, kind, reading, ufunc)
         self.first_silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
         self.plan = rerun_plan(frame, reading.node or _in_place(stmt))
         return True
@@ -542,7 +545,7 @@ def _loop_json(loop, frames=(), loop_frame=None) -> dict | None:
     return out
 
 
-def first_from_frame(frame, kind: str, reading) -> FirstNonFinite:
+def first_from_frame(frame, kind: str, reading, ufunc: str | None = None) -> FirstNonFinite:
     frames = user_frames(frame)
     stack = _stack(frames)
     loop_frame, loop = innermost_loop(frames)
@@ -559,6 +562,7 @@ def first_from_frame(frame, kind: str, reading) -> FirstNonFinite:
         operands=reading.operands,
         variables=reading.names,
         loop=_loop_json(loop, frames, loop_frame),
+        ufunc=ufunc,
     )
     if loop is not None:
         from nandoctor.trace.loops import iteration_from_target

@@ -80,3 +80,24 @@ def test_an_exp_overflow_in_a_sigmoid_gets_sigmoid_advice_not_softmax(tmp_path):
     r = traced(tmp_path, body)
     assert r.exit_code == 3 and r.stopped_by.op == "exp"
     assert "sigmoid" in r.advice[0] and not any("softmax" in a for a in r.advice)
+
+
+@pytest.mark.parametrize(
+    ("line", "op"),
+    [
+        (
+            "R = np.corrcoef(np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]]), rowvar=False)",
+            "corrcoef",
+        ),
+        ("s = np.std(np.array([3.0]), ddof=1)", "std"),
+    ],
+)
+def test_a_nan_from_a_divide_inside_a_numpy_function_on_small_numbers_is_zero_over_zero(
+    tmp_path, line, op
+):
+    """A constant column's std is 0 (corrcoef divides by it); one value with ddof=1 divides by
+    n - ddof = 0. Operands of at most 5 cannot overflow: not an overflow inside."""
+    r = traced(tmp_path, f"import numpy as np\n{line}\nprint(repr({line.split()[0]}))\n")
+    assert r.first.op == op and r.first.kind == "invalid"
+    assert r.cause.id == "division_by_zero" and "0 / 0" in r.cause.summary
+    assert "divide" in r.cause.evidence[0] and not any("rescale" in a for a in r.advice)
