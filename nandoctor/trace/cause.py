@@ -559,6 +559,24 @@ def _no_large_growth(measured: list[tuple[int, float]], limit: float | None) -> 
     )
 
 
+def _grown(growth: list, limit: float | None) -> tuple[bool, bool, list]:
+    """Whether operands measured as (pass, max |x|) grew into the overflow: ``GROWTH``-fold, or
+    past the op's ``limit`` from below it (from 0 too); whether they crossed it; the passes they were not 0
+    (growth is measured from the first pass they were not all 0: zero-initialised weights)."""
+    nonzero = [(i, m) for i, m in growth if m > 0]
+    # from below the limit, 0 included (w = 0 at the first step, past exp's limit at the next)
+    crossed = len(growth) >= 2 and limit is not None and growth[0][1] < limit <= growth[-1][1]
+    grew = crossed or (len(nonzero) >= 2 and nonzero[-1][1] / nonzero[0][1] >= GROWTH)
+    return grew, crossed, nonzero
+
+
+def _dtype_of(first: FirstNonFinite) -> str | None:
+    """The float dtype of the op's variables, when its operands could not be read."""
+    dtypes = [n.get("dtype", "") for n in first.variables.values()]
+    floats = [d for d in dtypes if d.startswith("float")]
+    return floats[0] if floats else None
+
+
 def _overflow(first, growth) -> tuple[Cause, list[str]]:
     biggest = max(
         (n for _, n in first.operands if n.get("max_abs") is not None),
@@ -572,24 +590,36 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
                 f"max |{e}| = {fmt(n['max_abs'])} ({n['dtype']}) when `{first.op}` overflowed at {_where(first)}"
             )
     limit = None  # the op's largest operand that does not overflow, where it is known
-    if first.op in EXPONENTIALS and biggest is not None:
-        limit = _exp_limit(biggest["dtype"], first.op)
+    if first.op in EXPONENTIALS:  # in place (np.exp(Z, out=Z)) the operand is gone: its dtype
+        dtype = biggest["dtype"] if biggest is not None else _dtype_of(first)
+        limit = _exp_limit(dtype, first.op) if dtype else None
         if limit:
-            evidence.append(f"{first.op} overflows {biggest['dtype']} beyond {fmt(limit)}")
-    # growth is measured from the first iteration the operands were not all 0 (zero-initialised
-    # weights: 0 at iteration 1 is where growth starts, not a size they already had)
-    nonzero = [(i, m) for i, m in growth if m > 0]
-    # grown GROWTH-fold, or past the op's limit from below it: either way the growth made it
-    crossed = len(nonzero) >= 2 and limit is not None and nonzero[0][1] < limit <= nonzero[-1][1]
-    grew = crossed or (len(nonzero) >= 2 and nonzero[-1][1] / nonzero[0][1] >= GROWTH)
-    # a growth is a training step's only where the loop steps a variable (W -= lr * g ...)
+            evidence.append(f"{first.op} overflows {dtype} beyond {fmt(limit)}")
+    grew, crossed, nonzero = _grown(growth, limit)
+    over = ""  # the loop the growth is told over, when not the innermost
     trained = first.loop is None or first.loop.get("updates", True)
+    outer = (first.loop or {}).get("outer") or [{}]
+    if not grew and first.entry_growth and outer[0]:
+        # a batch loop entered once per epoch: the operands grew over the epochs around it
+        entered, crossed_, nonzero_ = _grown(first.entry_growth, limit)
+        if entered:
+            last = first.entry_growth[-1][0]
+            shift = outer[0]["iteration"] - last if outer[0].get("iteration") else 0
+            growth = [(k + shift, m) for k, m in first.entry_growth]
+            nonzero = [(k + shift, m) for k, m in nonzero_]
+            grew, crossed = True, crossed_
+            over = f" of the loop at {outer[0]['file']}:{outer[0]['line']}"
+            trained = trained or bool(outer[0].get("updates"))
+    # a growth is a training step's only where the loop steps a variable (W -= lr * g ...)
     if grew:
         (i0, m0), (i1, m1) = nonzero[0], nonzero[-1]
-        start = f"0 at iteration {growth[0][0]}, " if growth[0][1] == 0 else ""
+        if crossed and len(nonzero) < 2:  # from 0 straight past the limit
+            (i0, m0) = growth[0]
+        start = f"0 at iteration {growth[0][0]}, " if growth[0][1] == 0 and m0 > 0 else ""
+        times = f" (×{fmt(m1 / m0)})" if m0 > 0 else ""
         grew_by = (
-            f"the operands grew from {start}max |x| = {fmt(m0)} at iteration {i0} to {fmt(m1)} "
-            f"at iteration {i1} (×{fmt(m1 / m0)})"
+            f"the operands grew from {start}max |x| = {fmt(m0)} at iteration {i0}{over} to "
+            f"{fmt(m1)} at iteration {i1}{times}"
         )
         if crossed:
             grew_by += (
@@ -601,7 +631,8 @@ def _overflow(first, growth) -> tuple[Cause, list[str]]:
         evidence.append(f"{grew_by}: each update made them larger")
         cause = Cause(
             "exploding_gradient",
-            f"values grew over {i1} iterations until {first.op} overflowed at {_where(first)}",
+            f"values grew over {i1} iterations{over} until {first.op} overflowed at "
+            f"{_where(first)}",
             evidence,
         )
         advice = [

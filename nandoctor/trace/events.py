@@ -113,6 +113,9 @@ class FirstNonFinite:
     # the NumPy ufunc that raised the flag, as NumPy names it ("divide", "scalar divide"): inside
     # a library function (np.corrcoef), the op that really made the value
     ufunc: str | None = field(default=None, repr=False)
+    # (entry, largest operand) of each entry of the innermost loop, from the second run: over the
+    # passes of the loop around it (the epochs around a batch loop)
+    entry_growth: list[tuple[int, float]] = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict:
         out = {
@@ -338,7 +341,12 @@ class Recorder:
     non-finite value (it may raise, e.g. :class:`NonFiniteError`, or stop a re-run).
     """
 
-    def __init__(self, on_first: Callable | None = None, user_state: UserErrorState | None = None):
+    def __init__(
+        self,
+        on_first: Callable | None = None,
+        user_state: UserErrorState | None = None,
+        on_stopped: Callable | None = None,
+    ):
         self.sites: dict[tuple, Site] = {}
         self.underflow: dict[tuple, int] = {}
         self.underflow_capped = False  # counting stopped at UNDERFLOW_CAP: counts are lower bounds
@@ -347,6 +355,8 @@ class Recorder:
         # 'raise', a warnings filter 'error'): what it would have made, read from its operands
         self.stopped_by: FirstNonFinite | None = None
         self.plan: dict | None = None  # what a re-run needs to find the first event's loop again
+        self.stop_plan: dict | None = None  # the same for ``stopped_by``
+        self.on_stopped = on_stopped  # called as on_first at the op the program's handling stopped
         self.first_silenced = False  # the program had set 'ignore' for the first value's error
         self.on_first = on_first
         self.user_state = user_state or UserErrorState()
@@ -418,13 +428,17 @@ class Recorder:
                 if found and self.on_first is not None:  # may raise, on purpose
                     self._busy = False
                     self.on_first(self.first, frame)
+                elif found is None and self.on_stopped is not None:
+                    self._busy = False
+                    self.on_stopped(self.stopped_by, frame)
         finally:
             self._busy = False
             warnings._showwarnmsg = show
 
     def _record(self, frame, kind: str, aborted: bool = False, ufunc: str | None = None) -> bool:
-        """Count the event and examine it; True when it is the first non-finite value kept.
-        ``aborted``: the program's error handling raised, so the statement kept no value."""
+        """Count the event and examine it; True when it is the first non-finite value kept, None
+        when it is the op the program's own error handling stopped (``aborted``: it raised, so
+        the statement kept no value)."""
         key = (frame.f_code.co_filename, frame.f_lineno, kind)
         site = self.sites.get(key)
         if site is None:
@@ -442,7 +456,8 @@ class Recorder:
         reading = read_line(frame, stmt, kind)
         if stops:
             self.stopped_by = first_from_frame(frame, kind, reading, ufunc)
-            return False
+            self.stop_plan = rerun_plan(frame, reading.node or _in_place(stmt))
+            return None
         if not reading.absorbed and reading.reproduced:  # kept in a variable: read after?
             reading.later = absorbed_later(frame, stmt, reading)
             if reading.later is not None:
@@ -454,6 +469,8 @@ class Recorder:
                 site.absorbed_at = reading.later[1] if reading.later else None
                 site.silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
             return False
+        if not reading.reproduced and not reading.names:
+            reading.names = _out_array(frame, _in_place(stmt))
         self.first = first_from_frame(frame, kind, reading, ufunc)
         self.first_silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
         self.plan = rerun_plan(frame, reading.node or _in_place(stmt))
@@ -662,6 +679,21 @@ def _in_place(stmt) -> ast.AST | None:
     if isinstance(call, ast.Call) and any(k.arg == "out" for k in call.keywords):
         return call
     return None
+
+
+def _out_array(frame, node) -> dict[str, dict]:
+    """The numbers (after the op: its dtype, and what it made) of the ``out=`` array of an
+    in-place call (``np.exp(Z, out=Z)``), whose operand the op overwrote."""
+    from nandoctor.trace.evaluate import FrameEvaluator, describe
+
+    out = [k.value for k in getattr(node, "keywords", ()) if k.arg == "out"]
+    if not out:
+        return {}
+    try:
+        numbers = describe(FrameEvaluator(frame).eval(out[0]))
+    except Exception:
+        return {}
+    return {ast.unparse(out[0]): numbers} if numbers else {}
 
 
 def rerun_plan(frame, node) -> dict:

@@ -214,6 +214,9 @@ class LoopCounter:
         self.current: list = [None, None]
         # (iteration, max |operand|) since the loop was last entered: the entry that fails
         self.history: list[tuple[int | None, float]] = []
+        # the largest operand of each entry of the loop, in the frame it was last entered in: in a
+        # batch loop (entered once per epoch), how the operands grew over the epochs
+        self.entries: list[float] = []
 
     @staticmethod
     def key(code) -> tuple:
@@ -223,6 +226,7 @@ class LoopCounter:
         key = self.key(frame.f_code)
         if key == self.loop_code:
             self.current = self.state[id(frame)] = [None, None]
+            self.entries = []  # a new call (train(lr) again): its own entries only
             return self.local
         if key == self.op_code:
             return self.local
@@ -239,6 +243,7 @@ class LoopCounter:
                 st[0] = next_pass(st[0], st[1], self.loop)
                 if st[0] == 1:  # entered anew (train(lr) called again): its own growth only
                     self.history.clear()
+                    self.entries.append(0.0)
             st[1] = line
         if key == self.op_code and line == self.op_line and self.op_node is not None:
             self._record_operands(frame)
@@ -252,6 +257,12 @@ class LoopCounter:
             magnitude = operand_magnitude(frame, self.op_node)
         if magnitude is not None:
             self.history.append((self.current[0], magnitude))
+            if self.entries:
+                self.entries[-1] = max(self.entries[-1], magnitude)
+
+    def entry_growth(self) -> list[tuple[int, float]]:
+        """(entry, largest operand) of each entry of the loop that measured one, 1-based."""
+        return [(k, m) for k, m in enumerate(self.entries, 1) if m > 0]
 
     def iteration_at(self, frame) -> int | None:
         while frame is not None:

@@ -108,10 +108,11 @@ def _loop_pass(program: Program, plan: dict, out_path: str) -> None:
                 "fingerprint": first.fingerprint,
                 "iteration": counter.iteration_at(frame),
                 "growth": per_iteration(counter.history),
+                "entries": counter.entry_growth(),
             },
         )
 
-    recorder = Recorder(on_first=stop)
+    recorder = Recorder(on_first=stop, on_stopped=stop)
     _run(program, recorder.armed(), counter)
 
 

@@ -101,7 +101,12 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
             from nandoctor.trace.cause import decide
 
             result.stopped_by = stop
-            result.cause, result.advice = decide(stop, [])
+            if stop.loop is not None and recorder.stop_plan is not None:  # how it grew there
+                stdin = outcome.stdin_read
+                growth = _when(
+                    program, recorder, stop, timeout, result.notes, stdin, recorder.stop_plan
+                )
+            result.cause, result.advice = decide(stop, growth)
         return result
     from nandoctor.trace.cause import decide
 
@@ -142,15 +147,22 @@ def _namespaces(outcome: Outcome, returned: bool = True) -> list[tuple[str | Non
 
 
 def _when(
-    program, recorder: Recorder, first: FirstNonFinite, timeout: float, notes: list, stdin=None
+    program,
+    recorder: Recorder,
+    first: FirstNonFinite,
+    timeout: float,
+    notes: list,
+    stdin=None,
+    plan: dict | None = None,
 ) -> list:
     """The iteration (if the loop variable did not tell) and the operands' growth, by a re-run
-    (given ``stdin``, what the first run read)."""
+    (given ``stdin``, what the first run read), at the recorder's first event, or at ``plan``'s
+    (the op the program's own error handling stopped)."""
     from nandoctor.trace.rerun import launch
 
     if first.iteration is not None and first.kind != "overflow":
         return []
-    plan = {"mode": "loop", "program": program.to_json(), **recorder.plan}
+    plan = {"mode": "loop", "program": program.to_json(), **(plan or recorder.plan)}
     loop = f"{first.loop['file']}:{first.loop['line']}"
     _ran_again(notes, f"to count the passes of the loop at {loop} and measure its operands")
     found = launch(plan, timeout, stdin)
@@ -171,6 +183,7 @@ def _when(
     if first.iteration is None:
         first.iteration = found["iteration"]
         notes.append(f"iteration counted by a second run with line events on the loop at {loop}")
+    first.entry_growth = [tuple(g) for g in found.get("entries", [])]
     return [tuple(g) for g in found["growth"]]
 
 

@@ -101,3 +101,56 @@ def test_a_nan_from_a_divide_inside_a_numpy_function_on_small_numbers_is_zero_ov
     assert r.first.op == op and r.first.kind == "invalid"
     assert r.cause.id == "division_by_zero" and "0 / 0" in r.cause.summary
     assert "divide" in r.cause.evidence[0] and not any("rescale" in a for a in r.advice)
+
+
+LR_EXPLOSION_OVER_EPOCHS = """\
+import numpy as np
+params = [np.array([1.0]), np.array([2.0])]
+for epoch in range(1000):
+    grads = [p * 3.0 for p in params]
+    for p, g in zip(params, grads):
+        p -= 1e5 * g
+"""
+IN_PLACE_EXP_OF_A_SOFTMAX_CLASSIFIER = """\
+import numpy as np
+rng = np.random.default_rng(0)
+X = rng.normal(size=(100, 5)) * 3
+Y = np.eye(3)[rng.integers(0, 3, 100)]
+W = np.zeros((5, 3))
+for it in range(50):
+    Z = X @ W
+    Z -= Z.mean(axis=1, keepdims=True)
+    np.exp(Z, out=Z)
+    P = Z / Z.sum(axis=1, keepdims=True)
+    np.subtract(W, 5.0 * (X.T @ (P - Y)), out=W)
+"""
+OWN_SETERR_RAISE_IN_A_LOGISTIC_REGRESSION = """\
+import numpy as np
+np.seterr(all='raise')
+rng = np.random.default_rng(0)
+X = rng.normal(size=(50, 3))
+y = (X[:, 0] > 0).astype(float)
+w = np.zeros(3)
+for step in range(100):
+    p = 1 / (1 + np.exp(-(X @ w)))
+    w -= 2000 * X.T @ (p - y) / len(y)
+"""
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        LR_EXPLOSION_OVER_EPOCHS,  # the batch loop fails at its first pass: grown over epochs
+        IN_PLACE_EXP_OF_A_SOFTMAX_CLASSIFIER,  # 0, then past exp's limit 710, in place
+        OWN_SETERR_RAISE_IN_A_LOGISTIC_REGRESSION,  # w = 0 at step 1, |z| > 710 at step 2
+    ],
+)
+def test_a_learning_rate_explosion_is_an_exploding_gradient(tmp_path, body):
+    r = traced(tmp_path, body)
+    assert r.cause.id == "exploding_gradient", r.cause.evidence
+    assert "lower the step size" in r.advice[0]
+
+
+def test_the_growth_over_epochs_names_the_epoch_loop(tmp_path):
+    r = traced(tmp_path, LR_EXPLOSION_OVER_EPOCHS)
+    assert "of the loop at" in r.cause.summary and r.first.loop["outer"][0]["iteration"] == 57
