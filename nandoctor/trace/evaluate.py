@@ -214,6 +214,8 @@ class FrameEvaluator:
                 _, fn = BINARY[type(op)]
                 args = [_numeric(self.eval(left)), _numeric(self.eval(right))]
                 return self.apply(node, fn, args)
+            case ast.IfExp(test=test, body=body, orelse=orelse):  # only the branch Python runs
+                return self.eval(body) if self.eval(test) else self.eval(orelse)
             case ast.UnaryOp(op=op, operand=operand) if type(op) in UNARY:
                 return self.apply(node, UNARY[type(op)][1], [_numeric(self.eval(operand))])
             case ast.Call(func=func, args=args, keywords=keywords):

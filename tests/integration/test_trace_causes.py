@@ -154,3 +154,15 @@ def test_a_learning_rate_explosion_is_an_exploding_gradient(tmp_path, body):
 def test_the_growth_over_epochs_names_the_epoch_loop(tmp_path):
     r = traced(tmp_path, LR_EXPLOSION_OVER_EPOCHS)
     assert "of the loop at" in r.cause.summary and r.first.loop["outer"][0]["iteration"] == 57
+
+
+def test_a_python_float_overflow_in_a_conditional_expression_is_made_there(tmp_path):
+    """x * x on Python floats makes inf without a flag; inside `a if c else b` it is still the
+    multiply at that line, an overflow, never data that came in."""
+    body = (
+        'x = 1.5\nfor i in range(30):\n    x = x * x if i >= 0 else x\nd = x - x; print("d", d)\n'
+    )
+    r = traced(tmp_path, body)
+    f = r.first
+    assert (f.line, f.op, f.kind, f.iteration) == (3, "multiply", "overflow", 11)
+    assert r.cause.id == "overflow" and f.no_flag == "Python float arithmetic"
