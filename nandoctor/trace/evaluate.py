@@ -55,6 +55,7 @@ LIKELY_OPS = {
 }
 
 
+DISCARDED = "expression statement"  # the absorber of a bare expression's value: none kept it
 EXPONENTIALS = ("exp", "exp2", "expm1")  # a sigmoid's or softmax's: pinned when they under/overflow
 
 
@@ -303,7 +304,9 @@ def read_line(frame: FrameType, stmt: ast.stmt | None, kind: str) -> LineReading
         evaluator = FrameEvaluator(frame)
         try:
             result = evaluator.eval(root)
-            reading.absorbed = _finite_numbers(result)
+            # a bare expression statement (np.log(W - 10) on a line of its own) keeps nothing:
+            # evaluated here, it had no side effect either
+            reading.absorbed = _finite_numbers(result) or isinstance(stmt, ast.Expr)
             reading.result = result
         except Exception:  # Unsafe included: not evaluable without side effects
             reading.absorbed, reading.result = False, None
@@ -321,7 +324,9 @@ def read_line(frame: FrameType, stmt: ast.stmt | None, kind: str) -> LineReading
                 reading.operands = [(e, n) for e, n in reading.operands if e != target]
                 reading.names.pop(target, None)
             reading.reproduced = True
-            if reading.absorbed:
+            if reading.absorbed and isinstance(stmt, ast.Expr) and not _finite_numbers(result):
+                reading.absorber = DISCARDED
+            elif reading.absorbed:
                 reading.absorber = _absorber(root, node, evaluator)
             return reading
     return _guess(stmt, kind, reading)

@@ -14,7 +14,7 @@ import ast
 import numpy as np
 
 from nandoctor.trace import npstate
-from nandoctor.trace.evaluate import EXPONENTIALS, on_grid, op_name
+from nandoctor.trace.evaluate import DISCARDED, EXPONENTIALS, on_grid, op_name
 from nandoctor.trace.events import Recorder, Site, likely_value
 from nandoctor.trace.frames import display_path, source_line, statement_at
 from nandoctor.trace.result import TraceWarning
@@ -85,6 +85,8 @@ def _by(site: Site) -> str:
             f"{what} at line {site.absorbed_at} (`{source_line(site.file, site.absorbed_at)}`), "
             "the next statement to read it, absorbed"
         )
+    if site.absorber == DISCARDED:
+        return "the statement discarded (a bare expression: its value is not kept)"
     if site.absorber in DISCARDING:
         return f"`{site.absorber}` in the same statement discarded"
     if site.absorber:
@@ -109,6 +111,8 @@ def absorbed_text(site: Site) -> str:
     kept = (
         "every later statement of its block that read it stayed finite"
         if site.absorbed_at is not None
+        else "nothing kept it"
+        if site.absorber == DISCARDED
         else "the statement's result stayed finite"
     )
     text = f"{_made(site)} at {_site_text(site)} that {_by(site)}{checked}: {kept}"

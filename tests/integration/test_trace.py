@@ -521,7 +521,7 @@ def test_a_program_that_crashed_without_nan_is_not_headlined_healthy(tmp_path):
 def test_an_event_in_a_thread_the_program_starts_is_recorded(tmp_path):
     prog = _script(
         tmp_path,
-        "import threading\nimport numpy as np\n\ndef work():\n    np.sqrt(np.array([-1.0]))\n\n"
+        "import threading\nimport numpy as np\n\ndef work():\n    y = np.sqrt(np.array([-1.0]))\n\n"
         "t = threading.Thread(target=work)\nt.start()\nt.join()\n",
     )
     res, doc = trace_json(prog)

@@ -166,3 +166,11 @@ def test_a_python_float_overflow_in_a_conditional_expression_is_made_there(tmp_p
     f = r.first
     assert (f.line, f.op, f.kind, f.iteration) == (3, "multiply", "overflow", 11)
     assert r.cause.id == "overflow" and f.no_flag == "Python float arithmetic"
+
+
+def test_a_bare_expression_statement_keeps_nothing(tmp_path):
+    """np.log(W - 10) on a line of its own: its NaN is discarded, W stays finite."""
+    body = 'import numpy as np\nW = np.array([1.0, 2.0])\nnp.log(W - 10)\nprint("ok", W.sum())\n'
+    r = traced(tmp_path, body)
+    assert r.first is None and r.exit_code == 0
+    assert "discarded (a bare expression" in r.notes[0]
