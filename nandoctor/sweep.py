@@ -175,6 +175,18 @@ class GridPoint:
     sharpness_note: str = ""
     has_loss: bool = True  # False for random_gradient: its "loss" is not one to plot
     samples: int = 0  # rows in the training data
+    # the stability bound of the point's optimizer at initialisation (stability_bound): its
+    # formula ("2/lambda_max", "2(1+0.9)/lambda_max", ...) and value; None when not measured
+    bound_name: str = "2/lambda_max"
+    lr_bound: float | None = None
+
+    @property
+    def bound(self) -> float | None:
+        """:attr:`lr_bound`, or 2/lambda_max for a point made without it (its ``bound_name``)."""
+        if self.lr_bound is not None:
+            return self.lr_bound
+        b = 2 / self.sharpness if self.sharpness is not None and self.sharpness > 0 else None
+        return b if b is not None and math.isfinite(b) else None
 
 
 def chunk_size(spec, prepared, n: int) -> int:
@@ -396,6 +408,24 @@ def sharpness(
     return lam, ""
 
 
+def stability_bound(point: GridPoint, spec) -> tuple[str, float] | None:
+    """The learning rate above which gradient descent with ``spec``'s optimizer diverges on a
+    quadratic of curvature lambda_max, and its formula: 2 / lambda_max, with heavy-ball momentum
+    m (torch's SGD momentum) 2 (1 + m) / lambda_max, with torch's Nesterov momentum
+    2 (1 + m) / ((1 + 2 m) lambda_max). Adam and RMSprop get the plain one, which the note says
+    does not apply to them. None without a positive, finite lambda_max."""
+    if point.sharpness is None or not point.sharpness > 0:
+        return None
+    bound, m = 2 / point.sharpness, spec.train.momentum
+    if not math.isfinite(bound):
+        return None
+    if spec.train.optimizer == "momentum":
+        return f"2(1+{fmt(m)})/lambda_max", bound * (1 + m)
+    if spec.train.optimizer == "nesterov":  # on a quadratic: lr lambda < 2(1+m)/(1+2m)
+        return f"2(1+{fmt(m)})/((1+2x{fmt(m)}) lambda_max)", bound * (1 + m) / (1 + 2 * m)
+    return "2/lambda_max", bound
+
+
 def compare_note(point: GridPoint, spec) -> str:
     """One sentence comparing the measured edge with the classic bound 2 / lambda_max.
 
@@ -418,11 +448,7 @@ def compare_note(point: GridPoint, spec) -> str:
     edge = point.edge[0] if point.edge else point.max_stable_lr
     if edge is None:
         return f"2/lambda_max = {fmt(bound)}; no rate stayed finite"
-    name, ref, m = "2/lambda_max", bound, t.momentum
-    if t.optimizer == "momentum":
-        name, ref = f"2(1+{fmt(m)})/lambda_max", bound * (1 + m)
-    elif t.optimizer == "nesterov":  # torch's nesterov on a quadratic: lr lambda < 2(1+m)/(1+2m)
-        name, ref = f"2(1+{fmt(m)})/((1+2x{fmt(m)}) lambda_max)", bound * (1 + m) / (1 + 2 * m)
+    name, ref = stability_bound(point, spec) or ("2/lambda_max", bound)
     what = "measured edge" if point.edge else "max stable lr"
     ratio = edge / ref
     open_ended = all(r.stable for r in point.runs)
@@ -643,6 +669,7 @@ def _finish_point(variant, settings, prepared, runs, bracket, hessians: dict) ->
     else:
         point.sharpness_note = "no lambda_max: the data are not finite"
     point.sharpness_note = compare_note(point, variant)
+    point.bound_name, point.lr_bound = stability_bound(point, variant) or ("2/lambda_max", None)
     return point
 
 

@@ -58,11 +58,9 @@ def table(point: GridPoint, title: str | None = None) -> Table:
 
 
 def _bound(point: GridPoint) -> float | None:
-    """2 / lambda_max, the classic stability bound of full-batch gradient descent."""
-    if point.sharpness is None or point.sharpness <= 0:
-        return None
-    bound = 2 / point.sharpness
-    return bound if math.isfinite(bound) else None
+    """The point's stability bound (``nandoctor.sweep.stability_bound``): 2/lambda_max, or the
+    momentum-aware one its note compares with."""
+    return point.bound
 
 
 def _tick(v: float) -> str:
@@ -142,7 +140,7 @@ def chart(point: GridPoint, width: int = 60, height: int = 8) -> Text:
     if edge:
         legend += f"   | max stable lr {fmt(edge)}"
     if bound:
-        legend += f"   : 2/lambda_max = {fmt(bound)}"
+        legend += f"   : {point.bound_name} = {fmt(bound)}"
     lines.append(f"{'':>{pad}}  {legend}")
     return Text("\n".join(lines))
 
@@ -270,7 +268,7 @@ def _same(values: list):
 
 
 def to_json(spec, points: list[GridPoint]) -> str:
-    """The sweep JSON of docs/output.md: runs, max_stable_lr, lambda_max, lr_bound (2/lambda_max),
+    """The sweep JSON of docs/output.md: runs, max_stable_lr, lambda_max, lr_bound (the note's bound),
     edge, note and one entry per grid point. With a grid, max_stable_lr is the largest over its points, and lambda_max / lr_bound
     are given when every point shares them (null otherwise; see ``grid``)."""
     single = len(points) == 1
@@ -282,6 +280,7 @@ def to_json(spec, points: list[GridPoint]) -> str:
         "threads": _same([r.threads for p in points for r in p.runs]),  # BLAS threads per run
         "lambda_max": _same([p.sharpness for p in points]),
         "lr_bound": _same([_bound(p) for p in points]),
+        "lr_bound_formula": _same([p.bound_name for p in points]),
         "edge": list(points[0].edge) if single and points[0].edge else None,
         "edge_rtol": EDGE_RTOL,
         "note": points[0].sharpness_note if single else None,
@@ -292,6 +291,7 @@ def to_json(spec, points: list[GridPoint]) -> str:
                 "edge": list(p.edge) if p.edge else None,
                 "lambda_max": p.sharpness,
                 "lr_bound": _bound(p),
+                "lr_bound_formula": p.bound_name,
                 "note": p.sharpness_note,
             }
             for p in points

@@ -599,3 +599,26 @@ def test_a_rate_whose_loss_diverged_is_not_stable(high_momentum):
     assert best is not None and best < min(r.learning_rate for r in diverged)
     assert all(not r.diverging for r in runs if r.learning_rate <= best)
     assert runs[0].to_json()["diverging"] is False
+
+
+def test_the_chart_the_note_and_the_json_give_the_same_momentum_aware_bound():
+    """Nesterov momentum 0.99: the note compares the edge with 2(1+m)/((1+2m) lambda_max); the
+    chart's ':' mark and the JSON's lr_bound are that bound too, not 2/lambda_max."""
+    spec = spec_from_dict(
+        {
+            "seed": 0,
+            "data": {"source": "synthetic", "task": "regression", "samples": 64,
+                     "features": 4, "outputs": 1},
+            "model": {"layers": [{"units": 16, "activation": "tanh"}, {"units": 1}]},
+            "train": {"steps": 200, "batch_size": "full", "optimizer": "nesterov",
+                      "momentum": 0.99},
+        }
+    )  # fmt: skip
+    (p,) = sweep(spec, [0.2, 0.1, 0.05, 0.025, 0.0125], [{}])
+    name = "2(1+0.99)/((1+2x0.99) lambda_max)"
+    want = 2 / p.sharpness * 1.99 / 2.98
+    assert f"the bound {name} = {sweepmod.fmt(want)}" in p.sharpness_note
+    assert f": {name} = {sweepmod.fmt(want)}" in sweepfmt.chart(p).plain
+    doc = json.loads(sweepfmt.to_json(spec, [p]))
+    assert math.isclose(doc["lr_bound"], want) and doc["lr_bound_formula"] == name
+    assert math.isclose(doc["grid"][0]["lr_bound"], want)

@@ -16,11 +16,14 @@ def label(settings: dict) -> str:
 
 
 def bound(point: GridPoint) -> float | None:
-    """2 / lambda_max, the classic stability bound of full-batch gradient descent."""
-    if point.sharpness is None or point.sharpness <= 0:
-        return None
-    b = 2 / point.sharpness
-    return b if np.isfinite(b) else None
+    """The point's stability bound (``nandoctor.sweep.stability_bound``): 2/lambda_max, or the
+    momentum-aware one its note compares with."""
+    return point.bound
+
+
+def bound_label(point: GridPoint) -> str:
+    """``2/λmax``, ``2(1+0.99)/((1+2x0.99) λmax)``: the bound's formula as the note names it."""
+    return point.bound_name.replace("lambda_max", "λmax")
 
 
 def edge_markers(point: GridPoint) -> list[Marker]:
@@ -32,7 +35,7 @@ def edge_markers(point: GridPoint) -> list[Marker]:
             Marker("x", point.max_stable_lr, f"max stable {fmt(point.max_stable_lr)}", "good")
         )
     if (b := bound(point)) is not None:
-        out.append(Marker("x", b, f"2/λmax = {fmt(b)}", "accent"))
+        out.append(Marker("x", b, f"{bound_label(point)} = {fmt(b)}", "accent"))
     return out
 
 

@@ -4,7 +4,7 @@ table of every rate tried."""
 from __future__ import annotations
 
 from nandoctor.diagnosis.findings import fmt
-from nandoctor.report.charts.sweep import bound, label, sweep_charts
+from nandoctor.report.charts.sweep import bound, bound_label, label, sweep_charts
 from nandoctor.report.html.page import charts, document, e, table
 from nandoctor.sweep import GridPoint
 
@@ -13,7 +13,7 @@ def point_summary(p: GridPoint) -> str:
     stable = fmt(p.max_stable_lr) if p.max_stable_lr is not None else "none"
     edge = f", edge between {fmt(p.edge[0])} and {fmt(p.edge[1])}" if p.edge else ""
     b = bound(p)
-    lam = f", 2/λmax = {fmt(b)}" if b is not None else ""
+    lam = f", {bound_label(p)} = {fmt(b)}" if b is not None else ""
     return (
         f"<li><b>{e(label(p.settings))}</b>: max stable learning rate {e(stable)}{e(edge)}"
         f"{e(lam)}<br><span class='sub'>{e(p.sharpness_note)}</span></li>"
