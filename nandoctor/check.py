@@ -342,6 +342,8 @@ def _blame_key(spec, d, reasons: list[str]) -> str | None:
     for r in reasons:
         if r in WARNINGS:
             warning = next((w for w in d.warnings if w.id == r), None)
+            if warning is not None and warning.blames:
+                return warning.blames
             return blamed_key(WARNINGS[r], warning.layer if warning else None)
         if r in CHECK_OUTCOMES and CHECK_OUTCOMES[r].blames:
             return CHECK_OUTCOMES[r].blames

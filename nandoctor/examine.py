@@ -52,11 +52,12 @@ def verify_fixes(
     on_done: Callable[[str], None] | None = None,
     full: bool = False,
 ) -> None:
-    """Re-run each recommendation of a non-finite run to verify it (in place; adds the time);
-    over a horizon sized to the failure, or the whole budget when ``full``."""
+    """Re-run each recommendation of a non-finite run, or of a finite one with warnings, to
+    verify it (in place; adds the time); over a horizon sized to the failure (a finite run's
+    budget), or the whole budget when ``full``."""
     from nandoctor.diagnosis.verify import verify
 
-    if diagnosis.status != "nonfinite":
+    if diagnosis.status == "healthy":
         return
     started = time.perf_counter()
     try:

@@ -106,7 +106,8 @@ WARNINGS: dict[str, Entry] = {
         per_layer=True,
     ),
     "dead_relu": Entry(
-        "over half of a ReLU layer's units output 0 for every sample of the batch",
+        "over half of a ReLU layer's units output 0 for every sample of the batch (dead from "
+        "step 1, before any update: the layer's initial bias or weights are blamed instead)",
         "train.learning_rate",
     ),
     "exploding_gradient": Entry(
@@ -229,6 +230,11 @@ RECOMMENDATIONS: dict[str, Remedy] = {
         "and outputs beta whatever the input",
         "batches of more than one row alone remove it: batch norm over a single row, whose "
         "variance is exactly 0, is the mechanism",
+    ),
+    "reset_init": Remedy(
+        "start the layer whose ReLUs were dead before any update from bias 0 and its default "
+        "init, so its units start alive",
+        "a fresh init alone removes it: the initial weights and bias killed the units",
     ),
     "remove_nan_inputs": Remedy(
         "stop injecting NaN into the inputs",

@@ -24,9 +24,9 @@ from nandoctor.diagnosis.findings import (  # noqa: F401 (re-exported)
     Recommendation,
     fmt,
 )
-from nandoctor.diagnosis.measures import SIGMOID_EXACT_ONE, history_offset
+from nandoctor.diagnosis.measures import SIGMOID_EXACT_ONE, history_offset, weights_ran_with
 from nandoctor.diagnosis.recommend import recommend
-from nandoctor.diagnosis.symptoms import find_warnings
+from nandoctor.diagnosis.symptoms import Observed, confident_output, find_warnings
 from nandoctor.engine.nn import activation
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ def diagnose(outcome: Outcome) -> Diagnosis:
         summary=getattr(outcome, "summary", None),
         layers=acts,
         threads=getattr(outcome, "threads", 1),
+        weights_ran_with=weights_ran_with(outcome) if first is not None else None,
     )
 
 
@@ -115,6 +116,9 @@ def notes(outcome: Outcome, warnings: list[Finding]) -> list[str]:
             f"sigmoid |z| peaked at {fmt(top)} (layer {sig[j] + 1}, step {k + 1 + off}); a {dtype} sigmoid "
             f"returns exactly 0 or 1 only beyond |z| = {lim}: {tail}"
         )
+    confident = confident_output(Observed.of(outcome))
+    if confident:
+        out.append(confident)
     if any(w.id == "saturation" for w in warnings):
         out.append(
             "saturated units have near-zero derivatives: learning stalls, but saturation alone "

@@ -21,6 +21,9 @@ class Finding:
     evidence: list[str] = field(default_factory=list)
     layer: int | None = None
     step: int | None = None
+    # the spec key this finding blames, when the run's numbers point at another than the
+    # catalogue's (ReLUs dead before any update: the layer's bias or init, not the rate)
+    blames: str | None = None
 
 
 def cause(id: str, summary: str, evidence: list[str], layer=None, step=None) -> Finding:
@@ -33,9 +36,10 @@ def factor(id: str, summary: str, evidence: list[str]) -> Finding:
     return Finding(_declared(FACTORS, id), summary, evidence)
 
 
-def warning(id: str, summary: str, layer=None, step=None) -> Finding:
-    """A warning; ``id`` must be a warning of the catalogue."""
-    return Finding(_declared(WARNINGS, id), summary, layer=layer, step=step)
+def warning(id: str, summary: str, layer=None, step=None, blames=None) -> Finding:
+    """A warning; ``id`` must be a warning of the catalogue. ``blames``: the spec key it points
+    at when the numbers implicate another than the catalogue's."""
+    return Finding(_declared(WARNINGS, id), summary, layer=layer, step=step, blames=blames)
 
 
 def _declared(table: dict, id: str) -> str:
@@ -87,6 +91,9 @@ class Diagnosis:
     layers: list[str] = field(default_factory=list)  # activation per layer
     seconds: float = 0.0
     threads: int = 1  # BLAS threads the run trained with (part of its identity)
+    # per-layer norms of the weights the failing step ran with (its history row holds those after
+    # its update, made from the failure), for the report; None for a finite run
+    weights_ran_with: list[float] | None = None
 
     def to_json(self) -> dict:
         def finding(f: Finding, keys=("id", "summary", "evidence")) -> dict:

@@ -258,6 +258,32 @@ def growth(outcome: Outcome) -> list[str]:
     return lines
 
 
+def weights_ran_with(outcome: Outcome) -> list[float] | None:
+    """Per-layer norms of the weights the failing step ran with, or None (no failing step).
+
+    A history row's weight norm is taken after that step's update, so the failing step's own row
+    holds the weights its update made from the failure (inf, NaN): the step ran with those of the
+    row before it, or, at step 1, with the initial weights."""
+    first = outcome.first_nonfinite
+    if first is None or first.step is None:
+        return None
+    row = first.step - outcome.history_start
+    w = (outcome.history or {}).get("weight_norm")
+    if w is not None and 1 <= row <= len(w):
+        return [float(v) for v in w[row - 1]]
+    if first.step != 1:
+        return None
+    prepared = outcome.prepared
+    norms = [math.nan] * len(outcome.spec.model.layers)
+    for slot, values in zip(prepared.slots, prepared.init_params, strict=True):
+        if slot.name == "W":
+            v = np.asarray(values, dtype=np.float64)
+            top = float(np.max(np.abs(v))) if v.size else 0.0
+            # scaled, so a norm beyond float64's range stays a number where it can
+            norms[slot.layer] = top * float(np.linalg.norm(v / top)) if top > 0 else 0.0
+    return norms
+
+
 def saturated_what(act: str) -> str:
     """What the ``saturated`` statistic of a layer of ``act`` is a share of, in words."""
     if act == "softmax":

@@ -63,6 +63,28 @@ def norm_division(outcome, head: str) -> Finding | None:
 
 
 # ------------------------------------------------------------------ warnings
+def rows_per_batch(outcome) -> int:
+    """Rows in each of the run's batches (the samples, for ``batch_size: full``)."""
+    rows = len(outcome.prepared.x)
+    size = outcome.spec.train.batch_size
+    return rows if size == "full" else min(size, rows)
+
+
+def constant_batch_norm(outcome, layer: int) -> str | None:
+    """Why batch norm froze ``layer`` (from 1) when it normalizes each unit over batches of one
+    row: ``z - mean`` is then exactly 0, so the norm outputs beta whatever the input and no
+    gradient reaches the weights before it. A sentence, or None when that layer has no batch
+    norm or its batches hold more than one row."""
+    spec = outcome.spec.model.layers[layer - 1]
+    if spec.norm != "batch" or rows_per_batch(outcome) != 1:
+        return None
+    return (
+        f"its batch norm normalizes each unit over a batch of 1 row (train.batch_size = "
+        f"{outcome.spec.train.batch_size}): z - mean is exactly 0, so it outputs beta whatever "
+        "the input and no gradient reaches the weights before it"
+    )
+
+
 def oscillating_loss(loss: np.ndarray) -> Finding | None:
     """The loss alternates up and down with a growing swing: a step size at the edge of
     stability (gradient descent on a quadratic with lr just above 2/lambda_max does this)."""

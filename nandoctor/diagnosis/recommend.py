@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from nandoctor.diagnosis import networks
 from nandoctor.diagnosis.catalogue import NAIVE_FACTORS, RECOMMENDATIONS
 from nandoctor.diagnosis.factors import unscaled_input_scale, unscaled_target_scale
 from nandoctor.diagnosis.findings import Recommendation, fmt
@@ -220,10 +221,38 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
         if w.id == "exploding_gradient":
             lower_lr()
             add("clip_gradients", {"train.clip_grad_norm": 1.0})
-        if w.id == "dead_relu":
+        if w.id in ("dead_relu", "zero_gradient") and networks.constant_batch_norm(
+            outcome, w.layer
+        ):
+            # the norm outputs beta whatever the input: only batches of several rows let a
+            # gradient through; leaky_relu or a rate leave the layer frozen
+            rows = len(outcome.prepared.x)
+            if rows > 1:
+                add("larger_batch", {"train.batch_size": min(BATCH, rows)})
+        elif w.id == "dead_relu" and w.step == 1:
+            # dead before any update: the initial weights and bias did it, no update rule can
+            add("reset_init", fresh_init(spec, w.layer - 1))
+            add("use_leaky_relu", {f"model.layers.{w.layer - 1}.activation": "leaky_relu"})
+        elif w.id == "dead_relu":
             add("use_leaky_relu", {f"model.layers.{w.layer - 1}.activation": "leaky_relu"})
             lower_lr()
     return recs
+
+
+def fresh_init(spec, index: int) -> dict[str, Any]:
+    """The changes that start layer ``index`` (from 0) as its activation's default does: bias 0,
+    its default init, init_scale 1 (only the keys that differ)."""
+    layer = spec.model.layers[index]
+    default = {
+        "bias": 0.0,
+        "init": activation(layer.activation).default_init,
+        "init_scale": 1.0,
+    }
+    return {
+        f"model.layers.{index}.{key}": value
+        for key, value in default.items()
+        if getattr(layer, key) != value and (key != "bias" or layer.use_bias)
+    }
 
 
 def holdable(value: Any, dtype: str) -> Any:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from nandoctor.engine.runs import Outcome
 
 SATURATED_WARN = 0.25  # share of a layer's units saturated (at some step) that warrants a warning
+# an output layer saturated while the loss fell to at most this share of where it started is
+# confident, not stalled (a note, not a warning)
+CONFIDENT_FELL = 0.5
 DEAD_WARN = 0.5  # share of a ReLU layer's units dead for the whole batch
 VANISH_RATIO = 1e-4  # first layer's gradient norm below this times the last layer's
 EXPLOSION_MIN_STEPS = 5  # a growth projection needs at least this many steps
@@ -72,36 +75,111 @@ Rule = Callable[[Observed], Iterator[Finding]]
 
 
 def saturation(run: Observed) -> Iterator[Finding]:
-    """A large share of a sigmoid/tanh/softmax layer's outputs pinned near their limits."""
+    """A large share of a sigmoid/tanh/softmax layer's outputs pinned near their limits. The
+    output layer of a finite run whose loss fell a lot is confident, not stalled: a note
+    (:func:`confident_output`), not a warning."""
     sat = run.history["saturated"]
+    confident = confident_output(run) is not None
     for i, act in enumerate(run.activations):
         col = sat[:, i]
         if not activation(act).saturates or np.nanmax(col) < SATURATED_WARN:
             continue
+        if confident and i == len(run.activations) - 1:
+            continue
         k = int(np.nanargmax(col))
         yield warning(
             "saturation",
-            f"layer {i + 1} ({act}): {fmt(100 * col[k])}% of {saturated_what(act)} at step "
-            f"{run.step(k)}"
-            f" (step {run.step(0)}: {fmt(100 * col[0])}%, last: {fmt(100 * col[-1])}%)",
+            f"{_saturated_share(run, i)}",
             layer=i + 1,
             step=run.step(k),
         )
 
 
+def _saturated_share(run: Observed, i: int) -> str:
+    """``layer 2 (sigmoid): 97% of outputs within 1e-3 of their limits at step 180 (step 1:
+    0%, last: 95%)``: where layer ``i`` (from 0) was most saturated."""
+    col, act = run.history["saturated"][:, i], run.activations[i]
+    k = int(np.nanargmax(col))
+    return (
+        f"layer {i + 1} ({act}): {fmt(100 * col[k])}% of {saturated_what(act)} at step "
+        f"{run.step(k)} (step {run.step(0)}: {fmt(100 * col[0])}%, last: {fmt(100 * col[-1])}%)"
+    )
+
+
+def confident_output(run: Observed) -> str | None:
+    """A sentence when the output layer of a finite run saturated while the loss fell to at most
+    ``CONFIDENT_FELL`` of where it started: confident outputs (a classifier that learned its
+    labels), not saturation that stalls learning. None otherwise."""
+    i = len(run.activations) - 1
+    sat = run.history.get("saturated")
+    if (
+        run.outcome.first_nonfinite is not None
+        or sat is None
+        or not len(sat)
+        or not activation(run.activations[i]).saturates
+        or not np.nanmax(sat[:, i]) >= SATURATED_WARN
+    ):
+        return None
+    trend = run_loss_trend(run.outcome, run.n)
+    if trend is None or not trend.fell or not trend.end <= CONFIDENT_FELL * trend.origin:
+        return None
+    return (
+        f"{_saturated_share(run, i)}, while the loss fell from {fmt(trend.origin)} to "
+        f"{fmt(trend.end)} (median of the last {trend.last_window or trend.window} steps): a "
+        "confident output layer on a falling loss, not a stall"
+    )
+
+
 def dead_relu(run: Observed) -> Iterator[Finding]:
-    """Over half of a ReLU layer's units output 0 for every sample at the end."""
+    """Over half of a ReLU layer's units output 0 for every sample at the end. Dead from the
+    first step of the run, before any update, the initial weights and bias killed them (no
+    learning rate did): the finding blames that layer's init. Behind a batch norm over one row
+    they are dead because the norm outputs beta (0 at the start) whatever the input."""
     dead = run.history["dead"]
     for i, act in enumerate(run.activations):
         if activation(act).can_die and dead[-1, i] >= DEAD_WARN:
             first_dead = run.step(int(np.argmax(dead[:, i] >= DEAD_WARN)))
-            yield warning(
-                "dead_relu",
+            said = (
                 f"layer {i + 1}: {fmt(100 * dead[-1, i])}% of ReLU units output 0 for every "
-                f"sample (over {fmt(100 * DEAD_WARN)}% since step {first_dead})",
-                layer=i + 1,
-                step=first_dead,
+                f"sample (over {fmt(100 * DEAD_WARN)}% since step {first_dead})"
             )
+            blames = None
+            frozen = _frozen_by_batch_norm(run, i + 1)
+            if frozen:
+                said += f": {frozen}, and relu(beta) is 0 for beta <= 0"
+            elif first_dead == 1:
+                key, what = init_key(run.outcome.spec, i)
+                blames = key
+                said += (
+                    f": dead at step 1, before any update, so the initial weights and bias "
+                    f"({what}) killed them, not the learning rate"
+                )
+            yield warning("dead_relu", said, layer=i + 1, step=first_dead, blames=blames)
+
+
+def init_key(spec, index: int) -> tuple[str, str]:
+    """The spec key that set layer ``index``'s (from 0) initial weights or bias, and its value in
+    words: its bias, else its init, else its init_scale, whichever differs from the default;
+    else the layer's entry (its default init)."""
+    layer = spec.model.layers[index]
+    at = f"model.layers.{index}"
+    if layer.use_bias and layer.bias != 0:
+        return f"{at}.bias", f"bias {fmt(layer.bias)}"
+    default = activation(layer.activation).default_init
+    if layer.init != default:
+        return f"{at}.init", f"init {layer.init}"
+    if layer.init_scale != 1:
+        return f"{at}.init_scale", f"init_scale {fmt(layer.init_scale)}"
+    return at, f"init {layer.init}"
+
+
+def _frozen_by_batch_norm(run: Observed, layer: int) -> str | None:
+    """The batch-norm mechanism of :func:`networks.constant_batch_norm`, when the run's numbers
+    show it: ``layer``'s gradient exactly 0 at every step."""
+    g = run.history["grad_norm"][:, layer - 1]
+    if not len(g) or (g != 0).any():
+        return None
+    return networks.constant_batch_norm(run.outcome, layer)
 
 
 def vanishing_gradient(run: Observed) -> Iterator[Finding]:
@@ -216,11 +294,12 @@ def zero_gradient(run: Observed) -> Iterator[Finding]:
         row, length = _longest_zero_stretch(g[:, i])
         if length and length >= min(ZERO_GRADIENT_STEPS, run.n):
             first, last = run.step(row), run.step(row + length - 1)
+            frozen = _frozen_by_batch_norm(run, i + 1)
             yield warning(
                 "zero_gradient",
                 f"layer {i + 1} ({run.activations[i]}): weight and bias gradients exactly 0 at "
                 f"every step from {first} to {last} ({length} of {run.n} steps); its parameters "
-                "did not move",
+                "did not move" + (f": {frozen}" if frozen else ""),
                 layer=i + 1,
                 step=first,
             )

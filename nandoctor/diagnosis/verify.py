@@ -248,9 +248,12 @@ def verify(
     """Try each recommendation over :func:`verification_horizon` steps (the whole budget when
     ``full``); fill in ``verified``, ``evidence`` and ``steps_verified``; return them ranked.
 
-    Also appends the experiments' verdicts to the cause's evidence."""
+    A finite run's recommendations (from its warnings) are confirmed the same way, over its
+    budget; a rate is then confirmed as proposed (halving looks for a finite rate, and every
+    rate of a finite run may be one). Also appends the experiments' verdicts to the cause's
+    evidence."""
     recs = list(diagnosis.recommendations)
-    if outcome.first_nonfinite is None or not recs:
+    if not recs:
         return recs
     spec = outcome.spec
     lr = outcome.learning_rate
@@ -258,7 +261,7 @@ def verify(
     note = _horizon_note(outcome, until)
     todo: list[Recommendation] = []
     for rec in recs:
-        if rec.id == "lower_learning_rate":
+        if rec.id == "lower_learning_rate" and outcome.first_nonfinite is not None:
             halving = largest_finite_lr(outcome, until)
             rate, run, tried = halving.rate, halving.run, halving.tried
             if not tried:  # no halving is a normal number of the dtype: confirm its own rate

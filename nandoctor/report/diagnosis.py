@@ -108,6 +108,11 @@ def layer_table(d: Diagnosis) -> Table | None:
         title += (
             " (the last step before the failure)" if step < d.steps_run else " (the failing step)"
         )
+    # the failing step's row holds the weights after its update, made from the failure: show
+    # those it ran with, and no update ratio (its update came after the first non-finite value)
+    failing = d.status == "nonfinite" and step == d.steps_run and d.weights_ran_with is not None
+    if failing:
+        title = title.removesuffix(")") + "; weight norms: the weights it ran with)"
     t = Table(box=box.SIMPLE, title=title, title_justify="left")
     for col in ("layer", "act", "max|z|", "saturated", "dead", "grad norm", "weight norm", "upd/w"):
         t.add_column(col, justify="right" if col not in ("act",) else "left")
@@ -121,8 +126,8 @@ def layer_table(d: Diagnosis) -> Table | None:
             f"{fmt(100 * h['saturated'][k, i])}%",
             f"{fmt(100 * h['dead'][k, i])}%",
             fmt(h["grad_norm"][k, i]),
-            fmt(h["weight_norm"][k, i]),
-            fmt(h["update_ratio"][k, i]),
+            fmt(d.weights_ran_with[i] if failing else h["weight_norm"][k, i]),
+            "-" if failing else fmt(h["update_ratio"][k, i]),
             sparkline(h["grad_norm"][:, i], log=True),
             sparkline(h["saturated"][:, i]),
         )
