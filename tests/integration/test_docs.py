@@ -108,3 +108,27 @@ def test_every_declared_extra_is_imported_somewhere():
                 rf"^\s*(import|from) {re.escape(module)}\b", source, re.MULTILINE | re.IGNORECASE
             )
             assert used, f"extra {extra!r} declares {requirement} but nandoctor never imports it"
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("blog_randn_sigmoid", ["layer 1 5%, layer 2 40%", "peaked at 5.42"]),
+        ("blog_xavier_sigmoid", ["layer 1 0%, layer 2 0%", "peaked at 1.64"]),
+        ("blog_xavier_lr1", ["layer 1 0%, layer 2 0%", "peaked at 3.16"]),
+    ],
+)
+def test_the_readme_says_what_run_prints_for_the_blog_programs(name, said):
+    """The README quotes each blog spec's verdict and notes: healthy, partly saturated shares and
+    the largest sigmoid |z| (no NaN, no stall)."""
+    r = invoke("run", CONFIGS / f"{name}.yaml", "--format", "json")
+    doc = json.loads(r.output)
+    assert r.exit_code == 0 and doc["status"] == "healthy" and not doc["warnings"]
+    notes = " ".join(doc["notes"])
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert 'nandoctor prints "✓ healthy: every value finite" for all three' in readme
+    assert "they saturate and stop learning" not in readme
+    for part in said:
+        assert part in notes
+        number = part.split()[-1] if part.startswith("peaked") else part.split()[-1]
+        assert number.rstrip("%") in readme, number
