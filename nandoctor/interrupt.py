@@ -154,14 +154,6 @@ def _handled() -> list[int]:
     return [s for s in HANDLED if signal.getsignal(s) is not signal.SIG_IGN]
 
 
-def python_defaults() -> None:
-    """Undo :func:`exit_on_signals` for a program run as ``python`` would run it (``trace``):
-    Ctrl-C raises ``KeyboardInterrupt`` in it and SIGTERM ends it, as it expects."""
-    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-    for s in _handled():
-        signal.signal(s, defaults[s])
-
-
 def ignore_further() -> None:
     """Once the process is on its way out after a signal, a second Ctrl-C or SIGTERM is ignored.
 

@@ -82,10 +82,10 @@ def main() -> None:
     """
     ctx = click.get_current_context()
     if ctx.invoked_subcommand == "trace":
-        from nandoctor.interrupt import python_defaults
-
-        python_defaults()
-        return  # the user's own program runs as python would, with its own BLAS threads
+        # the user's own program runs as python would, with its own BLAS threads, and with
+        # python's signals while it runs (trace.runner.python_signals); the second runs and the
+        # diagnosis are stopped like the other commands' work (Interrupted, 130/143)
+        return
     from nandoctor.cli.common import printable_streams
     from nandoctor.parallel import single_threaded_blas
 

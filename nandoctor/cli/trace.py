@@ -36,8 +36,9 @@ def trace(module, fmt, html, argv):
     a NaN or an Inf.
 
     Exit 0 when no non-finite value was created, 1 when one was, 2 for a usage error, 3 when
-    the program itself failed without any non-finite value. nandoctor's options come before
-    the script; everything after it is the program's own arguments.
+    the program itself failed without any non-finite value, 130/143 when stopped by Ctrl-C or
+    SIGTERM (what was found so far on stderr). nandoctor's options come before the script;
+    everything after it is the program's own arguments.
 
     \b
     Examples:
@@ -56,7 +57,13 @@ def trace(module, fmt, html, argv):
     if html:
         html = check_html(html, [] if module else [argv[0]])
     started_in = Path.cwd()  # the program may change directory; its paths are relative to here
-    result = trace_program(program, output_to_stderr_=fmt == "json")
+    from nandoctor.interrupt import Interrupted
+
+    try:
+        result = trace_program(program, output_to_stderr_=fmt == "json")
+    except Interrupted as stop:
+        show_partial(stop)
+        raise
     if html:
         from nandoctor.report.html import trace_page
 
@@ -66,6 +73,24 @@ def trace(module, fmt, html, argv):
 
     click.echo(RENDERERS[fmt](result), nl=False)  # not emit(): rich would cost start-up time
     sys.exit(result.exit_code)
+
+
+def show_partial(stop) -> None:
+    """On SIGINT or SIGTERM: what the program's run showed until then, on stderr (stdout gets
+    nothing: any report there is a whole one), and a line saying it is partial."""
+    so_far = getattr(stop, "so_far", None)
+    if so_far is None:
+        return
+    printable_streams()
+    from nandoctor.report.trace import text
+
+    click.echo(text(so_far), nl=False, err=True)
+    click.echo(
+        f"\ninterrupted {stop.stage} — partial: the first flagged operation and the events of "
+        "the program's run, not checked against what it kept, no second run finished (an "
+        "iteration its loop variable did not tell is unknown); no report written",
+        err=True,
+    )
 
 
 def check_html(html: str, inputs: list[str]) -> str:

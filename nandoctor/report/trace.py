@@ -27,7 +27,10 @@ def text(result: TraceResult) -> str:
     lines = []
     first = result.first
     stop = result.stopped_by
-    if first is None and result.program.failed:
+    stopped = _signal_name(result.program.interrupted)
+    if first is None and stopped:  # a partial report (on stderr): the run did not end
+        lines.append(f"… no NaN or Inf so far: {result.script} was stopped by {stopped}")
+    elif first is None and result.program.failed:
         lines.append(
             f"✗ the program failed: {result.script} exited with code {result.program.exit_code}, "
             "with no NaN or Inf before it failed"
@@ -91,13 +94,26 @@ def text(result: TraceResult) -> str:
     if result.notes:
         lines += ["", "What the trace saw"]
         lines += [f"  • {n}" for n in result.notes]
-    if result.program.failed:
+    if stopped:
+        lines += [
+            "",
+            f"The program was stopped by {stopped} (exit code {result.program.exit_code})",
+        ]
+    elif result.program.failed:
         lines += [
             "",
             f"The program itself failed: exit code {result.program.exit_code}"
             + (f" ({result.program.to_json()['exception']})" if result.program.exception else ""),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _signal_name(signum: int | None) -> str | None:
+    if signum is None:
+        return None
+    import signal
+
+    return signal.Signals(signum).name
 
 
 def _operands(first) -> list[str]:

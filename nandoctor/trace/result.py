@@ -33,15 +33,19 @@ class TraceResult:
     advice: list[str] = field(default_factory=list)  # standard fixes for the pattern, not verified
     program: Outcome = field(default_factory=Outcome)
     notes: list[str] = field(default_factory=list)  # how the answer was found, in plain words
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the whole trace: the program, second runs, diagnosis
     # the op whose floating-point error the program's own handling raised, when that is how it
     # failed: where and why it stopped, though no NaN or Inf was kept
     stopped_by: FirstNonFinite | None = None
 
     @property
     def status(self) -> str:
+        """``nonfinite`` (exit 1), ``failed`` (the program itself failed with no NaN or Inf:
+        exit 3), ``warning`` or ``healthy`` (exit 0)."""
         if self.first is not None:
             return "nonfinite"
+        if self.program.failed:
+            return "failed"
         return "warning" if self.warnings else "healthy"
 
     @property

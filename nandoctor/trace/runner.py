@@ -21,6 +21,8 @@ from functools import lru_cache
 from nandoctor.errors import UsageProblem
 from nandoctor.trace.frames import is_user_code
 
+_REAL_EXIT = os._exit  # replaced while the traced program runs (see ending_as_python)
+
 
 @dataclass(frozen=True)
 class Program:
@@ -81,6 +83,11 @@ class Outcome:
     printed_echo: tuple[str, str] | None = None
     stdin_read: list[str] | None = None  # what it read from sys.stdin (for the second run)
     started_processes: bool = False  # multiprocessing or subprocess: events there are unseen
+    ended_by: str | None = None  # "os._exit(0)" or "os.abort()": how it ended its own process
+    # the atexit handlers it registered (function, args, kwargs), run when it has ended
+    exit_handlers: list[tuple] = field(default_factory=list)
+    ended_code: int = 0  # the exit code it asked for there
+    interrupted: int | None = None  # the signal (SIGINT, SIGTERM) that reached it, if one did
 
     @property
     def failed(self) -> bool:
@@ -451,14 +458,19 @@ def _process_count() -> str | None:
 def run_program(program: Program, *, watch: bool = False) -> Outcome:
     """Execute ``program`` in this process; its modules are forgotten afterwards.
 
-    ``watch``: also keep the locals of the user's functions (:class:`FrameKeeper`) and note the
-    first nan or inf the program prints (:class:`WatchedStream`), for the first run of a trace."""
+    ``watch``, for the first run of a trace: also keep the locals of the user's functions
+    (:class:`FrameKeeper`), note the first nan or inf the program prints (:class:`WatchedStream`),
+    and end it as python would (:func:`ending_as_python`): its traceback is written, then its
+    atexit handlers run, all while its output still goes where it went; a call of ``os._exit``
+    or ``os.abort``, and a SIGTERM, end the run rather than this process."""
     outcome = Outcome()
     keeper, watcher = contextlib.nullcontext(), contextlib.nullcontext()
     children, reader = contextlib.nullcontext(), contextlib.nullcontext()
+    ending = contextlib.nullcontext()
     if watch:
         keeper, watcher = FrameKeeper().kept(outcome), watched_output(outcome, program.args)
         children, reader = noting_processes(outcome), recorded_stdin(outcome)
+        ending = ending_as_python(outcome)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     modules_before = set(sys.modules)
     if program.module:
@@ -472,17 +484,31 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
     else:
         sys.path.append(path0)
     try:
-        with python_signals(), keeper, watcher, children, reader:
-            if program.module:
-                outcome.globals = runpy.run_module(
-                    program.target, run_name="__main__", alter_sys=True
-                )
-            else:
-                outcome.globals = runpy.run_path(
-                    os.path.abspath(program.target), run_name="__main__"
-                )
+        with python_signals(outcome if watch else None), keeper, watcher, children, reader:
+            with ending:
+                _execute(program, outcome)
+            if watch:
+                _end(outcome)
+    finally:
+        sys.argv = saved_argv
+        if saved_path0 is not None:
+            sys.path[0] = saved_path0
+        _forget_user_modules(modules_before)
+    return outcome
+
+
+def _execute(program: Program, outcome: Outcome) -> None:
+    """Run the program to its end, keeping how it ended in ``outcome``."""
+    try:
+        if program.module:
+            outcome.globals = runpy.run_module(program.target, run_name="__main__", alter_sys=True)
+        else:
+            outcome.globals = runpy.run_path(os.path.abspath(program.target), run_name="__main__")
     except SystemExit as e:  # its variables are still what it ends with: looked at as for a raise
         outcome.exit_code = _exit_code(e.code)
+        outcome.frames_locals = _raising_locals(e.__traceback__)
+    except ProgramEnded as e:  # os._exit, os.abort or SIGTERM: the process would end there
+        outcome.exit_code = e.code
         outcome.frames_locals = _raising_locals(e.__traceback__)
     except BaseException as e:  # the program's own failure, whatever it is
         outcome.exit_code = 130 if isinstance(e, KeyboardInterrupt) else 1
@@ -492,17 +518,107 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
             tb = tb.tb_next
         outcome.traceback_text = _user_traceback(e, tb)
         outcome.frames_locals = _raising_locals(tb)
-    finally:
-        sys.argv = saved_argv
-        if saved_path0 is not None:
-            sys.path[0] = saved_path0
-        _forget_user_modules(modules_before)
-    return outcome
+    if outcome.ended_by is not None:  # it went on after os._exit (it caught what unwound it)
+        outcome.exit_code = outcome.ended_code
+
+
+class ProgramEnded(BaseException):
+    """Raised in the traced program where it would end its own process: ``os._exit``,
+    ``os.abort``, or a SIGTERM it leaves to its default. The trace unwinds to the run's end and
+    reports; the program's ``finally`` blocks run on the way (python would skip them), its
+    atexit handlers do not (as under python)."""
+
+    def __init__(self, code: int, how: str):
+        super().__init__(how)
+        self.code, self.how = code, how
 
 
 @contextlib.contextmanager
-def python_signals():
-    """Ctrl-C and SIGTERM behave for the program as under python (KeyboardInterrupt, exit)."""
+def ending_as_python(outcome: Outcome):
+    """While the program runs: ``os._exit`` and ``os.abort`` raise :class:`ProgramEnded` in its
+    own thread of its own process (a forked child, a Pool worker, ends as it asked), and
+    ``atexit.register`` keeps the handlers in ``outcome``, to be run when it ends (:func:`_end`),
+    before the report: they write while its output still goes where it went."""
+    import atexit
+    import signal
+    import threading
+
+    pid, main = os.getpid(), threading.main_thread()
+    real = _REAL_EXIT, os.abort, atexit.register, atexit.unregister
+
+    def ended(code: int, how: str):
+        if os.getpid() != pid:
+            real[0](code)
+        if outcome.ended_by is None:
+            outcome.ended_by, outcome.ended_code = how, code
+        if threading.current_thread() is not main:  # the process would end here: no report
+            sys.stderr.write(
+                f"nandoctor: the program called {how} in a thread, which ends the process: "
+                "traced no further, no report\n"
+            )
+            sys.stderr.flush()
+            real[0](3)
+        raise ProgramEnded(code, how)
+
+    def _exit(code):
+        import operator
+
+        code = operator.index(code)  # as os._exit does: an int, else TypeError
+        ended(code, f"os._exit({code})")
+
+    def abort():
+        ended(128 + signal.SIGABRT, "os.abort()")
+
+    def register(func, *args, **kwargs):
+        if os.getpid() != pid:
+            return real[2](func, *args, **kwargs)
+        if not callable(func):
+            raise TypeError("the first argument must be callable")
+        outcome.exit_handlers.append((func, args, kwargs))
+        return func
+
+    def unregister(func):
+        outcome.exit_handlers[:] = [h for h in outcome.exit_handlers if h[0] != func]
+        return real[3](func)
+
+    os._exit, os.abort, atexit.register, atexit.unregister = _exit, abort, register, unregister
+    try:
+        yield
+    finally:
+        os._exit, os.abort, atexit.register, atexit.unregister = real
+
+
+def _end(outcome: Outcome) -> None:
+    """After the program's last line, as python ends it: its traceback, then its atexit handlers
+    (last registered first; one that raises is reported and the next runs), unless it ended its
+    process itself (``os._exit``, ``os.abort``, SIGTERM). Its output still goes where it went."""
+    if outcome.traceback_text:
+        sys.stderr.write(outcome.traceback_text)
+    if outcome.ended_by is not None:
+        return
+    handlers = outcome.exit_handlers
+    with ending_as_python(outcome):
+        while handlers:
+            func, args, kwargs = handlers.pop()
+            try:
+                func(*args, **kwargs)
+            except ProgramEnded as e:
+                outcome.exit_code = e.code
+                return
+            except BaseException as e:  # noqa: BLE001 - python reports it and goes on
+                sys.stderr.write(f"Exception ignored in atexit callback: {func!r}\n")
+                tb = e.__traceback__
+                while tb is not None and not is_user_code(tb.tb_frame.f_code):
+                    tb = tb.tb_next
+                sys.stderr.write(_user_traceback(e, tb))
+
+
+@contextlib.contextmanager
+def python_signals(outcome: Outcome | None = None):
+    """Ctrl-C and SIGTERM behave for the program as under python (KeyboardInterrupt, exit).
+    With ``outcome`` (the traced run), each is noted there, and SIGTERM unwinds the program
+    (:class:`ProgramEnded`) rather than ending the process, so what was found can be said; a
+    second SIGTERM then ends it on the spot."""
     import signal
     import threading
 
@@ -510,6 +626,21 @@ def python_signals():
         yield
         return
     defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    if outcome is not None:
+
+        def interrupt(signum, frame):
+            outcome.interrupted = signum
+            return signal.default_int_handler(signum, frame)
+
+        def terminate(signum, frame):
+            if outcome.interrupted == signum:  # it caught the first: end now, as python would
+                sys.stderr.write("nandoctor: interrupted by SIGTERM; stopped, nothing reported\n")
+                sys.stderr.flush()
+                _REAL_EXIT(128 + signum)
+            outcome.interrupted = signum
+            raise ProgramEnded(128 + signum, "SIGTERM")
+
+        defaults = {signal.SIGINT: interrupt, signal.SIGTERM: terminate}
     old = {s: signal.signal(s, h) for s, h in defaults.items()}
     try:
         yield

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -25,16 +24,57 @@ MAX_DERIVED_NOTES = 5  # values computed from placeholders alone, named in the n
 
 
 def trace_program(program: Program, *, output_to_stderr_: bool = False) -> TraceResult:
-    """Run ``program`` as python would, under the error callbacks; the full answer."""
+    """Run ``program`` as python would, under the error callbacks; the full answer, whose
+    ``seconds`` is the wall time of it all (the program, any second run, the diagnosis).
+
+    A SIGINT or SIGTERM that reached the program, or came during a second run, raises
+    :class:`~nandoctor.interrupt.Interrupted` with ``so_far``: the result of the first run alone
+    (:func:`so_far`), for a partial report."""
+    from nandoctor.interrupt import Interrupted
+
     program.check()
     recorder = Recorder()
     redirect = output_to_stderr() if output_to_stderr_ else contextlib.nullcontext()
     start = time.perf_counter()
-    with redirect, recorder.armed():
+    with redirect, recorder.armed():  # its traceback and atexit handlers too, as python ends it
         outcome = run_program(program, watch=True)
     seconds = time.perf_counter() - start
-    if outcome.traceback_text:
-        sys.stderr.write(outcome.traceback_text)
+    if outcome.interrupted is not None or isinstance(outcome.exception, KeyboardInterrupt):
+        import signal
+
+        outcome.interrupted = outcome.interrupted or signal.SIGINT  # or its own KeyboardInterrupt
+        stop = Interrupted(outcome.interrupted)
+        stop.so_far = so_far(program, recorder, outcome, time.perf_counter() - start)
+        stop.stage = "while the program ran"
+        raise stop
+    try:
+        result = _diagnose(program, recorder, outcome, seconds)
+    except Interrupted as stop:
+        stop.so_far = so_far(program, recorder, outcome, time.perf_counter() - start)
+        stop.stage = "after the program ran, during the second run or the diagnosis"
+        raise
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def so_far(program: Program, recorder: Recorder, outcome: Outcome, seconds: float) -> TraceResult:
+    """What the first run showed, without a second run or the checks of what the program kept:
+    the first flagged op (and the cause its operands show), the warnings and events."""
+    from nandoctor.trace.cause import decide
+    from nandoctor.trace.observe import event_warnings
+    from nandoctor.trace.result import TraceResult
+
+    result = TraceResult(script=program.label, program=outcome, seconds=seconds)
+    result.events = recorder.events()
+    result.warnings, result.notes = event_warnings(recorder)
+    if recorder.first is not None:
+        result.first = recorder.first
+        result.cause, result.advice = decide(recorder.first, [])
+    return result
+
+
+def _diagnose(program: Program, recorder: Recorder, outcome: Outcome, seconds: float):
+    """The answer from the first run (``seconds`` long) and any second run it needs."""
     from nandoctor.trace.observe import (
         event_warnings,
         finite_summary,
@@ -56,6 +96,13 @@ def trace_program(program: Program, *, output_to_stderr_: bool = False) -> Trace
         result.notes.append(
             f"the program read more than {RecordedStdin.LIMIT >> 20} MB from stdin: a second run, "
             "if one is needed, reads an empty stdin instead"
+        )
+    if outcome.ended_by is not None:
+        result.notes.append(
+            f"the program ended its process with {outcome.ended_by} (exit code "
+            f"{outcome.exit_code}): the trace stopped it there instead, and reports what it saw "
+            "(its atexit handlers did not run, as under python; `finally` blocks around the "
+            "call, if any, did)"
         )
     if outcome.started_processes:
         result.notes.append(

@@ -549,35 +549,45 @@ RUN_PATH = {
 }
 NEVER_FOR_A_HEALTHY_TRACE = {"rich", "pydantic", "yaml", "ruamel", "multiprocessing", "tempfile"}
 PROBE = """\
+import sys
+
+NEVER = set(sys.argv[2].split(","))
+with open(sys.argv[1], "w") as out:
+    out.write(repr(sorted(m for m in sys.modules if m.split(".")[0] in {"nandoctor", *NEVER})))
+"""
+# nandoctor run by a launcher that lists, at the process's exit (after the report; the program's
+# own atexit handlers run before it), the modules the whole trace imported
+LAUNCHER = """\
 import atexit, sys
 
-def loaded():
-    return sorted(m for m in sys.modules if m.split(".")[0] in {"nandoctor", *NEVER})
+OUT, NEVER = sys.argv[1], set(sys.argv[2].split(","))
+sys.argv = ["nandoctor", *sys.argv[3:]]
 
-OUT, NEVER = sys.argv[1], set(sys.argv[2].split(","))  # sys.argv is nandoctor's again at exit
-start = loaded()
-
-def at_exit():  # after nandoctor has printed its report: everything the trace needed
+def at_exit():
     with open(OUT, "w") as out:
-        out.write(repr({"start": start, "exit": loaded()}))
+        out.write(repr(sorted(m for m in sys.modules if m.split(".")[0] in {"nandoctor", *NEVER})))
 
 atexit.register(at_exit)
+from nandoctor.__main__ import entry
+
+entry()
 """
 
 
 def test_the_program_starts_before_the_report_and_diagnosis_are_imported(tmp_path):
     prog = _script(tmp_path, PROBE)
-    seen = tmp_path / "modules.txt"
+    seen, at_exit = tmp_path / "modules.txt", tmp_path / "at_exit.txt"
+    never = ",".join(sorted(NEVER_FOR_A_HEALTHY_TRACE))
     done = subprocess.run(
-        [sys.executable, "-m", "nandoctor", "trace", str(prog), str(seen)]
-        + [",".join(sorted(NEVER_FOR_A_HEALTHY_TRACE))],
+        [sys.executable, "-c", LAUNCHER, str(at_exit), never, "trace", str(prog), str(seen)]
+        + [never],
         capture_output=True,
         text=True,
         check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "healthy" in done.stdout
-    modules = eval(seen.read_text())  # noqa: S307 - our own probe's repr of two lists
+    modules = {"start": eval(seen.read_text()), "exit": eval(at_exit.read_text())}  # noqa: S307
     early = set(modules["start"]) - RUN_PATH
     assert not early, f"imported before the program ran (start-up time it pays): {sorted(early)}"
     heavy = {m for m in modules["exit"] if m.split(".")[0] in NEVER_FOR_A_HEALTHY_TRACE}

@@ -19,7 +19,7 @@ main{max-width:1360px;margin:0 auto;padding:18px 24px 40px}
 h1{font-size:22px;margin:4px 0 2px} h2{font-size:17px;margin:26px 0 8px} h3{font-size:15px;margin:16px 0 6px}
 .sub{color:#666;margin:0 0 12px}
 .verdict{padding:10px 14px;border-radius:6px;font-size:16px;font-weight:600;margin:10px 0}
-.nonfinite,.fail{background:#fde8e8;color:#a31515} .warning{background:#fff5d6;color:#7a5600}
+.nonfinite,.fail,.failed{background:#fde8e8;color:#a31515} .warning{background:#fff5d6;color:#7a5600}
 .healthy,.pass{background:#e5f6e5;color:#1d6b1d} .invalid,.error{background:#eee;color:#555}
 table{border-collapse:collapse;background:white;margin:6px 0 10px}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}

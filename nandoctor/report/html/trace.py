@@ -46,6 +46,9 @@ def headline(doc: dict) -> str:
         cause = (doc.get("cause") or {}).get("id")
         why = f": {cause.replace('_', ' ')}" if cause else ""
         return f"✗ {str(f.get('value', 'nan')).upper()} at {f.get('file')}:{f.get('line')}{why}"
+    if status == "failed":
+        code = (doc.get("program") or {}).get("exit_code")
+        return f"✗ the program failed (exit code {code}), with no NaN or Inf before it failed"
     if status == "warning":
         return "! finite, with warnings: " + ", ".join(
             w.get("id", "") for w in doc.get("warnings", [])
