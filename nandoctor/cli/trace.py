@@ -30,7 +30,9 @@ FORMATS = ("text", "json")
     help="Output format (json: the program's own output goes to stderr).",
 )
 @html_option
-@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="SCRIPT.py|MODULE [ARGS]...")
+@click.argument(
+    "argv", nargs=-1, type=click.UNPROCESSED, metavar="SCRIPT.py|DIR|APP.zip|MODULE [ARGS]..."
+)
 def trace(module, fmt, html, argv):
     """Run a Python program as python would, and report where, when and why it first created
     a NaN or an Inf.
@@ -45,6 +47,7 @@ def trace(module, fmt, html, argv):
       nandoctor trace train.py --epochs 10
       nandoctor trace --format json -m mypkg.train > report.json
       nandoctor trace --html trace.html train.py
+      nandoctor trace myapp/              # a folder or .zip with __main__.py
     """
     from nandoctor.trace.runner import Program
     from nandoctor.trace.session import trace_program

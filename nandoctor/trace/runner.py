@@ -62,9 +62,44 @@ class Program:
                 sys.path.pop(0)
             if not found:
                 raise UsageProblem(f"-m {self.target}: no module named {self.target!r}")
-        elif not os.path.isfile(self.target):
-            what = "is a directory" if os.path.isdir(self.target) else "no such file"
-            raise UsageProblem(f"SCRIPT {self.target}: {what}")
+        elif not os.path.exists(self.target):
+            raise UsageProblem(f"SCRIPT {self.target}: no such file")
+        elif os.path.isdir(self.target) and not self.runs_a_folder:
+            raise UsageProblem(f"SCRIPT {self.target}: is a directory with no __main__.py")
+
+    @property
+    def runs_a_folder(self) -> bool:
+        """``python DIR`` or ``python APP.zip``: a folder or zip file run by its ``__main__.py``
+        (the folder itself is then ``sys.path[0]``)."""
+        if self.module:
+            return False
+        if os.path.isdir(self.target):
+            return os.path.isfile(os.path.join(self.target, "__main__.py"))
+        return _zip_with_main(self.target)
+
+
+def _zip_with_main(path: str) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "__main__.py" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _cache_zip_sources(path: str) -> None:
+    """Put the source of every ``.py`` file of the zip file ``path`` in :mod:`linecache`, under
+    the names its code objects carry (``APP.zip/helper.py``): the lines of a failing op are read
+    by file name, and a file inside a zip cannot be opened by it."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if name.endswith(".py"):
+                text = z.read(name).decode("utf-8", errors="replace")
+                full = os.path.join(path, name)
+                linecache.cache[full] = (len(text), None, text.splitlines(True), full)
 
 
 @dataclass
@@ -473,11 +508,14 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
         ending = ending_as_python(outcome)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     modules_before = set(sys.modules)
+    sys.argv = [program.target, *program.args]
     if program.module:
-        sys.argv = [program.target, *program.args]
         path0 = os.getcwd()
+    elif program.runs_a_folder:  # python DIR, python APP.zip: its __main__.py, found from there
+        path0 = os.path.abspath(program.target)
+        if not os.path.isdir(path0):
+            _cache_zip_sources(path0)
     else:
-        sys.argv = [program.target, *program.args]
         path0 = os.path.dirname(os.path.abspath(program.target))
     if sys.path:
         sys.path[0] = path0

@@ -196,3 +196,43 @@ def test_seconds_is_the_wall_time_of_the_whole_trace_second_run_included(tmp_pat
     doc = json.loads(done.stdout)
     assert any("run a second time" in n for n in doc["notes"])
     assert 0.8 <= doc["seconds"] <= wall
+
+
+@pytest.mark.parametrize("packed", ["folder", "zip"])
+def test_a_folder_or_zip_with_main_runs_as_python_runs_it(tmp_path, packed):
+    """``python DIR`` / ``python APP.zip`` run its __main__.py, with DIR first on sys.path."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "helper.py").write_text("import numpy as np\n\ndef norm(x):\n    return x / x.sum()\n")
+    (app / "__main__.py").write_text(
+        "import numpy as np\nfrom helper import norm\n\nprint(norm(np.zeros(2)))\n"
+    )
+    target = app
+    if packed == "zip":
+        import zipfile
+
+        target = tmp_path / "app.zip"
+        with zipfile.ZipFile(target, "w") as z:
+            for f in app.iterdir():
+                z.write(f, f.name)
+    done = subprocess.run(
+        [sys.executable, "-m", "nandoctor", "trace", "--format", "json", str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr
+    first = json.loads(done.stdout)["first_nonfinite"]
+    assert first["function"] == "norm" and first["line"] == 4 and first["op"] == "divide"
+    assert first["file"].endswith("helper.py")
+
+
+def test_a_folder_without_main_is_a_usage_error(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "nandoctor", "trace", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and "no __main__.py" in done.stderr
