@@ -19,6 +19,8 @@ import ast
 from functools import lru_cache
 from types import FrameType
 
+from nandoctor.trace import npstate
+from nandoctor.trace.evaluate import operand_magnitude
 from nandoctor.trace.frames import COMPREHENSION_NODES, Loop, next_pass, parsed
 
 
@@ -194,9 +196,25 @@ def iteration_from_target(frame: FrameType, loop: Loop) -> int | None:
         return None
 
 
+DENSE_PASSES = 16  # the operands are measured at each of a loop entry's first passes, then at
+# passes 32, 64, 128, ... (and at the failing one): a growth needs its start and its end, and a
+# measure per pass would cost more than the rest of a long loop's second run
+
+
+def measured_pass(iteration: int | None) -> bool:
+    """Whether the operands are measured at this pass of the loop (see ``DENSE_PASSES``)."""
+    return iteration is None or iteration <= DENSE_PASSES or iteration & (iteration - 1) == 0
+
+
 class LoopCounter:
     """Line events on the loop's code only: the iteration of each live frame of it, and the
-    magnitude of the failing op's operands each time its line runs (a ``sys.settrace`` hook)."""
+    magnitude of the failing op's operands when its line runs, at the passes
+    :func:`measured_pass` picks (a ``sys.settrace`` hook), and at the failing one
+    (:meth:`measure_at_failure`).
+
+    ``every_pass``: measure at each pass (an in-place op, ``acc *= c``, has changed its operand
+    by the time it fails: its failing pass is measured at the start of its line, as any other).
+    A pass that is not measured costs a line event per line of the loop, a few microseconds."""
 
     def __init__(
         self,
@@ -206,53 +224,74 @@ class LoopCounter:
         op_code: tuple,
         op_line: int,
         op_node: ast.AST | None,
+        every_pass: bool = True,
     ):
         self.loop_code, self.loop_line = loop_code, loop_line
         self.loop = Loop(loop_code[0], loop_line, loop_end, None)  # its lines, for next_pass
         self.op_code, self.op_line, self.op_node = op_code, op_line, op_node
+        self.every_pass = every_pass
         self.state: dict[int, list] = {}  # id(frame) -> [iteration, last line]
         self.current: list = [None, None]
         # (iteration, max |operand|) since the loop was last entered: the entry that fails
         self.history: list[tuple[int | None, float]] = []
         # the largest operand of each entry of the loop, in the frame it was last entered in: in a
-        # batch loop (entered once per epoch), how the operands grew over the epochs
+        # batch loop (entered once per epoch), how the operands grew over the epochs (measured
+        # at the passes measured_pass picks)
         self.entries: list[float] = []
+        self.kinds: dict[int, tuple[bool, bool]] = {}  # id(code) -> (is the loop's, the op's)
+        self.unmeasured: object | None = None  # the op line's frame, at a pass not measured
 
     @staticmethod
     def key(code) -> tuple:
         return (code.co_filename, code.co_name, code.co_firstlineno)
 
+    def _kind(self, code) -> tuple[bool, bool]:
+        kind = self.kinds.get(id(code))
+        if kind is None:
+            key = self.key(code)
+            kind = self.kinds[id(code)] = (key == self.loop_code, key == self.op_code)
+            self.kinds.setdefault(-id(code), code)  # kept alive: its id stays its own
+        return kind
+
     def __call__(self, frame, event, arg):  # the global trace function: 'call' events only
-        key = self.key(frame.f_code)
-        if key == self.loop_code:
+        is_loop, is_op = self._kind(frame.f_code)
+        if is_loop:
             self.current = self.state[id(frame)] = [None, None]
             self.entries = []  # a new call (train(lr) again): its own entries only
             return self.local
-        if key == self.op_code:
-            return self.local
-        return None
+        return self.local if is_op else None
 
     def local(self, frame, event, arg):
         if event != "line":
             return self.local
         line = frame.f_lineno
-        key = self.key(frame.f_code)
-        if key == self.loop_code:
-            st = self.state.setdefault(id(frame), [None, None])
+        is_loop, is_op = self._kind(frame.f_code)
+        if is_loop:
+            st = self.state.get(id(frame))
+            if st is None:
+                st = self.state[id(frame)] = [None, None]
             if line == self.loop_line:
                 st[0] = next_pass(st[0], st[1], self.loop)
                 if st[0] == 1:  # entered anew (train(lr) called again): its own growth only
                     self.history.clear()
                     self.entries.append(0.0)
             st[1] = line
-        if key == self.op_code and line == self.op_line and self.op_node is not None:
-            self._record_operands(frame)
+        if is_op and line == self.op_line and self.op_node is not None:
+            if self.every_pass or measured_pass(self.current[0]):
+                self.unmeasured = None
+                self._record_operands(frame)
+            else:
+                self.unmeasured = frame
         return self.local
 
-    def _record_operands(self, frame) -> None:
-        from nandoctor.trace import npstate
-        from nandoctor.trace.evaluate import operand_magnitude
+    def measure_at_failure(self, frame) -> None:
+        """At the failing op (the error callback): its operands, if its pass was not measured at
+        the start of its line. Not in place (see ``every_pass``), the names it reads still hold
+        what it was given."""
+        if self.unmeasured is not None and self.unmeasured is frame:
+            self._record_operands(frame)
 
+    def _record_operands(self, frame) -> None:
         with npstate.errstate(all="ignore"):
             magnitude = operand_magnitude(frame, self.op_node)
         if magnitude is not None:
@@ -271,6 +310,27 @@ class LoopCounter:
                 return st[0] if st else None
             frame = frame.f_back
         return None
+
+
+def in_place(filename: str, position: tuple | None) -> bool:
+    """Whether the op at ``position`` writes into an operand: an augmented assignment
+    (``acc *= c``), or a call given ``out=``."""
+    from nandoctor.trace.frames import parsed
+
+    tree = parsed(filename)
+    if tree is None or position is None:
+        return True  # unknown: measured at each pass
+    for node in ast.walk(tree):
+        if isinstance(node, ast.expr | ast.AugAssign) and (
+            node.lineno,
+            node.col_offset,
+            node.end_lineno,
+            node.end_col_offset,
+        ) == tuple(position):
+            if isinstance(node, ast.AugAssign):
+                return True
+            return isinstance(node, ast.Call) and any(k.arg == "out" for k in node.keywords)
+    return True
 
 
 def per_iteration(history: list[tuple[int | None, float]]) -> list[tuple[int, float]]:

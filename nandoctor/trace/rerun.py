@@ -86,7 +86,7 @@ def _finish(out_path: str, found: dict) -> None:
 
 def _loop_pass(program: Program, plan: dict, out_path: str) -> None:
     from nandoctor.trace.events import Recorder
-    from nandoctor.trace.loops import LoopCounter, find_node, per_iteration
+    from nandoctor.trace.loops import LoopCounter, find_node, in_place, per_iteration
 
     node = find_node(plan.get("op_file", ""), plan["op_line"], plan.get("op_pos"))
     counter = LoopCounter(
@@ -96,10 +96,12 @@ def _loop_pass(program: Program, plan: dict, out_path: str) -> None:
         tuple(plan["op_code"]),
         plan["op_line"],
         node,
+        every_pass=in_place(plan.get("op_file", ""), plan.get("op_pos")),
     )
 
     def stop(first, frame) -> None:
         sys.settrace(None)
+        counter.measure_at_failure(frame)
         _finish(
             out_path,
             {

@@ -217,6 +217,11 @@ def _when(
     if not found or not found.get("found"):
         if first.iteration is None:
             first.iteration_note = "a second run did not reach the same event"
+            if found and "timed_out" in found:  # it was cut short: not a sign of randomness
+                first.iteration_note = (
+                    f"the second run was stopped after {found['timed_out']:g} s, its time "
+                    "limit, before it reached the event"
+                )
             notes.append(f"iteration unknown: {first.iteration_note}")
         return []
     if found["fingerprint"] != first.fingerprint:

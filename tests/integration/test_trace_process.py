@@ -236,3 +236,46 @@ def test_a_folder_without_main_is_a_usage_error(tmp_path):
         check=False,
     )
     assert done.returncode == 2 and "no __main__.py" in done.stderr
+
+
+def _passes_until_overflow(rate: float) -> int:
+    import numpy as np
+
+    w, step = np.array([1.0, 0.5]), 0
+    with np.errstate(over="ignore"):
+        while np.isfinite(w).all():
+            w = w + w * rate
+            step += 1
+    return step
+
+
+def test_a_long_while_loop_gets_its_exact_iteration_from_the_second_run(tmp_path):
+    """300,000 passes: the second run counts them all and measures the operands at a few (its
+    time limit was hit when it measured them at each: 'iteration unknown')."""
+    body = (
+        "import numpy as np\n\nw = np.array([1.0, 0.5])\nstep = 0\n"
+        "while step < 300000:\n    g = w * 0.00237\n    w = w + g\n    step += 1\n"
+    )
+    done = trace(tmp_path, body, timeout=300)
+    first = json.loads(done.stdout)["first_nonfinite"]
+    assert (first["line"], first["op"]) == (7, "add")
+    assert first["iteration"] == _passes_until_overflow(0.00237)
+    cause = json.loads(done.stdout)["cause"]
+    assert any(f"at iteration {first['iteration']}" in e for e in cause["evidence"])
+
+
+def test_a_second_run_cut_short_says_so_rather_than_that_the_program_changed(tmp_path, monkeypatch):
+    import nandoctor.trace.rerun as rerun
+    from nandoctor.trace.runner import Program
+    from nandoctor.trace.session import trace_program
+
+    monkeypatch.setattr(rerun, "launch", lambda *a, **k: {"timed_out": 12.5})
+    prog = tmp_path / "prog.py"
+    prog.write_text(
+        "import numpy as np\n\nw = np.array([1.0])\nwhile True:\n    w = w * 10.0\n"
+        "    if not np.isfinite(w).all():\n        break\n"
+    )
+    first = trace_program(Program(str(prog))).first
+    assert first.iteration is None
+    assert "stopped after 12.5 s" in first.iteration_note
+    assert "did not reach" not in first.iteration_note

@@ -80,3 +80,33 @@ def test_a_step_in_a_function_the_loop_calls_counts_and_one_without_does_not(tmp
 def test_a_function_defined_in_the_loop_runs_only_when_called(tmp_path):
     loop = first_loop(tmp_path, "for t in range(9):\n    def f():\n        W -= 1\n    h = h * 2\n")
     assert isinstance(loop.node, ast.For) and not updates_a_variable(loop)
+
+
+def test_the_loop_counter_measures_the_operands_at_a_few_passes_not_at_each(tmp_path, monkeypatch):
+    """A long loop's second run measures the failing op's operands at its first passes and at
+    powers of two, not at each pass (the measure costs far more than the line events)."""
+    import sys
+
+    import numpy as np
+
+    from nandoctor.trace import loops
+    from nandoctor.trace.loops import LoopCounter, find_node
+
+    path = tmp_path / "prog.py"
+    path.write_text("w = 1.0\nstep = 0\nwhile step < 5000:\n    w = w * 1.001\n    step += 1\n")
+    measured = []
+    monkeypatch.setattr(loops, "operand_magnitude", lambda f, n: measured.append(1) or 1.0)
+    code = (str(path), "<module>", 1)
+    node = find_node(str(path), 4, (4, 8, 4, 17))
+    counter = LoopCounter(code, 3, 5, code, 4, node, every_pass=False)
+    compiled = compile(path.read_text(), str(path), "exec")
+    sys.settrace(counter)
+    try:
+        exec(compiled, {"np": np})
+    finally:
+        sys.settrace(None)
+    assert next(iter(counter.state.values()))[0] == 5001  # the header's last test ends it
+    assert len(measured) == loops.DENSE_PASSES + len((32, 64, 128, 256, 512, 1024, 2048, 4096))
+    passes = [i for i, _ in counter.history]
+    assert passes[: loops.DENSE_PASSES] == list(range(1, loops.DENSE_PASSES + 1))
+    assert passes[-1] == 4096
