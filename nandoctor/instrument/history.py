@@ -48,6 +48,7 @@ BATCH_BYTES = 1 << 16  # ... copied and reduced together when a step keeps this 
 RING_BYTES = 1 << 22  # for as many steps as fit in this (many replicas: fewer); else each at once
 # (4 MB: a sweep group of 8 replicas of a small spec flushes every 32 steps, not every 7: a flush
 # costs ~40 us whatever its steps, and a group's step 72 us against 79 with 1 MB)
+_vecdot = getattr(np, "vecdot", None)  # NumPy >= 2.0
 SMALL_FLAT = 1 << 12  # parameters of a replica up to which a step's squares are summed in 3 calls
 # The norms are made from sums of squares in one form, ``(..., n, 3 L)``: per replica each layer's
 # gradients (all its parameters), then its weights, then its weight updates (History._by_layer).
@@ -516,9 +517,18 @@ class History:
 
     def _copied_squares(self, flat: np.ndarray) -> np.ndarray:
         """``(k, 3 n, slots)``: the sums of squares of each slot of copied buffers ``(k, 3 n,
-        total)``, in their dtype, in two calls for all of them."""
+        total)``, in their dtype: a dot product of each row's slot with itself, one call per
+        slot for all the rows (no squared copy: a third less time than squaring and
+        ``reduceat`` on a sweep group's 32 steps, and each row summed alike however many)."""
         rows = flat.reshape(-1, flat.shape[-1])
-        return np.add.reduceat(rows * rows, self._slot_starts, axis=1).reshape(*flat.shape[:2], -1)
+        if _vecdot is None:  # NumPy 1.x: square, then sum each slot
+            sums = np.add.reduceat(rows * rows, self._slot_starts, axis=1)
+            return sums.reshape(*flat.shape[:2], -1)
+        out = np.empty((len(rows), len(self._slot_bounds)), rows.dtype)
+        for j, (a, b) in enumerate(self._slot_bounds):
+            part = rows[:, a:b]
+            _vecdot(part, part, out=out[:, j])
+        return out.reshape(*flat.shape[:2], -1)
 
     def _by_layer(self, sq: np.ndarray) -> np.ndarray:
         """Slot sums of squares ``(k, 3 n, slots)`` (:meth:`_copied_squares`) in the form of the
