@@ -214,7 +214,9 @@ def growth(outcome: Outcome) -> list[str]:
     Update-driven growth needs two steps with an update between them: a short, violent explosion
     (x1e7 in one update, then an overflow) is growth as much as a slow climb over hundreds of
     steps is. The failing step counts when its own gradient is still finite (the loss overflowed,
-    the backward pass did not).
+    the backward pass did not) and came from a finished forward pass: a forward pass that went
+    non-finite leaves a gradient row computed from inf (ReLU turns -inf into 0), which can look
+    finite and small but measures nothing.
     """
     first = outcome.first_nonfinite
     g = outcome.history.get("grad_norm") if outcome.history else None
@@ -222,7 +224,7 @@ def growth(outcome: Outcome) -> list[str]:
         return []
     off = history_offset(outcome)
     rows = first.step - 1 - off  # steps whose history is complete
-    if 0 <= rows < len(g) and np.isfinite(g[rows]).all():
+    if first.phase != "forward" and 0 <= rows < len(g) and np.isfinite(g[rows]).all():
         rows += 1
     if rows < GROWTH_MIN_STEPS:
         return []

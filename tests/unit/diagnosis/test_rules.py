@@ -66,6 +66,42 @@ def test_an_explosion_seen_in_the_failing_steps_own_gradient_is_growth():
     assert "high_learning_rate" in {c.id for c in d.contributing}
 
 
+def test_a_few_steps_of_orders_of_magnitude_growth_before_a_forward_overflow_is_an_explosion():
+    """The failing step's forward pass overflowed: its gradient row is computed from inf (ReLU
+    makes -inf 0) and is no measure of growth. The steps before it grew x300, x3e8, x3e34,
+    x2e142: exploding_gradient, with the numbers, and clipping proposed and verified."""
+    outcome = train(
+        spec(
+            [*[{"units": 64, "activation": "relu"}] * 2, {"units": 1, "activation": "linear"}],
+            data={
+                "source": "synthetic",
+                "task": "regression",
+                "samples": 256,
+                "features": 10,
+                "outputs": 1,
+            },
+            steps=300,
+            batch_size=32,
+            learning_rate=1.0,
+        )
+    )[0]
+    first = outcome.first_nonfinite
+    assert (first.step, first.phase) == (6, "forward")  # the run is what the test says
+    from nandoctor.diagnosis.measures import total_norm
+
+    g = total_norm(outcome.history["grad_norm"][:5])
+    assert np.all(g[1:] / g[:-1] > 100)
+
+    d = diagnose(outcome)
+    assert d.cause.id == "exploding_gradient", d.cause.summary
+    assert any("gradient norm rose from 7.88 at step 1" in e for e in d.cause.evidence)
+    assert not any("no sustained growth" in e for e in d.cause.evidence)
+    assert "high_learning_rate" in {c.id for c in d.contributing}
+    verify(d, outcome, jobs=1)
+    clip = next(r for r in d.recommendations if r.id == "clip_gradients")
+    assert clip.verified is True and clip.learns is True, clip.evidence
+
+
 def test_overflow_without_updates_stays_overflow():
     """Step 1 has no update behind it: float16's range alone is the cause."""
     s = spec(RELU_NET, numerics={"dtype": "float16"}, steps=5, learning_rate=0.01)
