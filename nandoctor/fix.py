@@ -108,13 +108,15 @@ def diff(old: str, new: str, path: str) -> str:
 
 @dataclass
 class FixResult:
-    """What ``fix`` found: the diagnosis, the best verified change (if any) and the fixed text."""
+    """What ``fix`` found: the diagnosis, the best verified change that learns (if any), the
+    fixed text, and the best change that only kept the values finite when none learned."""
 
     diagnosis: Diagnosis
     best: Recommendation | None
     old_text: str
     new_text: str | None
     seconds: float
+    kept: Recommendation | None = None  # finite without learning: not a fix, not written
 
     @property
     def change(self) -> str:
@@ -148,7 +150,10 @@ def fix_spec(
         return FixResult(diagnosis, None, text, None, time.perf_counter() - started)
     on_done = before_verify(diagnosis) if before_verify else None
     verify_fixes(diagnosis, outcome, jobs, on_done, full)
-    best = next((r for r in diagnosis.recommendations if r.verified), None)
+    # finite is not enough: a fix's re-run must learn (Recommendation.learns); a change that
+    # keeps the values finite without learning is reported, never written
+    best = next((r for r in diagnosis.recommendations if r.verified and r.learns), None)
+    kept = next((r for r in diagnosis.recommendations if r.verified), None) if not best else None
     new = None
     if best:
         # The verified run had the --set overrides too: the written spec carries them.
@@ -159,4 +164,4 @@ def fix_spec(
         moved = spec.paths_from(dest.parent) if dest is not None and spec.path else {}
         if moved:
             new = apply_changes(new, moved, "the same file, from this spec's folder")
-    return FixResult(diagnosis, best, text, new, time.perf_counter() - started)
+    return FixResult(diagnosis, best, text, new, time.perf_counter() - started, kept)

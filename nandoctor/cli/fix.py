@@ -36,8 +36,11 @@ def fix(spec_path, output, dry_run, overrides, jobs, verify_full):
     """Diagnose SPEC, verify candidate fixes by re-running, and write the best one to OUT.
 
     The written spec keeps your comments, key order and formatting; each changed line gets a
-    comment saying why. Exit 0 when a verified fix was written (or there is nothing to fix),
-    1 when no candidate kept every value finite (nothing is written), 2 for a bad spec.
+    comment saying why. A fix is a change whose re-run stays finite and learns (its loss falls
+    beyond its noise, no layer stops training, no blow-up on the way, below a constant
+    prediction's loss). Exit 0 when a verified fix was written (or there is nothing to fix), 1
+    when no candidate both kept every value finite and learned (nothing is written), 2 for a
+    bad spec.
 
     \b
     Examples:
@@ -83,9 +86,17 @@ def fix(spec_path, output, dry_run, overrides, jobs, verify_full):
         click.echo(said)
         sys.exit(0)
     if result.best is None:
+        kept = result.kept
+        finite = (  # finite, but no evidence it trains: not a fix, and not written
+            f" {kept.id} ({', '.join(f'{k}={v}' for k, v in kept.changes.items())}) kept "
+            "the values finite, not fixed: its re-run gave no evidence of learning."
+            if kept
+            else ""
+        )
         stderr_console().print(
-            f"{spec_path}: no verified fix for {d.cause.id} after {result.seconds:.1f}s."
-            f" Tried: {result.tried()}"
+            f"{spec_path}: no verified fix for {d.cause.id} after {result.seconds:.1f}s.{finite}"
+            f" Tried: {result.tried()}",
+            markup=False,
         )
         sys.exit(1)
     if dry_run:
@@ -93,10 +104,8 @@ def fix(spec_path, output, dry_run, overrides, jobs, verify_full):
     else:
         emit(result.new_text, output)
     dest = "(dry run)" if dry_run else f"-> {output}"
-    # a change that keeps the values finite by stopping the learning is not called a fix
-    verb = "fixed by" if result.best.learns is not False else "kept finite, not fixed, by"
     click.echo(
-        f"{spec_path}: {d.cause.id} {verb} {result.change} {dest};"
+        f"{spec_path}: {d.cause.id} fixed by {result.change} {dest};"
         f" {result.best.evidence} [{result.seconds:.1f}s]"
     )
     sys.exit(0)

@@ -21,7 +21,11 @@ import numpy as np
 
 from nandoctor.diagnosis.catalogue import RECOMMENDATIONS
 from nandoctor.diagnosis.diagnose import Diagnosis, Recommendation, fmt
-from nandoctor.diagnosis.measures import LossTrend, run_loss_trend
+from nandoctor.diagnosis.measures import (
+    LOSS_WINDOW,
+    LossTrend,
+    run_loss_trend,
+)
 from nandoctor.engine.data import DataError
 from nandoctor.engine.runs import Outcome, train
 from nandoctor.parallel import pmap
@@ -40,6 +44,16 @@ RATE_MARGIN = 2
 SCREEN_MARGIN = 2  # a screen runs this many times as far past the snapshot as the failure was
 # Changes a snapshot can be replayed with: same parameters, same optimiser state layout.
 REPLAYABLE = ("train.learning_rate", "train.clip_grad_norm", "train.clip_grad_value", "train.eps")
+# A layer whose gradient stays exactly 0 for at least this many steps in a row (and the run's last
+# tenth) up to the end of a re-run has stopped training (as the zero_gradient warning counts)
+FROZEN_MIN_ROWS = 10
+# A re-run whose loss rose this many times above where it started, even at one step, exploded on
+# the way (as a gradient norm rising x100 is explosive growth, measures.GROWTH_FACTOR): lr 0.125
+# after lr 1 went 1.84 -> 278 at step 3 and left 81% of a ReLU layer dead; lr 0.0625 rose x18
+BLOWUP_FACTOR = 100.0
+# A re-run whose loss ends within this fraction of a constant prediction's loss (chance level for
+# a classifier: ln 10 = 2.303 for ten balanced classes) learned nothing from its inputs
+BASELINE_TOL = 0.02
 
 
 @dataclass
@@ -52,10 +66,27 @@ class Trial:
     failed_step: int | None
     lost: str | None = None  # why there is no result (its worker process died)
     trend: LossTrend | None = None  # did its loss fall (too few steps, a random loss: None)
-    # layers (from 1) whose weight and bias gradients were exactly 0 at every recorded step, and
-    # how many steps that was: such a layer never moves (batch norm over one row outputs beta)
+    # layers (from 1) whose weight and bias gradients were exactly 0 at every recorded step from
+    # step ``frozen_from`` to the end, and how many steps the run recorded: such a layer stopped
+    # moving for good (batch norm over one row outputs beta; ReLU units all dead after a blow-up)
     frozen: tuple[int, ...] = ()
     frozen_steps: int = 0
+    frozen_from: int = 1
+    # the run's own failure mechanism, seen although it ended finite: the loss rose orders of
+    # magnitude on the way (a sentence), or it ends no lower than a constant prediction would
+    blowup: str | None = None
+    baseline: str | None = None
+
+    @property
+    def learns(self) -> bool | None:
+        """True: its loss fell beyond the noise, with every layer still training, no blow-up on
+        the way and an end below a constant prediction's loss; False: one of these failed, or the
+        loss did not fall at all; None: a fall within the noise, or too few steps to tell."""
+        if not self.finite:
+            return None
+        if self.frozen or self.blowup or self.baseline:
+            return False
+        return self.trend.learned if self.trend is not None else None
 
 
 def _trial(o: Outcome) -> Trial:
@@ -63,16 +94,106 @@ def _trial(o: Outcome) -> Trial:
     random = o.spec.loss.name == "random_gradient"  # a loss with nothing to learn
     g = (o.history or {}).get("grad_norm")
     rows = 0 if g is None or not o.finite else min(len(g), o.steps_run)
-    frozen = tuple(int(i) + 1 for i in np.flatnonzero((g[:rows] == 0).all(axis=0))) if rows else ()
+    frozen, since = _frozen(g[:rows]) if rows else ((), 0)
+    trend = None if random or not o.finite else run_loss_trend(o)
     return Trial(
         finite=o.finite,
         steps_run=o.steps_run,
         final_loss=float(last) if np.isfinite(last) else None,
         failed_step=o.first_nonfinite.step if o.first_nonfinite else None,
-        trend=None if random or not o.finite else run_loss_trend(o),
+        trend=trend,
         frozen=frozen,
         frozen_steps=rows,
+        frozen_from=o.history_start + since,
+        blowup=_blowup(o, trend),
+        baseline=None if trend is None else _at_baseline(o, trend),
     )
+
+
+def _frozen(g: np.ndarray) -> tuple[tuple[int, ...], int]:
+    """Layers whose gradient norm ``g: (rows, layers)`` was exactly 0 at every row from some row
+    to the last, over at least the run's last tenth and ``FROZEN_MIN_ROWS`` rows (all of a
+    shorter run), and the first row of the shortest such stretch. One batch can zero a layer's
+    gradient; a tenth of the run in a row is a layer that stopped for good."""
+    rows = len(g)
+    need = min(rows, max(FROZEN_MIN_ROWS, math.ceil(LOSS_WINDOW * rows)))
+    zero = g == 0
+    # trailing exact zeros per layer: rows since the last non-zero gradient
+    moved = np.where(~zero.all(axis=0), rows - 1 - np.argmax(~zero[::-1], axis=0), -1)
+    tail = rows - 1 - moved
+    layers = np.flatnonzero(tail >= need)
+    if not len(layers):
+        return (), 0
+    return tuple(int(i) + 1 for i in layers), int(rows - tail[layers].min())
+
+
+def _blowup(o: Outcome, trend: LossTrend | None) -> str | None:
+    """The loss rose ``BLOWUP_FACTOR`` times above where it started at some step, although the
+    run ended finite: it exploded (and the explosion killed or reset the network) rather than
+    trained. Where it started is the larger of step 1's loss and its first tenth's median, so
+    a noisy start is not called an explosion."""
+    if trend is None or not len(o.loss):
+        return None
+    start = max(trend.start, trend.initial) if math.isfinite(trend.initial) else trend.start
+    peak, at = float(np.max(o.loss)), o.history_start + int(np.argmax(o.loss))
+    summary = o.summary or {}
+    if "loss_max" in summary and len(summary["loss_max"]):
+        top = int(np.argmax(summary["loss_max"]))
+        if summary["loss_max"][top] > peak:
+            peak, at = float(summary["loss_max"][top]), int(summary["step"][top])
+    if not (start > 0 and peak > BLOWUP_FACTOR * start):
+        return None
+    return (
+        f"its loss rose to {fmt(peak)} at step {at}, x{fmt(peak / start)} where it started "
+        f"({fmt(start)}): it blew up on the way"
+    )
+
+
+def _at_baseline(o: Outcome, trend: LossTrend) -> str | None:
+    """The run's loss ends at the loss of a constant prediction that ignores the inputs (the
+    class frequencies for cross-entropy: the chance level; the targets' mean for mse), within
+    ``BASELINE_TOL``: it fell, but to where a network that outputs the same
+    thing for every input sits, and stayed there. None when it ends elsewhere (below; or above
+    and still on its way down from a bad start), or when the loss has no such baseline (a sum,
+    an l2 term, smoothed labels, other losses)."""
+    base = constant_prediction_loss(o)
+    if base is None or not base > 0:
+        return None
+    if abs(trend.end - base) > BASELINE_TOL * base:
+        return None
+    what = {
+        "cross_entropy": "always predicting the class frequencies (chance level)",
+        "bce": "always predicting each output's frequency of 1 (chance level)",
+        "mse": "always predicting the targets' mean",
+    }[o.spec.loss.name]
+    return (
+        f"its loss ends at {fmt(trend.end)} (median of its last {trend.last_window or trend.window}"
+        f" steps), where {fmt(base)}, the loss of {what}, sits: it learned nothing from the "
+        "inputs"
+    )
+
+
+def constant_prediction_loss(o: Outcome) -> float | None:
+    """The loss of the best prediction that ignores the inputs, on the run's own targets: the
+    entropy of the class frequencies (cross-entropy over integer labels), the mean binary entropy
+    of each output's frequency (bce), the mean variance of the targets (mse); None for other
+    losses, a sum reduction, an l2 term or smoothed labels."""
+    loss, y = o.spec.loss, o.prepared.y
+    if y is None or loss.reduction != "mean" or loss.l2 or loss.label_smoothing or not y.size:
+        return None
+    with np.errstate(all="ignore"):
+        if loss.name == "cross_entropy" and y.dtype.kind in "iu":
+            p = np.bincount(y.ravel()) / y.size
+            p = p[p > 0]
+            return float(-(p * np.log(p)).sum())
+        if loss.name == "bce" and y.dtype.kind == "f" and np.isin(y, (0.0, 1.0)).all():
+            p = y.reshape(len(y), -1).mean(axis=0)
+            p = p[(p > 0) & (p < 1)]
+            h = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+            return float(h.sum() / y.reshape(len(y), -1).shape[1])
+        if loss.name == "mse" and y.dtype.kind == "f" and np.isfinite(y).all():
+            return float(y.reshape(len(y), -1).var(axis=0).mean())
+    return None
 
 
 def verification_horizon(outcome: Outcome, full: bool = False) -> int:
@@ -124,23 +245,33 @@ def _record(rec: Recommendation, trial: Trial, note: str = "") -> None:
     elif trial.finite:
         rec.diverging = False
         last = trial.final_loss
-        rec.learns = trend.learned if trend is not None else None
+        rec.learns = trial.learns
         loss = f", final loss {fmt(last)}" if last is not None else ""
         rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}{note}"
-        if rec.learns is False:
+        if trend is not None and trend.learned is False:
             rec.evidence += (
                 f"; but its loss did not fall ({trend}): it keeps the values finite by not learning"
             )
-        elif trend is not None and rec.learns is None:
-            rec.evidence += f"; its loss fell within its step-to-step noise ({trend})"
-        if trial.frozen:  # finite, but part of the network never trains
-            rec.learns = False
+        elif trend is not None and trend.learned is None:
+            rec.evidence += f"; its loss fell only within its step-to-step noise ({trend})"
+        if trial.blowup:  # finite at the end, but the failure happened on the way
+            rec.evidence += f"; but {trial.blowup}"
+        if trial.frozen:  # finite, but part of the network stopped training
             rec.frozen_layers = list(trial.frozen)
             layers = ", ".join(str(i) for i in trial.frozen)
-            rec.evidence += (
-                f"; but layer {layers} had weight and bias gradients of exactly 0 at every one "
-                f"of its {trial.frozen_steps} steps: it never learns"
-            )
+            if trial.frozen_from <= 1:
+                rec.evidence += (
+                    f"; but layer {layers} had weight and bias gradients of exactly 0 at every one "
+                    f"of its {trial.frozen_steps} steps: it never learns"
+                )
+            else:
+                rec.evidence += (
+                    f"; but layer {layers} had weight and bias gradients of exactly 0 at every "
+                    f"step from {trial.frozen_from} to the last ({trial.steps_run}): it stopped "
+                    "learning"
+                )
+        if trial.baseline:
+            rec.evidence += f"; but {trial.baseline}"
     else:
         rec.evidence = f"still non-finite, at step {trial.failed_step}"
 
@@ -182,19 +313,24 @@ def screen(outcome: Outcome, changes: dict) -> str | None:
 @dataclass
 class Halving:
     """What halving the learning rate found: the largest rate that stayed finite over its own
-    horizon (:func:`rate_horizon`) and did not diverge, with its run (or None); how many rates
-    were tried; and the last one rejected for diverging while finite, with its run."""
+    horizon (:func:`rate_horizon`), did not diverge and learned (:attr:`Trial.learns`), with its
+    run (or None); how many rates were tried; the last one rejected for diverging while finite,
+    with its run; and the largest one rejected for staying finite without learning (a rate so
+    high the network blew up and died on the way, or so low it never moved), with its run."""
 
     rate: float | None
     run: Outcome | None
     tried: int
     diverging: tuple[float, Outcome] | None = None
+    kept: tuple[float, Outcome] | None = None
 
 
 def largest_finite_lr(outcome: Outcome, until: int | None = None) -> Halving:
     """Halve the learning rate until a run stays finite through its :func:`rate_horizon` (at
-    least ``until``, default the whole budget) without diverging, all halvings trained from
-    step 1 at once as replicas of one batched run.
+    least ``until``, default the whole budget) without diverging, and learns: a rate whose run
+    stays finite only because it exploded and killed the network on the way (lr 0.5 after lr
+    1: a loss of 6.7e182 at step 7, every ReLU dead after it) is no fix, and halving goes on
+    below it. All halvings are trained from step 1 at once as replicas of one batched run.
 
     The horizon grows with the reduction, so the halvings are decided in stages: each stage
     trains the rates still undecided up to the horizon of the largest of them, which is then
@@ -212,7 +348,7 @@ def largest_finite_lr(outcome: Outcome, until: int | None = None) -> Halving:
     until = until or outcome.steps_budget
     horizons = [rate_horizon(outcome, until, lr / r) for r in rates]
     pending = list(range(len(rates)))
-    diverging = None
+    diverging = kept = None
     while pending:
         stage = horizons[pending[0]]
         runs = train(
@@ -229,13 +365,16 @@ def largest_finite_lr(outcome: Outcome, until: int | None = None) -> Halving:
             if horizons[i] > stage or alive:
                 alive.append(i)  # decided at a later stage
                 continue
-            trend = _trial(o).trend
-            if trend is not None and trend.diverged:
+            trial = _trial(o)
+            if trial.trend is not None and trial.trend.diverged:
                 diverging = (float(rates[i]), o)
                 continue
-            return Halving(float(rates[i]), o, len(rates), diverging)
+            if trial.learns is not True:  # finite, but not by training: look lower
+                kept = kept or (float(rates[i]), o)
+                continue
+            return Halving(float(rates[i]), o, len(rates), diverging, kept)
         pending = alive
-    return Halving(None, None, len(rates), diverging)
+    return Halving(None, None, len(rates), diverging, kept)
 
 
 def verify(
@@ -267,7 +406,19 @@ def verify(
             if not tried:  # no halving is a normal number of the dtype: confirm its own rate
                 todo.append(rec)
                 continue
-            if rate is None and halving.diverging:  # finite, but heading for overflow
+            if rate is None and halving.kept:  # finite, but none learned: not a fix
+                rate, run = halving.kept
+                rec.changes = {"train.learning_rate": rate}
+                rec.summary = (
+                    f"lower the learning rate to {fmt(rate)} (the largest rate found by halving "
+                    "that stayed finite; no halving learned)"
+                )
+                _record(rec, _trial(run), _horizon_note(outcome, run.steps_run, lr / rate))
+                rec.evidence = (
+                    f"no halving down to lr {fmt(lr / 2**tried)} stayed finite and learned; "
+                    f"lr {fmt(rate)}: {rec.evidence}"
+                )
+            elif rate is None and halving.diverging:  # finite, but heading for overflow
                 rate, run = halving.diverging
                 rec.changes = {"train.learning_rate": rate}
                 _record(rec, _trial(run), _horizon_note(outcome, run.steps_run, lr / rate))
@@ -284,7 +435,7 @@ def verify(
                 rec.changes = {"train.learning_rate": rate}
                 rec.summary = (
                     f"lower the learning rate to {fmt(rate)} (the largest rate found by halving "
-                    "that stayed finite without diverging)"
+                    "that stayed finite and learned)"
                 )
                 _record(rec, _trial(run), _horizon_note(outcome, run.steps_run, lr / rate))
             _done(on_done, rec)
@@ -313,10 +464,11 @@ def verify(
         failed = {rec.id for rec in recs if rec.verified is False}
         budget = outcome.steps_budget
         for rec in recs:
-            if rec.verified and rec.learns is False:  # finite, but no evidence of a fix
+            if rec.verified and rec.learns is not True:  # finite, but no evidence of a fix
+                does = "does not learn" if rec.learns is False else "shows no clear learning"
                 diagnosis.cause.evidence.append(
-                    f"experiment: {rec.id} keeps the values finite, but its re-run does not "
-                    f"learn, so it does not show what removes the failure ({rec.evidence})"
+                    f"experiment: {rec.id} keeps the values finite, but its re-run {does}, so "
+                    f"it does not show what removes the failure ({rec.evidence})"
                 )
             elif rec.verified:
                 confirms = RECOMMENDATIONS[rec.id].confirmed(failed)

@@ -185,11 +185,13 @@ def render(d: Diagnosis):
         lines = []
         for r in d.recommendations:
             tag = {True: "✓ verified", False: "✗ still fails", None: "untried"}[r.verified]
-            if r.frozen_layers:
+            if r.verified and r.frozen_layers:
                 layers = ", ".join(str(i) for i in r.frozen_layers)
-                tag += f", layer {layers} never learns"
-            elif r.learns is False:
-                tag += ", loss did not fall"
+                tag += f", layer {layers} does not learn"
+            elif r.verified and r.learns is False:
+                tag += ", does not learn"
+            elif r.verified and r.learns is None:  # a fall within the noise, or too few steps
+                tag += ", not shown to learn"
             if r.diverging:
                 tag = "✗ diverging"
             change = ", ".join(f"{k}={v}" for k, v in r.changes.items())

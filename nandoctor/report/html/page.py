@@ -94,11 +94,13 @@ def verified_tag(
 ) -> str:
     if diverging:  # finite, with a loss heading for overflow
         return "<span class='tag no'>✗ diverging</span>"
-    if verified is True and frozen:  # finite, with a layer that never moves
+    if verified is True and frozen:  # finite, with a layer that stopped moving
         layers = ", ".join(str(i) for i in frozen)
-        return f"<span class='tag untried'>✓ verified, layer {layers} never learns</span>"
+        return f"<span class='tag untried'>✓ verified, layer {layers} does not learn</span>"
     if verified is True and learns is False:  # finite, by not learning
-        return "<span class='tag untried'>✓ verified, loss did not fall</span>"
+        return "<span class='tag untried'>✓ verified, does not learn</span>"
+    if verified is True and learns is None:  # a fall within the noise, or too few steps
+        return "<span class='tag untried'>✓ verified, not shown to learn</span>"
     if verified is True:
         return "<span class='tag yes'>✓ verified</span>"
     if verified is False:

@@ -72,7 +72,7 @@ def test_run_page_holds_the_diagnosis_and_the_charts():
     first.verified, first.learns = True, False  # finite by not learning: the mark says so too
     second.verified, second.learns = True, True
     page = run_page(d, spec.numerics.dtype)
-    assert page.count("✓ verified, loss did not fall") == 1 and page.count("✓ verified<") == 1
+    assert page.count("✓ verified, does not learn") == 1 and page.count("✓ verified<") == 1
 
 
 def test_sweep_page_for_a_grid_has_a_stability_map():

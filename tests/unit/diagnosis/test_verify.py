@@ -1,0 +1,104 @@
+"""Verification must not call a change a fix on finiteness alone: each test builds a network that
+fails, verifies its recommendations by re-running them, and checks the verdict against the
+re-run's own numbers (a rate that stays finite only by exploding and killing the network, a
+loss that fell only within its noise, a classifier left at chance level, a factor that the
+experiments refute)."""
+
+import math
+
+import numpy as np
+
+from nandoctor.diagnosis.diagnose import diagnose
+from nandoctor.diagnosis.verify import (
+    BLOWUP_FACTOR,
+    _trial,
+    constant_prediction_loss,
+    verify,
+)
+from nandoctor.engine.runs import train
+from nandoctor.spec.models import spec_from_dict
+
+RELU_3 = [
+    {"units": 64, "activation": "relu"},
+    {"units": 64, "activation": "relu"},
+    {"units": 1, "activation": "linear"},
+]
+
+
+def high_rate_relu():
+    """Two ReLU layers of 64 at lr 1: the loss goes 1.84, 1.8e3, 3.6e13, 7.1e53, 4.5e221 and a
+    matmul of step 6's forward pass overflows."""
+    return spec_from_dict(
+        {
+            "seed": 0,
+            "data": {
+                "source": "synthetic",
+                "task": "regression",
+                "samples": 256,
+                "features": 10,
+                "outputs": 1,
+            },
+            "model": {"layers": RELU_3},
+            "loss": "mse",
+            "train": {"steps": 300, "batch_size": 32, "learning_rate": 1.0},
+        }
+    )
+
+
+def test_halving_goes_below_a_rate_that_stays_finite_only_because_the_network_blew_up():
+    """lr 0.5 stays finite for 300 steps, but only because its loss reached 6.7e182 at step 7
+    and every ReLU died: not a fix. Halving goes on to a rate whose run learns without a
+    blow-up, and that is the rate proposed."""
+    spec = high_rate_relu()
+    outcome = train(spec)[0]
+    d = diagnose(outcome)
+    verify(d, outcome, jobs=1)
+    lower = next(r for r in d.recommendations if r.id == "lower_learning_rate")
+    rate = lower.changes["train.learning_rate"]
+    assert rate < 0.5 and lower.verified is True and lower.learns is True, lower.evidence
+    rerun = train(spec.with_changes({"train.learning_rate": rate}))[0]
+    assert np.max(rerun.loss) < BLOWUP_FACTOR * rerun.loss[0]
+    assert rerun.loss[-30:].mean() < 0.1 * rerun.loss[0]  # it learns
+
+    half = train(spec.with_changes({"train.learning_rate": 0.5}))[0]
+    assert half.finite and np.max(half.loss) > 1e100  # finite, after an explosion
+    trial = _trial(half)
+    assert trial.learns is False and "blew up" in trial.blowup
+    assert trial.frozen  # the dead layers never got a gradient again
+
+
+def test_a_change_that_leaves_a_classifier_at_chance_level_does_not_learn(tmp_path):
+    """Raw 0-255 pixels into a ReLU layer and a naive softmax: NaN at step 1. Stable numerics
+    keep it finite, but the loss blows up, layer 1 dies, and the loss settles at ln 10, the
+    chance level of ten balanced classes. Its loss fell from the blow-up, yet it learned
+    nothing: learns is false, with the numbers; standardized inputs learn."""
+    rng = np.random.default_rng(0)
+    proto = rng.integers(0, 256, (10, 64))
+    y = np.repeat(np.arange(10), 50)
+    x = np.clip(proto[y] + rng.normal(0, 40, (500, 64)), 0, 255).round()
+    np.savez(tmp_path / "pixels.npz", x=x.astype(np.float32), y=y)
+    spec = spec_from_dict(
+        {
+            "seed": 0,
+            "data": {"source": "npz", "path": str(tmp_path / "pixels.npz")},
+            "model": {
+                "layers": [
+                    {"units": 32, "activation": "relu"},
+                    {"units": 10, "activation": "softmax"},
+                ]
+            },
+            "loss": "cross_entropy",
+            "numerics": {"dtype": "float32", "mode": "naive"},
+            "train": {"steps": 300, "batch_size": 32, "learning_rate": 0.1},
+        }
+    )
+    outcome = train(spec)[0]
+    assert math.isclose(constant_prediction_loss(outcome), math.log(10))  # balanced classes
+    d = diagnose(outcome)
+    ranked = verify(d, outcome, jobs=1)
+    stable = next(r for r in ranked if r.id == "stable_numerics")
+    assert stable.verified is True and stable.learns is False, stable.evidence
+    assert abs(stable.final_loss - math.log(10)) < 0.05
+    assert "chance level" in stable.evidence and stable.frozen_layers == [1]
+    best = ranked[0]
+    assert best.id == "standardize_inputs" and best.learns is True, best.evidence
