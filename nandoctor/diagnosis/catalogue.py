@@ -172,7 +172,8 @@ RECOMMENDATIONS: dict[str, Remedy] = {
         "Xavier init alone removes it: the initial weight scale is the mechanism",
     ),
     "use_he_init": Remedy(
-        "initialise the amplifying layers with He (relu family) or Xavier (squashing) scaling",
+        "initialise the amplifying layers with He (relu family) or Xavier (squashing) scaling, "
+        "at init_scale 1",
         "scaled init alone removes it: the initial weights' scale is the mechanism",
     ),
     "use_relu": Remedy(

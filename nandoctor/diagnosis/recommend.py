@@ -104,12 +104,15 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
 
     def add_scaled_init():
         """He init for the relu-family layers, Xavier for the squashing ones, where the init is
-        unscaled (normal or uniform: spread 1 whatever the fan-in)."""
-        changes = {
-            f"model.layers.{i}.init": "xavier" if activation(layer.activation).squashing else "he"
-            for i, layer in enumerate(spec.model.layers)
-            if layer.init in ("normal", "uniform")
-        }
+        unscaled (normal or uniform: spread 1 whatever the fan-in), and init_scale 1 where it
+        multiplies the init's spread (Xavier x 100 is as oversized as N(0, 1) x 100)."""
+        changes = {}
+        for i, layer in enumerate(spec.model.layers):
+            if layer.init in ("normal", "uniform"):
+                scaled = "xavier" if activation(layer.activation).squashing else "he"
+                changes[f"model.layers.{i}.init"] = scaled
+            if layer.init != "zeros" and layer.init_scale > 1:
+                changes[f"model.layers.{i}.init_scale"] = 1.0
         if changes:
             add("use_he_init", changes)
 
@@ -132,6 +135,10 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             c in ("exploding_gradient", "overflow", "saturation") or "high_learning_rate" in ids
         ):
             lower_lr()
+        if untrained and c in ("overflow", "saturation"):
+            # before any update, the overflowing values came from the data and the initial
+            # weights: an oversized init is one of the two
+            add_scaled_init()
         if c == "exploding_gradient" or state_overflow(outcome):
             add("clip_gradients", {"train.clip_grad_norm": 1.0})
         if spec.numerics.mode == "naive" and (

@@ -7,7 +7,9 @@ experiments refute)."""
 import math
 
 import numpy as np
+from click.testing import CliRunner
 
+from nandoctor.cli import main
 from nandoctor.diagnosis.diagnose import diagnose
 from nandoctor.diagnosis.verify import (
     BLOWUP_FACTOR,
@@ -16,7 +18,7 @@ from nandoctor.diagnosis.verify import (
     verify,
 )
 from nandoctor.engine.runs import train
-from nandoctor.spec.models import spec_from_dict
+from nandoctor.spec.models import load_spec, spec_from_dict
 
 RELU_3 = [
     {"units": 64, "activation": "relu"},
@@ -65,6 +67,40 @@ def test_halving_goes_below_a_rate_that_stays_finite_only_because_the_network_bl
     trial = _trial(half)
     assert trial.learns is False and "blew up" in trial.blowup
     assert trial.frozen  # the dead layers never got a gradient again
+
+
+def test_fix_does_not_write_a_change_whose_loss_fell_only_within_its_noise(tmp_path):
+    """A softmax of N(0, 1) x 100 weights overflows at step 1 in naive mode. Stable numerics
+    keep it finite, but its loss stays near 380 (a fall within the noise): kept finite, not
+    fixed. The step-1 overflow came from the initial weights, so scaled init with init_scale 1
+    is proposed, and that is what `fix` writes: its re-run learns."""
+    src = tmp_path / "huge_init.yaml"
+    src.write_text(
+        "seed: 0\n"
+        "data: {source: synthetic, task: classification, samples: 128, features: 10, outputs: 4}\n"
+        "model:\n  layers:\n"
+        "    - {units: 4, activation: softmax, init: normal, init_scale: 100.0}\n"
+        "loss: cross_entropy\nnumerics: {mode: naive}\n"
+        "train: {steps: 100, batch_size: 32, learning_rate: 0.01}\n"
+    )
+    spec = load_spec(src)
+    outcome = train(spec)[0]
+    d = diagnose(outcome)
+    verify(d, outcome, jobs=1)
+    stable = next(r for r in d.recommendations if r.id == "stable_numerics")
+    assert stable.verified is True and stable.learns is None, stable.evidence
+    assert "within its step-to-step noise" in stable.evidence
+    init = next(r for r in d.recommendations if r.id == "use_he_init")
+    assert init.changes["model.layers.0.init_scale"] == 1.0 and init.learns is True
+
+    out = tmp_path / "fixed.yaml"
+    r = CliRunner().invoke(main, ["fix", str(src), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "fixed by model.layers.0.init" in r.output and "numerics.mode=stable" not in r.output
+    fixed = load_spec(out)
+    assert fixed.model.layers[0].init_scale == 1.0
+    run = train(fixed)[0]
+    assert run.finite and np.median(run.loss[-10:]) < 0.95 * np.median(run.loss[:10])
 
 
 def test_a_change_that_leaves_a_classifier_at_chance_level_does_not_learn(tmp_path):
