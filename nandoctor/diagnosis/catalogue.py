@@ -29,6 +29,9 @@ class Entry:
     meaning: str
     blames: str | None = None
     per_layer: bool = False
+    # factors: the recommendation that changes the setting the factor blames; when its re-run
+    # still goes non-finite, the experiment refutes the factor (verify drops it)
+    tested_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,27 +70,56 @@ FACTORS: dict[str, Entry] = {
     "high_learning_rate": Entry(
         "updates moved the weights by over a tenth of their norm in one step",
         "train.learning_rate",
+        tested_by="lower_learning_rate",
     ),
-    "unscaled_inputs": Entry("inputs far from unit scale with no preprocessing", "data.scale"),
+    "unscaled_inputs": Entry(
+        "inputs far from unit scale with no preprocessing",
+        "data.scale",
+        tested_by="standardize_inputs",
+    ),
     "high_weight_decay": Entry(
         "learning rate x weight_decay of 1 or more: each step multiplies the weights by "
         "1 - lr x weight_decay, which zeroes, flips or grows them",
         "train.weight_decay",
+        tested_by="lower_weight_decay",
     ),
     "growing_schedule": Entry(
         "a step/exponential schedule with lr_gamma > 1 raised the learning rate until it failed",
         "train.lr_gamma",
+        tested_by="decay_schedule",
     ),
     "unscaled_targets": Entry(
-        "regression targets far from unit scale with no preprocessing", "data.target_preprocess"
+        "regression targets far from unit scale with no preprocessing",
+        "data.target_preprocess",
+        tested_by="standardize_targets",
     ),
-    "naive_softmax": Entry("numerics.mode naive: softmax without the max", "numerics.mode"),
-    "naive_log": Entry("numerics.mode naive: log of a probability unclipped", "numerics.mode"),
-    "naive_sigmoid": Entry("numerics.mode naive: 1 / (1 + exp(-z))", "numerics.mode"),
-    "naive_division": Entry("numerics.mode naive: a division with no guard", "numerics.mode"),
-    "low_precision": Entry("float16's narrow range and coarse epsilon", "numerics.dtype"),
-    "poor_init": Entry("a squashing layer starts from N(0, 1) weights", "model.layers"),
-    "zero_eps": Entry("train.eps = 0 leaves Adam/RMSprop's denominator unguarded", "train.eps"),
+    "naive_softmax": Entry(
+        "numerics.mode naive: softmax without the max", "numerics.mode", tested_by="stable_numerics"
+    ),
+    "naive_log": Entry(
+        "numerics.mode naive: log of a probability unclipped",
+        "numerics.mode",
+        tested_by="stable_numerics",
+    ),
+    "naive_sigmoid": Entry(
+        "numerics.mode naive: 1 / (1 + exp(-z))", "numerics.mode", tested_by="stable_numerics"
+    ),
+    "naive_division": Entry(
+        "numerics.mode naive: a division with no guard",
+        "numerics.mode",
+        tested_by="stable_numerics",
+    ),
+    "low_precision": Entry(
+        "float16's narrow range and coarse epsilon", "numerics.dtype", tested_by="use_float32"
+    ),
+    "poor_init": Entry(
+        "a squashing layer starts from N(0, 1) weights", "model.layers", tested_by="use_xavier_init"
+    ),
+    "zero_eps": Entry(
+        "train.eps = 0 leaves Adam/RMSprop's denominator unguarded",
+        "train.eps",
+        tested_by="add_eps",
+    ),
 }
 # The naive-numerics factors: a textbook formula with no guard. The one for each failing op
 # (the sigmoid's exp in a forward pass is told apart by the diagnosis).

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nandoctor.diagnosis.catalogue import RECOMMENDATIONS
+from nandoctor.diagnosis.catalogue import FACTORS, RECOMMENDATIONS
 from nandoctor.diagnosis.diagnose import Diagnosis, Recommendation, fmt
 from nandoctor.diagnosis.measures import (
     LOSS_WINDOW,
@@ -480,7 +480,27 @@ def verify(
                 diagnosis.cause.evidence.append(
                     f"experiment: {rec.id} does not remove it ({rec.evidence})"
                 )
+        _drop_refuted_factors(diagnosis, recs)
     return rank(recs)
+
+
+def _drop_refuted_factors(diagnosis: Diagnosis, recs: list[Recommendation]) -> None:
+    """A contributing factor whose own test (the recommendation that changes the setting it
+    blames) still went non-finite did not make the failure likelier: the run fails the same
+    without it. It is taken out of ``contributing`` and the cause's evidence says why (a rate
+    16 halvings lower failing too refutes "learning rate 0.001 moved weights by 100%")."""
+    failed = {r.id: r for r in recs if r.verified is False and not r.diverging}
+    kept = []
+    for f in diagnosis.contributing:
+        test = failed.get(FACTORS[f.id].tested_by or "")
+        if test is None:
+            kept.append(f)
+            continue
+        diagnosis.cause.evidence.append(
+            f"experiment: refutes the factor {f.id} ({f.summary}): {test.id} changes that "
+            f"setting and the run still fails ({test.evidence}), so it is not contributing"
+        )
+    diagnosis.contributing = kept
 
 
 def rank(recs: list[Recommendation]) -> list[Recommendation]:

@@ -138,3 +138,34 @@ def test_a_change_that_leaves_a_classifier_at_chance_level_does_not_learn(tmp_pa
     assert "chance level" in stable.evidence and stable.frozen_layers == [1]
     best = ranked[0]
     assert best.id == "standardize_inputs" and best.learns is True, best.evidence
+
+
+def test_a_factor_its_own_experiment_refutes_is_not_listed_as_contributing():
+    """Five ReLU layers of 256 from N(0, 1) overflow at step 3 at lr 0.001; the first update
+    moves the weights by their whole norm (high_learning_rate), but a rate 16 halvings lower
+    fails too, while scaled init alone removes it. The factor is refuted and dropped, and the
+    cause's evidence says so."""
+    layers = [{"units": 256, "activation": "relu", "init": "normal"}] * 5
+    spec = spec_from_dict(
+        {
+            "seed": 0,
+            "data": {
+                "source": "synthetic",
+                "task": "regression",
+                "samples": 256,
+                "features": 64,
+                "outputs": 1,
+            },
+            "model": {"layers": [*layers, {"units": 1, "activation": "linear"}]},
+            "loss": "mse",
+            "train": {"steps": 60, "batch_size": 32, "learning_rate": 0.001},
+        }
+    )
+    outcome = train(spec)[0]
+    d = diagnose(outcome)
+    assert "high_learning_rate" in {c.id for c in d.contributing}  # before the experiments
+    verify(d, outcome, jobs=1)
+    lower = next(r for r in d.recommendations if r.id == "lower_learning_rate")
+    assert lower.verified is False and "16 halvings" in lower.evidence
+    assert "high_learning_rate" not in {c.id for c in d.contributing}
+    assert any("refutes the factor high_learning_rate" in e for e in d.cause.evidence)
