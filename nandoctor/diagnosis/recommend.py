@@ -103,13 +103,14 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
             add("use_xavier_init", changes)
 
     def add_scaled_init():
-        """He init for the relu-family layers, Xavier for the squashing ones, where the init is
-        unscaled (normal or uniform: spread 1 whatever the fan-in), and init_scale 1 where it
-        multiplies the init's spread (Xavier x 100 is as oversized as N(0, 1) x 100)."""
+        """He init for the relu-family and linear layers, Xavier for the saturating ones
+        (sigmoid, tanh, softmax), where the init is unscaled (normal or uniform: spread 1 whatever
+        the fan-in), and init_scale 1 where it multiplies the init's spread (Xavier x 100 is as
+        oversized as N(0, 1) x 100)."""
         changes = {}
         for i, layer in enumerate(spec.model.layers):
             if layer.init in ("normal", "uniform"):
-                scaled = "xavier" if activation(layer.activation).squashing else "he"
+                scaled = "xavier" if activation(layer.activation).saturates else "he"
                 changes[f"model.layers.{i}.init"] = scaled
             if layer.init != "zeros" and layer.init_scale > 1:
                 changes[f"model.layers.{i}.init_scale"] = 1.0

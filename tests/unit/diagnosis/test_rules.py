@@ -322,3 +322,34 @@ def test_a_run_longer_than_the_window_is_judged_from_its_real_first_tenth():
     assert abs(trend.start - truth) < 0.2 * truth
     assert loss_trend(o.loss).start < 0.5 * truth  # what the window's first rows would say
     assert "over the first 600 steps" in str(trend) and "one value per" in str(trend)
+
+
+def test_scaled_init_gives_a_softmax_layer_xavier_not_he():
+    """An oversized N(0, 1) x 100 softmax layer overflows at step 1; the scaled init proposed for
+    it is the saturating layers' Xavier, as for sigmoid and tanh (He is for the relu family)."""
+    spec = spec_from_dict(
+        {
+            "seed": 0,
+            "data": {
+                "source": "synthetic",
+                "task": "classification",
+                "samples": 128,
+                "features": 10,
+                "outputs": 4,
+            },
+            "model": {
+                "layers": [
+                    {"units": 16, "activation": "relu", "init": "normal"},
+                    {"units": 4, "activation": "softmax", "init": "normal", "init_scale": 100.0},
+                ]
+            },
+            "loss": "cross_entropy",
+            "numerics": {"mode": "naive"},
+            "train": {"steps": 20, "batch_size": 32, "learning_rate": 0.01},
+        }
+    )
+    d = diagnose(train(spec)[0])
+    (rec,) = [r for r in d.recommendations if r.id == "use_he_init"]
+    assert rec.changes["model.layers.0.init"] == "he"
+    assert rec.changes["model.layers.1.init"] == "xavier"
+    assert rec.changes["model.layers.1.init_scale"] == 1.0
