@@ -63,3 +63,35 @@ def _nesterov_high_momentum(steps: int):
 def high_momentum():
     """``high_momentum(steps)``: the spec factory of the diverging-rate tests."""
     return _nesterov_high_momentum
+
+
+def _modules_loaded_by(args: list[str], packages: tuple[str, ...], cwd) -> list[str]:
+    """The modules of ``packages`` a fresh Python process has loaded after running the CLI with
+    ``args`` in ``cwd`` (the command must exit 0): what a command pulls in, seen from outside."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from nandoctor.cli import main\n"
+        f"r = CliRunner().invoke(main, {args!r})\n"
+        "assert r.exit_code == 0, r.output\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {packages!r})))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=cwd,
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.fixture
+def modules_loaded_by():
+    """``modules_loaded_by(args, packages, cwd)``: see :func:`_modules_loaded_by`."""
+    return _modules_loaded_by

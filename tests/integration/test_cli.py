@@ -307,23 +307,7 @@ def test_the_header_of_a_run_that_failed_after_its_loss_says_the_nan_came_next()
         ["sweep", "healthy.yaml", "--steps", "3", "--lr", "0.01,0.02", "--format", "csv"],
     ],
 )
-def test_a_report_for_a_program_never_loads_rich(args):
+def test_a_report_for_a_program_never_loads_rich(args, modules_loaded_by):
     """JSON and CSV are written without rich: its import is start-up time a sweep or a run
     read by another program would pay for nothing."""
-    code = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from nandoctor.cli import main\n"
-        f"r = CliRunner().invoke(main, {args!r})\n"
-        "assert r.exit_code == 0, r.output\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        cwd=CONFIGS,
-    )
-    assert out.stdout.strip() == "[]"
+    assert modules_loaded_by(args, ("rich",), CONFIGS) == []
