@@ -309,8 +309,10 @@ class Trainer:
         into = self._grad_views() if self.master is None and scale is None else None
         done = None
         if into is not None and self._plain is not None:  # unlabelled first, labelled if need be
+            # each z straight into the history's rings when it keeps copies (no copy then)
+            z_out = self.history.z_slots(s.alive, len(x)) if self.history is not None else None
             w.probe()
-            done = self._plain_forward_backward(s.params, x, y, into)
+            done = self._plain_forward_backward(s.params, x, y, into, z_out)
             if w.end_probe():
                 done = None
         if done is None:
@@ -407,16 +409,17 @@ class Trainer:
             for i, act in enumerate(self.acts)
         ]
 
-    def _plain_forward_backward(self, params, x, y, into):
+    def _plain_forward_backward(self, params, x, y, into, z_out=None):
         """:meth:`forward_backward` of a plain network (see :meth:`_plain_plan`) without the
         watch's labels: the same NumPy calls on the same arrays in the same order, so the same
         numbers. Run under the watch's probe; a step that raised any floating-point flag is
-        redone labelled, so what the watch reports never comes from here."""
+        redone labelled, so what the watch reports never comes from here. ``z_out``: per layer
+        an array z is written into (the history's, ``History.z_slots``), or None."""
         plan, naive, loss_spec, matmul = self._plain, self.naive, self.spec.loss, self.matmul
         one = len(params[0]) == 1  # one replica: its bias broadcasts as a vector
         zs, acts, ins = [], [], [x]
-        for w_at, b_at, fn in plan:
-            z = matmul(ins[-1], params[w_at])
+        for i, (w_at, b_at, fn) in enumerate(plan):
+            z = matmul(ins[-1], params[w_at], out=z_out[i] if z_out else None)
             # the same sums; a (units,) bias broadcasts in half the time of (1, 1, units)
             if b_at is not None:
                 z += params[b_at][0] if one else params[b_at][:, None, :]

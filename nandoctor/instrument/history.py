@@ -49,6 +49,10 @@ RING_BYTES = 1 << 22  # for as many steps as fit in this (many replicas: fewer);
 # (4 MB: a sweep group of 8 replicas of a small spec flushes every 32 steps, not every 7: a flush
 # costs ~40 us whatever its steps, and a group's step 72 us against 79 with 1 MB)
 _vecdot = getattr(np, "vecdot", None)  # NumPy >= 2.0
+# A step whose z take at least this much is written straight into the rings (History.z_slots):
+# a sweep group of 8 small replicas (51 KB) saves 4% of a step's instructions; one replica (6 KB)
+# would pay more in bookkeeping than the copy costs.
+Z_SLOT_BYTES = 1 << 14
 SMALL_FLAT = 1 << 12  # parameters of a replica up to which a step's squares are summed in 3 calls
 # The norms are made from sums of squares in one form, ``(..., n, 3 L)``: per replica each layer's
 # gradients (all its parameters), then its weights, then its weight updates (History._by_layer).
@@ -93,6 +97,7 @@ class Batch:
             return
         self.loss = np.empty((size, *loss.shape))
         self.zs = [np.empty((size, *z.shape), z.dtype) for z in zs]
+        self.z_bytes = sum(z.nbytes for z in zs)  # of one step
         self.outputs = [np.empty((size, *a.shape), a.dtype) for a in outputs]
         if flat is not None:
             self.flat = np.empty((size, 3 * len(flat[0]), flat[0].shape[1]), flat[0].dtype)
@@ -102,7 +107,8 @@ class Batch:
         j = len(self.kept)
         self.loss[j] = loss
         for ring, z in zip(self.zs, zs, strict=True):
-            ring[j] = z
+            if z is not None:  # None: the step wrote it into its slot (History.z_slots)
+                ring[j] = z
         for ring, a in zip(self.outputs, outputs, strict=True):
             ring[j] = a
         if kept.copied:
@@ -268,6 +274,7 @@ class History:
         self._pending_alive = None  # ... and their live replicas
         self._batch_size: int | None = None  # steps per batch, chosen at the first step ...
         self._copying = False  # ... and whether a batch copies the steps' arrays
+        self._handed: list[np.ndarray] = []  # ring slots the coming step writes its z into
         if slots is None:  # the classic layout: W and b for every layer
             self._weights = list(range(0, 2 * layers, 2))
             self._members = [[2 * i, 2 * i + 1] for i in range(layers)]
@@ -317,6 +324,26 @@ class History:
         self._dead_bias = [i for i, fn in enumerate(self._fns) if fn.can_die and i in self._bias]
         self._dead_bias_slots = [self._bias[i] for i in self._dead_bias]
         self._acts = acts
+
+    def z_slots(self, alive, rows: int) -> list[np.ndarray] | None:
+        """Where the coming step of the replicas ``alive`` on a batch of ``rows`` may write each
+        layer's z: its slots in the copying batch's rings, which :meth:`record` then keeps
+        without a copy (a sweep group's z are most of what a step copies). None before the
+        first batch exists, or when the step would not land in it (other replicas, rows)."""
+        batch = self._pending
+        if (
+            batch is None
+            or not batch.copying
+            or alive is not self._pending_alive
+            or batch.shape[1] != rows
+            or batch.full
+            or batch.z_bytes < Z_SLOT_BYTES
+        ):
+            self._handed = []
+            return None
+        j = len(batch.kept)
+        self._handed = [ring[j] for ring in batch.zs]
+        return self._handed
 
     def record(
         self, step, alive, zs, activations, acts, grads, params, deltas, loss, flat=None
@@ -381,6 +408,9 @@ class History:
                 deltas = self._layout.views(flat[2])
             norms3 = self._list_norms(grads, params, deltas)
         if batch.copying:
+            handed, self._handed = self._handed, []
+            if handed:  # a z the step wrote into its slot (z_slots) is kept there as it is
+                zs = [None if z is slot else z for z, slot in zip(zs, handed, strict=True)]
             batch.add(Kept(step, copied, squares, norms3), loss, zs, outputs, flat)
         else:  # reduced now, into the step's row (events muted by the caller: see above)
             batch.rows[j, :, 0] = loss
