@@ -268,3 +268,30 @@ def test_dead_share_counts_the_units_whose_bias_gradient_is_zero(monkeypatch, ba
         got = h.replica(r)["dead"]
         assert np.array_equal(got[:, 0], [w[r] for w in want])
         assert np.isnan(got[:, 1]).all() or not got[:, 1].any()  # a linear layer has none
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "relu"])
+def test_z_written_into_the_rings_give_the_statistics_of_copied_z(monkeypatch, act):
+    """A sweep group whose z the forward pass writes straight into the history's rings
+    (History.z_slots) records, bit for bit, what copying each step's z records; and it does
+    write there (the slots are handed out), through a replica's failure and the batches after."""
+    spec = exploding(400).with_changes({"model.layers.0.activation": act})
+    rates = [0.1, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0]
+    handed = []
+    z_slots = history.History.z_slots
+
+    def counted(self, alive, rows):
+        slots = z_slots(self, alive, rows)
+        handed.append(slots is not None)
+        return slots
+
+    monkeypatch.setattr(history.History, "z_slots", counted)
+    written = train(spec, lrs=rates, snapshots=False)
+    assert sum(handed) > len(handed) // 2
+    monkeypatch.setattr(history, "Z_SLOT_BYTES", 1 << 60)  # never: every z copied
+    copied = train(spec, lrs=rates, snapshots=False)
+    assert any(not o.finite for o in written)  # replicas dropped on the way
+    for a, b in zip(written, copied, strict=True):
+        assert a.steps_run == b.steps_run
+        for name, values in a.history.items():
+            np.testing.assert_array_equal(values, b.history[name], err_msg=name)
