@@ -8,6 +8,7 @@ functions that have returned by the end (``main()``'s, in the usual layout) are 
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import linecache
 import os
@@ -312,6 +313,77 @@ def _is_value(before: str, after: str) -> bool:
     return ends  # loss nan, "epoch 3 loss nan | acc 0.5"
 
 
+# str methods that only change text (``name.lower()``): what they return is text, not a value
+TEXT_METHODS = frozenset(
+    {"lower", "upper", "casefold", "title", "capitalize", "swapcase", "strip", "lstrip"}
+    | {"rstrip", "replace", "removeprefix", "removesuffix", "center", "ljust", "rjust"}
+)
+
+
+def _printed_text(frame, written: str) -> bool:
+    """Whether ``written``, one write of ``print`` called by ``frame``'s statement, is the text
+    of a str argument (``print("user:", name.lower())`` with ``name = "Nan"``): a str the
+    program held and printed as it is, or changed as text, not a number's repr or format. An
+    argument formatted from a number (an f-string's ``{loss}``, ``str(loss)``, ``"%f" % x``)
+    is not text; neither is one nandoctor cannot read without side effects."""
+    from nandoctor.trace.evaluate import FrameEvaluator
+    from nandoctor.trace.frames import statement_at
+
+    stmt = statement_at(frame.f_code.co_filename, frame.f_lineno)
+    if stmt is None:
+        return False
+    evaluator = FrameEvaluator(frame)
+    for node in ast.walk(stmt):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "print"
+        ):
+            for arg in node.args:
+                try:
+                    if _text_of(arg, evaluator) == written:
+                        return True
+                except Exception:  # Unsafe included
+                    continue
+    return False
+
+
+def _text_of(node, evaluator) -> str | None:
+    """The str ``node`` evaluates to when it is text: a str constant, a variable holding a str,
+    an f-string of such, a concatenation, or a text method of one (``name.lower()``); None
+    for anything else (a number, or a str formatted from one)."""
+    match node:
+        case ast.Constant(value=str(text)):
+            return text
+        case ast.Name() | ast.Attribute() | ast.Subscript():
+            value = evaluator.eval(node)
+            return value if isinstance(value, str) else None
+        case ast.JoinedStr(values=parts):
+            texts = []
+            for part in parts:
+                if isinstance(part, ast.FormattedValue):
+                    if part.conversion not in (-1, ord("s")) or part.format_spec is not None:
+                        return None
+                    part = part.value
+                texts.append(_text_of(part, evaluator))
+            return None if None in texts else "".join(texts)
+        case ast.BinOp(left=left, op=ast.Add(), right=right):
+            a, b = _text_of(left, evaluator), _text_of(right, evaluator)
+            return None if a is None or b is None else a + b
+        case ast.Call(func=ast.Attribute(value=owner, attr=method), args=args, keywords=[]):
+            if method not in TEXT_METHODS:
+                return None
+            text = _text_of(owner, evaluator)
+            given = [a.value for a in args if isinstance(a, ast.Constant)]
+            if text is None or len(given) != len(args):
+                return None
+            if not all(isinstance(a, str | int) for a in given):
+                return None
+            changed = getattr(text, method)(*given)
+            return changed if isinstance(changed, str) else None
+    return None
+
+
 class WatchedStream:
     """The program's sys.stdout or sys.stderr, passed through, noting the first whole line that
     shows a ``nan`` or ``inf`` value (:func:`printed_value`). Lines are judged whole: ``print``
@@ -323,6 +395,7 @@ class WatchedStream:
         self._stream, self._outcome = stream, outcome
         self._options = options or {}  # argv_nonfinite of the program's arguments
         self._line = ""  # the line written so far, until its end
+        self._text: list[tuple[int, int]] = []  # spans of it printed as a str's text
         self._file: str | None = None  # the user file that wrote to it last
 
     def write(self, text):
@@ -332,18 +405,35 @@ class WatchedStream:
                 frame = frame.f_back
             if frame is not None:
                 self._file = frame.f_code.co_filename
-            *ended, self._line = LINE_ENDS.split(self._line + text)
-            for line in ended:
-                self._note(line)
+            joined = self._line + text
+            if frame is not None and NONFINITE_TOKEN.search(text) and _printed_text(frame, text):
+                self._text.append((len(self._line), len(joined)))
+            start = 0
+            for end in LINE_ENDS.finditer(joined):
+                self._note(joined[start : end.start()], self._spans(start, end.start()))
+                start = end.end()
+            self._text = self._spans(start, len(joined))
+            self._line = joined[start:]
             if len(self._line) > self.MAX_LINE:
-                self._note(self._line)
-                self._line = ""
+                self._note(self._line, self._text)
+                self._line, self._text = "", []
         return self._stream.write(text)
 
-    def _note(self, line: str) -> None:
+    def _spans(self, start: int, end: int, shift: int | None = None) -> list[tuple[int, int]]:
+        """The printed text spans (:func:`_printed_text`) within ``[start, end)`` of the joined
+        line, relative to ``start`` (or ``shift``)."""
+        base = start if shift is None else shift
+        return [
+            (max(a, start) - base, min(b, end) - base)
+            for a, b in self._text
+            if a < end and b > start
+        ]
+
+    def _note(self, line: str, text: list[tuple[int, int]] = ()) -> None:
         """Keep ``line`` if it shows a nan or inf value the program computed: not one inside a
-        string literal of the file that printed it (prose the program wrote), nor an option's
-        value given on the command line printed beside its name (noted apart)."""
+        string literal of the file that printed it (prose the program wrote), nor inside a str
+        the program printed as text (``text``: spans of ``line``), nor an option's value given
+        on the command line printed beside its name (noted apart)."""
         if self._outcome.printed_nonfinite is not None:
             return
         line = line[: self.MAX_LINE]
@@ -352,7 +442,7 @@ class WatchedStream:
             return
         if self._file and line.strip() in _source_lines(self._file):
             return  # a line of its source, shown by a warning or a traceback: code, not a value
-        literals = _literal_spans(self._file, line) if self._file else []
+        literals = list(text) + (_literal_spans(self._file, line) if self._file else [])
         echo = None
         for start, end, kind in spans:
             if any(a <= start and end <= b for a, b in literals):
@@ -368,8 +458,8 @@ class WatchedStream:
     def end(self) -> None:
         """The program has finished: judge its last line, if it did not end it."""
         if self._line:
-            self._note(self._line)
-            self._line = ""
+            self._note(self._line, self._text)
+            self._line, self._text = "", []
 
     def __getattr__(self, name):
         return getattr(self._stream, name)

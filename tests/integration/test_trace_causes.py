@@ -174,3 +174,9 @@ def test_a_bare_expression_statement_keeps_nothing(tmp_path):
     r = traced(tmp_path, body)
     assert r.first is None and r.exit_code == 0
     assert "discarded (a bare expression" in r.notes[0]
+
+
+def test_a_str_that_prints_as_nan_is_text_not_a_nan(tmp_path):
+    """A user's name "Nan", lower-cased and printed, is text: no NaN, no claim, exit 0."""
+    r = traced(tmp_path, 'name = "Nan"\nprint("user:", name.lower())\n')
+    assert r.first is None and r.exit_code == 0 and r.status == "healthy"

@@ -117,3 +117,21 @@ def test_an_options_value_given_on_the_command_line_and_echoed_is_noted_not_kept
     assert seen.printed_nonfinite is None and seen.printed_echo[1] == " ".join(args)
     out.write(f"grad norm: {float('inf')}\n")  # not beside the option's name: computed
     assert seen.printed_nonfinite == "grad norm: " + "inf"
+
+
+def test_a_str_the_program_printed_as_text_is_not_a_value():
+    """``print("user:", name.lower())`` with ``name = "Nan"`` prints ``user: nan``: the text of a
+    str, not a float's repr. A float printed the same way, plain or in an f-string, still counts."""
+    seen = Outcome()
+    out = WatchedStream(io.StringIO(), seen)
+    name = "Nan"
+    print("user:", name.lower(), file=out)
+    print(f"hello {name.lower()}!", file=out)
+    assert seen.printed_nonfinite is None
+    ratio = float("nan")
+    print(f"ratio: {ratio}", file=out)
+    assert seen.printed_nonfinite == "ratio: " + "nan"
+    seen = Outcome()
+    out = WatchedStream(io.StringIO(), seen)
+    print("ratio:", ratio, file=out)
+    assert seen.printed_nonfinite == "ratio: " + "nan"
