@@ -97,6 +97,8 @@ def _bad_input_silent(first: FirstNonFinite) -> tuple[Cause, list[str]]:
     summary = f"a non-finite value came in with the input at {_where(first)}"
     if first.computed_from:  # the second run saw it computed from placeholders alone
         return _computed_from_placeholders(first, what)
+    if first.spread:  # an Inf parsed from text (a "no limit" setting) reached arithmetic
+        return _parsed_spread(first, what)
     if first.placeholders:  # it may be computed from one: say so rather than blame the data
         p = first.placeholders[0]
         evidence[1] = (
@@ -111,6 +113,27 @@ def _bad_input_silent(first: FirstNonFinite) -> tuple[Cause, list[str]]:
         "values (e.g. np.nan_to_num, or fill with the column mean) before training"
     ]
     return cause, advice
+
+
+def _parsed_spread(first: FirstNonFinite, what: str) -> tuple[Cause, list[str]]:
+    """An Inf parsed from text (``clip = float(cfg["clip_norm"])``), which alone would be a
+    sentinel ("inf": no limit), taken into arithmetic that made non-finite values from it."""
+    s = first.spread
+    evidence = [
+        f"{what} was parsed as {first.value} from text at {_where(first)}: `{first.source}`",
+        f"`{s['variable']}` computed from it held {s['value']} after {s['file']}:{s['line']} "
+        f"(`{s['source']}`): the {first.value} did not stay a setting only compared or printed",
+        "no NumPy operation raised a floating-point flag for it: it came in with the input",
+    ]
+    summary = (
+        f"{first.value} parsed from the input at {_where(first)} reached arithmetic at "
+        f"{s['file']}:{s['line']}"
+    )
+    advice = [
+        f'if {first.value} means "no limit" there, test for it (math.isinf) before using the '
+        "value in arithmetic, or give a finite value"
+    ]
+    return Cause("bad_input", summary, evidence), advice
 
 
 def _computed_from_placeholders(first: FirstNonFinite, what: str) -> tuple[Cause, list[str]]:

@@ -116,6 +116,9 @@ class FirstNonFinite:
     # (entry, largest operand) of each entry of the innermost loop, from the second run: over the
     # passes of the loop around it (the epochs around a batch loop)
     entry_growth: list[tuple[int, float]] = field(default_factory=list, repr=False)
+    # silent: an Inf parsed from text (``float(cfg["clip"])``) that then spread into a value
+    # computed from it: that value's ``variable``, ``file``, ``line``, ``source``, ``value``
+    spread: dict | None = None
 
     def to_json(self) -> dict:
         out = {
@@ -140,6 +143,8 @@ class FirstNonFinite:
             out["no_flag"] = self.no_flag
         if self.computed_from:
             out["computed_from"] = self.computed_from
+        if self.spread:
+            out["spread"] = self.spread
         out["found_by"] = self.found_by
         return out
 
@@ -164,6 +169,7 @@ class FirstNonFinite:
             found_by=d.get("found_by", "callback"),
             no_flag=d.get("no_flag"),
             computed_from=d.get("computed_from", d.get("from", [])),
+            spread=d.get("spread"),
         )
 
 

@@ -128,10 +128,15 @@ def _silent_pass(program: Program, out_path: str) -> None:
         growth = finder.growth_at(frame, line) if made else []
         _finish(out_path, {"found": True, "first": first.to_json(), "growth": growth, **seen()})
 
+    def spread(first, where: dict) -> None:  # an Inf parsed from text, then spread
+        sys.settrace(None)
+        first.spread = where
+        _finish(out_path, {"found": True, "first": first.to_json(), "growth": [], **seen()})
+
     def seen() -> dict:
         return {"placeholders": finder.seen, "derived": finder.derived}
 
-    finder = FirstNaNFinder(found)
+    finder = FirstNaNFinder(found, spread)
     _run(program, None, finder)
     _finish(out_path, {"found": False, **seen()})
 

@@ -324,6 +324,14 @@ def _silent(
     if met is not None:
         return None
     for p in placeholders:
+        if p.get("parsed"):
+            notes.append(
+                f"`{p['variable']}` was given {p['value']} parsed from text at {p['file']}:"
+                f'{p["line"]} (`{p["source"]}`): a setting of the program\'s input ("inf" as no '
+                "limit), only compared or printed, never taken into arithmetic that made a "
+                "non-finite value: not reported"
+            )
+            continue
         notes.append(
             f"`{p['variable']}` was given {p['value']} the program wrote itself from a constant at "
             f"{p['file']}:{p['line']} (`{p['source']}`): a placeholder, not data, not reported"

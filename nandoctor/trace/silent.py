@@ -138,6 +138,45 @@ def writes_constant(stmt: ast.stmt | None) -> bool:
     return False
 
 
+# calls that parse a number from text: ``float("inf")`` of a str read at run time
+PARSING_CALLS = frozenset({"float", "float16", "float32", "float64", "double", "longdouble"})
+
+
+def parses_text(stmt: ast.stmt | None, evaluator) -> bool:
+    """``clip = float(cfg["clip_norm"])``, ``tol = float(sys.argv[1])``: ``stmt`` assigns the
+    float parsed from a text (a str or bytes from a config, the command line, the environment;
+    ``evaluator`` reads its names as they were before it ran)."""
+    value = getattr(stmt, "value", None)
+    if not isinstance(stmt, ast.Assign | ast.AnnAssign) or not isinstance(value, ast.Call):
+        return False
+    if op_name(value) not in PARSING_CALLS or len(value.args) != 1 or value.keywords:
+        return False
+    arg = value.args[0]
+    try:
+        text = evaluator.eval(arg)
+    except Exception:  # Unsafe included: cfg.get("clip", "inf") is read apart
+        text = _got(arg, evaluator)
+    return isinstance(text, str | bytes)
+
+
+def _got(node: ast.AST, evaluator):
+    """``cfg.get("clip", "inf")``, ``os.environ.get("CLIP")``: a mapping's ``get`` of constants
+    (no side effect), or None."""
+    from collections.abc import Mapping
+
+    match node:
+        case ast.Call(func=ast.Attribute(value=owner, attr="get"), args=args, keywords=[]):
+            if not all(isinstance(a, ast.Constant) for a in args):
+                return None
+            try:
+                mapping = evaluator.eval(owner)
+            except Exception:
+                return None
+            if isinstance(mapping, Mapping):
+                return mapping.get(*(a.value for a in args))
+    return None
+
+
 def last_assignment(filename: str, first: int, before: int, name: str) -> ast.stmt | None:
     """The last statement in lines [first, before) of ``filename`` that assigns ``name`` (an
     ``=``, ``+=`` or annotated assignment; not a ``for`` target)."""
@@ -401,9 +440,14 @@ def _headers_of(code) -> dict:
 class FirstNaNFinder:
     """A ``sys.settrace`` hook on user code that stops at the first variable holding NaN/Inf."""
 
-    def __init__(self, on_found):
+    def __init__(self, on_found, on_spread=None):
         # (frame, line, variable, (kind, count, size), created_by(...) or None) -> None
         self.on_found = on_found
+        # (FirstNonFinite where an Inf was parsed from text, its spread: see _spreads) -> None
+        self.on_spread = on_spread
+        # an Inf parsed from text (``clip = float(cfg["clip"])``), or a scalar computed from one
+        # alone (``lo = -clip``), by id (held in ``scalars``): where it was parsed
+        self.parsed: dict[int, object] = {}
         self.last: dict[int, int] = {}
         self.sentinels: set[tuple] = set()  # (code, name) of a scalar written from a constant
         # those scalars themselves, by id (held, so their ids stay theirs): a name bound to one
@@ -531,18 +575,70 @@ class FirstNaNFinder:
             return
         kept_line, inputs = self.inputs.get(id(frame), (None, {}))
         inputs = inputs if kept_line == line else {}
+        if name != "return value" and self._parsed(frame, line, name, value, found, inputs):
+            return
         try:
             carried = {n: v for n, v in inputs.items() if nonfinite_of(v) is not None}
         except Exception:  # an input not readable as numbers (a list of huge ints)
             carried, inputs = {}, {}
         code = frame.f_code
         if carried and all(self._placeholder(v, (code, n)) for n, v in carried.items()):
+            origins = [self.parsed[id(v)] for v in carried.values() if id(v) in self.parsed]
+            if origins and self._spreads(frame, line, name, value, found, origins[0]):
+                return
             self._derived(frame, line, name, value, found, sorted(carried))
             return
         made = None if carried else created_by(frame, line, inputs)
         if made is None and not carried:
             made = unread_call(frame, line, inputs, found[0])
         self.on_found(frame, line, name, found, made)
+
+    def _parsed(self, frame, line: int, name: str, value, found: tuple, inputs: dict) -> bool:
+        """An Inf scalar the statement at ``line`` parsed from text (``clip =
+        float(cfg["clip_norm"])``, "inf" meaning no limit): a sentinel of the program's input,
+        not a failure while it is only compared or printed. Kept as a placeholder, with where it
+        was parsed (for :meth:`_spreads`). A NaN parsed from text is data."""
+        import types
+
+        from nandoctor.trace.evaluate import FrameEvaluator
+        from nandoctor.trace.events import first_silent
+        from nandoctor.trace.frames import display_path, source_line
+
+        if found[0] == "nan" or not isinstance(value, float | np.floating):
+            return False
+        before = types.SimpleNamespace(
+            f_locals={**frame.f_locals, **inputs}, f_globals=frame.f_globals
+        )
+        filename = frame.f_code.co_filename
+        if not parses_text(statement_at(filename, line), FrameEvaluator(before)):
+            return False
+        self.scalars[id(value)] = value
+        self.parsed[id(value)] = first_silent(frame, line, name, found, self.pass_of)
+        if len(self.seen) < MAX_PLACEHOLDERS:
+            where = {"file": display_path(filename), "line": line, "variable": name}
+            self.seen.append(where | {"value": found[0], "source": source_line(filename, line)})
+            self.seen[-1]["parsed"] = True
+        return True
+
+    def _spreads(self, frame, line: int, name: str, value, found: tuple, origin) -> bool:
+        """``value``, computed only from placeholders at least one of which is an Inf parsed from
+        text (``origin``: where), took it into arithmetic that made non-finite values: an array
+        (``w = w * clip``) or a NaN. Then the parsed Inf is reported where it came in, with this
+        spread, and True. A scalar Inf (``lo = -clip``) stays a sentinel: False, and it is kept
+        with the same origin."""
+        from nandoctor.trace.frames import display_path, source_line
+
+        if found[0] != "nan" and isinstance(value, float | np.floating):
+            self.scalars[id(value)] = value
+            self.parsed[id(value)] = origin
+            return True
+        if self.on_spread is None:
+            return False
+        filename = frame.f_code.co_filename
+        spread = {"variable": name, "file": display_path(filename), "line": line}
+        spread |= {"source": source_line(filename, line), "value": found[0]}
+        self.on_spread(origin, spread)
+        return True
 
     def _derived(self, frame, line: int, name: str, value, found: tuple, sources: list) -> None:
         """``value`` was computed from the program's own constants only: not data, not made by

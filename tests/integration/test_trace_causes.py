@@ -180,3 +180,36 @@ def test_a_str_that_prints_as_nan_is_text_not_a_nan(tmp_path):
     """A user's name "Nan", lower-cased and printed, is text: no NaN, no claim, exit 0."""
     r = traced(tmp_path, 'name = "Nan"\nprint("user:", name.lower())\n')
     assert r.first is None and r.exit_code == 0 and r.status == "healthy"
+
+
+CLIP_FROM_CONFIG = """\
+import json, sys
+import numpy as np
+cfg = json.loads(sys.argv[1]) if sys.argv[1].startswith("{") else {"clip_norm": sys.argv[1]}
+clip = float(cfg["clip_norm"])
+print("clip_norm:", clip)
+w = np.ones(4)
+for i in range(3):
+    g = 2 * w
+    if np.linalg.norm(g) > clip:
+        g = g * clip / np.linalg.norm(g)
+    w = w - 0.1 * g
+print("w", w)
+"""
+
+
+@pytest.mark.parametrize("given", ['{"clip_norm": "inf"}', "inf"])
+def test_an_inf_parsed_from_a_config_or_argv_and_only_printed_is_a_setting(tmp_path, given):
+    """ "inf" as "no clipping", parsed with float() from a config or the command line, printed
+    and compared: the program stays finite, so it is a note, not a failure."""
+    r = traced(tmp_path, CLIP_FROM_CONFIG, given)
+    assert r.first is None and r.exit_code == 0
+    assert any("parsed from text at" in n and "clip = float(" in n for n in r.notes)
+
+
+def test_an_inf_parsed_from_text_that_reaches_arithmetic_is_reported_where_it_came_in(tmp_path):
+    body = CLIP_FROM_CONFIG.replace("    if np.linalg.norm(g) > clip:\n", "    if True:\n")
+    r = traced(tmp_path, body, "inf")
+    assert r.exit_code == 1 and (r.first.line, r.first.variable) == (4, "clip")
+    assert r.first.spread["variable"] == "g" and r.first.spread["line"] == 10
+    assert r.cause.id == "bad_input" and "reached arithmetic" in r.cause.summary
