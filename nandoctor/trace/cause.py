@@ -89,7 +89,9 @@ def _bad_input_silent(first: FirstNonFinite) -> tuple[Cause, list[str]]:
     what = f"`{first.variable}`" if first.variable else "a variable"
     operand = first.operands[0][1] if first.operands else {}
     count = operand.get("nonfinite")
-    share = f"{count} {first.value} of {operand.get('size')} entries" if count else first.value
+    share = (
+        f"{_held(operand, first.value)} of {operand.get('size')} entries" if count else first.value
+    )
     evidence = [
         f"{what} first held a non-finite value ({share}) after {_where(first)}: `{first.source}`",
         "no NumPy operation raised a floating-point flag for it: it came in with the data",
@@ -180,6 +182,16 @@ def _bad_input_carried(first, carried) -> tuple[Cause, list[str]]:
 
 # the counts an operand's numbers keep of each non-finite kind, and how each is written
 NONFINITE_LABELS = {"nan": "nan", "posinf": "inf", "neginf": "-inf"}
+
+
+def _held(n: dict, value: str | None) -> str:
+    """How many NaN and Inf an operand held, each said apart (``1 NaN and 2 Inf``); without the
+    counts by kind, its non-finite count as ``value``s."""
+    words = {"nan": "NaN", "posinf": "Inf", "neginf": "-Inf"}
+    parts = [f"{n[k]} {word}" for k, word in words.items() if n.get(k)]
+    if not parts:
+        return f"{n.get('nonfinite')} {value}"
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _kinds(n: dict) -> str:

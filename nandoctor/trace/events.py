@@ -637,7 +637,7 @@ def first_silent(
     ``variable``; ``passes(frame, loop)``: the pass a loop is in, counted by the run (for a loop
     whose variable is not a counter: ``for row in rows``); ``made``: the op of that line that
     made it from finite operands without a flag (``silent.created_by``), when one did."""
-    kind, count, size = found
+    kind, count, size, *kinds = found  # how many of each kind, when known
     frames = user_frames(frame)
     stack = _stack(frames, line)
     loop_frame, loop = innermost_loop(frames, line)  # the frame already stands on the next line
@@ -650,7 +650,7 @@ def first_silent(
         kind="silent",
         value=kind,
         stack=stack,
-        operands=[(variable, {"nonfinite": count, "size": size})],
+        operands=[(variable, {"nonfinite": count, "size": size, **(kinds[0] if kinds else {})})],
         loop=_loop_json(loop, frames, loop_frame),
         variable=variable,
         found_by="second pass",

@@ -351,15 +351,18 @@ def float_values(value) -> np.ndarray | None:
     return np.asarray(value, dtype=np.float64)
 
 
-def nonfinite_of(value) -> tuple[str, int, int] | None:
-    """(kind, count, size) when ``value`` is a float (array), or a list/tuple/dict of numbers,
-    holding NaN or Inf."""
+def nonfinite_of(value) -> tuple[str, int, int, dict] | None:
+    """(kind, count, size, how many of each kind) when ``value`` is a float (array), or a
+    list/tuple/dict of numbers, holding NaN or Inf: the kind the first NaN, else Inf, else -Inf;
+    the counts ``{"nan", "posinf", "neginf"}`` as an operand's numbers keep them."""
     if isinstance(value, list | tuple | dict):
         value = float_values(value)
     if isinstance(value, float):
         if math.isfinite(value):
             return None
-        return ("nan" if math.isnan(value) else "inf" if value > 0 else "-inf"), 1, 1
+        kind = "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
+        key = {"nan": "nan", "inf": "posinf", "-inf": "neginf"}[kind]
+        return kind, 1, 1, {"nan": 0, "posinf": 0, "neginf": 0} | {key: 1}
     if isinstance(value, np.ndarray | np.floating) and np.asarray(value).dtype.kind in "fc":
         a = np.asarray(value)
         with npstate.errstate(all="ignore"):
@@ -367,8 +370,11 @@ def nonfinite_of(value) -> tuple[str, int, int] | None:
             count = int(np.count_nonzero(bad))
             if not count:
                 return None
-            kind = "nan" if np.isnan(a).any() else ("inf" if (a == np.inf).any() else "-inf")
-        return kind, count, int(a.size)
+            counts = {"nan": int(np.count_nonzero(np.isnan(a)))}
+            counts["posinf"] = int(np.count_nonzero(a == np.inf))
+            counts["neginf"] = int(np.count_nonzero(a == -np.inf))
+        kind = "nan" if counts["nan"] else ("inf" if counts["posinf"] else "-inf")
+        return kind, count, int(a.size), counts
     return None
 
 

@@ -213,3 +213,19 @@ def test_an_inf_parsed_from_text_that_reaches_arithmetic_is_reported_where_it_ca
     assert r.exit_code == 1 and (r.first.line, r.first.variable) == (4, "clip")
     assert r.first.spread["variable"] == "g" and r.first.spread["line"] == 10
     assert r.cause.id == "bad_input" and "reached arithmetic" in r.cause.summary
+
+
+def test_loaded_data_counts_its_nan_and_inf_apart(tmp_path):
+    """[1, inf, inf, nan] loaded from a file holds 1 NaN and 2 Inf: the evidence says so, not
+    "3 nan", and agrees with the note's NaN count."""
+    body = (
+        "import numpy as np\n"
+        f"np.save({str(tmp_path / 'a.npy')!r}, np.array([1, np.inf, np.inf, np.nan]))\n"
+        f"x = np.load({str(tmp_path / 'a.npy')!r})\n"
+    )
+    r = traced(tmp_path, body)
+    assert r.exit_code == 1 and r.first.line == 3 and r.cause.id == "bad_input"
+    numbers = r.first.operands[0][1]
+    assert (numbers["nan"], numbers["posinf"], numbers["neginf"]) == (1, 2, 0)
+    assert "(1 NaN and 2 Inf of 4 entries)" in r.cause.evidence[0]
+    assert any("ended holding 1 NaN of 4" in n for n in r.notes)
