@@ -443,7 +443,8 @@ def _invalid(first) -> tuple[Cause, list[str]]:
         return _cancelled_overflow(first)
     negatives = [(e, n) for e, n in first.operands if n.get("min") is not None and n["min"] < 0]
     evidence = [
-        f"`{e}` ranges over [{fmt(n['min'])}, {fmt(n['max'])}] when `{first.op}` ran at {_where(first)}"
+        f"`{e}` ranges over [{_exact(n['min'])}, {_exact(n['max'])}]"
+        f"{_outside(first.op, n['min'], n['max'])} when `{first.op}` ran at {_where(first)}"
         for e, n in (negatives or first.operands)
         if n.get("min") is not None
     ]
@@ -451,6 +452,43 @@ def _invalid(first) -> tuple[Cause, list[str]]:
         "domain_error", f"{first.op} outside its domain made NaN at {_where(first)}", evidence
     )
     return cause, [DOMAIN_ADVICE[first.op]]  # an op with a domain: _invalid sent others away
+
+
+# the arguments an op with an interval for its domain takes: (lowest, highest), None unbounded
+DOMAINS = {
+    "sqrt": (0.0, None),
+    "log": (0.0, None),
+    "log2": (0.0, None),
+    "log10": (0.0, None),
+    "log1p": (-1.0, None),
+    "arcsin": (-1.0, 1.0),
+    "arccos": (-1.0, 1.0),
+    "arctanh": (-1.0, 1.0),
+    "arccosh": (1.0, None),
+}
+NEAR_WHOLE = 1e-6  # a value this close (relatively) to a whole number is said as its offset
+
+
+def _exact(x: float) -> str:
+    """``x`` for a sentence, with the digits that tell it from a whole number it rounds to
+    (``1 + 2.2e-16``, not ``1``: a domain's limit is one)."""
+    text = fmt(x)
+    whole = round(x)
+    if float(text) == x or x == whole or abs(x - whole) > NEAR_WHOLE * max(1, abs(whole)):
+        return text
+    return f"{whole} + {x - whole:.2g}" if x > whole else f"{whole} - {whole - x:.2g}"
+
+
+def _outside(op: str, low: float, high: float) -> str:
+    """How far a range [``low``, ``high``] reaches outside ``op``'s domain: `` (above 1 by
+    2.2e-16)``; empty when the op's domain is not an interval or the range is inside it."""
+    lo, hi = DOMAINS.get(op, (None, None))
+    parts = []
+    if lo is not None and low < lo:
+        parts.append(f"below {fmt(lo)} by {lo - low:.2g}")
+    if hi is not None and high > hi:
+        parts.append(f"above {fmt(hi)} by {high - hi:.2g}")
+    return f" ({' and '.join(parts)})" if parts else ""
 
 
 def _moderate(n: dict) -> bool:

@@ -229,3 +229,11 @@ def test_loaded_data_counts_its_nan_and_inf_apart(tmp_path):
     assert (numbers["nan"], numbers["posinf"], numbers["neginf"]) == (1, 2, 0)
     assert "(1 NaN and 2 Inf of 4 entries)" in r.cause.evidence[0]
     assert any("ended holding 1 NaN of 4" in n for n in r.notes)
+
+
+def test_a_domain_error_just_past_its_limit_shows_the_digits_that_put_it_outside(tmp_path):
+    """arccos(1.0000000000000002): "ranges over [1, 1]" would not show why; the evidence gives
+    the value's offset from the limit and how far outside the domain it is."""
+    r = traced(tmp_path, "import numpy as np\nc = 1.0000000000000002\na = np.arccos(c)\n")
+    assert r.exit_code == 1 and r.cause.id == "domain_error"
+    assert "[1 + 2.2e-16, 1 + 2.2e-16] (above 1 by 2.2e-16)" in r.cause.evidence[0]

@@ -277,3 +277,14 @@ def test_nan_from_finite_operands_of_an_op_with_no_domain_is_an_overflow_inside_
     cause, advice = decide(f, [])
     assert cause.id == "overflow" and any("inf - inf" in e for e in cause.evidence)
     assert not any("sqrt" in a for a in advice)
+
+
+def test_a_range_outside_a_domain_is_said_with_the_digits_that_show_it():
+    from nandoctor.trace.cause import _exact, _outside
+
+    assert _exact(1.0000000000000002) == "1 + 2.2e-16"
+    assert _exact(-1.0000000000000002) == "-1 - 2.2e-16"
+    assert _exact(0.5) == "0.5" and _exact(1.0) == "1" and _exact(2.5e-9) == "2.50e-09"
+    assert _outside("arccos", -0.5, 1.0000000000000002) == " (above 1 by 2.2e-16)"
+    assert _outside("sqrt", -0.25, 4.0) == " (below 0 by 0.25)"
+    assert _outside("sqrt", 0.0, 4.0) == "" and _outside("power", -1.0, 1.0) == ""
