@@ -78,6 +78,9 @@ class LineReading:
     result: object = None  # the value the statement keeps (its root expression's)
     # kept in a variable that the next statements reading it absorbed: (op, line) of the first
     later: tuple[str, int] | None = None
+    # the op's result is integers (``totals // counts``): it made no NaN or Inf (a division by
+    # 0 gives 0, an overflow wraps around), whatever flag it raised
+    integer: bool = False
 
 
 LIMIT_TOL = 1e-3  # a value in (0, 1) this close to 0 or 1 is near its limit (as saturation)
@@ -317,6 +320,7 @@ def read_line(frame: FrameType, stmt: ast.stmt | None, kind: str) -> LineReading
             reading.op = op_name(node)
             reading.node = node
             reading.value = value_kind(value)
+            reading.integer = _is_integers(value)
             reading.operands = _operands(node, args, evaluator)
             reading.names = _names(node, evaluator)
             if isinstance(stmt, ast.AugAssign):  # read after the op: its result, not its operand
@@ -330,6 +334,13 @@ def read_line(frame: FrameType, stmt: ast.stmt | None, kind: str) -> LineReading
                 reading.absorber = _absorber(root, node, evaluator)
             return reading
     return _guess(stmt, kind, reading)
+
+
+def _is_integers(value) -> bool:
+    """An integer or bool result (a Python int, a NumPy integer scalar or array)."""
+    if isinstance(value, bool | int):
+        return True
+    return isinstance(value, np.ndarray | np.generic) and value.dtype.kind in "iub"
 
 
 def _absorber(root: ast.AST, node: ast.AST, evaluator: FrameEvaluator) -> str | None:

@@ -189,6 +189,7 @@ class Site:
     silenced: bool = False  # and whether the program had asked NumPy to ignore this kind
     # the line of the later statement that absorbed it, when the statement kept it in a variable
     absorbed_at: int | None = None
+    integer: bool = False  # the op's result was integers: it made no NaN or Inf at all
 
     def to_json(self) -> dict:
         return {
@@ -472,6 +473,7 @@ class Recorder:
             site.absorbed += 1
             if site.op is None:
                 site.op, site.value, site.absorber = reading.op, reading.value, reading.absorber
+                site.integer = reading.integer
                 site.absorbed_at = reading.later[1] if reading.later else None
                 site.silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
             return False

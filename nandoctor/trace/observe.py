@@ -72,10 +72,22 @@ KIND_WORDS = {
 DISCARDING = ("where", "select", "nan_to_num", "nansum", "nanmean", "nanmax", "nanmin")
 
 
+# what an integer op made where it raised a flag: never a NaN or an Inf
+INTEGER_MADE = {
+    "divide_by_zero": "made 0 (NumPy's integer division by 0 gives 0, never NaN or Inf)",
+    "overflow": "wrapped around (an integer overflow wraps, never Inf)",
+}
+
+
 def _made(site: Site) -> str:
     what = f"`{site.op}`" if site.op and site.op != "?" else "an op"
+    events = f"{site.count:,} {KIND_WORDS.get(site.kind, site.kind)} in {what}"
+    if site.integer:
+        return (
+            f"{events} on integers {INTEGER_MADE.get(site.kind, 'made integers, never NaN or Inf')}"
+        )
     made = site.value or likely_value(site.kind, site.op or "")
-    return f"{site.count:,} {KIND_WORDS.get(site.kind, site.kind)} in {what} made {made}"
+    return f"{events} made {made}"
 
 
 def _by(site: Site) -> str:
@@ -101,6 +113,8 @@ def _fate(site: Site) -> str:
             "the program's own error (np.seterr 'raise' or a warnings filter 'error'), so the "
             "statement assigned nothing"
         )
+    if site.integer:
+        return f"{_made(site)} at {_site_text(site)}"
     return f"{_made(site)} that {_by(site)}"
 
 
@@ -115,6 +129,8 @@ def absorbed_text(site: Site) -> str:
         if site.absorber == DISCARDED
         else "the statement's result stayed finite"
     )
+    if site.integer:  # nothing non-finite to absorb
+        return f"{_made(site)} at {_site_text(site)}{checked}"
     text = f"{_made(site)} at {_site_text(site)} that {_by(site)}{checked}: {kept}"
     if site.op in EXPONENTIALS:
         text += " (1/(1+inf) = 0: a sigmoid pinned at 0 or 1)"
@@ -256,5 +272,11 @@ def finite_summary(recorder: Recorder, placeholders: bool = False) -> str:
         return f"no operation created a NaN or an Inf, and {left} ({seen})"
     made = "; ".join(_fate(site) for site in sites)
     also = f"; {parts[0]}" if parts else ""
+    if all(site.integer for site in sites):  # flags of integer ops only: none made one
+        but = " but the program's own placeholders" if placeholders else ""
+        return (
+            "no operation created a NaN or an Inf, and none was left in the variables nandoctor "
+            f"could read{but}: {made}{also}"
+        )
     but = " but the program's own placeholders" if placeholders else ""
     return f"no NaN or Inf{but} reached a value the program kept: {made}{also}"

@@ -237,3 +237,17 @@ def test_a_domain_error_just_past_its_limit_shows_the_digits_that_put_it_outside
     r = traced(tmp_path, "import numpy as np\nc = 1.0000000000000002\na = np.arccos(c)\n")
     assert r.exit_code == 1 and r.cause.id == "domain_error"
     assert "[1 + 2.2e-16, 1 + 2.2e-16] (above 1 by 2.2e-16)" in r.cause.evidence[0]
+
+
+def test_an_integer_division_by_zero_is_not_said_to_make_inf(tmp_path):
+    """``totals // counts`` with a 0 in counts: NumPy raises divide-by-zero and gives 0. The
+    program is healthy, and no note claims an Inf was made and absorbed."""
+    body = (
+        "import numpy as np\ntotals = np.array([4, 6, 9])\ncounts = np.array([2, 0, 3])\n"
+        "avg = totals // counts\nprint(avg)\n"
+    )
+    r = traced(tmp_path, body)
+    assert r.first is None and r.exit_code == 0 and r.status == "healthy"
+    assert not any("inf" in n.replace("never NaN or Inf", "") for n in r.notes)
+    assert r.notes[0].startswith("no operation created a NaN or an Inf")
+    assert "`floor_divide` on integers made 0" in r.notes[0]
