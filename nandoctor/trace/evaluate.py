@@ -428,8 +428,10 @@ def _post_order(node: ast.AST):
     yield node
 
 
-def operand_magnitude(frame: FrameType, node: ast.AST) -> float | None:
-    """Largest finite |x| over the op's operands, evaluated on ``frame`` (for growth history)."""
+def operand_magnitudes(frame: FrameType, node: ast.AST) -> dict[int, float]:
+    """Largest finite |x| of each of the op's operands (by position) evaluated on ``frame``, for
+    the growth history: each apart, so that the one that grew is told from a constant beside it
+    (``lr * 2 * w``: ``w`` grew, ``lr * 2`` did not). Operands not measured are left out."""
     evaluator = FrameEvaluator(frame)
 
     def numbers_of(sub: ast.AST) -> dict | None:
@@ -438,12 +440,12 @@ def operand_magnitude(frame: FrameType, node: ast.AST) -> float | None:
         except Exception:
             return None
 
-    measured = [n for n in map(numbers_of, operand_nodes(node)) if n is not None]
-    if not measured and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-        owner = numbers_of(node.func.value)  # (err ** 2).sum(): the array it is called on
-        measured = [owner] if owner is not None else []
-    best = max((n["max_abs"] for n in measured if n.get("max_abs") is not None), default=None)
-    return best if best is None or math.isfinite(best) else None
+    measured = dict(enumerate(map(numbers_of, operand_nodes(node))))
+    method = isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    if not any(measured.values()) and method:  # (err ** 2).sum(): the array it is called on
+        measured = {0: numbers_of(node.func.value)}
+    sizes = {k: n.get("max_abs") for k, n in measured.items() if n is not None}
+    return {k: m for k, m in sizes.items() if m is not None and math.isfinite(m)}
 
 
 class _Overlay(FrameEvaluator):

@@ -16,11 +16,12 @@ that fail. Instead:
 from __future__ import annotations
 
 import ast
+import math
 from functools import lru_cache
 from types import FrameType
 
 from nandoctor.trace import npstate
-from nandoctor.trace.evaluate import operand_magnitude
+from nandoctor.trace.evaluate import operand_magnitudes
 from nandoctor.trace.frames import COMPREHENSION_NODES, Loop, next_pass, parsed
 
 
@@ -232,12 +233,12 @@ class LoopCounter:
         self.every_pass = every_pass
         self.state: dict[int, list] = {}  # id(frame) -> [iteration, last line]
         self.current: list = [None, None]
-        # (iteration, max |operand|) since the loop was last entered: the entry that fails
-        self.history: list[tuple[int | None, float]] = []
-        # the largest operand of each entry of the loop, in the frame it was last entered in: in a
-        # batch loop (entered once per epoch), how the operands grew over the epochs (measured
-        # at the passes measured_pass picks)
-        self.entries: list[float] = []
+        # (iteration, {operand: max |x|}) since the loop was last entered: the entry that fails
+        self.history: list[tuple[int | None, dict]] = []
+        # each operand's largest |x| over each entry of the loop, in the frame it was last entered
+        # in: in a batch loop (entered once per epoch), how the operands grew over the epochs
+        # (measured at the passes measured_pass picks)
+        self.entries: list[dict] = []
         self.kinds: dict[int, tuple[bool, bool]] = {}  # id(code) -> (is the loop's, the op's)
         self.unmeasured: object | None = None  # the op line's frame, at a pass not measured
 
@@ -274,7 +275,7 @@ class LoopCounter:
                 st[0] = next_pass(st[0], st[1], self.loop)
                 if st[0] == 1:  # entered anew (train(lr) called again): its own growth only
                     self.history.clear()
-                    self.entries.append(0.0)
+                    self.entries.append({})
             st[1] = line
         if is_op and line == self.op_line and self.op_node is not None:
             if self.every_pass or measured_pass(self.current[0]):
@@ -293,15 +294,19 @@ class LoopCounter:
 
     def _record_operands(self, frame) -> None:
         with npstate.errstate(all="ignore"):
-            magnitude = operand_magnitude(frame, self.op_node)
-        if magnitude is not None:
-            self.history.append((self.current[0], magnitude))
+            sizes = operand_magnitudes(frame, self.op_node)
+        if sizes:
+            self.history.append((self.current[0], sizes))
             if self.entries:
-                self.entries[-1] = max(self.entries[-1], magnitude)
+                entry = self.entries[-1]
+                for k, m in sizes.items():
+                    entry[k] = max(entry.get(k, 0.0), m)
 
     def entry_growth(self) -> list[tuple[int, float]]:
-        """(entry, largest operand) of each entry of the loop that measured one, 1-based."""
-        return [(k, m) for k, m in enumerate(self.entries, 1) if m > 0]
+        """(entry, size of the operand that grew) of each entry of the loop that measured one,
+        1-based (:func:`grown`)."""
+        rows = [(k, sizes) for k, sizes in enumerate(self.entries, 1) if sizes]
+        return [(k, m) for k, m in grown(rows) if m > 0]
 
     def iteration_at(self, frame) -> int | None:
         while frame is not None:
@@ -333,13 +338,40 @@ def in_place(filename: str, position: tuple | None) -> bool:
     return True
 
 
-def per_iteration(history: list[tuple[int | None, float]]) -> list[tuple[int, float]]:
-    """The largest operand magnitude of each iteration, in order."""
-    best: dict[int, float] = {}
-    for iteration, magnitude in history:
-        if iteration is not None:
-            best[iteration] = max(best.get(iteration, 0.0), magnitude)
-    return sorted(best.items())
+def per_iteration(history: list[tuple[int | None, dict]]) -> list[tuple[int, float]]:
+    """The size of the operand that grew at each iteration, in order (:func:`grown`)."""
+    return grown([(i, sizes) for i, sizes in history if i is not None])
+
+
+def grown(rows: list[tuple[int, dict]]) -> list[tuple[int, float]]:
+    """(pass, size) of the operand that grew, from ``rows`` of (pass, {operand: max |x|}): the
+    largest size of each operand at each pass, then the series of the operand whose size grew
+    most from its first pass measured to its last (from 0 counts as the most), not a constant
+    beside it (``lr * 2 * w``: ``w``'s, not ``lr * 2``'s). When none grew, the largest operand's
+    size at each pass."""
+    series: dict = {}
+    for found, sizes in rows:
+        for key, size in sizes.items():
+            held = series.setdefault(key, {})
+            held[found] = max(held.get(found, 0.0), size)
+
+    def growth(key) -> tuple[float, float]:
+        sizes = [m for _, m in sorted(series[key].items())]
+        nonzero = [m for m in sizes if m > 0]
+        if len(sizes) < 2 or not nonzero:
+            return 1.0, sizes[-1] if sizes else 0.0
+        if sizes[0] == 0:
+            return math.inf, sizes[-1]
+        return nonzero[-1] / nonzero[0], sizes[-1]
+
+    best = max(series, key=growth, default=None)
+    if best is not None and growth(best)[0] > 1:
+        return sorted(series[best].items())
+    largest: dict[int, float] = {}
+    for found, sizes in rows:
+        if sizes:
+            largest[found] = max(largest.get(found, 0.0), *sizes.values())
+    return sorted(largest.items())
 
 
 def find_node(filename: str, line: int, position: tuple | None) -> ast.AST | None:

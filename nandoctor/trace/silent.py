@@ -292,6 +292,17 @@ MAX_SIZES = 4096  # input sizes kept per statement (the first passes, then the l
 MAX_MEASURED = 1024  # an array input larger than this is not measured at each line
 
 
+def _magnitudes(inputs: dict) -> dict:
+    """The largest finite |x| of each number input (scalars, arrays up to MAX_MEASURED), by name:
+    each apart, so that the growth is the input's that grew, not a constant's beside it."""
+    sizes = {}
+    for name, v in inputs.items():
+        size = _magnitude([v])
+        if size is not None:
+            sizes[name] = size
+    return sizes
+
+
 def _magnitude(values) -> float | None:
     """The largest finite |x| among number inputs (scalars, arrays up to MAX_MEASURED)."""
     best = None
@@ -470,10 +481,10 @@ class FirstNaNFinder:
         # values computed only from the program's own constants (``best - val`` with ``best =
         # np.inf``): where each variable first held one, as ``first_silent`` JSON
         self.derived: list[dict] = []
-        # (code, line) -> [(pass, max |input|)]: the sizes of a statement's finite number inputs
-        # at each pass of the loop around it, since that loop was last entered (the growth of an
-        # op that made an Inf without a flag)
-        self.sizes: dict[tuple, list[tuple[int, float]]] = {}
+        # (code, line) -> [(pass, {input: max |x|})]: the sizes of a statement's finite number
+        # inputs at each pass of the loop around it, since that loop was last entered (the
+        # growth of an op that made an Inf without a flag)
+        self.sizes: dict[tuple, list[tuple[int, dict]]] = {}
 
     def __call__(self, frame, event, arg):
         if not is_user_code(frame.f_code):
@@ -517,11 +528,11 @@ class FirstNaNFinder:
                     break
         self.inputs[id(frame)] = (line, kept)
         with contextlib.suppress(Exception):  # a number too large for a float (10**400)
-            self._keep_size(frame, line, kept.values())
+            self._keep_size(frame, line, kept)
 
-    def _keep_size(self, frame, line: int, values) -> None:
-        size = _magnitude(values)
-        if size is None:
+    def _keep_size(self, frame, line: int, inputs: dict) -> None:
+        size = _magnitudes(inputs)
+        if not size:
             return
         found = _pass_around(frame, line, self.passes)
         if found is None:
@@ -534,11 +545,11 @@ class FirstNaNFinder:
             del history[MAX_SIZES // 4 : len(history) - MAX_SIZES // 2]
 
     def growth_at(self, frame, line: int) -> list[tuple[int, float]]:
-        """The largest input size of each pass at ``line`` of ``frame``'s code, in order."""
-        best: dict[int, float] = {}
-        for found, size in self.sizes.get((frame.f_code, line), []):
-            best[found] = max(best.get(found, 0.0), size)
-        return sorted(best.items())
+        """The size of the input that grew at each pass at ``line`` of ``frame``'s code, in
+        order (:func:`.loops.grown`)."""
+        from nandoctor.trace.loops import grown
+
+        return grown(self.sizes.get((frame.f_code, line), []))
 
     def pass_of(self, frame, loop) -> int | None:
         """The pass ``frame`` is in of ``loop`` (a ``frames.Loop`` of its code), as counted."""

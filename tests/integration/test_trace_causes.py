@@ -251,3 +251,22 @@ def test_an_integer_division_by_zero_is_not_said_to_make_inf(tmp_path):
     assert not any("inf" in n.replace("never NaN or Inf", "") for n in r.notes)
     assert r.notes[0].startswith("no operation created a NaN or an Inf")
     assert "`floor_divide` on integers made 0" in r.notes[0]
+
+
+GROWS_BESIDE_A_CONSTANT = {
+    "numpy": "import numpy as np\nw = np.ones(3)\nlr = 2.0\nfor i in range(2000):\n"
+    "    w = w - lr * 2 * w\n",
+    "python floats": "w = 1.0\nlr = 2.0\nfor i in range(2000):\n    w = w - lr * 2 * w\n",
+    "per parameter": "import numpy as np\nparams = [np.ones(3), np.ones(2)]\n"
+    "for it in range(200):\n    for p in params:\n        g = p * 1.0\n        p -= 1e5 * g\n",
+}
+
+
+@pytest.mark.parametrize("body", GROWS_BESIDE_A_CONSTANT.values(), ids=GROWS_BESIDE_A_CONSTANT)
+def test_growth_is_measured_on_the_operand_that_grew_not_a_constant_beside_it(tmp_path, body):
+    """w started at 1 and grew; ``lr * 2`` (4) and ``1e5`` are constants beside it: the growth
+    starts from w's 1, not from the constant."""
+    r = traced(tmp_path, body)
+    assert r.exit_code == 1 and r.cause.id == "exploding_gradient"
+    grew = next(e for e in r.cause.evidence if "grew from" in e)
+    assert "grew from max |x| = 1 at iteration 1" in grew

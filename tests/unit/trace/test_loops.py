@@ -95,7 +95,7 @@ def test_the_loop_counter_measures_the_operands_at_a_few_passes_not_at_each(tmp_
     path = tmp_path / "prog.py"
     path.write_text("w = 1.0\nstep = 0\nwhile step < 5000:\n    w = w * 1.001\n    step += 1\n")
     measured = []
-    monkeypatch.setattr(loops, "operand_magnitude", lambda f, n: measured.append(1) or 1.0)
+    monkeypatch.setattr(loops, "operand_magnitudes", lambda f, n: measured.append(1) or {0: 1.0})
     code = (str(path), "<module>", 1)
     node = find_node(str(path), 4, (4, 8, 4, 17))
     counter = LoopCounter(code, 3, 5, code, 4, node, every_pass=False)
@@ -110,3 +110,13 @@ def test_the_loop_counter_measures_the_operands_at_a_few_passes_not_at_each(tmp_
     passes = [i for i, _ in counter.history]
     assert passes[: loops.DENSE_PASSES] == list(range(1, loops.DENSE_PASSES + 1))
     assert passes[-1] == 4096
+
+
+def test_the_growth_is_the_operand_that_grew_not_the_largest():
+    from nandoctor.trace.loops import grown
+
+    rows = [(1, {0: 4.0, 1: 1.0}), (2, {0: 4.0, 1: 3.0}), (2, {1: 9.0}), (3, {0: 4.0, 1: 27.0})]
+    assert grown(rows) == [(1, 1.0), (2, 9.0), (3, 27.0)]
+    assert grown([(1, {0: 0.0, 1: 5.0}), (2, {0: 2.0, 1: 5.0})]) == [(1, 0.0), (2, 2.0)]
+    # none grew: the largest operand at each pass, as measured
+    assert grown([(1, {0: 4.0, 1: 2.0}), (2, {0: 4.0, 1: 1.0})]) == [(1, 4.0), (2, 4.0)]
