@@ -314,48 +314,138 @@ def require_npz(path: Path, key: str, how: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class NpyHeader:
+    """What an ``.npy`` member's header says: its shape and dtype (its data are not read)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+
+def npz_headers(path: Path, key: str, how: str) -> dict[str, NpyHeader]:
+    """The header of every array in the archive, read without reading any array's data:
+    what :func:`read_npz` checks before it allocates. A member that is not an ``.npy`` array
+    (``np.load`` would hand it back as bytes), or whose header cannot be read, is refused."""
+    where = repr(str(path))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {
+                info.filename.removesuffix(".npy"): _npy_header(archive, info, where, how, key)
+                for info in archive.infolist()
+                if not info.is_dir()
+            }
+    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError) as e:
+        raise DataError(f"cannot read {where} as .npz ({e}); save it with {how}", key) from None
+
+
+def _npy_header(archive, info, where: str, how: str, key: str) -> NpyHeader:
+    member = f"{where} member {info.filename!r}"
+    try:
+        with archive.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:  # 2.0, and 3.0 (the same layout, UTF-8 field names)
+                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(
+            f"{member} is not a NumPy array ({_short(e)}); save the file with {how}", key
+        ) from None
+    if dtype.hasobject:
+        raise DataError(
+            f"{member} holds Python objects (dtype {dtype}), which need pickle and are never"
+            f" loaded; save numeric arrays with {how}",
+            key,
+        )
+    return NpyHeader(tuple(int(n) for n in shape), dtype)
+
+
+def _short(e: Exception) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def read_npz(
+    path: Path,
+    key: str,
+    how: str,
+    names: list[str] | None = None,
+    memory: int | None = None,
+) -> dict[str, np.ndarray]:
+    """The arrays ``names`` (default: every one) of an npz archive, each checked by its header
+    before anything is allocated. A missing name, a member that is not a numeric array, and
+    arrays that would not fit in ``memory`` (default: what is available now) as read plus as
+    float64 are a :class:`DataError` at ``key`` that says how to save the file (``how``)."""
+    from nandoctor.engine.memory import available_memory, show_bytes
+
+    where = repr(str(path))
+    require_npz(path, key, how)
+    with Path(path).open("rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            raise DataError(
+                f"{where} is a single .npy array, not an .npz archive; save it with {how}", key
+            )
+    headers = npz_headers(path, key, how)
+    missing = [n for n in names or () if n not in headers]
+    if missing:
+        raise DataError(
+            f"{where} has no array {' or '.join(map(repr, missing))}; it has "
+            f"[{', '.join(headers) or 'no arrays'}]; save it with {how}",
+            key,
+        )
+    wanted = {n: h for n, h in headers.items() if names is None or n in names}
+    for name, h in wanted.items():
+        if h.dtype.kind not in "biuf":
+            raise DataError(
+                f"{where}: array {name} has dtype {h.dtype}; it must be numeric (integers or"
+                f" floats); save numbers with {how}",
+                key,
+            )
+    need = sum(h.nbytes + h.size * 8 for h in wanted.values())  # as stored, then as float64
+    memory = available_memory() if memory is None else memory
+    if need > memory:
+        shapes = ", ".join(f"{n} {h.shape} {h.dtype}" for n, h in wanted.items())
+        raise DataError(
+            f"{where} holds arrays too big to load ({shapes}): about {show_bytes(need)} as read"
+            f" and as float64, more than the {show_bytes(memory)} of memory available; use a"
+            " smaller file",
+            key,
+        )
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {i.filename.removesuffix(".npy"): i for i in archive.infolist()}
+            for name in wanted:
+                with archive.open(members[name]) as f:
+                    arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as e:
+        raise DataError(
+            f"cannot read {where}: the data of an array are damaged or cut short"
+            f" ({_short(e)}); save it again with {how}",
+            key,
+        ) from None
+    return arrays
+
+
 def load_npz(path: Path, task: str | None = None) -> Dataset:
     """Load an ``.npz`` with arrays ``x: (n, features)`` and ``y: (n,) | (n, outputs)``.
 
-    ``y`` may be absent for ``task='random'`` (it is ignored there).
+    ``y`` may be absent for ``task='random'`` (it is ignored there). Every array is checked by
+    its header (numeric, fits in memory) before it is read (:func:`read_npz`).
     """
     path = _check_file(path)
     where = repr(str(path))
-    require_npz(path, "data.path", "np.savez(path, x=x, y=y)")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(
-            f"cannot read {where} as .npz ({e}); save it with np.savez(path, x=x, y=y)",
-            "data.path",
-        ) from e
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(
-            f"{where} is a single .npy array, not an .npz archive; save it with "
-            "np.savez(path, x=x, y=y)",
-            "data.path",
-        )
-    with archive:
-        names = list(archive.files)
-        needed = ["x"] if task == "random" else ["x", "y"]
-        missing = [k for k in needed if k not in names]
-        if missing:
-            raise DataError(
-                f"{where} has no array {' or '.join(map(repr, missing))}; it has "
-                f"[{', '.join(names) or 'no arrays'}]; save it with np.savez(path, x=x, y=y)",
-                "data.path",
-            )
-        try:
-            x = archive["x"]
-            y = archive["y"] if "y" in names else None
-        except ValueError as e:  # object arrays need pickle, which we never allow
-            raise DataError(f"cannot read {where}: {e}", "data.path") from e
-    for name, arr in (("x", x), ("y", y)):
-        if arr is not None and arr.dtype.kind not in "biuf":
-            raise DataError(
-                f"{where}: array {name} has dtype {arr.dtype}; it must be numeric",
-                "data.path",
-            )
+    names = ["x"] if task == "random" else ["x", "y"]
+    arrays = read_npz(path, "data.path", "np.savez(path, x=x, y=y)", names)
+    x, y = arrays["x"], arrays.get("y")
     if x.ndim != 2:
         raise DataError(
             f"{where}: x must be 2-D (n, features), got shape {x.shape}; use x.reshape(len(x), -1)",

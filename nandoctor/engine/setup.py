@@ -153,16 +153,12 @@ def _load_weights(spec, n_in: int) -> list[np.ndarray]:
     path = spec.resolve_path(spec.model.weights)
     if not path.is_file():
         raise DataError(f"weights file {path} not found", key="model.weights")
-    datamod.require_npz(path, "model.weights", "np.savez(path, W1=W1, b1=b1, ...)")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = dict(f)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise DataError(f"cannot read weights file {path}: {e}", key="model.weights") from e
+    arrays = datamod.read_npz(path, "model.weights", "np.savez(path, W1=W1, b1=b1, ...)")
     layers = spec.model.layers
     fans = [n_in] + [layer.units for layer in layers]
     params = []
-    for slot in layout(layers):
+    slots = layout(layers)
+    for slot in slots:
         units = layers[slot.layer].units
         shape = (fans[slot.layer], units) if slot.name == "W" else (units,)
         name = slot.label

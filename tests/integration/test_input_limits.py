@@ -1,0 +1,125 @@
+"""Bad input files end in a ``file:line:col: key: message`` line and exit 2, never a traceback,
+a hang or an out-of-memory kill: damaged or oversized npz and CSV files, a spec that is not a
+regular file or is too big to be one, and specs or data too big for the memory available.
+
+Nothing here allocates much: huge arrays are npz members whose header alone claims the size,
+and the memory available is a small fake limit (``NANDOCTOR_MEMORY_LIMIT``).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nandoctor.cli import main
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def header_only(shape, descr="<f8") -> bytes:
+    """An .npy member that claims ``shape`` and holds no data."""
+    out = io.BytesIO()
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_2_0(out, header)
+    return out.getvalue()
+
+
+def zip_members(path, **members: bytes):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(f"{name}.npy", data)
+    return path
+
+
+def spec_file(tmp_path, text: str, name: str = "s.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+NPZ_SPEC = "data: {source: npz, path: d.npz}\nmodel: {layers: [{units: 1}]}\ntrain: {steps: 3}\n"
+
+
+def assert_usage_error(r, where: str, key: str, *words: str):
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert f"{where}: {key}: " in r.output, r.output
+    for word in words:
+        assert word in r.output, r.output
+
+
+# ---------------------------------------------------------------- npz members (defect 4)
+@pytest.mark.parametrize("command", ["run", "fix"])
+def test_an_npz_member_that_is_not_an_array_is_a_data_path_error(tmp_path, command):
+    zip_members(tmp_path / "d.npz", x=b"garbage", y=b"garbage")
+    spec = spec_file(tmp_path, NPZ_SPEC)
+    args = ["-o", tmp_path / "out.yaml"] if command == "fix" else ["--no-verify"]
+    r = invoke(command, spec, *args)
+    assert_usage_error(r, f"{spec}:1:27", "data.path", "'x.npy' is not a NumPy array", "np.savez")
+    assert not (tmp_path / "out.yaml").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "fix"])
+def test_an_npz_whose_header_claims_terabytes_is_refused_before_reading(tmp_path, command):
+    zip_members(tmp_path / "d.npz", x=header_only((10**9, 1000)), y=header_only((10**9,)))
+    spec = spec_file(tmp_path, NPZ_SPEC)
+    args = ["-o", tmp_path / "out.yaml"] if command == "fix" else ["--no-verify"]
+    r = invoke(command, spec, *args)
+    assert_usage_error(
+        r, f"{spec}:1:27", "data.path", "x (1000000000, 1000) float64", "TB", "available"
+    )
+
+
+def test_check_reports_a_damaged_npz_as_invalid_data_not_an_internal_error(tmp_path):
+    zip_members(tmp_path / "d.npz", x=b"garbage", y=b"garbage")
+    spec = spec_file(tmp_path, NPZ_SPEC)
+    r = invoke("check", spec)
+    assert r.exit_code == 1, r.output
+    assert "invalid data" in r.output and "internal error" not in r.output
+
+
+def test_an_npz_cut_short_is_a_data_path_error(tmp_path):
+    whole = header_only((100, 3)) + np.zeros(300).tobytes()
+    zip_members(tmp_path / "d.npz", x=whole[:-800], y=header_only((100,)) + bytes(800))
+    r = invoke("run", spec_file(tmp_path, NPZ_SPEC), "--no-verify")
+    assert_usage_error(r, "s.yaml:1:27", "data.path", "damaged or cut short")
+
+
+WEIGHTS_SPEC = (
+    "data: {source: npz, path: d.npz}\n"
+    "model: {layers: [{units: 1}], weights: w.npz}\n"
+    "train: {steps: 3}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("members", "words"),
+    [
+        ({"W1": np.array([["a"] * 1] * 4)}, ["array W1 has dtype <U1", "numeric"]),
+        ({"W1": b"garbage"}, ["'W1.npy' is not a NumPy array"]),
+        ({"W1": np.array([[1.0], [2.0]], dtype=object)}, ["Python objects"]),
+    ],
+    ids=["strings", "garbage", "objects"],
+)
+def test_a_weights_file_with_a_non_numeric_member_is_a_model_weights_error(
+    tmp_path, members, words
+):
+    np.savez(tmp_path / "d.npz", x=np.ones((8, 4)), y=np.ones(8))
+    with zipfile.ZipFile(tmp_path / "w.npz", "w") as z:
+        for name, value in members.items():
+            if isinstance(value, bytes):
+                z.writestr(f"{name}.npy", value)
+            else:
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, value, allow_pickle=True)
+                z.writestr(f"{name}.npy", buf.getvalue())
+    spec = spec_file(tmp_path, WEIGHTS_SPEC)
+    r = invoke("run", spec, "--no-verify")
+    assert_usage_error(r, f"{spec}:2:40", "model.weights", *words)
