@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def trace(module, fmt, html, argv):
     # that follows is the program's own (`-m trainer --help` is the trainer's --help).
     if not argv:
         fail_usage("trace: give a SCRIPT.py to run, or -m MODULE")
+    if not module:
+        _refuse_special_file(argv[0])
     program = Program(argv[0], tuple(argv[1:]), module=module)
     if html:
         html = check_html(html, [] if module else [argv[0]])
@@ -76,6 +79,21 @@ def trace(module, fmt, html, argv):
 
     click.echo(RENDERERS[fmt](result), nl=False)  # not emit(): rich would cost start-up time
     sys.exit(result.exit_code)
+
+
+def _refuse_special_file(script: str) -> None:
+    """A device, pipe or socket as the SCRIPT would be read without end (``/dev/zero`` fills
+    the memory): refuse it, as a spec or data file that is not a regular file is refused."""
+    import stat
+
+    try:
+        mode = os.stat(script).st_mode
+    except OSError:
+        return  # missing or unreadable: the program's own check says so
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        fail_usage(
+            f"SCRIPT {script}: is not a regular file; give a Python script, a folder or a .zip"
+        )
 
 
 def show_partial(stop) -> None:

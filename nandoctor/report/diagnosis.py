@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 BARS = "▁▂▃▄▅▆▇█"
 STYLE = {"nonfinite": "bold red", "warning": "bold yellow", "healthy": "bold green"}
 MARK = {"nonfinite": "✗", "warning": "!", "healthy": "✓"}
+NAME_SHOWN = 60  # characters of a run's name in the text report (the JSON keeps all of it)
 
 
 def sparkline(values: np.ndarray, width: int = 12, log: bool = False) -> str:
@@ -68,8 +69,15 @@ def verdict(d: Diagnosis) -> Text:
         loss = f"  loss {fmt(d.loss_initial)} → {last}"
     return Text.assemble(
         (msg, STYLE[d.status]),
-        f"   {d.name}: {d.steps_run}/{d.steps_budget} steps, lr {fmt(d.learning_rate)}{loss}",
+        f"   {shown_name(d.name)}: {d.steps_run}/{d.steps_budget} steps, lr {fmt(d.learning_rate)}{loss}",
     )
+
+
+def shown_name(name: str) -> str:
+    """A run's name as the text report shows it: at most ``NAME_SHOWN`` characters on one line,
+    so a name of a megabyte is not wrapped into thousands of lines."""
+    name = " ".join(str(name).split())
+    return name if len(name) <= NAME_SHOWN else name[: NAME_SHOWN - 1] + "…"
 
 
 def first_table(d: Diagnosis) -> Table:

@@ -11,12 +11,14 @@ Control characters, invalid UTF-8 and syntax errors are reported as ``line:col``
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 MAX_EXPANDED_VALUES = 100_000  # a real spec holds hundreds; aliases must not expand past this
+MAX_SPEC_BYTES = 2**20  # a real spec is a few KB; PyYAML needs seconds per MB of one long value
 # What YAML 1.1 forbids in a stream (PyYAML's own test): C0/C1 controls other than tab, LF,
 # CR and NEL, DEL, surrogates and the two non-characters.
 _NON_PRINTABLE = re.compile(
@@ -40,19 +42,54 @@ class Document:
 
 
 def read_text(path: Path) -> str:
-    """The file's text (UTF-8, a byte-order mark dropped)."""
-    if path.is_dir():
-        raise YamlProblem("is a directory, not a spec file")
+    """The file's text (UTF-8, a byte-order mark dropped). Only a regular file of at most
+    :data:`MAX_SPEC_BYTES` is read: a device (``/dev/zero``), a pipe or a huge file would fill
+    the memory, or take minutes to scan, before any message could be given."""
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
         raise YamlProblem("no such file") from None
+    except OSError as e:
+        raise YamlProblem(f"cannot read the file ({e.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise YamlProblem("is a directory, not a spec file")
+    if not stat.S_ISREG(info.st_mode):
+        raise YamlProblem(
+            f"is not a regular file (a {_kind(info.st_mode)}); give the path of a YAML spec file"
+        )
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as e:
+        raise YamlProblem(f"cannot read the file ({e.strerror})") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise YamlProblem(
+            f"is {_size(max(info.st_size, len(raw)))}, too big for a spec (at most"
+            f" {_size(MAX_SPEC_BYTES)}; a spec is a few hundred values); is this the right file?"
+        )
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line, col = _line_col(e.object[: e.start].decode("utf-8", "replace"), e.start)
         raise YamlProblem("not a UTF-8 text file (invalid byte sequence)", line, col) from None
-    except OSError as e:
-        raise YamlProblem(f"cannot read the file ({e.strerror})") from None
-    return text.removeprefix("\ufeff")
+    # as text mode reads it: universal newlines
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISFIFO, "pipe"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.3g} MB" if n >= 2**20 else f"{n / 2**10:.3g} KB"
 
 
 def escape_controls(text: str) -> str:

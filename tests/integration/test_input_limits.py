@@ -50,7 +50,7 @@ def assert_usage_error(r, where: str, key: str, *words: str):
     assert r.exit_code == 2, r.output
     assert "Traceback" not in r.output, r.output
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
-    assert f"{where}: {key}: " in r.output, r.output
+    assert f"{where}: {key}: " in r.output if key else f"{where}: " in r.output, r.output
     for word in words:
         assert word in r.output, r.output
 
@@ -123,3 +123,46 @@ def test_a_weights_file_with_a_non_numeric_member_is_a_model_weights_error(
     spec = spec_file(tmp_path, WEIGHTS_SPEC)
     r = invoke("run", spec, "--no-verify")
     assert_usage_error(r, f"{spec}:2:40", "model.weights", *words)
+
+
+# ---------------------------------------------------------------- the spec file itself (defect 3)
+@pytest.mark.parametrize("command", ["run", "fix", "sweep"])
+def test_a_character_device_as_the_spec_is_refused_without_reading_it(command, tmp_path):
+    extra = {"fix": ["-o", tmp_path / "o.yaml"], "sweep": ["--lr", "0.1,0.2"]}.get(command, [])
+    r = invoke(command, "/dev/zero", *extra)
+    assert_usage_error(r, "/dev/zero:1:1", "", "not a regular file (a character device)")
+
+
+def test_check_calls_a_character_device_an_invalid_spec():
+    r = invoke("check", "/dev/zero")
+    assert r.exit_code == 1, r.output
+    assert "not a regular file" in r.output
+
+
+def test_trace_refuses_a_character_device_as_the_script():
+    r = invoke("trace", "/dev/zero")
+    assert r.exit_code == 2, r.output
+    assert "SCRIPT /dev/zero: is not a regular file" in r.output
+
+
+def test_a_spec_of_megabytes_is_refused_before_it_is_parsed(tmp_path):
+    spec = spec_file(tmp_path, "name: " + "a" * 3 * 2**20 + "\nmodel: {layers: [{units: 1}]}\n")
+    r = invoke("run", spec)
+    assert_usage_error(r, f"{spec}:1:1", "", "is 3 MB, too big for a spec (at most 1 MB")
+
+
+def test_a_long_name_takes_one_line_of_the_text_report(tmp_path):
+    spec = spec_file(tmp_path, "name: " + "n" * 5000 + "\nmodel: {layers: [{units: 1}]}\n")
+    r = invoke("run", spec, "--steps", "3")
+    assert r.exit_code == 0, r.output
+    (line,) = [ln for ln in r.output.splitlines() if "nnnn" in ln]
+    assert "n" * 59 + "…: 3/3 steps" in line
+    r = invoke("run", spec, "--steps", "3", "--format", "json")
+    assert '"name": "' + "n" * 5000 + '"' in r.output  # the JSON keeps it whole
+
+
+def test_a_spec_with_windows_line_ends_reads_as_before(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_bytes(b"model:\r\n  layers:\r\n    - units: x\r\n")
+    r = invoke("run", spec)
+    assert_usage_error(r, f"{spec}:3:14", "model.layers.0.units", "whole number")
