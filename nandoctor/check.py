@@ -409,7 +409,23 @@ def run_checks(
     units = [(p, steps, fail_on) for p in paths]
     if active_backend() is not None:
         units = [ship(u) for u in units]
-    return pmap(check_one, units, jobs, on_done, lost=_lost)
+    largest = _largest_run(paths) if len(paths) > 1 and jobs != 1 else 0
+    return pmap(check_one, units, jobs, on_done, lost=_lost, item_bytes=largest)
+
+
+def _largest_run(paths: list[str]) -> int:
+    """The estimated peak memory of the largest run among ``paths`` (0 for a spec that does
+    not load: its worker reports why), so that no more workers run at once than fit."""
+    from nandoctor.spec.limits import run_bytes
+    from nandoctor.spec.models import SpecError, load_spec
+
+    largest = 0
+    for path in paths:
+        try:
+            largest = max(largest, run_bytes(load_spec(path)))
+        except (SpecError, OSError, ValueError):
+            continue
+    return largest
 
 
 def _lost(item: tuple, reason: str) -> SpecResult:

@@ -109,6 +109,7 @@ def pmap(
     lost: Callable[[object, str], object] | None = None,
     threads: int = 1,
     on_arrival: Callable[[int, object], None] | None = None,
+    item_bytes: int = 0,
 ) -> list:
     """``[fn(item) for item in items]``, in worker processes when ``jobs`` (default: the cores
     divided by the ``threads`` each run uses) and ``items`` are both more than one; results in
@@ -124,10 +125,17 @@ def pmap(
     ``lost(item, reason)`` makes that item's result (without it, :class:`WorkerLost` is raised
     once the others have finished). On any exception or signal in the parent, every worker still
     running is killed and reaped before it propagates: no orphan, no zombie.
+
+    ``item_bytes``: the memory one item's run needs at its peak; no more workers run at once
+    than the memory available now holds (each holds its own copy of a run), at least one.
     """
     from nandoctor.cluster import active_backend
 
     jobs = min(jobs or max(1, available_cores() // max(threads, 1)), len(items))
+    if item_bytes and jobs > 1:
+        from nandoctor.engine.memory import available_memory
+
+        jobs = max(1, min(jobs, available_memory() // item_bytes))
     results: list = []
     with single_threaded_blas():
         if (backend := active_backend()) is not None:  # units carry this thread policy along

@@ -25,6 +25,7 @@ from nandoctor.engine.setup import prepare
 from nandoctor.engine.trainer import Trainer
 from nandoctor.errors import UsageProblem
 from nandoctor.parallel import available_cores, pmap, threads_for
+from nandoctor.spec.limits import memory_budget, run_bytes
 
 EDGE_RTOL = 0.05  # --edge stops when the finite and non-finite rates are this close (relative)
 EDGE_MAX_ROUNDS = 12
@@ -203,7 +204,10 @@ def chunk_size(spec, prepared, n: int) -> int:
     # sweep of a small spec trains two groups of 8 side by side instead of 16 on one core.
     # (Replicas are independent: how rates are grouped changes no number.)
     workers = max(1, available_cores() // threads_for(spec, prepared.x.shape))
-    return max(1, min(size, -(-n // workers)))
+    # Each replica holds a run's weights, gradients and optimizer state: no more of them in a
+    # group than the memory available holds (whatever the activations allow).
+    fits = memory_budget() // run_bytes(spec, *prepared.x.shape)
+    return max(1, min(size, -(-n // workers), fits))
 
 
 def replica_groups(spec, prepared, rates: list[float]) -> list[list[float]]:
@@ -253,6 +257,7 @@ def run_rates(
             [(spec, part, settings, prepared) for part in parts],
             threads=threads,
             on_arrival=arrived,
+            item_bytes=max(map(len, parts)) * run_bytes(spec, *prepared.x.shape),
         )
         return [r for chunk in runs for r in chunk]
     out = []

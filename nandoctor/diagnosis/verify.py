@@ -29,6 +29,7 @@ from nandoctor.diagnosis.measures import (
 from nandoctor.engine.data import DataError
 from nandoctor.engine.runs import Outcome, train
 from nandoctor.parallel import pmap
+from nandoctor.spec.limits import run_bytes
 
 # Verification is sized to the failure, not the budget: a run that died at step 9 of 1,000,000
 # is rescued when a fix keeps it finite well past where it died, so each candidate re-runs
@@ -455,6 +456,7 @@ def verify(
         lost=lambda _item, reason: Trial(False, 0, None, None, lost=reason),
         threads=outcome.threads,
         on_arrival=arrived,
+        item_bytes=run_bytes(spec, *outcome.prepared.x.shape),
     )
     for rec in todo:
         near = screen(outcome, rec.changes)

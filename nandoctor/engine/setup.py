@@ -48,10 +48,27 @@ def load_dataset(spec: Spec, rng: np.random.Generator) -> datamod.Dataset:
     if d.source == "synthetic":
         return datamod.synthetic(d.task, d.samples, d.features, d.outputs, d.noise, rng)
     path = spec.resolve_path(d.path)
+    _check_file_size(spec, path)
     task = "classification" if spec.loss.name == "cross_entropy" else d.task
     if d.source == "csv":
         return datamod.load_csv(path, d.target, task=task, categorical=d.categorical)
     return datamod.load_npz(path, task=task)
+
+
+def _check_file_size(spec: Spec, path) -> None:
+    """Refuse a data file whose run would not fit in memory, from its size and headers, before
+    any of it is loaded (a zip bomb's header claims its size; a CSV's loader holds ~100 bytes a
+    cell): the check the spec could not make, not knowing the file's shape."""
+    from nandoctor.spec.limits import size_problems
+
+    d = spec.data
+    targets = 1 if isinstance(d.target, str) or d.target is None else len(d.target)
+    rows, features, loading = datamod.file_shape(path, d.source, targets)
+    if not rows:
+        return  # not a readable shape: the loader says why
+    for key, message in size_problems(spec, samples=rows, features=features, loading=loading):
+        if key != "train.steps":
+            raise DataError(message, key)
 
 
 def prepare(spec: Spec) -> PreparedRun:

@@ -73,8 +73,16 @@ def test_an_npz_whose_header_claims_terabytes_is_refused_before_reading(tmp_path
     args = ["-o", tmp_path / "out.yaml"] if command == "fix" else ["--no-verify"]
     r = invoke(command, spec, *args)
     assert_usage_error(
-        r, f"{spec}:1:27", "data.path", "x (1000000000, 1000) float64", "TB", "available"
+        r, f"{spec}:1:27", "data.path", "1,000,000,000 samples x (1,000 features", "TB", "available"
     )
+
+
+def test_a_weights_file_whose_header_claims_terabytes_is_refused_before_reading(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.ones((8, 4)), y=np.ones(8))
+    zip_members(tmp_path / "w.npz", W1=header_only((10**6, 10**6)), b1=header_only((1,)))
+    spec = spec_file(tmp_path, WEIGHTS_SPEC)
+    r = invoke("run", spec, "--no-verify")
+    assert_usage_error(r, f"{spec}:2:40", "model.weights", "W1 (1000000, 1000000) float64", "TB")
 
 
 def test_check_reports_a_damaged_npz_as_invalid_data_not_an_internal_error(tmp_path):
@@ -166,3 +174,60 @@ def test_a_spec_with_windows_line_ends_reads_as_before(tmp_path):
     spec.write_bytes(b"model:\r\n  layers:\r\n    - units: x\r\n")
     r = invoke("run", spec)
     assert_usage_error(r, f"{spec}:3:14", "model.layers.0.units", "whole number")
+
+
+# ---------------------------------------------------------------- memory (defects 1 and 2)
+@pytest.fixture
+def memory_limit(monkeypatch):
+    """Pretend only ``limit`` is available (the budget is measured once per process)."""
+    from nandoctor.spec.limits import memory_budget
+
+    def set_limit(limit: str) -> None:
+        monkeypatch.setenv("NANDOCTOR_MEMORY_LIMIT", limit)
+        memory_budget.cache_clear()
+
+    yield set_limit
+    memory_budget.cache_clear()
+
+
+def layers(units: int, depth: int = 2) -> str:
+    hidden = ", ".join([f"{{units: {units}, activation: relu}}"] * depth)
+    return f"model: {{layers: [{hidden}, {{units: 1}}]}}\n"
+
+
+def test_a_spec_that_fits_the_machine_but_not_the_memory_available_is_refused(
+    tmp_path, memory_limit
+):
+    """3,000 units peak at 697 MB (measured): with 500 MB available, refused up front with the
+    key and the numbers, not killed half-way through training."""
+    memory_limit("500MB")
+    spec = spec_file(tmp_path, "train: {steps: 3}\n" + layers(3000))
+    r = invoke("run", spec, "--no-verify")
+    assert_usage_error(
+        r, f"{spec}:2:59", "model.layers.1.units", "9,039,001 parameters x 9", "500 MB available"
+    )
+
+
+@pytest.mark.parametrize("shape", [(200_000_000, 10), (10**9, 1000)])
+def test_a_zip_bomb_npz_is_refused_from_its_header(tmp_path, shape):
+    """The tester's 17 MB npz of deflated zeros claiming (200000000, 10) trained for 90 s before
+    the OOM killer; its header alone says it cannot fit."""
+    zip_members(tmp_path / "d.npz", x=header_only(shape), y=header_only(shape[:1]))
+    spec = spec_file(tmp_path, NPZ_SPEC)
+    r = invoke("run", spec, "--no-verify")
+    assert_usage_error(r, f"{spec}:1:27", "data.path", f"{shape[0]:,} samples", "available")
+
+
+def test_a_csv_too_big_to_load_is_refused_before_it_is_read(tmp_path, memory_limit):
+    """The CSV loader holds ~100 bytes a cell: 20,000 rows x 20 two-digit cells (1.2 MB) need
+    about 50 MB; with 120 MB available (100 MB are nandoctor's own), refused by size alone."""
+    memory_limit("120MB")
+    header = ",".join(f"f{i}" for i in range(19)) + ",y\n"
+    (tmp_path / "d.csv").write_text(header + ("10," * 19 + "10\n") * 20_000)
+    spec = spec_file(tmp_path, "data: {source: csv, path: d.csv, target: y}\n" + layers(4, 1))
+    r = invoke("run", spec, "--no-verify")
+    assert_usage_error(
+        r, f"{spec}:1:27", "data.path", "20,000 samples x (19 features", "while the file is read"
+    )
+    memory_limit("1GB")
+    assert invoke("run", spec, "--no-verify", "--steps", "2").exit_code == 0
