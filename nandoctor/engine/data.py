@@ -276,6 +276,23 @@ def _read_rows(path: Path, where: str) -> tuple[list[str], list[tuple[int, list[
             f"{where} is empty; it needs a header row and at least one data row", "data.path"
         )
     header = [c.strip() for c in rows[0][1]]
+    for j, name in enumerate(header):
+        bad = next((ch for ch in name if not ch.isprintable()), None)
+        if bad is not None:
+            raise DataError(
+                f"{where} line 1, column {j + 1}: the name {name!r} holds the control character"
+                f" U+{ord(bad):04X}; delete it",
+                "data.path",
+            )
+    seen: dict[str, int] = {}
+    for j, name in enumerate(header):
+        if name in seen:
+            raise DataError(
+                f"{where} line 1: columns {seen[name] + 1} and {j + 1} are both named {name!r};"
+                " give each column its own name",
+                "data.path",
+            )
+        seen[name] = j
     if all(_looks_numeric(c) for c in header):
         raise DataError(
             f"{where} has no header row (line 1 is numbers: {','.join(header[:5])}); "

@@ -175,6 +175,14 @@ def _load_weights(spec, n_in: int) -> list[np.ndarray]:
     fans = [n_in] + [layer.units for layer in layers]
     params = []
     slots = layout(layers)
+    unused = sorted(set(arrays) - {slot.label for slot in slots})
+    if unused:
+        raise DataError(
+            f"{path} holds {', '.join(unused)}, which no layer of the spec uses (it has"
+            f" {len(layers)} layer(s): {', '.join(s.label for s in slots)}); remove them, or"
+            " add the layers they belong to",
+            key="model.weights",
+        )
     for slot in slots:
         units = layers[slot.layer].units
         shape = (fans[slot.layer], units) if slot.name == "W" else (units,)

@@ -231,3 +231,31 @@ def test_a_csv_too_big_to_load_is_refused_before_it_is_read(tmp_path, memory_lim
     )
     memory_limit("1GB")
     assert invoke("run", spec, "--no-verify", "--steps", "2").exit_code == 0
+
+
+# ---------------------------------------------------------------- headers and names (defect 5)
+CSV_SPEC = "data: {source: csv, path: d.csv, target: y}\nmodel: {layers: [{units: 1}]}\n"
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        ("a,a,y", ["columns 1 and 2 are both named 'a'"]),
+        ("a,b,y\x00", ["column 3: the name 'y\\x00' holds the control character U+0000"]),
+    ],
+    ids=["duplicate", "nul"],
+)
+def test_a_csv_header_with_a_duplicate_or_a_control_character_is_refused(tmp_path, header, words):
+    (tmp_path / "d.csv").write_text(header + "\n1,2,3\n4,5,6\n")
+    spec = spec_file(tmp_path, CSV_SPEC)
+    r = invoke("run", spec, "--no-verify")
+    assert_usage_error(r, f"{spec}:1:27", "data.path", *words)
+    assert "did you mean" not in r.output
+
+
+def test_a_weights_file_with_arrays_no_layer_uses_is_refused(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.ones((8, 4)), y=np.ones(8))
+    np.savez(tmp_path / "w.npz", W1=np.ones((4, 1)), b1=np.zeros(1), W3=np.ones((1, 1)))
+    spec = spec_file(tmp_path, WEIGHTS_SPEC)
+    r = invoke("run", spec, "--no-verify")
+    assert_usage_error(r, f"{spec}:2:40", "model.weights", "holds W3, which no layer")
