@@ -23,7 +23,6 @@ a whole document).
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -130,22 +129,6 @@ def _handling_interrupted() -> bool:
         seen.add(id(e))
         e = e.__context__
     return False
-
-
-def exit_on_signals() -> None:
-    """Before the command line is even imported: SIGINT/SIGTERM end the process with the same
-    message and exit code (start-up imports take a moment; a Ctrl-C then is no traceback).
-    Nothing has started that needs cleaning up, so the process ends on the spot: an exception
-    could be lost in an import (see the module docstring)."""
-
-    def handler(signum: int, _frame) -> None:
-        ignore_further()
-        sys.stderr.write(f"nandoctor: {Interrupted(signum)}; stopped, nothing half-written\n")
-        sys.stderr.flush()
-        os._exit(128 + signum)
-
-    for s in _handled():
-        signal.signal(s, handler)
 
 
 def _handled() -> list[int]:

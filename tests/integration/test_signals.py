@@ -189,6 +189,65 @@ def test_run_sweep_and_fix_stop_cleanly(tmp_path, command, sig, code):
     assert sorted(os.listdir(tmp_path)) == ["s0.yaml"]  # nothing written, not even half
 
 
+# Runs nandoctor as its `nandoctor` script does (import nandoctor.__main__, call entry()), and
+# sends itself a signal at the Nth module imported once nandoctor.__main__ starts to load: a
+# Ctrl-C in the start-up's imports, at a chosen import rather than at a chosen time.
+SIGNAL_AT_IMPORT = """\
+import os, sys
+
+SIG, NTH = int(sys.argv[1]), int(sys.argv[2])
+sys.argv = ["nandoctor", *sys.argv[3:]]
+seen = []
+
+def hook(event, args):
+    if event != "import" or len(seen) > NTH:
+        return
+    if seen or args[0] == "nandoctor.__main__":
+        seen.append(args[0])
+        if len(seen) == NTH + 1:
+            os.kill(os.getpid(), SIG)
+
+import nandoctor  # (its parent package: imported after the event for nandoctor.__main__)
+
+sys.addaudithook(hook)
+from nandoctor.__main__ import entry
+
+entry()
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "sig", "nth"),
+    [
+        (["run", "s.yaml"], signal.SIGINT, 1),  # the first import nandoctor makes
+        (["check", "s.yaml"], signal.SIGTERM, 1),
+        (["trace", "prog.py"], signal.SIGINT, 5),
+        (["run", "s.yaml"], signal.SIGINT, 20),
+        (["check", "s.yaml"], signal.SIGTERM, 60),
+    ],
+)
+def test_a_signal_during_the_start_up_imports_exits_cleanly(tmp_path, command, sig, nth):
+    """However early the signal comes once nandoctor's own code runs: exit 128 + signal, the
+    one line on stderr, no traceback and nothing on stdout."""
+    (tmp_path / "s.yaml").write_text(QUICK)
+    (tmp_path / "prog.py").write_text("print('hello')\n")
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AT_IMPORT, str(int(sig)), str(nth), *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    name = signal.Signals(sig).name
+    assert done.returncode == 128 + sig, done.stderr
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
+    assert done.stderr.endswith(
+        f"nandoctor: interrupted by {name}; stopped, nothing half-written\n"
+    )
+    assert done.stdout == ""
+
+
 def test_a_worker_killed_mid_spec_costs_that_spec_alone(tmp_path):
     folder = specs(tmp_path / "specs", ENDLESS, QUICK, QUICK)
     proc = start("check", folder, "-j", "2", "--format", "json", cwd=tmp_path)
