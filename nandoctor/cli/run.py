@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -66,17 +67,16 @@ def run(
     from nandoctor.examine import examine, verify_fixes
 
     spec = load(spec_path, overrides, steps)
-    outputs = {"--html": html, "--plot": plot}
-    if trace:
-        from nandoctor.instrument.history import spec_beside, summary_beside
-
-        outputs |= {"--trace": trace, "--trace (its resolved spec)": spec_beside(trace)}
-        if str(trace).endswith(".csv"):
-            outputs["--trace (its summary)"] = summary_beside(trace)
-    if any(outputs.values()):
+    if trace or html or plot or tensorboard:
         from nandoctor.report.output import check_outputs
 
-        check_outputs(outputs, spec.input_files())
+        outputs = {"--trace": trace, "--html": html, "--plot": plot}
+        check_outputs(
+            outputs,
+            spec.input_files(),
+            {"--trace": trace_beside(trace)},
+            {"--tensorboard": tensorboard},
+        )
     show = fmt == "text"
     diagnosis, stage = None, TRAINING
     try:
@@ -98,8 +98,19 @@ def run(
     sys.exit(1 if diagnosis.status == "nonfinite" else 0)
 
 
-def write_trace(outcome, path: str) -> None:
+def trace_beside(trace: str | None) -> dict:
+    """The files :func:`write_trace` writes beside ``trace``, by what they are."""
+    if not trace:
+        return {}
+    from nandoctor.instrument.history import spec_beside, summary_beside
 
+    files = {"resolved spec": spec_beside(trace)}
+    if Path(trace).suffix == ".csv":
+        files["run summary"] = summary_beside(trace)
+    return files
+
+
+def write_trace(outcome, path: str) -> None:
     import yaml
 
     from nandoctor.instrument.history import save, spec_beside

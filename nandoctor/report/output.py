@@ -8,8 +8,9 @@ Every output of every command goes through :func:`open_output`:
 - anything else that exists - a character device (``/dev/null``, ``/dev/full``), a FIFO,
   ``/dev/stdout`` - is written through: renaming a file over a device would replace the device.
 
-:func:`check_outputs` runs before any work: an output that is one of the command's inputs, or
-that cannot be written, is a usage problem found in a second, not after a long run.
+:func:`check_outputs` runs before any work: an output that is one of the command's inputs, that
+is another of its outputs (a file written beside one counts: a trace's resolved spec), or that
+cannot be written, is a usage problem found in a second, not after a long run.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -123,21 +125,74 @@ def writable_problem(path: str | Path) -> str | None:
     return None
 
 
-def check_outputs(outputs: dict[str, str | Path | None], inputs: Iterable[str | Path]) -> None:
-    """Refuse, before any work, an output that is an input or that cannot be written.
+@dataclass(frozen=True)
+class _Written:
+    """One file a command will write: given to ``option``, or written beside that option's file
+    (``what``: a trace's resolved spec)."""
 
-    ``outputs`` maps the option that names each output (``-o``, ``--trace``) to its path.
+    option: str
+    path: str | Path  # as given, for messages
+    given: str | Path | None = None  # the option's own path, for a file written beside it
+    what: str = ""
+
+    def __str__(self) -> str:
+        if self.given is None:
+            return f"{self.option} {self.path}"
+        return f"the {self.what} {self.option} {self.given} writes beside it ({self.path})"
+
+
+def check_outputs(
+    outputs: dict[str, str | Path | None],
+    inputs: Iterable[str | Path],
+    beside: dict[str, dict[str, str | Path]] | None = None,
+    folders: dict[str, str | Path | None] | None = None,
+) -> None:
+    """Refuse, before any work, an output that is an input, that is another output of the same
+    command, or that cannot be written.
+
+    ``outputs`` maps the option that names each output (``-o``, ``--trace``) to its path (None:
+    not asked for). ``beside`` maps an option to the other files its output brings, by what
+    they are (``{"--trace": {"resolved spec": "t.spec.yaml"}}``). ``folders`` maps an option to
+    a folder the command writes a new file into (``--tensorboard``): no file may be that folder.
+    Two names are the same file when they resolve to it (symlinks, ``..``, hard links); devices
+    and FIFOs are written through, not replaced, so several outputs may share one.
     """
+    written = [_Written(option, path) for option, path in outputs.items() if path is not None]
+    for option, files in (beside or {}).items():
+        given = outputs.get(option)
+        written += [_Written(option, p, given or p, what) for what, p in files.items()]
     inputs = [Path(p) for p in inputs if p is not None and Path(p).exists()]
-    for option, path in outputs.items():
-        if path is None:
-            continue
+    for out in written:
         for src in inputs:
-            if _same(Path(path), src):
+            if _same(Path(out.path), src):
                 raise UsageProblem(
-                    f"{option} {path}: that is the input {src}; refusing to overwrite it"
+                    f"{out}: that is the input {src}; refusing to overwrite it"
                     " (choose another output file)"
                 )
-        reason = writable_problem(path)
+    _refuse_shared(written, {o: Path(p) for o, p in (folders or {}).items() if p is not None})
+    for out in written:
+        reason = writable_problem(out.path)
         if reason:
-            raise UsageProblem(f"{option} {path}: cannot write there ({reason})")
+            raise UsageProblem(f"{out}: cannot write there ({reason})")
+
+
+def _refuse_shared(written: list[_Written], folders: dict[str, Path]) -> None:
+    """Two outputs on one file: the second would overwrite the first, after all the work."""
+    kept: list[_Written] = []
+    for out in written:
+        if _written_through(out.path):
+            continue
+        for earlier in kept:
+            if _same(Path(out.path), Path(earlier.path)):
+                first, second = (out, earlier) if out.given is None else (earlier, out)
+                raise UsageProblem(
+                    f"{first}: the same file as {second}; one would overwrite the other"
+                    " (give each output its own file)"
+                )
+        for option, folder in folders.items():
+            if _same(Path(out.path), folder):
+                raise UsageProblem(
+                    f"{out}: the same path as the folder {option} {folder} (give the file"
+                    " another name, or the events another folder)"
+                )
+        kept.append(out)

@@ -127,3 +127,74 @@ def test_an_unwritable_output_is_found_before_training(tmp_path, monkeypatch):
     assert r.exit_code == 2 and "no such folder" in r.output, r.output
     r = CliRunner().invoke(main, ["run", str(spec), "--trace", str(tmp_path / "no" / "t.npz")])
     assert r.exit_code == 2 and "no such folder" in r.output, r.output
+
+
+def test_two_outputs_on_one_file_are_refused_however_it_is_named(tmp_path):
+    (tmp_path / "real.svg").write_text("x")
+    (tmp_path / "link.svg").symlink_to(tmp_path / "real.svg")
+    os.link(tmp_path / "real.svg", tmp_path / "hard.svg")
+    (tmp_path / "sub").mkdir()
+    for other in ("real.svg", "link.svg", "hard.svg", "sub/../real.svg"):
+        with pytest.raises(UsageProblem, match=r"the same file as --html .*real\.svg"):
+            check_outputs({"--html": tmp_path / "real.svg", "--plot": tmp_path / other}, [])
+    with pytest.raises(UsageProblem, match="--html new.html: the same file as -o ./new.html"):
+        check_outputs({"-o": "./new.html", "--html": "new.html"}, [])  # neither exists yet
+    check_outputs({"--html": tmp_path / "a.html", "--plot": tmp_path / "a.svg"}, [])
+
+
+def test_a_file_written_beside_an_output_is_an_output_too(tmp_path):
+    trace = tmp_path / "t.csv"
+    beside = {"--trace": {"run summary": tmp_path / "t.summary.csv"}}
+    with pytest.raises(UsageProblem) as refused:
+        check_outputs({"--trace": trace, "--html": tmp_path / "t.summary.csv"}, [], beside)
+    assert str(refused.value) == (
+        f"--html {tmp_path}/t.summary.csv: the same file as the run summary --trace {trace}"
+        f" writes beside it ({tmp_path}/t.summary.csv); one would overwrite the other"
+        " (give each output its own file)"
+    )
+    folders = {"--tensorboard": tmp_path / "events"}
+    with pytest.raises(UsageProblem, match="the same path as the folder --tensorboard"):
+        check_outputs({"--html": tmp_path / "events"}, [], None, folders)
+
+
+def test_outputs_written_through_a_device_may_share_it(tmp_path):
+    check_outputs({"--html": "/dev/null", "-o": "/dev/null"}, [])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--trace", "same.csv", "--html", "same.csv"],
+            "--html same.csv: the same file as --trace",
+        ),
+        (["--trace", "t.csv", "--html", "t.summary.csv"], "the run summary --trace t.csv"),
+        (["--trace", "t.npz", "--html", "t.spec.yaml"], "the resolved spec --trace t.npz"),
+        (["--plot", "same.svg", "--html", "same.svg"], "--plot same.svg: the same file as --html"),
+    ],
+)
+def test_run_refuses_two_outputs_on_one_file_before_training(tmp_path, monkeypatch, args, message):
+    import nandoctor.examine
+
+    def no_work(*_a, **_k):
+        raise AssertionError("trained before checking the outputs")
+
+    monkeypatch.setattr(nandoctor.examine, "examine", no_work)
+    monkeypatch.chdir(tmp_path)
+    _spec(tmp_path, "s.yaml")
+    r = CliRunner().invoke(main, ["run", "s.yaml", "--no-verify", *args])
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "give each output its own file" in r.output
+    assert sorted(os.listdir(tmp_path)) == ["s.yaml"]
+
+
+def test_sweep_and_check_refuse_two_outputs_on_one_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _spec(tmp_path, "s.yaml")
+    for args in (
+        ["sweep", "s.yaml", "--lr", "0.1", "--html", "a.svg", "--plot", "a.svg"],
+        ["check", "s.yaml", "-o", "r.xml", "--format", "junit", "--html", "r.xml"],
+    ):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2 and "the same file as" in r.output, r.output
+        assert sorted(os.listdir(tmp_path)) == ["s.yaml"]
