@@ -89,13 +89,14 @@ def collect(paths: tuple[str, ...] | list[str]) -> list[str]:
     """
     out: dict[str, str] = {}  # the file itself (real path) -> the name it is reported under
     for p in paths:
-        if not Path(p).exists() and any(ch in p for ch in "*?["):
-            found = [f for g in glob_walk(p) for f in _expand(g)]
-        else:
-            found = _expand(p)
+        found = [f for g in glob_walk(p) for f in _expand(g)] if _is_glob(p) else _expand(p)
         for f in found:
             out.setdefault(os.path.realpath(f), os.path.normpath(f))
     return list(out.values())
+
+
+def _is_glob(p: str) -> bool:
+    return not Path(p).exists() and any(ch in p for ch in "*?[")
 
 
 def _expand(p: str) -> list[str]:
@@ -374,7 +375,18 @@ def _position(spec, key: str, lines: list[str]) -> tuple[int, int]:
 
 
 def collect_specs(paths: tuple[str, ...] | list[str]) -> list[str]:
-    """:func:`collect`, refusing an empty result (a usage problem)."""
+    """:func:`collect`, refusing a path that does not exist (a glob aside: it may match nothing)
+    and an empty result (usage problems, exit 2). A spec that exists but is invalid is not a
+    usage problem: it fails its check (exit 1) without stopping the others."""
+    missing = [p for p in paths if not _is_glob(p) and not os.path.exists(p)]
+    if missing:
+        names = ", ".join(
+            f"{p} (a symlink to {os.readlink(p)}, which does not exist)" if os.path.islink(p) else p
+            for p in missing
+        )
+        raise UsageProblem(
+            f"no such file or folder: {names}; PATHS are spec files, folders or globs"
+        )
     files = collect(paths)
     if not files:
         raise UsageProblem(

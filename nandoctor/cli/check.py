@@ -70,7 +70,8 @@ def check(paths, fmt, output, steps, fail_on, allow_nonfinite, jobs, cluster, ht
     or Inf appears, when a warning listed in check.fail_on fires, when its final loss exceeds
     check.max_final_loss, or when it is invalid (which does not stop the others).
 
-    Exit codes: 0 every spec passed; 1 any spec failed (an invalid one included); 2 usage error.
+    Exit codes: 0 every spec passed; 1 any spec failed (an invalid one included); 2 usage error
+    (a path that does not exist included).
 
     \b
     Examples:

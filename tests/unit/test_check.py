@@ -80,6 +80,16 @@ def test_collect_files_folders_and_globs(tmp_path):
     assert collect(["missing.yaml"]) == ["missing.yaml"]  # a named file is kept: it will fail
 
 
+@pytest.mark.parametrize("missing", ["missing.yaml", "missing_folder/", "gone.yaml"])
+def test_a_path_that_does_not_exist_is_a_usage_error_not_a_failed_spec(tmp_path, missing):
+    shutil.copy(CONFIGS / "healthy.yaml", tmp_path / "s.yaml")
+    (tmp_path / "gone.yaml").symlink_to(tmp_path / "nowhere.yaml")  # a link to nothing
+    r = invoke("check", tmp_path / "s.yaml", tmp_path / missing)
+    assert r.exit_code == 2, r.output
+    assert f"no such file or folder: {tmp_path / missing}" in r.output
+    assert "PASS" not in r.output  # refused before any spec ran
+
+
 def test_a_glob_follows_a_symlink_loop_once_and_checks_each_file_once(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.yaml").write_text("x: 1\n")
