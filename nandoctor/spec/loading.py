@@ -185,9 +185,27 @@ def _count(n: int) -> str:
 
 
 def _key_text(node: yaml.Node) -> str:
-    """A key as text for positions and messages: a scalar's value (at most 80 characters)."""
-    text = str(node.value) if isinstance(node, yaml.ScalarNode) else "<complex key>"
+    """A key as text for positions and messages: a scalar's value (at most 80 characters), a
+    null or boolean key in YAML's own words (``~:`` is ``null``, ``yes:`` is ``true``), as
+    :func:`key_word` says the constructed key."""
+    if not isinstance(node, yaml.ScalarNode):
+        return "<complex key>"
+    text = str(node.value)
+    if node.tag == "tag:yaml.org,2002:null":
+        text = "null"
+    elif node.tag == "tag:yaml.org,2002:bool":
+        text = key_word(yaml.constructor.SafeConstructor.bool_values.get(text.lower(), text))
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def key_word(key: object) -> str:
+    """A constructed key as the spec's messages name it: ``None`` is ``null``, ``True``
+    ``true``, anything else its text."""
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
 
 
 def _walk(node: yaml.Node, path: str, pos: dict, seen: set) -> list[str]:

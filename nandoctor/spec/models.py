@@ -14,6 +14,7 @@ import os
 import re
 import reprlib
 import types
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from nandoctor.diagnosis.catalogue import FAIL_ON_IDS
 from nandoctor.engine.nn import ACTIVATIONS
 from nandoctor.errors import UsageProblem
 from nandoctor.spec.limits import size_problems
-from nandoctor.spec.loading import YamlProblem, escape_controls, parse, read_text
+from nandoctor.spec.loading import YamlProblem, escape_controls, key_word, parse, read_text
 
 Activation = Literal["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"]
 Init = Literal["normal", "xavier", "xavier_uniform", "he", "he_uniform", "uniform", "zeros"]
@@ -350,6 +351,8 @@ class _Origin:
         message = f"{key}: {detail}" if key else detail
         for k, item in self.overrides.items():
             if key == k or key.startswith(k + "."):
+                if not item.partition("=")[2].strip():  # --set KEY= gives no value at all
+                    message += f"; give one as --set {k}=VALUE"
                 return Problem("--set", 0, 0, key, message, item)
         found = self.present(key)
         kl, kc, vl, vc = self.positions.get(found, (0, 0, 0, 0))
@@ -574,6 +577,8 @@ _RANGE = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 def _explain(err: dict) -> tuple[str, str, bool]:
     """A pydantic error as (dotted key, plain message, located at the key rather than the value)."""
     loc = [str(p) for p in err["loc"]]
+    if err["type"] == "invalid_key":  # a key that is not a string: pydantic's loc says str(key)
+        loc[-1] = key_word(err.get("input"))  # or 1 for True; the key itself says null, true
     key, kind, got = ".".join(loc), err["type"], _show(err.get("input"))
     if kind in ("extra_forbidden", "invalid_key"):
         fields = list(getattr(_type_at(loc[:-1]), "model_fields", {}))
@@ -581,6 +586,8 @@ def _explain(err: dict) -> tuple[str, str, bool]:
     if kind == "missing":
         info = _field_at(loc)
         return key, "required key missing" + (f" ({info.description})" if info else ""), False
+    if err.get("input", ...) is None and kind not in ("extra_forbidden", "invalid_key"):
+        return key, f"needs a value ({_allowed(loc, kind)}); it is empty (null)", False
     if kind == "literal_error":
         choices = [str(c) for c in get_args(_type_at(loc))]
         word = str(err.get("input"))
@@ -595,6 +602,14 @@ def _explain(err: dict) -> tuple[str, str, bool]:
     if noun:
         return key, f"expected {_expected(loc) or noun}, got {got}", False
     return key, err["msg"].removeprefix("Value error, "), False
+
+
+def _allowed(loc: list[str], kind: str) -> str:
+    """What the field at ``loc`` takes, in words, for a value that is missing."""
+    if kind == "literal_error":
+        return "one of " + ", ".join(str(c) for c in get_args(_type_at(loc)))
+    noun = next((n for prefix, n in _NOUNS.items() if kind.startswith(prefix + "_")), None)
+    return _expected(loc) or noun or "see nandoctor schema --markdown"
 
 
 def _expected(loc: list[str]) -> str:
@@ -660,10 +675,12 @@ def _suggest(word: str, choices: list[str], what: str = "") -> str:
     """'; did you mean X?' for the closest choice (ties go to the nearest number: float8 ->
     float16), else the valid choices when ``what`` names them."""
 
+    typed = _folded(word)
+
     def score(c: str) -> tuple[float, int]:
         a, b = re.sub(r"\D", "", word), re.sub(r"\D", "", c)
         distance = abs(int(a) - int(b)) if a and b else 0
-        return difflib.SequenceMatcher(None, word, c).ratio(), -distance
+        return difflib.SequenceMatcher(None, typed, _folded(c)).ratio(), -distance
 
     if len(word) > 100:  # no similarity search against an unbounded value
         return f"; valid {what}: {', '.join(choices)}" if what else ""
@@ -671,6 +688,13 @@ def _suggest(word: str, choices: list[str], what: str = "") -> str:
     if best is not None and score(best)[0] >= 0.7:
         return f"; did you mean {best!r}?"
     return f"; valid {what}: {', '.join(choices)}" if what else ""
+
+
+def _folded(word: str) -> str:
+    """``word`` compared as typed by hand: case and accents dropped (``'RéLU'`` -> ``'relu'``),
+    in whichever Unicode form it came (a composed ``é`` is one character, ``e`` + U+0301 two)."""
+    decomposed = unicodedata.normalize("NFKD", word)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 def _whole(value: Any) -> int | None:

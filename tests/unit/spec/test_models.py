@@ -95,6 +95,48 @@ def test_bad_enum_suggests_closest(tmp_path):
     )
 
 
+@pytest.mark.parametrize("typed", ["réluu", "re\u0301luu", "RELU", "Réluu"])
+def test_a_value_typed_with_an_accent_or_capitals_gets_its_suggestion(tmp_path, typed):
+    (p,) = problems(
+        write(tmp_path, f"model:\n  layers:\n    - {{units: 2, activation: {typed}}}\n")
+    )
+    assert p.message.endswith("; did you mean 'relu'?"), p.message
+
+
+@pytest.mark.parametrize(
+    ("key", "said"), [("null", "null"), ("~", "null"), ("yes", "true"), ("False", "false")]
+)
+def test_a_null_or_boolean_key_is_named_as_yaml_says_it_with_its_line(tmp_path, key, said):
+    path = write(tmp_path, GOOD.replace("model:\n", f"model:\n  {key}: 3\n"))
+    (p,) = problems(path)
+    assert (p.line, p.col, p.key) == (6, 3, f"model.{said}")
+    assert p.message == f"model.{said}: unknown key; valid keys: layers, weights"
+
+
+def test_an_empty_value_says_it_needs_one(tmp_path):
+    path = write(
+        tmp_path, GOOD.replace("learning_rate: 0.1", "learning_rate:") + "numerics: {dtype: }\n"
+    )
+    found = {p.key: p for p in problems(path)}
+    assert str(found["train.learning_rate"]) == (
+        f"{path}:10:17: train.learning_rate: needs a value (a number at least 0); it is empty (null)"
+    )
+    assert found["numerics.dtype"].message == (
+        "numerics.dtype: needs a value (one of float64, float32, float16); it is empty (null)"
+    )
+
+
+def test_set_with_no_value_says_how_to_give_one(tmp_path):
+    (p,) = problems(write(tmp_path, GOOD), ["train.learning_rate="])
+    assert str(p) == (
+        "--set train.learning_rate=: needs a value (a number at least 0); it is empty (null);"
+        " give one as --set train.learning_rate=VALUE"
+    )
+    assert "None" not in str(p)
+    nullable = load_spec(write(tmp_path, GOOD), ["check.max_final_loss="])
+    assert nullable.check.max_final_loss is None  # a key that takes null still does
+
+
 def test_bad_enum_in_a_list_item(tmp_path):
     (p,) = problems(write(tmp_path, GOOD + "check:\n  fail_on: [nonfinite, dead_relus]\n"))
     assert p.key == "check.fail_on.1" and (p.line, p.col) == (12, 24)
