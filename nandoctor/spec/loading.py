@@ -1,9 +1,11 @@
 """Reading a spec file as YAML, safely and cheaply, with the position of every key.
 
-A spec is at most a few hundred values, so anything far bigger is refused before it is built:
-YAML aliases share one node between many places, and a 600-byte "billion laughs" document
-expands to 10**9 values once something walks it as a tree (validation, a message that prints a
-value). The expanded size is counted on the node graph, each node once, before construction.
+A spec is at most a few hundred values, so anything far bigger is refused before it is built.
+The values are counted as they are composed: a file holding too many is refused as soon as
+that many have been read, at the key holding them. YAML aliases share one node between many
+places, and a 600-byte "billion laughs" document expands to 10**9 values once something walks
+it as a tree (validation, a message that prints a value): each node's expanded size is kept as
+it is composed, and a document too big once expanded is refused before construction.
 
 Control characters, invalid UTF-8 and syntax errors are reported as ``line:col`` problems.
 """
@@ -117,14 +119,14 @@ def parse(text: str) -> Document:
     """Compose ``text``, bound its expanded size, record positions, then construct it."""
     _refuse_control_characters(text)
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _CountingLoader(text)
     except yaml.YAMLError as e:
         raise YamlProblem(f"cannot read the YAML: {e}") from None
     try:
         node = loader.get_single_node()
         if node is None:
             raise YamlProblem("the file is empty; a spec needs at least model.layers")
-        _bound(node)
+        loader.bound_aliases(node)
         positions: dict[str, tuple[int, int, int, int]] = {"": (1, 1, 1, 1)}
         duplicates = _walk(node, "", positions, set())
         data = loader.construct_document(node)
@@ -143,41 +145,89 @@ def parse(text: str) -> Document:
     return Document(data, positions, duplicates)
 
 
-def _bound(root: yaml.Node) -> None:
-    """Refuse a document whose aliases expand to more than :data:`MAX_EXPANDED_VALUES` values,
-    pointing at the first top-level key whose value is too big."""
-    sizes: dict[int, int] = {}
-    total = _expanded(root, sizes)
-    if total <= MAX_EXPANDED_VALUES:
-        return
-    line, col = 1, 1
-    if isinstance(root, yaml.MappingNode):
-        for key, value in root.value:
-            if sizes.get(id(value), 0) > MAX_EXPANDED_VALUES // 10:
-                line, col = key.start_mark.line + 1, key.start_mark.column + 1
-                break
-    raise YamlProblem(
-        f"the YAML expands to {_count(total)} values through its aliases (*name); a spec is"
-        f" refused past {MAX_EXPANDED_VALUES:,} (a 'billion laughs' document?)",
-        line,
-        col,
-    )
+class _CountingLoader(yaml.SafeLoader):
+    """A safe loader that counts the values as it composes them, and stops as soon as the file
+    itself holds more than :data:`MAX_EXPANDED_VALUES` (:class:`YamlProblem`): a huge file is
+    refused in the time it takes to read that many, not all of it.
 
+    ``sizes`` keeps the values each composed node stands for with every alias expanded (an alias
+    counts as its anchor's size; one to an anchor still being composed, a recursive alias, as
+    1), so the expanded size is known without walking the graph again."""
 
-def _expanded(node: yaml.Node, sizes: dict[int, int]) -> int:
-    """Values ``node`` stands for once every alias is expanded; each node counted once."""
-    key = id(node)
-    if key in sizes:
-        return sizes[key]
-    sizes[key] = 1  # a node that contains itself (a recursive alias) counts once here
-    if isinstance(node, yaml.MappingNode):
-        children = [n for pair in node.value for n in pair]
-    elif isinstance(node, yaml.SequenceNode):
-        children = node.value
-    else:
-        children = []
-    sizes[key] = 1 + sum(_expanded(child, sizes) for child in children)
-    return sizes[key]
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.values = 0  # nodes in the file composed so far (aliases not counted)
+        self.expanded = 0  # values composed so far, each alias counted as its anchor's size
+        self.sizes: dict[int, int] = {}  # id(node) -> its expanded size, once composed
+        # the nodes being composed, outermost first: (dotted key or index, where it is named,
+        # the expanded count before it)
+        self.open: list[tuple[str | None, yaml.Mark, int]] = []
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)  # an undefined alias raises
+            self.expanded += self.sizes.get(id(node), 1)
+            return node
+        self.values += 1
+        if self.values > MAX_EXPANDED_VALUES:
+            raise self._too_many()
+        mark = self.peek_event().start_mark
+        if isinstance(index, yaml.ScalarNode):  # a mapping's value, named by its key
+            part, mark = _key_text(index), index.start_mark
+        elif isinstance(index, int):  # a list's entry
+            part = str(index)
+        else:  # the document, or a mapping's key
+            part = "" if parent is None else None
+        start = self.expanded
+        self.expanded += 1
+        self.open.append((part, mark, start))
+        node = super().compose_node(parent, index)
+        self.open.pop()
+        self.sizes[id(node)] = self.expanded - start
+        return node
+
+    def _too_many(self) -> YamlProblem:
+        """The file holds too many values: at the innermost key holding most of them."""
+        depth = max(
+            (
+                i
+                for i, (_, _, start) in enumerate(self.open)
+                if self.expanded - start > MAX_EXPANDED_VALUES // 10
+            ),
+            default=0,
+        )
+        parts = [part for part, _, _ in self.open[1 : depth + 1]]
+        key = ".".join(p for p in parts if p) if None not in parts else ""
+        mark = self.open[depth][1] if self.open else None
+        inner = self.open[depth + 1][0] if depth + 1 < len(self.open) else None
+        held = f"{int(inner) + 1:,} entries and more" if inner and inner.isdigit() else "more"
+        what = f"{key} holds" if key else "the file holds"
+        return YamlProblem(
+            f"{what} over {MAX_EXPANDED_VALUES:,} values ({held}); a spec is refused past"
+            f" {MAX_EXPANDED_VALUES:,} (a real one holds hundreds): is this the right file?",
+            *((mark.line + 1, mark.column + 1) if mark else (1, 1)),
+        )
+
+    def bound_aliases(self, root: yaml.Node) -> None:
+        """Refuse a document whose aliases expand it past :data:`MAX_EXPANDED_VALUES` values
+        (the file itself holds fewer: see :meth:`compose_node`), pointing at the first
+        top-level key whose value is too big."""
+        total = self.sizes.get(id(root), 0)
+        if total <= MAX_EXPANDED_VALUES:
+            return
+        line, col = 1, 1
+        if isinstance(root, yaml.MappingNode):
+            for key, value in root.value:
+                if self.sizes.get(id(value), 0) > MAX_EXPANDED_VALUES // 10:
+                    line, col = key.start_mark.line + 1, key.start_mark.column + 1
+                    break
+        raise YamlProblem(
+            f"the YAML expands to {_count(total)} values through its aliases (*name), from"
+            f" {self.values:,} in the file; a spec is refused past {MAX_EXPANDED_VALUES:,}"
+            " (a 'billion laughs' document?)",
+            line,
+            col,
+        )
 
 
 def _count(n: int) -> str:

@@ -77,3 +77,34 @@ def test_a_set_value_with_a_control_character_points_at_the_set(tmp_path):
     path.write_text(SPEC)
     p = problem_of(path, ["train.optimizer=a\x01"])
     assert str(p).startswith("--set train.optimizer=a\\x01:") and "control character" in str(p)
+
+
+def many_layers(n: int) -> str:
+    return "model:\n  layers:\n" + "    - {units: 2}\n" * n
+
+
+def test_a_file_with_too_many_values_and_no_alias_says_so_at_its_key(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text(many_layers(40_000))  # 120,003 values, every one written out
+    p = problem_of(path)
+    assert (p.line, p.col) == (2, 3)  # layers:
+    assert p.message.startswith(f"model.layers holds over {MAX_EXPANDED_VALUES:,} values (")
+    assert "entries and more" in p.message
+    assert "alias" not in p.message and "billion" not in p.message
+
+
+def test_too_many_values_are_refused_without_reading_the_rest(tmp_path):
+    """The count stops the reading once past the bound: a syntax error further on is never
+    reached (composing all of a file this big takes seconds per 100,000 values)."""
+    path = tmp_path / "deep.yaml"
+    path.write_text(many_layers(40_000) + "train: {steps: 5\n")  # unclosed, at the very end
+    p = problem_of(path)
+    assert "holds over" in p.message and "syntax" not in p.message
+
+
+def test_the_bound_counts_aliases_only_when_there_are_some(tmp_path):
+    path = tmp_path / "laughs.yaml"
+    path.write_text(SPEC + laughs(levels=6) + "name: *l5\n")  # 2.3 million values from 35
+    p = problem_of(path)
+    assert "expands to 2,345,696 values through its aliases (*name), from 35 in" in p.message
+    assert p.line == 8  # l3: the first top-level key whose value alone is too big
