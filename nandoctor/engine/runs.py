@@ -36,6 +36,10 @@ class Outcome:
     summary: dict[str, np.ndarray] | None = None  # the whole run downsampled (History.summary)
     threads: int = 1  # BLAS threads it trained with (nandoctor.parallel.threads_for)
     scaling: dict | None = None  # loss scaling's skipped steps and scales (Trainer.SkipLog.of)
+    # the weights it ended with, in ``prepared.slots`` order without the replica axis (the
+    # master weights under mixed precision); None when it went non-finite (its row was dropped)
+    final_params: list[np.ndarray] | None = None
+    resumed: bool = False  # it started from a snapshot, not from ``prepared.init_params``
 
     @property
     def finite(self) -> bool:
@@ -102,6 +106,7 @@ def _train(spec, lrs, instrument, on_step, prepared, start, until, snapshots) ->
     outcomes = [_outcome(trainer, spec, prepared, r, budget) for r in range(len(trainer.lrs))]
     for o in outcomes:
         o.snapshots = kept
+        o.resumed = start is not None
     return outcomes
 
 
@@ -131,7 +136,12 @@ def _outcome(trainer: Trainer, spec, prepared: PreparedRun, r: int, budget: int)
         start, loss = 1, np.array([row[r] for row in trainer.losses])[:steps_run]
         initial = loss[0] if len(loss) else np.nan
     events = list(prepared.events.values()) + list(getattr(trainer.watch, "events", {}).values())
+    row = np.flatnonzero(trainer.state.alive == r)  # its row of the params, if it is still alive
+    final = None
+    if first is None and len(row) and not prepared.first_nonfinite:
+        final = [p[row[0]].copy() for p in trainer.state.params]  # one copy, at the end
     return Outcome(
+        final_params=final,
         scaling=trainer.skips.of(r) if trainer.skips is not None else None,
         spec=spec,
         learning_rate=float(trainer.lrs[r]),
