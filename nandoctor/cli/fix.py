@@ -37,8 +37,8 @@ def fix(spec_path, output, dry_run, overrides, jobs, verify_full):
 
     The written spec keeps your comments, key order and formatting; each changed line gets a
     comment saying why. A fix is a change whose re-run stays finite and learns (its loss falls
-    beyond its noise, no layer stops training, no blow-up on the way, below a constant
-    prediction's loss). Exit 0 when a verified fix was written (or there is nothing to fix), 1
+    beyond its noise, or over the whole training set when one-row batches are too noisy to
+    tell; no layer stops training, no blow-up on the way, below a constant prediction's loss). Exit 0 when a verified fix was written (or there is nothing to fix), 1
     when no candidate both kept every value finite and learned (nothing is written), 2 for a
     bad spec.
 

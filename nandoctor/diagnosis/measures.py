@@ -119,6 +119,13 @@ class LossTrend:
         return not self.fell_fast and (self.end >= self.start * LOSS_FELL or self.diverged)
 
     @property
+    def noisy(self) -> bool:
+        """The two windows differ, either way, by no more than their noise, and neither a fast
+        fall nor a divergence settles it: the windows cannot tell whether it learned (a fall
+        within the noise, or a rise within it, e.g. one-row batches)."""
+        return not self.fell and not self.diverged and abs(self.end - self.start) <= self.noise
+
+    @property
     def learned(self) -> bool | None:
         """True: fell beyond the noise; False: did not fall at all; None: a fall within noise."""
         return True if self.fell else False if self.flat else None
@@ -192,6 +199,68 @@ def _median_error(window: np.ndarray) -> float:
     """Standard error of a window's median, from its median absolute deviation (robust)."""
     mad = median(np.abs(window - median(window)))
     return MEDIAN_SE * MAD_TO_STD * mad / math.sqrt(len(window))
+
+
+@dataclass(frozen=True)
+class WholeDataLoss:
+    """The loss over the training set (``engine.evaluate``: all its rows, or ``rows`` of
+    ``samples``) at the weights a run started and ended with. It decides what mini-batch losses
+    too noisy to compare cannot (one-row batches): it fell when it ended more than 1% below
+    where it started (``LOSS_FELL``, the mini-batch windows' own margin) and by more than
+    ``noise``: ``NOISE_Z`` standard errors of the rows' own changes (each row's loss at the last
+    weights minus at the first, paired), so a fall that a few rows carry while the rest stayed
+    put is no fall (one input row of 1e4 whose loss fell 13% moved the mean as much)."""
+
+    start: float
+    end: float
+    rows: int
+    samples: int
+    noise: float = 0.0
+
+    @property
+    def fell(self) -> bool:
+        # NaN at either end, or in the noise (a row's loss overflowed): no fall
+        return bool(self.end < LOSS_FELL * self.start and self.start - self.end > self.noise)
+
+    def __str__(self) -> str:
+        of = (
+            f"all {self.samples} rows"
+            if self.rows >= self.samples
+            else f"{self.rows} of its {self.samples} rows"
+        )
+        return (
+            f"whole-data loss {fmt(self.start)} -> {fmt(self.end)} ({of}, at the weights it "
+            f"started and ended with; noise over its rows ±{fmt(self.noise)})"
+        )
+
+
+def whole_data_loss(outcome: Outcome) -> WholeDataLoss | None:
+    """:class:`WholeDataLoss` of a finite run from step 1 (a replay started elsewhere; a run
+    that went non-finite has no final weights); None for a loss with no data to fit."""
+    if outcome.final_params is None or outcome.resumed:
+        return None
+    if outcome.spec.loss.name == "random_gradient":
+        return None
+    from nandoctor.engine.evaluate import data_losses, evaluated_count
+
+    prepared, spec = outcome.prepared, outcome.spec
+    start, before = data_losses(prepared, spec, prepared.init_params)
+    end, after = data_losses(prepared, spec, outcome.final_params)
+    n = len(prepared.x)
+    return WholeDataLoss(start, end, evaluated_count(n), n, _paired_noise(before, after, spec))
+
+
+def _paired_noise(before: np.ndarray, after: np.ndarray, spec) -> float:
+    """``NOISE_Z`` standard errors of the whole-data loss's change, from each row's change:
+    of their mean (mean reduction) or their sum (sum). NaN when a row's loss is not finite
+    or there are fewer than two rows."""
+    d = after - before
+    k = len(d)
+    if k < 2 or not np.isfinite(d).all():
+        return math.nan
+    with np.errstate(all="ignore"):
+        se = float(np.std(d, ddof=1)) / math.sqrt(k)
+    return NOISE_Z * se * (k if spec.loss.reduction == "sum" else 1)
 
 
 def column_median(g: np.ndarray) -> np.ndarray:

@@ -24,7 +24,9 @@ from nandoctor.diagnosis.diagnose import Diagnosis, Recommendation, fmt
 from nandoctor.diagnosis.measures import (
     LOSS_WINDOW,
     LossTrend,
+    WholeDataLoss,
     run_loss_trend,
+    whole_data_loss,
 )
 from nandoctor.engine.data import DataError
 from nandoctor.engine.runs import Outcome, train
@@ -77,17 +79,26 @@ class Trial:
     # magnitude on the way (a sentence), or it ends no lower than a constant prediction would
     blowup: str | None = None
     baseline: str | None = None
+    # the loss over the training set at its first and last weights, computed when the
+    # mini-batch losses moved only within their noise (one-row batches): it decides then
+    whole: WholeDataLoss | None = None
 
     @property
     def learns(self) -> bool | None:
-        """True: its loss fell beyond the noise, with every layer still training, no blow-up on
-        the way and an end below a constant prediction's loss; False: one of these failed, or the
-        loss did not fall at all; None: a fall within the noise, or too few steps to tell."""
+        """True: its loss fell beyond the noise (or, where the mini-batches' windows differ only
+        within their noise, over the whole training set), with every layer still training, no
+        blow-up on the way and an end below a constant prediction's loss; False: one of these
+        failed, or the loss did not fall at all; None: a fall within the noise with no whole-data
+        loss to settle it, or too few steps to tell."""
         if not self.finite:
             return None
         if self.frozen or self.blowup or self.baseline:
             return False
-        return self.trend.learned if self.trend is not None else None
+        if self.trend is None:
+            return None
+        if self.whole is not None:  # the windows could not tell: the training set decides
+            return self.whole.fell
+        return self.trend.learned
 
 
 def _trial(o: Outcome) -> Trial:
@@ -97,6 +108,8 @@ def _trial(o: Outcome) -> Trial:
     rows = 0 if g is None or not o.finite else min(len(g), o.steps_run)
     frozen, since = _frozen(g[:rows]) if rows else ((), 0)
     trend = None if random or not o.finite else run_loss_trend(o)
+    # mini-batch losses too noisy to compare: judge the weights on the whole training set
+    whole = whole_data_loss(o) if trend is not None and trend.noisy else None
     return Trial(
         finite=o.finite,
         steps_run=o.steps_run,
@@ -107,7 +120,8 @@ def _trial(o: Outcome) -> Trial:
         frozen_steps=rows,
         frozen_from=o.history_start + since,
         blowup=_blowup(o, trend),
-        baseline=None if trend is None else _at_baseline(o, trend),
+        baseline=None if trend is None else _at_baseline(o, trend, whole),
+        whole=whole,
     )
 
 
@@ -150,27 +164,35 @@ def _blowup(o: Outcome, trend: LossTrend | None) -> str | None:
     )
 
 
-def _at_baseline(o: Outcome, trend: LossTrend) -> str | None:
+def _at_baseline(o: Outcome, trend: LossTrend, whole: WholeDataLoss | None = None) -> str | None:
     """The run's loss ends at the loss of a constant prediction that ignores the inputs (the
     class frequencies for cross-entropy: the chance level; the targets' mean for mse), within
     ``BASELINE_TOL``: it fell, but to where a network that outputs the same
     thing for every input sits, and stayed there. None when it ends elsewhere (below; or above
     and still on its way down from a bad start), or when the loss has no such baseline (a sum,
-    an l2 term, smoothed labels, other losses)."""
+    an l2 term, smoothed labels, other losses). Where the whole-data loss was computed
+    (``whole``), its end is compared: a mean over the rows, as the baseline is, where the median
+    of one-row losses sits below their mean."""
     base = constant_prediction_loss(o)
     if base is None or not base > 0:
         return None
-    if abs(trend.end - base) > BASELINE_TOL * base:
+    full = whole is not None and math.isfinite(whole.end)
+    end = whole.end if full else trend.end
+    if abs(end - base) > BASELINE_TOL * base:
         return None
     what = {
         "cross_entropy": "always predicting the class frequencies (chance level)",
         "bce": "always predicting each output's frequency of 1 (chance level)",
         "mse": "always predicting the targets' mean",
     }[o.spec.loss.name]
+    where = (
+        "over the training set"
+        if full
+        else f"median of its last {trend.last_window or trend.window} steps"
+    )
     return (
-        f"its loss ends at {fmt(trend.end)} (median of its last {trend.last_window or trend.window}"
-        f" steps), where {fmt(base)}, the loss of {what}, sits: it learned nothing from the "
-        "inputs"
+        f"its loss ends at {fmt(end)} ({where}), where {fmt(base)}, the loss of {what}, sits: it "
+        "learned nothing from the inputs"
     )
 
 
@@ -249,7 +271,23 @@ def _record(rec: Recommendation, trial: Trial, note: str = "") -> None:
         rec.learns = trial.learns
         loss = f", final loss {fmt(last)}" if last is not None else ""
         rec.evidence = f"{trial.steps_run} steps from step 1, all finite{loss}{note}"
-        if trend is not None and trend.learned is False:
+        if trend is not None and trial.whole is not None:
+            moved = (
+                "fell"
+                if trend.end < trend.start
+                else "rose"
+                if trend.end > trend.start
+                else "stayed"
+            )
+            noisy = f"its mini-batch loss {moved} only within its step-to-step noise ({trend})"
+            if trial.whole.fell:
+                rec.evidence += f"; {noisy}, but over the training set it fell: {trial.whole}"
+            else:
+                rec.evidence += (
+                    f"; {noisy}, and over the training set it did not fall, {trial.whole}: it "
+                    "keeps the values finite by not learning"
+                )
+        elif trend is not None and trend.learned is False:
             rec.evidence += (
                 f"; but its loss did not fall ({trend}): it keeps the values finite by not learning"
             )
