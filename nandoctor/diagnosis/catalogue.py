@@ -148,8 +148,9 @@ WARNINGS: dict[str, Entry] = {
         "train.learning_rate",
     ),
     "loss_not_decreasing": Entry(
-        "the median loss at the end is no lower than at the start, or is over 1000 times "
-        "step 1's loss (diverging)",
+        "the median loss at the end is no lower than at the start beyond its noise (and, within "
+        "it, the loss over the training set did not fall), or is over 1000 times step 1's loss "
+        "(diverging)",
         "train.learning_rate",
     ),
     "zero_gradient": Entry(

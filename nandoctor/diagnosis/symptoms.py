@@ -24,6 +24,7 @@ from nandoctor.diagnosis.measures import (
     run_loss_trend,
     saturated_what,
     total_norm,
+    whole_data_loss,
 )
 from nandoctor.engine.nn import activation
 
@@ -264,9 +265,11 @@ def diverging_loss(warnings: list[Finding]) -> Finding | None:
 def loss_not_decreasing(run: Observed) -> Iterator[Finding]:
     """The loss over the last tenth of the steps is no lower than over the first tenth, judged
     by medians (``measures.loss_trend``): one huge spike cannot move either end, and a fall
-    smaller than the windows' step-to-step noise is no fall. A loss that ended orders of
-    magnitude above where it started (step 1's loss, or the first tenth's median) is diverging,
-    whatever it did between."""
+    smaller than the windows' step-to-step noise is no fall. Where they differ only within that
+    noise, either way, the loss over the training set at a finite run's first and last weights
+    (``measures.whole_data_loss``) decides. A loss that
+    ended orders of magnitude above where it started (step 1's loss, or the first tenth's
+    median) is diverging, whatever it did between."""
     if run.outcome.spec.loss.name == "random_gradient":
         return
     trend = run_loss_trend(run.outcome, run.n)
@@ -275,15 +278,20 @@ def loss_not_decreasing(run: Observed) -> Iterator[Finding]:
     if trend.diverged:  # a jump at step 2 can lift the whole first tenth: judged from step 1
         yield warning("loss_not_decreasing", f"{DIVERGING}{trend.divergence()}")
         return
+    # windows that differ only within their noise (one-row batches): the training set decides
+    whole = whole_data_loss(run.outcome) if trend.noisy else None
+    if whole is not None and whole.fell:
+        return
     noise = trend.noise
     yield warning(
         "loss_not_decreasing",
         str(trend)
         + (
             f" (a change within its step-to-step noise, ±{fmt(noise)})"
-            if trend.end < trend.start
+            if trend.end < trend.start or trend.noisy
             else ""
-        ),
+        )
+        + (f"; {whole}" if whole is not None else ""),
     )
 
 

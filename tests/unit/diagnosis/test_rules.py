@@ -172,6 +172,25 @@ def test_mini_batch_noise_does_not_pass_for_a_falling_loss():
     assert "loss_not_decreasing" in {w.id for w in d.warnings}
 
 
+def test_one_row_batches_whose_loss_fell_over_the_training_set_are_not_flagged():
+    """Batches of one row: each step's loss is one row's, so the medians of the first and last
+    20 steps differ within their noise even while training works. The loss over all 256 rows
+    at the first and last weights decides: it fell, no warning; at a rate too small to move the
+    weights it did not, and the warning gives both numbers. A fall one outlier row carries is
+    no fall either (test_one_huge_early_spike_does_not_hide_a_loss_that_does_not_fall)."""
+    from nandoctor.diagnosis.measures import run_loss_trend, whole_data_loss
+
+    learns = train(spec(RELU_NET, steps=200, batch_size=1, optimizer="adam", learning_rate=1e-3))[0]
+    assert run_loss_trend(learns).learned is None  # the windows cannot tell
+    assert whole_data_loss(learns).end < 0.9 * whole_data_loss(learns).start
+    assert "loss_not_decreasing" not in {w.id for w in diagnose(learns).warnings}
+
+    still = train(spec(RELU_NET, steps=200, batch_size=1, learning_rate=1e-7))[0]
+    assert run_loss_trend(still).noisy  # here the last window's median is higher, within noise
+    (w,) = [w for w in diagnose(still).warnings if w.id == "loss_not_decreasing"]
+    assert "step-to-step noise" in w.summary and "whole-data loss" in w.summary
+
+
 def test_a_falling_loss_is_not_flagged():
     d = diagnose(train(spec(RELU_NET, steps=200, learning_rate=0.01))[0])
     assert "loss_not_decreasing" not in {w.id for w in d.warnings}
