@@ -741,6 +741,26 @@ def _end(outcome: Outcome) -> None:
                 sys.stderr.write(_user_traceback(e, tb))
 
 
+# The handlers python_signals installed for the traced run, by signal, with what a process the
+# program forks gets instead (python's own): a forked worker (multiprocessing's pool, os.fork)
+# is the program's, not the trace's, and a SIGTERM must end it as under python -- else
+# Pool.terminate waits forever on a worker that unwound into the trace's report.
+_TRACED_HANDLERS: dict[int, tuple[object, object]] = {}
+
+
+def _python_signals_in_child() -> None:
+    import signal
+
+    for signum, (ours, python) in _TRACED_HANDLERS.items():
+        if signal.getsignal(signum) is ours:  # not one the program installed itself
+            signal.signal(signum, python)
+    _TRACED_HANDLERS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_python_signals_in_child)
+
+
 @contextlib.contextmanager
 def python_signals(outcome: Outcome | None = None):
     """Ctrl-C and SIGTERM behave for the program as under python (KeyboardInterrupt, exit).
@@ -768,11 +788,18 @@ def python_signals(outcome: Outcome | None = None):
             outcome.interrupted = signum
             raise ProgramEnded(128 + signum, "SIGTERM")
 
+        _TRACED_HANDLERS.update(
+            {
+                signal.SIGINT: (interrupt, signal.default_int_handler),
+                signal.SIGTERM: (terminate, signal.SIG_DFL),
+            }
+        )
         defaults = {signal.SIGINT: interrupt, signal.SIGTERM: terminate}
     old = {s: signal.signal(s, h) for s, h in defaults.items()}
     try:
         yield
     finally:
+        _TRACED_HANDLERS.clear()
         for s, h in old.items():
             signal.signal(s, h)
 

@@ -279,3 +279,25 @@ def test_a_second_run_cut_short_says_so_rather_than_that_the_program_changed(tmp
     assert first.iteration is None
     assert "stopped after 12.5 s" in first.iteration_note
     assert "did not reach" not in first.iteration_note
+
+
+def test_a_process_the_program_forks_ends_on_sigterm_as_under_python(tmp_path):
+    """A forked child is the program's: SIGTERM ends it by the signal, as under python, not by
+    the trace's unwinding into a report of its own (Pool.terminate then waited on a worker that
+    never ended: a hang, 1 run in about 45)."""
+    body = (
+        "import os, signal, time\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    time.sleep(30)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.2)\n"
+        "os.kill(child, signal.SIGTERM)\n"
+        "_, status = os.waitpid(child, 0)\n"
+        "print('child', os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM)\n"
+    )
+    done = trace(tmp_path, body, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "healthy"
+    assert "child True" in done.stderr
+    assert "interrupted" not in done.stderr
