@@ -368,7 +368,7 @@ def _roles(first: FirstNonFinite) -> dict[str, set[str]]:
 
     from nandoctor.trace.frames import statement_at
 
-    tree = statement_at(first.file, first.line) if first.line is not None else None
+    tree = statement_at(first.file, first.line, first.column) if first.line is not None else None
     if tree is None:
         try:
             tree = ast.parse(first.source.strip())
@@ -399,7 +399,7 @@ def _in_a_sigmoid(first: FirstNonFinite) -> bool:
 
     from nandoctor.trace.frames import parsed, statement_at
 
-    stmt = statement_at(first.file, first.line) if first.line is not None else None
+    stmt = statement_at(first.file, first.line, first.column) if first.line is not None else None
     if stmt is None:
         return False
     feeds = {

@@ -29,11 +29,12 @@ from nandoctor.trace import npstate
 from nandoctor.trace.frames import (
     _USER_CODE,
     display_path,
+    frame_column,
     innermost_loop,
     is_user_code,
     outer_loops,
-    source_line,
     statement_at,
+    statement_source,
     user_frames,
 )
 
@@ -113,6 +114,8 @@ class FirstNonFinite:
     # the NumPy ufunc that raised the flag, as NumPy names it ("divide", "scalar divide"): inside
     # a library function (np.corrcoef), the op that really made the value
     ufunc: str | None = field(default=None, repr=False)
+    # the 0-based column of the op, when its line holds several statements: which one made it
+    column: int | None = field(default=None, repr=False)
     # (entry, largest operand) of each entry of the innermost loop, from the second run: over the
     # passes of the loop around it (the epochs around a batch loop)
     entry_growth: list[tuple[int, float]] = field(default_factory=list, repr=False)
@@ -190,14 +193,20 @@ class Site:
     # the line of the later statement that absorbed it, when the statement kept it in a variable
     absorbed_at: int | None = None
     integer: bool = False  # the op's result was integers: it made no NaN or Inf at all
+    # the 0-based column where its statement starts, when the line holds several statements
+    # (``g = w * c; w = w + g``): each is a site of its own, counted and examined apart
+    column: int | None = None
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "file": display_path(self.file),
             "line": self.line,
             "kind": self.kind,
             "count": self.count,
         }
+        if self.column is not None:
+            out["column"] = self.column + 1
+        return out
 
 
 class NonFiniteError(FloatingPointError):
@@ -365,6 +374,7 @@ class Recorder:
         self.stop_plan: dict | None = None  # the same for ``stopped_by``
         self.on_stopped = on_stopped  # called as on_first at the op the program's handling stopped
         self.first_silenced = False  # the program had set 'ignore' for the first value's error
+        self.first_site: Site | None = None  # the site of the first value's event
         self.on_first = on_first
         self.user_state = user_state or UserErrorState()
         self.own_errors: list[str] = []  # nandoctor's own failures while recording (a bug)
@@ -446,10 +456,14 @@ class Recorder:
         """Count the event and examine it; True when it is the first non-finite value kept, None
         when it is the op the program's own error handling stopped (``aborted``: it raised, so
         the statement kept no value)."""
-        key = (frame.f_code.co_filename, frame.f_lineno, kind)
+        filename, line = frame.f_code.co_filename, frame.f_lineno
+        column = frame_column(frame)  # None unless the line holds several statements
+        stmt = statement_at(filename, line, column) if column is not None else None
+        start = stmt.col_offset if stmt is not None else None
+        key = (filename, line, start, kind)
         site = self.sites.get(key)
         if site is None:
-            site = self.sites[key] = Site(frame.f_code.co_filename, frame.f_lineno, kind)
+            site = self.sites[key] = Site(filename, line, kind, column=start)
         site.count += 1
         site.aborted += aborted
         if self.first is not None:
@@ -459,7 +473,8 @@ class Recorder:
             return False
         from nandoctor.trace.evaluate import absorbed_later, read_line
 
-        stmt = statement_at(frame.f_code.co_filename, frame.f_lineno)
+        if stmt is None:
+            stmt = statement_at(filename, line)
         reading = read_line(frame, stmt, kind)
         if stops:
             self.stopped_by = first_from_frame(frame, kind, reading, ufunc)
@@ -480,6 +495,7 @@ class Recorder:
         if not reading.reproduced and not reading.names:
             reading.names = _out_array(frame, _in_place(stmt))
         self.first = first_from_frame(frame, kind, reading, ufunc)
+        self.first_site = site
         self.first_silenced = self.user_state.modes[NUMPY_KEYS[kind]] == "ignore"
         self.plan = rerun_plan(frame, reading.node or _in_place(stmt))
         return True
@@ -588,6 +604,7 @@ def first_from_frame(frame, kind: str, reading, ufunc: str | None = None) -> Fir
         variables=reading.names,
         loop=_loop_json(loop, frames, loop_frame),
         ufunc=ufunc,
+        column=frame_column(frames[0]),
     )
     if loop is not None:
         from nandoctor.trace.loops import iteration_from_target
@@ -616,19 +633,20 @@ def likely_value(kind: str, op: str) -> str:
     return "-inf" if kind == "divide_by_zero" and op.startswith("log") else "inf"
 
 
-def _stack(frames, line: int | None = None) -> list[Frame]:
+def _stack(frames, line: int | None = None, column: int | None = None) -> list[Frame]:
     stack = [
         Frame(
             display_path(f.f_code.co_filename),
             f.f_lineno,
             f.f_code.co_name,
-            source_line(f.f_code.co_filename, f.f_lineno),
+            statement_source(f.f_code.co_filename, f.f_lineno, frame_column(f)),
         )
         for f in frames
     ]
     if line is not None and stack:
         top = frames[0].f_code.co_filename
-        stack[0] = Frame(stack[0].file, line, stack[0].function, source_line(top, line))
+        source = statement_source(top, line, column)
+        stack[0] = Frame(stack[0].file, line, stack[0].function, source)
     return stack
 
 
@@ -641,7 +659,11 @@ def first_silent(
     made it from finite operands without a flag (``silent.created_by``), when one did."""
     kind, count, size, *kinds = found  # how many of each kind, when known
     frames = user_frames(frame)
-    stack = _stack(frames, line)
+    from nandoctor.trace.silent import statement_assigning
+
+    stmt = statement_assigning(frame.f_code.co_filename, line, variable)
+    column = stmt.col_offset if stmt is not None and stmt.lineno == line else None
+    stack = _stack(frames, line, column)
     loop_frame, loop = innermost_loop(frames, line)  # the frame already stands on the next line
     first = FirstNonFinite(
         file=stack[0].file,

@@ -232,18 +232,75 @@ def outer_loops(
     return found[:limit]
 
 
-def statement_at(filename: str, line: int) -> ast.stmt | None:
-    """The innermost simple statement that starts at, or spans, ``line``."""
+SIMPLE_EXCLUDED = (
+    ast.For, ast.While, ast.If, ast.With, ast.Try, ast.FunctionDef, ast.ClassDef,
+    ast.AsyncFunctionDef,
+)  # fmt: skip
+
+
+@lru_cache(maxsize=256)
+def statements_by_line(filename: str) -> dict[int, tuple[ast.stmt, ...]]:
+    """line -> the simple statements that start at, or span, it, in source order (several when
+    a line holds several: ``g = w * c; w = w + g; step += 1``)."""
     tree = parsed(filename)
-    if tree is None:
+    out: dict[int, list[ast.stmt]] = {}
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.stmt) and not isinstance(node, SIMPLE_EXCLUDED):
+            for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+                out.setdefault(line, []).append(node)
+    return {
+        line: tuple(sorted(nodes, key=lambda n: (n.lineno, n.col_offset)))
+        for line, nodes in out.items()
+    }
+
+
+def _holds(stmt: ast.stmt, line: int, column: int) -> bool:
+    end = (stmt.end_lineno or stmt.lineno, stmt.end_col_offset or 0)
+    return (stmt.lineno, stmt.col_offset) <= (line, column) < end
+
+
+def statement_at(filename: str, line: int, column: int | None = None) -> ast.stmt | None:
+    """The innermost simple statement that starts at, or spans, ``line``; at ``column`` (0-based,
+    the position of an instruction: :func:`frame_column`) the one that holds it, when the line
+    holds several. Without a column, the last of them."""
+    found = statements_by_line(filename).get(line, ())
+    if column is not None and len(found) > 1:
+        found = tuple(s for s in found if _holds(s, line, column)) or found
+    return found[-1] if found else None
+
+
+def several_statements(filename: str, line: int) -> bool:
+    """Whether ``line`` holds more than one simple statement (``a = f(x); b = g(a)``)."""
+    return len(statements_by_line(filename).get(line, ())) > 1
+
+
+_POSITIONS: dict[CodeType, tuple] = {}
+
+
+def frame_column(frame: FrameType) -> int | None:
+    """The 0-based column of the instruction ``frame`` is executing (the op NumPy's callback
+    interrupted, the call into a callee), when its line holds several statements: which of them
+    runs. None otherwise, or when the code has no column table."""
+    code = frame.f_code
+    if not several_statements(code.co_filename, frame.f_lineno):
         return None
-    best = None
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.stmt)
-            and not isinstance(node, ast.For | ast.While | ast.If | ast.With | ast.Try)
-            and not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)
-            and node.lineno <= line <= (node.end_lineno or node.lineno)
-        ) and (best is None or node.lineno >= best.lineno):
-            best = node
-    return best
+    positions = _POSITIONS.get(code)
+    if positions is None:
+        positions = _POSITIONS[code] = tuple(code.co_positions())
+    index = frame.f_lasti // 2  # one entry per 2-byte code unit
+    if not 0 <= index < len(positions):
+        return None
+    line, _, column, _ = positions[index]
+    return column if line == frame.f_lineno else None
+
+
+def statement_source(filename: str, line: int, column: int | None = None) -> str:
+    """The source of the statement at ``line`` (and ``column``): the whole line, stripped, unless
+    the line holds several statements; then only the one at ``column`` (the last without one)."""
+    if not several_statements(filename, line):
+        return source_line(filename, line)
+    stmt = statement_at(filename, line, column)
+    text = ast.get_source_segment("".join(linecache.getlines(filename)), stmt) if stmt else None
+    if not text:
+        return source_line(filename, line)
+    return text.splitlines()[line - stmt.lineno].strip()  # the part of it on ``line``

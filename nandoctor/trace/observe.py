@@ -16,7 +16,7 @@ import numpy as np
 from nandoctor.trace import npstate
 from nandoctor.trace.evaluate import DISCARDED, EXPONENTIALS, on_grid, op_name
 from nandoctor.trace.events import Recorder, Site, likely_value
-from nandoctor.trace.frames import display_path, source_line, statement_at
+from nandoctor.trace.frames import display_path, source_line, statement_at, statement_source
 from nandoctor.trace.result import TraceWarning
 
 SATURATION_TOL = 1e-3  # outputs this close to 0 or 1 are saturated (as run's history)
@@ -25,7 +25,8 @@ PARTLY = 0.025  # p(1 - p) under a tenth of its peak 0.25: a partly saturated un
 
 
 def _site_text(site: Site) -> str:
-    return f"{display_path(site.file)}:{site.line} (`{source_line(site.file, site.line)}`)"
+    source = statement_source(site.file, site.line, site.column)
+    return f"{display_path(site.file)}:{site.line} (`{source}`)"
 
 
 def event_warnings(recorder: Recorder) -> tuple[list[TraceWarning], list[str]]:
@@ -44,7 +45,7 @@ def event_warnings(recorder: Recorder) -> tuple[list[TraceWarning], list[str]]:
             notes.append(f"underflow to 0 {times} at {_site_text(site)}")
     for site in recorder.sites.values():
         if site.absorbed and (
-            recorder.first is None or (site.file, site.line) != _first_key(recorder)
+            recorder.first is None or _place(site) != _place(recorder.first_site)
         ):
             summary = absorbed_text(site)
             if site.op in EXPONENTIALS:
@@ -139,8 +140,9 @@ def absorbed_text(site: Site) -> str:
     return text
 
 
-def _first_key(recorder: Recorder) -> tuple:
-    return (recorder.plan or {}).get("op_code", [None])[0], (recorder.plan or {}).get("op_line")
+def _place(site: Site | None) -> tuple | None:
+    """Where a site is: its file, line and, on a line of several statements, its statement."""
+    return None if site is None else (site.file, site.line, site.column)
 
 
 def arrays_in(namespace: dict, depth: int = 1):

@@ -34,6 +34,7 @@ from nandoctor.trace.frames import (
     next_pass,
     parsed,
     statement_at,
+    statements_by_line,
 )
 
 
@@ -211,43 +212,91 @@ def _is_number(value) -> bool:
     return isinstance(value, np.ndarray) and value.dtype.kind in "biufc"
 
 
+def statement_assigning(filename: str, line: int, name: str) -> ast.stmt | None:
+    """The statement at ``line`` that assigns ``name`` (the last of them, when the line holds
+    several statements: ``best = np.inf; x = f(x)``); else the one :func:`statement_at` gives."""
+    for stmt in reversed(statements_by_line(filename).get(line, ())):
+        if name in assigned_by_statement(stmt):
+            return stmt
+    return statement_at(filename, line)
+
+
+def assigned_by_statement(stmt: ast.stmt) -> tuple[str, ...]:
+    """The expressions (as source) one statement assigns (``assigned_by_line``'s rule)."""
+    targets: list[ast.expr] = []
+    if isinstance(stmt, ast.Assign):
+        targets = [t for tgt in stmt.targets for t in _store_targets(tgt)]
+    elif isinstance(stmt, ast.AugAssign | ast.AnnAssign):
+        targets = _store_targets(stmt.target)
+    return tuple(dict.fromkeys(ast.unparse(t) for t in targets))
+
+
 def created_by(frame, line: int, inputs: dict) -> dict | None:
     """The op of the statement at ``line`` that made a NaN or Inf from finite numbers without a
     NumPy flag (Python float arithmetic, ``np.einsum``), re-evaluated on what its names held
     before it ran (``inputs``): ``{"op", "operands", "names", "value", "python"}``. None when an
     input was not a number (a path, a string: what a reader or ``float(s)`` returns is data) or
-    the op cannot be read without side effects."""
+    the op cannot be read without side effects.
+
+    A line of several statements (``g = w * c; w = w + g``) is re-evaluated statement by
+    statement, in order, each on what the ones before it assigned."""
     import types
 
-    from nandoctor.trace.evaluate import (
-        FrameEvaluator,
-        _names,
-        _operands,
-        statement_value,
-        value_kind,
-    )
+    from nandoctor.trace.evaluate import FrameEvaluator, statement_value
 
     numbers = [v for v in inputs.values() if not isinstance(v, types.ModuleType)]
     if not numbers or not all(_is_number(v) for v in numbers):
         return None
-    stmt = statement_at(frame.f_code.co_filename, line)
-    root = statement_value(stmt) if stmt is not None else None
-    if root is None:
-        return None
-    before = types.SimpleNamespace(f_locals={**frame.f_locals, **inputs}, f_globals=frame.f_globals)
-    evaluator = FrameEvaluator(before)
-    try:
-        with npstate.errstate(all="ignore"):
-            evaluator.eval(root)
-    except Exception:  # Unsafe included: a call nandoctor does not repeat
-        return None
+    stmts = statements_by_line(frame.f_code.co_filename).get(line, ())
+    scope = {**frame.f_locals, **inputs}
+    for stmt in stmts:
+        root = statement_value(stmt)
+        if root is None:
+            continue
+        before = types.SimpleNamespace(f_locals=scope, f_globals=frame.f_globals)
+        evaluator = FrameEvaluator(before)
+        try:
+            with npstate.errstate(all="ignore"):
+                result = evaluator.eval(root)
+        except Exception:  # Unsafe included: a call nandoctor does not repeat
+            if len(stmts) == 1:
+                return None
+            # what it assigned, as the line left it, for the statements after it
+            scope |= {n: frame.f_locals[n] for n in _stored_names(stmt) if n in frame.f_locals}
+            continue
+        made = _made_in(evaluator)
+        if made is not None:
+            return made or None  # False: carried in, not made here
+        assigned = assigned_by_statement(stmt)
+        if isinstance(stmt, ast.Assign | ast.AnnAssign) and assigned == (
+            ast.unparse(stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target),
+        ):
+            scope[assigned[0]] = result  # a plain ``name = ...``; others: as the line left them
+        elif isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+            scope[stmt.target.id] = result
+        else:
+            scope |= {n: frame.f_locals[n] for n in _stored_names(stmt) if n in frame.f_locals}
+    return None
+
+
+def _stored_names(stmt: ast.stmt) -> set[str]:
+    return {
+        n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+
+
+def _made_in(evaluator) -> dict | None:
+    """The first op ``evaluator`` ran that made a NaN or Inf from finite numbers (see
+    :func:`created_by`); False when one was carried in by an operand; else None."""
+    from nandoctor.trace.evaluate import _names, _operands, value_kind
+
     for node, kinds, value, args in evaluator.raised:
         made = value_kind(value)
         given = [a for a in args if not isinstance(a, str)]
         if made is None or not given or not all(_is_number(a) for a in given):
             continue
         if any(value_kind(a) is not None for a in given):
-            return None  # carried in, not made here
+            return False  # carried in, not made here
         return {
             "op": op_name(node),
             "operands": _operands(node, args, evaluator),
@@ -272,10 +321,12 @@ def unread_call(frame, line: int, inputs: dict, value: str) -> dict | None:
     numbers = {n: v for n, v in inputs.items() if not isinstance(v, types.ModuleType)}
     if not numbers or not all(_is_number(v) for v in numbers.values()):
         return None
-    stmt = statement_at(frame.f_code.co_filename, line)
-    calls = [n for n in ast.walk(stmt) if isinstance(n, ast.Call)] if stmt is not None else []
+    stmts = statements_by_line(frame.f_code.co_filename).get(line, ())
+    calls = [n for stmt in stmts for n in ast.walk(stmt) if isinstance(n, ast.Call)]
     if not calls or any(
-        isinstance(n, ast.Constant) and isinstance(n.value, str | bytes) for n in ast.walk(stmt)
+        isinstance(n, ast.Constant) and isinstance(n.value, str | bytes)
+        for stmt in stmts
+        for n in ast.walk(stmt)
     ):
         return None  # no call, or a path or text given to one: a reader's
     return {
@@ -579,7 +630,7 @@ class FirstNaNFinder:
         from nandoctor.trace.frames import display_path, source_line
 
         filename = frame.f_code.co_filename
-        if name != "return value" and writes_constant(statement_at(filename, line)):
+        if name != "return value" and writes_constant(statement_assigning(filename, line, name)):
             if isinstance(value, np.ndarray):
                 self.placeholders[id(value)] = value
             else:

@@ -1,0 +1,112 @@
+"""``nandoctor trace`` on programs written in ways the examples are not: several statements on a
+line, a program that replaces its streams or changes directory, odd ways of naming or ending a
+program. Each test states what python itself does, and what the report must say."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+def run_trace(tmp_path: Path, body: str, *args: str, fmt: str = "json", name: str = "prog.py"):
+    """``nandoctor trace`` in a process of its own, started in ``tmp_path``."""
+    (tmp_path / name).write_text(body)
+    return subprocess.run(
+        [sys.executable, "-m", "nandoctor", "trace", "--format", fmt, name, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+
+
+def report(done: subprocess.CompletedProcess) -> dict:
+    assert done.stdout, f"no report on stdout (rc {done.returncode}): {done.stderr[-2000:]}"
+    return json.loads(done.stdout)
+
+
+# -- several statements on one line: each is evaluated and labelled on its own
+
+GROWING = """\
+import numpy as np
+w = np.float64(1.0)
+step = 0
+while step < 100000:
+{body}
+print("done")
+"""
+
+
+def test_an_overflow_kept_by_one_of_several_statements_on_a_line_is_located(tmp_path):
+    """``w = w + g`` keeps the Inf in ``w``: the statements beside it on the line do not absorb
+    it. Located as the same program with one statement per line is, at the same pass."""
+    one_line = report(
+        run_trace(tmp_path, GROWING.format(body="    g = w * 1.5; w = w + g; step += 1"))
+    )
+    apart = report(
+        run_trace(
+            tmp_path,
+            GROWING.format(body="    g = w * 1.5\n    w = w + g\n    step += 1"),
+            name="apart.py",
+        )
+    )
+    assert apart["status"] == "nonfinite" and apart["first_nonfinite"]["line"] == 6
+    first = one_line["first_nonfinite"]
+    assert one_line["status"] == "nonfinite", one_line["notes"]
+    assert (first["line"], first["op"], first["kind"]) == (5, "add", "overflow")
+    assert first["source"] == "w = w + g"  # the statement, not the whole line
+    assert first["iteration"] == apart["first_nonfinite"]["iteration"] > 700
+    assert one_line["cause"]["id"] == apart["cause"]["id"] == "exploding_gradient"
+
+
+@pytest.mark.parametrize("after", ["print(r); os._exit(0)", "print(os.getpid() > 0)"])
+def test_the_op_of_a_line_of_several_statements_is_read_from_the_one_that_ran(tmp_path, after):
+    """``r = a / a; print(r); os._exit(0)``: the NaN came from the divide, never from a call
+    beside it on the line (nor is that call repeated to find out)."""
+    body = f"import os\nimport numpy as np\na = np.zeros(3)\nr = a / a; {after}\n"
+    doc = report(run_trace(tmp_path, body))
+    first = doc["first_nonfinite"]
+    assert (first["line"], first["op"], first["kind"], first["value"]) == (
+        4,
+        "divide",
+        "invalid",
+        "nan",
+    )
+    assert first["source"] == "r = a / a"
+    assert doc["cause"]["id"] == "division_by_zero"
+
+
+def test_an_absorbed_statement_beside_a_kept_one_does_not_hide_it(tmp_path):
+    """``e = np.exp(x); s = 1 / (1 + np.exp(x))``: the second statement absorbs its Inf, the
+    first keeps its own; each is counted and judged apart (never an all-clear)."""
+    body = (
+        "import numpy as np\nx = np.array([800.0, 1.0])\n"
+        "e = np.exp(x); s = 1 / (1 + np.exp(x))\nprint(s)\n"
+    )
+    doc = report(run_trace(tmp_path, body))
+    assert doc["status"] == "nonfinite", doc["notes"]
+    first = doc["first_nonfinite"]
+    assert (first["line"], first["op"], first["source"]) == (3, "exp", "e = np.exp(x)")
+    events = sorted((e["line"], e.get("column"), e["count"]) for e in doc["events"])
+    assert events == [(3, 1, 1), (3, 16, 1)]  # one site per statement, by its column
+
+
+def test_an_inf_made_without_a_flag_on_a_line_of_several_statements_names_its_statement(tmp_path):
+    """Python floats raise no flag: the line-traced second run re-evaluates the line's
+    statements in order, each on what the ones before it assigned, and names the one that made
+    the Inf (``w = w + g``), not a call beside it (``xs.append(d)``)."""
+    body = (
+        "import numpy as np\nw = 1.0\nxs = []\nfor i in range(2000):\n"
+        "    g = w * 1.5; w = w + g; d = w - w; xs.append(d)\narr = np.array(xs)\n"
+    )
+    doc = report(run_trace(tmp_path, body))
+    first = doc["first_nonfinite"]
+    assert doc["status"] == "nonfinite", doc["notes"]
+    assert (first["line"], first["op"], first["value"]) == (5, "add", "inf")
+    assert first["source"] == "w = w + g" and first["no_flag"] == "Python float arithmetic"
