@@ -8,6 +8,7 @@ user line that called it.
 from __future__ import annotations
 
 import ast
+import contextlib
 import linecache
 import os
 import sys
@@ -69,14 +70,30 @@ def user_frames(frame: FrameType | None) -> list[FrameType]:
 
 
 def display_path(filename: str) -> str:
-    """The path as the program named it: relative to the working directory when under it."""
+    """The path as the program named it: relative to the working directory nandoctor was started
+    in (:func:`paths_from`; a program may change its own) when under it."""
     if filename.startswith("<") or not os.path.isabs(filename):
         return filename
     try:
-        rel = os.path.relpath(filename)
-    except ValueError:
+        rel = os.path.relpath(filename, _PATHS_FROM[0] or os.getcwd())
+    except (ValueError, OSError):
         return filename
     return filename if rel.startswith("..") else rel
+
+
+_PATHS_FROM: list[str | None] = [None]  # the directory display_path is relative to, if fixed
+
+
+@contextlib.contextmanager
+def paths_from(directory: str):
+    """While the program runs (it may ``os.chdir``), paths are shown relative to ``directory``,
+    where it was started, not to wherever it has gone."""
+    saved = _PATHS_FROM[0]
+    _PATHS_FROM[0] = directory
+    try:
+        yield
+    finally:
+        _PATHS_FROM[0] = saved
 
 
 def source_line(filename: str, line: int) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from nandoctor.errors import UsageProblem
-from nandoctor.trace.frames import is_user_code
+from nandoctor.trace.frames import is_user_code, paths_from
 
 _REAL_EXIT = os._exit  # replaced while the traced program runs (see ending_as_python)
 
@@ -536,9 +536,41 @@ def watched_output(outcome: Outcome, args: tuple[str, ...] = ()):
     finally:
         for stream in watched:
             stream.end()
-        for name, stream in zip(("stdout", "stderr"), saved, strict=True):
-            if isinstance(getattr(sys, name), WatchedStream):
-                setattr(sys, name, stream)
+        # the program has ended: whatever it put in sys.stdout / sys.stderr (a StringIO, None),
+        # what follows (the report) goes to the streams it was given
+        sys.stdout, sys.stderr = (_open(s, fd) for s, fd in zip(saved, (1, 2), strict=True))
+
+
+def _open(stream, fd: int):
+    """``stream``, or when the program closed it (``sys.stdout.close()``: its file descriptor
+    stays open, as python opens the standard streams), a new one on descriptor ``fd``."""
+    if stream is None or not getattr(stream, "closed", False):
+        return stream
+    try:
+        return open(fd, "w", encoding=stream.encoding, errors=stream.errors, closefd=False)
+    except (OSError, ValueError, AttributeError):
+        return stream
+
+
+@contextlib.contextmanager
+def kept_descriptors():
+    """Whatever the program does to file descriptors 1 and 2 (``os.dup2(null, 1)``) or to its
+    working directory, what follows it (the report, a second run) has the ones nandoctor was
+    started with."""
+    saved = {}
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            saved[fd] = os.dup(fd)
+    cwd = os.getcwd()
+    try:
+        yield
+    finally:
+        for fd, copy in saved.items():
+            with contextlib.suppress(OSError):
+                os.dup2(copy, fd)
+            os.close(copy)
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
 
 
 PROCESS_EVENTS = frozenset(
@@ -591,11 +623,11 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
     outcome = Outcome()
     keeper, watcher = contextlib.nullcontext(), contextlib.nullcontext()
     children, reader = contextlib.nullcontext(), contextlib.nullcontext()
-    ending = contextlib.nullcontext()
+    ending, kept = contextlib.nullcontext(), contextlib.nullcontext()
     if watch:
         keeper, watcher = FrameKeeper().kept(outcome), watched_output(outcome, program.args)
         children, reader = noting_processes(outcome), recorded_stdin(outcome)
-        ending = ending_as_python(outcome)
+        ending, kept = ending_as_python(outcome), kept_descriptors()
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     modules_before = set(sys.modules)
     sys.argv = [program.target, *program.args]
@@ -612,7 +644,8 @@ def run_program(program: Program, *, watch: bool = False) -> Outcome:
     else:
         sys.path.append(path0)
     try:
-        with python_signals(outcome if watch else None), keeper, watcher, children, reader:
+        signals = python_signals(outcome if watch else None)
+        with paths_from(os.getcwd()), signals, kept, keeper, watcher, children, reader:
             with ending:
                 _execute(program, outcome)
             if watch:
@@ -721,7 +754,7 @@ def _end(outcome: Outcome) -> None:
     (last registered first; one that raises is reported and the next runs), unless it ended its
     process itself (``os._exit``, ``os.abort``, SIGTERM). Its output still goes where it went."""
     if outcome.traceback_text:
-        sys.stderr.write(outcome.traceback_text)
+        _to_stderr(outcome.traceback_text)
     if outcome.ended_by is not None:
         return
     handlers = outcome.exit_handlers
@@ -734,11 +767,19 @@ def _end(outcome: Outcome) -> None:
                 outcome.exit_code = e.code
                 return
             except BaseException as e:  # noqa: BLE001 - python reports it and goes on
-                sys.stderr.write(f"Exception ignored in atexit callback: {func!r}\n")
+                _to_stderr(f"Exception ignored in atexit callback: {func!r}\n")
                 tb = e.__traceback__
                 while tb is not None and not is_user_code(tb.tb_frame.f_code):
                     tb = tb.tb_next
-                sys.stderr.write(_user_traceback(e, tb))
+                _to_stderr(_user_traceback(e, tb))
+
+
+def _to_stderr(text: str) -> None:
+    """Write to the program's sys.stderr as python does at its end: not at all when it set it to
+    None, nor when writing fails (a closed stream)."""
+    with contextlib.suppress(Exception):
+        if sys.stderr is not None:
+            sys.stderr.write(text)
 
 
 # The handlers python_signals installed for the traced run, by signal, with what a process the
@@ -809,7 +850,7 @@ def _exit_code(code) -> int:
         return 0
     if isinstance(code, int):
         return code
-    print(code, file=sys.stderr)
+    _to_stderr(f"{code}\n")
     return 1
 
 

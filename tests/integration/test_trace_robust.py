@@ -23,6 +23,7 @@ def run_trace(tmp_path: Path, body: str, *args: str, fmt: str = "json", name: st
         text=True,
         check=False,
         cwd=tmp_path,
+        timeout=300,
     )
 
 
@@ -110,3 +111,46 @@ def test_an_inf_made_without_a_flag_on_a_line_of_several_statements_names_its_st
     assert doc["status"] == "nonfinite", doc["notes"]
     assert (first["line"], first["op"], first["value"]) == (5, "add", "inf")
     assert first["source"] == "w = w + g" and first["no_flag"] == "Python float arithmetic"
+
+
+# -- what the program does to its process does not reach the report
+
+LOG_ZERO = "import numpy as np\nx = np.log(np.zeros(2))\n"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "import sys, io\nsys.stdout = io.StringIO()\nsys.stderr = None\n",
+        "import sys\nsys.stdout.close()\n",
+        "import os\nn = os.open(os.devnull, os.O_WRONLY)\nos.dup2(n, 1)\nos.dup2(n, 2)\n",
+    ],
+    ids=["replaced", "closed", "descriptors"],
+)
+def test_the_report_reaches_the_stdout_nandoctor_was_given_whatever_the_program_did(
+    tmp_path, fmt, hostile
+):
+    done = run_trace(tmp_path, LOG_ZERO + hostile, fmt=fmt)
+    assert done.returncode == 1, done.stderr
+    if fmt == "json":
+        assert report(done)["first_nonfinite"]["line"] == 2
+    else:
+        assert "first -inf created by log" in done.stdout and "prog.py:2" in done.stdout
+
+
+def test_a_program_that_changes_directory_is_shown_with_its_paths_as_given(tmp_path):
+    """``os.chdir("/")``: paths stay relative to where nandoctor was started, in the text and
+    the JSON, and the second run (to count the while loop's passes) still finds the program."""
+    body = (
+        "import os\nimport numpy as np\n\n\ndef grow(w, step=0):\n    while step < 2000:\n"
+        "        w = w * 2.5\n        step += 1\n\nos.chdir('/')\ngrow(np.float64(1.0))\n"
+    )
+    doc = report(run_trace(tmp_path, body))
+    first = doc["first_nonfinite"]
+    assert (first["file"], first["line"], first["op"]) == ("prog.py", 7, "multiply")
+    assert [(f["file"], f["line"]) for f in first["stack"]] == [("prog.py", 7), ("prog.py", 11)]
+    assert first["loop"]["file"] == "prog.py" and first["iteration"] == 775
+    assert {e["file"] for e in doc["events"]} == {"prog.py"}
+    text = run_trace(tmp_path, body, fmt="text").stdout
+    assert "where  prog.py:7 in grow" in text, text
