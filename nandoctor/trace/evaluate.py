@@ -5,7 +5,8 @@ the statement being executed is re-evaluated from its syntax tree, one node at a
 frame's own values: the first node whose own application raises the same flag is the op, and its
 evaluated children are its operands. Only side-effect-free nodes are evaluated (names, plain
 attributes, subscripts, arithmetic, NumPy functions and array methods — never the user's own
-functions nor ``np.random``); anything else leaves the op to be guessed from the line's text.
+functions nor ``np.random``); the arguments of a call not run are (``print(v.mean())``: Python
+evaluates them first); anything else leaves the op to be guessed from the line's text.
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ EXPONENTIALS = ("exp", "exp2", "expm1")  # a sigmoid's or softmax's: pinned when
 
 class Unsafe(Exception):
     """This node cannot be evaluated without possible side effects."""
+
+
+class UnsafeCall(Unsafe):
+    """A call of what nandoctor does not run (``print``, ``xs.append``, the user's function),
+    raised once its arguments were evaluated, as Python evaluates them before the call:
+    ``args`` are what it would be given."""
+
+    def __init__(self, name: str, node: ast.Call, args: list):
+        super().__init__(name)
+        self.node, self.args = node, args
 
 
 @dataclass
@@ -224,7 +235,12 @@ class FrameEvaluator:
                 return self.apply(node, UNARY[type(op)][1], [_numeric(self.eval(operand))])
             case ast.Call(func=func, args=args, keywords=keywords):
                 fn = self.eval(func)
-                _check_callable(fn)
+                try:
+                    _check_callable(fn)
+                except Unsafe as e:  # not run; what it is given still is (``print(v.mean())``)
+                    given = [self.eval(a.value if isinstance(a, ast.Starred) else a) for a in args]
+                    given += [self.eval(k.value) for k in keywords]
+                    raise UnsafeCall(str(e), node, given) from None
                 values = [self.eval(a) for a in args if not isinstance(a, ast.Starred)]
                 if any(isinstance(a, ast.Starred) for a in args):
                     raise Unsafe("*args")
@@ -311,6 +327,12 @@ def read_line(frame: FrameType, stmt: ast.stmt | None, kind: str) -> LineReading
             # evaluated here, it had no side effect either
             reading.absorbed = _finite_numbers(result) or isinstance(stmt, ast.Expr)
             reading.result = result
+        except UnsafeCall as call:  # a statement that is a call not run: ``print(1 / (1 + e))``
+            reading.result = None  # absorbed when what the call is given is finite
+            reading.absorbed = (
+                isinstance(stmt, ast.Expr) and call.node is root and _given_finite(call.args)
+            )
+            result = call.args
         except Exception:  # Unsafe included: not evaluable without side effects
             reading.absorbed, reading.result = False, None
         if any(kind in kinds for _, kinds, _, _ in evaluator.raised):
@@ -353,6 +375,12 @@ def _absorber(root: ast.AST, node: ast.AST, evaluator: FrameEvaluator) -> str | 
             return op_name(up)
         up = parents.get(id(up))
     return None
+
+
+def _given_finite(args: list) -> bool:
+    """What a call is given holds numbers and no NaN or Inf (labels beside them are fine:
+    ``print("loss", loss)``)."""
+    return _finite_numbers(tuple(args))
 
 
 def _finite_numbers(value) -> bool:

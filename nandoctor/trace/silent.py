@@ -259,8 +259,9 @@ def created_by(frame, line: int, inputs: dict) -> dict | None:
             with npstate.errstate(all="ignore"):
                 result = evaluator.eval(root)
         except Exception:  # Unsafe included: a call nandoctor does not repeat
-            if len(stmts) == 1:
-                return None
+            made = _made_in(evaluator)  # in what it was given: ``xs.append(w * 1e308)``
+            if made is not None or len(stmts) == 1:
+                return made or None
             # what it assigned, as the line left it, for the statements after it
             scope |= {n: frame.f_locals[n] for n in _stored_names(stmt) if n in frame.f_locals}
             continue

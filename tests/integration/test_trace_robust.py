@@ -154,3 +154,32 @@ def test_a_program_that_changes_directory_is_shown_with_its_paths_as_given(tmp_p
     assert {e["file"] for e in doc["events"]} == {"prog.py"}
     text = run_trace(tmp_path, body, fmt="text").stdout
     assert "where  prog.py:7 in grow" in text, text
+
+
+# -- what a call nandoctor does not run is given is still read
+
+
+def test_the_mean_of_an_empty_array_printed_is_a_division_by_zero_not_an_overflow(tmp_path):
+    """``print(v.mean())``: print is not run again, but what it is given is, as Python
+    evaluates it first: the mean of nothing is 0 / 0 (NumPy warns "Mean of empty slice")."""
+    doc = report(run_trace(tmp_path, "import numpy as np\nv = np.array([])\nprint(v.mean())\n"))
+    first = doc["first_nonfinite"]
+    assert (first["line"], first["op"], first["value"]) == (3, "mean", "nan")
+    assert first["operands"][0]["expr"] == "v" and first["operands"][0]["size"] == 0
+    assert doc["cause"]["id"] == "division_by_zero"
+    assert "empty" in doc["cause"]["evidence"][0]
+
+
+def test_a_printed_value_an_inf_was_absorbed_into_is_not_a_failure(tmp_path):
+    """``print(1 / (1 + np.exp(x)))`` prints 0: the Inf stayed inside the statement, as it does
+    in ``p = 1 / (1 + np.exp(x))``; ``print("loss", np.exp(x))`` is given the Inf itself."""
+    head = "import numpy as np\nx = np.array([800.0])\nprint(1 / (1 + np.exp(x)))\n"
+    done = run_trace(tmp_path, head)
+    doc = report(done)
+    assert done.returncode == 0 and doc["first_nonfinite"] is None, doc["notes"]
+    assert any(
+        "exp" in n and "absorbed" in n
+        for n in doc["notes"] + [w["summary"] for w in doc["warnings"]]
+    )
+    doc = report(run_trace(tmp_path, head + 'print("loss", np.exp(x))\n'))
+    assert doc["status"] == "nonfinite" and doc["first_nonfinite"]["line"] == 4
