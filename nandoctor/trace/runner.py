@@ -56,13 +56,18 @@ class Program:
 
             sys.path.insert(0, os.getcwd())
             try:
-                found = importlib.util.find_spec(self.target) is not None
+                spec = importlib.util.find_spec(self.target)
             except (ImportError, ValueError):
-                found = False
+                spec = None
             finally:
                 sys.path.pop(0)
-            if not found:
+            if spec is None:
                 raise UsageProblem(f"-m {self.target}: no module named {self.target!r}")
+            if spec.submodule_search_locations is not None and not _has_main(spec):
+                raise UsageProblem(  # as python -m says it
+                    f"-m {self.target}: No module named {self.target}.__main__; "
+                    f"'{self.target}' is a package and cannot be directly executed"
+                )
         elif not os.path.exists(self.target):
             raise UsageProblem(f"SCRIPT {self.target}: no such file")
         elif os.path.isdir(self.target) and not self.runs_a_folder:
@@ -77,6 +82,18 @@ class Program:
         if os.path.isdir(self.target):
             return os.path.isfile(os.path.join(self.target, "__main__.py"))
         return _zip_with_main(self.target)
+
+
+def _has_main(package) -> bool:
+    """Whether the package of ``package`` (its spec) has a ``__main__`` module, as ``python -m``
+    runs a package by; looked up in its folders, nothing of it imported."""
+    from importlib.machinery import PathFinder
+
+    locations = list(package.submodule_search_locations or [])
+    try:
+        return PathFinder.find_spec(f"{package.name}.__main__", locations) is not None
+    except (ImportError, ValueError):
+        return True  # unknown: let the run say it, as python would
 
 
 def _zip_with_main(path: str) -> bool:

@@ -183,3 +183,28 @@ def test_a_printed_value_an_inf_was_absorbed_into_is_not_a_failure(tmp_path):
     )
     doc = report(run_trace(tmp_path, head + 'print("loss", np.exp(x))\n'))
     assert doc["status"] == "nonfinite" and doc["first_nonfinite"]["line"] == 4
+
+
+# -- how the program is named and how it ends, as python says it
+
+
+def test_a_package_without_main_is_a_usage_error_worded_as_python_words_it(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("raise SystemExit('imported: it must not run')\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "nandoctor", "trace", "-m", "pkg"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "No module named pkg.__main__; 'pkg' is a package and cannot be directly executed"
+        )
+    ), done.stderr
+    assert "Traceback" not in done.stderr and "imported" not in done.stderr
