@@ -742,7 +742,9 @@ def ending_as_python(outcome: Outcome):
         import operator
 
         code = operator.index(code)  # as os._exit does: an int, else TypeError
-        ended(code, f"os._exit({code})")
+        if not -(2**31) <= code < 2**31:
+            raise OverflowError("Python int too large to convert to C int")
+        ended(exit_status(code), f"os._exit({code})")
 
     def abort():
         ended(128 + signal.SIGABRT, "os.abort()")
@@ -863,12 +865,21 @@ def python_signals(outcome: Outcome | None = None):
 
 
 def _exit_code(code) -> int:
+    """The exit status python ends with for ``sys.exit(code)``."""
     if code is None:
         return 0
     if isinstance(code, int):
-        return code
+        return exit_status(code)
     _to_stderr(f"{code}\n")
     return 1
+
+
+def exit_status(code: int) -> int:
+    """What the process's parent sees when python exits with ``code``: its low 8 bits
+    (``sys.exit(300)`` is 44, ``sys.exit(-1)`` 255), or 255 (-1) when it does not fit a C long."""
+    if not -(2**63) <= code < 2**63:
+        return 255
+    return code & 0xFF
 
 
 def _user_traceback(e: BaseException, tb) -> str:

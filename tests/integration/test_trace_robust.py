@@ -208,3 +208,18 @@ def test_a_package_without_main_is_a_usage_error_worded_as_python_words_it(tmp_p
         )
     ), done.stderr
     assert "Traceback" not in done.stderr and "imported" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("ending", "status"),
+    [("sys.exit(300)", 44), ("sys.exit(-1)", 255), ("os._exit(300)", 44), ("sys.exit(256)", 0)],
+)
+def test_the_exit_code_reported_is_the_one_the_process_would_end_with(tmp_path, ending, status):
+    body = f"import os, sys\n{ending}\n"
+    (tmp_path / "plain.py").write_text(body)
+    python = subprocess.run([sys.executable, "plain.py"], cwd=tmp_path, check=False, timeout=60)
+    assert python.returncode == status  # what python itself ends with
+    done = run_trace(tmp_path, body)
+    doc = report(done)
+    assert doc["program"]["exit_code"] == status
+    assert done.returncode == (3 if status else 0)
