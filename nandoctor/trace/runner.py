@@ -202,6 +202,7 @@ NOT_A_VALUE_AFTER = frozenset(
     {"no", "not", "any", "without", "with", "for", "of", "or", "and", "a", "the", "contains"}
 )
 LINE_ENDS = re.compile(r"[\r\n]")  # a progress bar's \r ends a line too
+CANDIDATE = re.compile(r"nan|inf")  # what a line must hold to be judged at all
 
 
 def value_spans(line: str) -> list[tuple[int, int, str]]:
@@ -344,9 +345,9 @@ def _printed_text(frame, written: str) -> bool:
     argument formatted from a number (an f-string's ``{loss}``, ``str(loss)``, ``"%f" % x``)
     is not text; neither is one nandoctor cannot read without side effects."""
     from nandoctor.trace.evaluate import FrameEvaluator
-    from nandoctor.trace.frames import statement_at
+    from nandoctor.trace.frames import frame_column, statement_at
 
-    stmt = statement_at(frame.f_code.co_filename, frame.f_lineno)
+    stmt = statement_at(frame.f_code.co_filename, frame.f_lineno, frame_column(frame))
     if stmt is None:
         return False
     evaluator = FrameEvaluator(frame)
@@ -404,47 +405,77 @@ def _text_of(node, evaluator) -> str | None:
 class WatchedStream:
     """The program's sys.stdout or sys.stderr, passed through, noting the first whole line that
     shows a ``nan`` or ``inf`` value (:func:`printed_value`). Lines are judged whole: ``print``
-    writes each argument apart (``print("no", "nan")`` is three writes), and writes are few."""
+    writes each argument apart (``print("no", "nan")`` is three writes).
+
+    A write only keeps the text (and, when it holds ``nan``/``inf``, the user file that wrote
+    it); the text is searched in bulk, every ``CHUNK`` characters and at the end, and only the
+    lines that hold ``nan`` or ``inf`` are judged: a program that prints a lot runs about as
+    fast as under python."""
 
     MAX_LINE = 4096  # a longer line is judged by its first part
+    CHUNK = 1 << 16  # characters kept before they are searched
 
     def __init__(self, stream, outcome: Outcome, options: dict | None = None):
         self._stream, self._outcome = stream, outcome
         self._options = options or {}  # argv_nonfinite of the program's arguments
-        self._line = ""  # the line written so far, until its end
-        self._text: list[tuple[int, int]] = []  # spans of it printed as a str's text
-        self._file: str | None = None  # the user file that wrote to it last
+        self._line = ""  # the end of the text searched so far: a line not ended yet
+        self._pieces: list[str] = []  # what was written since (after ``_line``)
+        self._size = 0  # their length
+        # (offset in ``_line`` + the pieces, user file) of each write holding "nan" or "inf"
+        self._files: list[tuple[int, str | None]] = []
+        # (start, end) in the same text of each write printed as a str's text (_printed_text)
+        self._texts: list[tuple[int, int]] = []
+        self._file: str | None = None  # the user file that wrote the line judged
+        self._line_file: str | None = None  # the last one to write "nan"/"inf" before ``_line``
 
     def write(self, text):
         if self._outcome.printed_nonfinite is None and isinstance(text, str):
-            frame = sys._getframe(1)
-            while frame is not None and not is_user_code(frame.f_code):
-                frame = frame.f_back
-            if frame is not None:
-                self._file = frame.f_code.co_filename
-            joined = self._line + text
-            if frame is not None and NONFINITE_TOKEN.search(text) and _printed_text(frame, text):
-                self._text.append((len(self._line), len(joined)))
-            start = 0
-            for end in LINE_ENDS.finditer(joined):
-                self._note(joined[start : end.start()], self._spans(start, end.start()))
-                start = end.end()
-            self._text = self._spans(start, len(joined))
-            self._line = joined[start:]
-            if len(self._line) > self.MAX_LINE:
-                self._note(self._line, self._text)
-                self._line, self._text = "", []
+            if "nan" in text or "inf" in text:  # who wrote it: for its string literals
+                at, frame = len(self._line) + self._size, _writer()
+                self._files.append((at, frame.f_code.co_filename if frame else None))
+                if (
+                    frame is not None
+                    and NONFINITE_TOKEN.search(text)
+                    and _printed_text(frame, text)
+                ):
+                    self._texts.append((at, at + len(text)))
+            self._pieces.append(text)
+            self._size += len(text)
+            # a line holding one is judged once it ends; the others, in bulk
+            if self._size > self.CHUNK or (self._files and ("\n" in text or "\r" in text)):
+                self._search(final=False)
         return self._stream.write(text)
 
-    def _spans(self, start: int, end: int, shift: int | None = None) -> list[tuple[int, int]]:
-        """The printed text spans (:func:`_printed_text`) within ``[start, end)`` of the joined
-        line, relative to ``start`` (or ``shift``)."""
-        base = start if shift is None else shift
-        return [
-            (max(a, start) - base, min(b, end) - base)
-            for a, b in self._text
-            if a < end and b > start
-        ]
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def _search(self, final: bool) -> None:
+        """Judge each line of the text kept that holds ``nan`` or ``inf``; keep a line not
+        ended yet (unless ``final``: the program has ended) for the next search."""
+        text = self._line + "".join(self._pieces)
+        files, texts = self._files, self._texts
+        self._pieces, self._size, self._files = [], 0, []
+        end = len(text) if final else max(text.rfind("\n"), text.rfind("\r")) + 1
+        if not final and len(text) - end > self.MAX_LINE:  # judged by its first part
+            end = len(text)
+        self._line = text[end:]
+        self._files = [(o - end, f) for o, f in files if o >= end]
+        self._texts = [(max(a, end) - end, b - end) for a, b in texts if b > end]
+        line_file = self._line_file
+        self._line_file = _file_at(files, end) or line_file
+        searched = 0
+        for hit in CANDIDATE.finditer(text, 0, end):
+            if hit.start() < searched:  # its line was judged
+                continue
+            start = max(text.rfind("\n", 0, hit.start()), text.rfind("\r", 0, hit.start())) + 1
+            stop = LINE_ENDS.search(text, hit.end(), end)
+            searched = stop.start() if stop else end
+            self._file = _file_at(files, searched) or line_file
+            spans = [(max(a, start) - start, min(b, searched) - start) for a, b in texts]
+            self._note(text[start:searched], [(a, b) for a, b in spans if a < b])
+            if self._outcome.printed_nonfinite is not None:
+                return
 
     def _note(self, line: str, text: list[tuple[int, int]] = ()) -> None:
         """Keep ``line`` if it shows a nan or inf value the program computed: not one inside a
@@ -473,13 +504,31 @@ class WatchedStream:
             self._outcome.printed_echo = (line[:120], echo)
 
     def end(self) -> None:
-        """The program has finished: judge its last line, if it did not end it."""
-        if self._line:
-            self._note(self._line, self._text)
-            self._line, self._text = "", []
+        """The program has finished: judge what it wrote since the last search, its last line
+        too (if it did not end it)."""
+        if self._outcome.printed_nonfinite is None:
+            self._search(final=True)
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
+
+
+def _writer():
+    """The frame of the user's code that is writing (the innermost one outside nandoctor)."""
+    frame = sys._getframe(2)
+    while frame is not None and not is_user_code(frame.f_code):
+        frame = frame.f_back
+    return frame
+
+
+def _file_at(files: list[tuple[int, str | None]], offset: int) -> str | None:
+    """The user file of the last write holding ``nan``/``inf`` that began before ``offset``."""
+    found = None
+    for at, name in files:
+        if at >= offset:
+            break
+        found = name if name is not None else found
+    return found
 
 
 class RecordedStdin:

@@ -223,3 +223,43 @@ def test_the_exit_code_reported_is_the_one_the_process_would_end_with(tmp_path, 
     doc = report(done)
     assert doc["program"]["exit_code"] == status
     assert done.returncode == (3 if status else 0)
+
+
+# -- watching what the program prints costs little
+
+
+def test_printed_lines_without_nan_or_inf_are_not_judged_one_by_one(monkeypatch):
+    """A program that prints a lot: lines that do not hold "nan" or "inf" are searched in bulk,
+    never judged line by line (the judging is what made such a program 5x slower)."""
+    import io
+
+    from nandoctor.trace import runner
+
+    judged = []
+    real = runner.value_spans
+    monkeypatch.setattr(runner, "value_spans", lambda line: judged.append(line) or real(line))
+    seen = runner.Outcome()
+    out = runner.WatchedStream(io.StringIO(), seen)
+    for i in range(20_000):  # print("x" * 50, i): four writes each
+        for part in ("x" * 50, " ", str(i), "\n"):
+            out.write(part)
+    assert judged == [] and seen.printed_nonfinite is None
+    out.write("loss: ")  # past many bulk searches, a value is still found, its line judged
+    out.write(str(float("nan")))
+    out.write("\n")
+    line = "loss: " + "nan"  # (not a literal of this file: that would be prose it wrote)
+    assert seen.printed_nonfinite == line and judged == [line]
+
+
+def test_a_nan_split_across_writes_and_buffers_is_still_found():
+    import io
+
+    from nandoctor.trace import runner
+
+    seen = runner.Outcome()
+    out = runner.WatchedStream(io.StringIO(), seen)
+    out.write("y" * (runner.WatchedStream.CHUNK - 3) + "\nloss: n")  # a bulk search falls here
+    out.write("a")
+    out.write("n\nmore\n")
+    out.end()
+    assert seen.printed_nonfinite == "loss: " + "nan"
