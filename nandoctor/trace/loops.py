@@ -317,14 +317,14 @@ class LoopCounter:
         return None
 
 
-def in_place(filename: str, position: tuple | None) -> bool:
-    """Whether the op at ``position`` writes into an operand: an augmented assignment
-    (``acc *= c``), or a call given ``out=``."""
+def _node_at(filename: str, position: tuple | None) -> ast.AST | None:
+    """The expression or augmented assignment at ``position`` (lineno, col, end_lineno,
+    end_col) in ``filename``; None where the file or the position is unknown or holds none."""
     from nandoctor.trace.frames import parsed
 
     tree = parsed(filename)
     if tree is None or position is None:
-        return True  # unknown: measured at each pass
+        return None
     for node in ast.walk(tree):
         if isinstance(node, ast.expr | ast.AugAssign) and (
             node.lineno,
@@ -332,10 +332,17 @@ def in_place(filename: str, position: tuple | None) -> bool:
             node.end_lineno,
             node.end_col_offset,
         ) == tuple(position):
-            if isinstance(node, ast.AugAssign):
-                return True
-            return isinstance(node, ast.Call) and any(k.arg == "out" for k in node.keywords)
-    return True
+            return node
+    return None
+
+
+def in_place(filename: str, position: tuple | None) -> bool:
+    """Whether the op at ``position`` writes into an operand: an augmented assignment
+    (``acc *= c``), or a call given ``out=``. Unknown: True (measured at each pass)."""
+    node = _node_at(filename, position)
+    if node is None or isinstance(node, ast.AugAssign):
+        return True
+    return isinstance(node, ast.Call) and any(k.arg == "out" for k in node.keywords)
 
 
 def per_iteration(history: list[tuple[int | None, dict]]) -> list[tuple[int, float]]:
@@ -380,17 +387,6 @@ def find_node(filename: str, line: int, position: tuple | None) -> ast.AST | Non
     read it (``evaluate.statement_value``): measured at its line's start, ``acc`` is still the
     operand the op was given."""
     from nandoctor.trace.evaluate import statement_value
-    from nandoctor.trace.frames import parsed
 
-    tree = parsed(filename)
-    if tree is None or position is None:
-        return None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.expr | ast.AugAssign) and (
-            node.lineno,
-            node.col_offset,
-            node.end_lineno,
-            node.end_col_offset,
-        ) == tuple(position):
-            return statement_value(node) if isinstance(node, ast.AugAssign) else node
-    return None
+    node = _node_at(filename, position)
+    return statement_value(node) if isinstance(node, ast.AugAssign) else node
