@@ -42,12 +42,6 @@ def evaluated_count(n: int) -> int:
     return min(n, MAX_ROWS)
 
 
-def data_loss(prepared: PreparedRun, spec: Spec, params: list[np.ndarray]) -> float:
-    """The loss of ``spec`` over the training set of ``prepared`` (:func:`evaluated_rows`) at
-    ``params``: :func:`data_losses`' first value."""
-    return data_losses(prepared, spec, params)[0]
-
-
 def data_losses(
     prepared: PreparedRun, spec: Spec, params: list[np.ndarray]
 ) -> tuple[float, np.ndarray]:

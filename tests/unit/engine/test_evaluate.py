@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from nandoctor.engine.evaluate import MAX_ROWS, data_loss, data_losses, evaluated_rows
+from nandoctor.engine.evaluate import MAX_ROWS, data_losses, evaluated_rows
 from nandoctor.engine.runs import train
 from nandoctor.engine.setup import prepare
 from nandoctor.spec.models import spec_from_dict
@@ -55,7 +55,7 @@ def test_the_whole_data_loss_is_the_mean_loss_over_every_row_at_those_weights():
     run = train(spec)[0]
     p, x, y = run.final_params, run.prepared.x, run.prepared.y
     out = np.maximum(x @ p[0] + p[1], 0) @ p[2] + p[3]  # W1, b1, W2, b2
-    assert math.isclose(data_loss(run.prepared, spec, p), float(((out - y) ** 2).mean()))
+    assert math.isclose(data_losses(run.prepared, spec, p)[0], float(((out - y) ** 2).mean()))
 
 
 def test_the_whole_data_loss_has_no_dropout():
@@ -63,9 +63,9 @@ def test_the_whole_data_loss_has_no_dropout():
     plain = make([{"units": 8, "activation": "relu"}, {"units": 3}])
     prepared = prepare(drop)
     params = prepared.init_params
-    first = data_loss(prepared, drop, params)
-    assert first == data_loss(prepared, drop, params)  # no random mask
-    assert math.isclose(first, data_loss(prepare(plain), plain, params))
+    first = data_losses(prepared, drop, params)[0]
+    assert first == data_losses(prepared, drop, params)[0]  # no random mask
+    assert math.isclose(first, data_losses(prepare(plain), plain, params)[0])
 
 
 def test_a_large_training_set_is_judged_on_the_same_fixed_subset():
@@ -81,7 +81,7 @@ def test_non_finite_weights_have_no_whole_data_loss(bad):
     prepared = prepare(spec)
     params = [p.copy() for p in prepared.init_params]
     params[0][0, 0] = bad
-    assert math.isnan(data_loss(prepared, spec, params))
+    assert math.isnan(data_losses(prepared, spec, params)[0])
 
 
 def test_each_rows_term_is_its_own_loss_and_their_mean_is_the_whole_data_loss():
