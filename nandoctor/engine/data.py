@@ -167,18 +167,17 @@ def file_shape(path: Path, source: str, targets: int = 1) -> tuple[int, int, int
     cheaply: an npz's headers (exact), a CSV's header line and the rows and cells of its first
     megabyte scaled to its size (an estimate). The loader bytes are what reading it holds at
     its peak. Raises :class:`DataError` for a file that is missing, not a file, or unreadable."""
+    from nandoctor.spec.limits import BYTES
+
     path = _check_file(path)
     if source == "npz":
         how = "np.savez(path, x=x, y=y)"
         require_npz(path, "data.path", how)
-        with path.open("rb") as f:
-            if f.read(6) == b"\x93NUMPY":
-                return 0, 0, 0  # load_npz says what is wrong with it
         headers = npz_headers(path, "data.path", how)
         x = headers.get("x")
         if x is None or len(x.shape) != 2:
             return 0, 0, 0
-        loading = sum(h.nbytes + h.size * BYTES_F64 for h in headers.values())
+        loading = sum(h.nbytes + h.size * BYTES for h in headers.values())
         return x.shape[0], x.shape[1], loading
     size = path.stat().st_size
     try:
@@ -192,9 +191,6 @@ def file_shape(path: Path, source: str, targets: int = 1) -> tuple[int, int, int
     columns = head.split(b"\n", 1)[0].count(b",") + 1  # the header's (quoted commas aside)
     rows = max(1, int(lines * scale) - 1)
     return rows, max(1, columns - targets), size + int(cells * scale) * CSV_CELL_BYTES
-
-
-BYTES_F64 = 8
 
 
 # ---------------------------------------------------------------- csv
@@ -363,7 +359,11 @@ def require_npz(path: Path, key: str, how: str) -> None:
             magic = f.read(6)
     except OSError as e:
         raise DataError(f"cannot read {str(path)!r} ({e.strerror})", key) from None
-    if magic[:4] != b"PK\x03\x04" and magic != b"\x93NUMPY":
+    if magic == b"\x93NUMPY":
+        raise DataError(
+            f"{str(path)!r} is a single .npy array, not an .npz archive; save it with {how}", key
+        )
+    if magic[:4] != b"PK\x03\x04":
         raise DataError(
             f"{str(path)!r} is not an npz archive (it does not start like a zip file);"
             f" save it with {how}",
@@ -435,21 +435,16 @@ def read_npz(
     key: str,
     how: str,
     names: list[str] | None = None,
-    memory: int | None = None,
 ) -> dict[str, np.ndarray]:
     """The arrays ``names`` (default: every one) of an npz archive, each checked by its header
     before anything is allocated. A missing name, a member that is not a numeric array, and
-    arrays that would not fit in ``memory`` (default: what is available now) as read plus as
+    arrays that would not fit in the memory budget (``limits.memory_budget``) as read plus as
     float64 are a :class:`DataError` at ``key`` that says how to save the file (``how``)."""
-    from nandoctor.engine.memory import available_memory, show_bytes
+    from nandoctor.engine.memory import show_bytes
+    from nandoctor.spec.limits import BYTES, memory_budget
 
     where = repr(str(path))
     require_npz(path, key, how)
-    with Path(path).open("rb") as f:
-        if f.read(6) == b"\x93NUMPY":
-            raise DataError(
-                f"{where} is a single .npy array, not an .npz archive; save it with {how}", key
-            )
     headers = npz_headers(path, key, how)
     missing = [n for n in names or () if n not in headers]
     if missing:
@@ -466,8 +461,8 @@ def read_npz(
                 f" floats); save numbers with {how}",
                 key,
             )
-    need = sum(h.nbytes + h.size * 8 for h in wanted.values())  # as stored, then as float64
-    memory = available_memory() if memory is None else memory
+    need = sum(h.nbytes + h.size * BYTES for h in wanted.values())  # as stored, then float64
+    memory = memory_budget()
     if need > memory:
         shapes = ", ".join(f"{n} {h.shape} {h.dtype}" for n, h in wanted.items())
         raise DataError(

@@ -259,3 +259,13 @@ def test_a_weights_file_with_arrays_no_layer_uses_is_refused(tmp_path):
     spec = spec_file(tmp_path, WEIGHTS_SPEC)
     r = invoke("run", spec, "--no-verify")
     assert_usage_error(r, f"{spec}:2:40", "model.weights", "holds W3, which no layer")
+
+
+def test_a_single_npy_array_as_the_data_is_named_as_such(tmp_path):
+    """A ``.npy`` file where an npz archive belongs: one message, at data.path, exit 2."""
+    np.save(tmp_path / "d.npy", np.zeros((4, 2)))
+    spec = tmp_path / "s.yaml"
+    spec.write_text("data: {source: npz, path: d.npy}\nmodel: {layers: [{units: 1}]}\n")
+    r = CliRunner().invoke(main, ["run", str(spec)])
+    assert r.exit_code == 2
+    assert "data.path: 'd.npy' is a single .npy array, not an .npz archive" in r.output
