@@ -268,4 +268,5 @@ def test_a_single_npy_array_as_the_data_is_named_as_such(tmp_path):
     spec.write_text("data: {source: npz, path: d.npy}\nmodel: {layers: [{units: 1}]}\n")
     r = CliRunner().invoke(main, ["run", str(spec)])
     assert r.exit_code == 2
-    assert "data.path: 'd.npy' is a single .npy array, not an .npz archive" in r.output
+    assert "data.path: " in r.output
+    assert "d.npy' is a single .npy array, not an .npz archive" in r.output
