@@ -61,7 +61,7 @@ def trace(module, fmt, html, argv):
         _refuse_special_file(argv[0])
     program = Program(argv[0], tuple(argv[1:]), module=module)
     if html:
-        html = check_html(html, [] if module else [argv[0]])
+        html = check_html(html, _program_files(argv[0], module))
     started_in = Path.cwd()  # the program may change directory; its paths are relative to here
     from nandoctor.interrupt import Interrupted
 
@@ -79,6 +79,23 @@ def trace(module, fmt, html, argv):
 
     click.echo(RENDERERS[fmt](result), nl=False)  # not emit(): rich would cost start-up time
     sys.exit(result.exit_code)
+
+
+def _program_files(target: str, module: bool) -> list[str]:
+    """The program's own files an output must not replace: the script, a folder's
+    ``__main__.py``, or a top-level module's source (found without importing anything)."""
+    if not module:
+        main_py = os.path.join(target, "__main__.py")
+        return [target, main_py] if os.path.isdir(target) else [target]
+    if "." in target:  # finding a submodule would import its packages: the program's code
+        return []
+    from importlib.machinery import PathFinder
+
+    try:  # where python -m finds it: the current folder first
+        found = PathFinder.find_spec(target, [os.getcwd(), *sys.path])
+    except (ImportError, ValueError):
+        return []
+    return [found.origin] if found is not None and found.has_location and found.origin else []
 
 
 def _refuse_special_file(script: str) -> None:

@@ -263,3 +263,28 @@ def test_a_nan_split_across_writes_and_buffers_is_still_found():
     out.write("n\nmore\n")
     out.end()
     assert seen.printed_nonfinite == "loss: " + "nan"
+
+
+@pytest.mark.parametrize("how", ["folder", "module"])
+def test_html_never_replaces_the_program_it_traces(tmp_path, how):
+    """``--html`` onto the program's own source -- a folder's __main__.py, or the file a
+    ``-m MODULE`` runs -- is refused before the program runs, and the source is kept."""
+    source = "import numpy as np\nprint(np.log(np.zeros(1)))\n"
+    if how == "folder":
+        (tmp_path / "app").mkdir()
+        target = tmp_path / "app" / "__main__.py"
+        args = ["--html", str(target), str(tmp_path / "app")]
+    else:
+        target = tmp_path / "mod1.py"
+        args = ["--html", "mod1.py", "-m", "mod1"]
+    target.write_text(source)
+    done = subprocess.run(
+        [sys.executable, "-m", "nandoctor", "trace", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "refusing to overwrite it" in done.stderr
+    assert target.read_text() == source
