@@ -679,7 +679,7 @@ class FirstNaNFinder:
             f_locals={**frame.f_locals, **inputs}, f_globals=frame.f_globals
         )
         filename = frame.f_code.co_filename
-        if not parses_text(statement_at(filename, line), FrameEvaluator(before)):
+        if not parses_text(statement_assigning(filename, line, name), FrameEvaluator(before)):
             return False
         self.scalars[id(value)] = value
         self.parsed[id(value)] = first_silent(frame, line, name, found, self.pass_of)

@@ -207,6 +207,16 @@ def test_an_inf_parsed_from_a_config_or_argv_and_only_printed_is_a_setting(tmp_p
     assert any("parsed from text at" in n and "clip = float(" in n for n in r.notes)
 
 
+def test_an_inf_parsed_on_a_line_of_several_statements_is_a_setting_too(tmp_path):
+    """The statement that parsed it is the one assigning ``clip``, not the line's last."""
+    body = CLIP_FROM_CONFIG.replace(
+        'clip = float(cfg["clip_norm"])\n', 'clip = float(cfg["clip_norm"]); n = 3\n'
+    )
+    r = traced(tmp_path, body, "inf")
+    assert r.first is None and r.exit_code == 0
+    assert any("parsed from text at" in n for n in r.notes)
+
+
 def test_an_inf_parsed_from_text_that_reaches_arithmetic_is_reported_where_it_came_in(tmp_path):
     body = CLIP_FROM_CONFIG.replace("    if np.linalg.norm(g) > clip:\n", "    if True:\n")
     r = traced(tmp_path, body, "inf")
