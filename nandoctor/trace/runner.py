@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from nandoctor.errors import UsageProblem
-from nandoctor.trace.frames import is_user_code, paths_from
+from nandoctor.trace.frames import innermost_user_frame, is_user_code, paths_from
 
 _REAL_EXIT = os._exit  # replaced while the traced program runs (see ending_as_python)
 
@@ -515,10 +515,7 @@ class WatchedStream:
 
 def _writer():
     """The frame of the user's code that is writing (the innermost one outside nandoctor)."""
-    frame = sys._getframe(2)
-    while frame is not None and not is_user_code(frame.f_code):
-        frame = frame.f_back
-    return frame
+    return innermost_user_frame(sys._getframe(2))
 
 
 def _file_at(files: list[tuple[int, str | None]], offset: int) -> str | None:
