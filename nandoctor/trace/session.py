@@ -213,15 +213,15 @@ def _when(
     loop = f"{first.loop['file']}:{first.loop['line']}"
     _ran_again(notes, f"to count the passes of the loop at {loop} and measure its operands")
     found = launch(plan, timeout, stdin)
-    _timed_out(found, notes)
+    cut_short = _timed_out(found, notes)
     if not found or not found.get("found"):
-        if first.iteration is None:
+        if first.iteration is None and cut_short:  # not a sign of randomness; noted already
+            first.iteration_note = (
+                f"the second run was stopped after {found['timed_out']:g} s, its time "
+                "limit, before it reached the event"
+            )
+        elif first.iteration is None:
             first.iteration_note = "a second run did not reach the same event"
-            if found and "timed_out" in found:  # it was cut short: not a sign of randomness
-                first.iteration_note = (
-                    f"the second run was stopped after {found['timed_out']:g} s, its time "
-                    "limit, before it reached the event"
-                )
             notes.append(f"iteration unknown: {first.iteration_note}")
         return []
     if found["fingerprint"] != first.fingerprint:
@@ -406,10 +406,13 @@ def _ran_again(notes: list, purpose: str) -> None:
     )
 
 
-def _timed_out(found: dict | None, notes: list) -> None:
+def _timed_out(found: dict | None, notes: list) -> bool:
+    """Whether the second run was stopped at its time limit (then noted)."""
     if found and "timed_out" in found:
         notes.append(
             f"the line-traced second run was stopped after {found['timed_out']:g} s "
             f"({RERUN_FACTOR}x the first run, at least {RERUN_MIN_SECONDS:g} s): what it was to "
             "find is unknown"
         )
+        return True
+    return False
