@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from nandoctor.engine.memory import show_bytes
+
 MAX_EXPANDED_VALUES = 100_000  # a real spec holds hundreds; aliases must not expand past this
 MAX_SPEC_BYTES = 2**20  # a real spec is a few KB; PyYAML needs seconds per MB of one long value
 # What YAML 1.1 forbids in a stream (PyYAML's own test): C0/C1 controls other than tab, LF,
@@ -66,8 +68,8 @@ def read_text(path: Path) -> str:
         raise YamlProblem(f"cannot read the file ({e.strerror})") from None
     if len(raw) > MAX_SPEC_BYTES:
         raise YamlProblem(
-            f"is {_size(max(info.st_size, len(raw)))}, too big for a spec (at most"
-            f" {_size(MAX_SPEC_BYTES)}; a spec is a few hundred values); is this the right file?"
+            f"is {show_bytes(max(info.st_size, len(raw)))}, too big for a spec (at most"
+            f" {show_bytes(MAX_SPEC_BYTES)}; a spec is a few hundred values); is this the right file?"
         )
     try:
         text = raw.decode("utf-8")
@@ -88,10 +90,6 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "special file"
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**20:.3g} MB" if n >= 2**20 else f"{n / 2**10:.3g} KB"
 
 
 def escape_controls(text: str) -> str:
