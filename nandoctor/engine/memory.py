@@ -104,4 +104,4 @@ def _cgroup_folders() -> list[Path]:
             out += [root / rel, root]
         elif "memory" in controllers.split(","):
             out += [root / "memory" / rel, root / "memory"]
-    return [f for f in out if f.is_dir()]
+    return [f for f in dict.fromkeys(out) if f.is_dir()]  # v2's root is listed once
