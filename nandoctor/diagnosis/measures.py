@@ -13,7 +13,7 @@ import numpy as np
 
 from nandoctor.diagnosis.findings import fmt
 from nandoctor.engine.nn import SATURATION_TOL, SOFTMAX_PINNED
-from nandoctor.engine.optim import combine
+from nandoctor.engine.optim import combine, norm
 
 if TYPE_CHECKING:
     from nandoctor.engine.runs import Outcome
@@ -348,10 +348,8 @@ def weights_ran_with(outcome: Outcome) -> list[float] | None:
     norms = [math.nan] * len(outcome.spec.model.layers)
     for slot, values in zip(prepared.slots, prepared.init_params, strict=True):
         if slot.name == "W":
-            v = np.asarray(values, dtype=np.float64)
-            top = float(np.max(np.abs(v))) if v.size else 0.0
-            # scaled, so a norm beyond float64's range stays a number where it can
-            norms[slot.layer] = top * float(np.linalg.norm(v / top)) if top > 0 else 0.0
+            with np.errstate(all="ignore"):  # optim.norm rescales a sum that overflows
+                norms[slot.layer] = float(norm(np.asarray(values, dtype=np.float64)[None])[0])
     return norms
 
 
