@@ -102,6 +102,12 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
         if changes:
             add("use_xavier_init", changes)
 
+    def larger_batch():
+        """Batches of several rows, for batch norm over one row (when the data have several)."""
+        rows = len(outcome.prepared.x)
+        if rows > 1:
+            add("larger_batch", {"train.batch_size": min(BATCH, rows)})
+
     def add_scaled_init():
         """He init for the relu-family and linear layers, Xavier for the saturating ones
         (sigmoid, tanh, softmax), where the init is unscaled (normal or uniform: spread 1 whatever
@@ -179,11 +185,9 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
                 f"use norm_eps = {fmt(eps)} ({why}) in the norm of layer"
                 f"{'s' if len(layers) > 1 else ''} {where}",
             )
-            rows = len(outcome.prepared.x)
-            per_batch = rows if spec.train.batch_size == "full" else spec.train.batch_size
-            if spec.model.layers[failed].norm == "batch" and per_batch == 1 and rows > 1:
+            if networks.constant_batch_norm(outcome, failed + 1):
                 # one row per batch: its variance is 0 at every step, with or without eps
-                add("larger_batch", {"train.batch_size": min(BATCH, rows)})
+                larger_batch()
         elif c == "division_by_zero":
             eps = holdable(ADAM_EPS, dtype)
             held = float(np.asarray(ADAM_EPS, dtype))
@@ -234,9 +238,7 @@ def recommend(outcome, cause, contributing, warnings) -> list[Recommendation]:
         ):
             # the norm outputs beta whatever the input: only batches of several rows let a
             # gradient through; leaky_relu or a rate leave the layer frozen
-            rows = len(outcome.prepared.x)
-            if rows > 1:
-                add("larger_batch", {"train.batch_size": min(BATCH, rows)})
+            larger_batch()
         elif w.id == "dead_relu" and w.step == 1:
             # dead before any update: the initial weights and bias did it, no update rule can
             add("reset_init", fresh_init(spec, w.layer - 1))
