@@ -116,7 +116,14 @@ class FixResult:
     old_text: str
     new_text: str | None
     seconds: float
-    kept: Recommendation | None = None  # finite without learning: not a fix, not written
+
+    @property
+    def kept(self) -> Recommendation | None:
+        """The best change that only kept the values finite, when none learned: not a fix, not
+        written (the recommendations are ranked, a learning one first)."""
+        if self.best is not None:
+            return None
+        return next((r for r in self.diagnosis.recommendations if r.verified), None)
 
     @property
     def change(self) -> str:
@@ -153,7 +160,6 @@ def fix_spec(
     # finite is not enough: a fix's re-run must learn (Recommendation.learns); a change that
     # keeps the values finite without learning is reported, never written
     best = next((r for r in diagnosis.recommendations if r.verified and r.learns), None)
-    kept = next((r for r in diagnosis.recommendations if r.verified), None) if not best else None
     new = None
     if best:
         # The verified run had the --set overrides too: the written spec carries them.
@@ -164,4 +170,4 @@ def fix_spec(
         moved = spec.paths_from(dest.parent) if dest is not None and spec.path else {}
         if moved:
             new = apply_changes(new, moved, "the same file, from this spec's folder")
-    return FixResult(diagnosis, best, text, new, time.perf_counter() - started, kept)
+    return FixResult(diagnosis, best, text, new, time.perf_counter() - started)
