@@ -433,9 +433,10 @@ def nonfinite_of(value) -> tuple[str, int, int, dict] | None:
             count = int(np.count_nonzero(bad))
             if not count:
                 return None
-            counts = {"nan": int(np.count_nonzero(np.isnan(a)))}
-            counts["posinf"] = int(np.count_nonzero(a == np.inf))
-            counts["neginf"] = int(np.count_nonzero(a == -np.inf))
+            held = a[bad]  # the non-finite values alone: counted without more whole passes
+            counts = {"nan": int(np.count_nonzero(np.isnan(held)))}
+            counts["posinf"] = int(np.count_nonzero(held == np.inf))
+            counts["neginf"] = int(np.count_nonzero(held == -np.inf))
         kind = "nan" if counts["nan"] else ("inf" if counts["posinf"] else "-inf")
         return kind, count, int(a.size), counts
     return None
